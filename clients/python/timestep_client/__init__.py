@@ -1,0 +1,8 @@
+"""Python client for the Timestep gRPC service: generated stubs (`timestep_client.v1`) and
+`TimestepClient`, a small typed async wrapper."""
+
+from timestep_client.client import TimestepClient
+from timestep_client.v1.agents_pb2 import Agent
+from timestep_client.v1.runs_pb2 import Interruption, InterruptionStatus, Run, RunEvent, RunStatus
+
+__all__ = ["Agent", "Interruption", "InterruptionStatus", "Run", "RunEvent", "RunStatus", "TimestepClient"]

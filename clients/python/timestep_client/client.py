@@ -1,0 +1,178 @@
+"""TimestepClient: an async client for RunService and AgentService.
+
+    async with TimestepClient("localhost:50051") as client:
+        run = await client.create_run("assistant", "Email Bob that I'm late", wait=True)
+        for interruption in run.interruptions:
+            await client.approve(run.id, interruption.id)
+        run = await client.resume(run.id, wait=True)
+        print(run.final_output)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Mapping, Sequence
+from types import TracebackType
+from typing import Any
+
+import grpc
+
+from timestep_client.v1 import agents_pb2, agents_pb2_grpc, runs_pb2, runs_pb2_grpc
+
+# Status codes after which re-subscribing to a stream is worth trying.
+RECONNECTABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN})
+
+
+class TimestepClient:
+    def __init__(self, target: str = "localhost:50051", *, channel: grpc.aio.Channel | None = None) -> None:
+        self.channel = channel or grpc.aio.insecure_channel(target)
+        # The raw stubs, for anything this wrapper does not cover.
+        self.runs = runs_pb2_grpc.RunServiceStub(self.channel)
+        self.agents = agents_pb2_grpc.AgentServiceStub(self.channel)
+
+    async def __aenter__(self) -> TimestepClient:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        await self.channel.close()
+
+    # ----- runs --------------------------------------------------------------------------
+
+    async def create_run(
+        self,
+        agent: str,
+        input: str = "",
+        *,
+        input_items: Sequence[Mapping[str, Any]] | None = None,
+        session_id: str = "",
+        model: str = "",
+        request_id: str = "",
+        wait: bool = False,
+        metadata: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+    ) -> runs_pb2.Run:
+        """Start a run with plain-text `input` or Responses-API `input_items`."""
+        request = runs_pb2.CreateRunRequest(
+            agent=agent,
+            input=input,
+            input_items_json=json.dumps(list(input_items)) if input_items is not None else "",
+            session_id=session_id,
+            model=model,
+            request_id=request_id,
+            wait=wait,
+            metadata=dict(metadata or {}),
+        )
+        response: runs_pb2.CreateRunResponse = await self.runs.CreateRun(request, timeout=timeout)
+        return response.run
+
+    async def get_run(self, run_id: str) -> runs_pb2.Run:
+        response: runs_pb2.GetRunResponse = await self.runs.GetRun(runs_pb2.GetRunRequest(run_id=run_id))
+        return response.run
+
+    async def list_runs(
+        self,
+        *,
+        agent: str = "",
+        status: runs_pb2.RunStatus.ValueType = runs_pb2.RUN_STATUS_UNSPECIFIED,
+        session_id: str = "",
+        page_size: int = 0,
+        page_token: str = "",
+    ) -> runs_pb2.ListRunsResponse:
+        request = runs_pb2.ListRunsRequest(
+            agent=agent, status=status, session_id=session_id, page_size=page_size, page_token=page_token
+        )
+        response: runs_pb2.ListRunsResponse = await self.runs.ListRuns(request)
+        return response
+
+    async def stream_events(
+        self, run_id: str, after_sequence: int = 0, *, max_reconnects: int = 5, backoff: float = 0.2
+    ) -> AsyncIterator[runs_pb2.RunEvent]:
+        """Yield the run's events until it stops, re-subscribing after a dropped connection.
+
+        Each reconnect continues after the last stored event received, so no event is missed
+        or repeated (live token deltas sent while disconnected are not replayed).
+        """
+        last = after_sequence
+        failures = 0
+        while True:
+            call = self.runs.StreamRunEvents(runs_pb2.StreamRunEventsRequest(run_id=run_id, after_sequence=last))
+            try:
+                async for response in call:
+                    event: runs_pb2.RunEvent = response.event
+                    if event.sequence:
+                        last = event.sequence
+                        failures = 0
+                    yield event
+                return
+            except grpc.aio.AioRpcError as error:
+                failures += 1
+                if error.code() not in RECONNECTABLE or failures > max_reconnects:
+                    raise
+                await asyncio.sleep(backoff * 2 ** (failures - 1))  # back off before reconnecting
+            finally:
+                call.cancel()
+
+    async def list_interruptions(self, run_id: str = "", *, page_size: int = 0, page_token: str = "") -> (
+        runs_pb2.ListInterruptionsResponse
+    ):
+        """One run's interruptions, or (without `run_id`) every pending one across runs."""
+        request = runs_pb2.ListInterruptionsRequest(run_id=run_id, page_size=page_size, page_token=page_token)
+        response: runs_pb2.ListInterruptionsResponse = await self.runs.ListInterruptions(request)
+        return response
+
+    async def approve(self, run_id: str, interruption_id: str, *, always: bool = False) -> runs_pb2.Interruption:
+        request = runs_pb2.ApproveInterruptionRequest(run_id=run_id, interruption_id=interruption_id, always=always)
+        response: runs_pb2.ApproveInterruptionResponse = await self.runs.ApproveInterruption(request)
+        return response.interruption
+
+    async def reject(
+        self, run_id: str, interruption_id: str, message: str = "", *, always: bool = False
+    ) -> runs_pb2.Interruption:
+        request = runs_pb2.RejectInterruptionRequest(
+            run_id=run_id, interruption_id=interruption_id, message=message, always=always
+        )
+        response: runs_pb2.RejectInterruptionResponse = await self.runs.RejectInterruption(request)
+        return response.interruption
+
+    async def resume(self, run_id: str, *, wait: bool = False, timeout: float | None = None) -> runs_pb2.Run:
+        request = runs_pb2.ResumeRunRequest(run_id=run_id, wait=wait)
+        response: runs_pb2.ResumeRunResponse = await self.runs.ResumeRun(request, timeout=timeout)
+        return response.run
+
+    async def cancel(self, run_id: str, reason: str = "") -> runs_pb2.Run:
+        response: runs_pb2.CancelRunResponse = await self.runs.CancelRun(
+            runs_pb2.CancelRunRequest(run_id=run_id, reason=reason)
+        )
+        return response.run
+
+    async def get_state(self, run_id: str) -> runs_pb2.GetRunStateResponse:
+        """The paused run's RunState JSON (`state_json`), its `schema_version` and `agent`."""
+        response: runs_pb2.GetRunStateResponse = await self.runs.GetRunState(
+            runs_pb2.GetRunStateRequest(run_id=run_id)
+        )
+        return response
+
+    async def import_state(
+        self, agent: str, state_json: str, *, session_id: str = "", metadata: Mapping[str, str] | None = None
+    ) -> runs_pb2.Run:
+        request = runs_pb2.ImportRunStateRequest(
+            agent=agent, state_json=state_json, session_id=session_id, metadata=dict(metadata or {})
+        )
+        response: runs_pb2.ImportRunStateResponse = await self.runs.ImportRunState(request)
+        return response.run
+
+    # ----- agents ------------------------------------------------------------------------
+
+    async def list_agents(self) -> list[agents_pb2.Agent]:
+        response: agents_pb2.ListAgentsResponse = await self.agents.ListAgents(agents_pb2.ListAgentsRequest())
+        return list(response.agents)
+
+    async def get_agent(self, name: str) -> agents_pb2.Agent:
+        response: agents_pb2.GetAgentResponse = await self.agents.GetAgent(agents_pb2.GetAgentRequest(name=name))
+        return response.agent

@@ -1,0 +1,3 @@
+from timestep.cli import main
+
+main()

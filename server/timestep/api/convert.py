@@ -1,0 +1,248 @@
+"""Domain ⇄ protobuf conversion and request validation (the only module that knows both)."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from google.protobuf.timestamp_pb2 import Timestamp
+from timestep_client.v1 import agents_pb2, runs_pb2
+
+from timestep.domain import (
+    EventKind,
+    Interruption,
+    InterruptionStatus,
+    NewRun,
+    Run,
+    RunError,
+    RunEvent,
+    RunStatus,
+    Usage,
+)
+from timestep.errors import InvalidArgumentError
+from timestep.runtime.registry import AgentInfo
+
+MAX_ID_LENGTH = 200
+MAX_METADATA_ENTRIES = 64
+MAX_METADATA_KEY_LENGTH = 128
+MAX_METADATA_VALUE_LENGTH = 2048
+
+
+# ----- enums ---------------------------------------------------------------------------------
+
+
+def run_status_to_proto(status: RunStatus) -> int:
+    return runs_pb2.RunStatus.Value(f"RUN_STATUS_{status.name}")
+
+
+def run_status_from_proto(value: int, field: str = "status") -> RunStatus | None:
+    """None for UNSPECIFIED (no filter); INVALID_ARGUMENT for numbers the enum does not have."""
+    if value == runs_pb2.RUN_STATUS_UNSPECIFIED:
+        return None
+    if value not in runs_pb2.RunStatus.values():
+        names = ", ".join(RunStatus.__members__)
+        raise InvalidArgumentError(f"{field} {value} is not a RunStatus; use one of {names}.", field=field)
+    return RunStatus[runs_pb2.RunStatus.Name(value).removeprefix("RUN_STATUS_")]
+
+
+def interruption_status_to_proto(status: InterruptionStatus) -> int:
+    return runs_pb2.InterruptionStatus.Value(f"INTERRUPTION_STATUS_{status.name}")
+
+
+# ----- messages ------------------------------------------------------------------------------
+
+
+def timestamp(value: datetime | str | None) -> Timestamp | None:
+    if value is None:
+        return None
+    stamp = Timestamp()
+    stamp.FromDatetime(datetime.fromisoformat(value) if isinstance(value, str) else value)
+    return stamp
+
+
+def usage_to_proto(usage: Usage | dict[str, int]) -> runs_pb2.Usage:
+    values = usage.to_dict() if isinstance(usage, Usage) else usage
+    return runs_pb2.Usage(**values)
+
+
+def error_to_proto(error: RunError | None) -> runs_pb2.RunError | None:
+    return runs_pb2.RunError(code=error.code, message=error.message) if error else None
+
+
+def interruption_to_proto(interruption: Interruption | dict[str, Any]) -> runs_pb2.Interruption:
+    data = interruption.to_payload() if isinstance(interruption, Interruption) else interruption
+    return runs_pb2.Interruption(
+        id=data["id"],
+        run_id=data["run_id"],
+        agent=data["agent"],
+        tool_name=data["tool_name"],
+        call_id=data["call_id"],
+        arguments_json=data["arguments_json"],
+        status=interruption_status_to_proto(InterruptionStatus(data["status"])),
+        always=data["always"],
+        message=data["message"],
+        create_time=timestamp(data["create_time"]),
+        decide_time=timestamp(data["decide_time"]),
+        segment=data["segment"],
+    )
+
+
+def run_to_proto(run: Run) -> runs_pb2.Run:
+    return runs_pb2.Run(
+        id=run.id,
+        agent=run.agent,
+        status=run_status_to_proto(run.status),
+        session_id=run.session_id,
+        model=run.model,
+        final_output=run.final_output,
+        interruptions=[interruption_to_proto(i) for i in run.interruptions],
+        usage=usage_to_proto(run.usage),
+        error=error_to_proto(run.error),
+        metadata=run.metadata,
+        create_time=timestamp(run.create_time),
+        update_time=timestamp(run.update_time),
+        request_id=run.request_id,
+        current_agent=run.current_agent,
+        last_sequence=run.last_sequence,
+        segment_count=run.segment_count,
+    )
+
+
+def event_to_proto(event: RunEvent) -> runs_pb2.RunEvent:
+    message = runs_pb2.RunEvent(
+        sequence=event.sequence, time=timestamp(event.time), run_id=event.run_id, segment=event.segment
+    )
+    p = event.payload
+    match event.kind:
+        case EventKind.STATUS_CHANGED:
+            message.status_changed.CopyFrom(
+                runs_pb2.StatusChanged(status=run_status_to_proto(RunStatus(p["status"])), reason=p["reason"])
+            )
+        case EventKind.MESSAGE_OUTPUT:
+            message.message_output.CopyFrom(runs_pb2.MessageOutput(**p))
+        case EventKind.TOOL_CALLED:
+            message.tool_called.CopyFrom(runs_pb2.ToolCalled(**p))
+        case EventKind.TOOL_OUTPUT:
+            message.tool_output.CopyFrom(runs_pb2.ToolOutput(**p))
+        case EventKind.HANDOFF:
+            message.handoff.CopyFrom(runs_pb2.Handoff(**p))
+        case EventKind.INTERRUPTION:
+            message.interruption.CopyFrom(interruption_to_proto(p))
+        case EventKind.INTERRUPTION_DECIDED:
+            message.interruption_decided.CopyFrom(interruption_to_proto(p))
+        case EventKind.FINAL_OUTPUT:
+            message.final_output.CopyFrom(runs_pb2.FinalOutput(**p))
+        case EventKind.ERROR:
+            message.error.CopyFrom(runs_pb2.RunError(**p))
+        case EventKind.USAGE:
+            message.usage.CopyFrom(
+                runs_pb2.UsageReported(segment=usage_to_proto(p["segment"]), total=usage_to_proto(p["total"]))
+            )
+        case EventKind.TEXT_DELTA:
+            message.text_delta.CopyFrom(runs_pb2.TextDelta(**p))
+        case EventKind.REASONING:
+            message.reasoning.CopyFrom(runs_pb2.ReasoningOutput(**p))
+    return message
+
+
+def agent_to_proto(info: AgentInfo) -> agents_pb2.Agent:
+    return agents_pb2.Agent(
+        name=info.name,
+        instructions=info.instructions,
+        model=info.model,
+        tools=[
+            agents_pb2.Tool(
+                name=t.name,
+                description=t.description,
+                needs_approval=t.needs_approval,
+                parameters_json=t.parameters_json,
+            )
+            for t in info.tools
+        ],
+        handoffs=info.handoffs,
+    )
+
+
+# ----- validation ----------------------------------------------------------------------------
+
+
+def require(value: str, field: str, what: str) -> str:
+    if not value.strip():
+        raise InvalidArgumentError(f"{field} is required: {what}.", field=field)
+    if len(value) > MAX_ID_LENGTH:
+        raise InvalidArgumentError(f"{field} is longer than {MAX_ID_LENGTH} characters.", field=field)
+    return value
+
+
+def optional_id(value: str, field: str) -> str:
+    if len(value) > MAX_ID_LENGTH:
+        raise InvalidArgumentError(f"{field} is longer than {MAX_ID_LENGTH} characters.", field=field)
+    return value
+
+
+def require_run_id(run_id: str) -> str:
+    return require(run_id, "run_id", "pass the id CreateRun returned (e.g. run_…)")
+
+
+def metadata_from_proto(metadata: Any) -> dict[str, str]:
+    items = dict(metadata)
+    if len(items) > MAX_METADATA_ENTRIES:
+        raise InvalidArgumentError(
+            f"metadata has {len(items)} entries; at most {MAX_METADATA_ENTRIES} are allowed.", field="metadata"
+        )
+    for key, value in items.items():
+        if not key or len(key) > MAX_METADATA_KEY_LENGTH:
+            raise InvalidArgumentError(
+                f"metadata keys must be 1 to {MAX_METADATA_KEY_LENGTH} characters; got {key[:40]!r}.",
+                field="metadata",
+            )
+        if len(value) > MAX_METADATA_VALUE_LENGTH:
+            raise InvalidArgumentError(
+                f"metadata[{key!r}] is longer than {MAX_METADATA_VALUE_LENGTH} characters.", field="metadata"
+            )
+    return items
+
+
+def parse_input_items(text: str) -> list[dict[str, Any]]:
+    try:
+        items = json.loads(text)
+    except ValueError as error:
+        raise InvalidArgumentError(
+            f"input_items_json is not valid JSON ({error}). Pass a JSON array of input items, "
+            'e.g. [{"role": "user", "content": "Hello"}].',
+            field="input_items_json",
+        ) from error
+    if not isinstance(items, list) or not items or not all(isinstance(item, dict) for item in items):
+        raise InvalidArgumentError(
+            "input_items_json must be a non-empty JSON array of objects (Responses-API input items), "
+            'e.g. [{"role": "user", "content": "Hello"}].',
+            field="input_items_json",
+        )
+    return items
+
+
+def new_run_from_create(request: runs_pb2.CreateRunRequest) -> NewRun:
+    agent = require(request.agent, "agent", "name a registered agent (see AgentService.ListAgents)")
+    if request.input and request.input_items_json:
+        raise InvalidArgumentError(
+            "Set either input or input_items_json, not both.", field="input_items_json"
+        )
+    run_input: str | list[dict[str, Any]]
+    if request.input_items_json:
+        run_input = parse_input_items(request.input_items_json)
+    elif request.input.strip():
+        run_input = request.input
+    else:
+        raise InvalidArgumentError(
+            "The run has no input: set input (plain text) or input_items_json (a JSON array of items).",
+            field="input",
+        )
+    return NewRun(
+        agent=agent,
+        input=run_input,
+        session_id=optional_id(request.session_id, "session_id"),
+        model=optional_id(request.model, "model"),
+        request_id=optional_id(request.request_id, "request_id"),
+        metadata=metadata_from_proto(request.metadata),
+    )

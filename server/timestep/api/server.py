@@ -1,0 +1,41 @@
+"""The grpc.aio server: our services plus standard health checking and server reflection."""
+
+from __future__ import annotations
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1.health import aio as health_aio
+from grpc_reflection.v1alpha import reflection
+from timestep_client.v1 import agents_pb2, agents_pb2_grpc, runs_pb2, runs_pb2_grpc
+
+from timestep.api.agent_service import AgentService
+from timestep.api.run_service import RunService
+from timestep.runs.orchestrator import RunOrchestrator
+from timestep.runtime.registry import AgentRegistry
+
+SERVICE_NAMES = (
+    runs_pb2.DESCRIPTOR.services_by_name["RunService"].full_name,
+    agents_pb2.DESCRIPTOR.services_by_name["AgentService"].full_name,
+)
+
+
+async def build_server(
+    orchestrator: RunOrchestrator, registry: AgentRegistry, address: str
+) -> tuple[grpc.aio.Server, health_aio.HealthServicer, int]:
+    """A started server bound to `address`; returns it, its health servicer and the bound port."""
+    server = grpc.aio.server()
+    runs_pb2_grpc.add_RunServiceServicer_to_server(RunService(orchestrator), server)
+    agents_pb2_grpc.add_AgentServiceServicer_to_server(AgentService(registry), server)
+    health = health_aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health, server)
+    reflection.enable_server_reflection(
+        (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
+        server,
+    )
+    port = server.add_insecure_port(address)
+    if port == 0:
+        raise OSError(f"could not bind {address}; is another process using the port?")
+    await server.start()
+    for name in ("", *SERVICE_NAMES):
+        await health.set(name, health_pb2.HealthCheckResponse.SERVING)
+    return server, health, port

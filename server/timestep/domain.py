@@ -1,0 +1,244 @@
+"""The service's own small types, shared by the API, orchestration and storage layers.
+
+They are deliberately independent of protobuf and of the Agents SDK, so a change to either
+does not ripple through the core.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Generic, TypeVar
+
+T = TypeVar("T")
+
+
+class RunStatus(enum.StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    INTERRUPTED = "interrupted"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_stopped(self) -> bool:
+        """True when nothing is happening until someone acts (or ever again)."""
+        return self in STOPPED_STATUSES
+
+    @property
+    def is_finished(self) -> bool:
+        return self in FINISHED_STATUSES
+
+
+FINISHED_STATUSES = frozenset({RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED})
+STOPPED_STATUSES = FINISHED_STATUSES | {RunStatus.INTERRUPTED}
+
+
+class InterruptionStatus(enum.StrEnum):
+    PENDING = "pending"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+
+
+class EventKind(enum.StrEnum):
+    """Kinds of run events. Payload keys are listed beside each kind."""
+
+    STATUS_CHANGED = "status_changed"  # status, reason
+    MESSAGE_OUTPUT = "message_output"  # agent, text, item_json
+    TOOL_CALLED = "tool_called"  # agent, tool_name, call_id, arguments_json, item_json
+    TOOL_OUTPUT = "tool_output"  # agent, call_id, output, item_json
+    HANDOFF = "handoff"  # from_agent, to_agent
+    INTERRUPTION = "interruption"  # an Interruption as a dict (see Interruption.to_payload)
+    INTERRUPTION_DECIDED = "interruption_decided"  # same shape as INTERRUPTION
+    FINAL_OUTPUT = "final_output"  # agent, output
+    ERROR = "error"  # code, message
+    USAGE = "usage"  # segment, total (each a Usage dict)
+    TEXT_DELTA = "text_delta"  # agent, delta, item_id (live only, never stored)
+    REASONING = "reasoning"  # agent, item_json
+
+
+@dataclass(frozen=True)
+class Usage:
+    requests: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    total_tokens: int = 0
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            self.requests + other.requests,
+            self.input_tokens + other.input_tokens,
+            self.output_tokens + other.output_tokens,
+            self.total_tokens + other.total_tokens,
+        )
+
+    def __sub__(self, other: Usage) -> Usage:
+        return Usage(
+            self.requests - other.requests,
+            self.input_tokens - other.input_tokens,
+            self.output_tokens - other.output_tokens,
+            self.total_tokens - other.total_tokens,
+        )
+
+    def to_dict(self) -> dict[str, int]:
+        return {
+            "requests": self.requests,
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "total_tokens": self.total_tokens,
+        }
+
+
+@dataclass(frozen=True)
+class RunError:
+    """Why a run failed or was cancelled. `code` is stable; `message` is for people."""
+
+    code: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Interruption:
+    id: str
+    run_id: str
+    segment: int
+    agent: str
+    tool_name: str
+    call_id: str
+    arguments_json: str
+    status: InterruptionStatus
+    always: bool
+    message: str
+    create_time: datetime
+    decide_time: datetime | None
+
+    def to_payload(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "run_id": self.run_id,
+            "segment": self.segment,
+            "agent": self.agent,
+            "tool_name": self.tool_name,
+            "call_id": self.call_id,
+            "arguments_json": self.arguments_json,
+            "status": self.status.value,
+            "always": self.always,
+            "message": self.message,
+            "create_time": self.create_time.isoformat(),
+            "decide_time": self.decide_time.isoformat() if self.decide_time else None,
+        }
+
+
+@dataclass(frozen=True)
+class Run:
+    id: str
+    agent: str
+    current_agent: str
+    status: RunStatus
+    session_id: str
+    model: str
+    final_output: str
+    error: RunError | None
+    metadata: dict[str, str]
+    request_id: str
+    usage: Usage
+    segment_count: int
+    last_sequence: int
+    create_time: datetime
+    update_time: datetime
+    interruptions: list[Interruption] = field(default_factory=list)
+
+    @property
+    def pending_interruptions(self) -> list[Interruption]:
+        return [
+            i for i in self.interruptions
+            if i.segment == self.segment_count and i.status is InterruptionStatus.PENDING
+        ]
+
+
+@dataclass(frozen=True)
+class NewRun:
+    """What CreateRun / ImportRunState ask for, validated."""
+
+    agent: str
+    input: str | list[dict[str, Any]]
+    session_id: str = ""
+    model: str = ""
+    request_id: str = ""
+    metadata: dict[str, str] = field(default_factory=dict)
+
+    def fingerprint_fields(self) -> dict[str, Any]:
+        """The arguments an idempotency key is bound to."""
+        return {
+            "agent": self.agent,
+            "input": self.input,
+            "session_id": self.session_id,
+            "model": self.model,
+            "metadata": self.metadata,
+        }
+
+
+@dataclass(frozen=True)
+class RunEvent:
+    """A run event. Stored events have sequence >= 1; live-only events (text deltas) have 0."""
+
+    run_id: str
+    sequence: int
+    segment: int
+    kind: EventKind
+    payload: dict[str, Any]
+    time: datetime
+
+    @property
+    def is_durable(self) -> bool:
+        return self.sequence > 0
+
+    @property
+    def stopped_status(self) -> RunStatus | None:
+        """The status this event moved the run to, if it stopped the run."""
+        if self.kind is not EventKind.STATUS_CHANGED:
+            return None
+        status = RunStatus(self.payload["status"])
+        return status if status.is_stopped else None
+
+
+@dataclass(frozen=True)
+class PendingEvent:
+    """An event to be stored; the database assigns its sequence and time."""
+
+    kind: EventKind
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class NewInterruption:
+    """A tool call the runtime paused on, before it gets an id."""
+
+    agent: str
+    tool_name: str
+    call_id: str
+    arguments_json: str
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A RunState JSON exactly as an SDK wrote it, with who wrote it and its schema version."""
+
+    writer: str  # "python" or "typescript"
+    schema_version: str
+    state_json: str
+
+
+@dataclass(frozen=True)
+class RunFilter:
+    agent: str = ""
+    status: RunStatus | None = None
+    session_id: str = ""
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    items: list[T]
+    next_page_token: str

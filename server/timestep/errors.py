@@ -1,0 +1,36 @@
+"""Domain errors. Each maps to exactly one gRPC status code in `timestep.api.errors`.
+
+Messages are written for the person who has to act on them: what was wrong and what to do.
+"""
+
+from __future__ import annotations
+
+
+class TimestepError(Exception):
+    """Base class of the errors callers can cause (as opposed to bugs)."""
+
+    def __init__(self, message: str, *, reason: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        # A stable, machine-readable reason such as "RUN_NOT_FOUND".
+        self.reason = reason
+
+
+class NotFoundError(TimestepError):
+    """An id or name refers to nothing (or to something the caller may not see)."""
+
+
+class InvalidArgumentError(TimestepError):
+    """The request itself is malformed, whatever the state of the system."""
+
+    def __init__(self, message: str, *, field: str = "", reason: str = "INVALID_ARGUMENT") -> None:
+        super().__init__(message, reason=reason)
+        self.field = field
+
+
+class FailedPreconditionError(TimestepError):
+    """The request is well-formed but the run is in the wrong state for it."""
+
+
+class AlreadyExistsError(TimestepError):
+    """An idempotency key was reused with different arguments."""

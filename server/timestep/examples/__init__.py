@@ -1,0 +1,1 @@
+"""Example agents that `timestep serve` runs when no other agents are configured."""

@@ -1,0 +1,1 @@
+"""Run orchestration: the only place that decides run status transitions."""

@@ -1,0 +1,73 @@
+"""In-process fan-out of run events to StreamRunEvents subscribers.
+
+Durable events are published after their transaction commits; live-only events (token
+deltas) are published as they arrive. A subscriber that falls too far behind is not allowed
+to hold memory or slow the publisher: its buffer is dropped and it is told to re-read the
+durable events it missed from the store (token deltas in that gap are lost, by design).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict, deque
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+
+from timestep.domain import RunEvent
+
+DEFAULT_SUBSCRIBER_BUFFER = 1024
+
+
+class Subscription:
+    def __init__(self, run_id: str, limit: int) -> None:
+        self.run_id = run_id
+        self._limit = limit
+        self._buffer: deque[RunEvent] = deque()
+        self._wakeup = asyncio.Event()
+        self._overflowed = False
+
+    def push(self, event: RunEvent) -> None:
+        if len(self._buffer) >= self._limit:
+            self._buffer.clear()
+            self._overflowed = True
+        else:
+            self._buffer.append(event)
+        self._wakeup.set()
+
+    async def next_batch(self) -> list[RunEvent] | None:
+        """The events published since the last call; None if some were dropped (re-read the store)."""
+        await self._wakeup.wait()
+        self._wakeup.clear()
+        if self._overflowed:
+            self._overflowed = False
+            self._buffer.clear()
+            return None
+        batch = list(self._buffer)
+        self._buffer.clear()
+        return batch
+
+
+class EventBus:
+    def __init__(self, subscriber_buffer: int = DEFAULT_SUBSCRIBER_BUFFER) -> None:
+        self._subscriber_buffer = subscriber_buffer
+        self._subscriptions: defaultdict[str, set[Subscription]] = defaultdict(set)
+
+    def publish(self, events: Iterable[RunEvent]) -> None:
+        for event in events:
+            for subscription in self._subscriptions.get(event.run_id, ()):
+                subscription.push(event)
+
+    @contextmanager
+    def subscribe(self, run_id: str) -> Iterator[Subscription]:
+        subscription = Subscription(run_id, self._subscriber_buffer)
+        self._subscriptions[run_id].add(subscription)
+        try:
+            yield subscription
+        finally:
+            subscribers = self._subscriptions[run_id]
+            subscribers.discard(subscription)
+            if not subscribers:
+                del self._subscriptions[run_id]
+
+    def subscriber_count(self, run_id: str) -> int:
+        return len(self._subscriptions.get(run_id, ()))

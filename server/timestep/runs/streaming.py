@@ -1,0 +1,57 @@
+"""Following a run: stored events after a cursor, exactly once and in order, then live events."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from timestep.domain import RunEvent
+from timestep.runs.events import EventBus
+from timestep.store.runs import EVENT_BATCH_SIZE, RunStore
+
+
+async def follow_run(store: RunStore, bus: EventBus, run_id: str, after_sequence: int) -> AsyncIterator[RunEvent]:
+    """Yield the run's events after `after_sequence` until the run stops (finishes or pauses).
+
+    Subscribing before reading the store means no event can fall between the replay and the
+    live feed; sequence numbers drop the duplicates that overlap.
+    """
+    with bus.subscribe(run_id) as subscription:
+        run = await store.get_run(run_id)  # raises NotFoundError before anything is sent
+        last = after_sequence
+
+        async def replay() -> AsyncIterator[RunEvent]:
+            nonlocal last
+            while True:
+                batch = await store.list_events(run_id, last, EVENT_BATCH_SIZE)
+                for event in batch:
+                    last = event.sequence
+                    yield event
+                if len(batch) < EVENT_BATCH_SIZE:
+                    return
+
+        async for event in replay():
+            yield event
+        if run.status.is_stopped and last >= run.last_sequence:
+            return
+        while True:
+            batch = await subscription.next_batch()
+            if batch is None:  # fell behind: the durable events are all in the store
+                async for event in replay():
+                    yield event
+                    if event.stopped_status:
+                        return
+                continue
+            for event in batch:
+                if event.is_durable:
+                    if event.sequence <= last:
+                        continue
+                    if event.sequence > last + 1:  # a gap can only mean a missed publish: fill it
+                        async for missed in replay():
+                            yield missed
+                            if missed.stopped_status:
+                                return
+                        continue
+                    last = event.sequence
+                yield event
+                if event.stopped_status:
+                    return

@@ -1,0 +1,91 @@
+"""The agents this service can run, loaded from a `module:attribute` reference and keyed by name."""
+
+from __future__ import annotations
+
+import importlib
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from agents import Agent, FunctionTool, Handoff
+
+from timestep.errors import NotFoundError
+
+DEFAULT_AGENTS = "timestep.examples.agents:AGENTS"
+
+
+@dataclass(frozen=True)
+class ToolInfo:
+    name: str
+    description: str
+    needs_approval: bool
+    parameters_json: str
+
+
+@dataclass(frozen=True)
+class AgentInfo:
+    name: str
+    instructions: str
+    model: str
+    tools: list[ToolInfo]
+    handoffs: list[str]
+
+
+class AgentRegistry:
+    def __init__(self, agents: Iterable[Agent[Any]]) -> None:
+        self._agents: dict[str, Agent[Any]] = {}
+        for agent in agents:
+            if not isinstance(agent, Agent):
+                raise TypeError(f"expected agents.Agent instances, got {type(agent).__name__}")
+            if agent.name in self._agents:
+                raise ValueError(f"two agents are named {agent.name!r}; agent names must be unique")
+            self._agents[agent.name] = agent
+
+    def get(self, name: str) -> Agent[Any]:
+        try:
+            return self._agents[name]
+        except KeyError:
+            known = ", ".join(sorted(self._agents)) or "none"
+            raise NotFoundError(
+                f"No agent is named {name!r}. Registered agents: {known}.", reason="AGENT_NOT_FOUND"
+            ) from None
+
+    def names(self) -> list[str]:
+        return sorted(self._agents)
+
+    def describe(self, name: str) -> AgentInfo:
+        return describe_agent(self.get(name))
+
+
+def load_agents(reference: str) -> AgentRegistry:
+    """Import `module:attribute`: a list of agents, a single agent, or a callable returning either."""
+    module_name, _, attribute = reference.partition(":")
+    if not module_name or not attribute:
+        raise ValueError(f"agents reference {reference!r} must look like 'package.module:attribute'")
+    value: Any = getattr(importlib.import_module(module_name), attribute)
+    if callable(value) and not isinstance(value, Agent):
+        value = value()
+    return AgentRegistry([value] if isinstance(value, Agent) else value)
+
+
+def describe_agent(agent: Agent[Any]) -> AgentInfo:
+    tools = [
+        ToolInfo(
+            name=tool.name,
+            description=tool.description,
+            # A callable policy decides per call, so the tool may pause a run.
+            needs_approval=bool(tool.needs_approval),
+            parameters_json=json.dumps(tool.params_json_schema, sort_keys=True),
+        )
+        for tool in agent.tools
+        if isinstance(tool, FunctionTool)
+    ]
+    handoffs = [h.agent_name if isinstance(h, Handoff) else h.name for h in agent.handoffs]
+    return AgentInfo(
+        name=agent.name,
+        instructions=agent.instructions if isinstance(agent.instructions, str) else "",
+        model=agent.model if isinstance(agent.model, str) else "",
+        tools=tools,
+        handoffs=handoffs,
+    )

@@ -1,0 +1,95 @@
+"""Translate Agents SDK stream events and results into the service's run events."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from agents import (
+    HandoffCallItem,
+    HandoffOutputItem,
+    ItemHelpers,
+    MessageOutputItem,
+    ReasoningItem,
+    RunItem,
+    ToolApprovalItem,
+    ToolCallItem,
+    ToolCallOutputItem,
+)
+from agents.stream_events import RawResponsesStreamEvent
+from pydantic import BaseModel
+
+from timestep.domain import EventKind, NewInterruption, PendingEvent
+
+
+def to_json_text(value: Any) -> str:
+    """JSON text for SDK values: pydantic models, dicts, lists or scalars."""
+    if isinstance(value, BaseModel):
+        return value.model_dump_json(exclude_unset=True)
+    return json.dumps(value, default=str)
+
+
+def output_text(value: Any) -> str:
+    """A final output or tool output as text: strings as they are, anything else as JSON."""
+    return value if isinstance(value, str) else to_json_text(value)
+
+
+def _field(raw: Any, name: str) -> Any:
+    return raw.get(name) if isinstance(raw, dict) else getattr(raw, name, None)
+
+
+def event_for_item(item: RunItem) -> PendingEvent | None:
+    """The durable event for a generated item, or None for items we do not report."""
+    agent = item.agent.name
+    raw = item.raw_item
+    if isinstance(item, MessageOutputItem):
+        return PendingEvent(
+            EventKind.MESSAGE_OUTPUT,
+            {"agent": agent, "text": ItemHelpers.text_message_output(item), "item_json": to_json_text(raw)},
+        )
+    if isinstance(item, ToolCallItem | HandoffCallItem):
+        return PendingEvent(
+            EventKind.TOOL_CALLED,
+            {
+                "agent": agent,
+                "tool_name": _field(raw, "name") or "",
+                "call_id": _field(raw, "call_id") or "",
+                "arguments_json": _field(raw, "arguments") or "",
+                "item_json": to_json_text(raw),
+            },
+        )
+    if isinstance(item, ToolCallOutputItem):
+        return PendingEvent(
+            EventKind.TOOL_OUTPUT,
+            {
+                "agent": agent,
+                "call_id": _field(raw, "call_id") or "",
+                "output": output_text(item.output),
+                "item_json": to_json_text(raw),
+            },
+        )
+    if isinstance(item, HandoffOutputItem):
+        return PendingEvent(
+            EventKind.HANDOFF, {"from_agent": item.source_agent.name, "to_agent": item.target_agent.name}
+        )
+    if isinstance(item, ReasoningItem):
+        return PendingEvent(EventKind.REASONING, {"agent": agent, "item_json": to_json_text(raw)})
+    return None  # approvals become interruptions when the segment ends; the rest is not reported
+
+
+def text_delta(event: RawResponsesStreamEvent, agent: str) -> dict[str, Any] | None:
+    """The live text-delta payload for a raw model stream event, if it carries text."""
+    data = event.data
+    if getattr(data, "type", None) != "response.output_text.delta":
+        return None
+    return {"agent": agent, "delta": getattr(data, "delta", ""), "item_id": getattr(data, "item_id", "")}
+
+
+def interruption_for(item: ToolApprovalItem) -> NewInterruption:
+    raw = item.raw_item
+    return NewInterruption(
+        agent=item.agent.name,
+        tool_name=item.tool_name or _field(raw, "name") or "",
+        call_id=item.call_id or "",
+        arguments_json=item.arguments or "{}",
+    )

@@ -1,0 +1,1 @@
+"""The RunState codec: knows the SDKs' RunState JSON formats, nothing of gRPC or SQL."""

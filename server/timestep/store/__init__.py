@@ -1,0 +1,1 @@
+"""Storage: PostgreSQL through asyncpg. One transaction per state transition."""

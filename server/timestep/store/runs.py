@@ -1,0 +1,571 @@
+"""The run store: runs, their events, interruptions, snapshots and usage in PostgreSQL.
+
+Every method that changes several rows does so in one transaction, and every status change
+appends its `status_changed` event in that same transaction, so a reader never sees a
+status without its event. Event sequences come from `runs.last_sequence`, bumped under the
+run's row lock: per run, strictly increasing, without gaps.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from timestep.domain import (
+    EventKind,
+    Interruption,
+    InterruptionStatus,
+    NewInterruption,
+    NewRun,
+    Page,
+    PendingEvent,
+    Run,
+    RunError,
+    RunEvent,
+    RunFilter,
+    RunStatus,
+    Snapshot,
+    Usage,
+)
+from timestep.errors import (
+    AlreadyExistsError,
+    FailedPreconditionError,
+    InvalidArgumentError,
+    NotFoundError,
+)
+
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 500
+EVENT_BATCH_SIZE = 500
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_{uuid.uuid4().hex}"
+
+
+def run_not_found(run_id: str) -> NotFoundError:
+    return NotFoundError(
+        f"No run has id {run_id!r}. List runs with RunService.ListRuns.", reason="RUN_NOT_FOUND"
+    )
+
+
+def status_changed(status: RunStatus, reason: str = "") -> PendingEvent:
+    return PendingEvent(EventKind.STATUS_CHANGED, {"status": status.value, "reason": reason})
+
+
+@dataclass(frozen=True)
+class SegmentOutcome:
+    """How a segment ended; written by `RunStore.finish_segment` in one transaction."""
+
+    status: RunStatus
+    current_agent: str
+    usage: Usage
+    final_output: str = ""
+    error: RunError | None = None
+    snapshot: Snapshot | None = None
+    interruptions: Sequence[NewInterruption] = ()
+    # Events that belong before the status change (final output, error...).
+    events: Sequence[PendingEvent] = ()
+
+
+def _fingerprint(new_run: NewRun) -> str:
+    canonical = json.dumps(new_run.fingerprint_fields(), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _page_size(requested: int) -> int:
+    if requested < 0:
+        raise InvalidArgumentError("page_size must not be negative.", field="page_size")
+    return min(requested or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+
+
+def _encode_page_token(scope: str, after: tuple[datetime, str]) -> str:
+    raw = json.dumps({"s": scope, "t": after[0].isoformat(), "i": after[1]})
+    return base64.urlsafe_b64encode(raw.encode()).decode()
+
+
+def _decode_page_token(token: str, scope: str) -> tuple[datetime, str] | None:
+    if not token:
+        return None
+    try:
+        data = json.loads(base64.urlsafe_b64decode(token.encode()))
+        if data["s"] != scope:
+            raise ValueError("scope")
+        return datetime.fromisoformat(data["t"]), str(data["i"])
+    except (ValueError, KeyError, TypeError, binascii.Error, UnicodeDecodeError) as error:
+        raise InvalidArgumentError(
+            "page_token is not a token this service issued for these filters; "
+            "start again with an empty page_token.",
+            field="page_token",
+        ) from error
+
+
+def _usage_from_row(row: asyncpg.Record, prefix: str = "usage_") -> Usage:
+    return Usage(
+        row[f"{prefix}requests"],
+        row[f"{prefix}input_tokens"],
+        row[f"{prefix}output_tokens"],
+        row[f"{prefix}total_tokens"],
+    )
+
+
+def _interruption_from_row(row: asyncpg.Record) -> Interruption:
+    return Interruption(
+        id=row["id"],
+        run_id=row["run_id"],
+        segment=row["segment"],
+        agent=row["agent"],
+        tool_name=row["tool_name"],
+        call_id=row["call_id"],
+        arguments_json=row["arguments_json"],
+        status=InterruptionStatus(row["status"]),
+        always=row["always"],
+        message=row["message"],
+        create_time=row["create_time"],
+        decide_time=row["decide_time"],
+    )
+
+
+def _run_from_row(row: asyncpg.Record, interruptions: list[Interruption]) -> Run:
+    error = RunError(row["error_code"], row["error_message"] or "") if row["error_code"] else None
+    return Run(
+        id=row["id"],
+        agent=row["agent"],
+        current_agent=row["current_agent"],
+        status=RunStatus(row["status"]),
+        session_id=row["session_id"],
+        model=row["model"],
+        final_output=row["final_output"],
+        error=error,
+        metadata=dict(row["metadata"]),
+        request_id=row["request_id"] or "",
+        usage=_usage_from_row(row),
+        segment_count=row["segment_count"],
+        last_sequence=row["last_sequence"],
+        create_time=row["create_time"],
+        update_time=row["update_time"],
+        interruptions=interruptions,
+    )
+
+
+def _event_from_row(row: asyncpg.Record) -> RunEvent:
+    return RunEvent(
+        run_id=row["run_id"],
+        sequence=row["sequence"],
+        segment=row["segment"],
+        kind=EventKind(row["kind"]),
+        payload=row["payload"],
+        time=row["create_time"],
+    )
+
+
+class RunStore:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    # ----- reads -------------------------------------------------------------------------
+
+    async def get_run(self, run_id: str) -> Run:
+        async with self._pool.acquire() as connection:
+            return await self._get_run(connection, run_id)
+
+    async def _get_run(self, connection: asyncpg.Connection, run_id: str, *, lock: bool = False) -> Run:
+        row = await connection.fetchrow(
+            "SELECT * FROM runs WHERE id = $1" + (" FOR UPDATE" if lock else ""), run_id
+        )
+        if row is None:
+            raise run_not_found(run_id)
+        rows = await connection.fetch(
+            "SELECT * FROM interruptions WHERE run_id = $1 ORDER BY segment, create_time, id", run_id
+        )
+        return _run_from_row(row, [_interruption_from_row(r) for r in rows])
+
+    async def list_runs(self, run_filter: RunFilter, page_size: int, page_token: str) -> Page[Run]:
+        size = _page_size(page_size)
+        scope = hashlib.sha256(repr(run_filter).encode()).hexdigest()[:16]
+        after = _decode_page_token(page_token, scope)
+        conditions, args = [], []  # type: ignore[var-annotated]
+        for column, value in (
+            ("agent", run_filter.agent),
+            ("session_id", run_filter.session_id),
+            ("status", run_filter.status.value if run_filter.status else ""),
+        ):
+            if value:
+                args.append(value)
+                conditions.append(f"{column} = ${len(args)}")
+        if after:
+            args.extend(after)
+            conditions.append(f"(create_time, id) < (${len(args) - 1}, ${len(args)})")
+        where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
+        args.append(size + 1)
+        async with self._pool.acquire() as connection:
+            rows = await connection.fetch(
+                f"SELECT id FROM runs {where} ORDER BY create_time DESC, id DESC LIMIT ${len(args)}", *args
+            )
+            runs = [await self._get_run(connection, row["id"]) for row in rows[:size]]
+        token = _encode_page_token(scope, (runs[-1].create_time, runs[-1].id)) if len(rows) > size else ""
+        return Page(runs, token)
+
+    async def get_run_input(self, run_id: str) -> str | list[Any]:
+        value = await self._pool.fetchval("SELECT input FROM runs WHERE id = $1", run_id)
+        if value is None:
+            raise run_not_found(run_id)
+        return value  # type: ignore[no-any-return]
+
+    async def list_events(self, run_id: str, after_sequence: int, limit: int = EVENT_BATCH_SIZE) -> list[RunEvent]:
+        rows = await self._pool.fetch(
+            "SELECT * FROM run_events WHERE run_id = $1 AND sequence > $2 ORDER BY sequence LIMIT $3",
+            run_id,
+            after_sequence,
+            limit,
+        )
+        return [_event_from_row(row) for row in rows]
+
+    async def list_pending_interruptions(self, page_size: int, page_token: str) -> Page[Interruption]:
+        size = _page_size(page_size)
+        after = _decode_page_token(page_token, "pending")
+        rows = await self._pool.fetch(
+            """SELECT i.* FROM interruptions i JOIN runs r ON r.id = i.run_id
+               WHERE i.status = 'pending' AND r.status = 'interrupted' AND i.segment = r.segment_count
+                 AND ($1::timestamptz IS NULL OR (i.create_time, i.id) > ($1, $2))
+               ORDER BY i.create_time, i.id LIMIT $3""",
+            after[0] if after else None,
+            after[1] if after else "",
+            size + 1,
+        )
+        items = [_interruption_from_row(row) for row in rows[:size]]
+        token = _encode_page_token("pending", (items[-1].create_time, items[-1].id)) if len(rows) > size else ""
+        return Page(items, token)
+
+    async def latest_snapshot(self, run_id: str) -> Snapshot | None:
+        row = await self._pool.fetchrow(
+            """SELECT writer, schema_version, state_json FROM run_state_snapshots
+               WHERE run_id = $1 ORDER BY segment DESC LIMIT 1""",
+            run_id,
+        )
+        return Snapshot(row["writer"], row["schema_version"], row["state_json"]) if row else None
+
+    async def unfinished_run_ids(self) -> list[str]:
+        rows = await self._pool.fetch("SELECT id FROM runs WHERE status IN ('queued', 'running')")
+        return [row["id"] for row in rows]
+
+    # ----- transitions -------------------------------------------------------------------
+
+    async def create_run(self, new_run: NewRun) -> tuple[Run, list[RunEvent], bool]:
+        """Insert a QUEUED run (or find the one its request_id already made).
+
+        Returns the run, the events written and whether it was created by this call.
+        """
+        fingerprint = _fingerprint(new_run)
+        async with self._pool.acquire() as connection, connection.transaction():
+            run_id = await connection.fetchval(
+                """INSERT INTO runs (id, agent, current_agent, status, session_id, model, input,
+                                     metadata, request_id, request_fingerprint)
+                   VALUES ($1, $2, $2, 'queued', $3, $4, $5, $6, NULLIF($7, ''), $8)
+                   ON CONFLICT (request_id) DO NOTHING RETURNING id""",
+                new_id("run"),
+                new_run.agent,
+                new_run.session_id,
+                new_run.model,
+                new_run.input,
+                new_run.metadata,
+                new_run.request_id,
+                fingerprint,
+            )
+            if run_id is None:
+                return await self._existing_for_request(connection, new_run.request_id, fingerprint), [], False
+            events = await self._append(connection, run_id, 0, [status_changed(RunStatus.QUEUED)])
+            return await self._get_run(connection, run_id), events, True
+
+    async def _existing_for_request(self, connection: asyncpg.Connection, request_id: str, fingerprint: str) -> Run:
+        row = await connection.fetchrow(
+            "SELECT id, request_fingerprint FROM runs WHERE request_id = $1", request_id
+        )
+        assert row is not None, "ON CONFLICT without a conflicting row"
+        if row["request_fingerprint"] != fingerprint:
+            raise AlreadyExistsError(
+                f"request_id {request_id!r} was already used for run {row['id']} with different "
+                "arguments. Use a new request_id for a new run, or repeat the original arguments "
+                "to get the same run back.",
+                reason="REQUEST_ID_REUSED",
+            )
+        return await self._get_run(connection, row["id"])
+
+    async def import_run(
+        self, new_run: NewRun, snapshot: Snapshot, current_agent: str, interruptions: Sequence[NewInterruption]
+    ) -> tuple[Run, list[RunEvent]]:
+        """Insert an INTERRUPTED run whose first segment's snapshot came from outside."""
+        async with self._pool.acquire() as connection, connection.transaction():
+            run_id = new_id("run")
+            await connection.execute(
+                """INSERT INTO runs (id, agent, current_agent, status, session_id, model, input, metadata,
+                                     segment_count)
+                   VALUES ($1, $2, $3, 'interrupted', $4, $5, $6, $7, 1)""",
+                run_id,
+                new_run.agent,
+                current_agent,
+                new_run.session_id,
+                new_run.model,
+                new_run.input,
+                new_run.metadata,
+            )
+            await self._insert_snapshot(connection, run_id, 1, snapshot)
+            pending = await self._insert_interruptions(connection, run_id, 1, interruptions)
+            events = await self._append(
+                connection,
+                run_id,
+                1,
+                [
+                    *(PendingEvent(EventKind.INTERRUPTION, i.to_payload()) for i in pending),
+                    status_changed(RunStatus.INTERRUPTED, "imported from RunState JSON"),
+                ],
+            )
+            return await self._get_run(connection, run_id), events
+
+    async def start_segment(self, run_id: str) -> tuple[Run, list[RunEvent]]:
+        """Move a QUEUED run, or an INTERRUPTED one whose interruptions are all decided, to RUNNING."""
+        async with self._pool.acquire() as connection, connection.transaction():
+            run = await self._get_run(connection, run_id, lock=True)
+            if run.status not in (RunStatus.QUEUED, RunStatus.INTERRUPTED):
+                raise FailedPreconditionError(
+                    f"Run {run_id} is {run.status.name}; only an INTERRUPTED run can be resumed.",
+                    reason="RUN_NOT_RESUMABLE",
+                )
+            if run.pending_interruptions:
+                ids = ", ".join(i.id for i in run.pending_interruptions)
+                raise FailedPreconditionError(
+                    f"Run {run_id} still has undecided interruptions ({ids}). Approve or reject each "
+                    "with ApproveInterruption / RejectInterruption, then resume.",
+                    reason="INTERRUPTIONS_PENDING",
+                )
+            segment = run.segment_count + 1
+            await connection.execute(
+                "UPDATE runs SET status = 'running', segment_count = $2 WHERE id = $1", run_id, segment
+            )
+            events = await self._append(connection, run_id, segment, [status_changed(RunStatus.RUNNING)])
+            return await self._get_run(connection, run_id), events
+
+    async def append_events(self, run_id: str, segment: int, events: Sequence[PendingEvent]) -> list[RunEvent]:
+        async with self._pool.acquire() as connection, connection.transaction():
+            return await self._append(connection, run_id, segment, events)
+
+    async def finish_segment(self, run_id: str, segment: int, outcome: SegmentOutcome) -> tuple[Run, list[RunEvent]]:
+        """Record how a segment ended: usage, output or error, snapshot, interruptions, status."""
+        async with self._pool.acquire() as connection, connection.transaction():
+            run = await self._get_run(connection, run_id, lock=True)
+            if run.status is not RunStatus.RUNNING or run.segment_count != segment:
+                raise FailedPreconditionError(
+                    f"Run {run_id} is {run.status.name} in segment {run.segment_count}; "
+                    f"segment {segment} can no longer finish it.",
+                    reason="SEGMENT_SUPERSEDED",
+                )
+            total = run.usage + outcome.usage
+            await connection.execute(
+                """INSERT INTO run_usage (run_id, segment, requests, input_tokens, output_tokens, total_tokens)
+                   VALUES ($1, $2, $3, $4, $5, $6)""",
+                run_id,
+                segment,
+                *outcome.usage.to_dict().values(),
+            )
+            await connection.execute(
+                """UPDATE runs SET status = $2, current_agent = $3, final_output = $4, error_code = $5,
+                          error_message = $6, usage_requests = $7, usage_input_tokens = $8,
+                          usage_output_tokens = $9, usage_total_tokens = $10
+                   WHERE id = $1""",
+                run_id,
+                outcome.status.value,
+                outcome.current_agent,
+                outcome.final_output,
+                outcome.error.code if outcome.error else None,
+                outcome.error.message if outcome.error else None,
+                *total.to_dict().values(),
+            )
+            if outcome.snapshot:
+                await self._insert_snapshot(connection, run_id, segment, outcome.snapshot)
+            pending = await self._insert_interruptions(connection, run_id, segment, outcome.interruptions)
+            reason = outcome.error.message if outcome.error else ""
+            events = await self._append(
+                connection,
+                run_id,
+                segment,
+                [
+                    *outcome.events,
+                    *(PendingEvent(EventKind.INTERRUPTION, i.to_payload()) for i in pending),
+                    PendingEvent(
+                        EventKind.USAGE, {"segment": outcome.usage.to_dict(), "total": total.to_dict()}
+                    ),
+                    status_changed(outcome.status, reason),
+                ],
+            )
+            return await self._get_run(connection, run_id), events
+
+    async def cancel_stopped_run(self, run_id: str, error: RunError) -> tuple[Run, list[RunEvent]]:
+        """Cancel a run that no segment is executing (QUEUED or INTERRUPTED)."""
+        async with self._pool.acquire() as connection, connection.transaction():
+            run = await self._get_run(connection, run_id, lock=True)
+            if run.status.is_finished:
+                raise FailedPreconditionError(
+                    f"Run {run_id} is already {run.status.name}; only QUEUED, RUNNING or INTERRUPTED runs "
+                    "can be cancelled.",
+                    reason="RUN_FINISHED",
+                )
+            if run.status is RunStatus.RUNNING:
+                raise FailedPreconditionError(
+                    f"Run {run_id} is RUNNING in another process; cancel it there.", reason="RUN_BUSY"
+                )
+            await connection.execute(
+                """UPDATE runs SET status = 'cancelled', error_code = $2, error_message = $3 WHERE id = $1""",
+                run_id,
+                error.code,
+                error.message,
+            )
+            events = await self._append(
+                connection, run_id, run.segment_count, [status_changed(RunStatus.CANCELLED, error.message)]
+            )
+            return await self._get_run(connection, run_id), events
+
+    async def decide_interruption(
+        self,
+        run_id: str,
+        interruption_id: str,
+        decision: InterruptionStatus,
+        *,
+        always: bool,
+        message: str,
+    ) -> tuple[Interruption, list[RunEvent]]:
+        """Record an approval or rejection. Repeating the same decision changes nothing."""
+        async with self._pool.acquire() as connection, connection.transaction():
+            run = await self._get_run(connection, run_id, lock=True)
+            found = [i for i in run.interruptions if i.id == interruption_id]
+            if not found:
+                raise NotFoundError(
+                    f"Run {run_id} has no interruption {interruption_id!r}. "
+                    "List them with RunService.ListInterruptions.",
+                    reason="INTERRUPTION_NOT_FOUND",
+                )
+            interruption = found[0]
+            if interruption.status is decision:
+                return interruption, []
+            if interruption.status is not InterruptionStatus.PENDING:
+                raise FailedPreconditionError(
+                    f"Interruption {interruption_id} was already {interruption.status.value}; "
+                    "a decision cannot be changed.",
+                    reason="INTERRUPTION_ALREADY_DECIDED",
+                )
+            if run.status is not RunStatus.INTERRUPTED or interruption.segment != run.segment_count:
+                raise FailedPreconditionError(
+                    f"Run {run_id} is {run.status.name}; interruptions can only be decided while the run "
+                    "is INTERRUPTED on them.",
+                    reason="RUN_NOT_INTERRUPTED",
+                )
+            row = await connection.fetchrow(
+                """UPDATE interruptions SET status = $2, always = $3, message = $4, decide_time = clock_timestamp()
+                   WHERE id = $1 RETURNING *""",
+                interruption_id,
+                decision.value,
+                always,
+                message,
+            )
+            decided = _interruption_from_row(row)
+            events = await self._append(
+                connection,
+                run_id,
+                run.segment_count,
+                [PendingEvent(EventKind.INTERRUPTION_DECIDED, decided.to_payload())],
+            )
+            return decided, events
+
+    async def fail_unfinished_runs(self, error: RunError) -> list[RunEvent]:
+        """Mark QUEUED/RUNNING runs FAILED (their executor is gone). Returns the events written."""
+        events: list[RunEvent] = []
+        for run_id in await self.unfinished_run_ids():
+            async with self._pool.acquire() as connection, connection.transaction():
+                run = await self._get_run(connection, run_id, lock=True)
+                if run.status not in (RunStatus.QUEUED, RunStatus.RUNNING):
+                    continue
+                await connection.execute(
+                    "UPDATE runs SET status = 'failed', error_code = $2, error_message = $3 WHERE id = $1",
+                    run_id,
+                    error.code,
+                    error.message,
+                )
+                events += await self._append(
+                    connection,
+                    run_id,
+                    run.segment_count,
+                    [
+                        PendingEvent(EventKind.ERROR, {"code": error.code, "message": error.message}),
+                        status_changed(RunStatus.FAILED, error.message),
+                    ],
+                )
+        return events
+
+    # ----- helpers -----------------------------------------------------------------------
+
+    async def _append(
+        self, connection: asyncpg.Connection, run_id: str, segment: int, events: Sequence[PendingEvent]
+    ) -> list[RunEvent]:
+        if not events:
+            return []
+        last = await connection.fetchval(
+            """UPDATE runs SET last_sequence = last_sequence + $2, update_time = clock_timestamp()
+               WHERE id = $1 RETURNING last_sequence""",
+            run_id,
+            len(events),
+        )
+        first = last - len(events) + 1
+        rows = await connection.fetch(
+            """INSERT INTO run_events (run_id, sequence, segment, kind, payload)
+               SELECT $1, $2::bigint + e.ord - 1, $3, e.kind, e.payload
+               FROM unnest($4::text[], $5::jsonb[]) WITH ORDINALITY AS e(kind, payload, ord)
+               RETURNING *""",
+            run_id,
+            first,
+            segment,
+            [e.kind.value for e in events],
+            [e.payload for e in events],
+        )
+        return sorted((_event_from_row(row) for row in rows), key=lambda e: e.sequence)
+
+    async def _insert_snapshot(
+        self, connection: asyncpg.Connection, run_id: str, segment: int, snapshot: Snapshot
+    ) -> None:
+        await connection.execute(
+            """INSERT INTO run_state_snapshots (run_id, segment, writer, schema_version, state_json)
+               VALUES ($1, $2, $3, $4, $5)""",
+            run_id,
+            segment,
+            snapshot.writer,
+            snapshot.schema_version,
+            snapshot.state_json,
+        )
+
+    async def _insert_interruptions(
+        self, connection: asyncpg.Connection, run_id: str, segment: int, interruptions: Sequence[NewInterruption]
+    ) -> list[Interruption]:
+        inserted = []
+        for item in interruptions:
+            row = await connection.fetchrow(
+                """INSERT INTO interruptions (id, run_id, segment, agent, tool_name, call_id, arguments_json,
+                                              status)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending') RETURNING *""",
+                new_id("int"),
+                run_id,
+                segment,
+                item.agent,
+                item.tool_name,
+                item.call_id,
+                item.arguments_json,
+            )
+            inserted.append(_interruption_from_row(row))
+        return inserted
+

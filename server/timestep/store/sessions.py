@@ -1,0 +1,79 @@
+"""PostgresSession: the Agents SDK `Session` protocol on the service's `session_items` table."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import asyncpg
+from agents import SessionSettings, TResponseInputItem
+
+from timestep.store.database import shared_pool
+
+
+class PostgresSession:
+    """Conversation history for one `session_id`, shared by every run that names it.
+
+    Pass a pool to share the service's connections; without one, the database is found the
+    way the service finds it (PG_CONNECTION_URI, localhost:5432, or embedded).
+    """
+
+    session_settings: SessionSettings | None = None
+
+    def __init__(self, session_id: str, pool: asyncpg.Pool | None = None) -> None:
+        self.session_id = session_id
+        self._pool = pool
+
+    async def _get_pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+            self._pool = await shared_pool()
+        return self._pool
+
+    async def get_items(self, limit: int | None = None) -> list[TResponseInputItem]:
+        pool = await self._get_pool()
+        if limit is None:
+            rows = await pool.fetch(
+                "SELECT item FROM session_items WHERE session_id = $1 ORDER BY id", self.session_id
+            )
+        else:
+            rows = await pool.fetch(
+                """SELECT item FROM (SELECT id, item FROM session_items WHERE session_id = $1
+                                     ORDER BY id DESC LIMIT $2) latest ORDER BY id""",
+                self.session_id,
+                limit,
+            )
+        return [row["item"] for row in rows]
+
+    async def add_items(self, items: list[TResponseInputItem]) -> None:
+        if not items:
+            return
+        pool = await self._get_pool()
+        # Items may be pydantic models or TypedDicts; store their JSON form.
+        as_json: list[Any] = [json.loads(json.dumps(item, default=_model_dump)) for item in items]
+        await pool.execute(
+            """INSERT INTO session_items (session_id, item)
+               SELECT $1, item FROM unnest($2::jsonb[]) WITH ORDINALITY AS t(item, ord) ORDER BY ord""",
+            self.session_id,
+            as_json,
+        )
+
+    async def pop_item(self) -> TResponseInputItem | None:
+        pool = await self._get_pool()
+        row = await pool.fetchrow(
+            """DELETE FROM session_items WHERE id = (
+                   SELECT id FROM session_items WHERE session_id = $1 ORDER BY id DESC LIMIT 1)
+               RETURNING item""",
+            self.session_id,
+        )
+        return row["item"] if row else None
+
+    async def clear_session(self) -> None:
+        pool = await self._get_pool()
+        await pool.execute("DELETE FROM session_items WHERE session_id = $1", self.session_id)
+
+
+def _model_dump(value: Any) -> Any:
+    dump = getattr(value, "model_dump", None)
+    if dump is None:
+        raise TypeError(f"cannot store {type(value).__name__} in a session")
+    return dump(exclude_unset=True)

@@ -1,0 +1,82 @@
+"""Shared fixtures: a fresh PostgreSQL database per test run, a fake OpenAI server per test,
+the real service on a real port, and the real client."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import asyncpg
+import pytest
+
+from tests.fakes.openai_responses import FakeOpenAI
+from timestep.app import ServiceConfig, TimestepService
+from timestep.runtime.providers import ModelConfig
+from timestep.store.database import with_database
+from timestep_client import TimestepClient
+
+TEST_API_KEY = "sk-test-timestep-0123456789"
+
+
+def _admin_dsn() -> str:
+    """The server tests create their database on: PG_CONNECTION_URI's, else localhost:5432."""
+    configured = os.environ.get("PG_CONNECTION_URI")
+    return with_database(configured, "postgres") if configured else "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+async def _create_database(admin_dsn: str, name: str) -> None:
+    connection = await asyncpg.connect(admin_dsn)
+    try:
+        await connection.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await connection.close()
+
+
+async def _drop_database(admin_dsn: str, name: str) -> None:
+    connection = await asyncpg.connect(admin_dsn)
+    try:
+        await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await connection.close()
+
+
+@pytest.fixture(scope="session")
+def database_url() -> Iterator[str]:
+    """A database created for this test run and dropped after it."""
+    admin = _admin_dsn()
+    name = f"timestep_test_{uuid.uuid4().hex[:12]}"
+    asyncio.run(_create_database(admin, name))
+    try:
+        yield with_database(admin, name)
+    finally:
+        asyncio.run(_drop_database(admin, name))
+
+
+@pytest.fixture
+async def fake_openai() -> AsyncIterator[FakeOpenAI]:
+    async with FakeOpenAI() as fake:
+        yield fake
+
+
+@pytest.fixture
+def model_config(fake_openai: FakeOpenAI) -> ModelConfig:
+    return ModelConfig(openai_api_key=TEST_API_KEY, openai_base_url=fake_openai.base_url)
+
+
+@pytest.fixture
+async def service(database_url: str, model_config: ModelConfig) -> AsyncIterator[TimestepService]:
+    running = await TimestepService.start(
+        ServiceConfig(port=0, database_url=database_url), model_config=model_config
+    )
+    try:
+        yield running
+    finally:
+        await running.stop(grace=1)
+
+
+@pytest.fixture
+async def client(service: TimestepService) -> AsyncIterator[TimestepClient]:
+    async with TimestepClient(f"127.0.0.1:{service.port}") as connected:
+        yield connected
