@@ -4,7 +4,6 @@ the real service on a real port, and the real client."""
 from __future__ import annotations
 
 import asyncio
-import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
@@ -14,16 +13,10 @@ import pytest
 from tests.fakes.openai_responses import FakeOpenAI
 from timestep.app import ServiceConfig, TimestepService
 from timestep.runtime.providers import ModelConfig
-from timestep.store.database import with_database
+from timestep.store.database import resolve_server, with_database
 from timestep_client import TimestepClient
 
 TEST_API_KEY = "sk-test-timestep-0123456789"
-
-
-def _admin_dsn() -> str:
-    """The server tests create their database on: PG_CONNECTION_URI's, else localhost:5432."""
-    configured = os.environ.get("PG_CONNECTION_URI")
-    return with_database(configured, "postgres") if configured else "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
 async def _create_database(admin_dsn: str, name: str) -> None:
@@ -45,7 +38,8 @@ async def _drop_database(admin_dsn: str, name: str) -> None:
 @pytest.fixture(scope="session")
 def database_url() -> Iterator[str]:
     """A database created for this test run and dropped after it."""
-    admin = _admin_dsn()
+    # Found the way the service finds its server: PG_CONNECTION_URI, localhost:5432, embedded.
+    admin = asyncio.run(resolve_server()).dsn
     name = f"timestep_test_{uuid.uuid4().hex[:12]}"
     asyncio.run(_create_database(admin, name))
     try:

@@ -72,41 +72,50 @@ async def ensure_database_exists(admin_dsn: str, database: str) -> None:
         await connection.close()
 
 
-async def _local_server_dsn() -> str | None:
+async def _local_server_admin_dsn() -> str | None:
     host, port = LOCAL_SERVER
     user = os.environ.get("PGUSER", "postgres")
     admin_dsn = f"postgresql://{user}@{host}:{port}/postgres"
     try:
         connection = await asyncpg.connect(admin_dsn, timeout=LOCAL_PROBE_TIMEOUT_S)
-    except (OSError, asyncio.TimeoutError, asyncpg.PostgresError) as error:
+    except (OSError, TimeoutError, asyncpg.PostgresError) as error:
         log.info("no usable PostgreSQL on %s:%s (%s)", host, port, error)
         return None
     await connection.close()
-    await ensure_database_exists(admin_dsn, DEFAULT_DATABASE_NAME)
-    return with_database(admin_dsn, DEFAULT_DATABASE_NAME)
+    return admin_dsn
 
 
 def _start_embedded_server(data_dir: Path) -> str:
+    """Start (or reuse) the embedded PostgreSQL in `data_dir`; returns its admin DSN."""
     import pgserver  # imported here: it is only needed when no other database is available
 
     data_dir.mkdir(parents=True, exist_ok=True)
-    server = pgserver.get_server(data_dir / "pgdata", cleanup_mode="stop")
+    server = pgserver.get_server(data_dir / "pgdata", cleanup_mode="stop")  # type: ignore[attr-defined]
     uri: str = server.get_uri()
     return uri
 
 
-async def resolve_database() -> DatabaseTarget:
+async def resolve_server() -> DatabaseTarget:
+    """The PostgreSQL server to use, as a DSN of its maintenance database ("postgres")."""
     explicit = os.environ.get("PG_CONNECTION_URI")
     if explicit:
-        return DatabaseTarget(explicit, "PG_CONNECTION_URI")
-    local = await _local_server_dsn()
+        return DatabaseTarget(with_database(explicit, "postgres"), "PG_CONNECTION_URI")
+    local = await _local_server_admin_dsn()
     if local:
         return DatabaseTarget(local, "localhost")
     data_dir = default_data_dir()
     log.info("starting embedded PostgreSQL in %s", data_dir)
-    admin_dsn = await asyncio.to_thread(_start_embedded_server, data_dir)
-    await ensure_database_exists(admin_dsn, DEFAULT_DATABASE_NAME)
-    return DatabaseTarget(with_database(admin_dsn, DEFAULT_DATABASE_NAME), "embedded")
+    return DatabaseTarget(await asyncio.to_thread(_start_embedded_server, data_dir), "embedded")
+
+
+async def resolve_database() -> DatabaseTarget:
+    """The service's database: PG_CONNECTION_URI as given, else "timestep" on the resolved server."""
+    explicit = os.environ.get("PG_CONNECTION_URI")
+    if explicit:
+        return DatabaseTarget(explicit, "PG_CONNECTION_URI")
+    server = await resolve_server()
+    await ensure_database_exists(server.dsn, DEFAULT_DATABASE_NAME)
+    return DatabaseTarget(with_database(server.dsn, DEFAULT_DATABASE_NAME), server.source)
 
 
 async def _init_connection(connection: asyncpg.Connection) -> None:

@@ -1,0 +1,42 @@
+# Developer entry points. `make serve` and `make test` set everything up themselves.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: serve test lint proto check-proto buf-lint clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+node_modules/.bin/buf: package.json package-lock.json
+	npm ci --silent --no-audit --no-fund
+	touch $@
+
+## serve: install and start the service on localhost:50051 (embedded PostgreSQL if none is configured)
+serve: $(STAMP)
+	$(BIN)/timestep serve
+
+## test: install and run the whole test suite
+test: $(STAMP)
+	$(BIN)/python -m pytest tests
+
+## lint: ruff, mypy, buf lint and a check that generated code matches the protos
+lint: $(STAMP) node_modules/.bin/buf check-proto
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	node_modules/.bin/buf lint
+
+## proto: regenerate the Python modules from proto/
+proto: $(STAMP)
+	$(BIN)/python scripts/generate_protos.py
+
+check-proto: $(STAMP)
+	$(BIN)/python scripts/generate_protos.py --check
+
+clean:
+	rm -rf $(VENV) node_modules .mypy_cache .ruff_cache .pytest_cache

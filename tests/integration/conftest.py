@@ -1,0 +1,26 @@
+"""Fixtures for tests that talk to the real PostgreSQL of this test run."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import asyncpg
+import pytest
+
+from timestep.store.database import open_pool
+from timestep.store.runs import RunStore
+
+
+@pytest.fixture
+async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    """A pool on the (migrated) test database, bound to this test's event loop."""
+    opened = await open_pool(database_url, max_size=10)
+    try:
+        yield opened
+    finally:
+        await opened.close()
+
+
+@pytest.fixture
+def store(pool: asyncpg.Pool) -> RunStore:
+    return RunStore(pool)
