@@ -9,12 +9,12 @@ from collections.abc import AsyncIterator, Iterator
 
 import asyncpg
 import pytest
-
-from tests.fakes.openai_responses import FakeOpenAI
 from timestep.app import ServiceConfig, TimestepService
 from timestep.runtime.providers import ModelConfig
 from timestep.store.database import resolve_server, with_database
 from timestep_client import TimestepClient
+
+from tests.fakes.openai_responses import FakeOpenAI
 
 TEST_API_KEY = "sk-test-timestep-0123456789"
 

@@ -44,7 +44,11 @@ class TimestepService:
 
     @classmethod
     async def start(
-        cls, config: ServiceConfig, *, registry: AgentRegistry | None = None, model_config: ModelConfig | None = None
+        cls,
+        config: ServiceConfig,
+        *,
+        registry: AgentRegistry | None = None,
+        model_config: ModelConfig | None = None,
     ) -> TimestepService:
         registry = registry or load_agents(config.agents)
         dsn = config.database_url

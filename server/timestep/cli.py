@@ -31,7 +31,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     serve = commands.add_parser("serve", help="start the gRPC service", description="Start the gRPC service.")
-    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s; 0.0.0.0 for all)")
+    serve.add_argument(
+        "--host", default="127.0.0.1", help="address to bind (default: %(default)s; 0.0.0.0 for all)"
+    )
     serve.add_argument("--port", type=int, default=50051, help="port to listen on (default: %(default)s)")
     serve.add_argument(
         "--agents",
@@ -39,19 +41,25 @@ def build_parser() -> argparse.ArgumentParser:
         help="module:attribute naming a list of agents.Agent (default: %(default)s)",
     )
     serve.add_argument(
-        "--max-turns", type=int, default=DEFAULT_MAX_TURNS, help="model turns per run segment (default: %(default)s)"
+        "--max-turns",
+        type=int,
+        default=DEFAULT_MAX_TURNS,
+        help="model turns per run segment (default: %(default)s)",
     )
-    serve.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR (default: %(default)s)")
+    serve.add_argument(
+        "--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR (default: %(default)s)"
+    )
     return parser
 
 
 async def serve(config: ServiceConfig) -> None:
     service = await TimestepService.start(config)
-    print(f"timestep: serving on {config.host}:{service.port}", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    # Only now: whoever waits for this line may stop the service right after reading it.
+    print(f"timestep: serving on {config.host}:{service.port}", flush=True)
     await stop.wait()
     logging.getLogger(__name__).info("shutting down")
     await service.stop()

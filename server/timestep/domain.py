@@ -153,7 +153,8 @@ class Run:
     @property
     def pending_interruptions(self) -> list[Interruption]:
         return [
-            i for i in self.interruptions
+            i
+            for i in self.interruptions
             if i.segment == self.segment_count and i.status is InterruptionStatus.PENDING
         ]
 

@@ -6,7 +6,6 @@ from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
-
 from timestep.store.database import open_pool
 from timestep.store.runs import RunStore
 

@@ -1,11 +1,11 @@
 """TimestepClient: an async client for RunService and AgentService.
 
-    async with TimestepClient("localhost:50051") as client:
-        run = await client.create_run("assistant", "Email Bob that I'm late", wait=True)
-        for interruption in run.interruptions:
-            await client.approve(run.id, interruption.id)
-        run = await client.resume(run.id, wait=True)
-        print(run.final_output)
+async with TimestepClient("localhost:50051") as client:
+    run = await client.create_run("assistant", "Email Bob that I'm late", wait=True)
+    for interruption in run.interruptions:
+        await client.approve(run.id, interruption.id)
+    run = await client.resume(run.id, wait=True)
+    print(run.final_output)
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ class TimestepClient:
         self,
         *,
         agent: str = "",
-        status: runs_pb2.RunStatus.ValueType = runs_pb2.RUN_STATUS_UNSPECIFIED,
+        status: runs_pb2.RunStatus = runs_pb2.RUN_STATUS_UNSPECIFIED,
         session_id: str = "",
         page_size: int = 0,
         page_token: str = "",
@@ -101,7 +101,9 @@ class TimestepClient:
         last = after_sequence
         failures = 0
         while True:
-            call = self.runs.StreamRunEvents(runs_pb2.StreamRunEventsRequest(run_id=run_id, after_sequence=last))
+            call = self.runs.StreamRunEvents(
+                runs_pb2.StreamRunEventsRequest(run_id=run_id, after_sequence=last)
+            )
             try:
                 async for response in call:
                     event: runs_pb2.RunEvent = response.event
@@ -118,16 +120,20 @@ class TimestepClient:
             finally:
                 call.cancel()
 
-    async def list_interruptions(self, run_id: str = "", *, page_size: int = 0, page_token: str = "") -> (
-        runs_pb2.ListInterruptionsResponse
-    ):
+    async def list_interruptions(
+        self, run_id: str = "", *, page_size: int = 0, page_token: str = ""
+    ) -> runs_pb2.ListInterruptionsResponse:
         """One run's interruptions, or (without `run_id`) every pending one across runs."""
         request = runs_pb2.ListInterruptionsRequest(run_id=run_id, page_size=page_size, page_token=page_token)
         response: runs_pb2.ListInterruptionsResponse = await self.runs.ListInterruptions(request)
         return response
 
-    async def approve(self, run_id: str, interruption_id: str, *, always: bool = False) -> runs_pb2.Interruption:
-        request = runs_pb2.ApproveInterruptionRequest(run_id=run_id, interruption_id=interruption_id, always=always)
+    async def approve(
+        self, run_id: str, interruption_id: str, *, always: bool = False
+    ) -> runs_pb2.Interruption:
+        request = runs_pb2.ApproveInterruptionRequest(
+            run_id=run_id, interruption_id=interruption_id, always=always
+        )
         response: runs_pb2.ApproveInterruptionResponse = await self.runs.ApproveInterruption(request)
         return response.interruption
 
@@ -174,5 +180,7 @@ class TimestepClient:
         return list(response.agents)
 
     async def get_agent(self, name: str) -> agents_pb2.Agent:
-        response: agents_pb2.GetAgentResponse = await self.agents.GetAgent(agents_pb2.GetAgentRequest(name=name))
+        response: agents_pb2.GetAgentResponse = await self.agents.GetAgent(
+            agents_pb2.GetAgentRequest(name=name)
+        )
         return response.agent

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import grpc
+from grpc.aio import ServicerContext as Context
 from timestep_client.v1 import agents_pb2, agents_pb2_grpc
 
 from timestep.api import convert
 from timestep.api.errors import unary
 from timestep.runtime.registry import AgentRegistry
-
-Context = grpc.aio.ServicerContext
 
 
 class AgentService(agents_pb2_grpc.AgentServiceServicer):  # type: ignore[misc]
@@ -25,6 +23,8 @@ class AgentService(agents_pb2_grpc.AgentServiceServicer):  # type: ignore[misc]
         )
 
     @unary
-    async def GetAgent(self, request: agents_pb2.GetAgentRequest, context: Context) -> agents_pb2.GetAgentResponse:
+    async def GetAgent(
+        self, request: agents_pb2.GetAgentRequest, context: Context
+    ) -> agents_pb2.GetAgentResponse:
         name = convert.require(request.name, "name", "pass an agent name from ListAgents")
         return agents_pb2.GetAgentResponse(agent=convert.agent_to_proto(self._registry.describe(name)))

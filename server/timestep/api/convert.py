@@ -6,6 +6,8 @@ import json
 from datetime import datetime
 from typing import Any
 
+from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 from timestep_client.v1 import agents_pb2, runs_pb2
 
@@ -32,8 +34,10 @@ MAX_METADATA_VALUE_LENGTH = 2048
 # ----- enums ---------------------------------------------------------------------------------
 
 
-def run_status_to_proto(status: RunStatus) -> int:
-    return runs_pb2.RunStatus.Value(f"RUN_STATUS_{status.name}")
+# Enum fields accept their value names, which keeps the mapping readable: RunStatus.QUEUED ⇄
+# "RUN_STATUS_QUEUED".
+def run_status_to_proto(status: RunStatus) -> str:
+    return f"RUN_STATUS_{status.name}"
 
 
 def run_status_from_proto(value: int, field: str = "status") -> RunStatus | None:
@@ -46,8 +50,8 @@ def run_status_from_proto(value: int, field: str = "status") -> RunStatus | None
     return RunStatus[runs_pb2.RunStatus.Name(value).removeprefix("RUN_STATUS_")]
 
 
-def interruption_status_to_proto(status: InterruptionStatus) -> int:
-    return runs_pb2.InterruptionStatus.Value(f"INTERRUPTION_STATUS_{status.name}")
+def interruption_status_to_proto(status: InterruptionStatus) -> str:
+    return f"INTERRUPTION_STATUS_{status.name}"
 
 
 # ----- messages ------------------------------------------------------------------------------
@@ -167,6 +171,40 @@ def agent_to_proto(info: AgentInfo) -> agents_pb2.Agent:
 # ----- validation ----------------------------------------------------------------------------
 
 
+def reject_nul_characters(request: Message) -> None:
+    """PostgreSQL text cannot hold NUL (U+0000): refuse it in any string field, up front."""
+    for descriptor, value in request.ListFields():
+        if descriptor.message_type is not None and descriptor.message_type.GetOptions().map_entry:
+            texts = [text for pair in value.items() for text in pair if isinstance(text, str)]
+        elif descriptor.type == FieldDescriptor.TYPE_STRING:
+            texts = list(value) if descriptor.is_repeated else [value]
+        else:
+            continue
+        if any("\x00" in text for text in texts):
+            raise InvalidArgumentError(
+                f"{descriptor.name} contains a NUL character (U+0000), which cannot be stored; remove it.",
+                field=descriptor.name,
+            )
+
+
+def _contains_nul(value: Any) -> bool:
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str) and "\x00" in item:
+            return True
+        if isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return False
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON value")
+
+
 def require(value: str, field: str, what: str) -> str:
     if not value.strip():
         raise InvalidArgumentError(f"{field} is required: {what}.", field=field)
@@ -189,7 +227,8 @@ def metadata_from_proto(metadata: Any) -> dict[str, str]:
     items = dict(metadata)
     if len(items) > MAX_METADATA_ENTRIES:
         raise InvalidArgumentError(
-            f"metadata has {len(items)} entries; at most {MAX_METADATA_ENTRIES} are allowed.", field="metadata"
+            f"metadata has {len(items)} entries; at most {MAX_METADATA_ENTRIES} are allowed.",
+            field="metadata",
         )
     for key, value in items.items():
         if not key or len(key) > MAX_METADATA_KEY_LENGTH:
@@ -206,8 +245,8 @@ def metadata_from_proto(metadata: Any) -> dict[str, str]:
 
 def parse_input_items(text: str) -> list[dict[str, Any]]:
     try:
-        items = json.loads(text)
-    except ValueError as error:
+        items = json.loads(text, parse_constant=_reject_constant)
+    except (ValueError, RecursionError) as error:
         raise InvalidArgumentError(
             f"input_items_json is not valid JSON ({error}). Pass a JSON array of input items, "
             'e.g. [{"role": "user", "content": "Hello"}].',
@@ -217,6 +256,11 @@ def parse_input_items(text: str) -> list[dict[str, Any]]:
         raise InvalidArgumentError(
             "input_items_json must be a non-empty JSON array of objects (Responses-API input items), "
             'e.g. [{"role": "user", "content": "Hello"}].',
+            field="input_items_json",
+        )
+    if _contains_nul(items):
+        raise InvalidArgumentError(
+            "input_items_json contains a NUL character (\\u0000), which cannot be stored; remove it.",
             field="input_items_json",
         )
     return items

@@ -17,9 +17,11 @@ from typing import Any, TypeVar
 
 import grpc
 from google.protobuf import any_pb2
+from google.protobuf.message import Message
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
+from timestep.api.convert import reject_nul_characters
 from timestep.errors import (
     AlreadyExistsError,
     FailedPreconditionError,
@@ -63,7 +65,7 @@ def to_rpc_status(error: TimestepError) -> grpc.Status:
     return rpc_status.to_status(status_pb2.Status(code=numeric, message=error.message, details=details))
 
 
-Request = TypeVar("Request")
+Request = TypeVar("Request", bound=Message)
 Response = TypeVar("Response")
 Servicer = TypeVar("Servicer")
 
@@ -76,6 +78,7 @@ def unary(
     @functools.wraps(method)
     async def wrapper(self: Servicer, request: Request, context: grpc.aio.ServicerContext) -> Response:
         try:
+            reject_nul_characters(request)
             return await method(self, request, context)
         except TimestepError as error:
             await context.abort_with_status(to_rpc_status(error))
@@ -90,8 +93,11 @@ def server_streaming(
     """Turn domain errors raised by a server-streaming RPC into their status codes."""
 
     @functools.wraps(method)
-    async def wrapper(self: Servicer, request: Request, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+    async def wrapper(
+        self: Servicer, request: Request, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[Any]:
         try:
+            reject_nul_characters(request)
             async for response in method(self, request, context):
                 yield response
         except TimestepError as error:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-import grpc
+from grpc.aio import ServicerContext as Context
 from timestep_client.v1 import runs_pb2, runs_pb2_grpc
 
 from timestep.api import convert
@@ -13,15 +13,15 @@ from timestep.domain import InterruptionStatus, NewRun, RunFilter
 from timestep.errors import InvalidArgumentError
 from timestep.runs.orchestrator import RunOrchestrator
 
-Context = grpc.aio.ServicerContext
-
 
 class RunService(runs_pb2_grpc.RunServiceServicer):  # type: ignore[misc]
     def __init__(self, orchestrator: RunOrchestrator) -> None:
         self._runs = orchestrator
 
     @unary
-    async def CreateRun(self, request: runs_pb2.CreateRunRequest, context: Context) -> runs_pb2.CreateRunResponse:
+    async def CreateRun(
+        self, request: runs_pb2.CreateRunRequest, context: Context
+    ) -> runs_pb2.CreateRunResponse:
         new_run = convert.new_run_from_create(request)
         run = await self._runs.create_run(new_run, wait=request.wait)
         return runs_pb2.CreateRunResponse(run=convert.run_to_proto(run))
@@ -32,7 +32,9 @@ class RunService(runs_pb2_grpc.RunServiceServicer):  # type: ignore[misc]
         return runs_pb2.GetRunResponse(run=convert.run_to_proto(run))
 
     @unary
-    async def ListRuns(self, request: runs_pb2.ListRunsRequest, context: Context) -> runs_pb2.ListRunsResponse:
+    async def ListRuns(
+        self, request: runs_pb2.ListRunsRequest, context: Context
+    ) -> runs_pb2.ListRunsResponse:
         run_filter = RunFilter(
             agent=request.agent,
             status=convert.run_status_from_proto(request.status),
@@ -94,12 +96,16 @@ class RunService(runs_pb2_grpc.RunServiceServicer):  # type: ignore[misc]
         return runs_pb2.RejectInterruptionResponse(interruption=convert.interruption_to_proto(interruption))
 
     @unary
-    async def ResumeRun(self, request: runs_pb2.ResumeRunRequest, context: Context) -> runs_pb2.ResumeRunResponse:
+    async def ResumeRun(
+        self, request: runs_pb2.ResumeRunRequest, context: Context
+    ) -> runs_pb2.ResumeRunResponse:
         run = await self._runs.resume_run(convert.require_run_id(request.run_id), wait=request.wait)
         return runs_pb2.ResumeRunResponse(run=convert.run_to_proto(run))
 
     @unary
-    async def CancelRun(self, request: runs_pb2.CancelRunRequest, context: Context) -> runs_pb2.CancelRunResponse:
+    async def CancelRun(
+        self, request: runs_pb2.CancelRunRequest, context: Context
+    ) -> runs_pb2.CancelRunResponse:
         run = await self._runs.cancel_run(convert.require_run_id(request.run_id), request.reason)
         return runs_pb2.CancelRunResponse(run=convert.run_to_proto(run))
 

@@ -11,6 +11,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+
 from timestep.domain import (
     Interruption,
     InterruptionStatus,
@@ -24,7 +25,7 @@ from timestep.domain import (
 )
 from timestep.errors import FailedPreconditionError, InvalidArgumentError
 from timestep.runs.events import EventBus
-from timestep.runs.segments import SegmentExecutor
+from timestep.runs.segments import SegmentExecutor, SegmentHandle
 from timestep.runs.streaming import follow_run
 from timestep.runtime.registry import AgentRegistry
 from timestep.runtime.runner import apply_decisions, load_state
@@ -48,13 +49,15 @@ class RunStateExport:
 
 
 class RunOrchestrator:
-    def __init__(self, store: RunStore, bus: EventBus, registry: AgentRegistry, executor: SegmentExecutor) -> None:
+    def __init__(
+        self, store: RunStore, bus: EventBus, registry: AgentRegistry, executor: SegmentExecutor
+    ) -> None:
         self._store = store
         self._bus = bus
         self._registry = registry
         self._executor = executor
         self._tasks: dict[str, asyncio.Task[None]] = {}
-        self._cancel_reasons: dict[str, str] = {}
+        self._handles: dict[str, SegmentHandle] = {}
 
     # ----- lifecycle ---------------------------------------------------------------------
 
@@ -106,7 +109,13 @@ class RunOrchestrator:
         return await self._wait_if(run, wait)
 
     async def decide(
-        self, run_id: str, interruption_id: str, decision: InterruptionStatus, *, always: bool, message: str = ""
+        self,
+        run_id: str,
+        interruption_id: str,
+        decision: InterruptionStatus,
+        *,
+        always: bool,
+        message: str = "",
     ) -> Interruption:
         interruption, events = await self._store.decide_interruption(
             run_id, interruption_id, decision, always=always, message=message
@@ -121,10 +130,14 @@ class RunOrchestrator:
             run, events = await self._store.cancel_stopped_run(run_id, RunError("cancelled", reason))
             self._bus.publish(events)
             return run
-        self._cancel_reasons[run_id] = reason
-        task.cancel()
+        self._handles[run_id].cancel(reason)
         await asyncio.gather(task, return_exceptions=True)
-        return await self._store.get_run(run_id)
+        run = await self._store.get_run(run_id)
+        if run.status is not RunStatus.CANCELLED:
+            raise FailedPreconditionError(
+                f"Run {run_id} became {run.status.name} before it could be cancelled.", reason="RUN_FINISHED"
+            )
+        return run
 
     async def get_run_state(self, run_id: str) -> RunStateExport:
         """The paused run's RunState JSON with the decisions recorded so far applied."""
@@ -157,7 +170,8 @@ class RunOrchestrator:
             state = await load_state(agent, state_json)
         except Exception as error:
             raise InvalidArgumentError(
-                f"The Agents SDK could not load this RunState for agent {agent.name!r}: {error}",
+                f"The Agents SDK could not load this RunState for agent {agent.name!r} ({error}). Pass the "
+                "unmodified RunState.to_string() of a run that started with this agent.",
                 field="state_json",
                 reason="STATE_NOT_LOADABLE",
             ) from error
@@ -181,14 +195,17 @@ class RunOrchestrator:
     async def _start_segment(self, run_id: str) -> Run:
         run, events = await self._store.start_segment(run_id)
         self._bus.publish(events)
-        task = asyncio.create_task(self._executor.execute(run, self._cancel_reasons), name=f"run {run_id}")
+        handle = SegmentHandle()
+        task = asyncio.create_task(self._executor.execute(run, handle), name=f"run {run_id}")
         self._tasks[run_id] = task
+        self._handles[run_id] = handle
         task.add_done_callback(lambda done: self._forget(run_id, done))
         return run
 
     def _forget(self, run_id: str, task: asyncio.Task[None]) -> None:
         if self._tasks.get(run_id) is task:
             del self._tasks[run_id]
+            del self._handles[run_id]
         if not task.cancelled() and task.exception() is not None:
             log.error("run %s: segment task crashed", run_id, exc_info=task.exception())
 
@@ -198,4 +215,3 @@ class RunOrchestrator:
         async for _ in self.follow(run.id, run.last_sequence):
             pass
         return await self._store.get_run(run.id)
-

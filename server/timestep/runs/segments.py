@@ -35,6 +35,19 @@ from timestep.store.sessions import PostgresSession
 log = logging.getLogger(__name__)
 
 
+@dataclass
+class SegmentHandle:
+    """What the orchestrator holds of an executing segment, to cancel its work."""
+
+    work: asyncio.Task[SegmentOutcome] | None = None
+    cancel_reason: str | None = None
+
+    def cancel(self, reason: str) -> None:
+        self.cancel_reason = reason
+        if self.work is not None:
+            self.work.cancel()
+
+
 class RunJournal:
     """Stores a segment's events as they happen and publishes them to subscribers."""
 
@@ -61,21 +74,29 @@ class SegmentExecutor:
     model_config: ModelConfig
     max_turns: int = DEFAULT_MAX_TURNS
 
-    async def execute(self, run: Run, cancel_reasons: dict[str, str]) -> None:
+    async def execute(self, run: Run, handle: SegmentHandle) -> None:
         """Run the segment the run is RUNNING in and record how it ended.
 
-        A task cancelled with a reason in `cancel_reasons` records CANCELLED; one cancelled
-        without (the service shutting down) records nothing, leaving the run to recovery.
+        The agent's work runs as its own task so that `handle.cancel` stops only the work and
+        the outcome (CANCELLED) is still recorded, while cancelling this coroutine itself (the
+        service shutting down) records nothing and leaves the run to recovery.
         """
         segment = run.segment_count
+        work = asyncio.create_task(self._run_to_outcome(run, segment), name=f"run {run.id} segment {segment}")
+        handle.work = work
+        if handle.cancel_reason is not None:
+            work.cancel()
         try:
-            outcome = await self._run_to_outcome(run, segment)
+            outcome = await work
         except asyncio.CancelledError:
-            reason = cancel_reasons.pop(run.id, None)
-            if reason is None:
+            current = asyncio.current_task()
+            if handle.cancel_reason is None or (current is not None and current.cancelling()):
                 raise
             outcome = SegmentOutcome(
-                RunStatus.CANCELLED, run.current_agent, Usage(), error=RunError("cancelled", reason)
+                RunStatus.CANCELLED,
+                run.current_agent,
+                Usage(),
+                error=RunError("cancelled", handle.cancel_reason),
             )
         _, events = await self.store.finish_segment(run.id, segment, outcome)
         self.bus.publish(events)
@@ -139,5 +160,7 @@ def _outcome_of(result: SegmentResult) -> SegmentOutcome:
         result.last_agent,
         result.usage,
         final_output=result.final_output,
-        events=[PendingEvent(EventKind.FINAL_OUTPUT, {"agent": result.last_agent, "output": result.final_output})],
+        events=[
+            PendingEvent(EventKind.FINAL_OUTPUT, {"agent": result.last_agent, "output": result.final_output})
+        ],
     )

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-from timestep.domain import RunEvent
+from timestep.domain import EventKind, RunEvent
 from timestep.runs.events import EventBus
 from timestep.store.runs import EVENT_BATCH_SIZE, RunStore
 
 
-async def follow_run(store: RunStore, bus: EventBus, run_id: str, after_sequence: int) -> AsyncIterator[RunEvent]:
+async def follow_run(
+    store: RunStore, bus: EventBus, run_id: str, after_sequence: int
+) -> AsyncIterator[RunEvent]:
     """Yield the run's events after `after_sequence` until the run stops (finishes or pauses).
 
     Subscribing before reading the store means no event can fall between the replay and the
@@ -18,20 +20,26 @@ async def follow_run(store: RunStore, bus: EventBus, run_id: str, after_sequence
     with bus.subscribe(run_id) as subscription:
         run = await store.get_run(run_id)  # raises NotFoundError before anything is sent
         last = after_sequence
+        # Whether the newest status change replayed left the run stopped (None: none replayed).
+        stopped: bool | None = None
 
         async def replay() -> AsyncIterator[RunEvent]:
-            nonlocal last
+            nonlocal last, stopped
             while True:
                 batch = await store.list_events(run_id, last, EVENT_BATCH_SIZE)
                 for event in batch:
                     last = event.sequence
+                    if event.kind is EventKind.STATUS_CHANGED:
+                        stopped = event.stopped_status is not None
                     yield event
                 if len(batch) < EVENT_BATCH_SIZE:
                     return
 
         async for event in replay():
             yield event
-        if run.status.is_stopped and last >= run.last_sequence:
+        # A run that stopped after `run` was read has its stop status in the replay; its live
+        # publication is a duplicate that would be skipped, so end here.
+        if stopped or (run.status.is_stopped and last >= run.last_sequence):
             return
         while True:
             batch = await subscription.next_batch()

@@ -10,8 +10,8 @@ from typing import Any, Protocol
 from agents import Agent, RunConfig, Runner, RunResult, RunResultStreaming, RunState, Session
 from agents.stream_events import StreamEvent
 
-from timestep.domain import InterruptionStatus, NewInterruption, PendingEvent, Usage
 from timestep.domain import Interruption as Decision
+from timestep.domain import InterruptionStatus, NewInterruption, PendingEvent, Usage
 from timestep.errors import FailedPreconditionError
 from timestep.runtime.providers import ModelConfig
 from timestep.runtime.translate import event_for_item, interruption_for, output_text, text_delta
@@ -52,8 +52,12 @@ async def run_agent(
     """
     config = run_config or default_run_config()
     if not stream:
-        return await Runner.run(agent, input_or_state, session=session, run_config=config, max_turns=max_turns)
-    result = Runner.run_streamed(agent, input_or_state, session=session, run_config=config, max_turns=max_turns)
+        return await Runner.run(
+            agent, input_or_state, session=session, run_config=config, max_turns=max_turns
+        )
+    result = Runner.run_streamed(
+        agent, input_or_state, session=session, run_config=config, max_turns=max_turns
+    )
     async for event in result.stream_events():
         if on_event is not None:
             await on_event(event)
@@ -115,7 +119,13 @@ async def execute_segment(
             current_agent[0] = event.new_agent.name
 
     result = await run_agent(
-        agent, input_or_state, session, stream=True, run_config=run_config, max_turns=max_turns, on_event=on_event
+        agent,
+        input_or_state,
+        session,
+        stream=True,
+        run_config=run_config,
+        max_turns=max_turns,
+        on_event=on_event,
     )
     usage = _usage_of(result.context_wrapper.usage) - usage_before
     if result.interruptions:

@@ -24,14 +24,14 @@ _TYPESCRIPT_MARKERS = ("currentTurn", "originalInput", "generatedItems", "modelR
 def parse_state_json(state_json: str) -> dict[str, Any]:
     try:
         data = json.loads(state_json)
-    except ValueError as error:
+    except (ValueError, RecursionError) as error:
         raise InvalidArgumentError(
             f"state_json is not valid JSON ({error}). Pass the string RunState.to_string() returned.",
             field="state_json",
         ) from error
     if not isinstance(data, dict) or "$schemaVersion" not in data:
         raise InvalidArgumentError(
-            "state_json is JSON but not an Agents SDK RunState (it has no \"$schemaVersion\"). "
+            'state_json is JSON but not an Agents SDK RunState (it has no "$schemaVersion"). '
             "Pass the string RunState.to_string() returned.",
             field="state_json",
         )
@@ -44,7 +44,7 @@ def detect_writer(data: dict[str, Any]) -> str:
     if any(key in data for key in _TYPESCRIPT_MARKERS):
         return TYPESCRIPT
     raise InvalidArgumentError(
-        "state_json has a \"$schemaVersion\" but neither the Python nor the TypeScript RunState keys "
+        'state_json has a "$schemaVersion" but neither the Python nor the TypeScript RunState keys '
         "(current_turn / currentTurn); it cannot be loaded.",
         field="state_json",
     )
@@ -53,4 +53,6 @@ def detect_writer(data: dict[str, Any]) -> str:
 def describe(state_json: str) -> Snapshot:
     """The snapshot record for a RunState JSON string, validated for shape (not for content)."""
     data = parse_state_json(state_json)
-    return Snapshot(writer=detect_writer(data), schema_version=str(data["$schemaVersion"]), state_json=state_json)
+    return Snapshot(
+        writer=detect_writer(data), schema_version=str(data["$schemaVersion"]), state_json=state_json
+    )

@@ -11,6 +11,7 @@ Resolution order (the first that applies wins):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -64,10 +65,9 @@ async def ensure_database_exists(admin_dsn: str, database: str) -> None:
     try:
         exists = await connection.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", database)
         if not exists:
-            try:
+            # Another replica may create it at the same moment.
+            with contextlib.suppress(asyncpg.DuplicateDatabaseError):
                 await connection.execute(f'CREATE DATABASE "{database}"')
-            except asyncpg.DuplicateDatabaseError:
-                pass  # another replica created it at the same moment
     finally:
         await connection.close()
 

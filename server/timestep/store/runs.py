@@ -19,6 +19,7 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 
 from timestep.domain import (
     EventKind,
@@ -42,6 +43,9 @@ from timestep.errors import (
     InvalidArgumentError,
     NotFoundError,
 )
+
+# What pool.acquire() yields; the helpers below take either kind.
+Connection = asyncpg.Connection | PoolConnectionProxy
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
@@ -84,7 +88,10 @@ def _fingerprint(new_run: NewRun) -> str:
 
 def _page_size(requested: int) -> int:
     if requested < 0:
-        raise InvalidArgumentError("page_size must not be negative.", field="page_size")
+        raise InvalidArgumentError(
+            f"page_size must not be negative; pass 1 to {MAX_PAGE_SIZE}, or 0 for {DEFAULT_PAGE_SIZE}.",
+            field="page_size",
+        )
     return min(requested or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
 
 
@@ -178,7 +185,7 @@ class RunStore:
         async with self._pool.acquire() as connection:
             return await self._get_run(connection, run_id)
 
-    async def _get_run(self, connection: asyncpg.Connection, run_id: str, *, lock: bool = False) -> Run:
+    async def _get_run(self, connection: Connection, run_id: str, *, lock: bool = False) -> Run:
         row = await connection.fetchrow(
             "SELECT * FROM runs WHERE id = $1" + (" FOR UPDATE" if lock else ""), run_id
         )
@@ -193,7 +200,8 @@ class RunStore:
         size = _page_size(page_size)
         scope = hashlib.sha256(repr(run_filter).encode()).hexdigest()[:16]
         after = _decode_page_token(page_token, scope)
-        conditions, args = [], []  # type: ignore[var-annotated]
+        conditions: list[str] = []
+        args: list[Any] = []
         for column, value in (
             ("agent", run_filter.agent),
             ("session_id", run_filter.session_id),
@@ -221,7 +229,9 @@ class RunStore:
             raise run_not_found(run_id)
         return value  # type: ignore[no-any-return]
 
-    async def list_events(self, run_id: str, after_sequence: int, limit: int = EVENT_BATCH_SIZE) -> list[RunEvent]:
+    async def list_events(
+        self, run_id: str, after_sequence: int, limit: int = EVENT_BATCH_SIZE
+    ) -> list[RunEvent]:
         rows = await self._pool.fetch(
             "SELECT * FROM run_events WHERE run_id = $1 AND sequence > $2 ORDER BY sequence LIMIT $3",
             run_id,
@@ -243,7 +253,9 @@ class RunStore:
             size + 1,
         )
         items = [_interruption_from_row(row) for row in rows[:size]]
-        token = _encode_page_token("pending", (items[-1].create_time, items[-1].id)) if len(rows) > size else ""
+        token = (
+            _encode_page_token("pending", (items[-1].create_time, items[-1].id)) if len(rows) > size else ""
+        )
         return Page(items, token)
 
     async def latest_snapshot(self, run_id: str) -> Snapshot | None:
@@ -282,11 +294,15 @@ class RunStore:
                 fingerprint,
             )
             if run_id is None:
-                return await self._existing_for_request(connection, new_run.request_id, fingerprint), [], False
+                return (
+                    await self._existing_for_request(connection, new_run.request_id, fingerprint),
+                    [],
+                    False,
+                )
             events = await self._append(connection, run_id, 0, [status_changed(RunStatus.QUEUED)])
             return await self._get_run(connection, run_id), events, True
 
-    async def _existing_for_request(self, connection: asyncpg.Connection, request_id: str, fingerprint: str) -> Run:
+    async def _existing_for_request(self, connection: Connection, request_id: str, fingerprint: str) -> Run:
         row = await connection.fetchrow(
             "SELECT id, request_fingerprint FROM runs WHERE request_id = $1", request_id
         )
@@ -301,7 +317,11 @@ class RunStore:
         return await self._get_run(connection, row["id"])
 
     async def import_run(
-        self, new_run: NewRun, snapshot: Snapshot, current_agent: str, interruptions: Sequence[NewInterruption]
+        self,
+        new_run: NewRun,
+        snapshot: Snapshot,
+        current_agent: str,
+        interruptions: Sequence[NewInterruption],
     ) -> tuple[Run, list[RunEvent]]:
         """Insert an INTERRUPTED run whose first segment's snapshot came from outside."""
         async with self._pool.acquire() as connection, connection.transaction():
@@ -354,11 +374,15 @@ class RunStore:
             events = await self._append(connection, run_id, segment, [status_changed(RunStatus.RUNNING)])
             return await self._get_run(connection, run_id), events
 
-    async def append_events(self, run_id: str, segment: int, events: Sequence[PendingEvent]) -> list[RunEvent]:
+    async def append_events(
+        self, run_id: str, segment: int, events: Sequence[PendingEvent]
+    ) -> list[RunEvent]:
         async with self._pool.acquire() as connection, connection.transaction():
             return await self._append(connection, run_id, segment, events)
 
-    async def finish_segment(self, run_id: str, segment: int, outcome: SegmentOutcome) -> tuple[Run, list[RunEvent]]:
+    async def finish_segment(
+        self, run_id: str, segment: int, outcome: SegmentOutcome
+    ) -> tuple[Run, list[RunEvent]]:
         """Record how a segment ended: usage, output or error, snapshot, interruptions, status."""
         async with self._pool.acquire() as connection, connection.transaction():
             run = await self._get_run(connection, run_id, lock=True)
@@ -370,7 +394,8 @@ class RunStore:
                 )
             total = run.usage + outcome.usage
             await connection.execute(
-                """INSERT INTO run_usage (run_id, segment, requests, input_tokens, output_tokens, total_tokens)
+                """INSERT INTO run_usage
+                       (run_id, segment, requests, input_tokens, output_tokens, total_tokens)
                    VALUES ($1, $2, $3, $4, $5, $6)""",
                 run_id,
                 segment,
@@ -468,13 +493,15 @@ class RunStore:
                     reason="RUN_NOT_INTERRUPTED",
                 )
             row = await connection.fetchrow(
-                """UPDATE interruptions SET status = $2, always = $3, message = $4, decide_time = clock_timestamp()
+                """UPDATE interruptions
+                   SET status = $2, always = $3, message = $4, decide_time = clock_timestamp()
                    WHERE id = $1 RETURNING *""",
                 interruption_id,
                 decision.value,
                 always,
                 message,
             )
+            assert row is not None, "the interruption was read under the run's lock"
             decided = _interruption_from_row(row)
             events = await self._append(
                 connection,
@@ -512,7 +539,7 @@ class RunStore:
     # ----- helpers -----------------------------------------------------------------------
 
     async def _append(
-        self, connection: asyncpg.Connection, run_id: str, segment: int, events: Sequence[PendingEvent]
+        self, connection: Connection, run_id: str, segment: int, events: Sequence[PendingEvent]
     ) -> list[RunEvent]:
         if not events:
             return []
@@ -537,7 +564,7 @@ class RunStore:
         return sorted((_event_from_row(row) for row in rows), key=lambda e: e.sequence)
 
     async def _insert_snapshot(
-        self, connection: asyncpg.Connection, run_id: str, segment: int, snapshot: Snapshot
+        self, connection: Connection, run_id: str, segment: int, snapshot: Snapshot
     ) -> None:
         await connection.execute(
             """INSERT INTO run_state_snapshots (run_id, segment, writer, schema_version, state_json)
@@ -550,7 +577,7 @@ class RunStore:
         )
 
     async def _insert_interruptions(
-        self, connection: asyncpg.Connection, run_id: str, segment: int, interruptions: Sequence[NewInterruption]
+        self, connection: Connection, run_id: str, segment: int, interruptions: Sequence[NewInterruption]
     ) -> list[Interruption]:
         inserted = []
         for item in interruptions:
@@ -566,6 +593,6 @@ class RunStore:
                 item.call_id,
                 item.arguments_json,
             )
+            assert row is not None, "INSERT … RETURNING returns the row"
             inserted.append(_interruption_from_row(row))
         return inserted
-

@@ -58,5 +58,7 @@ class RunStateStore:
     async def clear(self) -> None:
         pool = await self._get_pool()
         await pool.execute(
-            "DELETE FROM saved_run_states WHERE agent = $1 AND session_id = $2", self.agent.name, self.session_id
+            "DELETE FROM saved_run_states WHERE agent = $1 AND session_id = $2",
+            self.agent.name,
+            self.session_id,
         )

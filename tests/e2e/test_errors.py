@@ -1,0 +1,893 @@
+"""Every RPC's unhappy paths, table-driven.
+
+Each case puts the service in a state (e.g. a run INTERRUPTED on `send_email`), makes one
+failing call and checks:
+
+* the exact gRPC status code;
+* that the message says what to do (key phrases);
+* the google.rpc details: ErrorInfo (reason, domain) always, BadRequest (the offending field)
+  for INVALID_ARGUMENT and only then;
+* that the database is unchanged (row counts plus a checksum of every run's and
+  interruption's mutable columns).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any, Final, cast
+
+import asyncpg
+import grpc
+import pytest
+from agents import RunContextWrapper
+from agents.run_state import RunState
+from google.protobuf.message import Message
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+from timestep.examples.agents import assistant
+from timestep_client import RunStatus, TimestepClient
+from timestep_client.v1 import agents_pb2, runs_pb2
+
+from tests.e2e.helpers import EMAIL_ARGS, WAIT, collect_events, unique
+from tests.fakes.openai_responses import FakeOpenAI, error, text, tool_call
+
+NOT_FOUND: Final = grpc.StatusCode.NOT_FOUND
+INVALID_ARGUMENT: Final = grpc.StatusCode.INVALID_ARGUMENT
+FAILED_PRECONDITION: Final = grpc.StatusCode.FAILED_PRECONDITION
+ALREADY_EXISTS: Final = grpc.StatusCode.ALREADY_EXISTS
+
+ERROR_DOMAIN: Final = "timestep.dev"
+MISSING_RUN: Final = "run_00000000000000000000000000000000"
+MISSING_INTERRUPTION: Final = "int_00000000000000000000000000000000"
+ORIGINAL_INPUT: Final = "Say hello."
+REQUIRED_RUN_ID: Final = "run_id is required: pass the id CreateRun returned"
+ONLY_INTERRUPTED_CAN_RESUME: Final = "only an INTERRUPTED run can be resumed"
+ONLY_UNFINISHED_CAN_CANCEL: Final = "only QUEUED, RUNNING or INTERRUPTED runs can be cancelled"
+DECIDE_ONLY_WHILE_INTERRUPTED: Final = "interruptions can only be decided while the run is INTERRUPTED"
+DECISION_FINAL: Final = "a decision cannot be changed"
+NO_RUN_STATE: Final = "only an INTERRUPTED run has a RunState to export"
+LOAD_HINT: Final = "Pass the unmodified RunState.to_string() of a run that started with this agent"
+REQUEST_ID_REUSED: Final = "Use a new request_id for a new run, or repeat the original arguments"
+RUN_STATE_HINT: Final = "the string RunState.to_string() returned"
+ITEMS_SHAPE: Final = "input_items_json must be a non-empty JSON array of objects"
+TOO_MANY_METADATA: Final = {f"key{i}": "value" for i in range(65)}
+
+
+# ----- world: the state a case starts from --------------------------------------------------
+
+
+class Setup(enum.Enum):
+    NONE = "nothing"
+    COMPLETED = "a COMPLETED run made with a request_id"
+    FAILED = "a FAILED run (the model answered 400)"
+    INTERRUPTED = "a run INTERRUPTED on send_email"
+    TWO_INTERRUPTED = "two runs INTERRUPTED on send_email"
+    APPROVED = "an INTERRUPTED run whose interruption is approved"
+    REJECTED = "an INTERRUPTED run whose interruption is rejected"
+    CANCELLED = "a run CANCELLED while INTERRUPTED"
+    TWO_RUNS = "two COMPLETED runs and a ListRuns page token for agent=assistant"
+
+
+@dataclass(frozen=True)
+class World:
+    run_id: str = ""
+    interruption_id: str = ""
+    # The interruption of another run (TWO_INTERRUPTED).
+    other_interruption_id: str = ""
+    # The Agents SDK RunState JSON of an INTERRUPTED run, as GetRunState returned it.
+    state_json: str = ""
+    request_id: str = ""
+    page_token: str = ""
+
+
+async def _completed(client: TimestepClient, fake: FakeOpenAI, request_id: str = "") -> runs_pb2.Run:
+    fake.script(text("Hello!"))
+    run = await client.create_run("assistant", ORIGINAL_INPUT, request_id=request_id, wait=True, timeout=WAIT)
+    assert run.status == RunStatus.RUN_STATUS_COMPLETED, run
+    return run
+
+
+async def _interrupted(client: TimestepClient, fake: FakeOpenAI) -> runs_pb2.Run:
+    fake.script(tool_call("send_email", EMAIL_ARGS))
+    run = await client.create_run("assistant", "Email Bob that I'm running late.", wait=True, timeout=WAIT)
+    assert run.status == RunStatus.RUN_STATUS_INTERRUPTED, run
+    assert len(run.interruptions) == 1, run
+    return run
+
+
+async def _decide(client: TimestepClient, run: runs_pb2.Run, approve: bool) -> runs_pb2.Interruption:
+    decide = client.approve if approve else client.reject
+    decided: runs_pb2.Interruption = await asyncio.wait_for(decide(run.id, run.interruptions[0].id), WAIT)
+    return decided
+
+
+async def prepare(setup: Setup, client: TimestepClient, fake: FakeOpenAI) -> World:
+    """Bring the service into `setup`'s state through its public API."""
+    if setup is Setup.NONE:
+        return World()
+    if setup is Setup.COMPLETED:
+        request_id = unique("req")
+        run = await _completed(client, fake, request_id)
+        return World(run_id=run.id, request_id=request_id)
+    if setup is Setup.FAILED:
+        fake.script(error(400, "The model rejected the request."))
+        run = await client.create_run("assistant", ORIGINAL_INPUT, wait=True, timeout=WAIT)
+        assert run.status == RunStatus.RUN_STATUS_FAILED, run
+        return World(run_id=run.id)
+    if setup is Setup.TWO_RUNS:
+        await _completed(client, fake)
+        run = await _completed(client, fake)
+        page = await client.list_runs(agent="assistant", page_size=1)
+        assert page.next_page_token, "two assistant runs exist, so page 1 of size 1 has a next page"
+        return World(run_id=run.id, page_token=page.next_page_token)
+    run = await _interrupted(client, fake)
+    world = World(run_id=run.id, interruption_id=run.interruptions[0].id)
+    if setup is Setup.INTERRUPTED:
+        state = await asyncio.wait_for(client.get_state(run.id), WAIT)
+        return replace(world, state_json=state.state_json)
+    if setup is Setup.TWO_INTERRUPTED:
+        other = await _interrupted(client, fake)
+        return replace(world, other_interruption_id=other.interruptions[0].id)
+    if setup in (Setup.APPROVED, Setup.REJECTED):
+        await _decide(client, run, approve=setup is Setup.APPROVED)
+        return world
+    assert setup is Setup.CANCELLED
+    cancelled = await asyncio.wait_for(client.cancel(run.id, "Changed my mind."), WAIT)
+    assert cancelled.status == RunStatus.RUN_STATUS_CANCELLED, cancelled
+    return world
+
+
+def empty_run_state() -> str:
+    """A genuine Python RunState that never ran, so it has no pending approvals."""
+    return RunState(RunContextWrapper(context=None), "hi", assistant).to_string()
+
+
+# ----- the database, before and after -------------------------------------------------------
+
+DB_STATE_SQL: Final = """
+SELECT
+  (SELECT count(*) FROM runs) AS runs,
+  (SELECT count(*) FROM run_events) AS run_events,
+  (SELECT count(*) FROM interruptions) AS interruptions,
+  (SELECT count(*) FROM run_state_snapshots) AS snapshots,
+  (SELECT md5(coalesce(string_agg(
+      concat_ws('|', id, status, segment_count, last_sequence, update_time, error_code, error_message),
+      ',' ORDER BY id), '')) FROM runs) AS runs_checksum,
+  (SELECT md5(coalesce(string_agg(
+      concat_ws('|', id, status, always, message, decide_time),
+      ',' ORDER BY id), '')) FROM interruptions) AS interruptions_checksum
+"""
+
+
+async def db_state(database_url: str) -> dict[str, Any]:
+    """Row counts of the run tables and a checksum of what a failed call could have changed."""
+    connection = await asyncpg.connect(database_url)
+    try:
+        row = await connection.fetchrow(DB_STATE_SQL)
+    finally:
+        await connection.close()
+    assert row is not None
+    return dict(row)
+
+
+# ----- the cases ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    # The failing request, built from the prepared world; the RPC is named by its type.
+    request: Callable[[World], Message]
+    code: grpc.StatusCode
+    # ErrorInfo.reason.
+    reason: str
+    # Phrases the message must contain: what was wrong and what to do.
+    says: tuple[str, ...]
+    # BadRequest field violation (INVALID_ARGUMENT only).
+    field: str = ""
+    setup: Setup = Setup.NONE
+
+
+def create(**fields: Any) -> Callable[[World], Message]:
+    defaults: dict[str, Any] = {"agent": "assistant", "input": ORIGINAL_INPUT}
+    return lambda w: runs_pb2.CreateRunRequest(**{**defaults, **fields})
+
+
+def import_state(state_json: str, agent: str = "assistant", **fields: Any) -> Callable[[World], Message]:
+    return lambda w: runs_pb2.ImportRunStateRequest(agent=agent, state_json=state_json, **fields)
+
+
+def reuse_request_id(**changes: Any) -> Callable[[World], Message]:
+    """CreateRun with the COMPLETED run's request_id and its arguments, except `changes`."""
+    return lambda w: runs_pb2.CreateRunRequest(
+        **{"agent": "assistant", "input": ORIGINAL_INPUT, "request_id": w.request_id, **changes}
+    )
+
+
+def invalid(
+    name: str,
+    request: Callable[[World], Message],
+    field: str,
+    *says: str,
+    reason: str = "INVALID_ARGUMENT",
+    setup: Setup = Setup.NONE,
+) -> Case:
+    return Case(name, request, INVALID_ARGUMENT, reason, says, field, setup)
+
+
+NOT_FOUND_CASES = [
+    Case(
+        "GetRun-unknown-run",
+        lambda w: runs_pb2.GetRunRequest(run_id=MISSING_RUN),
+        NOT_FOUND,
+        "RUN_NOT_FOUND",
+        (f"No run has id {MISSING_RUN!r}", "List runs with RunService.ListRuns"),
+    ),
+    Case(
+        "ResumeRun-unknown-run",
+        lambda w: runs_pb2.ResumeRunRequest(run_id=MISSING_RUN, wait=True),
+        NOT_FOUND,
+        "RUN_NOT_FOUND",
+        (MISSING_RUN, "ListRuns"),
+    ),
+    Case(
+        "CancelRun-unknown-run",
+        lambda w: runs_pb2.CancelRunRequest(run_id=MISSING_RUN),
+        NOT_FOUND,
+        "RUN_NOT_FOUND",
+        (MISSING_RUN, "ListRuns"),
+    ),
+    Case(
+        "GetRunState-unknown-run",
+        lambda w: runs_pb2.GetRunStateRequest(run_id=MISSING_RUN),
+        NOT_FOUND,
+        "RUN_NOT_FOUND",
+        (MISSING_RUN, "ListRuns"),
+    ),
+    Case(
+        "StreamRunEvents-unknown-run",
+        lambda w: runs_pb2.StreamRunEventsRequest(run_id=MISSING_RUN),
+        NOT_FOUND,
+        "RUN_NOT_FOUND",
+        (MISSING_RUN, "ListRuns"),
+    ),
+    Case(
+        "ListInterruptions-unknown-run",
+        lambda w: runs_pb2.ListInterruptionsRequest(run_id=MISSING_RUN),
+        NOT_FOUND,
+        "RUN_NOT_FOUND",
+        (MISSING_RUN, "ListRuns"),
+    ),
+    Case(
+        "ApproveInterruption-unknown-run",
+        lambda w: runs_pb2.ApproveInterruptionRequest(
+            run_id=MISSING_RUN, interruption_id=MISSING_INTERRUPTION
+        ),
+        NOT_FOUND,
+        "RUN_NOT_FOUND",
+        (MISSING_RUN, "ListRuns"),
+    ),
+    Case(
+        "RejectInterruption-unknown-run",
+        lambda w: runs_pb2.RejectInterruptionRequest(
+            run_id=MISSING_RUN, interruption_id=MISSING_INTERRUPTION
+        ),
+        NOT_FOUND,
+        "RUN_NOT_FOUND",
+        (MISSING_RUN, "ListRuns"),
+    ),
+    Case(
+        "ApproveInterruption-unknown-interruption",
+        lambda w: runs_pb2.ApproveInterruptionRequest(run_id=w.run_id, interruption_id=MISSING_INTERRUPTION),
+        NOT_FOUND,
+        "INTERRUPTION_NOT_FOUND",
+        (f"has no interruption {MISSING_INTERRUPTION!r}", "List them with RunService.ListInterruptions"),
+        setup=Setup.INTERRUPTED,
+    ),
+    Case(
+        "RejectInterruption-unknown-interruption",
+        lambda w: runs_pb2.RejectInterruptionRequest(run_id=w.run_id, interruption_id=MISSING_INTERRUPTION),
+        NOT_FOUND,
+        "INTERRUPTION_NOT_FOUND",
+        (MISSING_INTERRUPTION, "ListInterruptions"),
+        setup=Setup.INTERRUPTED,
+    ),
+    Case(
+        "ApproveInterruption-interruption-of-another-run",
+        lambda w: runs_pb2.ApproveInterruptionRequest(
+            run_id=w.run_id, interruption_id=w.other_interruption_id
+        ),
+        NOT_FOUND,
+        "INTERRUPTION_NOT_FOUND",
+        ("has no interruption", "ListInterruptions"),
+        setup=Setup.TWO_INTERRUPTED,
+    ),
+    Case(
+        "CreateRun-unknown-agent",
+        create(agent="nobody"),
+        NOT_FOUND,
+        "AGENT_NOT_FOUND",
+        ("No agent is named 'nobody'", "Registered agents: assistant, billing"),
+    ),
+    Case(
+        "GetAgent-unknown-agent",
+        lambda w: agents_pb2.GetAgentRequest(name="nobody"),
+        NOT_FOUND,
+        "AGENT_NOT_FOUND",
+        ("No agent is named 'nobody'", "Registered agents: assistant, billing"),
+    ),
+    Case(
+        "ImportRunState-unknown-agent",
+        lambda w: runs_pb2.ImportRunStateRequest(agent="nobody", state_json=w.state_json),
+        NOT_FOUND,
+        "AGENT_NOT_FOUND",
+        ("No agent is named 'nobody'", "Registered agents: assistant, billing"),
+        setup=Setup.INTERRUPTED,
+    ),
+]
+
+INVALID_ARGUMENT_CASES = [
+    # CreateRun
+    invalid(
+        "CreateRun-empty-agent", create(agent=""), "agent", "agent is required", "AgentService.ListAgents"
+    ),
+    invalid(
+        "CreateRun-empty-input", create(input=""), "input", "The run has no input", "set input (plain text)"
+    ),
+    invalid(
+        "CreateRun-whitespace-input", create(input=" \n\t "), "input", "The run has no input", "set input"
+    ),
+    invalid(
+        "CreateRun-input-and-input-items",
+        create(input_items_json='[{"role": "user", "content": "hi"}]'),
+        "input_items_json",
+        "Set either input or input_items_json, not both",
+    ),
+    invalid(
+        "CreateRun-input-items-not-json",
+        create(input="", input_items_json="[{role: user}]"),
+        "input_items_json",
+        "input_items_json is not valid JSON",
+        "Pass a JSON array of input items",
+    ),
+    invalid(
+        "CreateRun-input-items-object-not-array",
+        create(input="", input_items_json='{"role": "user", "content": "hi"}'),
+        "input_items_json",
+        ITEMS_SHAPE,
+        '[{"role": "user", "content": "Hello"}]',
+    ),
+    invalid(
+        "CreateRun-input-items-array-of-strings",
+        create(input="", input_items_json='["hi"]'),
+        "input_items_json",
+        ITEMS_SHAPE,
+    ),
+    invalid(
+        "CreateRun-input-items-empty-array",
+        create(input="", input_items_json="[]"),
+        "input_items_json",
+        ITEMS_SHAPE,
+    ),
+    invalid(
+        "CreateRun-input-items-NaN",
+        create(input="", input_items_json='[{"role": "user", "content": "hi", "x": NaN}]'),
+        "input_items_json",
+        "input_items_json is not valid JSON",
+        "NaN",
+    ),
+    invalid(
+        "CreateRun-input-items-nested-too-deep",
+        create(input="", input_items_json="[" * 5000 + "]" * 5000),
+        "input_items_json",
+        "input_items_json is not valid JSON",
+    ),
+    invalid(
+        "CreateRun-input-items-NUL",
+        create(input="", input_items_json='[{"role": "user", "content": "a\\u0000b"}]'),
+        "input_items_json",
+        "NUL character",
+        "remove it",
+    ),
+    invalid(
+        "CreateRun-input-NUL", create(input="a\x00b"), "input", "input contains a NUL character", "remove it"
+    ),
+    invalid("CreateRun-session-id-NUL", create(session_id="s\x00"), "session_id", "NUL character"),
+    invalid(
+        "CreateRun-metadata-too-many-entries",
+        create(metadata=TOO_MANY_METADATA),
+        "metadata",
+        "metadata has 65 entries",
+        "at most 64",
+    ),
+    invalid(
+        "CreateRun-metadata-empty-key",
+        create(metadata={"": "value"}),
+        "metadata",
+        "metadata keys must be 1 to 128 characters",
+    ),
+    invalid("CreateRun-metadata-value-NUL", create(metadata={"k": "v\x00"}), "metadata", "NUL character"),
+    invalid(
+        "CreateRun-request-id-too-long",
+        create(request_id="r" * 201),
+        "request_id",
+        "request_id is longer than 200 characters",
+    ),
+    # ListRuns / ListInterruptions
+    invalid(
+        "ListRuns-unknown-status",
+        lambda w: runs_pb2.ListRunsRequest(status=cast("runs_pb2.RunStatus", 99)),
+        "status",
+        "status 99 is not a RunStatus",
+        "use one of QUEUED, RUNNING, INTERRUPTED, COMPLETED, FAILED, CANCELLED",
+    ),
+    invalid(
+        "ListRuns-negative-page-size",
+        lambda w: runs_pb2.ListRunsRequest(page_size=-1),
+        "page_size",
+        "page_size must not be negative",
+        "pass 1 to 500, or 0 for 50",
+    ),
+    invalid(
+        "ListRuns-forged-page-token",
+        lambda w: runs_pb2.ListRunsRequest(page_token="not-a-token"),
+        "page_token",
+        "page_token is not a token this service issued",
+        "start again with an empty page_token",
+    ),
+    invalid(
+        "ListRuns-page-token-of-other-filters",
+        lambda w: runs_pb2.ListRunsRequest(agent="billing", page_size=1, page_token=w.page_token),
+        "page_token",
+        "for these filters",
+        "start again with an empty page_token",
+        setup=Setup.TWO_RUNS,
+    ),
+    invalid(
+        "ListRuns-agent-filter-NUL",
+        lambda w: runs_pb2.ListRunsRequest(agent="assistant\x00"),
+        "agent",
+        "NUL character",
+    ),
+    invalid(
+        "ListInterruptions-negative-page-size",
+        lambda w: runs_pb2.ListInterruptionsRequest(page_size=-5),
+        "page_size",
+        "page_size must not be negative",
+        "pass 1 to 500",
+    ),
+    invalid(
+        "ListInterruptions-forged-page-token",
+        lambda w: runs_pb2.ListInterruptionsRequest(page_token="bm90IGEgdG9rZW4="),
+        "page_token",
+        "start again with an empty page_token",
+    ),
+    invalid(
+        "ListInterruptions-ListRuns-page-token",
+        lambda w: runs_pb2.ListInterruptionsRequest(page_token=w.page_token),
+        "page_token",
+        "start again with an empty page_token",
+        setup=Setup.TWO_RUNS,
+    ),
+    invalid(
+        "ListInterruptions-page-token-with-run-id",
+        lambda w: runs_pb2.ListInterruptionsRequest(run_id=w.run_id, page_token="x"),
+        "page_token",
+        "a run's interruptions come in one page",
+        setup=Setup.INTERRUPTED,
+    ),
+    # StreamRunEvents
+    invalid(
+        "StreamRunEvents-negative-after-sequence",
+        lambda w: runs_pb2.StreamRunEventsRequest(run_id=w.run_id, after_sequence=-1),
+        "after_sequence",
+        "after_sequence must be 0 (whole history) or the last sequence you received",
+        setup=Setup.COMPLETED,
+    ),
+    # Empty and malformed ids
+    invalid("GetRun-empty-run-id", lambda w: runs_pb2.GetRunRequest(), "run_id", REQUIRED_RUN_ID),
+    invalid("GetRun-blank-run-id", lambda w: runs_pb2.GetRunRequest(run_id="  "), "run_id", REQUIRED_RUN_ID),
+    invalid(
+        "GetRun-run-id-too-long",
+        lambda w: runs_pb2.GetRunRequest(run_id="r" * 201),
+        "run_id",
+        "run_id is longer than 200 characters",
+    ),
+    invalid(
+        "GetRun-run-id-NUL",
+        lambda w: runs_pb2.GetRunRequest(run_id="run_\x00"),
+        "run_id",
+        "run_id contains a NUL character",
+    ),
+    invalid("ResumeRun-empty-run-id", lambda w: runs_pb2.ResumeRunRequest(), "run_id", REQUIRED_RUN_ID),
+    invalid("CancelRun-empty-run-id", lambda w: runs_pb2.CancelRunRequest(), "run_id", REQUIRED_RUN_ID),
+    invalid("GetRunState-empty-run-id", lambda w: runs_pb2.GetRunStateRequest(), "run_id", REQUIRED_RUN_ID),
+    invalid(
+        "StreamRunEvents-empty-run-id", lambda w: runs_pb2.StreamRunEventsRequest(), "run_id", REQUIRED_RUN_ID
+    ),
+    invalid(
+        "ApproveInterruption-empty-run-id",
+        lambda w: runs_pb2.ApproveInterruptionRequest(interruption_id=w.interruption_id),
+        "run_id",
+        REQUIRED_RUN_ID,
+        setup=Setup.INTERRUPTED,
+    ),
+    invalid(
+        "RejectInterruption-empty-run-id",
+        lambda w: runs_pb2.RejectInterruptionRequest(interruption_id=w.interruption_id),
+        "run_id",
+        REQUIRED_RUN_ID,
+        setup=Setup.INTERRUPTED,
+    ),
+    invalid(
+        "ApproveInterruption-empty-interruption-id",
+        lambda w: runs_pb2.ApproveInterruptionRequest(run_id=w.run_id),
+        "interruption_id",
+        "interruption_id is required",
+        "pass an id from Run.interruptions or ListInterruptions",
+        setup=Setup.INTERRUPTED,
+    ),
+    invalid(
+        "RejectInterruption-message-NUL",
+        lambda w: runs_pb2.RejectInterruptionRequest(
+            run_id=w.run_id, interruption_id=w.interruption_id, message="no\x00"
+        ),
+        "message",
+        "message contains a NUL character",
+        setup=Setup.INTERRUPTED,
+    ),
+    invalid(
+        "CancelRun-reason-NUL",
+        lambda w: runs_pb2.CancelRunRequest(run_id=w.run_id, reason="stop\x00"),
+        "reason",
+        "reason contains a NUL character",
+        setup=Setup.INTERRUPTED,
+    ),
+    invalid(
+        "GetAgent-empty-name",
+        lambda w: agents_pb2.GetAgentRequest(),
+        "name",
+        "name is required",
+        "pass an agent name from ListAgents",
+    ),
+    # ImportRunState
+    invalid(
+        "ImportRunState-empty-agent",
+        lambda w: runs_pb2.ImportRunStateRequest(state_json=w.state_json),
+        "agent",
+        "agent is required",
+        "name the registered agent the state belongs to",
+        setup=Setup.INTERRUPTED,
+    ),
+    invalid(
+        "ImportRunState-empty-state",
+        import_state(" "),
+        "state_json",
+        "state_json is required",
+        RUN_STATE_HINT,
+    ),
+    invalid(
+        "ImportRunState-not-json",
+        import_state("RunState<assistant>"),
+        "state_json",
+        "state_json is not valid JSON",
+        RUN_STATE_HINT,
+    ),
+    invalid(
+        "ImportRunState-json-without-schema-version",
+        import_state(json.dumps({"current_turn": 1, "original_input": "hi"})),
+        "state_json",
+        'it has no "$schemaVersion"',
+        RUN_STATE_HINT,
+    ),
+    invalid(
+        "ImportRunState-json-array",
+        import_state("[]"),
+        "state_json",
+        "not an Agents SDK RunState",
+    ),
+    invalid(
+        "ImportRunState-unknown-writer",
+        import_state('{"$schemaVersion": "1.0"}'),
+        "state_json",
+        "neither the Python nor the TypeScript RunState keys",
+    ),
+    invalid(
+        "ImportRunState-typescript-state",
+        import_state('{"$schemaVersion": "1.0", "currentTurn": 1}'),
+        "state_json",
+        "written by the typescript Agents SDK",
+        "imports Python RunState JSON only",
+        reason="UNSUPPORTED_STATE_WRITER",
+    ),
+    invalid(
+        "ImportRunState-not-loadable",
+        import_state('{"$schemaVersion": "1.0", "current_turn": 0}'),
+        "state_json",
+        "could not load this RunState for agent 'assistant'",
+        LOAD_HINT,
+        reason="STATE_NOT_LOADABLE",
+    ),
+    invalid(
+        "ImportRunState-state-of-another-agent",
+        lambda w: runs_pb2.ImportRunStateRequest(agent="billing", state_json=w.state_json),
+        "state_json",
+        "could not load this RunState for agent 'billing'",
+        LOAD_HINT,
+        reason="STATE_NOT_LOADABLE",
+        setup=Setup.INTERRUPTED,
+    ),
+    invalid(
+        "ImportRunState-no-interruptions",
+        lambda w: runs_pb2.ImportRunStateRequest(agent="assistant", state_json=empty_run_state()),
+        "state_json",
+        "has no tool calls awaiting approval",
+        "import the state of a run that paused on an interruption",
+        reason="STATE_NOT_INTERRUPTED",
+    ),
+    invalid(
+        "ImportRunState-metadata-too-many-entries",
+        lambda w: runs_pb2.ImportRunStateRequest(
+            agent="assistant", state_json=w.state_json, metadata=TOO_MANY_METADATA
+        ),
+        "metadata",
+        "metadata has 65 entries",
+        "at most 64",
+        setup=Setup.INTERRUPTED,
+    ),
+    invalid(
+        "ImportRunState-session-id-too-long",
+        lambda w: runs_pb2.ImportRunStateRequest(
+            agent="assistant", state_json=w.state_json, session_id="s" * 201
+        ),
+        "session_id",
+        "session_id is longer than 200 characters",
+        setup=Setup.INTERRUPTED,
+    ),
+]
+
+FAILED_PRECONDITION_CASES = [
+    Case(
+        "ResumeRun-undecided-interruptions",
+        lambda w: runs_pb2.ResumeRunRequest(run_id=w.run_id, wait=True),
+        FAILED_PRECONDITION,
+        "INTERRUPTIONS_PENDING",
+        ("still has undecided interruptions", "Approve or reject each", "then resume"),
+        setup=Setup.INTERRUPTED,
+    ),
+    Case(
+        "ResumeRun-completed-run",
+        lambda w: runs_pb2.ResumeRunRequest(run_id=w.run_id),
+        FAILED_PRECONDITION,
+        "RUN_NOT_RESUMABLE",
+        ("is COMPLETED", ONLY_INTERRUPTED_CAN_RESUME),
+        setup=Setup.COMPLETED,
+    ),
+    Case(
+        "ResumeRun-failed-run",
+        lambda w: runs_pb2.ResumeRunRequest(run_id=w.run_id),
+        FAILED_PRECONDITION,
+        "RUN_NOT_RESUMABLE",
+        ("is FAILED", ONLY_INTERRUPTED_CAN_RESUME),
+        setup=Setup.FAILED,
+    ),
+    Case(
+        "ResumeRun-cancelled-run",
+        lambda w: runs_pb2.ResumeRunRequest(run_id=w.run_id),
+        FAILED_PRECONDITION,
+        "RUN_NOT_RESUMABLE",
+        ("is CANCELLED", ONLY_INTERRUPTED_CAN_RESUME),
+        setup=Setup.CANCELLED,
+    ),
+    Case(
+        "ApproveInterruption-already-rejected",
+        lambda w: runs_pb2.ApproveInterruptionRequest(run_id=w.run_id, interruption_id=w.interruption_id),
+        FAILED_PRECONDITION,
+        "INTERRUPTION_ALREADY_DECIDED",
+        ("was already rejected", DECISION_FINAL),
+        setup=Setup.REJECTED,
+    ),
+    Case(
+        "RejectInterruption-already-approved",
+        lambda w: runs_pb2.RejectInterruptionRequest(run_id=w.run_id, interruption_id=w.interruption_id),
+        FAILED_PRECONDITION,
+        "INTERRUPTION_ALREADY_DECIDED",
+        ("was already approved", DECISION_FINAL),
+        setup=Setup.APPROVED,
+    ),
+    Case(
+        "ApproveInterruption-cancelled-run",
+        lambda w: runs_pb2.ApproveInterruptionRequest(run_id=w.run_id, interruption_id=w.interruption_id),
+        FAILED_PRECONDITION,
+        "RUN_NOT_INTERRUPTED",
+        ("is CANCELLED", DECIDE_ONLY_WHILE_INTERRUPTED),
+        setup=Setup.CANCELLED,
+    ),
+    Case(
+        "RejectInterruption-cancelled-run",
+        lambda w: runs_pb2.RejectInterruptionRequest(run_id=w.run_id, interruption_id=w.interruption_id),
+        FAILED_PRECONDITION,
+        "RUN_NOT_INTERRUPTED",
+        ("is CANCELLED", DECIDE_ONLY_WHILE_INTERRUPTED),
+        setup=Setup.CANCELLED,
+    ),
+    Case(
+        "CancelRun-completed-run",
+        lambda w: runs_pb2.CancelRunRequest(run_id=w.run_id),
+        FAILED_PRECONDITION,
+        "RUN_FINISHED",
+        ("is already COMPLETED", ONLY_UNFINISHED_CAN_CANCEL),
+        setup=Setup.COMPLETED,
+    ),
+    Case(
+        "CancelRun-failed-run",
+        lambda w: runs_pb2.CancelRunRequest(run_id=w.run_id),
+        FAILED_PRECONDITION,
+        "RUN_FINISHED",
+        ("is already FAILED", ONLY_UNFINISHED_CAN_CANCEL),
+        setup=Setup.FAILED,
+    ),
+    Case(
+        "CancelRun-cancelled-run",
+        lambda w: runs_pb2.CancelRunRequest(run_id=w.run_id, reason="Again."),
+        FAILED_PRECONDITION,
+        "RUN_FINISHED",
+        ("is already CANCELLED", ONLY_UNFINISHED_CAN_CANCEL),
+        setup=Setup.CANCELLED,
+    ),
+    Case(
+        "GetRunState-completed-run",
+        lambda w: runs_pb2.GetRunStateRequest(run_id=w.run_id),
+        FAILED_PRECONDITION,
+        "RUN_NOT_INTERRUPTED",
+        ("is COMPLETED", NO_RUN_STATE),
+        setup=Setup.COMPLETED,
+    ),
+    Case(
+        "GetRunState-cancelled-run",
+        lambda w: runs_pb2.GetRunStateRequest(run_id=w.run_id),
+        FAILED_PRECONDITION,
+        "RUN_NOT_INTERRUPTED",
+        ("is CANCELLED", NO_RUN_STATE),
+        setup=Setup.CANCELLED,
+    ),
+]
+
+# What a repeat of the COMPLETED run's CreateRun changes, keeping its request_id.
+REQUEST_ID_REUSED_WITH: list[tuple[str, dict[str, Any]]] = [
+    ("different-input", {"input": "Say goodbye."}),
+    ("different-agent", {"agent": "billing"}),
+    ("different-metadata", {"metadata": {"team": "ops"}}),
+    ("different-session", {"session_id": "session-1"}),
+    ("different-model", {"model": "gpt-4.1-mini"}),
+]
+
+ALREADY_EXISTS_CASES = [
+    Case(
+        f"CreateRun-request-id-reused-with-{what}",
+        reuse_request_id(**changes),
+        ALREADY_EXISTS,
+        "REQUEST_ID_REUSED",
+        ("was already used for run", "with different arguments", REQUEST_ID_REUSED),
+        setup=Setup.COMPLETED,
+    )
+    for what, changes in REQUEST_ID_REUSED_WITH
+]
+
+CASES = [*NOT_FOUND_CASES, *INVALID_ARGUMENT_CASES, *FAILED_PRECONDITION_CASES, *ALREADY_EXISTS_CASES]
+
+
+# ----- the test -----------------------------------------------------------------------------
+
+
+async def call_rpc(client: TimestepClient, request: Message) -> object:
+    """Send `request` to the RPC named by its type (GetRunRequest → GetRun) and await the result."""
+    method = type(request).__name__.removesuffix("Request")
+    stub = client.agents if isinstance(request, agents_pb2.GetAgentRequest) else client.runs
+    call: Any = getattr(stub, method)(request, timeout=WAIT)
+    if method == "StreamRunEvents":
+        return [message async for message in call]
+    return await call
+
+
+def details_of(status: Any, kind: type[Message]) -> list[Any]:
+    """The google.rpc details of one type in a google.rpc.Status."""
+    found = []
+    for detail in status.details:
+        if detail.Is(kind.DESCRIPTOR):
+            message = kind()
+            detail.Unpack(message)
+            found.append(message)
+    return found
+
+
+def test_cases_are_well_formed() -> None:
+    names = [case.name for case in CASES]
+    assert len(names) == len(set(names)), "case names must be unique"
+    for case in CASES:
+        assert bool(case.field) == (case.code == INVALID_ARGUMENT), case.name
+        assert case.says, case.name
+
+
+@pytest.mark.parametrize("case", [pytest.param(case, id=case.name) for case in CASES])
+async def test_rpc_error(
+    case: Case, client: TimestepClient, fake_openai: FakeOpenAI, database_url: str
+) -> None:
+    world = await prepare(case.setup, client, fake_openai)
+    request = case.request(world)
+    before = await db_state(database_url)
+    requests_before = len(fake_openai.requests)
+
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await asyncio.wait_for(call_rpc(client, request), WAIT)
+    error = raised.value
+    message: str = error.details()
+
+    assert error.code() == case.code, f"expected {case.code.name}, got {error.code().name}: {message}"
+    for phrase in case.says:
+        assert phrase in message, f"{phrase!r} not in the message {message!r}"
+
+    status = rpc_status.from_call(error)
+    assert status is not None, "the error carries no google.rpc.Status (grpc-status-details-bin)"
+    assert status.code == case.code.value[0]
+    assert status.message == message
+    infos = details_of(status, error_details_pb2.ErrorInfo)
+    assert [(info.reason, info.domain) for info in infos] == [(case.reason, ERROR_DOMAIN)]
+    bad_requests = details_of(status, error_details_pb2.BadRequest)
+    if case.code == INVALID_ARGUMENT:
+        assert len(bad_requests) == 1, status
+        violations = [(v.field, v.description) for v in bad_requests[0].field_violations]
+        assert violations == [(case.field, message)]
+    else:
+        assert bad_requests == [], "BadRequest is only for INVALID_ARGUMENT"
+
+    assert await db_state(database_url) == before, "a failed call changed the database"
+    assert len(fake_openai.requests) == requests_before, "a failed call reached the model"
+
+
+# ----- repeats that are not errors ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("approve", [True, False], ids=["approve", "reject"])
+async def test_repeating_a_decision_is_harmless(
+    approve: bool, client: TimestepClient, fake_openai: FakeOpenAI, database_url: str
+) -> None:
+    run = await _interrupted(client, fake_openai)
+    first = await _decide(client, run, approve)
+    expected = runs_pb2.INTERRUPTION_STATUS_APPROVED if approve else runs_pb2.INTERRUPTION_STATUS_REJECTED
+    assert first.status == expected
+    events = await collect_events(client, run.id)
+    before = await db_state(database_url)
+
+    again = await _decide(client, run, approve)
+
+    assert again == first, "the repeated decision returns the interruption unchanged"
+    assert await db_state(database_url) == before, "the repeated decision changed the database"
+    assert await collect_events(client, run.id) == events, "the repeated decision added an event"
+    decided = [e for e in events if e.WhichOneof("kind") == "interruption_decided"]
+    assert [e.interruption_decided.id for e in decided] == [first.id]
+    # And the run carries on normally.
+    fake_openai.script(text("Sent." if approve else "OK, I did not send it."))
+    resumed = await client.resume(run.id, wait=True, timeout=WAIT)
+    assert resumed.status == RunStatus.RUN_STATUS_COMPLETED, resumed
+    assert [i.status for i in resumed.interruptions] == [expected]
+
+
+async def test_reused_request_id_with_same_arguments_returns_the_same_run(
+    client: TimestepClient, fake_openai: FakeOpenAI, database_url: str
+) -> None:
+    request_id = unique("req")
+    run = await _completed(client, fake_openai, request_id)
+    before = await db_state(database_url)
+
+    again = await client.create_run(
+        "assistant", ORIGINAL_INPUT, request_id=request_id, wait=True, timeout=WAIT
+    )
+
+    assert again == run
+    assert await db_state(database_url) == before
+    assert len(fake_openai.requests) == 1, "the repeat started no new model call"

@@ -1,0 +1,135 @@
+"""RunState interchange: export a paused run's Agents SDK RunState JSON (with the decisions made
+over gRPC applied) and import a RunState produced by the Agents SDK in another process."""
+
+from __future__ import annotations
+
+import json
+
+import grpc
+from agents import Runner, RunState
+from timestep.examples.agents import assistant
+from timestep_client import InterruptionStatus, RunStatus, TimestepClient
+
+from tests.e2e.helpers import (
+    EMAIL_ARGS,
+    EMAIL_SENT,
+    arguments,
+    expect_rpc_error,
+    function_call_outputs,
+    in_process_run_config,
+    pending,
+    unique,
+)
+from tests.fakes.openai_responses import FakeOpenAI, function_call, text, tool_call, tool_calls
+
+SCHEMA_VERSION = "1.21"
+
+
+async def test_the_run_state_of_a_paused_run_loads_in_the_agents_sdk_with_its_pending_approval(
+    client: TimestepClient, fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.script(tool_call("send_email", EMAIL_ARGS, call_id="call_export"))
+    run = await client.create_run("assistant", "Tell Bob I'm running late", wait=True)
+
+    exported = await client.get_state(run.id)
+
+    assert exported.schema_version == SCHEMA_VERSION
+    assert json.loads(exported.state_json)["$schemaVersion"] == SCHEMA_VERSION
+    assert exported.agent == "assistant"
+    state = await RunState.from_string(assistant, exported.state_json)
+    [approval] = state.get_interruptions()
+    assert (approval.tool_name, approval.call_id) == ("send_email", "call_export")
+    assert json.loads(approval.arguments or "{}") == EMAIL_ARGS
+
+
+async def test_an_approval_made_over_grpc_travels_in_the_exported_state_so_the_sdk_runs_the_tool_unasked(
+    client: TimestepClient, fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.script(tool_call("send_email", EMAIL_ARGS, call_id="call_carried"))
+    run = await client.create_run("assistant", "Tell Bob I'm running late", wait=True)
+    await client.approve(run.id, pending(run)[0].id)
+
+    exported = await client.get_state(run.id)
+    state = await RunState.from_string(assistant, exported.state_json)
+    fake_openai.script(text("Bob has been emailed."))
+    result = await Runner.run(assistant, state, run_config=in_process_run_config(fake_openai))
+
+    assert result.interruptions == []
+    assert result.final_output == "Bob has been emailed."
+    assert len(fake_openai.requests) == 2
+    assert function_call_outputs(fake_openai.requests[-1]) == {"call_carried": EMAIL_SENT}
+    assert (await client.get_run(run.id)).status == RunStatus.RUN_STATUS_INTERRUPTED, (
+        "the export moves nothing"
+    )
+
+
+async def test_a_partly_decided_run_exports_its_decision_and_leaves_the_rest_to_the_sdk(
+    client: TimestepClient, fake_openai: FakeOpenAI
+) -> None:
+    to_eve = {**EMAIL_ARGS, "to": "eve@example.com"}
+    fake_openai.script(
+        tool_calls(
+            function_call("send_email", EMAIL_ARGS, call_id="call_bob"),
+            function_call("send_email", to_eve, call_id="call_eve"),
+        )
+    )
+    run = await client.create_run("assistant", "Tell Bob and Eve I'm running late", wait=True)
+    bob = next(i for i in pending(run) if i.call_id == "call_bob")
+    await client.approve(run.id, bob.id)
+
+    state = await RunState.from_string(assistant, (await client.get_state(run.id)).state_json)
+    eve = next(item for item in state.get_interruptions() if item.call_id == "call_eve")
+    state.reject(eve, rejection_message="Eve already knows.")
+    fake_openai.script(text("Only Bob was emailed."))
+    result = await Runner.run(assistant, state, run_config=in_process_run_config(fake_openai))
+
+    assert result.interruptions == []
+    assert function_call_outputs(fake_openai.requests[-1]) == {
+        "call_bob": EMAIL_SENT,
+        "call_eve": "Eve already knows.",
+    }
+
+
+async def test_a_run_state_from_the_agents_sdk_imports_as_an_interrupted_run_that_can_be_approved_and_resumed(
+    client: TimestepClient, fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.script(tool_call("send_email", EMAIL_ARGS, call_id="call_imported"))
+    paused = await Runner.run(
+        assistant, "Tell Bob I'm running late", run_config=in_process_run_config(fake_openai)
+    )
+    assert len(paused.interruptions) == 1
+    state_json = paused.to_state().to_string()
+    session = unique("session")
+
+    run = await client.import_state("assistant", state_json, session_id=session, metadata={"source": "sdk"})
+
+    assert run.status == RunStatus.RUN_STATUS_INTERRUPTED
+    assert (run.agent, run.current_agent, run.session_id) == ("assistant", "assistant", session)
+    assert dict(run.metadata) == {"source": "sdk"}
+    [interruption] = run.interruptions
+    assert interruption.status == InterruptionStatus.INTERRUPTION_STATUS_PENDING
+    assert (interruption.agent, interruption.tool_name, interruption.call_id) == (
+        "assistant",
+        "send_email",
+        "call_imported",
+    )
+    assert arguments(interruption) == EMAIL_ARGS
+    assert (await client.get_state(run.id)).state_json == state_json
+
+    await client.approve(run.id, interruption.id)
+    fake_openai.script(text("Bob has been emailed."))
+    run = await client.resume(run.id, wait=True)
+
+    assert run.status == RunStatus.RUN_STATUS_COMPLETED
+    assert run.final_output == "Bob has been emailed."
+    assert function_call_outputs(fake_openai.requests[-1]) == {"call_imported": EMAIL_SENT}
+    assert run.usage.requests == 1, "only the resumed segment's model call counts for the imported run"
+
+
+async def test_only_an_interrupted_run_has_a_run_state_to_export(
+    client: TimestepClient, fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.script(text("Done."))
+    run = await client.create_run("assistant", "Say done", wait=True)
+
+    await expect_rpc_error(client.get_state(run.id), grpc.StatusCode.FAILED_PRECONDITION)

@@ -1,0 +1,676 @@
+"""RunStore against the real PostgreSQL of this test run.
+
+The database is shared by every test of the run, so each test works on its own runs (unique
+agent names, session ids and request ids) and never assumes a table is empty.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import asyncpg
+import pytest
+from timestep.domain import (
+    EventKind,
+    InterruptionStatus,
+    NewInterruption,
+    NewRun,
+    PendingEvent,
+    Run,
+    RunError,
+    RunFilter,
+    RunStatus,
+    Snapshot,
+    Usage,
+)
+from timestep.errors import (
+    AlreadyExistsError,
+    FailedPreconditionError,
+    InvalidArgumentError,
+    NotFoundError,
+)
+from timestep.store.runs import RunStore, SegmentOutcome
+
+SNAPSHOT = Snapshot(
+    writer="python",
+    schema_version="1.0",
+    state_json='{"$schemaVersion": "1.0", "current_turn": 1, "original_input": "hi"}',
+)
+
+RejectStatusEvents = Callable[[str, RunStatus], Awaitable[None]]
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}_{uuid.uuid4().hex[:12]}"
+
+
+def new_run(agent: str | None = None, **overrides: Any) -> NewRun:
+    fields: dict[str, Any] = {
+        "agent": agent or unique("agent"),
+        "input": "Hello",
+        "session_id": unique("session"),
+        "model": "gpt-fake",
+        "metadata": {"purpose": "test"},
+    }
+    fields.update(overrides)
+    return NewRun(**fields)
+
+
+def interruption(call_id: str, tool_name: str = "send_email") -> NewInterruption:
+    return NewInterruption(
+        agent="assistant", tool_name=tool_name, call_id=call_id, arguments_json='{"to": "bob@example.com"}'
+    )
+
+
+def interrupted_outcome(*call_ids: str) -> SegmentOutcome:
+    return SegmentOutcome(
+        status=RunStatus.INTERRUPTED,
+        current_agent="assistant",
+        usage=Usage(1, 10, 5, 15),
+        snapshot=SNAPSHOT,
+        interruptions=[interruption(call_id) for call_id in call_ids],
+    )
+
+
+async def interrupted_run(store: RunStore, *call_ids: str, agent: str | None = None) -> Run:
+    run, _, _ = await store.create_run(new_run(agent))
+    await store.start_segment(run.id)
+    finished, _ = await store.finish_segment(run.id, 1, interrupted_outcome(*call_ids))
+    assert finished.status is RunStatus.INTERRUPTED
+    return finished
+
+
+async def stored_state(pool: asyncpg.Pool, run_id: str) -> dict[str, Any]:
+    """Everything stored about a run: its row and all its dependent rows."""
+    run = await pool.fetchrow("SELECT * FROM runs WHERE id = $1", run_id)
+    assert run is not None
+    state: dict[str, Any] = {"run": dict(run)}
+    for table, order in (
+        ("run_events", "sequence"),
+        ("interruptions", "id"),
+        ("run_state_snapshots", "segment"),
+        ("run_usage", "segment"),
+    ):
+        rows = await pool.fetch(f"SELECT * FROM {table} WHERE run_id = $1 ORDER BY {order}", run_id)
+        state[table] = [dict(row) for row in rows]
+    return state
+
+
+@pytest.fixture
+async def reject_status_events(pool: asyncpg.Pool) -> AsyncIterator[RejectStatusEvents]:
+    """Make PostgreSQL itself reject the `status_changed` event to `status` of one agent's runs.
+
+    A real trigger on run_events (dropped after the test), scoped to an agent name no other
+    test uses, so a store method can be made to fail half-way through its transaction.
+    """
+    installed: list[str] = []
+
+    async def install(agent: str, status: RunStatus) -> None:
+        name = unique("timestep_test_reject")
+        await pool.execute(
+            f"""CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$
+                BEGIN
+                    IF NEW.kind = 'status_changed' AND NEW.payload->>'status' = '{status.value}'
+                       AND EXISTS (SELECT 1 FROM runs WHERE id = NEW.run_id AND agent = '{agent}') THEN
+                        RAISE EXCEPTION 'test trigger rejects this event';
+                    END IF;
+                    RETURN NEW;
+                END $$"""
+        )
+        installed.append(name)
+        await pool.execute(
+            f"CREATE TRIGGER {name} BEFORE INSERT ON run_events FOR EACH ROW EXECUTE FUNCTION {name}()"
+        )
+
+    try:
+        yield install
+    finally:
+        for name in installed:
+            await pool.execute(f"DROP TRIGGER IF EXISTS {name} ON run_events")
+            await pool.execute(f"DROP FUNCTION IF EXISTS {name}()")
+
+
+# ----- create_run ---------------------------------------------------------------------------
+
+
+async def test_create_run_writes_queued_run_and_its_status_event(store: RunStore, pool: asyncpg.Pool) -> None:
+    request = new_run(input=[{"role": "user", "content": "Hi"}], request_id=unique("req"))
+
+    run, events, created = await store.create_run(request)
+
+    assert created is True
+    assert run.status is RunStatus.QUEUED
+    assert (run.agent, run.current_agent, run.session_id, run.model) == (
+        request.agent,
+        request.agent,
+        request.session_id,
+        "gpt-fake",
+    )
+    assert run.metadata == {"purpose": "test"}
+    assert run.request_id == request.request_id
+    assert (run.segment_count, run.last_sequence, run.usage) == (0, 1, Usage())
+    assert [(e.sequence, e.segment, e.kind, e.payload) for e in events] == [
+        (1, 0, EventKind.STATUS_CHANGED, {"status": "queued", "reason": ""})
+    ]
+    assert await store.list_events(run.id, 0) == events
+    assert await store.get_run(run.id) == run
+    assert await store.get_run_input(run.id) == [{"role": "user", "content": "Hi"}]
+
+
+async def test_create_run_is_atomic_when_its_status_event_fails(
+    store: RunStore, pool: asyncpg.Pool, reject_status_events: RejectStatusEvents
+) -> None:
+    agent = unique("atomic")
+    await reject_status_events(agent, RunStatus.QUEUED)
+
+    with pytest.raises(asyncpg.RaiseError, match="test trigger rejects"):
+        await store.create_run(new_run(agent, request_id=unique("req")))
+
+    assert await pool.fetchval("SELECT count(*) FROM runs WHERE agent = $1", agent) == 0
+
+
+async def test_create_run_with_same_request_id_returns_the_same_run(
+    store: RunStore, pool: asyncpg.Pool
+) -> None:
+    request = new_run(request_id=unique("req"))
+
+    first, first_events, first_created = await store.create_run(request)
+    again, again_events, again_created = await store.create_run(request)
+
+    assert (first_created, again_created) == (True, False)
+    assert again.id == first.id
+    assert len(first_events) == 1
+    assert again_events == []
+    assert await pool.fetchval("SELECT count(*) FROM runs WHERE request_id = $1", request.request_id) == 1
+    assert [e.sequence for e in await store.list_events(first.id, 0)] == [1]
+
+
+async def test_concurrent_creates_with_one_request_id_make_one_run(
+    store: RunStore, pool: asyncpg.Pool
+) -> None:
+    request = new_run(request_id=unique("req"))
+
+    results = await asyncio.gather(*(store.create_run(request) for _ in range(10)))
+
+    assert len({run.id for run, _, _ in results}) == 1
+    assert sum(created for _, _, created in results) == 1
+    assert sum(len(events) for _, events, _ in results) == 1
+    assert await pool.fetchval("SELECT count(*) FROM runs WHERE request_id = $1", request.request_id) == 1
+    run_id = results[0][0].id
+    assert [e.sequence for e in await store.list_events(run_id, 0)] == [1]
+
+
+async def test_reusing_a_request_id_with_other_arguments_is_rejected(
+    store: RunStore, pool: asyncpg.Pool
+) -> None:
+    request = new_run(request_id=unique("req"))
+    original, _, _ = await store.create_run(request)
+    before = await stored_state(pool, original.id)
+
+    with pytest.raises(AlreadyExistsError) as raised:
+        await store.create_run(new_run(request.agent, request_id=request.request_id, input="Something else"))
+
+    assert raised.value.reason == "REQUEST_ID_REUSED"
+    assert original.id in raised.value.message
+    assert await stored_state(pool, original.id) == before
+    assert await pool.fetchval("SELECT count(*) FROM runs WHERE request_id = $1", request.request_id) == 1
+
+
+async def test_runs_without_request_id_are_never_deduplicated(store: RunStore) -> None:
+    request = new_run()
+
+    first, _, first_created = await store.create_run(request)
+    second, _, second_created = await store.create_run(request)
+
+    assert first_created
+    assert second_created
+    assert first.id != second.id
+    assert first.request_id == second.request_id == ""
+
+
+# ----- segments -------------------------------------------------------------------------------
+
+
+async def test_segment_that_completes(store: RunStore, pool: asyncpg.Pool) -> None:
+    run, _, _ = await store.create_run(new_run())
+
+    running, start_events = await store.start_segment(run.id)
+
+    assert running.status is RunStatus.RUNNING
+    assert running.segment_count == 1
+    assert [(e.sequence, e.segment, e.kind, e.payload) for e in start_events] == [
+        (2, 1, EventKind.STATUS_CHANGED, {"status": "running", "reason": ""})
+    ]
+
+    outcome = SegmentOutcome(
+        status=RunStatus.COMPLETED,
+        current_agent="billing",
+        usage=Usage(2, 20, 7, 27),
+        final_output="All done.",
+        events=[PendingEvent(EventKind.FINAL_OUTPUT, {"agent": "billing", "output": "All done."})],
+    )
+    finished, finish_events = await store.finish_segment(run.id, 1, outcome)
+
+    assert finished.status is RunStatus.COMPLETED
+    assert (finished.current_agent, finished.final_output, finished.error) == ("billing", "All done.", None)
+    assert finished.usage == Usage(2, 20, 7, 27)
+    assert finished.last_sequence == 5
+    assert [(e.sequence, e.segment, e.kind) for e in finish_events] == [
+        (3, 1, EventKind.FINAL_OUTPUT),
+        (4, 1, EventKind.USAGE),
+        (5, 1, EventKind.STATUS_CHANGED),
+    ]
+    assert finish_events[1].payload == {
+        "segment": Usage(2, 20, 7, 27).to_dict(),
+        "total": Usage(2, 20, 7, 27).to_dict(),
+    }
+    assert finish_events[2].payload == {"status": "completed", "reason": ""}
+    assert finish_events[2].stopped_status is RunStatus.COMPLETED
+    usage_rows = await pool.fetch("SELECT * FROM run_usage WHERE run_id = $1", run.id)
+    assert [(r["segment"], r["requests"], r["total_tokens"]) for r in usage_rows] == [(1, 2, 27)]
+    assert await store.latest_snapshot(run.id) is None
+
+    with pytest.raises(FailedPreconditionError) as raised:
+        await store.start_segment(run.id)
+    assert raised.value.reason == "RUN_NOT_RESUMABLE"
+
+
+async def test_segment_that_fails_records_the_error(store: RunStore) -> None:
+    run, _, _ = await store.create_run(new_run())
+    await store.start_segment(run.id)
+    error = RunError("MODEL_ERROR", "The model answered 500.")
+
+    failed, events = await store.finish_segment(
+        run.id,
+        1,
+        SegmentOutcome(
+            status=RunStatus.FAILED,
+            current_agent=run.agent,
+            usage=Usage(1, 10, 0, 10),
+            error=error,
+            events=[PendingEvent(EventKind.ERROR, {"code": error.code, "message": error.message})],
+        ),
+    )
+
+    assert failed.status is RunStatus.FAILED
+    assert failed.error == error
+    assert [e.kind for e in events] == [EventKind.ERROR, EventKind.USAGE, EventKind.STATUS_CHANGED]
+    assert events[-1].payload == {"status": "failed", "reason": error.message}
+
+
+async def test_interrupted_run_resumes_after_every_interruption_is_decided(
+    store: RunStore, pool: asyncpg.Pool
+) -> None:
+    run, _, _ = await store.create_run(new_run())
+    await store.start_segment(run.id)
+
+    paused, events = await store.finish_segment(run.id, 1, interrupted_outcome("call_a", "call_b"))
+
+    assert paused.status is RunStatus.INTERRUPTED
+    assert [i.call_id for i in paused.pending_interruptions] == ["call_a", "call_b"]
+    assert all(i.segment == 1 and i.status is InterruptionStatus.PENDING for i in paused.interruptions)
+    assert [e.kind for e in events] == [
+        EventKind.INTERRUPTION,
+        EventKind.INTERRUPTION,
+        EventKind.USAGE,
+        EventKind.STATUS_CHANGED,
+    ]
+    assert [e.payload["id"] for e in events[:2]] == [i.id for i in paused.interruptions]
+    assert events[-1].stopped_status is RunStatus.INTERRUPTED
+    assert await store.latest_snapshot(run.id) == SNAPSHOT
+
+    with pytest.raises(FailedPreconditionError) as raised:
+        await store.start_segment(run.id)
+    assert raised.value.reason == "INTERRUPTIONS_PENDING"
+
+    first, second = paused.interruptions
+    await store.decide_interruption(run.id, first.id, InterruptionStatus.APPROVED, always=False, message="")
+    with pytest.raises(FailedPreconditionError):
+        await store.start_segment(run.id)  # one is still pending
+    await store.decide_interruption(
+        run.id, second.id, InterruptionStatus.REJECTED, always=True, message="No."
+    )
+
+    resumed, resume_events = await store.start_segment(run.id)
+    assert resumed.status is RunStatus.RUNNING
+    assert resumed.segment_count == 2
+    assert resumed.pending_interruptions == []
+    assert [(e.segment, e.payload["status"]) for e in resume_events] == [(2, "running")]
+
+    done, _ = await store.finish_segment(
+        run.id,
+        2,
+        SegmentOutcome(status=RunStatus.COMPLETED, current_agent="assistant", usage=Usage(1, 10, 3, 13)),
+    )
+    assert done.status is RunStatus.COMPLETED
+    assert done.usage == Usage(2, 20, 8, 28)  # both segments
+    usage_rows = await pool.fetch(
+        "SELECT segment, total_tokens FROM run_usage WHERE run_id = $1 ORDER BY segment", run.id
+    )
+    assert [tuple(r) for r in usage_rows] == [(1, 15), (2, 13)]
+    sequences = [e.sequence for e in await store.list_events(run.id, 0)]
+    assert sequences == list(range(1, done.last_sequence + 1))
+
+
+async def test_deciding_an_interruption_twice(store: RunStore) -> None:
+    run = await interrupted_run(store, "call_1")
+    pending = run.interruptions[0]
+
+    decided, events = await store.decide_interruption(
+        run.id, pending.id, InterruptionStatus.APPROVED, always=True, message=""
+    )
+    assert decided.status is InterruptionStatus.APPROVED
+    assert decided.always is True
+    assert decided.decide_time is not None
+    assert [(e.kind, e.payload["status"], e.payload["id"]) for e in events] == [
+        (EventKind.INTERRUPTION_DECIDED, "approved", pending.id)
+    ]
+    last_sequence = (await store.get_run(run.id)).last_sequence
+
+    same, same_events = await store.decide_interruption(
+        run.id, pending.id, InterruptionStatus.APPROVED, always=True, message=""
+    )
+    assert same_events == []
+    assert same == decided
+    assert (await store.get_run(run.id)).last_sequence == last_sequence
+
+    with pytest.raises(FailedPreconditionError) as raised:
+        await store.decide_interruption(
+            run.id, pending.id, InterruptionStatus.REJECTED, always=False, message=""
+        )
+    assert raised.value.reason == "INTERRUPTION_ALREADY_DECIDED"
+    after = await store.get_run(run.id)
+    assert after.last_sequence == last_sequence
+    assert after.interruptions[0].status is InterruptionStatus.APPROVED
+
+
+async def test_deciding_an_unknown_interruption(store: RunStore) -> None:
+    run = await interrupted_run(store, "call_1")
+
+    with pytest.raises(NotFoundError) as raised:
+        await store.decide_interruption(
+            run.id, "int_nope", InterruptionStatus.APPROVED, always=False, message=""
+        )
+
+    assert raised.value.reason == "INTERRUPTION_NOT_FOUND"
+
+
+async def test_unknown_run_is_not_found(store: RunStore) -> None:
+    with pytest.raises(NotFoundError) as raised:
+        await store.get_run("run_does_not_exist")
+    assert raised.value.reason == "RUN_NOT_FOUND"
+    with pytest.raises(NotFoundError):
+        await store.get_run_input("run_does_not_exist")
+
+
+async def test_finishing_a_superseded_segment_writes_nothing(store: RunStore, pool: asyncpg.Pool) -> None:
+    run, _, _ = await store.create_run(new_run())
+    await store.start_segment(run.id)
+    before = await stored_state(pool, run.id)
+    outcome = SegmentOutcome(
+        status=RunStatus.COMPLETED,
+        current_agent=run.agent,
+        usage=Usage(1, 10, 1, 11),
+        final_output="late",
+        snapshot=SNAPSHOT,
+        interruptions=[interruption("call_late")],
+        events=[PendingEvent(EventKind.FINAL_OUTPUT, {"agent": run.agent, "output": "late"})],
+    )
+
+    for wrong_segment in (0, 2):
+        with pytest.raises(FailedPreconditionError) as raised:
+            await store.finish_segment(run.id, wrong_segment, outcome)
+        assert raised.value.reason == "SEGMENT_SUPERSEDED"
+    assert await stored_state(pool, run.id) == before
+
+    # Once segment 1 has finished, finishing it again is refused too.
+    await store.finish_segment(run.id, 1, outcome)
+    finished = await stored_state(pool, run.id)
+    with pytest.raises(FailedPreconditionError):
+        await store.finish_segment(run.id, 1, outcome)
+    assert await stored_state(pool, run.id) == finished
+
+
+async def test_a_failing_finish_segment_leaves_no_half_written_rows(
+    store: RunStore, pool: asyncpg.Pool
+) -> None:
+    run, _, _ = await store.create_run(new_run())
+    await store.start_segment(run.id)
+    before = await stored_state(pool, run.id)
+    # Two interruptions with one call_id violate UNIQUE (run_id, segment, call_id) after the
+    # usage, the run row and the snapshot were already written in the transaction.
+    outcome = SegmentOutcome(
+        status=RunStatus.INTERRUPTED,
+        current_agent="billing",
+        usage=Usage(3, 30, 9, 39),
+        snapshot=SNAPSHOT,
+        interruptions=[interruption("call_dup"), interruption("call_dup", tool_name="issue_refund")],
+    )
+
+    with pytest.raises(asyncpg.UniqueViolationError):
+        await store.finish_segment(run.id, 1, outcome)
+
+    after = await stored_state(pool, run.id)
+    assert after == before
+    assert after["run"]["status"] == "running"
+    assert after["run"]["usage_total_tokens"] == 0
+    assert after["run_state_snapshots"] == []
+    assert after["run_usage"] == []
+    assert after["interruptions"] == []
+    # The run is still finishable by its segment.
+    done, _ = await store.finish_segment(run.id, 1, interrupted_outcome("call_dup"))
+    assert done.status is RunStatus.INTERRUPTED
+
+
+async def test_a_failing_start_segment_leaves_the_run_queued(
+    store: RunStore, pool: asyncpg.Pool, reject_status_events: RejectStatusEvents
+) -> None:
+    agent = unique("atomic")
+    await reject_status_events(agent, RunStatus.RUNNING)
+    run, _, _ = await store.create_run(new_run(agent))
+    before = await stored_state(pool, run.id)
+
+    with pytest.raises(asyncpg.RaiseError):
+        await store.start_segment(run.id)
+
+    assert await stored_state(pool, run.id) == before
+    assert (await store.get_run(run.id)).status is RunStatus.QUEUED
+
+
+# ----- events -------------------------------------------------------------------------------
+
+
+async def test_concurrent_appends_get_gapless_increasing_sequences(store: RunStore) -> None:
+    run, _, _ = await store.create_run(new_run())
+    await store.start_segment(run.id)  # sequences 1 and 2
+
+    def batch(call: int) -> list[PendingEvent]:
+        return [
+            PendingEvent(
+                EventKind.MESSAGE_OUTPUT, {"agent": "a", "text": f"{call}-{part}", "item_json": "{}"}
+            )
+            for part in range(3)
+        ]
+
+    results = await asyncio.gather(*(store.append_events(run.id, 1, batch(call)) for call in range(20)))
+
+    for call, events in enumerate(results):
+        sequences = [e.sequence for e in events]
+        assert sequences == list(range(sequences[0], sequences[0] + 3)), "one call's events are contiguous"
+        assert [e.payload["text"] for e in events] == [f"{call}-{part}" for part in range(3)]
+    all_sequences = sorted(e.sequence for events in results for e in events)
+    assert all_sequences == list(range(3, 63))
+    stored = await store.list_events(run.id, 0)
+    assert [e.sequence for e in stored] == list(range(1, 63))
+    assert (await store.get_run(run.id)).last_sequence == 62
+    # list_events pages by sequence.
+    assert [e.sequence for e in await store.list_events(run.id, 10, limit=5)] == [11, 12, 13, 14, 15]
+    assert await store.list_events(run.id, 62) == []
+
+
+async def test_append_nothing_writes_nothing(store: RunStore) -> None:
+    run, _, _ = await store.create_run(new_run())
+
+    assert await store.append_events(run.id, 0, []) == []
+    assert (await store.get_run(run.id)).last_sequence == 1
+
+
+# ----- cancellation ---------------------------------------------------------------------------
+
+
+async def test_cancelling_an_interrupted_run(store: RunStore) -> None:
+    run = await interrupted_run(store, "call_1")
+    error = RunError("CANCELLED", "Cancelled by the test.")
+
+    cancelled, events = await store.cancel_stopped_run(run.id, error)
+
+    assert cancelled.status is RunStatus.CANCELLED
+    assert cancelled.error == error
+    assert [(e.kind, e.payload["status"]) for e in events] == [(EventKind.STATUS_CHANGED, "cancelled")]
+    with pytest.raises(FailedPreconditionError) as raised:
+        await store.decide_interruption(
+            run.id, run.interruptions[0].id, InterruptionStatus.APPROVED, always=False, message=""
+        )
+    assert raised.value.reason == "RUN_NOT_INTERRUPTED"
+    with pytest.raises(FailedPreconditionError) as again:
+        await store.cancel_stopped_run(run.id, error)
+    assert again.value.reason == "RUN_FINISHED"
+
+
+# ----- listing --------------------------------------------------------------------------------
+
+
+async def test_list_runs_pages_newest_first_and_filters(store: RunStore) -> None:
+    agent = unique("lister")
+    session = unique("session")
+    created = []
+    for index in range(5):
+        run, _, _ = await store.create_run(
+            new_run(agent, session_id=session if index < 2 else unique("session"))
+        )
+        created.append(run.id)
+    for run_id in created[3:]:
+        await store.start_segment(run_id)
+    newest_first = created[::-1]
+
+    pages: list[list[str]] = []
+    token = ""
+    while True:
+        page = await store.list_runs(RunFilter(agent=agent), 2, token)
+        pages.append([run.id for run in page.items])
+        token = page.next_page_token
+        if not token:
+            break
+    assert pages == [newest_first[0:2], newest_first[2:4], newest_first[4:5]]
+
+    everything = await store.list_runs(RunFilter(agent=agent), 0, "")
+    assert [run.id for run in everything.items] == newest_first
+    assert everything.next_page_token == ""
+
+    exact = await store.list_runs(RunFilter(agent=agent), 5, "")
+    assert len(exact.items) == 5
+    assert exact.next_page_token == ""
+
+    running = await store.list_runs(RunFilter(agent=agent, status=RunStatus.RUNNING), 10, "")
+    assert [run.id for run in running.items] == newest_first[:2]
+    assert all(run.status is RunStatus.RUNNING for run in running.items)
+
+    by_session = await store.list_runs(RunFilter(session_id=session), 10, "")
+    assert [run.id for run in by_session.items] == created[1::-1]
+
+    combined = await store.list_runs(
+        RunFilter(agent=agent, session_id=session, status=RunStatus.QUEUED), 10, ""
+    )
+    assert [run.id for run in combined.items] == created[1::-1]
+
+    nothing = await store.list_runs(RunFilter(agent=unique("nobody")), 10, "")
+    assert nothing.items == []
+    assert nothing.next_page_token == ""
+
+
+async def test_list_runs_rejects_bad_page_arguments(store: RunStore) -> None:
+    agent = unique("lister")
+    for _ in range(2):
+        await store.create_run(new_run(agent))
+    first = await store.list_runs(RunFilter(agent=agent), 1, "")
+    assert first.next_page_token
+
+    with pytest.raises(InvalidArgumentError) as other_filter:
+        await store.list_runs(RunFilter(agent=unique("other")), 1, first.next_page_token)
+    assert other_filter.value.field == "page_token"
+    with pytest.raises(InvalidArgumentError) as garbage:
+        await store.list_runs(RunFilter(agent=agent), 1, "not-a-token")
+    assert garbage.value.field == "page_token"
+    with pytest.raises(InvalidArgumentError) as negative:
+        await store.list_runs(RunFilter(agent=agent), -1, "")
+    assert negative.value.field == "page_size"
+
+
+async def test_list_pending_interruptions(store: RunStore) -> None:
+    waiting = await interrupted_run(store, "call_1", "call_2")
+    decided = await interrupted_run(store, "call_3")
+    await store.decide_interruption(
+        decided.id, decided.interruptions[0].id, InterruptionStatus.APPROVED, always=False, message=""
+    )
+    cancelled = await interrupted_run(store, "call_4")
+    await store.cancel_stopped_run(cancelled.id, RunError("CANCELLED", "test"))
+
+    listed: list[str] = []
+    token = ""
+    pages = 0
+    while True:
+        page = await store.list_pending_interruptions(2, token)
+        assert len(page.items) <= 2
+        assert all(i.status is InterruptionStatus.PENDING for i in page.items)
+        listed += [i.id for i in page.items]
+        pages += 1
+        token = page.next_page_token
+        if not token:
+            break
+
+    assert len(listed) == len(set(listed)), "no interruption appears on two pages"
+    ours = [i for i in listed if i in {j.id for j in waiting.interruptions}]
+    assert ours == [i.id for i in waiting.interruptions]
+    assert decided.interruptions[0].id not in listed
+    assert cancelled.interruptions[0].id not in listed
+    if len(listed) > 2:
+        assert pages > 1
+    with pytest.raises(InvalidArgumentError):
+        await store.list_pending_interruptions(2, "bogus")
+
+
+async def test_fail_unfinished_runs(store: RunStore, pool: asyncpg.Pool) -> None:
+    queued, _, _ = await store.create_run(new_run())
+    running, _, _ = await store.create_run(new_run())
+    await store.start_segment(running.id)
+    paused = await interrupted_run(store, "call_1")
+    completed, _, _ = await store.create_run(new_run())
+    await store.start_segment(completed.id)
+    await store.finish_segment(
+        completed.id, 1, SegmentOutcome(status=RunStatus.COMPLETED, current_agent="a", usage=Usage())
+    )
+    untouched = {run_id: await stored_state(pool, run_id) for run_id in (paused.id, completed.id)}
+    error = RunError("EXECUTOR_LOST", "The service restarted while the run was executing.")
+
+    events = await store.fail_unfinished_runs(error)
+
+    for run_id, segment in ((queued.id, 0), (running.id, 1)):
+        run = await store.get_run(run_id)
+        assert run.status is RunStatus.FAILED
+        assert run.error == error
+        mine = [e for e in events if e.run_id == run_id]
+        assert [(e.kind, e.segment) for e in mine] == [
+            (EventKind.ERROR, segment),
+            (EventKind.STATUS_CHANGED, segment),
+        ]
+        assert mine[0].payload == {"code": error.code, "message": error.message}
+        assert mine[1].payload == {"status": "failed", "reason": error.message}
+        assert mine == (await store.list_events(run_id, 0))[-2:]
+    for run_id, state in untouched.items():
+        assert await stored_state(pool, run_id) == state
+    assert not {queued.id, running.id} & set(await store.unfinished_run_ids())
+
+    assert [e for e in await store.fail_unfinished_runs(error) if e.run_id in (queued.id, running.id)] == []

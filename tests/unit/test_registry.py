@@ -1,0 +1,161 @@
+"""Loading agents from `module:attribute` references and describing them."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from agents import Agent, RunContextWrapper, function_tool
+from timestep.errors import NotFoundError
+from timestep.runtime.registry import DEFAULT_AGENTS, AgentRegistry, describe_agent, load_agents
+
+HERE = __name__
+
+
+@function_tool
+def lookup(city: str) -> str:
+    """Look a city up."""
+    return city
+
+
+@function_tool(needs_approval=True)
+def delete_everything(reason: str) -> str:
+    """Delete everything, after a person approves."""
+    return reason
+
+
+async def _only_large_amounts(
+    _context: RunContextWrapper[Any], params: dict[str, Any], _call_id: str
+) -> bool:
+    return float(params.get("amount", 0)) > 100
+
+
+@function_tool(needs_approval=_only_large_amounts)
+def pay(amount: float) -> str:
+    """Pay an amount; large amounts need approval."""
+    return str(amount)
+
+
+helper = Agent(name="helper", instructions="Help.", model="gpt-fake")
+router = Agent(
+    name="router",
+    instructions="Route.",
+    model="gpt-fake",
+    tools=[lookup, delete_everything, pay],
+    handoffs=[helper],
+)
+
+AGENT_LIST: list[Agent[Any]] = [router, helper]
+SINGLE_AGENT = helper
+DUPLICATES: list[Agent[Any]] = [helper, Agent(name="helper", instructions="Another helper.")]
+NOT_AGENTS: list[Any] = [helper, "not an agent"]
+
+
+def build_agents() -> list[Agent[Any]]:
+    return [Agent(name="built", instructions="Built on demand.")]
+
+
+def build_one_agent() -> Agent[Any]:
+    return Agent(name="built_alone", instructions="Built on demand.")
+
+
+def test_load_a_list_of_agents() -> None:
+    registry = load_agents(f"{HERE}:AGENT_LIST")
+
+    assert registry.names() == ["helper", "router"]
+    assert registry.get("router") is router
+    assert registry.get("helper") is helper
+
+
+def test_load_a_single_agent() -> None:
+    registry = load_agents(f"{HERE}:SINGLE_AGENT")
+
+    assert registry.names() == ["helper"]
+    assert registry.get("helper") is helper
+
+
+@pytest.mark.parametrize(
+    ("attribute", "names"), [("build_agents", ["built"]), ("build_one_agent", ["built_alone"])]
+)
+def test_load_from_a_callable(attribute: str, names: list[str]) -> None:
+    assert load_agents(f"{HERE}:{attribute}").names() == names
+
+
+def test_the_default_agents_load() -> None:
+    registry = load_agents(DEFAULT_AGENTS)
+
+    assert registry.names() == ["assistant", "billing"]
+
+
+def test_duplicate_names_are_an_error() -> None:
+    with pytest.raises(ValueError, match="two agents are named 'helper'"):
+        load_agents(f"{HERE}:DUPLICATES")
+
+
+def test_things_that_are_not_agents_are_an_error() -> None:
+    with pytest.raises(TypeError, match=r"expected agents\.Agent instances, got str"):
+        load_agents(f"{HERE}:NOT_AGENTS")
+
+
+@pytest.mark.parametrize("reference", ["no_colon_here", f"{HERE}:", ":AGENT_LIST", ""])
+def test_a_malformed_reference_is_an_error(reference: str) -> None:
+    with pytest.raises(ValueError, match=r"must look like 'package\.module:attribute'"):
+        load_agents(reference)
+
+
+def test_a_missing_module_is_an_error() -> None:
+    with pytest.raises(ModuleNotFoundError):
+        load_agents("tests.unit.no_such_module_here:AGENTS")
+
+
+def test_a_missing_attribute_is_an_error() -> None:
+    with pytest.raises(AttributeError, match="NO_SUCH_ATTRIBUTE"):
+        load_agents(f"{HERE}:NO_SUCH_ATTRIBUTE")
+
+
+def test_an_unknown_agent_is_not_found() -> None:
+    registry = AgentRegistry(AGENT_LIST)
+
+    with pytest.raises(NotFoundError, match="helper, router") as raised:
+        registry.get("nobody")
+
+    assert raised.value.reason == "AGENT_NOT_FOUND"
+
+
+def test_describe_agent_flags_tools_that_need_approval() -> None:
+    info = describe_agent(router)
+
+    assert (info.name, info.instructions, info.model) == ("router", "Route.", "gpt-fake")
+    assert info.handoffs == ["helper"]
+    approvals = {tool.name: tool.needs_approval for tool in info.tools}
+    assert approvals == {"lookup": False, "delete_everything": True, "pay": True}
+    lookup_info = next(tool for tool in info.tools if tool.name == "lookup")
+    assert lookup_info.description == "Look a city up."
+    assert json.loads(lookup_info.parameters_json)["properties"] == {
+        "city": {"title": "City", "type": "string"}
+    }
+
+
+def test_describe_the_default_agents() -> None:
+    registry = load_agents(DEFAULT_AGENTS)
+
+    assistant = registry.describe("assistant")
+    billing = registry.describe("billing")
+
+    assert {tool.name: tool.needs_approval for tool in assistant.tools} == {
+        "get_weather": False,
+        "send_email": True,
+    }
+    assert assistant.handoffs == ["billing"]
+    assert {tool.name: tool.needs_approval for tool in billing.tools} == {"issue_refund": True}
+    assert billing.handoffs == []
+
+
+def test_describe_an_agent_with_dynamic_instructions_and_no_model() -> None:
+    def instructions(_context: RunContextWrapper[Any], _agent: Agent[Any]) -> str:
+        return "dynamic"
+
+    info = describe_agent(Agent(name="dynamic", instructions=instructions))
+
+    assert (info.instructions, info.model, info.tools, info.handoffs) == ("", "", [], [])
