@@ -208,6 +208,18 @@ async def test_a_model_error_fails_the_run_with_model_error_and_an_error_event(
     assert statuses(events)[-1] == RunStatus.RUN_STATUS_FAILED
 
 
+async def test_model_output_postgresql_cannot_store_fails_the_run_instead_of_leaving_it_running(
+    client: TimestepClient, fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.script(text("A NUL \u0000 character"))
+
+    run = await client.create_run("assistant", "Say something odd", wait=True, timeout=30)
+
+    assert run.status == RunStatus.RUN_STATUS_FAILED
+    assert run.error.code == "internal"
+    assert statuses(await collect_events(client, run.id))[-1] == RunStatus.RUN_STATUS_FAILED
+
+
 async def test_a_service_without_an_api_key_fails_runs_with_model_not_configured_and_calls_no_model(
     database_url: str, fake_openai: FakeOpenAI
 ) -> None:

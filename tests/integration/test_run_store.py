@@ -153,7 +153,7 @@ async def test_create_run_writes_queued_run_and_its_status_event(store: RunStore
     assert run.request_id == request.request_id
     assert (run.segment_count, run.last_sequence, run.usage) == (0, 1, Usage())
     assert [(e.sequence, e.segment, e.kind, e.payload) for e in events] == [
-        (1, 0, EventKind.STATUS_CHANGED, {"status": "queued", "reason": ""})
+        (1, 1, EventKind.STATUS_CHANGED, {"status": "queued", "reason": ""})
     ]
     assert await store.list_events(run.id, 0) == events
     assert await store.get_run(run.id) == run
@@ -301,6 +301,14 @@ async def test_segment_that_fails_records_the_error(store: RunStore) -> None:
     assert events[-1].payload == {"status": "failed", "reason": error.message}
 
 
+async def test_a_queued_run_cannot_be_resumed(store: RunStore) -> None:
+    run, _, _ = await store.create_run(new_run())
+    with pytest.raises(FailedPreconditionError) as raised:
+        await store.start_segment(run.id, resume=True)
+    assert raised.value.reason == "RUN_NOT_RESUMABLE"
+    assert (await store.get_run(run.id)).status is RunStatus.QUEUED
+
+
 async def test_interrupted_run_resumes_after_every_interruption_is_decided(
     store: RunStore, pool: asyncpg.Pool
 ) -> None:
@@ -323,18 +331,21 @@ async def test_interrupted_run_resumes_after_every_interruption_is_decided(
     assert await store.latest_snapshot(run.id) == SNAPSHOT
 
     with pytest.raises(FailedPreconditionError) as raised:
-        await store.start_segment(run.id)
+        await store.start_segment(run.id, resume=True)
     assert raised.value.reason == "INTERRUPTIONS_PENDING"
+    with pytest.raises(FailedPreconditionError) as raised:
+        await store.start_segment(run.id)  # starting afresh is not resuming
+    assert raised.value.reason == "RUN_NOT_RESUMABLE"
 
     first, second = paused.interruptions
     await store.decide_interruption(run.id, first.id, InterruptionStatus.APPROVED, always=False, message="")
     with pytest.raises(FailedPreconditionError):
-        await store.start_segment(run.id)  # one is still pending
+        await store.start_segment(run.id, resume=True)  # one is still pending
     await store.decide_interruption(
         run.id, second.id, InterruptionStatus.REJECTED, always=True, message="No."
     )
 
-    resumed, resume_events = await store.start_segment(run.id)
+    resumed, resume_events = await store.start_segment(run.id, resume=True)
     assert resumed.status is RunStatus.RUNNING
     assert resumed.segment_count == 2
     assert resumed.pending_interruptions == []

@@ -101,11 +101,11 @@ class RunOrchestrator:
         run, events, created = await self._store.create_run(new_run)
         self._bus.publish(events)
         if created:
-            run = await self._start_segment(run.id)
+            run = await self._start_segment(run.id, resume=False)
         return await self._wait_if(run, wait)
 
     async def resume_run(self, run_id: str, *, wait: bool) -> Run:
-        run = await self._start_segment(run_id)
+        run = await self._start_segment(run_id, resume=True)
         return await self._wait_if(run, wait)
 
     async def decide(
@@ -192,8 +192,8 @@ class RunOrchestrator:
 
     # ----- helpers -----------------------------------------------------------------------
 
-    async def _start_segment(self, run_id: str) -> Run:
-        run, events = await self._store.start_segment(run_id)
+    async def _start_segment(self, run_id: str, *, resume: bool) -> Run:
+        run, events = await self._store.start_segment(run_id, resume=resume)
         self._bus.publish(events)
         handle = SegmentHandle()
         task = asyncio.create_task(self._executor.execute(run, handle), name=f"run {run_id}")

@@ -299,7 +299,8 @@ class RunStore:
                     [],
                     False,
                 )
-            events = await self._append(connection, run_id, 0, [status_changed(RunStatus.QUEUED)])
+            # Queued for its first segment.
+            events = await self._append(connection, run_id, 1, [status_changed(RunStatus.QUEUED)])
             return await self._get_run(connection, run_id), events, True
 
     async def _existing_for_request(self, connection: Connection, request_id: str, fingerprint: str) -> Run:
@@ -351,11 +352,12 @@ class RunStore:
             )
             return await self._get_run(connection, run_id), events
 
-    async def start_segment(self, run_id: str) -> tuple[Run, list[RunEvent]]:
-        """Move a QUEUED run, or an INTERRUPTED one whose interruptions are all decided, to RUNNING."""
+    async def start_segment(self, run_id: str, *, resume: bool = False) -> tuple[Run, list[RunEvent]]:
+        """Move a QUEUED run (or, to resume, an INTERRUPTED one whose interruptions are all
+        decided) to RUNNING in its next segment."""
         async with self._pool.acquire() as connection, connection.transaction():
             run = await self._get_run(connection, run_id, lock=True)
-            if run.status not in (RunStatus.QUEUED, RunStatus.INTERRUPTED):
+            if run.status is not (RunStatus.INTERRUPTED if resume else RunStatus.QUEUED):
                 raise FailedPreconditionError(
                     f"Run {run_id} is {run.status.name}; only an INTERRUPTED run can be resumed.",
                     reason="RUN_NOT_RESUMABLE",
