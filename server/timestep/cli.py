@@ -70,5 +70,6 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    logging.getLogger("pgserver").setLevel(logging.WARNING)  # its INFO lines are initdb transcripts
     config = ServiceConfig(host=args.host, port=args.port, agents=args.agents, max_turns=args.max_turns)
     asyncio.run(serve(config))

@@ -54,7 +54,7 @@ def with_database(dsn: str, database: str) -> str:
 def redact(dsn: str) -> str:
     """The DSN without its password, for logs."""
     parts = urlsplit(dsn)
-    if parts.password is None:
+    if not parts.password:
         return dsn
     netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
