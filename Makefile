@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+INTEROP := tests/interop/ts
 
 .PHONY: serve test lint proto check-proto buf-lint clean
 
@@ -16,12 +17,17 @@ node_modules/.bin/buf: package.json package-lock.json
 	npm ci --silent --no-audit --no-fund
 	touch $@
 
+# The TypeScript side of the interop tests (tests/interop/ts); the tests generate and compile it.
+$(INTEROP)/node_modules/.bin/tsc: $(INTEROP)/package.json $(INTEROP)/package-lock.json
+	npm ci --prefix $(INTEROP) --silent --no-audit --no-fund
+	touch $@
+
 ## serve: install and start the service on localhost:50051 (embedded PostgreSQL if none is configured)
 serve: $(STAMP)
 	$(BIN)/timestep serve
 
 ## test: install and run the whole test suite
-test: $(STAMP)
+test: $(STAMP) $(INTEROP)/node_modules/.bin/tsc
 	$(BIN)/python -m pytest tests
 
 ## lint: ruff, mypy, buf lint and a check that generated code matches the protos
@@ -39,4 +45,4 @@ check-proto: $(STAMP)
 	$(BIN)/python scripts/generate_protos.py --check
 
 clean:
-	rm -rf $(VENV) node_modules .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) node_modules $(INTEROP)/node_modules .mypy_cache .ruff_cache .pytest_cache

@@ -1,19 +1,22 @@
-"""Shared fixtures: a fresh PostgreSQL database per test run, a fake OpenAI server per test,
-the real service on a real port, and the real client."""
+"""Shared fixtures: a fresh PostgreSQL database per test run, a fake OpenAI and a fake Ollama
+server per test, the real service on a real port, and the real client."""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 import asyncpg
 import pytest
 from timestep.app import ServiceConfig, TimestepService
 from timestep.runtime.providers import ModelConfig
+from timestep.runtime.registry import AgentRegistry
 from timestep.store.database import resolve_server, with_database
 from timestep_client import TimestepClient
 
+from tests.fakes.ollama import FakeOllama
 from tests.fakes.openai_responses import FakeOpenAI
 
 TEST_API_KEY = "sk-test-timestep-0123456789"
@@ -55,15 +58,50 @@ async def fake_openai() -> AsyncIterator[FakeOpenAI]:
 
 
 @pytest.fixture
-def model_config(fake_openai: FakeOpenAI) -> ModelConfig:
-    return ModelConfig(openai_api_key=TEST_API_KEY, openai_base_url=fake_openai.base_url)
+async def fake_ollama() -> AsyncIterator[FakeOllama]:
+    async with FakeOllama() as fake:
+        yield fake
+
+
+@pytest.fixture
+def model_config(fake_openai: FakeOpenAI, fake_ollama: FakeOllama) -> ModelConfig:
+    return ModelConfig(
+        openai_api_key=TEST_API_KEY, openai_base_url=fake_openai.base_url, ollama_host=fake_ollama.base_url
+    )
+
+
+def service_config(database_url: str) -> ServiceConfig:
+    # A fresh executor id per service: no test recovers the segments another one left behind.
+    return ServiceConfig(
+        port=0, database_url=database_url, executor_id=f"test-{uuid.uuid4().hex[:8]}", replica_timeout_s=3600
+    )
+
+
+StartService = Callable[..., AbstractAsyncContextManager[TimestepService]]
+
+
+@pytest.fixture
+def start_service(database_url: str) -> StartService:
+    """`async with start_service(model_config, registry=None) as service:` a service of its own."""
+
+    @asynccontextmanager
+    async def start(
+        model_config: ModelConfig, registry: AgentRegistry | None = None
+    ) -> AsyncIterator[TimestepService]:
+        running = await TimestepService.start(
+            service_config(database_url), model_config=model_config, registry=registry
+        )
+        try:
+            yield running
+        finally:
+            await running.stop(grace=1)
+
+    return start
 
 
 @pytest.fixture
 async def service(database_url: str, model_config: ModelConfig) -> AsyncIterator[TimestepService]:
-    running = await TimestepService.start(
-        ServiceConfig(port=0, database_url=database_url), model_config=model_config
-    )
+    running = await TimestepService.start(service_config(database_url), model_config=model_config)
     try:
         yield running
     finally:

@@ -8,21 +8,32 @@ import logging
 import os
 import signal
 
-from timestep.app import ServiceConfig, TimestepService
+from timestep.app import DEFAULT_REPLICA_TIMEOUT_S, ServiceConfig, TimestepService
+from timestep.durability.engine import ProviderLimits
 from timestep.runtime.registry import DEFAULT_AGENTS
 from timestep.runtime.runner import DEFAULT_MAX_TURNS
 
-DESCRIPTION = """\
-Timestep runs OpenAI Agents SDK agents as a gRPC service with durable, human-in-the-loop runs.
-
+ENVIRONMENT = """\
 Environment:
-  OPENAI_API_KEY      API key for OpenAI models (runs fail with a clear error without it)
+  OPENAI_API_KEY      API key for OpenAI models (runs on them fail with model_not_configured
+                      without it)
   OPENAI_BASE_URL     OpenAI-compatible endpoint (default: OpenAI's)
+  OLLAMA_HOST         the local Ollama for "ollama/..." models (default http://localhost:11434)
+  OLLAMA_API_KEY      Ollama Cloud key: "ollama/<name>-cloud" models then run on https://ollama.com
+  FIRECRAWL_API_KEY   key for the web_search tool (FIRECRAWL_BASE_URL for another Firecrawl)
+  TIMESTEP_PRICES     JSON file of model prices (USD per million tokens) for cost estimates
   PG_CONNECTION_URI   PostgreSQL to use; without it the service uses localhost:5432 if a server
                       answers there (database "timestep"), else starts an embedded PostgreSQL
   TIMESTEP_DATA_DIR   where the embedded PostgreSQL keeps its data (default ~/.local/share/timestep)
   TIMESTEP_AGENTS     default for --agents
+
+Model names: "gpt-4.1" or "openai/gpt-4.1" run on OpenAI, "ollama/llama3.2" on Ollama.
 """
+
+DESCRIPTION = f"""\
+Timestep runs OpenAI Agents SDK agents as a gRPC service with durable, human-in-the-loop runs.
+
+{ENVIRONMENT}"""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,7 +41,12 @@ def build_parser() -> argparse.ArgumentParser:
         prog="timestep", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    serve = commands.add_parser("serve", help="start the gRPC service", description="Start the gRPC service.")
+    serve = commands.add_parser(
+        "serve",
+        help="start the gRPC service",
+        description=f"Start the gRPC service.\n\n{ENVIRONMENT}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     serve.add_argument(
         "--host", default="127.0.0.1", help="address to bind (default: %(default)s; 0.0.0.0 for all)"
     )
@@ -49,7 +65,53 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR (default: %(default)s)"
     )
+    durability = serve.add_argument_group("durability")
+    durability.add_argument(
+        "--no-durability",
+        action="store_true",
+        help="run segments as plain tasks: no crash recovery, queues or schedules (for comparison)",
+    )
+    durability.add_argument(
+        "--executor-id",
+        default=os.environ.get("TIMESTEP_EXECUTOR_ID", ""),
+        help="this replica's name among replicas sharing the database; keep it across restarts "
+        "(default: TIMESTEP_EXECUTOR_ID, else host:port)",
+    )
+    durability.add_argument(
+        "--provider-limit",
+        action="append",
+        default=[],
+        type=parse_provider_limit,
+        metavar="PROVIDER:concurrency=N,requests=M,period=S",
+        help="queue limits for a model provider, e.g. openai:concurrency=8,requests=2,period=1 "
+        "(at most 8 segments at once, 2 segment starts per second); repeatable",
+    )
+    durability.add_argument(
+        "--replica-timeout",
+        type=float,
+        default=DEFAULT_REPLICA_TIMEOUT_S,
+        help="seconds without a heartbeat after which a replica's segments are recovered by another "
+        "(default: %(default)s)",
+    )
     return parser
+
+
+def parse_provider_limit(text: str) -> tuple[str, ProviderLimits]:
+    provider, _, settings = text.partition(":")
+    values: dict[str, str] = dict(part.split("=", 1) for part in settings.split(",") if "=" in part)
+    unknown = set(values) - {"concurrency", "requests", "period"}
+    if not provider or not settings or unknown:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: expected PROVIDER:concurrency=N,requests=M,period=S (any of the three)"
+        )
+    try:
+        return provider, ProviderLimits(
+            concurrency=int(values["concurrency"]) if "concurrency" in values else None,
+            requests=int(values["requests"]) if "requests" in values else None,
+            period_s=float(values.get("period", 1.0)),
+        )
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"{text!r}: {error}") from error
 
 
 async def serve(config: ServiceConfig) -> None:
@@ -71,5 +133,14 @@ def main(argv: list[str] | None = None) -> None:
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     logging.getLogger("pgserver").setLevel(logging.WARNING)  # its INFO lines are initdb transcripts
-    config = ServiceConfig(host=args.host, port=args.port, agents=args.agents, max_turns=args.max_turns)
+    config = ServiceConfig(
+        host=args.host,
+        port=args.port,
+        agents=args.agents,
+        max_turns=args.max_turns,
+        durable=not args.no_durability,
+        executor_id=args.executor_id,
+        provider_limits=dict(args.provider_limit),
+        replica_timeout_s=args.replica_timeout,
+    )
     asyncio.run(serve(config))

@@ -54,17 +54,23 @@ class EventKind(enum.StrEnum):
     INTERRUPTION_DECIDED = "interruption_decided"  # same shape as INTERRUPTION
     FINAL_OUTPUT = "final_output"  # agent, output
     ERROR = "error"  # code, message
-    USAGE = "usage"  # segment, total (each a Usage dict)
+    USAGE = "usage"  # segment, total (each a Usage dict), calls (ModelCall payloads)
     TEXT_DELTA = "text_delta"  # agent, delta, item_id (live only, never stored)
     REASONING = "reasoning"  # agent, item_json
 
 
 @dataclass(frozen=True)
 class Usage:
+    """Model usage. Cached tokens are part of input_tokens, reasoning tokens part of output_tokens;
+    cost_usd is an estimate from the service's price table."""
+
     requests: int = 0
     input_tokens: int = 0
     output_tokens: int = 0
     total_tokens: int = 0
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
+    cost_usd: float = 0.0
 
     def __add__(self, other: Usage) -> Usage:
         return Usage(
@@ -72,23 +78,81 @@ class Usage:
             self.input_tokens + other.input_tokens,
             self.output_tokens + other.output_tokens,
             self.total_tokens + other.total_tokens,
+            self.cached_tokens + other.cached_tokens,
+            self.reasoning_tokens + other.reasoning_tokens,
+            self.cost_usd + other.cost_usd,
         )
 
-    def __sub__(self, other: Usage) -> Usage:
-        return Usage(
-            self.requests - other.requests,
-            self.input_tokens - other.input_tokens,
-            self.output_tokens - other.output_tokens,
-            self.total_tokens - other.total_tokens,
+    def values(self) -> tuple[int, int, int, int, int, int, float]:
+        """The fields in declaration order (the order of the store's usage columns)."""
+        return (
+            self.requests,
+            self.input_tokens,
+            self.output_tokens,
+            self.total_tokens,
+            self.cached_tokens,
+            self.reasoning_tokens,
+            self.cost_usd,
         )
 
-    def to_dict(self) -> dict[str, int]:
+    def to_dict(self) -> dict[str, int | float]:
         return {
             "requests": self.requests,
             "input_tokens": self.input_tokens,
             "output_tokens": self.output_tokens,
             "total_tokens": self.total_tokens,
+            "cached_tokens": self.cached_tokens,
+            "reasoning_tokens": self.reasoning_tokens,
+            "cost_usd": self.cost_usd,
         }
+
+
+@dataclass(frozen=True)
+class ModelCall:
+    """One model call: which agent called which model (as routed, e.g. "ollama/llama3.2"), what
+    it used, and whether the price table knew the model's price."""
+
+    agent: str
+    model: str
+    usage: Usage
+    priced: bool
+    time: datetime
+
+    def to_payload(self) -> dict[str, Any]:
+        return {
+            "agent": self.agent,
+            "model": self.model,
+            "usage": self.usage.to_dict(),
+            "priced": self.priced,
+            "time": self.time.isoformat(),
+        }
+
+
+@dataclass(frozen=True)
+class UsageFilter:
+    """Which model calls a usage summary covers: [start, end) and optionally one agent or model."""
+
+    start: datetime | None = None
+    end: datetime | None = None
+    agent: str = ""
+    model: str = ""
+
+
+@dataclass(frozen=True)
+class UsageGroup:
+    """The summed usage of one agent's calls to one model."""
+
+    agent: str
+    model: str
+    usage: Usage
+    run_count: int
+
+
+@dataclass(frozen=True)
+class UsageSummary:
+    total: Usage
+    run_count: int
+    groups: list[UsageGroup]
 
 
 @dataclass(frozen=True)
@@ -149,6 +213,9 @@ class Run:
     create_time: datetime
     update_time: datetime
     interruptions: list[Interruption] = field(default_factory=list)
+    # The queue a QUEUED run waits on ('' otherwise or without queues), and its place there.
+    queue_name: str = ""
+    queue_position: int = 0
 
     @property
     def pending_interruptions(self) -> list[Interruption]:
@@ -211,16 +278,25 @@ class PendingEvent:
 
     kind: EventKind
     payload: dict[str, Any]
+    # Events of a segment that may be replayed carry "segment:ordinal"; stored once.
+    dedupe_key: str | None = None
 
 
 @dataclass(frozen=True)
 class NewInterruption:
-    """A tool call the runtime paused on, before it gets an id."""
+    """A tool call the runtime paused on, before it gets an id.
+
+    An imported RunState may already hold a decision for the call: then `status` says which,
+    with `always` and the rejection `message` as decided.
+    """
 
     agent: str
     tool_name: str
     call_id: str
     arguments_json: str
+    status: InterruptionStatus = InterruptionStatus.PENDING
+    always: bool = False
+    message: str = ""
 
 
 @dataclass(frozen=True)
@@ -243,3 +319,28 @@ class RunFilter:
 class Page(Generic[T]):
     items: list[T]
     next_page_token: str
+
+
+class ScheduleState(enum.StrEnum):
+    ACTIVE = "active"
+    PAUSED = "paused"
+
+
+@dataclass(frozen=True)
+class ScheduleSpec:
+    """What a schedule runs, and when."""
+
+    cron: str
+    timezone: str
+    agent: str
+    input: str
+    model: str = ""
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Schedule:
+    id: str
+    spec: ScheduleSpec
+    state: ScheduleState
+    last_fire_time: datetime | None

@@ -45,7 +45,8 @@ def free_port() -> int:
 
 
 def cli_environment(**overrides: str) -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items() if not key.startswith(("OPENAI_", "TIMESTEP_"))}
+    prefixes = ("OPENAI_", "TIMESTEP_", "OLLAMA_", "FIRECRAWL_")
+    env = {key: value for key, value in os.environ.items() if not key.startswith(prefixes)}
     env.pop("PG_CONNECTION_URI", None)
     env.update(overrides)
     return env
@@ -171,19 +172,24 @@ async def test_serve_stops_on_sigint(served: Served) -> None:
     assert "Traceback" not in served.output
 
 
-async def test_help_lists_commands_and_environment() -> None:
-    exit_code, stdout, stderr = await run_cli("--help")
+@pytest.mark.parametrize("command", [["--help"], ["serve", "--help"]])
+async def test_help_lists_commands_and_environment(command: list[str]) -> None:
+    exit_code, stdout, stderr = await run_cli(*command)
 
     assert exit_code == 0, stderr
     assert "serve" in stdout
     for variable in (
         "OPENAI_API_KEY",
         "OPENAI_BASE_URL",
+        "OLLAMA_HOST",
+        "OLLAMA_API_KEY",
+        "FIRECRAWL_API_KEY",
+        "TIMESTEP_PRICES",
         "PG_CONNECTION_URI",
         "TIMESTEP_DATA_DIR",
         "TIMESTEP_AGENTS",
     ):
-        assert variable in stdout, f"{variable} missing from timestep --help"
+        assert variable in stdout, f"{variable} missing from timestep {' '.join(command)}"
 
 
 async def test_serve_help_lists_options() -> None:

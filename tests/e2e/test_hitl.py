@@ -84,6 +84,7 @@ async def test_the_event_history_of_an_approved_run_tells_the_whole_story_in_ord
         "usage",
         "status_changed",  # INTERRUPTED
         "interruption_decided",
+        "status_changed",  # QUEUED (ResumeRun)
         "status_changed",  # RUNNING
         "tool_output",
         "message_output",
@@ -92,7 +93,7 @@ async def test_the_event_history_of_an_approved_run_tells_the_whole_story_in_ord
         "status_changed",  # COMPLETED
     ]
     assert sequences(events) == list(range(1, run.last_sequence + 1))
-    assert [e.segment for e in events[1:]] == [1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2]
+    assert [e.segment for e in events[1:]] == [1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2]
     [raised] = of_kind(events, "interruption")
     assert (raised.id, raised.status) == (
         run.interruptions[0].id,

@@ -1,19 +1,23 @@
 """RunState interchange: export a paused run's Agents SDK RunState JSON (with the decisions made
-over gRPC applied) and import a RunState produced by the Agents SDK in another process."""
+over gRPC applied, in the Python or the TypeScript format) and import a RunState produced by
+either SDK in another process. The TypeScript SDK itself is exercised in `tests/interop`."""
 
 from __future__ import annotations
 
 import json
+from typing import cast
 
 import grpc
 from agents import Runner, RunState
 from timestep.examples.agents import assistant
-from timestep_client import InterruptionStatus, RunStatus, TimestepClient
+from timestep_client import InterruptionStatus, RunStatus, StateFormat, TimestepClient
+from timestep_client.v1 import runs_pb2
 
 from tests.e2e.helpers import (
     EMAIL_ARGS,
     EMAIL_SENT,
     arguments,
+    collect_events,
     expect_rpc_error,
     function_call_outputs,
     in_process_run_config,
@@ -21,6 +25,8 @@ from tests.e2e.helpers import (
     unique,
 )
 from tests.fakes.openai_responses import FakeOpenAI, function_call, text, tool_call, tool_calls
+from tests.interop import golden
+from tests.interop.scenarios import CONTEXT, REJECTION
 
 SCHEMA_VERSION = "1.21"
 
@@ -133,3 +139,117 @@ async def test_only_an_interrupted_run_has_a_run_state_to_export(
     run = await client.create_run("assistant", "Say done", wait=True)
 
     await expect_rpc_error(client.get_state(run.id), grpc.StatusCode.FAILED_PRECONDITION)
+
+
+# ----- the TypeScript format ---------------------------------------------------------------------
+
+
+async def test_a_typescript_run_state_imports_as_given_and_exports_in_either_format(
+    client: TimestepClient, fake_openai: FakeOpenAI
+) -> None:
+    state_json = golden.load("pending_approval", "typescript")
+    session = unique("session")
+
+    imported = await client.runs.ImportRunState(
+        runs_pb2.ImportRunStateRequest(agent="assistant", state_json=state_json, session_id=session)
+    )
+
+    assert (imported.format, imported.schema_version) == (StateFormat.STATE_FORMAT_TYPESCRIPT, "1.22")
+    run = imported.run
+    [interruption] = run.interruptions
+    assert (interruption.tool_name, interruption.call_id, arguments(interruption)) == (
+        "send_email",
+        "call_bob",
+        EMAIL_ARGS,
+    )
+    as_typescript = await client.get_state(run.id, StateFormat.STATE_FORMAT_TYPESCRIPT)
+    assert as_typescript.state_json == state_json, "the snapshot is stored as given"
+    assert (as_typescript.format, as_typescript.schema_version, as_typescript.session_id) == (
+        StateFormat.STATE_FORMAT_TYPESCRIPT,
+        "1.22",
+        session,
+    )
+    as_python = await client.get_state(run.id)
+    assert (as_python.format, as_python.schema_version) == (StateFormat.STATE_FORMAT_PYTHON, SCHEMA_VERSION)
+    python_state = json.loads(as_python.state_json)
+    assert python_state["context"]["context"] == CONTEXT
+    assert python_state["context"]["usage"]["requests"] == 1
+    assert (
+        python_state["context"]["usage"]["total_tokens"]
+        == json.loads(state_json)["context"]["usage"]["totalTokens"]
+    )
+    imported_status = [
+        e.status_changed for e in await collect_events(client, run.id) if e.HasField("status_changed")
+    ]
+    assert imported_status[-1].reason == "imported from typescript RunState JSON (schema 1.22)"
+
+
+async def test_approvals_decided_in_typescript_before_saving_are_imported_as_decided(
+    client: TimestepClient,
+) -> None:
+    state_json = golden.load("rejected_always_with_message_before_saving", "typescript")
+
+    run = await client.import_state("assistant", state_json)
+
+    [interruption] = run.interruptions
+    assert (interruption.status, interruption.always, interruption.message) == (
+        InterruptionStatus.INTERRUPTION_STATUS_REJECTED,
+        True,
+        REJECTION,
+    )
+    assert pending(run) == [], "nothing is asked again"
+
+
+async def test_a_typescript_state_the_conversion_does_not_support_is_an_invalid_argument_naming_it(
+    client: TimestepClient,
+) -> None:
+    state = json.loads(golden.load("pending_approval", "typescript"))
+    state["conversationId"] = "conv_0123"
+
+    error = await expect_rpc_error(
+        client.import_state("assistant", json.dumps(state)), grpc.StatusCode.INVALID_ARGUMENT
+    )
+
+    assert error.details() == (
+        "This TypeScript (@openai/agents 0.20.0, schema 1.22) RunState cannot be converted to Python "
+        "(openai-agents 0.24.0, schema 1.21): it contains a server-managed conversation (conversationId), "
+        "which the conversion does not support. Supported: runs paused on function tool approvals, with "
+        "decisions made before saving, messages, executed function tools and handoffs before the pause, "
+        "usage and a plain JSON context."
+    )
+
+
+async def test_exporting_a_state_the_typescript_format_cannot_express_fails_the_precondition_naming_why(
+    client: TimestepClient, fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.script(tool_call("send_email", EMAIL_ARGS, call_id="call_server_side"))
+    paused = await Runner.run(assistant, "Tell Bob", run_config=in_process_run_config(fake_openai))
+    state = json.loads(paused.to_state().to_string())
+    state["previous_response_id"] = "resp_server_side"
+    run = await client.import_state("assistant", json.dumps(state))
+
+    error = await expect_rpc_error(
+        client.get_state(run.id, StateFormat.STATE_FORMAT_TYPESCRIPT), grpc.StatusCode.FAILED_PRECONDITION
+    )
+
+    assert "a server-managed conversation (previous_response_id)" in (error.details() or "")
+    assert "Python (openai-agents 0.24.0, schema 1.21)" in (error.details() or "")
+    assert (await client.get_state(run.id)).format == StateFormat.STATE_FORMAT_PYTHON, (
+        "its own format still works"
+    )
+
+
+async def test_an_unknown_state_format_is_an_invalid_argument(
+    client: TimestepClient, fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.script(tool_call("send_email", EMAIL_ARGS))
+    run = await client.create_run("assistant", "Tell Bob I'm running late", wait=True)
+
+    error = await expect_rpc_error(
+        client.runs.GetRunState(
+            runs_pb2.GetRunStateRequest(run_id=run.id, format=cast(runs_pb2.StateFormat, 7))
+        ),
+        grpc.StatusCode.INVALID_ARGUMENT,
+    )
+
+    assert "format 7 is not a StateFormat" in (error.details() or "")

@@ -50,17 +50,18 @@ import itertools
 import json
 import re
 import time
-from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from types import TracebackType
-from typing import Any, Final, Self, TypeAlias, TypeVar
+from typing import Any, Final, TypeAlias, TypeVar
 
 from aiohttp import web
+
+from tests.fakes.scripted import JSON, ScriptedServer, json_body
 
 __all__ = [
     "DEFAULT_MODEL",
     "INPUT_TOKENS_PER_REQUEST",
+    "JSON",
     "OUTPUT_TOKENS_PER_FUNCTION_CALL",
     "ErrorTurn",
     "FakeOpenAI",
@@ -85,8 +86,6 @@ OUTPUT_TOKENS_PER_FUNCTION_CALL: Final = 5
 DEFAULT_MODEL: Final = "gpt-fake"
 _ARGUMENT_DELTA_SIZE: Final = 16
 _NO_RETRY: Final = {"x-should-retry": "false"}
-
-JSON: TypeAlias = dict[str, Any]
 
 
 # --------------------------------------------------------------------------- turns
@@ -333,100 +332,15 @@ class _SSEWriter:
         await self._response.write(f"event: {type_}\ndata: {data}\n\n".encode())
 
 
-class FakeOpenAI:
+class FakeOpenAI(ScriptedServer[Turn]):
     """Fake ``POST /v1/responses`` endpoint; see the module docstring."""
 
-    def __init__(self, *, keep_alive: bool = False) -> None:
-        """`keep_alive=False` (the default) answers with ``Connection: close``.
-
-        The Agents SDK's ``OpenAIProvider`` shares one process-global httpx
-        client; with pytest-asyncio's per-test event loops, a pooled
-        keep-alive connection from an earlier (closed) loop breaks the next
-        test with ``RuntimeError: Event loop is closed``. Closing every
-        connection keeps tests independent; enable keep-alive only when all
-        clients live in one loop.
-        """
-        self._keep_alive = keep_alive
-        self.requests: list[JSON] = []
-        """Every ``/v1/responses`` request body, in arrival order."""
-        self.headers: list[dict[str, str]] = []
-        """Request headers (lower-cased names), parallel to ``requests``."""
-        self.unmatched: list[tuple[str, str]] = []
-        """``(method, path)`` of requests answered with 404."""
-        self._script: deque[Turn] = deque()
-        self._received = asyncio.Condition()
-        self._closing = asyncio.Event()
-        self._runner: web.AppRunner | None = None
-        self._port: int | None = None
-        self._ids = itertools.count(1)
-
-    # ---------------------------------------------------------------- lifecycle
-
-    async def start(self) -> None:
-        if self._runner is not None:
-            raise RuntimeError("FakeOpenAI is already started")
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", self._dispatch)
-        app.on_response_prepare.append(self._on_response_prepare)
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=5.0)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        self._closing.clear()
-        self._runner = runner
-        self._port = int(runner.addresses[0][1])
-
-    async def stop(self) -> None:
-        """Stop serving; requests still waiting on a hold/pause are aborted."""
-        runner, self._runner = self._runner, None
-        if runner is None:
-            return
-        self._closing.set()
-        await runner.cleanup()
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
-
-    @property
-    def port(self) -> int:
-        if self._port is None:
-            raise RuntimeError("FakeOpenAI is not started")
-        return self._port
+    name = "FakeOpenAI"
 
     @property
     def base_url(self) -> str:
         """``http://127.0.0.1:PORT/v1``, the value for ``OPENAI_BASE_URL``."""
-        return f"http://127.0.0.1:{self.port}/v1"
-
-    # ---------------------------------------------------------------- test API
-
-    def script(self, *turns: Turn) -> None:
-        """Append turns; each ``POST /v1/responses`` consumes one, FIFO."""
-        self._script.extend(turns)
-
-    @property
-    def remaining(self) -> int:
-        """Number of scripted turns not consumed yet."""
-        return len(self._script)
-
-    async def wait_for_requests(self, n: int, timeout: float = 10) -> None:  # noqa: ASYNC109
-        """Wait until at least `n` ``/v1/responses`` requests have been recorded."""
-        async with self._received:
-            try:
-                await asyncio.wait_for(self._received.wait_for(lambda: len(self.requests) >= n), timeout)
-            except TimeoutError:
-                raise TimeoutError(
-                    f"FakeOpenAI: expected {n} request(s) within {timeout}s, got {len(self.requests)}"
-                ) from None
+        return f"{self.origin}/v1"
 
     # ---------------------------------------------------------------- handlers
 
@@ -442,28 +356,16 @@ class FakeOpenAI:
         )
 
     async def _handle_responses(self, request: web.Request) -> web.StreamResponse:
-        try:
-            body = await request.json()
-        except ValueError:
-            body = None
-        if not isinstance(body, dict):
+        body = await json_body(request)
+        if body is None:
             return self._error_response(
                 400, "Request body must be a JSON object", "invalid_request_error", _NO_RETRY
             )
-        async with self._received:
-            self.requests.append(body)
-            self.headers.append({k.lower(): v for k, v in request.headers.items()})
-            self._received.notify_all()
-
-        if not self._script:
+        turn = await self._record(request, body)
+        if turn is None:
             return self._error_response(
-                500,
-                f"FakeOpenAI script ran out: request #{len(self.requests)} to /v1/responses "
-                "has no scripted turn left",
-                "fake_script_exhausted",
-                _NO_RETRY,
+                500, self._exhausted("/v1/responses"), "fake_script_exhausted", _NO_RETRY
             )
-        turn = self._script.popleft()
 
         if not await self._wait_released(turn.hold):
             return self._stopping_response()
@@ -551,28 +453,6 @@ class FakeOpenAI:
         return True
 
     # ---------------------------------------------------------------- helpers
-
-    async def _on_response_prepare(self, request: web.Request, response: web.StreamResponse) -> None:
-        if not self._keep_alive:
-            response.force_close()
-
-    async def _wait_released(self, event: asyncio.Event | None) -> bool:
-        """Wait for `event` (if any); return False if the server is stopping first."""
-        if event is None or event.is_set():
-            return True
-        waiters = {
-            asyncio.ensure_future(event.wait()),
-            asyncio.ensure_future(self._closing.wait()),
-        }
-        try:
-            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for waiter in waiters:
-                waiter.cancel()
-        return event.is_set()
-
-    def _new_id(self, prefix: str) -> str:
-        return f"{prefix}_{next(self._ids):032x}"
 
     def _output_item(self, item: OutputItem, status: str) -> JSON:
         if isinstance(item, Message):

@@ -18,6 +18,7 @@ EXPECTED_TABLES = {
     "interruptions",
     "run_state_snapshots",
     "run_usage",
+    "model_calls",
     "session_items",
     "saved_run_states",
     "schema_migrations",

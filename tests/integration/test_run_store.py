@@ -75,9 +75,17 @@ def interrupted_outcome(*call_ids: str) -> SegmentOutcome:
     )
 
 
-async def interrupted_run(store: RunStore, *call_ids: str, agent: str | None = None) -> Run:
+async def running_run(store: RunStore, agent: str | None = None) -> Run:
+    """A run whose first segment has begun (events 1 queued and 2 running)."""
     run, _, _ = await store.create_run(new_run(agent))
-    await store.start_segment(run.id)
+    running, _ = await store.begin_segment(run.id, 1)
+    assert running is not None
+    assert running.status is RunStatus.RUNNING
+    return running
+
+
+async def interrupted_run(store: RunStore, *call_ids: str, agent: str | None = None) -> Run:
+    run = await running_run(store, agent)
     finished, _ = await store.finish_segment(run.id, 1, interrupted_outcome(*call_ids))
     assert finished.status is RunStatus.INTERRUPTED
     return finished
@@ -93,6 +101,8 @@ async def stored_state(pool: asyncpg.Pool, run_id: str) -> dict[str, Any]:
         ("interruptions", "id"),
         ("run_state_snapshots", "segment"),
         ("run_usage", "segment"),
+        ("model_calls", "segment, ordinal"),
+        ("tool_invocations", "segment, call_id"),
     ):
         rows = await pool.fetch(f"SELECT * FROM {table} WHERE run_id = $1 ORDER BY {order}", run_id)
         state[table] = [dict(row) for row in rows]
@@ -151,13 +161,24 @@ async def test_create_run_writes_queued_run_and_its_status_event(store: RunStore
     )
     assert run.metadata == {"purpose": "test"}
     assert run.request_id == request.request_id
-    assert (run.segment_count, run.last_sequence, run.usage) == (0, 1, Usage())
+    # The first segment is reserved at creation: the run is QUEUED for segment 1.
+    assert (run.segment_count, run.last_sequence, run.usage) == (1, 1, Usage())
+    assert run.queue_name == ""
     assert [(e.sequence, e.segment, e.kind, e.payload) for e in events] == [
         (1, 1, EventKind.STATUS_CHANGED, {"status": "queued", "reason": ""})
     ]
     assert await store.list_events(run.id, 0) == events
     assert await store.get_run(run.id) == run
     assert await store.get_run_input(run.id) == [{"role": "user", "content": "Hi"}]
+    assert (run.id, 1, "") in await store.queued_segments()
+
+
+async def test_create_run_records_its_queue(store: RunStore) -> None:
+    run, _, _ = await store.create_run(new_run(), queue_name="openai")
+
+    assert run.queue_name == "openai"
+    assert (await store.get_run(run.id)).queue_name == "openai"
+    assert (run.id, 1, "openai") in await store.queued_segments()
 
 
 async def test_create_run_is_atomic_when_its_status_event_fails(
@@ -651,37 +672,3 @@ async def test_list_pending_interruptions(store: RunStore) -> None:
         assert pages > 1
     with pytest.raises(InvalidArgumentError):
         await store.list_pending_interruptions(2, "bogus")
-
-
-async def test_fail_unfinished_runs(store: RunStore, pool: asyncpg.Pool) -> None:
-    queued, _, _ = await store.create_run(new_run())
-    running, _, _ = await store.create_run(new_run())
-    await store.start_segment(running.id)
-    paused = await interrupted_run(store, "call_1")
-    completed, _, _ = await store.create_run(new_run())
-    await store.start_segment(completed.id)
-    await store.finish_segment(
-        completed.id, 1, SegmentOutcome(status=RunStatus.COMPLETED, current_agent="a", usage=Usage())
-    )
-    untouched = {run_id: await stored_state(pool, run_id) for run_id in (paused.id, completed.id)}
-    error = RunError("EXECUTOR_LOST", "The service restarted while the run was executing.")
-
-    events = await store.fail_unfinished_runs(error)
-
-    for run_id, segment in ((queued.id, 0), (running.id, 1)):
-        run = await store.get_run(run_id)
-        assert run.status is RunStatus.FAILED
-        assert run.error == error
-        mine = [e for e in events if e.run_id == run_id]
-        assert [(e.kind, e.segment) for e in mine] == [
-            (EventKind.ERROR, segment),
-            (EventKind.STATUS_CHANGED, segment),
-        ]
-        assert mine[0].payload == {"code": error.code, "message": error.message}
-        assert mine[1].payload == {"status": "failed", "reason": error.message}
-        assert mine == (await store.list_events(run_id, 0))[-2:]
-    for run_id, state in untouched.items():
-        assert await stored_state(pool, run_id) == state
-    assert not {queued.id, running.id} & set(await store.unfinished_run_ids())
-
-    assert [e for e in await store.fail_unfinished_runs(error) if e.run_id in (queued.id, running.id)] == []

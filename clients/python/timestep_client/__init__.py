@@ -3,6 +3,22 @@
 
 from timestep_client.client import TimestepClient
 from timestep_client.v1.agents_pb2 import Agent
-from timestep_client.v1.runs_pb2 import Interruption, InterruptionStatus, Run, RunEvent, RunStatus
+from timestep_client.v1.runs_pb2 import (
+    Interruption,
+    InterruptionStatus,
+    Run,
+    RunEvent,
+    RunStatus,
+    StateFormat,
+)
 
-__all__ = ["Agent", "Interruption", "InterruptionStatus", "Run", "RunEvent", "RunStatus", "TimestepClient"]
+__all__ = [
+    "Agent",
+    "Interruption",
+    "InterruptionStatus",
+    "Run",
+    "RunEvent",
+    "RunStatus",
+    "StateFormat",
+    "TimestepClient",
+]

@@ -1,4 +1,4 @@
-"""TimestepClient: an async client for RunService and AgentService.
+"""TimestepClient: an async client for RunService, AgentService and UsageService.
 
 async with TimestepClient("localhost:50051") as client:
     run = await client.create_run("assistant", "Email Bob that I'm late", wait=True)
@@ -13,12 +13,14 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator, Mapping, Sequence
+from datetime import datetime
 from types import TracebackType
 from typing import Any
 
 import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
 
-from timestep_client.v1 import agents_pb2, agents_pb2_grpc, runs_pb2, runs_pb2_grpc
+from timestep_client.v1 import agents_pb2, agents_pb2_grpc, runs_pb2, runs_pb2_grpc, usage_pb2, usage_pb2_grpc
 
 # Status codes after which re-subscribing to a stream is worth trying.
 RECONNECTABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN})
@@ -30,6 +32,7 @@ class TimestepClient:
         # The raw stubs, for anything this wrapper does not cover.
         self.runs = runs_pb2_grpc.RunServiceStub(self.channel)
         self.agents = agents_pb2_grpc.AgentServiceStub(self.channel)
+        self.usage = usage_pb2_grpc.UsageServiceStub(self.channel)
 
     async def __aenter__(self) -> TimestepClient:
         return self
@@ -157,16 +160,20 @@ class TimestepClient:
         )
         return response.run
 
-    async def get_state(self, run_id: str) -> runs_pb2.GetRunStateResponse:
-        """The paused run's RunState JSON (`state_json`), its `schema_version` and `agent`."""
+    async def get_state(
+        self, run_id: str, format: runs_pb2.StateFormat = runs_pb2.STATE_FORMAT_PYTHON
+    ) -> runs_pb2.GetRunStateResponse:
+        """The paused run's RunState JSON (`state_json`) in `format` (STATE_FORMAT_PYTHON or
+        STATE_FORMAT_TYPESCRIPT), with its `schema_version`, `agent` and `session_id`."""
         response: runs_pb2.GetRunStateResponse = await self.runs.GetRunState(
-            runs_pb2.GetRunStateRequest(run_id=run_id)
+            runs_pb2.GetRunStateRequest(run_id=run_id, format=format)
         )
         return response
 
     async def import_state(
         self, agent: str, state_json: str, *, session_id: str = "", metadata: Mapping[str, str] | None = None
     ) -> runs_pb2.Run:
+        """A new INTERRUPTED run from Python or TypeScript RunState JSON (the format is detected)."""
         request = runs_pb2.ImportRunStateRequest(
             agent=agent, state_json=state_json, session_id=session_id, metadata=dict(metadata or {})
         )
@@ -184,3 +191,24 @@ class TimestepClient:
             agents_pb2.GetAgentRequest(name=name)
         )
         return response.agent
+
+    # ----- usage -------------------------------------------------------------------------
+
+    async def get_usage(
+        self,
+        *,
+        start_time: datetime | None = None,
+        end_time: datetime | None = None,
+        agent: str = "",
+        model: str = "",
+    ) -> usage_pb2.GetUsageResponse:
+        """Model usage and estimated cost of the calls made in [start_time, end_time), in total and
+        by agent and model (times must be timezone-aware)."""
+        request = usage_pb2.GetUsageRequest(agent=agent, model=model)
+        for field, value in (("start_time", start_time), ("end_time", end_time)):
+            if value is not None:
+                stamp = Timestamp()
+                stamp.FromDatetime(value)
+                getattr(request, field).CopyFrom(stamp)
+        response: usage_pb2.GetUsageResponse = await self.usage.GetUsage(request)
+        return response

@@ -24,6 +24,7 @@ from timestep.domain import (
 )
 from timestep.errors import InvalidArgumentError
 from timestep.runtime.registry import AgentInfo
+from timestep.state.codec import PYTHON
 
 MAX_ID_LENGTH = 200
 MAX_METADATA_ENTRIES = 64
@@ -54,6 +55,22 @@ def interruption_status_to_proto(status: InterruptionStatus) -> str:
     return f"INTERRUPTION_STATUS_{status.name}"
 
 
+def state_format_from_proto(value: int) -> str:
+    """The codec's format name ("python", "typescript"); PYTHON for UNSPECIFIED."""
+    if value == runs_pb2.STATE_FORMAT_UNSPECIFIED:
+        return PYTHON
+    if value not in runs_pb2.StateFormat.values():
+        raise InvalidArgumentError(
+            f"format {value} is not a StateFormat; use STATE_FORMAT_PYTHON or STATE_FORMAT_TYPESCRIPT.",
+            field="format",
+        )
+    return runs_pb2.StateFormat.Name(value).removeprefix("STATE_FORMAT_").lower()
+
+
+def state_format_to_proto(state_format: str) -> str:
+    return f"STATE_FORMAT_{state_format.upper()}"
+
+
 # ----- messages ------------------------------------------------------------------------------
 
 
@@ -65,9 +82,19 @@ def timestamp(value: datetime | str | None) -> Timestamp | None:
     return stamp
 
 
-def usage_to_proto(usage: Usage | dict[str, int]) -> runs_pb2.Usage:
+def usage_to_proto(usage: Usage | dict[str, Any]) -> runs_pb2.Usage:
     values = usage.to_dict() if isinstance(usage, Usage) else usage
     return runs_pb2.Usage(**values)
+
+
+def model_call_to_proto(call: dict[str, Any]) -> runs_pb2.ModelCallUsage:
+    return runs_pb2.ModelCallUsage(
+        agent=call["agent"],
+        model=call["model"],
+        usage=usage_to_proto(call["usage"]),
+        priced=call["priced"],
+        time=timestamp(call["time"]),
+    )
 
 
 def error_to_proto(error: RunError | None) -> runs_pb2.RunError | None:
@@ -110,6 +137,8 @@ def run_to_proto(run: Run) -> runs_pb2.Run:
         current_agent=run.current_agent,
         last_sequence=run.last_sequence,
         segment_count=run.segment_count,
+        queue=run.queue_name if run.status is RunStatus.QUEUED else "",
+        queue_position=run.queue_position,
     )
 
 
@@ -141,7 +170,11 @@ def event_to_proto(event: RunEvent) -> runs_pb2.RunEvent:
             message.error.CopyFrom(runs_pb2.RunError(**p))
         case EventKind.USAGE:
             message.usage.CopyFrom(
-                runs_pb2.UsageReported(segment=usage_to_proto(p["segment"]), total=usage_to_proto(p["total"]))
+                runs_pb2.UsageReported(
+                    segment=usage_to_proto(p["segment"]),
+                    total=usage_to_proto(p["total"]),
+                    calls=[model_call_to_proto(call) for call in p.get("calls", [])],
+                )
             )
         case EventKind.TEXT_DELTA:
             message.text_delta.CopyFrom(runs_pb2.TextDelta(**p))

@@ -113,9 +113,15 @@ class RunService(runs_pb2_grpc.RunServiceServicer):  # type: ignore[misc]
     async def GetRunState(
         self, request: runs_pb2.GetRunStateRequest, context: Context
     ) -> runs_pb2.GetRunStateResponse:
-        export = await self._runs.get_run_state(convert.require_run_id(request.run_id))
+        export = await self._runs.get_run_state(
+            convert.require_run_id(request.run_id), convert.state_format_from_proto(request.format)
+        )
         return runs_pb2.GetRunStateResponse(
-            state_json=export.state_json, schema_version=export.schema_version, agent=export.agent
+            state_json=export.state_json,
+            schema_version=export.schema_version,
+            agent=export.agent,
+            format=convert.state_format_to_proto(export.state_format),
+            session_id=export.session_id,
         )
 
     @unary
@@ -133,8 +139,12 @@ class RunService(runs_pb2_grpc.RunServiceServicer):  # type: ignore[misc]
             session_id=convert.optional_id(request.session_id, "session_id"),
             metadata=convert.metadata_from_proto(request.metadata),
         )
-        run = await self._runs.import_run_state(new_run, request.state_json)
-        return runs_pb2.ImportRunStateResponse(run=convert.run_to_proto(run))
+        run, snapshot = await self._runs.import_run_state(new_run, request.state_json)
+        return runs_pb2.ImportRunStateResponse(
+            run=convert.run_to_proto(run),
+            format=convert.state_format_to_proto(snapshot.writer),
+            schema_version=snapshot.schema_version,
+        )
 
 
 def _require_interruption_id(interruption_id: str) -> str:

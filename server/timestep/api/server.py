@@ -6,26 +6,47 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
-from timestep_client.v1 import agents_pb2, agents_pb2_grpc, runs_pb2, runs_pb2_grpc
+from timestep_client.v1 import (
+    agents_pb2,
+    agents_pb2_grpc,
+    runs_pb2,
+    runs_pb2_grpc,
+    schedules_pb2,
+    schedules_pb2_grpc,
+    usage_pb2,
+    usage_pb2_grpc,
+)
 
 from timestep.api.agent_service import AgentService
 from timestep.api.run_service import RunService
+from timestep.api.schedule_service import ScheduleService
+from timestep.api.usage_service import UsageService
 from timestep.runs.orchestrator import RunOrchestrator
+from timestep.runs.schedules import Schedules
 from timestep.runtime.registry import AgentRegistry
+from timestep.store.usage import UsageStore
 
 SERVICE_NAMES = (
     runs_pb2.DESCRIPTOR.services_by_name["RunService"].full_name,
     agents_pb2.DESCRIPTOR.services_by_name["AgentService"].full_name,
+    usage_pb2.DESCRIPTOR.services_by_name["UsageService"].full_name,
+    schedules_pb2.DESCRIPTOR.services_by_name["ScheduleService"].full_name,
 )
 
 
 async def build_server(
-    orchestrator: RunOrchestrator, registry: AgentRegistry, address: str
+    orchestrator: RunOrchestrator,
+    registry: AgentRegistry,
+    usage: UsageStore,
+    schedules: Schedules,
+    address: str,
 ) -> tuple[grpc.aio.Server, health_aio.HealthServicer, int]:
     """A started server bound to `address`; returns it, its health servicer and the bound port."""
     server = grpc.aio.server()
     runs_pb2_grpc.add_RunServiceServicer_to_server(RunService(orchestrator), server)
     agents_pb2_grpc.add_AgentServiceServicer_to_server(AgentService(registry), server)
+    usage_pb2_grpc.add_UsageServiceServicer_to_server(UsageService(usage), server)
+    schedules_pb2_grpc.add_ScheduleServiceServicer_to_server(ScheduleService(schedules), server)
     health = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     reflection.enable_server_reflection(

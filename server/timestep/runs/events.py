@@ -3,14 +3,16 @@
 Durable events are published after their transaction commits; live-only events (token
 deltas) are published as they arrive. A subscriber that falls too far behind is not allowed
 to hold memory or slow the publisher: its buffer is dropped and it is told to re-read the
-durable events it missed from the store (token deltas in that gap are lost, by design).
+durable events it missed from the store (token deltas in that gap are lost, by design). The
+same "re-read the store" signal (`nudge`) tells subscribers that another process stored
+events of their run (see `timestep.runs.relay`).
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import defaultdict, deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 
 from timestep.domain import RunEvent
@@ -28,14 +30,20 @@ class Subscription:
 
     def push(self, event: RunEvent) -> None:
         if len(self._buffer) >= self._limit:
-            self._buffer.clear()
-            self._overflowed = True
+            self.reread()
         else:
             self._buffer.append(event)
+            self._wakeup.set()
+
+    def reread(self) -> None:
+        """Drop what is buffered; the subscriber will read the stored events from the store."""
+        self._buffer.clear()
+        self._overflowed = True
         self._wakeup.set()
 
     async def next_batch(self) -> list[RunEvent] | None:
-        """The events published since the last call; None if some were dropped (re-read the store)."""
+        """The events published since the last call; None: re-read the store (events were
+        dropped, or stored by another process)."""
         await self._wakeup.wait()
         self._wakeup.clear()
         if self._overflowed:
@@ -51,11 +59,24 @@ class EventBus:
     def __init__(self, subscriber_buffer: int = DEFAULT_SUBSCRIBER_BUFFER) -> None:
         self._subscriber_buffer = subscriber_buffer
         self._subscriptions: defaultdict[str, set[Subscription]] = defaultdict(set)
+        # Where live-only events also go so that other processes' subscribers get them.
+        self.forward_live: Callable[[RunEvent], None] | None = None
 
     def publish(self, events: Iterable[RunEvent]) -> None:
         for event in events:
-            for subscription in self._subscriptions.get(event.run_id, ()):
-                subscription.push(event)
+            if not event.is_durable and self.forward_live is not None:
+                self.forward_live(event)
+            self.deliver(event)
+
+    def deliver(self, event: RunEvent) -> None:
+        """Hand an event to this process's subscribers only."""
+        for subscription in self._subscriptions.get(event.run_id, ()):
+            subscription.push(event)
+
+    def nudge(self, run_id: str) -> None:
+        """Tell the run's subscribers that new events are in the store."""
+        for subscription in self._subscriptions.get(run_id, ()):
+            subscription.reread()
 
     @contextmanager
     def subscribe(self, run_id: str) -> Iterator[Subscription]:

@@ -2,15 +2,14 @@
 
 The API layer calls only this class. It validates against the current state, makes each
 transition through the store (one transaction each), publishes the committed events, and
-hands RUNNING segments to the SegmentExecutor as background tasks.
+hands queued segments to the SegmentLauncher (in-process tasks or durable workflows).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from timestep.domain import (
     Interruption,
@@ -22,23 +21,19 @@ from timestep.domain import (
     RunEvent,
     RunFilter,
     RunStatus,
+    Snapshot,
 )
 from timestep.errors import FailedPreconditionError, InvalidArgumentError
 from timestep.runs.events import EventBus
-from timestep.runs.segments import SegmentExecutor, SegmentHandle
+from timestep.runs.launcher import SegmentLauncher
 from timestep.runs.streaming import follow_run
 from timestep.runtime.registry import AgentRegistry
 from timestep.runtime.runner import apply_decisions, load_state
 from timestep.runtime.translate import interruption_for
-from timestep.state.codec import PYTHON, describe
+from timestep.state.codec import PYTHON, UnsupportedStateError, convert, describe, recorded_decisions
 from timestep.store.runs import RunStore
 
 log = logging.getLogger(__name__)
-
-SERVICE_RESTARTED = RunError(
-    "service_restarted",
-    "The service stopped while this run was in progress; create the run again.",
-)
 
 
 @dataclass(frozen=True)
@@ -46,36 +41,36 @@ class RunStateExport:
     state_json: str
     schema_version: str
     agent: str
+    # The format of `state_json` ("python" or "typescript").
+    state_format: str
+    session_id: str
 
 
 class RunOrchestrator:
     def __init__(
-        self, store: RunStore, bus: EventBus, registry: AgentRegistry, executor: SegmentExecutor
+        self, store: RunStore, bus: EventBus, registry: AgentRegistry, launcher: SegmentLauncher
     ) -> None:
         self._store = store
         self._bus = bus
         self._registry = registry
-        self._executor = executor
-        self._tasks: dict[str, asyncio.Task[None]] = {}
-        self._handles: dict[str, SegmentHandle] = {}
+        self._launcher = launcher
 
     # ----- lifecycle ---------------------------------------------------------------------
 
-    async def recover(self) -> None:
-        """Fail runs a previous process left QUEUED or RUNNING: nothing is executing them."""
-        self._bus.publish(await self._store.fail_unfinished_runs(SERVICE_RESTARTED))
-
-    async def shutdown(self) -> None:
-        """Stop executing segments without recording anything (the runs stay RUNNING)."""
-        tasks = list(self._tasks.values())
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+    async def relaunch_queued(self) -> None:
+        """Launch every QUEUED run's segment again: one may have been queued by a process that
+        died before launching it (launching is idempotent per run and segment)."""
+        for run_id, segment, queue_name in await self._store.queued_segments():
+            await self._launcher.launch(run_id, segment, queue_name)
 
     # ----- reads -------------------------------------------------------------------------
 
     async def get_run(self, run_id: str) -> Run:
-        return await self._store.get_run(run_id)
+        run = await self._store.get_run(run_id)
+        if run.status is RunStatus.QUEUED and run.queue_name:
+            position = await self._launcher.queue_position(run.id, run.segment_count, run.queue_name)
+            return replace(run, queue_position=position)
+        return run
 
     async def list_runs(self, run_filter: RunFilter, page_size: int, page_token: str) -> Page[Run]:
         return await self._store.list_runs(run_filter, page_size, page_token)
@@ -97,15 +92,20 @@ class RunOrchestrator:
     # ----- transitions -------------------------------------------------------------------
 
     async def create_run(self, new_run: NewRun, *, wait: bool) -> Run:
-        self._registry.get(new_run.agent)  # NOT_FOUND before anything is written
-        run, events, created = await self._store.create_run(new_run)
+        agent = self._registry.get(new_run.agent)  # NOT_FOUND before anything is written
+        queue_name = self._launcher.queue_for(new_run.model or _model_name(agent.model))
+        run, events, created = await self._store.create_run(new_run, queue_name)
         self._bus.publish(events)
         if created:
-            run = await self._start_segment(run.id, resume=False)
+            await self._launcher.launch(run.id, run.segment_count, queue_name)
         return await self._wait_if(run, wait)
 
     async def resume_run(self, run_id: str, *, wait: bool) -> Run:
-        run = await self._start_segment(run_id, resume=True)
+        run = await self._store.get_run(run_id)
+        model = run.model or _model_name(self._registry.get(run.agent).model)
+        run, events = await self._store.queue_resume(run_id, self._launcher.queue_for(model))
+        self._bus.publish(events)
+        await self._launcher.launch(run.id, run.segment_count, run.queue_name)
         return await self._wait_if(run, wait)
 
     async def decide(
@@ -124,23 +124,16 @@ class RunOrchestrator:
         return interruption
 
     async def cancel_run(self, run_id: str, reason: str) -> Run:
-        reason = reason or "Cancelled by CancelRun."
-        task = self._tasks.get(run_id)
-        if task is None:
-            run, events = await self._store.cancel_stopped_run(run_id, RunError("cancelled", reason))
-            self._bus.publish(events)
-            return run
-        self._handles[run_id].cancel(reason)
-        await asyncio.gather(task, return_exceptions=True)
-        run = await self._store.get_run(run_id)
-        if run.status is not RunStatus.CANCELLED:
-            raise FailedPreconditionError(
-                f"Run {run_id} became {run.status.name} before it could be cancelled.", reason="RUN_FINISHED"
-            )
+        run, events = await self._store.cancel_run(
+            run_id, RunError("cancelled", reason or "Cancelled by CancelRun.")
+        )
+        self._bus.publish(events)
+        await self._launcher.stop(run_id, run.segment_count)
         return run
 
-    async def get_run_state(self, run_id: str) -> RunStateExport:
-        """The paused run's RunState JSON with the decisions recorded so far applied."""
+    async def get_run_state(self, run_id: str, state_format: str = PYTHON) -> RunStateExport:
+        """The paused run's RunState JSON, in `state_format` (PYTHON or TYPESCRIPT), with the
+        decisions recorded so far applied."""
         run = await self._store.get_run(run_id)
         snapshot = await self._store.latest_snapshot(run_id)
         if run.status is not RunStatus.INTERRUPTED or snapshot is None:
@@ -148,26 +141,33 @@ class RunOrchestrator:
                 f"Run {run_id} is {run.status.name}; only an INTERRUPTED run has a RunState to export.",
                 reason="RUN_NOT_INTERRUPTED",
             )
+        state_json = snapshot.state_json
         decided = [i for i in run.interruptions if i.segment == run.segment_count]
-        if all(i.status is InterruptionStatus.PENDING for i in decided):
-            return RunStateExport(snapshot.state_json, snapshot.schema_version, run.agent)
-        state = await load_state(self._registry.get(run.agent), snapshot.state_json)
-        apply_decisions(state, decided, allow_pending=True)
-        state_json = state.to_string()
-        return RunStateExport(state_json, describe(state_json).schema_version, run.agent)
+        if any(i.status is not InterruptionStatus.PENDING for i in decided):
+            state = await load_state(self._registry.get(run.agent), snapshot.state_json)
+            apply_decisions(state, decided, allow_pending=True)
+            state_json = state.to_string()
+        try:
+            exported = convert(state_json, state_format)
+        except UnsupportedStateError as error:
+            raise FailedPreconditionError(error.message, reason="STATE_NOT_CONVERTIBLE") from error
+        return RunStateExport(
+            exported.state_json, exported.schema_version, run.agent, exported.writer, run.session_id
+        )
 
-    async def import_run_state(self, new_run: NewRun, state_json: str) -> Run:
+    async def import_run_state(self, new_run: NewRun, state_json: str) -> tuple[Run, Snapshot]:
+        """A new INTERRUPTED run from Python or TypeScript RunState JSON, and the snapshot stored
+        for it (the JSON as given, with its writer and schema version)."""
         agent = self._registry.get(new_run.agent)
         snapshot = describe(state_json)
-        if snapshot.writer != PYTHON:
-            raise InvalidArgumentError(
-                f"This RunState was written by the {snapshot.writer} Agents SDK (schema "
-                f"{snapshot.schema_version}); this service imports Python RunState JSON only.",
-                field="state_json",
-                reason="UNSUPPORTED_STATE_WRITER",
-            )
         try:
-            state = await load_state(agent, state_json)
+            python_json = convert(state_json, PYTHON).state_json
+        except UnsupportedStateError as error:
+            raise InvalidArgumentError(
+                error.message, field="state_json", reason="UNSUPPORTED_STATE"
+            ) from error
+        try:
+            state = await load_state(agent, python_json)
         except Exception as error:
             raise InvalidArgumentError(
                 f"The Agents SDK could not load this RunState for agent {agent.name!r} ({error}). Pass the "
@@ -183,31 +183,22 @@ class RunOrchestrator:
                 field="state_json",
                 reason="STATE_NOT_INTERRUPTED",
             )
+        decisions = recorded_decisions(python_json)
+        interruptions = []
+        for item in pending:
+            interruption = interruption_for(item)
+            decision = decisions.get(interruption.call_id)
+            if decision is not None:
+                interruption = replace(
+                    interruption, status=decision.status, always=decision.always, message=decision.message
+                )
+            interruptions.append(interruption)
         current_agent = state._current_agent.name if state._current_agent else agent.name
-        run, events = await self._store.import_run(
-            new_run, snapshot, current_agent, [interruption_for(item) for item in pending]
-        )
+        run, events = await self._store.import_run(new_run, snapshot, current_agent, interruptions)
         self._bus.publish(events)
-        return run
+        return run, snapshot
 
     # ----- helpers -----------------------------------------------------------------------
-
-    async def _start_segment(self, run_id: str, *, resume: bool) -> Run:
-        run, events = await self._store.start_segment(run_id, resume=resume)
-        self._bus.publish(events)
-        handle = SegmentHandle()
-        task = asyncio.create_task(self._executor.execute(run, handle), name=f"run {run_id}")
-        self._tasks[run_id] = task
-        self._handles[run_id] = handle
-        task.add_done_callback(lambda done: self._forget(run_id, done))
-        return run
-
-    def _forget(self, run_id: str, task: asyncio.Task[None]) -> None:
-        if self._tasks.get(run_id) is task:
-            del self._tasks[run_id]
-            del self._handles[run_id]
-        if not task.cancelled() and task.exception() is not None:
-            log.error("run %s: segment task crashed", run_id, exc_info=task.exception())
 
     async def _wait_if(self, run: Run, wait: bool) -> Run:
         if not wait or run.status.is_stopped:
@@ -215,3 +206,8 @@ class RunOrchestrator:
         async for _ in self.follow(run.id, run.last_sequence):
             pass
         return await self._store.get_run(run.id)
+
+
+def _model_name(model: object) -> str:
+    """An agent's model as a name ('' when it is a Model object or the SDK default)."""
+    return model if isinstance(model, str) else ""

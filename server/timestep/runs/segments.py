@@ -1,20 +1,22 @@
 """Executing one run segment: from RUNNING to COMPLETED, INTERRUPTED, FAILED or CANCELLED.
 
-`SegmentExecutor.execute` is the seam where durable execution plugs in: everything a segment
-does goes through it, and it needs nothing but the run's id and segment number.
+`SegmentExecutor.execute` is what durable execution runs as a workflow: everything a segment
+does goes through it, it needs nothing but the run's id and segment number, and repeating it
+after a crash neither duplicates events nor redoes recorded steps.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
 
 from timestep.domain import EventKind, PendingEvent, Run, RunError, RunEvent, RunStatus, Usage
+from timestep.errors import FailedPreconditionError
 from timestep.runs.events import EventBus
 from timestep.runtime.failures import describe_failure
 from timestep.runtime.providers import ModelConfig
@@ -28,6 +30,8 @@ from timestep.runtime.runner import (
     execute_segment,
     load_state,
 )
+from timestep.runtime.steps import StepRunner
+from timestep.runtime.usage import model_name_for
 from timestep.state.codec import PYTHON, describe
 from timestep.store.runs import RunStore, SegmentOutcome
 from timestep.store.sessions import PostgresSession
@@ -35,30 +39,24 @@ from timestep.store.sessions import PostgresSession
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class SegmentHandle:
-    """What the orchestrator holds of an executing segment, to cancel its work."""
-
-    work: asyncio.Task[SegmentOutcome] | None = None
-    cancel_reason: str | None = None
-
-    def cancel(self, reason: str) -> None:
-        self.cancel_reason = reason
-        if self.work is not None:
-            self.work.cancel()
-
-
 class RunJournal:
-    """Stores a segment's events as they happen and publishes them to subscribers."""
+    """Stores a segment's events as they happen and publishes them to subscribers.
+
+    Each event gets the key "segment:ordinal": a replayed segment emits the same events in the
+    same order, and the store keeps only the first of each.
+    """
 
     def __init__(self, store: RunStore, bus: EventBus, run_id: str, segment: int) -> None:
         self._store = store
         self._bus = bus
         self._run_id = run_id
         self._segment = segment
+        self._ordinal = 0
 
     async def on_item(self, event: PendingEvent) -> None:
-        self._bus.publish(await self._store.append_events(self._run_id, self._segment, [event]))
+        self._ordinal += 1
+        keyed = replace(event, dedupe_key=f"{self._segment}:{self._ordinal}")
+        self._bus.publish(await self._store.append_events(self._run_id, self._segment, [keyed]))
 
     async def on_text_delta(self, payload: dict[str, Any]) -> None:
         live = RunEvent(self._run_id, 0, self._segment, EventKind.TEXT_DELTA, payload, datetime.now(UTC))
@@ -74,47 +72,46 @@ class SegmentExecutor:
     model_config: ModelConfig
     max_turns: int = DEFAULT_MAX_TURNS
 
-    async def execute(self, run: Run, handle: SegmentHandle) -> None:
-        """Run the segment the run is RUNNING in and record how it ended.
+    async def execute(self, run_id: str, segment: int, steps: StepRunner) -> None:
+        """Execute segment `segment` of a run queued for it, and record how it ended.
 
-        The agent's work runs as its own task so that `handle.cancel` stops only the work and
-        the outcome (CANCELLED) is still recorded, while cancelling this coroutine itself (the
-        service shutting down) records nothing and leaves the run to recovery.
+        Safe to repeat (recovery replays it): starting is idempotent, events and session items
+        are stored once, and an outcome that was already recorded is not recorded again. A run
+        cancelled meanwhile is left as it is.
         """
-        segment = run.segment_count
-        work = asyncio.create_task(self._run_to_outcome(run, segment), name=f"run {run.id} segment {segment}")
-        handle.work = work
-        if handle.cancel_reason is not None:
-            work.cancel()
+        run, events = await self.store.begin_segment(run_id, segment)
+        self.bus.publish(events)
+        if run is None:
+            log.info("run %s segment %s will not run: the run was cancelled or moved on", run_id, segment)
+            return
+        outcome = await self._run_to_outcome(run, segment, steps)
         try:
-            outcome = await work
-        except asyncio.CancelledError:
-            current = asyncio.current_task()
-            if handle.cancel_reason is None or (current is not None and current.cancelling()):
-                raise
-            outcome = SegmentOutcome(
-                RunStatus.CANCELLED,
-                run.current_agent,
-                Usage(),
-                error=RunError("cancelled", handle.cancel_reason),
-            )
-        _, events = await self.store.finish_segment(run.id, segment, outcome)
+            _, events = await self.store.finish_segment(run_id, segment, outcome)
+        except FailedPreconditionError as superseded:
+            log.info("run %s segment %s: outcome discarded (%s)", run_id, segment, superseded.message)
+            return
         self.bus.publish(events)
 
-    async def _run_to_outcome(self, run: Run, segment: int) -> SegmentOutcome:
+    async def _run_to_outcome(self, run: Run, segment: int, steps: StepRunner) -> SegmentOutcome:
         try:
-            problem = self.model_config.missing()
+            agent = self.registry.get(run.agent)
+            problem = self.model_config.missing(model_name_for(agent, run.model))
             if problem:
                 error = RunError("model_not_configured", problem)
                 return _failed(run, error)
-            agent = self.registry.get(run.agent)
             result = await execute_segment(
                 agent,
                 await self._input_for(run, segment),
-                session=PostgresSession(run.session_id, self.pool) if run.session_id else None,
+                session=(
+                    PostgresSession(run.session_id, self.pool, replay_key=f"{run.id}/{segment}")
+                    if run.session_id
+                    else None
+                ),
                 run_config=default_run_config(self.model_config, run.model),
                 listener=RunJournal(self.store, self.bus, run.id, segment),
+                steps=steps,
                 max_turns=self.max_turns,
+                prices=self.model_config.prices,
             )
         except asyncio.CancelledError:
             raise
@@ -154,12 +151,14 @@ def _outcome_of(result: SegmentResult) -> SegmentOutcome:
             result.usage,
             snapshot=snapshot,
             interruptions=result.interruptions,
+            model_calls=result.model_calls,
         )
     return SegmentOutcome(
         RunStatus.COMPLETED,
         result.last_agent,
         result.usage,
         final_output=result.final_output,
+        model_calls=result.model_calls,
         events=[
             PendingEvent(EventKind.FINAL_OUTPUT, {"agent": result.last_agent, "output": result.final_output})
         ],

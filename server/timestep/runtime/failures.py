@@ -1,31 +1,65 @@
-"""Turn exceptions from a run into stable error codes with messages a person can act on."""
+"""Turn exceptions from a run into stable error codes with messages a person can act on.
+
+Model providers of our own (Ollama, routing) raise `ModelProviderError`s that already carry
+their code and message; errors of the OpenAI SDK are named here, with the host they came from.
+No message contains an API key.
+"""
 
 from __future__ import annotations
+
+from urllib.parse import urlsplit
 
 import openai
 from agents import MaxTurnsExceeded, ModelBehaviorError, UserError
 
 from timestep.domain import RunError
+from timestep.runtime.models.errors import ModelProviderError
 
 
 def describe_failure(error: BaseException) -> RunError:
+    if isinstance(error, ModelProviderError):
+        return RunError(error.code, error.message)
     if isinstance(error, MaxTurnsExceeded):
         return RunError("max_turns_exceeded", f"The run used up its turn limit: {error}")
-    if isinstance(error, openai.AuthenticationError | openai.PermissionDeniedError):
-        return RunError(
-            "model_auth",
-            f"The model provider refused the API key ({error.status_code}). Check OPENAI_API_KEY "
-            "in the service's environment.",
-        )
     if isinstance(error, openai.APIConnectionError):
         return RunError(
             "model_unreachable",
-            f"Could not reach the model provider ({error}). Check OPENAI_BASE_URL and the network.",
+            f"Could not reach the OpenAI API at {_origin(error)} ({error}). Check OPENAI_BASE_URL and "
+            "the network.",
         )
     if isinstance(error, openai.APIStatusError):
-        return RunError("model_error", f"The model provider answered {error.status_code}: {error.message}")
+        return _status_error(error)
     if isinstance(error, ModelBehaviorError):
         return RunError("model_behavior", f"The model did something the agent cannot handle: {error}")
     if isinstance(error, UserError):
         return RunError("agent_error", f"The agent is misconfigured: {error}")
     return RunError("internal", f"The run failed unexpectedly: {type(error).__name__}: {error}")
+
+
+def _status_error(error: openai.APIStatusError) -> RunError:
+    status = error.status_code
+    if isinstance(error, openai.AuthenticationError | openai.PermissionDeniedError):
+        return RunError(
+            "model_auth",
+            f"The OpenAI API at {_origin(error)} refused the API key ({status}). Check OPENAI_API_KEY "
+            "in the service's environment.",
+        )
+    if isinstance(error, openai.NotFoundError):
+        return RunError(
+            "model_not_found",
+            f"The OpenAI API at {_origin(error)} answered 404: {error.message}. Check the model name "
+            "(the agent's model or CreateRun.model).",
+        )
+    if isinstance(error, openai.RateLimitError):
+        return RunError(
+            "model_rate_limited",
+            f"The OpenAI API at {_origin(error)} kept answering 429 (rate limited) after retries: "
+            f"{error.message}. Wait before creating the run again, and check your OpenAI usage limits.",
+        )
+    return RunError("model_error", f"The model provider answered {status}: {error.message}")
+
+
+def _origin(error: openai.APIConnectionError | openai.APIStatusError) -> str:
+    """scheme://host[:port] of the request that failed (never its headers or query)."""
+    parts = urlsplit(str(error.request.url))
+    return f"{parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "")

@@ -1,38 +1,55 @@
-"""Model providers: where model calls go, configured from the standard environment variables."""
+"""The service's model settings: which providers serve model calls, configured from the
+standard environment variables once at start, and the price table for cost estimates."""
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from agents import ModelProvider, OpenAIProvider
+from timestep.runtime.models import MultiModelProvider, MultiModelProviderMap, OllamaModelProvider
+from timestep.runtime.models.multi import OLLAMA_PREFIX
+from timestep.runtime.models.ollama import OLLAMA_CLOUD_URL
+from timestep.runtime.pricing import PriceTable
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    openai_api_key: str
-    openai_base_url: str
+    # Keys are left out of repr() so that logging a config can never print one.
+    openai_api_key: str = field(default="", repr=False)
+    openai_base_url: str = ""
+    # The local Ollama ("" means http://localhost:11434).
+    ollama_host: str = ""
+    ollama_api_key: str = field(default="", repr=False)
+    ollama_cloud_url: str = OLLAMA_CLOUD_URL
+    prices: PriceTable = field(default_factory=PriceTable)
 
     @classmethod
     def from_env(cls) -> ModelConfig:
         return cls(
             openai_api_key=os.environ.get("OPENAI_API_KEY", ""),
             openai_base_url=os.environ.get("OPENAI_BASE_URL", ""),
+            ollama_host=os.environ.get("OLLAMA_HOST", ""),
+            ollama_api_key=os.environ.get("OLLAMA_API_KEY", ""),
+            prices=PriceTable.from_env(),
         )
 
-    def missing(self) -> str | None:
-        """What stops model calls from working, as an actionable message, or None."""
-        if not self.openai_api_key:
-            return (
-                "No OpenAI API key is configured. Set OPENAI_API_KEY in the service's environment "
-                "(and OPENAI_BASE_URL for an OpenAI-compatible server), restart the service and "
-                "create the run again."
-            )
-        return None
-
-    def provider(self) -> ModelProvider:
-        return OpenAIProvider(
-            api_key=self.openai_api_key or None,
-            base_url=self.openai_base_url or None,
-            use_responses=True,
+    def provider(self) -> MultiModelProvider:
+        """Routes model names by prefix: OpenAI (no prefix or openai/) and Ollama (ollama/)."""
+        providers = MultiModelProviderMap()
+        providers.add_provider(
+            OLLAMA_PREFIX,
+            OllamaModelProvider(
+                api_key=self.ollama_api_key, base_url=self.ollama_host, cloud_base_url=self.ollama_cloud_url
+            ),
         )
+        return MultiModelProvider(
+            providers,
+            openai_api_key=self.openai_api_key,
+            openai_base_url=self.openai_base_url or None,
+            openai_use_responses=True,
+        )
+
+    def missing(self, model_name: str | None = None) -> str | None:
+        """What stops calls to `model_name` (None: the SDK's default model) from working, as an
+        actionable message, or None."""
+        return self.provider().missing(model_name)

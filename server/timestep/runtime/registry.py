@@ -11,6 +11,7 @@ from typing import Any
 from agents import Agent, FunctionTool, Handoff
 
 from timestep.errors import NotFoundError
+from timestep.runtime.steps import route_tools_through_steps
 
 DEFAULT_AGENTS = "timestep.examples.agents:AGENTS"
 
@@ -41,6 +42,10 @@ class AgentRegistry:
             if agent.name in self._agents:
                 raise ValueError(f"two agents are named {agent.name!r}; agent names must be unique")
             self._agents[agent.name] = agent
+        for reachable in _reachable_agents(self._agents.values()):
+            for tool in reachable.tools:
+                if isinstance(tool, FunctionTool):
+                    route_tools_through_steps(tool)
 
     def get(self, name: str) -> Agent[Any]:
         try:
@@ -56,6 +61,19 @@ class AgentRegistry:
 
     def describe(self, name: str) -> AgentInfo:
         return describe_agent(self.get(name))
+
+
+def _reachable_agents(roots: Iterable[Agent[Any]]) -> list[Agent[Any]]:
+    """The agents and every agent reachable from them through handoffs."""
+    found: dict[int, Agent[Any]] = {}
+    pending = list(roots)
+    while pending:
+        agent = pending.pop()
+        if id(agent) in found:
+            continue
+        found[id(agent)] = agent
+        pending.extend(h for h in agent.handoffs if isinstance(h, Agent))
+    return list(found.values())
 
 
 def load_agents(reference: str) -> AgentRegistry:

@@ -4,17 +4,27 @@ from __future__ import annotations
 
 import os
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
-from agents import Agent, RunConfig, Runner, RunResult, RunResultStreaming, RunState, Session
+from agents import Agent, RunConfig, RunHooks, Runner, RunResult, RunResultStreaming, RunState, Session
 from agents.stream_events import StreamEvent
 
 from timestep.domain import Interruption as Decision
-from timestep.domain import InterruptionStatus, NewInterruption, PendingEvent, Usage
+from timestep.domain import InterruptionStatus, ModelCall, NewInterruption, PendingEvent, Usage
 from timestep.errors import FailedPreconditionError
+from timestep.runtime.pricing import PriceTable
 from timestep.runtime.providers import ModelConfig
-from timestep.runtime.translate import event_for_item, interruption_for, output_text, text_delta
+from timestep.runtime.steps import (
+    DirectSteps,
+    StepModelProvider,
+    StepRunner,
+    current_delta_sink,
+    current_steps,
+)
+from timestep.runtime.translate import event_for_item, interruption_for, output_text
+from timestep.runtime.usage import UsageRecorder
+from timestep.state.codec import PYTHON, convert
 
 DEFAULT_MAX_TURNS = 10
 
@@ -43,20 +53,22 @@ async def run_agent(
     run_config: RunConfig | None = None,
     max_turns: int = DEFAULT_MAX_TURNS,
     on_event: StreamHandler | None = None,
+    hooks: RunHooks[Any] | None = None,
 ) -> RunResult | RunResultStreaming:
     """Run `agent` on new input or on a RunState to resume, until it finishes or pauses.
 
     With `stream=True` the model is called in streaming mode and every SDK stream event is
     passed to `on_event` as it happens; the returned result is complete either way, and its
-    `interruptions` list the tool calls waiting for approval.
+    `interruptions` list the tool calls waiting for approval. `hooks` receive the SDK's
+    lifecycle callbacks (e.g. each model call's usage).
     """
     config = run_config or default_run_config()
     if not stream:
         return await Runner.run(
-            agent, input_or_state, session=session, run_config=config, max_turns=max_turns
+            agent, input_or_state, session=session, run_config=config, max_turns=max_turns, hooks=hooks
         )
     result = Runner.run_streamed(
-        agent, input_or_state, session=session, run_config=config, max_turns=max_turns
+        agent, input_or_state, session=session, run_config=config, max_turns=max_turns, hooks=hooks
     )
     async for event in result.stream_events():
         if on_event is not None:
@@ -80,10 +92,8 @@ class SegmentResult:
     interruptions: list[NewInterruption]
     # The RunState JSON when the segment paused on interruptions; None when it finished.
     state_json: str | None
-
-
-def _usage_of(sdk_usage: Any) -> Usage:
-    return Usage(sdk_usage.requests, sdk_usage.input_tokens, sdk_usage.output_tokens, sdk_usage.total_tokens)
+    # Every model call of the segment, in order; `usage` is their sum.
+    model_calls: list[ModelCall] = field(default_factory=list)
 
 
 async def execute_segment(
@@ -93,41 +103,49 @@ async def execute_segment(
     session: Session | None,
     run_config: RunConfig,
     listener: SegmentListener,
+    steps: StepRunner | None = None,
     max_turns: int = DEFAULT_MAX_TURNS,
+    prices: PriceTable | None = None,
 ) -> SegmentResult:
-    """Run one segment (to the end or to the next interruptions), streaming as it goes."""
-    # A RunState carries the usage of earlier segments; report only this segment's.
-    usage_before = (
-        _usage_of(input_or_state._context.usage)
-        if isinstance(input_or_state, RunState) and input_or_state._context is not None
-        else Usage()
-    )
+    """Run one segment (to the end or to the next interruptions), streaming as it goes.
+
+    Model and tool calls go through `steps` (see `timestep.runtime.steps`); text deltas reach
+    `listener` from the model step as the provider streams them. Each model call's usage is
+    recorded and priced with `prices` (default: the built-in price table).
+    """
+    recorder = UsageRecorder(run_config, prices or PriceTable())
     current_agent = [agent.name]
     if isinstance(input_or_state, RunState) and input_or_state._current_agent is not None:
         current_agent[0] = input_or_state._current_agent.name
 
+    async def on_delta(delta: str, item_id: str) -> None:
+        await listener.on_text_delta({"agent": current_agent[0], "delta": delta, "item_id": item_id})
+
     async def on_event(event: StreamEvent) -> None:
-        if event.type == "raw_response_event":
-            payload = text_delta(event, current_agent[0])
-            if payload is not None:
-                await listener.on_text_delta(payload)
-        elif event.type == "run_item_stream_event":
+        if event.type == "run_item_stream_event":
             item_event = event_for_item(event.item)
             if item_event is not None:
                 await listener.on_item(item_event)
         elif event.type == "agent_updated_stream_event":
             current_agent[0] = event.new_agent.name
 
-    result = await run_agent(
-        agent,
-        input_or_state,
-        session,
-        stream=True,
-        run_config=run_config,
-        max_turns=max_turns,
-        on_event=on_event,
-    )
-    usage = _usage_of(result.context_wrapper.usage) - usage_before
+    steps_token = current_steps.set(steps or DirectSteps())
+    sink_token = current_delta_sink.set(on_delta)
+    try:
+        result = await run_agent(
+            agent,
+            input_or_state,
+            session,
+            stream=True,
+            run_config=replace(run_config, model_provider=StepModelProvider(run_config.model_provider)),
+            max_turns=max_turns,
+            on_event=on_event,
+            hooks=recorder,
+        )
+    finally:
+        current_delta_sink.reset(sink_token)
+        current_steps.reset(steps_token)
+    usage = recorder.total()
     if result.interruptions:
         return SegmentResult(
             last_agent=result.last_agent.name,
@@ -135,12 +153,17 @@ async def execute_segment(
             final_output="",
             interruptions=[interruption_for(item) for item in result.interruptions],
             state_json=result.to_state().to_string(),
+            model_calls=recorder.calls,
         )
-    return SegmentResult(result.last_agent.name, usage, output_text(result.final_output), [], None)
+    return SegmentResult(
+        result.last_agent.name, usage, output_text(result.final_output), [], None, recorder.calls
+    )
 
 
 async def load_state(agent: Agent[Any], state_json: str) -> RunState[Any, Any]:
-    return await RunState.from_string(agent, state_json)
+    """Load RunState JSON written by either SDK: a TypeScript state (e.g. an imported snapshot,
+    stored as it came) is converted to the Python format first."""
+    return await RunState.from_string(agent, convert(state_json, PYTHON).state_json)
 
 
 def apply_decisions(

@@ -16,7 +16,6 @@ from agents import (
     ToolCallItem,
     ToolCallOutputItem,
 )
-from agents.stream_events import RawResponsesStreamEvent
 from pydantic import BaseModel
 
 from timestep.domain import EventKind, NewInterruption, PendingEvent
@@ -75,14 +74,6 @@ def event_for_item(item: RunItem) -> PendingEvent | None:
     if isinstance(item, ReasoningItem):
         return PendingEvent(EventKind.REASONING, {"agent": agent, "item_json": to_json_text(raw)})
     return None  # approvals become interruptions when the segment ends; the rest is not reported
-
-
-def text_delta(event: RawResponsesStreamEvent, agent: str) -> dict[str, Any] | None:
-    """The live text-delta payload for a raw model stream event, if it carries text."""
-    data = event.data
-    if getattr(data, "type", None) != "response.output_text.delta":
-        return None
-    return {"agent": agent, "delta": getattr(data, "delta", ""), "item_id": getattr(data, "item_id", "")}
 
 
 def interruption_for(item: ToolApprovalItem) -> NewInterruption:

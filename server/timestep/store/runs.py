@@ -25,6 +25,7 @@ from timestep.domain import (
     EventKind,
     Interruption,
     InterruptionStatus,
+    ModelCall,
     NewInterruption,
     NewRun,
     Page,
@@ -43,9 +44,14 @@ from timestep.errors import (
     InvalidArgumentError,
     NotFoundError,
 )
+from timestep.store.usage import record_segment_usage, usage_from_row
 
 # What pool.acquire() yields; the helpers below take either kind.
 Connection = asyncpg.Connection | PoolConnectionProxy
+
+# Other processes LISTEN here to learn that a run has new stored events
+# ("origin:run_id:last_sequence").
+EVENTS_CHANNEL = "timestep_run_events"
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
@@ -79,6 +85,8 @@ class SegmentOutcome:
     interruptions: Sequence[NewInterruption] = ()
     # Events that belong before the status change (final output, error...).
     events: Sequence[PendingEvent] = ()
+    # The segment's model calls, in order (their usage sums to `usage`).
+    model_calls: Sequence[ModelCall] = ()
 
 
 def _fingerprint(new_run: NewRun) -> str:
@@ -116,15 +124,6 @@ def _decode_page_token(token: str, scope: str) -> tuple[datetime, str] | None:
         ) from error
 
 
-def _usage_from_row(row: asyncpg.Record, prefix: str = "usage_") -> Usage:
-    return Usage(
-        row[f"{prefix}requests"],
-        row[f"{prefix}input_tokens"],
-        row[f"{prefix}output_tokens"],
-        row[f"{prefix}total_tokens"],
-    )
-
-
 def _interruption_from_row(row: asyncpg.Record) -> Interruption:
     return Interruption(
         id=row["id"],
@@ -155,12 +154,13 @@ def _run_from_row(row: asyncpg.Record, interruptions: list[Interruption]) -> Run
         error=error,
         metadata=dict(row["metadata"]),
         request_id=row["request_id"] or "",
-        usage=_usage_from_row(row),
+        usage=usage_from_row(row, "usage_"),
         segment_count=row["segment_count"],
         last_sequence=row["last_sequence"],
         create_time=row["create_time"],
         update_time=row["update_time"],
         interruptions=interruptions,
+        queue_name=row["queue_name"],
     )
 
 
@@ -176,8 +176,10 @@ def _event_from_row(row: asyncpg.Record) -> RunEvent:
 
 
 class RunStore:
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, origin: str = "") -> None:
         self._pool = pool
+        # Names this process in change notifications, so it can ignore its own.
+        self._origin = origin
 
     # ----- reads -------------------------------------------------------------------------
 
@@ -266,14 +268,52 @@ class RunStore:
         )
         return Snapshot(row["writer"], row["schema_version"], row["state_json"]) if row else None
 
-    async def unfinished_run_ids(self) -> list[str]:
-        rows = await self._pool.fetch("SELECT id FROM runs WHERE status IN ('queued', 'running')")
-        return [row["id"] for row in rows]
+    async def queued_segments(self) -> list[tuple[str, int, str]]:
+        """(run id, segment, queue) of every QUEUED run."""
+        rows = await self._pool.fetch(
+            "SELECT id, segment_count, queue_name FROM runs WHERE status = 'queued'"
+        )
+        return [(row["id"], row["segment_count"], row["queue_name"]) for row in rows]
+
+    async def mark_tool_started(
+        self, run_id: str, segment: int, call_id: str, tool_name: str, executor_id: str
+    ) -> bool:
+        """Record that a tool call is starting; False if it had started before (a replay)."""
+        inserted = await self._pool.fetchval(
+            """INSERT INTO tool_invocations (run_id, segment, call_id, tool_name, executor_id)
+               VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING true""",
+            run_id,
+            segment,
+            call_id,
+            tool_name,
+            executor_id,
+        )
+        return bool(inserted)
+
+    async def heartbeat(self, executor_id: str) -> None:
+        await self._pool.execute(
+            """INSERT INTO replicas (executor_id) VALUES ($1)
+               ON CONFLICT (executor_id) DO UPDATE
+               SET heartbeat_time = clock_timestamp(), recovered_by = NULL""",
+            executor_id,
+        )
+
+    async def claim_dead_replicas(self, claimer: str, timeout_s: float) -> list[str]:
+        """Replicas silent for longer than `timeout_s`, claimed for recovery by `claimer`."""
+        rows = await self._pool.fetch(
+            """UPDATE replicas SET recovered_by = $1
+               WHERE executor_id <> $1 AND recovered_by IS NULL
+                 AND heartbeat_time < clock_timestamp() - make_interval(secs => $2)
+               RETURNING executor_id""",
+            claimer,
+            timeout_s,
+        )
+        return [row["executor_id"] for row in rows]
 
     # ----- transitions -------------------------------------------------------------------
 
-    async def create_run(self, new_run: NewRun) -> tuple[Run, list[RunEvent], bool]:
-        """Insert a QUEUED run (or find the one its request_id already made).
+    async def create_run(self, new_run: NewRun, queue_name: str = "") -> tuple[Run, list[RunEvent], bool]:
+        """Insert a run QUEUED for its first segment (or find the one its request_id already made).
 
         Returns the run, the events written and whether it was created by this call.
         """
@@ -281,8 +321,8 @@ class RunStore:
         async with self._pool.acquire() as connection, connection.transaction():
             run_id = await connection.fetchval(
                 """INSERT INTO runs (id, agent, current_agent, status, session_id, model, input,
-                                     metadata, request_id, request_fingerprint)
-                   VALUES ($1, $2, $2, 'queued', $3, $4, $5, $6, NULLIF($7, ''), $8)
+                                     metadata, request_id, request_fingerprint, segment_count, queue_name)
+                   VALUES ($1, $2, $2, 'queued', $3, $4, $5, $6, NULLIF($7, ''), $8, 1, $9)
                    ON CONFLICT (request_id) DO NOTHING RETURNING id""",
                 new_id("run"),
                 new_run.agent,
@@ -292,6 +332,7 @@ class RunStore:
                 new_run.metadata,
                 new_run.request_id,
                 fingerprint,
+                queue_name,
             )
             if run_id is None:
                 return (
@@ -299,7 +340,6 @@ class RunStore:
                     [],
                     False,
                 )
-            # Queued for its first segment.
             events = await self._append(connection, run_id, 1, [status_changed(RunStatus.QUEUED)])
             return await self._get_run(connection, run_id), events, True
 
@@ -324,7 +364,8 @@ class RunStore:
         current_agent: str,
         interruptions: Sequence[NewInterruption],
     ) -> tuple[Run, list[RunEvent]]:
-        """Insert an INTERRUPTED run whose first segment's snapshot came from outside."""
+        """Insert an INTERRUPTED run whose first segment's snapshot came from outside (stored as
+        given; its writer and schema version are also named in the status event)."""
         async with self._pool.acquire() as connection, connection.transaction():
             run_id = new_id("run")
             await connection.execute(
@@ -340,24 +381,31 @@ class RunStore:
                 new_run.metadata,
             )
             await self._insert_snapshot(connection, run_id, 1, snapshot)
-            pending = await self._insert_interruptions(connection, run_id, 1, interruptions)
+            inserted = await self._insert_interruptions(connection, run_id, 1, interruptions)
             events = await self._append(
                 connection,
                 run_id,
                 1,
                 [
-                    *(PendingEvent(EventKind.INTERRUPTION, i.to_payload()) for i in pending),
-                    status_changed(RunStatus.INTERRUPTED, "imported from RunState JSON"),
+                    *(PendingEvent(EventKind.INTERRUPTION, i.to_payload()) for i in inserted),
+                    *(
+                        PendingEvent(EventKind.INTERRUPTION_DECIDED, i.to_payload())
+                        for i in inserted
+                        if i.status is not InterruptionStatus.PENDING
+                    ),
+                    status_changed(
+                        RunStatus.INTERRUPTED,
+                        f"imported from {snapshot.writer} RunState JSON (schema {snapshot.schema_version})",
+                    ),
                 ],
             )
             return await self._get_run(connection, run_id), events
 
-    async def start_segment(self, run_id: str, *, resume: bool = False) -> tuple[Run, list[RunEvent]]:
-        """Move a QUEUED run (or, to resume, an INTERRUPTED one whose interruptions are all
-        decided) to RUNNING in its next segment."""
+    async def queue_resume(self, run_id: str, queue_name: str = "") -> tuple[Run, list[RunEvent]]:
+        """Queue the next segment of an INTERRUPTED run whose interruptions are all decided."""
         async with self._pool.acquire() as connection, connection.transaction():
             run = await self._get_run(connection, run_id, lock=True)
-            if run.status is not (RunStatus.INTERRUPTED if resume else RunStatus.QUEUED):
+            if run.status is not RunStatus.INTERRUPTED:
                 raise FailedPreconditionError(
                     f"Run {run_id} is {run.status.name}; only an INTERRUPTED run can be resumed.",
                     reason="RUN_NOT_RESUMABLE",
@@ -371,7 +419,29 @@ class RunStore:
                 )
             segment = run.segment_count + 1
             await connection.execute(
-                "UPDATE runs SET status = 'running', segment_count = $2 WHERE id = $1", run_id, segment
+                """UPDATE runs SET status = 'queued', segment_count = $2, queue_name = $3
+                   WHERE id = $1""",
+                run_id,
+                segment,
+                queue_name,
+            )
+            events = await self._append(connection, run_id, segment, [status_changed(RunStatus.QUEUED)])
+            return await self._get_run(connection, run_id), events
+
+    async def begin_segment(self, run_id: str, segment: int) -> tuple[Run | None, list[RunEvent]]:
+        """Move a run QUEUED for `segment` to RUNNING.
+
+        Idempotent for recovery: a run already RUNNING in `segment` is returned unchanged.
+        Returns None when the segment must not run (the run was cancelled or moved on).
+        """
+        async with self._pool.acquire() as connection, connection.transaction():
+            run = await self._get_run(connection, run_id, lock=True)
+            if run.segment_count != segment or run.status not in (RunStatus.QUEUED, RunStatus.RUNNING):
+                return None, []
+            if run.status is RunStatus.RUNNING:
+                return run, []
+            await connection.execute(
+                "UPDATE runs SET status = 'running', queue_name = '' WHERE id = $1", run_id
             )
             events = await self._append(connection, run_id, segment, [status_changed(RunStatus.RUNNING)])
             return await self._get_run(connection, run_id), events
@@ -395,18 +465,10 @@ class RunStore:
                     reason="SEGMENT_SUPERSEDED",
                 )
             total = run.usage + outcome.usage
-            await connection.execute(
-                """INSERT INTO run_usage
-                       (run_id, segment, requests, input_tokens, output_tokens, total_tokens)
-                   VALUES ($1, $2, $3, $4, $5, $6)""",
-                run_id,
-                segment,
-                *outcome.usage.to_dict().values(),
-            )
+            await record_segment_usage(connection, run_id, segment, outcome.usage, total, outcome.model_calls)
             await connection.execute(
                 """UPDATE runs SET status = $2, current_agent = $3, final_output = $4, error_code = $5,
-                          error_message = $6, usage_requests = $7, usage_input_tokens = $8,
-                          usage_output_tokens = $9, usage_total_tokens = $10
+                          error_message = $6
                    WHERE id = $1""",
                 run_id,
                 outcome.status.value,
@@ -414,7 +476,6 @@ class RunStore:
                 outcome.final_output,
                 outcome.error.code if outcome.error else None,
                 outcome.error.message if outcome.error else None,
-                *total.to_dict().values(),
             )
             if outcome.snapshot:
                 await self._insert_snapshot(connection, run_id, segment, outcome.snapshot)
@@ -428,15 +489,24 @@ class RunStore:
                     *outcome.events,
                     *(PendingEvent(EventKind.INTERRUPTION, i.to_payload()) for i in pending),
                     PendingEvent(
-                        EventKind.USAGE, {"segment": outcome.usage.to_dict(), "total": total.to_dict()}
+                        EventKind.USAGE,
+                        {
+                            "segment": outcome.usage.to_dict(),
+                            "total": total.to_dict(),
+                            "calls": [call.to_payload() for call in outcome.model_calls],
+                        },
                     ),
                     status_changed(outcome.status, reason),
                 ],
             )
             return await self._get_run(connection, run_id), events
 
-    async def cancel_stopped_run(self, run_id: str, error: RunError) -> tuple[Run, list[RunEvent]]:
-        """Cancel a run that no segment is executing (QUEUED or INTERRUPTED)."""
+    async def cancel_run(self, run_id: str, error: RunError) -> tuple[Run, list[RunEvent]]:
+        """Cancel a QUEUED, RUNNING or INTERRUPTED run.
+
+        A segment still executing somewhere finds its run CANCELLED when it tries to finish,
+        and its outcome is discarded.
+        """
         async with self._pool.acquire() as connection, connection.transaction():
             run = await self._get_run(connection, run_id, lock=True)
             if run.status.is_finished:
@@ -445,12 +515,9 @@ class RunStore:
                     "can be cancelled.",
                     reason="RUN_FINISHED",
                 )
-            if run.status is RunStatus.RUNNING:
-                raise FailedPreconditionError(
-                    f"Run {run_id} is RUNNING in another process; cancel it there.", reason="RUN_BUSY"
-                )
             await connection.execute(
-                """UPDATE runs SET status = 'cancelled', error_code = $2, error_message = $3 WHERE id = $1""",
+                """UPDATE runs SET status = 'cancelled', error_code = $2, error_message = $3, queue_name = ''
+                   WHERE id = $1""",
                 run_id,
                 error.code,
                 error.message,
@@ -513,55 +580,51 @@ class RunStore:
             )
             return decided, events
 
-    async def fail_unfinished_runs(self, error: RunError) -> list[RunEvent]:
-        """Mark QUEUED/RUNNING runs FAILED (their executor is gone). Returns the events written."""
-        events: list[RunEvent] = []
-        for run_id in await self.unfinished_run_ids():
-            async with self._pool.acquire() as connection, connection.transaction():
-                run = await self._get_run(connection, run_id, lock=True)
-                if run.status not in (RunStatus.QUEUED, RunStatus.RUNNING):
-                    continue
-                await connection.execute(
-                    "UPDATE runs SET status = 'failed', error_code = $2, error_message = $3 WHERE id = $1",
-                    run_id,
-                    error.code,
-                    error.message,
-                )
-                events += await self._append(
-                    connection,
-                    run_id,
-                    run.segment_count,
-                    [
-                        PendingEvent(EventKind.ERROR, {"code": error.code, "message": error.message}),
-                        status_changed(RunStatus.FAILED, error.message),
-                    ],
-                )
-        return events
-
     # ----- helpers -----------------------------------------------------------------------
 
     async def _append(
         self, connection: Connection, run_id: str, segment: int, events: Sequence[PendingEvent]
     ) -> list[RunEvent]:
+        """Store events with the next sequences, skipping those whose dedupe key is stored already
+        (a replayed segment re-emitting them), and notify other processes after commit."""
         if not events:
             return []
+        # Lock the run row first: sequences are assigned one appender at a time.
+        await connection.execute("SELECT 1 FROM runs WHERE id = $1 FOR UPDATE", run_id)
+        keys = [e.dedupe_key for e in events if e.dedupe_key]
+        if keys:
+            seen = {
+                row["dedupe_key"]
+                for row in await connection.fetch(
+                    "SELECT dedupe_key FROM run_events WHERE run_id = $1 AND dedupe_key = ANY($2::text[])",
+                    run_id,
+                    keys,
+                )
+            }
+            events = [e for e in events if e.dedupe_key not in seen]
+            if not events:
+                return []
         last = await connection.fetchval(
             """UPDATE runs SET last_sequence = last_sequence + $2, update_time = clock_timestamp()
                WHERE id = $1 RETURNING last_sequence""",
             run_id,
             len(events),
         )
-        first = last - len(events) + 1
         rows = await connection.fetch(
-            """INSERT INTO run_events (run_id, sequence, segment, kind, payload)
-               SELECT $1, $2::bigint + e.ord - 1, $3, e.kind, e.payload
-               FROM unnest($4::text[], $5::jsonb[]) WITH ORDINALITY AS e(kind, payload, ord)
+            """INSERT INTO run_events (run_id, sequence, segment, kind, payload, dedupe_key)
+               SELECT $1, $2::bigint + e.ord - 1, $3, e.kind, e.payload, e.dedupe_key
+               FROM unnest($4::text[], $5::jsonb[], $6::text[])
+                    WITH ORDINALITY AS e(kind, payload, dedupe_key, ord)
                RETURNING *""",
             run_id,
-            first,
+            last - len(events) + 1,
             segment,
             [e.kind.value for e in events],
             [e.payload for e in events],
+            [e.dedupe_key for e in events],
+        )
+        await connection.execute(
+            "SELECT pg_notify($1, $2)", EVENTS_CHANNEL, f"{self._origin}:{run_id}:{last}"
         )
         return sorted((_event_from_row(row) for row in rows), key=lambda e: e.sequence)
 
@@ -585,8 +648,10 @@ class RunStore:
         for item in interruptions:
             row = await connection.fetchrow(
                 """INSERT INTO interruptions (id, run_id, segment, agent, tool_name, call_id, arguments_json,
-                                              status)
-                   VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending') RETURNING *""",
+                                              status, always, message, decide_time)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10,
+                           CASE WHEN $8 = 'pending' THEN NULL ELSE clock_timestamp() END)
+                   RETURNING *""",
                 new_id("int"),
                 run_id,
                 segment,
@@ -594,6 +659,9 @@ class RunStore:
                 item.tool_name,
                 item.call_id,
                 item.arguments_json,
+                item.status.value,
+                item.always,
+                item.message,
             )
             assert row is not None, "INSERT … RETURNING returns the row"
             inserted.append(_interruption_from_row(row))

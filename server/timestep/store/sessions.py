@@ -20,9 +20,13 @@ class PostgresSession:
 
     session_settings: SessionSettings | None = None
 
-    def __init__(self, session_id: str, pool: asyncpg.Pool | None = None) -> None:
+    def __init__(self, session_id: str, pool: asyncpg.Pool | None = None, *, replay_key: str = "") -> None:
         self.session_id = session_id
         self._pool = pool
+        # With a replay key (a run segment's identity), the n-th add_items call stores its items
+        # once: a replayed segment adding them again changes nothing.
+        self._replay_key = replay_key
+        self._adds = 0
 
     async def _get_pool(self) -> asyncpg.Pool:
         if self._pool is None:
@@ -50,11 +54,18 @@ class PostgresSession:
         pool = await self._get_pool()
         # Items may be pydantic models or TypedDicts; store their JSON form.
         as_json: list[Any] = [json.loads(json.dumps(item, default=_model_dump)) for item in items]
+        self._adds += 1
+        keys = [
+            f"{self._replay_key}:{self._adds}:{i}" if self._replay_key else None for i in range(len(items))
+        ]
         await pool.execute(
-            """INSERT INTO session_items (session_id, item)
-               SELECT $1, item FROM unnest($2::jsonb[]) WITH ORDINALITY AS t(item, ord) ORDER BY ord""",
+            """INSERT INTO session_items (session_id, item, dedupe_key)
+               SELECT $1, item, key FROM unnest($2::jsonb[], $3::text[]) WITH ORDINALITY AS t(item, key, ord)
+               ORDER BY ord
+               ON CONFLICT (session_id, dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING""",
             self.session_id,
             as_json,
+            keys,
         )
 
     async def pop_item(self) -> TResponseInputItem | None:

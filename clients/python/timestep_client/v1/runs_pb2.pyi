@@ -27,6 +27,12 @@ class InterruptionStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     INTERRUPTION_STATUS_PENDING: _ClassVar[InterruptionStatus]
     INTERRUPTION_STATUS_APPROVED: _ClassVar[InterruptionStatus]
     INTERRUPTION_STATUS_REJECTED: _ClassVar[InterruptionStatus]
+
+class StateFormat(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    STATE_FORMAT_UNSPECIFIED: _ClassVar[StateFormat]
+    STATE_FORMAT_PYTHON: _ClassVar[StateFormat]
+    STATE_FORMAT_TYPESCRIPT: _ClassVar[StateFormat]
 RUN_STATUS_UNSPECIFIED: RunStatus
 RUN_STATUS_QUEUED: RunStatus
 RUN_STATUS_RUNNING: RunStatus
@@ -38,9 +44,12 @@ INTERRUPTION_STATUS_UNSPECIFIED: InterruptionStatus
 INTERRUPTION_STATUS_PENDING: InterruptionStatus
 INTERRUPTION_STATUS_APPROVED: InterruptionStatus
 INTERRUPTION_STATUS_REJECTED: InterruptionStatus
+STATE_FORMAT_UNSPECIFIED: StateFormat
+STATE_FORMAT_PYTHON: StateFormat
+STATE_FORMAT_TYPESCRIPT: StateFormat
 
 class Run(_message.Message):
-    __slots__ = ("id", "agent", "status", "session_id", "model", "final_output", "interruptions", "usage", "error", "metadata", "create_time", "update_time", "request_id", "current_agent", "last_sequence", "segment_count")
+    __slots__ = ("id", "agent", "status", "session_id", "model", "final_output", "interruptions", "usage", "error", "metadata", "create_time", "update_time", "request_id", "current_agent", "last_sequence", "segment_count", "queue", "queue_position")
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -64,6 +73,8 @@ class Run(_message.Message):
     CURRENT_AGENT_FIELD_NUMBER: _ClassVar[int]
     LAST_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     SEGMENT_COUNT_FIELD_NUMBER: _ClassVar[int]
+    QUEUE_FIELD_NUMBER: _ClassVar[int]
+    QUEUE_POSITION_FIELD_NUMBER: _ClassVar[int]
     id: str
     agent: str
     status: RunStatus
@@ -80,7 +91,9 @@ class Run(_message.Message):
     current_agent: str
     last_sequence: int
     segment_count: int
-    def __init__(self, id: _Optional[str] = ..., agent: _Optional[str] = ..., status: _Optional[_Union[RunStatus, str]] = ..., session_id: _Optional[str] = ..., model: _Optional[str] = ..., final_output: _Optional[str] = ..., interruptions: _Optional[_Iterable[_Union[Interruption, _Mapping]]] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., error: _Optional[_Union[RunError, _Mapping]] = ..., metadata: _Optional[_Mapping[str, str]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., request_id: _Optional[str] = ..., current_agent: _Optional[str] = ..., last_sequence: _Optional[int] = ..., segment_count: _Optional[int] = ...) -> None: ...
+    queue: str
+    queue_position: int
+    def __init__(self, id: _Optional[str] = ..., agent: _Optional[str] = ..., status: _Optional[_Union[RunStatus, str]] = ..., session_id: _Optional[str] = ..., model: _Optional[str] = ..., final_output: _Optional[str] = ..., interruptions: _Optional[_Iterable[_Union[Interruption, _Mapping]]] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., error: _Optional[_Union[RunError, _Mapping]] = ..., metadata: _Optional[_Mapping[str, str]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., request_id: _Optional[str] = ..., current_agent: _Optional[str] = ..., last_sequence: _Optional[int] = ..., segment_count: _Optional[int] = ..., queue: _Optional[str] = ..., queue_position: _Optional[int] = ...) -> None: ...
 
 class Interruption(_message.Message):
     __slots__ = ("id", "run_id", "agent", "tool_name", "call_id", "arguments_json", "status", "always", "message", "create_time", "decide_time", "segment")
@@ -111,16 +124,36 @@ class Interruption(_message.Message):
     def __init__(self, id: _Optional[str] = ..., run_id: _Optional[str] = ..., agent: _Optional[str] = ..., tool_name: _Optional[str] = ..., call_id: _Optional[str] = ..., arguments_json: _Optional[str] = ..., status: _Optional[_Union[InterruptionStatus, str]] = ..., always: _Optional[bool] = ..., message: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., decide_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., segment: _Optional[int] = ...) -> None: ...
 
 class Usage(_message.Message):
-    __slots__ = ("requests", "input_tokens", "output_tokens", "total_tokens")
+    __slots__ = ("requests", "input_tokens", "output_tokens", "total_tokens", "cached_tokens", "reasoning_tokens", "cost_usd")
     REQUESTS_FIELD_NUMBER: _ClassVar[int]
     INPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
     TOTAL_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    CACHED_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    REASONING_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    COST_USD_FIELD_NUMBER: _ClassVar[int]
     requests: int
     input_tokens: int
     output_tokens: int
     total_tokens: int
-    def __init__(self, requests: _Optional[int] = ..., input_tokens: _Optional[int] = ..., output_tokens: _Optional[int] = ..., total_tokens: _Optional[int] = ...) -> None: ...
+    cached_tokens: int
+    reasoning_tokens: int
+    cost_usd: float
+    def __init__(self, requests: _Optional[int] = ..., input_tokens: _Optional[int] = ..., output_tokens: _Optional[int] = ..., total_tokens: _Optional[int] = ..., cached_tokens: _Optional[int] = ..., reasoning_tokens: _Optional[int] = ..., cost_usd: _Optional[float] = ...) -> None: ...
+
+class ModelCallUsage(_message.Message):
+    __slots__ = ("agent", "model", "usage", "priced", "time")
+    AGENT_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    USAGE_FIELD_NUMBER: _ClassVar[int]
+    PRICED_FIELD_NUMBER: _ClassVar[int]
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    agent: str
+    model: str
+    usage: Usage
+    priced: bool
+    time: _timestamp_pb2.Timestamp
+    def __init__(self, agent: _Optional[str] = ..., model: _Optional[str] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., priced: _Optional[bool] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class RunError(_message.Message):
     __slots__ = ("code", "message")
@@ -308,12 +341,14 @@ class FinalOutput(_message.Message):
     def __init__(self, agent: _Optional[str] = ..., output: _Optional[str] = ...) -> None: ...
 
 class UsageReported(_message.Message):
-    __slots__ = ("segment", "total")
+    __slots__ = ("segment", "total", "calls")
     SEGMENT_FIELD_NUMBER: _ClassVar[int]
     TOTAL_FIELD_NUMBER: _ClassVar[int]
+    CALLS_FIELD_NUMBER: _ClassVar[int]
     segment: Usage
     total: Usage
-    def __init__(self, segment: _Optional[_Union[Usage, _Mapping]] = ..., total: _Optional[_Union[Usage, _Mapping]] = ...) -> None: ...
+    calls: _containers.RepeatedCompositeFieldContainer[ModelCallUsage]
+    def __init__(self, segment: _Optional[_Union[Usage, _Mapping]] = ..., total: _Optional[_Union[Usage, _Mapping]] = ..., calls: _Optional[_Iterable[_Union[ModelCallUsage, _Mapping]]] = ...) -> None: ...
 
 class TextDelta(_message.Message):
     __slots__ = ("agent", "delta", "item_id")
@@ -414,20 +449,26 @@ class CancelRunResponse(_message.Message):
     def __init__(self, run: _Optional[_Union[Run, _Mapping]] = ...) -> None: ...
 
 class GetRunStateRequest(_message.Message):
-    __slots__ = ("run_id",)
+    __slots__ = ("run_id", "format")
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    FORMAT_FIELD_NUMBER: _ClassVar[int]
     run_id: str
-    def __init__(self, run_id: _Optional[str] = ...) -> None: ...
+    format: StateFormat
+    def __init__(self, run_id: _Optional[str] = ..., format: _Optional[_Union[StateFormat, str]] = ...) -> None: ...
 
 class GetRunStateResponse(_message.Message):
-    __slots__ = ("state_json", "schema_version", "agent")
+    __slots__ = ("state_json", "schema_version", "agent", "format", "session_id")
     STATE_JSON_FIELD_NUMBER: _ClassVar[int]
     SCHEMA_VERSION_FIELD_NUMBER: _ClassVar[int]
     AGENT_FIELD_NUMBER: _ClassVar[int]
+    FORMAT_FIELD_NUMBER: _ClassVar[int]
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     state_json: str
     schema_version: str
     agent: str
-    def __init__(self, state_json: _Optional[str] = ..., schema_version: _Optional[str] = ..., agent: _Optional[str] = ...) -> None: ...
+    format: StateFormat
+    session_id: str
+    def __init__(self, state_json: _Optional[str] = ..., schema_version: _Optional[str] = ..., agent: _Optional[str] = ..., format: _Optional[_Union[StateFormat, str]] = ..., session_id: _Optional[str] = ...) -> None: ...
 
 class ImportRunStateRequest(_message.Message):
     __slots__ = ("agent", "state_json", "session_id", "metadata")
@@ -449,7 +490,11 @@ class ImportRunStateRequest(_message.Message):
     def __init__(self, agent: _Optional[str] = ..., state_json: _Optional[str] = ..., session_id: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class ImportRunStateResponse(_message.Message):
-    __slots__ = ("run",)
+    __slots__ = ("run", "format", "schema_version")
     RUN_FIELD_NUMBER: _ClassVar[int]
+    FORMAT_FIELD_NUMBER: _ClassVar[int]
+    SCHEMA_VERSION_FIELD_NUMBER: _ClassVar[int]
     run: Run
-    def __init__(self, run: _Optional[_Union[Run, _Mapping]] = ...) -> None: ...
+    format: StateFormat
+    schema_version: str
+    def __init__(self, run: _Optional[_Union[Run, _Mapping]] = ..., format: _Optional[_Union[StateFormat, str]] = ..., schema_version: _Optional[str] = ...) -> None: ...

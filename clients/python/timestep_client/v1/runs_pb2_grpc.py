@@ -190,15 +190,20 @@ class RunServiceServicer:
 
     def GetRunState(self, request, context):
         """Returns the Agents SDK RunState JSON of an INTERRUPTED run, with the decisions recorded
-        so far applied. Load it with `RunState.from_string` (Python) to continue elsewhere.
+        so far applied, in the requested `format`: load it with `RunState.from_string` (Python)
+        or `RunState.fromString` (TypeScript) to continue elsewhere. A state the conversion does
+        not support is FAILED_PRECONDITION, with a message naming what is unsupported.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ImportRunState(self, request, context):
-        """Creates a new INTERRUPTED run from RunState JSON written by the Agents SDK; its pending
-        approvals become the run's interruptions.
+        """Creates a new INTERRUPTED run from RunState JSON written by the Python or the TypeScript
+        Agents SDK (the format is detected). Its approvals become the run's interruptions: pending
+        ones PENDING, ones decided before the state was saved APPROVED or REJECTED. The snapshot
+        is stored as given, with its format and schema version. JSON that is not a loadable
+        RunState, or uses something the conversion does not support, is INVALID_ARGUMENT.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

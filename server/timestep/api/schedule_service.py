@@ -1,0 +1,87 @@
+"""ScheduleService: cron schedules that create runs."""
+
+from __future__ import annotations
+
+from grpc.aio import ServicerContext as Context
+from timestep_client.v1 import schedules_pb2, schedules_pb2_grpc
+
+from timestep.api import convert
+from timestep.api.errors import unary
+from timestep.domain import Schedule, ScheduleSpec
+from timestep.runs.schedules import Schedules
+
+
+def schedule_to_proto(schedule: Schedule) -> schedules_pb2.Schedule:
+    spec = schedule.spec
+    return schedules_pb2.Schedule(
+        id=schedule.id,
+        cron=spec.cron,
+        timezone=spec.timezone,
+        agent=spec.agent,
+        input=spec.input,
+        model=spec.model,
+        metadata=spec.metadata,
+        state=f"SCHEDULE_STATE_{schedule.state.name}",
+        last_fire_time=convert.timestamp(schedule.last_fire_time),
+    )
+
+
+def _require_id(schedule_id: str) -> str:
+    return convert.require(schedule_id, "schedule_id", "pass an id from CreateSchedule or ListSchedules")
+
+
+class ScheduleService(schedules_pb2_grpc.ScheduleServiceServicer):  # type: ignore[misc]
+    def __init__(self, schedules: Schedules) -> None:
+        self._schedules = schedules
+
+    @unary
+    async def CreateSchedule(
+        self, request: schedules_pb2.CreateScheduleRequest, context: Context
+    ) -> schedules_pb2.CreateScheduleResponse:
+        spec = ScheduleSpec(
+            cron=convert.require(request.cron, "cron", 'give a cron expression such as "0 9 * * 1-5"'),
+            timezone=request.timezone,
+            agent=convert.require(
+                request.agent, "agent", "name a registered agent (see AgentService.ListAgents)"
+            ),
+            input=request.input,
+            model=convert.optional_id(request.model, "model"),
+            metadata=convert.metadata_from_proto(request.metadata),
+        )
+        schedule = await self._schedules.create(request.schedule_id, spec)
+        return schedules_pb2.CreateScheduleResponse(schedule=schedule_to_proto(schedule))
+
+    @unary
+    async def GetSchedule(
+        self, request: schedules_pb2.GetScheduleRequest, context: Context
+    ) -> schedules_pb2.GetScheduleResponse:
+        schedule = await self._schedules.get(_require_id(request.schedule_id))
+        return schedules_pb2.GetScheduleResponse(schedule=schedule_to_proto(schedule))
+
+    @unary
+    async def ListSchedules(
+        self, request: schedules_pb2.ListSchedulesRequest, context: Context
+    ) -> schedules_pb2.ListSchedulesResponse:
+        schedules = await self._schedules.list()
+        return schedules_pb2.ListSchedulesResponse(schedules=[schedule_to_proto(s) for s in schedules])
+
+    @unary
+    async def PauseSchedule(
+        self, request: schedules_pb2.PauseScheduleRequest, context: Context
+    ) -> schedules_pb2.PauseScheduleResponse:
+        schedule = await self._schedules.pause(_require_id(request.schedule_id))
+        return schedules_pb2.PauseScheduleResponse(schedule=schedule_to_proto(schedule))
+
+    @unary
+    async def ResumeSchedule(
+        self, request: schedules_pb2.ResumeScheduleRequest, context: Context
+    ) -> schedules_pb2.ResumeScheduleResponse:
+        schedule = await self._schedules.resume(_require_id(request.schedule_id))
+        return schedules_pb2.ResumeScheduleResponse(schedule=schedule_to_proto(schedule))
+
+    @unary
+    async def DeleteSchedule(
+        self, request: schedules_pb2.DeleteScheduleRequest, context: Context
+    ) -> schedules_pb2.DeleteScheduleResponse:
+        await self._schedules.delete(_require_id(request.schedule_id))
+        return schedules_pb2.DeleteScheduleResponse()

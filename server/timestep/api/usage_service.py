@@ -1,0 +1,53 @@
+"""UsageService: model usage and estimated cost summed over a time range, by agent and model."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from google.protobuf.timestamp_pb2 import Timestamp
+from grpc.aio import ServicerContext as Context
+from timestep_client.v1 import usage_pb2, usage_pb2_grpc
+
+from timestep.api import convert
+from timestep.api.errors import unary
+from timestep.domain import UsageFilter
+from timestep.errors import InvalidArgumentError
+from timestep.store.usage import UsageStore
+
+
+class UsageService(usage_pb2_grpc.UsageServiceServicer):  # type: ignore[misc]
+    def __init__(self, usage: UsageStore) -> None:
+        self._usage = usage
+
+    @unary
+    async def GetUsage(
+        self, request: usage_pb2.GetUsageRequest, context: Context
+    ) -> usage_pb2.GetUsageResponse:
+        start = _time(request, "start_time")
+        end = _time(request, "end_time")
+        if start is not None and end is not None and end <= start:
+            raise InvalidArgumentError(
+                "end_time must be after start_time (or leave either unset for an open range).",
+                field="end_time",
+            )
+        summary = await self._usage.summarize(UsageFilter(start, end, request.agent, request.model))
+        return usage_pb2.GetUsageResponse(
+            total=convert.usage_to_proto(summary.total),
+            run_count=summary.run_count,
+            groups=[
+                usage_pb2.UsageGroup(
+                    agent=group.agent,
+                    model=group.model,
+                    usage=convert.usage_to_proto(group.usage),
+                    run_count=group.run_count,
+                )
+                for group in summary.groups
+            ],
+        )
+
+
+def _time(request: usage_pb2.GetUsageRequest, field: str) -> datetime | None:
+    if not request.HasField(field):
+        return None
+    stamp: Timestamp = getattr(request, field)
+    return stamp.ToDatetime(tzinfo=UTC)

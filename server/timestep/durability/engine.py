@@ -1,0 +1,166 @@
+"""Starting DBOS for the service, its queues, and launching segments as workflows.
+
+The system database is the service's own PostgreSQL database (DBOS keeps its tables in the
+`dbos` schema). The application version is pinned (`DURABLE_APP_VERSION`): DBOS only recovers
+workflows of its own version, and by default that is a hash of the code, so every deploy would
+orphan the segments in flight. Bump it only when a change makes old segment workflows unsafe
+to replay.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from dataclasses import dataclass
+
+from dbos import DBOS, DBOSConfig, Queue, SetWorkflowID
+
+from timestep.durability import workflows
+from timestep.durability.replicas import ReplicaMonitor
+from timestep.durability.schedules import DurableSchedules
+from timestep.runs.orchestrator import RunOrchestrator
+from timestep.runs.segments import SegmentExecutor
+from timestep.runtime.registry import AgentRegistry
+from timestep.store.runs import RunStore
+
+log = logging.getLogger(__name__)
+
+DURABLE_APP_VERSION = "timestep-1"
+APP_NAME = "timestep"
+QUEUE_PREFIX = "timestep-"
+KNOWN_PROVIDERS = ("openai", "ollama")
+# How often queues look for work: the most a queued segment waits on an idle service.
+QUEUE_POLLING_INTERVAL_S = 0.05
+
+
+@dataclass(frozen=True)
+class ProviderLimits:
+    """Limits on one model provider's queue: segments running at once and starts per period."""
+
+    concurrency: int | None = None
+    requests: int | None = None
+    period_s: float = 1.0
+
+
+def default_executor_id(port: int) -> str:
+    """Stable across restarts of one replica (so it recovers its own workflows at once) and
+    distinct between replicas on one host (they listen on different ports)."""
+    return f"{socket.gethostname()}:{port}"
+
+
+def configure_dbos(
+    database_url: str,
+    *,
+    executor_id: str = "local",
+    app_version: str = DURABLE_APP_VERSION,
+    scheduler_polling_interval_s: float = 1.0,
+) -> None:
+    """Create the process's DBOS instance on `database_url` (the seed library API)."""
+    config: DBOSConfig = {
+        "name": APP_NAME,
+        "system_database_url": database_url,
+        "application_version": app_version,
+        "executor_id": executor_id,
+        "log_level": "WARNING",
+        "scheduler_polling_interval_sec": scheduler_polling_interval_s,
+    }
+    DBOS(config=config)
+
+
+def ensure_dbos_launched() -> None:
+    """Launch DBOS (recovering this executor's pending workflows) unless it already runs.
+
+    Call it from the event loop that should run the workflows."""
+    DBOS.launch()
+
+
+def provider_of(model_name: str) -> str:
+    prefix, slash, _ = model_name.partition("/")
+    return prefix if slash else "openai"
+
+
+class DurableEngine:
+    """DBOS for one service process; its `launcher` runs segments as queued workflows."""
+
+    def __init__(
+        self,
+        database_url: str,
+        executor: SegmentExecutor,
+        store: RunStore,
+        *,
+        executor_id: str,
+        limits: dict[str, ProviderLimits],
+        replica_timeout_s: float,
+    ) -> None:
+        self._database_url = database_url
+        self._executor = executor
+        self._store = store
+        self.executor_id = executor_id
+        self._limits = limits
+        self._replicas = ReplicaMonitor(store, executor_id, replica_timeout_s)
+        self._queues: dict[str, Queue] = {}
+        self._bindings = workflows.Bindings(executor, store, executor_id)
+
+    def queue_for(self, model_name: str) -> str:
+        provider = provider_of(model_name)
+        known = provider in KNOWN_PROVIDERS or provider in self._limits
+        return QUEUE_PREFIX + (provider if known else "default")
+
+    async def start(self) -> None:
+        workflows.bind(self._bindings)
+        configure_dbos(self._database_url, executor_id=self.executor_id)
+        ensure_dbos_launched()
+        for provider in sorted({*KNOWN_PROVIDERS, *self._limits, "default"}):
+            limits = self._limits.get(provider, ProviderLimits())
+            limiter = (
+                {"limit": limits.requests, "period": limits.period_s} if limits.requests is not None else None
+            )
+            self._queues[QUEUE_PREFIX + provider] = await DBOS.register_queue_async(
+                QUEUE_PREFIX + provider,
+                global_concurrency=limits.concurrency,
+                limiter=limiter,  # type: ignore[arg-type]
+                polling_interval_sec=QUEUE_POLLING_INTERVAL_S,
+                on_conflict="always_update",
+            )
+        await self._replicas.start()
+
+    async def close(self) -> None:
+        """Stop executing segments (they stay pending and are recovered later) and DBOS."""
+        await self._replicas.stop()
+        running = list(self._bindings.running.values())
+        for task in running:
+            task.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
+        DBOS.destroy(destroy_registry=False)
+        workflows.bind(None)
+
+    def schedules(self, orchestrator: RunOrchestrator, registry: AgentRegistry) -> DurableSchedules:
+        """The service's schedules; their firings create runs through `orchestrator`."""
+        schedules = DurableSchedules(orchestrator, registry)
+        self._bindings.fire_schedule = schedules.fire
+        return schedules
+
+    async def queue_position(self, run_id: str, segment: int, queue_name: str) -> int:
+        queued = await DBOS.list_queued_workflows_async(
+            queue_name=queue_name, status="ENQUEUED", load_input=False, load_output=False
+        )
+        ids = [w.workflow_id for w in queued]
+        workflow_id = workflows.segment_workflow_id(run_id, segment)
+        return ids.index(workflow_id) if workflow_id in ids else 0
+
+    # ----- SegmentLauncher ---------------------------------------------------------------
+
+    async def launch(self, run_id: str, segment: int, queue_name: str) -> None:
+        with SetWorkflowID(workflows.segment_workflow_id(run_id, segment)):
+            await self._queues[queue_name or QUEUE_PREFIX + "default"].enqueue_async(
+                workflows.run_segment, run_id, segment
+            )
+
+    async def stop(self, run_id: str, segment: int) -> None:
+        workflow_id = workflows.segment_workflow_id(run_id, segment)
+        await DBOS.cancel_workflow_async(workflow_id)
+        task = self._bindings.running.get(workflow_id)
+        if task is not None:  # stop the model or tool call in flight here, now
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)

@@ -1,0 +1,67 @@
+"""The DBOS workflows. They are module-level (DBOS registers them before launch) and find the
+service's components through `bind`, since workflow arguments must be plain data."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from dbos import DBOS
+
+from timestep.durability.steps import DurableSteps
+from timestep.runs.segments import SegmentExecutor
+from timestep.store.runs import RunStore
+
+
+def segment_workflow_id(run_id: str, segment: int) -> str:
+    """One workflow per run segment: a retried launch or ResumeRun cannot start a second one."""
+    return f"{run_id}/segment-{segment}"
+
+
+@dataclass
+class Bindings:
+    executor: SegmentExecutor
+    store: RunStore
+    executor_id: str
+    # Called by schedule firings to create runs: (schedule name, fire time, spec) -> None.
+    fire_schedule: Any = None
+    # The asyncio tasks executing segment workflows here, to stop a cancelled one at once.
+    running: dict[str, asyncio.Task[Any]] = field(default_factory=dict)
+
+
+_bindings: Bindings | None = None
+
+
+def bind(bindings: Bindings | None) -> None:
+    global _bindings
+    _bindings = bindings
+
+
+def bound() -> Bindings:
+    if _bindings is None:
+        raise RuntimeError("timestep durability is not started in this process")
+    return _bindings
+
+
+@DBOS.workflow(name="timestep.run_segment")
+async def run_segment(run_id: str, segment: int) -> None:
+    bindings = bound()
+    workflow_id = segment_workflow_id(run_id, segment)
+    task = asyncio.current_task()
+    if task is not None:
+        bindings.running[workflow_id] = task
+    try:
+        steps = DurableSteps(bindings.store, run_id, segment, bindings.executor_id)
+        await bindings.executor.execute(run_id, segment, steps)
+    finally:
+        bindings.running.pop(workflow_id, None)
+
+
+FIRE_SCHEDULE = "timestep.fire_schedule"
+
+
+@DBOS.workflow(name=FIRE_SCHEDULE)
+async def fire_schedule(scheduled_time: datetime, context: Any) -> None:
+    await bound().fire_schedule(scheduled_time, context)

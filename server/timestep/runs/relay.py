@@ -1,0 +1,90 @@
+"""Run events across processes: several replicas share one database, and a subscriber on one
+must see a run executing on another.
+
+Stored events: the store NOTIFYs `timestep_run_events` with "origin:run_id:last_sequence" in
+the transaction that stores them; every other process nudges its subscribers of that run to
+re-read the store. Live text deltas are NOTIFYed on `timestep_run_deltas` as JSON, in order,
+off the model's path (a background sender), and delivered to local subscribers elsewhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from datetime import datetime
+
+import asyncpg
+
+from timestep.domain import EventKind, RunEvent
+from timestep.runs.events import EventBus
+from timestep.store.runs import EVENTS_CHANNEL
+
+log = logging.getLogger(__name__)
+
+DELTAS_CHANNEL = "timestep_run_deltas"
+
+
+class EventRelay:
+    def __init__(self, dsn: str, pool: asyncpg.Pool, bus: EventBus, origin: str) -> None:
+        self._dsn = dsn
+        self._pool = pool
+        self._bus = bus
+        self._origin = origin
+        self._outbox: asyncio.Queue[RunEvent] = asyncio.Queue()
+        self._listener: asyncpg.Connection | None = None
+        self._sender: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._listener = await asyncpg.connect(self._dsn)
+        await self._listener.add_listener(EVENTS_CHANNEL, self._on_stored)
+        await self._listener.add_listener(DELTAS_CHANNEL, self._on_delta)
+        self._sender = asyncio.create_task(self._send_deltas(), name="timestep delta relay")
+        self._bus.forward_live = self._outbox.put_nowait
+
+    async def stop(self) -> None:
+        self._bus.forward_live = None
+        if self._sender is not None:
+            self._sender.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sender
+        if self._listener is not None:
+            await self._listener.close()
+
+    def _on_stored(self, connection: object, pid: int, channel: str, payload: object) -> None:
+        assert isinstance(payload, str)
+        origin, run_id, _ = payload.rsplit(":", 2)
+        if origin != self._origin:
+            self._bus.nudge(run_id)
+
+    def _on_delta(self, connection: object, pid: int, channel: str, payload: object) -> None:
+        assert isinstance(payload, str)
+        data = json.loads(payload)
+        if data["origin"] == self._origin:
+            return
+        self._bus.deliver(
+            RunEvent(
+                run_id=data["run_id"],
+                sequence=0,
+                segment=data["segment"],
+                kind=EventKind.TEXT_DELTA,
+                payload=data["payload"],
+                time=datetime.fromisoformat(data["time"]),
+            )
+        )
+
+    async def _send_deltas(self) -> None:
+        while True:
+            event = await self._outbox.get()
+            message = {
+                "origin": self._origin,
+                "run_id": event.run_id,
+                "segment": event.segment,
+                "payload": event.payload,
+                "time": event.time.isoformat(),
+            }
+            try:
+                await self._pool.execute("SELECT pg_notify($1, $2)", DELTAS_CHANNEL, json.dumps(message))
+            except (asyncpg.PostgresError, OSError) as error:  # live-only: losing one is acceptable
+                log.warning("could not relay a text delta of run %s: %s", event.run_id, error)

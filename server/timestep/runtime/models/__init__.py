@@ -1,0 +1,16 @@
+"""Model providers: routing model names to OpenAI, Ollama (local and cloud) or registered providers."""
+
+from timestep.runtime.models.errors import ModelNotConfiguredError, ModelProviderError
+from timestep.runtime.models.multi import MultiModelProvider, split_model_name
+from timestep.runtime.models.ollama import OllamaModel, OllamaModelProvider
+from timestep.runtime.models.provider_map import MultiModelProviderMap
+
+__all__ = [
+    "ModelNotConfiguredError",
+    "ModelProviderError",
+    "MultiModelProvider",
+    "MultiModelProviderMap",
+    "OllamaModel",
+    "OllamaModelProvider",
+    "split_model_name",
+]

@@ -1,0 +1,27 @@
+"""Errors a model provider raises when it cannot serve a model call, each with a stable run
+error code and a message that says which host or key is involved and what to do.
+
+`timestep.runtime.failures.describe_failure` turns them into the run's error as they are. The
+messages never contain an API key.
+"""
+
+from __future__ import annotations
+
+from agents.exceptions import AgentsException
+
+
+class ModelProviderError(AgentsException):
+    """A model call that failed for a reason the provider could name."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        # A stable run error code, e.g. "model_unreachable".
+        self.code = code
+        self.message = message
+
+
+class ModelNotConfiguredError(ModelProviderError):
+    """The model's provider lacks what it needs (an API key, a known prefix) to be called at all."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("model_not_configured", message)

@@ -1,0 +1,631 @@
+"""Ollama models, local and Ollama Cloud, for the Agents SDK.
+
+Where a model runs is decided for each model name, every time a model is looked up:
+
+* a name ending in ``-cloud`` or ``:cloud`` (Ollama's cloud models, e.g. ``gpt-oss:120b-cloud``)
+  goes to Ollama Cloud (https://ollama.com) when an API key is configured, with the suffix
+  removed, since ollama.com serves them as ``gpt-oss:120b``. Without a key it goes to the local
+  Ollama, which runs cloud models itself once signed in (``ollama signin``) — both as Ollama
+  documents them;
+* any other name goes to the local Ollama at ``OLLAMA_HOST`` (default http://localhost:11434);
+* the API key is sent (``Authorization: Bearer``) only to Ollama Cloud, never to a local host.
+
+Wire API: Ollama's native ``POST /api/chat`` (streamed as NDJSON), not its OpenAI-compatible
+``/v1``. The native API is Ollama's own: ``/v1`` is a translation layer in front of it. Natively,
+tool calls arrive as parsed JSON objects alongside the text in the same streamed chunks, a
+tool result names the tool it answers (``tool_name``), reasoning comes as its own ``thinking``
+field, images are plain base64, errors are ``{"error": ...}`` with the real status, and token
+counts are on the final chunk. Conversion to and from the SDK's Responses items reuses the SDK's
+Chat Completions converter and stream handler (as the SDK's own LiteLLM adapter does), so tool
+calls — including ones that need approval — handoffs, structured outputs and streamed text
+events behave as they do for any other model.
+
+HTTP goes through ``httpx2`` (the OpenAI SDK's HTTP client) so this module decides exactly which
+host receives the key, how 429, 502, 503 and 504 are retried (honouring ``Retry-After``) and how
+each failure is reported (see `timestep.runtime.models.errors`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any, cast
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx2
+from agents import Model, ModelProvider, ModelResponse, ModelSettings, ModelTracing, Tool, Usage
+from agents.agent_output import AgentOutputSchemaBase
+from agents.handoffs import Handoff
+from agents.items import TResponseInputItem, TResponseStreamEvent
+from agents.models.chatcmpl_converter import Converter
+from agents.models.chatcmpl_stream_handler import ChatCmplStreamHandler
+from agents.models.fake_id import FAKE_RESPONSES_ID
+from agents.tracing import generation_span
+from openai import AsyncStream
+from openai.types.chat import ChatCompletionChunk, ChatCompletionMessage, ChatCompletionMessageParam
+from openai.types.responses import Response
+from openai.types.responses.response_prompt_param import ResponsePromptParam
+
+from timestep.runtime.models.errors import ModelNotConfiguredError, ModelProviderError
+
+DEFAULT_OLLAMA_HOST = "http://localhost:11434"
+OLLAMA_CLOUD_URL = "https://ollama.com"
+CLOUD_SUFFIXES = ("-cloud", ":cloud")
+DEFAULT_TIMEOUT = 600.0  # seconds: a local model may take minutes to load and answer
+DEFAULT_MAX_RETRIES = 2
+# Retried: rate limits and gateway/overload answers. A 500 from Ollama is a real failure
+# (e.g. out of memory), not retried.
+RETRY_STATUSES = frozenset({429, 502, 503, 504})
+MAX_RETRY_DELAY = 8.0
+
+_OLLAMA_PORT = 11434
+
+JSON = dict[str, Any]
+
+
+# ----- where a model runs -------------------------------------------------------------------
+
+
+def normalize_host(value: str) -> str:
+    """An Ollama host as OLLAMA_HOST accepts it ("localhost", "0.0.0.0:11434", "https://h/p")
+    as a base URL; plain-HTTP hosts without a port get Ollama's 11434."""
+    value = value.strip().rstrip("/")
+    if not value:
+        return DEFAULT_OLLAMA_HOST
+    if "://" not in value:
+        value = f"http://{value}"
+    parts = urlsplit(value)
+    host = parts.hostname or "localhost"
+    netloc = f"[{host}]" if ":" in host else host
+    port = parts.port or (_OLLAMA_PORT if parts.scheme == "http" else None)
+    if port:
+        netloc += f":{port}"
+    return urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
+
+
+def is_cloud_model(name: str) -> bool:
+    """True for Ollama's cloud model names, e.g. "gpt-oss:120b-cloud" or "glm-4.6:cloud"."""
+    return name.endswith(CLOUD_SUFFIXES)
+
+
+def cloud_api_name(name: str) -> str:
+    """The name ollama.com's API serves a cloud model under: "gpt-oss:120b-cloud" → "gpt-oss:120b"."""
+    for suffix in CLOUD_SUFFIXES:
+        if name.endswith(suffix):
+            return name.removesuffix(suffix)
+    return name
+
+
+@dataclass(frozen=True)
+class OllamaTarget:
+    """Where one model name is sent, under which name, and with which key ("" for none)."""
+
+    requested: str
+    model: str
+    host: str
+    api_key: str = field(repr=False)  # never shown, so logging a target cannot leak it
+    cloud: bool = False
+
+    @property
+    def where(self) -> str:
+        return f"Ollama Cloud ({self.host})" if self.cloud else f"Ollama at {self.host}"
+
+
+class OllamaModelProvider(ModelProvider):
+    def __init__(
+        self,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        *,
+        cloud_base_url: str = OLLAMA_CLOUD_URL,
+        timeout: float = DEFAULT_TIMEOUT,
+        max_retries: int = DEFAULT_MAX_RETRIES,
+    ) -> None:
+        """Models served by Ollama.
+
+        Args:
+            api_key: Ollama Cloud API key; None reads OLLAMA_API_KEY, "" means none.
+            base_url: the local Ollama; None reads OLLAMA_HOST (default http://localhost:11434).
+                Pointing it at Ollama Cloud sends every model there.
+            cloud_base_url: Ollama Cloud's address (for tests and proxies).
+            timeout: seconds to wait for a model call.
+            max_retries: retries of a call answered with 429, 502, 503 or 504, with backoff.
+        """
+        self._api_key = api_key if api_key is not None else os.environ.get("OLLAMA_API_KEY", "")
+        self._base_url = normalize_host(
+            base_url if base_url is not None else os.environ.get("OLLAMA_HOST", "")
+        )
+        self._cloud_url = normalize_host(cloud_base_url)
+        self._timeout = timeout
+        self._max_retries = max_retries
+
+    def target(self, model_name: str) -> OllamaTarget:
+        """Where `model_name` goes, decided afresh for every name."""
+        cloud = (is_cloud_model(model_name) and bool(self._api_key)) or self._base_url == self._cloud_url
+        if cloud:
+            return OllamaTarget(model_name, cloud_api_name(model_name), self._cloud_url, self._api_key, True)
+        return OllamaTarget(model_name, model_name, self._base_url, "", False)
+
+    def missing(self, model_name: str | None) -> str | None:
+        if not model_name:
+            return 'An Ollama model needs a name, e.g. "ollama/llama3.2".'
+        target = self.target(model_name)
+        if target.cloud and not target.api_key:
+            return (
+                f"The model {model_name!r} runs on Ollama Cloud ({target.host}), which needs an API key. "
+                "Set OLLAMA_API_KEY in the service's environment (create one at "
+                "https://ollama.com/settings/keys), restart the service and create the run again."
+            )
+        return None
+
+    def get_model(self, model_name: str | None) -> Model:
+        problem = self.missing(model_name)
+        if problem is not None:
+            raise ModelNotConfiguredError(problem)
+        assert model_name is not None
+        return OllamaModel(self.target(model_name), timeout=self._timeout, max_retries=self._max_retries)
+
+
+# ----- the model ----------------------------------------------------------------------------
+
+
+class OllamaModel(Model):
+    """One Ollama model at one host, called through the native chat API."""
+
+    def __init__(
+        self,
+        target: OllamaTarget,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        max_retries: int = DEFAULT_MAX_RETRIES,
+    ) -> None:
+        self.target = target
+        self._timeout = timeout
+        self._max_retries = max_retries
+
+    async def get_response(
+        self,
+        system_instructions: str | None,
+        input: str | list[TResponseInputItem],
+        model_settings: ModelSettings,
+        tools: list[Tool],
+        output_schema: AgentOutputSchemaBase | None,
+        handoffs: list[Handoff],
+        tracing: ModelTracing,
+        *,
+        previous_response_id: str | None,
+        conversation_id: str | None,
+        prompt: ResponsePromptParam | None,
+    ) -> ModelResponse:
+        body = self._body(system_instructions, input, model_settings, tools, output_schema, handoffs, False)
+        with generation_span(model=self.target.requested, disabled=tracing.is_disabled()) as span:
+            async with self._chat(body) as response:
+                data = self._reply(await self._read(response))
+            usage = _usage(data)
+            span.span_data.usage = {"input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens}
+        message = _completion_message(data.get("message") or {})
+        items = Converter.message_to_output_items(message, provider_data={"model": self.target.requested})
+        return ModelResponse(output=items, usage=usage, response_id=None)
+
+    async def stream_response(
+        self,
+        system_instructions: str | None,
+        input: str | list[TResponseInputItem],
+        model_settings: ModelSettings,
+        tools: list[Tool],
+        output_schema: AgentOutputSchemaBase | None,
+        handoffs: list[Handoff],
+        tracing: ModelTracing,
+        *,
+        previous_response_id: str | None,
+        conversation_id: str | None,
+        prompt: ResponsePromptParam | None,
+    ) -> AsyncIterator[TResponseStreamEvent]:
+        body = self._body(system_instructions, input, model_settings, tools, output_schema, handoffs, True)
+        with generation_span(model=self.target.requested, disabled=tracing.is_disabled()) as span:
+            async with self._chat(body) as response:
+                chunks = cast(AsyncStream[ChatCompletionChunk], self._chunks(response))
+                async for event in ChatCmplStreamHandler.handle_stream(
+                    _initial_response(self.target.requested, model_settings),
+                    chunks,
+                    model=self.target.requested,
+                ):
+                    if event.type == "response.completed" and event.response.usage is not None:
+                        span.span_data.usage = {
+                            "input_tokens": event.response.usage.input_tokens,
+                            "output_tokens": event.response.usage.output_tokens,
+                        }
+                    yield event
+
+    # ----- request --------------------------------------------------------------------------
+
+    def _body(
+        self,
+        system_instructions: str | None,
+        input: str | list[TResponseInputItem],
+        model_settings: ModelSettings,
+        tools: list[Tool],
+        output_schema: AgentOutputSchemaBase | None,
+        handoffs: list[Handoff],
+        stream: bool,
+    ) -> JSON:
+        messages = Converter.items_to_messages(input, model=self.target.requested)
+        if system_instructions:
+            messages.insert(0, {"role": "system", "content": system_instructions})
+        body: JSON = {
+            "model": self.target.model,
+            "messages": ollama_messages(messages, self.target),
+            "stream": stream,
+        }
+        tool_params = [Converter.tool_to_openai(tool) for tool in tools] + [
+            Converter.convert_handoff_tool(handoff) for handoff in handoffs
+        ]
+        # Ollama has no tool_choice; "none" is honoured by not offering tools.
+        if tool_params and model_settings.tool_choice != "none":
+            body["tools"] = tool_params
+        if output_schema is not None and not output_schema.is_plain_text():
+            body["format"] = output_schema.json_schema()
+        options = {
+            name: value
+            for name, value in (
+                ("temperature", model_settings.temperature),
+                ("top_p", model_settings.top_p),
+                ("num_predict", model_settings.max_tokens),
+                ("frequency_penalty", model_settings.frequency_penalty),
+                ("presence_penalty", model_settings.presence_penalty),
+            )
+            if value is not None
+        }
+        if options:
+            body["options"] = options
+        effort = model_settings.reasoning.effort if model_settings.reasoning is not None else None
+        if effort is not None:
+            body["think"] = effort if effort in ("low", "medium", "high") else effort != "none"
+        body.update(model_settings.extra_args or {})  # e.g. keep_alive, or options of your own
+        return body
+
+    @asynccontextmanager
+    async def _chat(self, body: JSON) -> AsyncIterator[httpx2.Response]:
+        """POST /api/chat; yields the open response once it is a success, retrying 429/5xx."""
+        target = self.target
+        headers = {"Authorization": f"Bearer {target.api_key}"} if target.api_key else {}
+        timeout = httpx2.Timeout(self._timeout, connect=10.0)
+        async with httpx2.AsyncClient(timeout=timeout) as client:
+            attempt = 0
+            while True:
+                request = client.build_request("POST", f"{target.host}/api/chat", json=body, headers=headers)
+                try:
+                    response = await client.send(request, stream=True)
+                except httpx2.TransportError as error:
+                    raise _transport_failure(target, error) from error
+                if response.status_code < 400:
+                    try:
+                        yield response
+                    finally:
+                        await response.aclose()
+                    return
+                detail = _error_detail(await self._read(response))
+                await response.aclose()
+                if response.status_code in RETRY_STATUSES and attempt < self._max_retries:
+                    await asyncio.sleep(_retry_delay(attempt, response.headers.get("retry-after")))
+                    attempt += 1
+                    continue
+                raise status_failure(target, response.status_code, detail, attempt + 1)
+
+    async def _read(self, response: httpx2.Response) -> bytes:
+        try:
+            return await response.aread()
+        except httpx2.TransportError as error:
+            raise _transport_failure(self.target, error) from error
+
+    def _reply(self, raw: bytes) -> JSON:
+        """A decoded response object; an in-band {"error": ...} becomes a model error."""
+        try:
+            data = json.loads(raw)
+        except ValueError as error:
+            raise ModelProviderError(
+                "model_error", f"{self.target.where} sent something that is not JSON: {raw[:200]!r}"
+            ) from error
+        if not isinstance(data, dict):
+            raise ModelProviderError("model_error", f"{self.target.where} sent {raw[:200]!r}, not an object")
+        if data.get("error"):
+            raise ModelProviderError(
+                "model_error", f"{self.target.where} failed on {self.target.requested!r}: {data['error']}"
+            )
+        return data
+
+    async def _chunks(self, response: httpx2.Response) -> AsyncIterator[ChatCompletionChunk]:
+        """The NDJSON stream as Chat Completions chunks, for the SDK's stream handler."""
+        stream = _ChunkStream(self.target.requested)
+        try:
+            async for line in response.aiter_lines():
+                if line.strip():
+                    yield stream.chunk(self._reply(line.encode()))
+        except httpx2.TransportError as error:
+            raise _transport_failure(self.target, error) from error
+
+
+# ----- conversion ---------------------------------------------------------------------------
+
+
+def ollama_messages(messages: Iterable[ChatCompletionMessageParam], target: OllamaTarget) -> list[JSON]:
+    """Chat Completions messages (from the SDK's converter) as Ollama chat messages."""
+    tool_names: dict[str, str] = {}
+    converted: list[JSON] = []
+    for message in messages:
+        fields = cast(Mapping[str, Any], message)
+        role = fields["role"]
+        content = fields.get("content")
+        if role == "tool":
+            call_id = fields.get("tool_call_id", "")
+            converted.append(
+                {
+                    "role": "tool",
+                    "content": _text(content),
+                    "tool_name": tool_names.get(call_id, ""),
+                    "tool_call_id": call_id,
+                }
+            )
+            continue
+        entry: JSON = {"role": "system" if role == "developer" else role, "content": _text(content)}
+        images = _images(content, target)
+        if images:
+            entry["images"] = images
+        thinking = fields.get("reasoning_content") or fields.get("reasoning")
+        if thinking:
+            entry["thinking"] = thinking
+        calls = []
+        for call in fields.get("tool_calls") or []:
+            function = call["function"]
+            tool_names[call["id"]] = function["name"]
+            calls.append(
+                {"id": call["id"], "function": {"name": function["name"], "arguments": _arguments(function)}}
+            )
+        if calls:
+            entry["tool_calls"] = calls
+        converted.append(entry)
+    return converted
+
+
+def _text(content: Any) -> str:
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    return "".join(
+        part.get("text") or part.get("refusal") or ""
+        for part in content
+        if part.get("type") in ("text", "refusal")
+    )
+
+
+def _images(content: Any, target: OllamaTarget) -> list[str]:
+    """Base64 images of a message's content parts; other non-text parts are refused."""
+    if not isinstance(content, list):
+        return []
+    images = []
+    for part in content:
+        kind = part.get("type")
+        if kind in ("text", "refusal"):
+            continue
+        url = part.get("image_url", {}).get("url", "") if kind == "image_url" else ""
+        if not url.startswith("data:") or "," not in url:
+            what = f"an image URL ({url[:60]})" if url else f"a {kind!r} content part"
+            raise ModelProviderError(
+                "model_input_unsupported",
+                f"{target.where} cannot take {what} for {target.requested!r}: Ollama accepts text and "
+                "images given as base64 data. Send images as data URLs (input_image with "
+                '"image_url": "data:image/png;base64,…").',
+            )
+        images.append(url.split(",", 1)[1])
+    return images
+
+
+def _arguments(function: Mapping[str, Any]) -> Any:
+    """Tool-call arguments as the JSON object Ollama expects (they are a JSON string in items)."""
+    raw = function.get("arguments") or "{}"
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw
+
+
+def _tool_calls(message: Mapping[str, Any]) -> list[tuple[str, str, str]]:
+    """(call id, tool name, arguments JSON) of a reply's tool calls; Ollama may omit ids."""
+    calls = []
+    for call in message.get("tool_calls") or []:
+        function = call.get("function") or {}
+        arguments = function.get("arguments", {})
+        calls.append(
+            (
+                call.get("id") or f"call_{uuid.uuid4().hex}",
+                function.get("name", ""),
+                arguments if isinstance(arguments, str) else json.dumps(arguments),
+            )
+        )
+    return calls
+
+
+def _completion_message(message: Mapping[str, Any]) -> ChatCompletionMessage:
+    return ChatCompletionMessage.model_validate(
+        {
+            "role": "assistant",
+            "content": message.get("content") or None,
+            "tool_calls": [
+                {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
+                for call_id, name, arguments in _tool_calls(message)
+            ]
+            or None,
+            # The SDK's converter turns `reasoning` into a reasoning item.
+            "reasoning": message.get("thinking") or None,
+        }
+    )
+
+
+class _ChunkStream:
+    """Turns the objects of one NDJSON stream into Chat Completions chunks."""
+
+    def __init__(self, model: str) -> None:
+        self._model = model
+        self._id = f"chatcmpl-{uuid.uuid4().hex}"
+        self._tool_calls = 0
+
+    def chunk(self, data: Mapping[str, Any]) -> ChatCompletionChunk:
+        message = data.get("message") or {}
+        calls = [
+            {
+                "index": self._tool_calls + position,
+                "id": call_id,
+                "type": "function",
+                "function": {"name": name, "arguments": arguments},
+            }
+            for position, (call_id, name, arguments) in enumerate(_tool_calls(message))
+        ]
+        self._tool_calls += len(calls)
+        done = bool(data.get("done"))
+        finish = None
+        if done:
+            finish = "length" if data.get("done_reason") == "length" else "stop"
+            finish = "tool_calls" if self._tool_calls else finish
+        usage = _usage(data)
+        return ChatCompletionChunk.model_validate(
+            {
+                "id": self._id,
+                "object": "chat.completion.chunk",
+                "created": int(time.time()),
+                "model": self._model,
+                "choices": [
+                    {
+                        "index": 0,
+                        "delta": {
+                            "role": "assistant",
+                            "content": message.get("content") or None,
+                            "tool_calls": calls or None,
+                            "reasoning": message.get("thinking") or None,
+                        },
+                        "finish_reason": finish,
+                    }
+                ],
+                "usage": {
+                    "prompt_tokens": usage.input_tokens,
+                    "completion_tokens": usage.output_tokens,
+                    "total_tokens": usage.total_tokens,
+                }
+                if done
+                else None,
+            }
+        )
+
+
+def _usage(data: Mapping[str, Any]) -> Usage:
+    """Ollama reports prompt_eval_count and eval_count; it has no cached or reasoning counts."""
+    input_tokens = int(data.get("prompt_eval_count") or 0)
+    output_tokens = int(data.get("eval_count") or 0)
+    return Usage(
+        requests=1,
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        total_tokens=input_tokens + output_tokens,
+    )
+
+
+def _initial_response(model: str, model_settings: ModelSettings) -> Response:
+    return Response(
+        id=FAKE_RESPONSES_ID,
+        created_at=time.time(),
+        model=model,
+        object="response",
+        output=[],
+        tool_choice="auto",
+        top_p=model_settings.top_p,
+        temperature=model_settings.temperature,
+        tools=[],
+        parallel_tool_calls=False,
+        reasoning=model_settings.reasoning,
+    )
+
+
+# ----- failures -----------------------------------------------------------------------------
+
+
+def _error_detail(raw: bytes) -> str:
+    """The `error` of Ollama's {"error": "..."} body, else the body's start."""
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return raw[:300].decode(errors="replace").strip() or "no details"
+    if isinstance(data, dict) and data.get("error"):
+        error = data["error"]
+        return str(error.get("message", error) if isinstance(error, dict) else error)
+    return raw[:300].decode(errors="replace")
+
+
+def _retry_delay(attempt: int, retry_after: str | None) -> float:
+    """Seconds before retry number `attempt` + 1: the server's Retry-After, else 0.5 s doubling."""
+    if retry_after is not None:
+        try:
+            return min(max(float(retry_after), 0.0), MAX_RETRY_DELAY)
+        except ValueError:
+            pass
+    return min(0.5 * 2.0**attempt, MAX_RETRY_DELAY)
+
+
+def _transport_failure(target: OllamaTarget, error: httpx2.TransportError) -> ModelProviderError:
+    reason = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+    if not isinstance(error, httpx2.ConnectError | httpx2.ConnectTimeout):
+        return ModelProviderError(
+            "model_unreachable",
+            f"The connection to {target.where} failed during a call to {target.requested!r} ({reason}). "
+            "Check that it is up and reachable, then create the run again.",
+        )
+    if target.cloud:
+        fix = "Check the network connection to ollama.com."
+    else:
+        fix = (
+            "Start Ollama there (`ollama serve`), or set OLLAMA_HOST to where it runs; for Ollama "
+            "Cloud, set OLLAMA_API_KEY and use a model name ending in -cloud."
+        )
+    return ModelProviderError(
+        "model_unreachable", f"Could not reach {target.where} for {target.requested!r} ({reason}). {fix}"
+    )
+
+
+def status_failure(target: OllamaTarget, status: int, detail: str, attempts: int) -> ModelProviderError:
+    """The run error for an HTTP error status from Ollama."""
+    if status in (401, 403):
+        if target.cloud:
+            return ModelProviderError(
+                "model_auth",
+                f"Ollama Cloud refused the API key ({status}: {detail}). Check OLLAMA_API_KEY in the "
+                "service's environment (keys are at https://ollama.com/settings/keys).",
+            )
+        return ModelProviderError(
+            "model_auth",
+            f"{target.where} refused {target.requested!r} ({status}: {detail}). Cloud models through a "
+            "local Ollama need `ollama signin` on that host; or set OLLAMA_API_KEY so cloud models "
+            "are called on Ollama Cloud directly.",
+        )
+    if status == 404:
+        if target.cloud:
+            fix = "Check the name against Ollama's cloud models (https://ollama.com/search?c=cloud)."
+        else:
+            fix = f"Run `ollama pull {target.model}` on that host (or pick one `ollama list` shows)."
+        return ModelProviderError(
+            "model_not_found", f"{target.where} has no model {target.model!r} ({detail}). {fix}"
+        )
+    if status == 429:
+        limits = " and check your Ollama Cloud plan's usage limits" if target.cloud else ""
+        return ModelProviderError(
+            "model_rate_limited",
+            f"{target.where} kept answering 429 (rate limited) for {target.requested!r} after {attempts} "
+            f"attempts: {detail}. Wait before creating the run again{limits}.",
+        )
+    return ModelProviderError(
+        "model_error", f"{target.where} answered {status} for {target.requested!r}: {detail}"
+    )

@@ -1,0 +1,134 @@
+"""Steps: the points where a segment's work can be recorded and replayed.
+
+Every model call and every function-tool call of a segment goes through the `StepRunner` in
+`current_steps`. `DirectSteps` just runs them; the durable runner (`timestep.durability`)
+records each completed call so that a recovered segment replays recorded results instead of
+calling the model or the tool again. The runtime itself knows nothing of how steps are kept.
+
+Streaming and recording meet in `StepModel`: the SDK always gets the *completed* model
+response from the step (that is what can be recorded), while the step streams from the
+provider and hands each text delta to a sink on the side, so tokens still flow live.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextvars import ContextVar
+from typing import Any, Protocol
+
+from agents import FunctionTool, Model, ModelBehaviorError, ModelProvider, ModelResponse, RunContextWrapper
+from agents.tool_context import ToolContext
+from openai.types.responses import Response, ResponseCompletedEvent
+
+DeltaSink = Callable[[str, str], Awaitable[None]]  # (text delta, output item id)
+
+
+class StepRunner(Protocol):
+    async def model_call(self, model_name: str, call: Callable[[], Awaitable[Any]]) -> Any:
+        """Run one model call (returns a `Response` or a `ModelResponse`)."""
+        ...
+
+    async def tool_call(self, tool: FunctionTool, call_id: str, call: Callable[[], Awaitable[Any]]) -> Any:
+        """Run one function-tool call."""
+        ...
+
+
+class DirectSteps:
+    """Runs every step as it comes; nothing is recorded."""
+
+    async def model_call(self, model_name: str, call: Callable[[], Awaitable[Any]]) -> Any:
+        return await call()
+
+    async def tool_call(self, tool: FunctionTool, call_id: str, call: Callable[[], Awaitable[Any]]) -> Any:
+        return await call()
+
+
+_DIRECT = DirectSteps()  # stateless, so one instance can be the default everywhere
+current_steps: ContextVar[StepRunner] = ContextVar("timestep_current_steps", default=_DIRECT)
+
+
+async def _no_delta(delta: str, item_id: str) -> None:
+    return None
+
+
+current_delta_sink: ContextVar[DeltaSink] = ContextVar("timestep_current_delta_sink", default=_no_delta)
+
+
+class StepModel(Model):
+    """A model whose calls are steps: complete responses in, text deltas out on the side."""
+
+    def __init__(self, inner: Model, name: str) -> None:
+        self._inner = inner
+        self._name = name
+
+    async def get_response(self, *args: Any, **kwargs: Any) -> ModelResponse:
+        response: ModelResponse = await current_steps.get().model_call(
+            self._name, lambda: self._inner.get_response(*args, **kwargs)
+        )
+        return response
+
+    async def stream_response(self, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+        on_delta = current_delta_sink.get()
+
+        async def streamed_call() -> Response:
+            completed: Response | None = None
+            finished_items: list[Any] = []
+            async for event in self._inner.stream_response(*args, **kwargs):
+                if event.type == "response.output_text.delta":
+                    await on_delta(event.delta, event.item_id)
+                elif event.type == "response.output_item.done":
+                    finished_items.append(event.item)
+                elif event.type == "response.completed":
+                    completed = event.response
+            if completed is None:
+                raise ModelBehaviorError(f"The {self._name} stream ended without a completed response.")
+            if not completed.output:  # some backends only report items as they finish
+                completed.output = finished_items
+            return completed
+
+        response: Response = await current_steps.get().model_call(self._name, streamed_call)
+        yield ResponseCompletedEvent(type="response.completed", response=response, sequence_number=0)
+
+    async def close(self) -> None:
+        await self._inner.close()
+
+
+class StepModelProvider(ModelProvider):
+    """Wraps every model of `inner` in a `StepModel`."""
+
+    def __init__(self, inner: ModelProvider) -> None:
+        self._inner = inner
+
+    def get_model(self, model_name: str | None) -> Model:
+        return StepModel(self._inner.get_model(model_name), model_name or "default")
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+def route_tools_through_steps(tool: FunctionTool) -> None:
+    """Make `tool`'s calls go through the current StepRunner (once per tool object)."""
+    if getattr(tool, "_timestep_steps", False):
+        return
+    invoke = tool.on_invoke_tool
+
+    async def invoke_as_step(context: ToolContext[Any], arguments: str) -> Any:
+        return await current_steps.get().tool_call(
+            tool, context.tool_call_id, lambda: invoke(context, arguments)
+        )
+
+    tool.on_invoke_tool = invoke_as_step
+    tool._timestep_steps = True  # type: ignore[attr-defined]
+
+
+__all__ = [
+    "DeltaSink",
+    "DirectSteps",
+    "RunContextWrapper",
+    "StepModel",
+    "StepModelProvider",
+    "StepRunner",
+    "current_delta_sink",
+    "current_steps",
+    "route_tools_through_steps",
+]

@@ -1,0 +1,65 @@
+"""Running the TypeScript side (`tests/interop/ts`) from Python: `npm ci` installs it, and
+`prepare_package` generates its gRPC client from proto/ (so it is never stale) and compiles it
+with `tsc` (strict; a type error fails the tests); then `run_scenario` runs a step of
+`src/scenarios.ts` and returns the JSON object it prints.
+
+The TypeScript SDK talks to the model server given as `model_url` (a fake in tests) with a test
+key and tracing off, so nothing leaves the machine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Final
+
+PACKAGE: Final = Path(__file__).resolve().parent / "ts"
+NODE_TIMEOUT: Final = 60.0
+"""Upper bound for one TypeScript step or build (never a sleep)."""
+
+
+def prepare_package() -> None:
+    """Check that `npm ci` ran, generate the gRPC client from the current protos and compile."""
+    if not (PACKAGE / "node_modules" / ".bin" / "tsc").exists():
+        raise RuntimeError(
+            f"The TypeScript interop package is not installed: run `npm ci` in {PACKAGE} (`make test` does)."
+        )
+    for script in ("generate", "build"):
+        subprocess.run(["npm", "run", "--silent", script], cwd=PACKAGE, check=True, timeout=NODE_TIMEOUT)
+
+
+async def run_node(script: str, *args: str, model_url: str) -> str:
+    """Run the compiled `src/<script>.ts`; its stdout, or an error with its stderr."""
+    environment = {
+        **os.environ,
+        "OPENAI_BASE_URL": model_url,
+        "OPENAI_API_KEY": "sk-test-typescript",
+        "OPENAI_AGENTS_DISABLE_TRACING": "1",
+    }
+    process = await asyncio.create_subprocess_exec(
+        "node",
+        f"dist/{script}.js",
+        *args,
+        cwd=PACKAGE,
+        env=environment,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        stdout, stderr = await asyncio.wait_for(process.communicate(), NODE_TIMEOUT)
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+        raise
+    if process.returncode != 0:
+        raise AssertionError(f"{script} {' '.join(args)} failed ({process.returncode}):\n{stderr.decode()}")
+    return stdout.decode()
+
+
+async def run_scenario(command: str, spec: Mapping[str, Any], *, model_url: str) -> Any:
+    """One step of `src/scenarios.ts` (see its docstring for the commands and the spec)."""
+    return json.loads(await run_node("scenarios", command, json.dumps(spec), model_url=model_url))
