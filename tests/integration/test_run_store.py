@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -16,6 +17,7 @@ import pytest
 from timestep.domain import (
     EventKind,
     InterruptionStatus,
+    ModelCall,
     NewInterruption,
     NewRun,
     PendingEvent,
@@ -32,7 +34,7 @@ from timestep.errors import (
     InvalidArgumentError,
     NotFoundError,
 )
-from timestep.store.runs import RunStore, SegmentOutcome
+from timestep.store.runs import EVENTS_CHANNEL, RunStore, SegmentOutcome
 
 SNAPSHOT = Snapshot(
     writer="python",
@@ -41,6 +43,8 @@ SNAPSHOT = Snapshot(
 )
 
 RejectStatusEvents = Callable[[str, RunStatus], Awaitable[None]]
+
+WAIT = 10.0  # an upper bound so a bug fails the test instead of hanging it; never a sleep
 
 
 def unique(prefix: str) -> str:
@@ -256,15 +260,18 @@ async def test_runs_without_request_id_are_never_deduplicated(store: RunStore) -
 
 
 async def test_segment_that_completes(store: RunStore, pool: asyncpg.Pool) -> None:
-    run, _, _ = await store.create_run(new_run())
+    run, _, _ = await store.create_run(new_run(), queue_name="openai")
 
-    running, start_events = await store.start_segment(run.id)
+    running, begin_events = await store.begin_segment(run.id, 1)
 
+    assert running is not None
     assert running.status is RunStatus.RUNNING
     assert running.segment_count == 1
-    assert [(e.sequence, e.segment, e.kind, e.payload) for e in start_events] == [
+    assert running.queue_name == ""  # it no longer waits on a queue
+    assert [(e.sequence, e.segment, e.kind, e.payload) for e in begin_events] == [
         (2, 1, EventKind.STATUS_CHANGED, {"status": "running", "reason": ""})
     ]
+    assert run.id not in {run_id for run_id, _, _ in await store.queued_segments()}
 
     outcome = SegmentOutcome(
         status=RunStatus.COMPLETED,
@@ -287,6 +294,7 @@ async def test_segment_that_completes(store: RunStore, pool: asyncpg.Pool) -> No
     assert finish_events[1].payload == {
         "segment": Usage(2, 20, 7, 27).to_dict(),
         "total": Usage(2, 20, 7, 27).to_dict(),
+        "calls": [],
     }
     assert finish_events[2].payload == {"status": "completed", "reason": ""}
     assert finish_events[2].stopped_status is RunStatus.COMPLETED
@@ -294,14 +302,17 @@ async def test_segment_that_completes(store: RunStore, pool: asyncpg.Pool) -> No
     assert [(r["segment"], r["requests"], r["total_tokens"]) for r in usage_rows] == [(1, 2, 27)]
     assert await store.latest_snapshot(run.id) is None
 
+    # A finished run neither begins its segment again (a replay) nor resumes.
+    done = await stored_state(pool, run.id)
+    assert await store.begin_segment(run.id, 1) == (None, [])
     with pytest.raises(FailedPreconditionError) as raised:
-        await store.start_segment(run.id)
+        await store.queue_resume(run.id)
     assert raised.value.reason == "RUN_NOT_RESUMABLE"
+    assert await stored_state(pool, run.id) == done
 
 
 async def test_segment_that_fails_records_the_error(store: RunStore) -> None:
-    run, _, _ = await store.create_run(new_run())
-    await store.start_segment(run.id)
+    run = await running_run(store)
     error = RunError("MODEL_ERROR", "The model answered 500.")
 
     failed, events = await store.finish_segment(
@@ -320,21 +331,71 @@ async def test_segment_that_fails_records_the_error(store: RunStore) -> None:
     assert failed.error == error
     assert [e.kind for e in events] == [EventKind.ERROR, EventKind.USAGE, EventKind.STATUS_CHANGED]
     assert events[-1].payload == {"status": "failed", "reason": error.message}
+    assert await store.begin_segment(run.id, 1) == (None, [])
 
 
-async def test_a_queued_run_cannot_be_resumed(store: RunStore) -> None:
+async def test_beginning_a_running_segment_again_changes_nothing(store: RunStore, pool: asyncpg.Pool) -> None:
     run, _, _ = await store.create_run(new_run())
-    with pytest.raises(FailedPreconditionError) as raised:
-        await store.start_segment(run.id, resume=True)
-    assert raised.value.reason == "RUN_NOT_RESUMABLE"
-    assert (await store.get_run(run.id)).status is RunStatus.QUEUED
+    first, first_events = await store.begin_segment(run.id, 1)
+    assert first is not None
+    assert [e.payload["status"] for e in first_events] == ["running"]
+    before = await stored_state(pool, run.id)
+
+    # Recovery replays the segment's workflow from the start: beginning it again is a no-op.
+    again, again_events = await store.begin_segment(run.id, 1)
+
+    assert again == first
+    assert again_events == []
+    assert await stored_state(pool, run.id) == before
+
+
+async def test_concurrent_begins_of_one_segment_write_one_status_event(store: RunStore) -> None:
+    run, _, _ = await store.create_run(new_run())
+
+    results = await asyncio.gather(*(store.begin_segment(run.id, 1) for _ in range(8)))
+
+    assert all(began is not None and began.status is RunStatus.RUNNING for began, _ in results)
+    assert sorted(len(events) for _, events in results) == [0] * 7 + [1]
+    stored = await store.list_events(run.id, 0)
+    assert [(e.sequence, e.payload["status"]) for e in stored] == [(1, "queued"), (2, "running")]
+
+
+async def test_a_segment_the_run_is_not_queued_for_does_not_begin(
+    store: RunStore, pool: asyncpg.Pool
+) -> None:
+    run, _, _ = await store.create_run(new_run(), queue_name="openai")
+    before = await stored_state(pool, run.id)
+
+    for wrong_segment in (0, 2):
+        assert await store.begin_segment(run.id, wrong_segment) == (None, [])
+
+    assert await stored_state(pool, run.id) == before
+    running, _ = await store.begin_segment(run.id, 1)
+    assert running is not None
+    assert running.status is RunStatus.RUNNING
+    # Once running, another segment still does not begin (nor does the run change).
+    during = await stored_state(pool, run.id)
+    assert await store.begin_segment(run.id, 2) == (None, [])
+    assert await stored_state(pool, run.id) == during
+
+
+async def test_a_queued_or_running_run_cannot_be_resumed(store: RunStore, pool: asyncpg.Pool) -> None:
+    queued, _, _ = await store.create_run(new_run())
+    running = await running_run(store)
+
+    for run_id, status in ((queued.id, RunStatus.QUEUED), (running.id, RunStatus.RUNNING)):
+        before = await stored_state(pool, run_id)
+        with pytest.raises(FailedPreconditionError) as raised:
+            await store.queue_resume(run_id)
+        assert raised.value.reason == "RUN_NOT_RESUMABLE"
+        assert await stored_state(pool, run_id) == before
+        assert (await store.get_run(run_id)).status is status
 
 
 async def test_interrupted_run_resumes_after_every_interruption_is_decided(
     store: RunStore, pool: asyncpg.Pool
 ) -> None:
-    run, _, _ = await store.create_run(new_run())
-    await store.start_segment(run.id)
+    run = await running_run(store)
 
     paused, events = await store.finish_segment(run.id, 1, interrupted_outcome("call_a", "call_b"))
 
@@ -352,23 +413,39 @@ async def test_interrupted_run_resumes_after_every_interruption_is_decided(
     assert await store.latest_snapshot(run.id) == SNAPSHOT
 
     with pytest.raises(FailedPreconditionError) as raised:
-        await store.start_segment(run.id, resume=True)
+        await store.queue_resume(run.id)
     assert raised.value.reason == "INTERRUPTIONS_PENDING"
-    with pytest.raises(FailedPreconditionError) as raised:
-        await store.start_segment(run.id)  # starting afresh is not resuming
-    assert raised.value.reason == "RUN_NOT_RESUMABLE"
+    # Neither the finished segment nor the next one begins without a resume.
+    assert await store.begin_segment(run.id, 1) == (None, [])
+    assert await store.begin_segment(run.id, 2) == (None, [])
 
     first, second = paused.interruptions
     await store.decide_interruption(run.id, first.id, InterruptionStatus.APPROVED, always=False, message="")
-    with pytest.raises(FailedPreconditionError):
-        await store.start_segment(run.id, resume=True)  # one is still pending
+    with pytest.raises(FailedPreconditionError) as raised:
+        await store.queue_resume(run.id)  # one is still pending
+    assert raised.value.reason == "INTERRUPTIONS_PENDING"
     await store.decide_interruption(
         run.id, second.id, InterruptionStatus.REJECTED, always=True, message="No."
     )
+    assert (await store.get_run(run.id)).status is RunStatus.INTERRUPTED  # deciding does not resume
 
-    resumed, resume_events = await store.start_segment(run.id, resume=True)
+    queued, queue_events = await store.queue_resume(run.id, "openai")
+    assert queued.status is RunStatus.QUEUED
+    assert (queued.segment_count, queued.queue_name) == (2, "openai")
+    assert queued.pending_interruptions == []
+    assert [(e.segment, e.kind, e.payload) for e in queue_events] == [
+        (2, EventKind.STATUS_CHANGED, {"status": "queued", "reason": ""})
+    ]
+    assert (run.id, 2, "openai") in await store.queued_segments()
+    with pytest.raises(FailedPreconditionError) as raised:
+        await store.queue_resume(run.id)  # a second resume must not skip a segment
+    assert raised.value.reason == "RUN_NOT_RESUMABLE"
+    assert await store.begin_segment(run.id, 1) == (None, [])  # a late replay of the old segment
+
+    resumed, resume_events = await store.begin_segment(run.id, 2)
+    assert resumed is not None
     assert resumed.status is RunStatus.RUNNING
-    assert resumed.segment_count == 2
+    assert (resumed.segment_count, resumed.queue_name) == (2, "")
     assert resumed.pending_interruptions == []
     assert [(e.segment, e.payload["status"]) for e in resume_events] == [(2, "running")]
 
@@ -383,8 +460,16 @@ async def test_interrupted_run_resumes_after_every_interruption_is_decided(
         "SELECT segment, total_tokens FROM run_usage WHERE run_id = $1 ORDER BY segment", run.id
     )
     assert [tuple(r) for r in usage_rows] == [(1, 15), (2, 13)]
-    sequences = [e.sequence for e in await store.list_events(run.id, 0)]
-    assert sequences == list(range(1, done.last_sequence + 1))
+    stored = await store.list_events(run.id, 0)
+    assert [e.sequence for e in stored] == list(range(1, done.last_sequence + 1))
+    assert [(e.segment, e.payload["status"]) for e in stored if e.kind is EventKind.STATUS_CHANGED] == [
+        (1, "queued"),
+        (1, "running"),
+        (1, "interrupted"),
+        (2, "queued"),
+        (2, "running"),
+        (2, "completed"),
+    ]
 
 
 async def test_deciding_an_interruption_twice(store: RunStore) -> None:
@@ -436,11 +521,19 @@ async def test_unknown_run_is_not_found(store: RunStore) -> None:
     assert raised.value.reason == "RUN_NOT_FOUND"
     with pytest.raises(NotFoundError):
         await store.get_run_input("run_does_not_exist")
+    transitions: list[Callable[[], Awaitable[object]]] = [
+        lambda: store.begin_segment("run_does_not_exist", 1),
+        lambda: store.queue_resume("run_does_not_exist"),
+        lambda: store.cancel_run("run_does_not_exist", RunError("cancelled", "test")),
+    ]
+    for transition in transitions:
+        with pytest.raises(NotFoundError) as raised:
+            await transition()
+        assert raised.value.reason == "RUN_NOT_FOUND"
 
 
 async def test_finishing_a_superseded_segment_writes_nothing(store: RunStore, pool: asyncpg.Pool) -> None:
-    run, _, _ = await store.create_run(new_run())
-    await store.start_segment(run.id)
+    run = await running_run(store)
     before = await stored_state(pool, run.id)
     outcome = SegmentOutcome(
         status=RunStatus.COMPLETED,
@@ -466,20 +559,33 @@ async def test_finishing_a_superseded_segment_writes_nothing(store: RunStore, po
     assert await stored_state(pool, run.id) == finished
 
 
+async def test_a_segment_that_has_not_begun_cannot_finish(store: RunStore, pool: asyncpg.Pool) -> None:
+    run, _, _ = await store.create_run(new_run())
+    before = await stored_state(pool, run.id)
+
+    with pytest.raises(FailedPreconditionError) as raised:
+        await store.finish_segment(
+            run.id, 1, SegmentOutcome(status=RunStatus.COMPLETED, current_agent=run.agent, usage=Usage())
+        )
+
+    assert raised.value.reason == "SEGMENT_SUPERSEDED"
+    assert await stored_state(pool, run.id) == before
+
+
 async def test_a_failing_finish_segment_leaves_no_half_written_rows(
     store: RunStore, pool: asyncpg.Pool
 ) -> None:
-    run, _, _ = await store.create_run(new_run())
-    await store.start_segment(run.id)
+    run = await running_run(store)
     before = await stored_state(pool, run.id)
     # Two interruptions with one call_id violate UNIQUE (run_id, segment, call_id) after the
-    # usage, the run row and the snapshot were already written in the transaction.
+    # usage, the model calls, the run row and the snapshot were already written in the transaction.
     outcome = SegmentOutcome(
         status=RunStatus.INTERRUPTED,
         current_agent="billing",
         usage=Usage(3, 30, 9, 39),
         snapshot=SNAPSHOT,
         interruptions=[interruption("call_dup"), interruption("call_dup", tool_name="issue_refund")],
+        model_calls=[ModelCall("billing", "gpt-fake", Usage(3, 30, 9, 39), True, datetime.now(UTC))],
     )
 
     with pytest.raises(asyncpg.UniqueViolationError):
@@ -491,33 +597,53 @@ async def test_a_failing_finish_segment_leaves_no_half_written_rows(
     assert after["run"]["usage_total_tokens"] == 0
     assert after["run_state_snapshots"] == []
     assert after["run_usage"] == []
+    assert after["model_calls"] == []
     assert after["interruptions"] == []
     # The run is still finishable by its segment.
     done, _ = await store.finish_segment(run.id, 1, interrupted_outcome("call_dup"))
     assert done.status is RunStatus.INTERRUPTED
 
 
-async def test_a_failing_start_segment_leaves_the_run_queued(
+async def test_a_failing_begin_segment_leaves_the_run_queued(
     store: RunStore, pool: asyncpg.Pool, reject_status_events: RejectStatusEvents
 ) -> None:
     agent = unique("atomic")
     await reject_status_events(agent, RunStatus.RUNNING)
-    run, _, _ = await store.create_run(new_run(agent))
+    run, _, _ = await store.create_run(new_run(agent), queue_name="openai")
     before = await stored_state(pool, run.id)
 
     with pytest.raises(asyncpg.RaiseError):
-        await store.start_segment(run.id)
+        await store.begin_segment(run.id, 1)
 
     assert await stored_state(pool, run.id) == before
-    assert (await store.get_run(run.id)).status is RunStatus.QUEUED
+    after = await store.get_run(run.id)
+    assert (after.status, after.segment_count, after.queue_name) == (RunStatus.QUEUED, 1, "openai")
+
+
+async def test_a_failing_queue_resume_leaves_the_run_interrupted(
+    store: RunStore, pool: asyncpg.Pool, reject_status_events: RejectStatusEvents
+) -> None:
+    agent = unique("atomic")
+    run = await interrupted_run(store, "call_1", agent=agent)
+    await store.decide_interruption(
+        run.id, run.interruptions[0].id, InterruptionStatus.APPROVED, always=False, message=""
+    )
+    await reject_status_events(agent, RunStatus.QUEUED)
+    before = await stored_state(pool, run.id)
+
+    with pytest.raises(asyncpg.RaiseError):
+        await store.queue_resume(run.id, "openai")
+
+    assert await stored_state(pool, run.id) == before
+    after = await store.get_run(run.id)
+    assert (after.status, after.segment_count, after.queue_name) == (RunStatus.INTERRUPTED, 1, "")
 
 
 # ----- events -------------------------------------------------------------------------------
 
 
 async def test_concurrent_appends_get_gapless_increasing_sequences(store: RunStore) -> None:
-    run, _, _ = await store.create_run(new_run())
-    await store.start_segment(run.id)  # sequences 1 and 2
+    run = await running_run(store)  # sequences 1 and 2
 
     def batch(call: int) -> list[PendingEvent]:
         return [
@@ -550,6 +676,180 @@ async def test_append_nothing_writes_nothing(store: RunStore) -> None:
     assert (await store.get_run(run.id)).last_sequence == 1
 
 
+def message(text: str, key: str | None = None) -> PendingEvent:
+    return PendingEvent(
+        EventKind.MESSAGE_OUTPUT, {"agent": "a", "text": text, "item_json": "{}"}, dedupe_key=key
+    )
+
+
+async def stored_keys(pool: asyncpg.Pool, run_id: str) -> list[tuple[int, str | None]]:
+    rows = await pool.fetch(
+        "SELECT sequence, dedupe_key FROM run_events WHERE run_id = $1 ORDER BY sequence", run_id
+    )
+    return [(row["sequence"], row["dedupe_key"]) for row in rows]
+
+
+async def test_appending_the_same_keyed_events_again_stores_nothing(
+    store: RunStore, pool: asyncpg.Pool
+) -> None:
+    run = await running_run(store)  # sequences 1 and 2
+    batch = [message("one", "1:1"), message("two", "1:2")]
+
+    first = await store.append_events(run.id, 1, batch)
+    before = await stored_state(pool, run.id)
+    replayed = await store.append_events(run.id, 1, batch)  # a replayed segment emits them again
+
+    assert [(e.sequence, e.payload["text"]) for e in first] == [(3, "one"), (4, "two")]
+    assert replayed == []
+    assert (await store.get_run(run.id)).last_sequence == 4
+    assert await stored_state(pool, run.id) == before  # not even update_time moved
+    assert await store.list_events(run.id, 2) == first
+
+
+async def test_a_partly_replayed_batch_stores_only_its_new_events(
+    store: RunStore, pool: asyncpg.Pool
+) -> None:
+    run = await running_run(store)
+    await store.append_events(run.id, 1, [message("one", "1:1"), message("two", "1:2")])  # 3, 4
+
+    mixed = await store.append_events(
+        run.id,
+        1,
+        [
+            message("one", "1:1"),
+            message("three", "1:3"),
+            message("two", "1:2"),
+            message("four", "1:4"),
+            message("unkeyed"),
+        ],
+    )
+
+    assert [(e.sequence, e.segment, e.payload["text"]) for e in mixed] == [
+        (5, 1, "three"),
+        (6, 1, "four"),
+        (7, 1, "unkeyed"),
+    ]
+    assert (await store.get_run(run.id)).last_sequence == 7
+    assert await stored_keys(pool, run.id) == [
+        (1, None),
+        (2, None),
+        (3, "1:1"),
+        (4, "1:2"),
+        (5, "1:3"),
+        (6, "1:4"),
+        (7, None),
+    ]
+
+
+async def test_events_without_a_key_are_always_stored_and_keys_belong_to_one_run(
+    store: RunStore, pool: asyncpg.Pool
+) -> None:
+    run = await running_run(store)
+    neighbour = await running_run(store)
+
+    unkeyed = [await store.append_events(run.id, 1, [message("same")]) for _ in range(2)]
+    keyed_here = await store.append_events(run.id, 1, [message("keyed", "1:1")])
+    keyed_there = await store.append_events(neighbour.id, 1, [message("keyed", "1:1")])
+
+    assert [[e.sequence for e in events] for events in unkeyed] == [[3], [4]]
+    assert [e.sequence for e in keyed_here] == [5]
+    assert [(e.run_id, e.sequence) for e in keyed_there] == [(neighbour.id, 3)]
+    assert await stored_keys(pool, neighbour.id) == [(1, None), (2, None), (3, "1:1")]
+
+
+async def test_concurrent_replays_of_one_batch_store_it_once(store: RunStore) -> None:
+    run = await running_run(store)
+    batch = [message(str(n), f"1:{n}") for n in range(1, 4)]
+
+    results = await asyncio.gather(*(store.append_events(run.id, 1, batch) for _ in range(10)))
+
+    stored_by = [events for events in results if events]
+    assert len(stored_by) == 1
+    assert [(e.sequence, e.payload["text"]) for e in stored_by[0]] == [(3, "1"), (4, "2"), (5, "3")]
+    assert [e.sequence for e in await store.list_events(run.id, 0)] == [1, 2, 3, 4, 5]
+    assert (await store.get_run(run.id)).last_sequence == 5
+
+
+Notifications = asyncio.Queue[str]
+
+
+@pytest.fixture
+async def notifications(database_url: str) -> AsyncIterator[Notifications]:
+    """Payloads NOTIFYed on the run events channel, heard by a connection of their own (as
+    another process would)."""
+    listener = await asyncpg.connect(database_url)
+    received: Notifications = asyncio.Queue()
+
+    def on_notification(connection: object, pid: int, channel: str, payload: object) -> None:
+        received.put_nowait(str(payload))
+
+    await listener.add_listener(EVENTS_CHANNEL, on_notification)
+    try:
+        yield received
+    finally:
+        await listener.close()
+
+
+async def next_notification(received: Notifications, run_id: str) -> str:
+    """The next payload about `run_id` (other tests' runs share the channel)."""
+
+    async def wait() -> str:
+        while True:
+            payload = await received.get()
+            if payload.rsplit(":", 2)[1] == run_id:
+                return payload
+
+    return await asyncio.wait_for(wait(), WAIT)
+
+
+async def test_stored_events_are_notified_once_committed(
+    pool: asyncpg.Pool, notifications: Notifications, reject_status_events: RejectStatusEvents
+) -> None:
+    agent = unique("notify")
+    store = RunStore(pool, origin="replica_a")
+    reader = RunStore(pool)
+
+    run, _, _ = await store.create_run(new_run(agent))
+    assert await next_notification(notifications, run.id) == f"replica_a:{run.id}:1"
+
+    # A listener that hears about sequence N finds the events up to N in the store.
+    appending = asyncio.create_task(store.append_events(run.id, 1, [message("a"), message("b")]))
+    payload = await next_notification(notifications, run.id)
+    assert payload == f"replica_a:{run.id}:3"
+    assert [e.sequence for e in await reader.list_events(run.id, 0)] == [1, 2, 3]
+    assert [e.sequence for e in await appending] == [2, 3]
+
+    # A transaction that rolls back notifies nothing, and neither does an append that stores
+    # nothing: the next notification is the next commit's.
+    await reject_status_events(agent, RunStatus.RUNNING)
+    with pytest.raises(asyncpg.RaiseError):
+        await store.begin_segment(run.id, 1)  # would have stored sequence 4
+    await store.append_events(run.id, 1, [message("c", "1:1"), message("d", "1:2")])  # 4, 5
+    assert await next_notification(notifications, run.id) == f"replica_a:{run.id}:5"
+    assert await store.append_events(run.id, 1, [message("c", "1:1")]) == []
+    await store.append_events(run.id, 1, [message("e")])  # 6
+    assert await next_notification(notifications, run.id) == f"replica_a:{run.id}:6"
+
+
+async def test_every_transition_notifies_with_the_stores_origin(
+    store: RunStore, notifications: Notifications
+) -> None:
+    run = await running_run(store)  # the store fixture has no origin
+    assert await next_notification(notifications, run.id) == f":{run.id}:1"
+    assert await next_notification(notifications, run.id) == f":{run.id}:2"
+
+    finished, _ = await store.finish_segment(run.id, 1, interrupted_outcome("call_1"))
+    assert await next_notification(notifications, run.id) == f":{run.id}:{finished.last_sequence}"
+    await store.decide_interruption(
+        run.id, finished.interruptions[0].id, InterruptionStatus.APPROVED, always=False, message=""
+    )
+    queued, _ = await store.queue_resume(run.id)
+    assert await next_notification(notifications, run.id) == f":{run.id}:{queued.last_sequence - 1}"
+    assert await next_notification(notifications, run.id) == f":{run.id}:{queued.last_sequence}"
+    cancelled, _ = await store.cancel_run(run.id, RunError("cancelled", "test"))
+    assert await next_notification(notifications, run.id) == f":{run.id}:{cancelled.last_sequence}"
+
+
 # ----- cancellation ---------------------------------------------------------------------------
 
 
@@ -557,19 +857,271 @@ async def test_cancelling_an_interrupted_run(store: RunStore) -> None:
     run = await interrupted_run(store, "call_1")
     error = RunError("CANCELLED", "Cancelled by the test.")
 
-    cancelled, events = await store.cancel_stopped_run(run.id, error)
+    cancelled, events = await store.cancel_run(run.id, error)
 
     assert cancelled.status is RunStatus.CANCELLED
     assert cancelled.error == error
-    assert [(e.kind, e.payload["status"]) for e in events] == [(EventKind.STATUS_CHANGED, "cancelled")]
+    assert [(e.segment, e.kind, e.payload["status"]) for e in events] == [
+        (1, EventKind.STATUS_CHANGED, "cancelled")
+    ]
     with pytest.raises(FailedPreconditionError) as raised:
         await store.decide_interruption(
             run.id, run.interruptions[0].id, InterruptionStatus.APPROVED, always=False, message=""
         )
     assert raised.value.reason == "RUN_NOT_INTERRUPTED"
+    with pytest.raises(FailedPreconditionError) as not_resumable:
+        await store.queue_resume(run.id)
+    assert not_resumable.value.reason == "RUN_NOT_RESUMABLE"
     with pytest.raises(FailedPreconditionError) as again:
-        await store.cancel_stopped_run(run.id, error)
+        await store.cancel_run(run.id, error)
     assert again.value.reason == "RUN_FINISHED"
+
+
+async def test_cancelling_a_queued_run_keeps_its_segment_from_beginning(
+    store: RunStore, pool: asyncpg.Pool
+) -> None:
+    run, _, _ = await store.create_run(new_run(), queue_name="openai")
+    error = RunError("cancelled", "Cancelled before it began.")
+
+    cancelled, events = await store.cancel_run(run.id, error)
+
+    assert cancelled.status is RunStatus.CANCELLED
+    assert cancelled.error == error
+    assert (cancelled.segment_count, cancelled.queue_name) == (1, "")
+    assert [(e.sequence, e.segment, e.kind, e.payload) for e in events] == [
+        (2, 1, EventKind.STATUS_CHANGED, {"status": "cancelled", "reason": error.message})
+    ]
+    assert events[0].stopped_status is RunStatus.CANCELLED
+    assert run.id not in {run_id for run_id, _, _ in await store.queued_segments()}
+    before = await stored_state(pool, run.id)
+
+    # Its queued workflow, when it gets to run, finds nothing to do.
+    assert await store.begin_segment(run.id, 1) == (None, [])
+    assert await stored_state(pool, run.id) == before
+
+
+async def test_cancelling_a_running_run_discards_its_segments_outcome(
+    store: RunStore, pool: asyncpg.Pool
+) -> None:
+    run = await running_run(store)
+    await store.append_events(run.id, 1, [message("partial")])  # 3
+    error = RunError("cancelled", "Cancelled while running.")
+
+    cancelled, events = await store.cancel_run(run.id, error)
+
+    assert cancelled.status is RunStatus.CANCELLED
+    assert cancelled.error == error
+    assert cancelled.segment_count == 1
+    assert [(e.sequence, e.segment, e.payload) for e in events] == [
+        (4, 1, {"status": "cancelled", "reason": error.message})
+    ]
+    before = await stored_state(pool, run.id)
+
+    # The segment, still executing when it was cancelled, cannot record its outcome...
+    with pytest.raises(FailedPreconditionError) as raised:
+        await store.finish_segment(
+            run.id,
+            1,
+            SegmentOutcome(
+                status=RunStatus.COMPLETED,
+                current_agent=run.agent,
+                usage=Usage(1, 10, 1, 11),
+                final_output="too late",
+                snapshot=SNAPSHOT,
+                interruptions=[interruption("call_late")],
+                events=[PendingEvent(EventKind.FINAL_OUTPUT, {"agent": run.agent, "output": "too late"})],
+            ),
+        )
+    assert raised.value.reason == "SEGMENT_SUPERSEDED"
+    # ...nor begin again when recovery replays it.
+    assert await store.begin_segment(run.id, 1) == (None, [])
+    assert await stored_state(pool, run.id) == before
+    assert (await store.get_run(run.id)).final_output == ""
+
+
+async def test_a_finished_run_cannot_be_cancelled(store: RunStore, pool: asyncpg.Pool) -> None:
+    completed = await running_run(store)
+    await store.finish_segment(
+        completed.id, 1, SegmentOutcome(status=RunStatus.COMPLETED, current_agent="a", usage=Usage())
+    )
+    failed = await running_run(store)
+    await store.finish_segment(
+        failed.id,
+        1,
+        SegmentOutcome(
+            status=RunStatus.FAILED, current_agent="a", usage=Usage(), error=RunError("boom", "Boom.")
+        ),
+    )
+    cancelled, _, _ = await store.create_run(new_run())
+    await store.cancel_run(cancelled.id, RunError("cancelled", "first"))
+
+    for run_id in (completed.id, failed.id, cancelled.id):
+        before = await stored_state(pool, run_id)
+        with pytest.raises(FailedPreconditionError) as raised:
+            await store.cancel_run(run_id, RunError("cancelled", "second"))
+        assert raised.value.reason == "RUN_FINISHED"
+        assert await stored_state(pool, run_id) == before
+
+
+async def test_a_failing_cancel_leaves_the_run_running(
+    store: RunStore, pool: asyncpg.Pool, reject_status_events: RejectStatusEvents
+) -> None:
+    agent = unique("atomic")
+    await reject_status_events(agent, RunStatus.CANCELLED)
+    run = await running_run(store, agent)
+    before = await stored_state(pool, run.id)
+
+    with pytest.raises(asyncpg.RaiseError):
+        await store.cancel_run(run.id, RunError("cancelled", "test"))
+
+    assert await stored_state(pool, run.id) == before
+    after = await store.get_run(run.id)
+    assert (after.status, after.error) == (RunStatus.RUNNING, None)
+
+
+# ----- durable execution: queued segments, tool markers, replicas ------------------------------
+
+
+async def test_queued_segments_lists_exactly_the_queued_runs(store: RunStore) -> None:
+    queued, _, _ = await store.create_run(new_run(), queue_name="openai")
+    unqueued, _, _ = await store.create_run(new_run())
+    resumed = await interrupted_run(store, "call_1")
+    await store.decide_interruption(
+        resumed.id, resumed.interruptions[0].id, InterruptionStatus.APPROVED, always=False, message=""
+    )
+    await store.queue_resume(resumed.id, "ollama")
+    running = await running_run(store)
+    paused = await interrupted_run(store, "call_2")
+    cancelled, _, _ = await store.create_run(new_run(), queue_name="openai")
+    await store.cancel_run(cancelled.id, RunError("cancelled", "test"))
+    completed = await running_run(store)
+    await store.finish_segment(
+        completed.id, 1, SegmentOutcome(status=RunStatus.COMPLETED, current_agent="a", usage=Usage())
+    )
+    ours = {run.id for run in (queued, unqueued, resumed, running, paused, cancelled, completed)}
+
+    listed = [entry for entry in await store.queued_segments() if entry[0] in ours]
+
+    assert sorted(listed) == sorted(
+        [(queued.id, 1, "openai"), (unqueued.id, 1, ""), (resumed.id, 2, "ollama")]
+    )
+
+
+async def test_a_tool_call_is_marked_started_only_once(store: RunStore, pool: asyncpg.Pool) -> None:
+    run = await running_run(store)
+
+    assert await store.mark_tool_started(run.id, 1, "call_1", "send_email", "replica_a") is True
+    # A replay (here on another replica) finds the call already started.
+    assert await store.mark_tool_started(run.id, 1, "call_1", "send_email", "replica_b") is False
+    assert await store.mark_tool_started(run.id, 1, "call_2", "send_email", "replica_a") is True
+    assert await store.mark_tool_started(run.id, 2, "call_1", "send_email", "replica_b") is True
+
+    rows = await pool.fetch(
+        """SELECT segment, call_id, tool_name, executor_id FROM tool_invocations
+           WHERE run_id = $1 ORDER BY segment, call_id""",
+        run.id,
+    )
+    assert [tuple(row) for row in rows] == [
+        (1, "call_1", "send_email", "replica_a"),
+        (1, "call_2", "send_email", "replica_a"),
+        (2, "call_1", "send_email", "replica_b"),
+    ]
+
+
+async def test_concurrent_starts_of_one_tool_call_mark_it_once(store: RunStore, pool: asyncpg.Pool) -> None:
+    run = await running_run(store)
+
+    results = await asyncio.gather(
+        *(store.mark_tool_started(run.id, 1, "call_1", "send_email", f"replica_{n}") for n in range(8))
+    )
+
+    assert sorted(results) == [False] * 7 + [True]
+    assert await pool.fetchval("SELECT count(*) FROM tool_invocations WHERE run_id = $1", run.id) == 1
+
+
+# Replicas this old or older are dead. Every replica row lives in the database all tests share,
+# so claims are checked only for this test's replicas, and "dead" means hours, not seconds.
+REPLICA_TIMEOUT_S = 3600.0
+
+
+async def silence(pool: asyncpg.Pool, seconds: float, *executor_ids: str) -> None:
+    """Make replicas look as if they last heartbeat `seconds` ago."""
+    await pool.execute(
+        """UPDATE replicas SET heartbeat_time = clock_timestamp() - make_interval(secs => $1)
+           WHERE executor_id = ANY($2::text[])""",
+        seconds,
+        list(executor_ids),
+    )
+
+
+async def recovered_by(pool: asyncpg.Pool, *executor_ids: str) -> dict[str, str | None]:
+    rows = await pool.fetch(
+        "SELECT executor_id, recovered_by FROM replicas WHERE executor_id = ANY($1::text[])",
+        list(executor_ids),
+    )
+    return {row["executor_id"]: row["recovered_by"] for row in rows}
+
+
+async def test_dead_replicas_are_claimed_once_and_never_by_themselves(
+    store: RunStore, pool: asyncpg.Pool
+) -> None:
+    dead_a, dead_b, quiet, alive, claimer, latecomer = (unique("replica") for _ in range(6))
+    ours = {dead_a, dead_b, quiet, alive, claimer, latecomer}
+    for executor_id in ours:
+        await store.heartbeat(executor_id)
+    await silence(pool, 2 * REPLICA_TIMEOUT_S, dead_a, dead_b, claimer)
+    await silence(pool, REPLICA_TIMEOUT_S / 2, quiet)  # silent, but not for long enough
+
+    claimed = await store.claim_dead_replicas(claimer, REPLICA_TIMEOUT_S)
+
+    # The claimer's own heartbeat is as stale as the dead ones', yet it does not claim itself.
+    assert set(claimed) & ours == {dead_a, dead_b}
+    assert set(await store.claim_dead_replicas(claimer, REPLICA_TIMEOUT_S)) & ours == set()
+    # Another replica finds the stale claimer, but not the replicas already claimed.
+    assert set(await store.claim_dead_replicas(latecomer, REPLICA_TIMEOUT_S)) & ours == {claimer}
+    assert await recovered_by(pool, *ours) == {
+        dead_a: claimer,
+        dead_b: claimer,
+        claimer: latecomer,
+        quiet: None,
+        alive: None,
+        latecomer: None,
+    }
+
+
+async def test_concurrent_claimers_claim_each_dead_replica_once(store: RunStore, pool: asyncpg.Pool) -> None:
+    dead = [unique("replica") for _ in range(4)]
+    for executor_id in dead:
+        await store.heartbeat(executor_id)
+    await silence(pool, 2 * REPLICA_TIMEOUT_S, *dead)
+    claimers = [unique("claimer") for _ in range(6)]
+
+    results = await asyncio.gather(
+        *(store.claim_dead_replicas(claimer, REPLICA_TIMEOUT_S) for claimer in claimers)
+    )
+
+    claims = [executor_id for claimed in results for executor_id in claimed if executor_id in dead]
+    assert sorted(claims) == sorted(dead)
+
+
+async def test_a_heartbeat_unclaims_a_replica(store: RunStore, pool: asyncpg.Pool) -> None:
+    revived, claimer = unique("replica"), unique("replica")
+    await store.heartbeat(revived)
+    await silence(pool, 2 * REPLICA_TIMEOUT_S, revived)
+    assert revived in await store.claim_dead_replicas(claimer, REPLICA_TIMEOUT_S)
+
+    await store.heartbeat(revived)  # it was only slow, and is back
+
+    assert await recovered_by(pool, revived) == {revived: None}
+    assert await pool.fetchval(
+        """SELECT heartbeat_time > clock_timestamp() - interval '1 minute'
+           FROM replicas WHERE executor_id = $1""",
+        revived,
+    )
+    assert revived not in await store.claim_dead_replicas(claimer, REPLICA_TIMEOUT_S)
+    # Should it fall silent again, it is claimed again.
+    await silence(pool, 2 * REPLICA_TIMEOUT_S, revived)
+    assert revived in await store.claim_dead_replicas(claimer, REPLICA_TIMEOUT_S)
 
 
 # ----- listing --------------------------------------------------------------------------------
@@ -585,7 +1137,7 @@ async def test_list_runs_pages_newest_first_and_filters(store: RunStore) -> None
         )
         created.append(run.id)
     for run_id in created[3:]:
-        await store.start_segment(run_id)
+        await store.begin_segment(run_id, 1)
     newest_first = created[::-1]
 
     pages: list[list[str]] = []
@@ -648,7 +1200,7 @@ async def test_list_pending_interruptions(store: RunStore) -> None:
         decided.id, decided.interruptions[0].id, InterruptionStatus.APPROVED, always=False, message=""
     )
     cancelled = await interrupted_run(store, "call_4")
-    await store.cancel_stopped_run(cancelled.id, RunError("CANCELLED", "test"))
+    await store.cancel_run(cancelled.id, RunError("CANCELLED", "test"))
 
     listed: list[str] = []
     token = ""

@@ -10,6 +10,7 @@ to replay.
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 import logging
 import socket
 from dataclasses import dataclass
@@ -133,6 +134,8 @@ class DurableEngine:
             task.cancel()
         await asyncio.gather(*running, return_exceptions=True)
         DBOS.destroy(destroy_registry=False)
+        # DBOS made its thread pool the loop's default executor and has just shut it down.
+        asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor())
         workflows.bind(None)
 
     def schedules(self, orchestrator: RunOrchestrator, registry: AgentRegistry) -> DurableSchedules:

@@ -1,0 +1,1 @@
+"""Benchmarks: scripts that start what they need, measure, and print figures."""
