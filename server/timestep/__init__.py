@@ -3,7 +3,7 @@
 The library API below is the service's own core, public for in-process Python users.
 """
 
-from timestep.durability.engine import configure_dbos, ensure_dbos_launched
+from timestep.durability.engine import configure_dbos, ensure_dbos_launched, shutdown_dbos
 from timestep.durability.library import WorkflowRunResult, run_agent_workflow
 from timestep.durability.steps import not_idempotent
 from timestep.runtime.models import (
@@ -35,5 +35,6 @@ __all__ = [
     "not_idempotent",
     "run_agent",
     "run_agent_workflow",
+    "shutdown_dbos",
     "web_search",
 ]

@@ -597,12 +597,12 @@ INVALID_ARGUMENT_CASES = [
         "neither the Python nor the TypeScript RunState keys",
     ),
     invalid(
-        "ImportRunState-typescript-state",
+        "ImportRunState-typescript-schema-version",
         import_state('{"$schemaVersion": "1.0", "currentTurn": 1}'),
         "state_json",
-        "written by the typescript Agents SDK",
-        "imports Python RunState JSON only",
-        reason="UNSUPPORTED_STATE_WRITER",
+        "written with typescript schema 1.0",
+        "reads TypeScript (@openai/agents 0.20.0, schema 1.22) only",
+        reason="UNSUPPORTED_STATE",
     ),
     invalid(
         "ImportRunState-not-loadable",

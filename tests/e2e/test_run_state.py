@@ -25,7 +25,7 @@ from tests.e2e.helpers import (
     unique,
 )
 from tests.fakes.openai_responses import FakeOpenAI, function_call, text, tool_call, tool_calls
-from tests.interop import golden
+from tests.interop import golden_vectors as golden
 from tests.interop.scenarios import CONTEXT, REJECTION
 
 SCHEMA_VERSION = "1.21"

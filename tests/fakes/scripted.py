@@ -6,12 +6,17 @@ recorded first (JSON body in ``requests``, lower-cased headers in ``headers``) a
 exactly one turn, FIFO. A turn's ``hold`` event (or any event passed to `_wait_released`) keeps
 the answer back until the test sets it; stopping the server releases every held request.
 Subclasses implement `_dispatch` and speak their protocol.
+
+Each request's arrival time is recorded too (``times``, ``time.monotonic()``). With
+``cancel_on_disconnect=True``, a request whose client goes away before it is answered (e.g. a
+held one) is recorded in ``abandoned``; `wait_for_abandoned` awaits that.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import time
 from collections import deque
 from types import TracebackType
 from typing import Any, Generic, Self, TypeAlias, TypeVar
@@ -20,25 +25,36 @@ from aiohttp import web
 
 JSON: TypeAlias = dict[str, Any]
 TurnT = TypeVar("TurnT")
+# Where a recorded request keeps its index into `requests`.
+_INDEX = web.RequestKey("scripted_request_index", int)
 
 
 class ScriptedServer(Generic[TurnT]):
     name = "fake"
     """Used in messages, e.g. "FakeOllama"."""
 
-    def __init__(self, *, keep_alive: bool = False) -> None:
+    def __init__(self, *, keep_alive: bool = False, cancel_on_disconnect: bool = False) -> None:
         """`keep_alive=False` (the default) answers with ``Connection: close``.
 
         Clients that pool connections process-wide (the Agents SDK's ``OpenAIProvider`` shares
         one httpx client) would otherwise reuse a connection from an earlier test's closed event
         loop and fail with ``RuntimeError: Event loop is closed``. Enable keep-alive only when all
         clients live in one loop.
+
+        `cancel_on_disconnect=True` stops handling a request as soon as its client disconnects
+        (aiohttp's handler cancellation) and records it in ``abandoned``.
         """
         self._keep_alive = keep_alive
+        self._cancel_on_disconnect = cancel_on_disconnect
         self.requests: list[JSON] = []
         """Every request body to the fake's endpoint, in arrival order."""
         self.headers: list[dict[str, str]] = []
         """Request headers (lower-cased names), parallel to ``requests``."""
+        self.times: list[float] = []
+        """Arrival time (``time.monotonic()``) of each request, parallel to ``requests``."""
+        self.abandoned: list[int] = []
+        """Indexes into ``requests`` of those whose client went away before the answer
+        (recorded only with ``cancel_on_disconnect=True``)."""
         self.unmatched: list[tuple[str, str]] = []
         """``(method, path)`` of requests answered with 404."""
         self._script: deque[TurnT] = deque()
@@ -54,9 +70,11 @@ class ScriptedServer(Generic[TurnT]):
         if self._runner is not None:
             raise RuntimeError(f"{self.name} is already started")
         app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", self._dispatch)
+        app.router.add_route("*", "/{tail:.*}", self._serve)
         app.on_response_prepare.append(self._on_response_prepare)
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=5.0)
+        runner = web.AppRunner(
+            app, access_log=None, shutdown_timeout=5.0, handler_cancellation=self._cancel_on_disconnect
+        )
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()
@@ -116,6 +134,30 @@ class ScriptedServer(Generic[TurnT]):
                     f"{self.name}: expected {n} request(s) within {timeout}s, got {len(self.requests)}"
                 ) from None
 
+    async def wait_for_abandoned(self, n: int, timeout: float = 10) -> None:  # noqa: ASYNC109
+        """Wait until the clients of at least `n` requests went away before being answered."""
+        if not self._cancel_on_disconnect:
+            raise RuntimeError(f"{self.name} records abandoned requests only with cancel_on_disconnect=True")
+        async with self._received:
+            try:
+                await asyncio.wait_for(self._received.wait_for(lambda: len(self.abandoned) >= n), timeout)
+            except TimeoutError:
+                raise TimeoutError(
+                    f"{self.name}: expected {n} abandoned request(s) within {timeout}s, "
+                    f"got {len(self.abandoned)}"
+                ) from None
+
+    async def _serve(self, request: web.Request) -> web.StreamResponse:
+        try:
+            return await self._dispatch(request)
+        except asyncio.CancelledError:
+            index = request.get(_INDEX)
+            if index is not None and not self._closing.is_set():
+                self.abandoned.append(index)
+                async with self._received:
+                    self._received.notify_all()
+            raise
+
     # ---------------------------------------------------------------- for subclasses
 
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
@@ -124,8 +166,10 @@ class ScriptedServer(Generic[TurnT]):
     async def _record(self, request: web.Request, body: JSON) -> TurnT | None:
         """Record a request to the endpoint; return the next turn, or None if the script ran out."""
         async with self._received:
+            request[_INDEX] = len(self.requests)
             self.requests.append(body)
             self.headers.append({k.lower(): v for k, v in request.headers.items()})
+            self.times.append(time.monotonic())
             self._received.notify_all()
         return self._script.popleft() if self._script else None
 

@@ -1,5 +1,6 @@
 """follow_run: stored events after a cursor, then live events from the EventBus, exactly once and in
-order, until the run stops. Real RunStore on PostgreSQL, real in-memory EventBus."""
+order, until the run stops. Real RunStore on PostgreSQL, real in-memory EventBus (and, across
+replicas, real EventRelays on PostgreSQL LISTEN/NOTIFY)."""
 
 from __future__ import annotations
 
@@ -9,10 +10,23 @@ from collections.abc import AsyncGenerator
 from datetime import UTC, datetime
 from typing import cast
 
+import asyncpg
 import pytest
-from timestep.domain import EventKind, NewRun, PendingEvent, RunEvent, RunStatus, Usage
-from timestep.errors import NotFoundError
+from timestep.domain import (
+    EventKind,
+    InterruptionStatus,
+    NewInterruption,
+    NewRun,
+    PendingEvent,
+    RunError,
+    RunEvent,
+    RunStatus,
+    Snapshot,
+    Usage,
+)
+from timestep.errors import FailedPreconditionError, NotFoundError
 from timestep.runs.events import EventBus
+from timestep.runs.relay import EventRelay
 from timestep.runs.streaming import follow_run
 from timestep.store.runs import RunStore, SegmentOutcome
 
@@ -41,7 +55,8 @@ def message(text: str) -> PendingEvent:
 
 async def running_run(store: RunStore) -> str:
     run, _, _ = await store.create_run(NewRun(agent=f"follow_{uuid.uuid4().hex[:8]}", input="Hi"))
-    await store.start_segment(run.id)  # events 1 (queued) and 2 (running)
+    running, _ = await store.begin_segment(run.id, 1)  # events 1 (queued) and 2 (running)
+    assert running is not None
     return run.id
 
 
@@ -127,3 +142,114 @@ async def test_following_an_unknown_run_fails_before_anything_is_sent(store: Run
         await next_event(follow(store, bus, "run_unknown", 0))
 
     assert bus.subscriber_count("run_unknown") == 0
+
+
+async def test_a_nudge_makes_a_follower_read_events_stored_by_another_process(store: RunStore) -> None:
+    run_id = await running_run(store)
+    bus = EventBus()
+    stream = follow(store, bus, run_id, 0)
+    assert [(await next_event(stream)).sequence for _ in range(2)] == [1, 2]
+
+    # Another process stores events: nothing is published here, only the nudge its
+    # notification causes.
+    elsewhere = await store.append_events(run_id, 1, [message("a"), message("b")])  # 3, 4
+    bus.nudge(run_id)
+    assert [await next_event(stream) for _ in range(2)] == elsewhere
+
+    finished = await finish(store, run_id)
+    bus.nudge(run_id)
+    rest = await drain(stream)
+    assert rest == finished
+    assert rest[-1].stopped_status is RunStatus.COMPLETED
+    assert bus.subscriber_count(run_id) == 0
+
+
+async def test_a_follower_of_a_cancelled_running_run_stops_at_the_cancellation(store: RunStore) -> None:
+    run_id = await running_run(store)
+    bus = EventBus()
+    stream = follow(store, bus, run_id, 0)
+    assert [(await next_event(stream)).sequence for _ in range(2)] == [1, 2]
+
+    _, cancelled = await store.cancel_run(run_id, RunError("cancelled", "Stopped by the test."))
+    bus.publish(cancelled)
+
+    assert await drain(stream) == cancelled
+    assert cancelled[-1].stopped_status is RunStatus.CANCELLED
+    # The segment that was running cannot add its outcome after the stop.
+    with pytest.raises(FailedPreconditionError):
+        await finish(store, run_id)
+    assert await store.list_events(run_id, 2) == cancelled
+
+
+async def test_a_resumed_run_is_followed_through_its_next_segment(store: RunStore) -> None:
+    run_id = await running_run(store)
+    _, paused = await store.finish_segment(
+        run_id,
+        1,
+        SegmentOutcome(
+            status=RunStatus.INTERRUPTED,
+            current_agent="a",
+            usage=Usage(),
+            snapshot=Snapshot("python", "1.0", "{}"),
+            interruptions=[NewInterruption("a", "send_email", "call_1", "{}")],
+        ),
+    )
+    interrupted = paused[-1]
+    assert interrupted.stopped_status is RunStatus.INTERRUPTED
+    bus = EventBus()
+    # A follower that saw the run pause ends there...
+    assert await drain(follow(store, bus, run_id, interrupted.sequence - 1)) == [interrupted]
+    pending = (await store.get_run(run_id)).interruptions[0]
+    _, decided = await store.decide_interruption(
+        run_id, pending.id, InterruptionStatus.APPROVED, always=False, message=""
+    )
+    queued_run, queued = await store.queue_resume(run_id, "openai")
+
+    # ...and one following on from the pause sees the decision and the next segment.
+    stream = follow(store, bus, run_id, interrupted.sequence)
+    assert [await next_event(stream) for _ in range(2)] == [*decided, *queued]
+    assert (queued[0].segment, queued[0].payload["status"]) == (2, "queued")
+    assert queued[0].stopped_status is None
+    running, began = await store.begin_segment(run_id, queued_run.segment_count)
+    assert running is not None
+    bus.publish(began)
+    assert await next_event(stream) == began[0]
+    _, finished = await store.finish_segment(
+        run_id, 2, SegmentOutcome(status=RunStatus.COMPLETED, current_agent="a", usage=Usage())
+    )
+    bus.publish(finished)
+    rest = await drain(stream)
+    assert rest == finished
+    assert {event.segment for event in rest} == {2}
+
+
+async def test_a_follower_on_another_replica_gets_stored_and_live_events(
+    pool: asyncpg.Pool, database_url: str
+) -> None:
+    """Two replicas in one test: each with its own EventBus and EventRelay on the shared
+    database. The run executes on `here`; its follower is on `there`."""
+    here_bus, there_bus = EventBus(), EventBus()
+    here_store, there_store = RunStore(pool, origin="here"), RunStore(pool, origin="there")
+    here = EventRelay(database_url, pool, here_bus, "here")
+    there = EventRelay(database_url, pool, there_bus, "there")
+    await here.start()
+    await there.start()
+    try:
+        run_id = await running_run(here_store)
+        stream = follow(there_store, there_bus, run_id, 0)
+        assert [(await next_event(stream)).sequence for _ in range(2)] == [1, 2]
+
+        delta = RunEvent(run_id, 0, 1, EventKind.TEXT_DELTA, {"delta": "Hel"}, datetime.now(UTC))
+        here_bus.publish([delta])
+        assert await next_event(stream) == delta
+
+        stored = await here_store.append_events(run_id, 1, [message("Hello")])
+        here_bus.publish(stored)
+        assert await next_event(stream) == stored[0]
+
+        finished = await finish(here_store, run_id)
+        here_bus.publish(finished)
+        assert await drain(stream) == finished
+    finally:
+        await there.stop()
+        await here.stop()

@@ -294,6 +294,57 @@ async def test_session_add_get_pop_clear(pool: asyncpg.Pool) -> None:
     assert await neighbour.get_items() == [user("not mine")]
 
 
+async def test_a_replayed_segment_adds_its_session_items_once(pool: asyncpg.Pool) -> None:
+    sid = session_id()
+    original = PostgresSession(sid, pool=pool, replay_key="run_1/1")
+    await original.add_items([user("one"), user("two")])
+    await original.add_items([])  # adds nothing, and is not counted
+    await original.add_items([user("three")])
+
+    # The segment is replayed from the start (say, after a crash) with a new session object:
+    # it repeats the same calls, then goes on further than the original got.
+    replay = PostgresSession(sid, pool=pool, replay_key="run_1/1")
+    await replay.add_items([user("one"), user("two")])
+    await replay.add_items([user("three")])
+    assert await replay.get_items() == [user("one"), user("two"), user("three")]
+    await replay.add_items([user("four")])
+
+    assert await original.get_items() == [user("one"), user("two"), user("three"), user("four")]
+    # The next segment has a key of its own: what it adds is new.
+    next_segment = PostgresSession(sid, pool=pool, replay_key="run_1/2")
+    await next_segment.add_items([user("one")])
+    assert await next_segment.get_items() == [
+        user("one"),
+        user("two"),
+        user("three"),
+        user("four"),
+        user("one"),
+    ]
+
+
+async def test_a_replay_key_is_scoped_to_its_session(pool: asyncpg.Pool) -> None:
+    first = PostgresSession(session_id(), pool=pool, replay_key="run_1/1")
+    second = PostgresSession(session_id(), pool=pool, replay_key="run_1/1")
+
+    await first.add_items([user("hello")])
+    await second.add_items([user("hello")])
+
+    assert await first.get_items() == [user("hello")]
+    assert await second.get_items() == [user("hello")]
+
+
+async def test_without_a_replay_key_every_add_appends(pool: asyncpg.Pool) -> None:
+    sid = session_id()
+    one = PostgresSession(sid, pool=pool)
+    await one.add_items([user("hi")])
+    await one.add_items([user("hi")])
+    await PostgresSession(sid, pool=pool).add_items([user("hi")])
+
+    assert await one.get_items() == [user("hi")] * 3
+    keys = await pool.fetch("SELECT dedupe_key FROM session_items WHERE session_id = $1", sid)
+    assert [row["dedupe_key"] for row in keys] == [None] * 3
+
+
 async def test_two_runs_on_one_session_share_history(fake_openai: FakeOpenAI, pool: asyncpg.Pool) -> None:
     agent = make_agent()
     session = PostgresSession(session_id(), pool=pool)

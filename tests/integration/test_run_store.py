@@ -10,7 +10,7 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import asyncpg
 import pytest
@@ -42,7 +42,10 @@ SNAPSHOT = Snapshot(
     state_json='{"$schemaVersion": "1.0", "current_turn": 1, "original_input": "hi"}',
 )
 
-RejectStatusEvents = Callable[[str, RunStatus], Awaitable[None]]
+
+class RejectStatusEvents(Protocol):
+    async def __call__(self, agent: str, status: RunStatus, *, at_commit: bool = False) -> None: ...
+
 
 WAIT = 10.0  # an upper bound so a bug fails the test instead of hanging it; never a sleep
 
@@ -118,11 +121,12 @@ async def reject_status_events(pool: asyncpg.Pool) -> AsyncIterator[RejectStatus
     """Make PostgreSQL itself reject the `status_changed` event to `status` of one agent's runs.
 
     A real trigger on run_events (dropped after the test), scoped to an agent name no other
-    test uses, so a store method can be made to fail half-way through its transaction.
+    test uses, so a store method can be made to fail half-way through its transaction, or
+    (`at_commit`, a deferred constraint trigger) only when it commits, after all its statements.
     """
     installed: list[str] = []
 
-    async def install(agent: str, status: RunStatus) -> None:
+    async def install(agent: str, status: RunStatus, *, at_commit: bool = False) -> None:
         name = unique("timestep_test_reject")
         await pool.execute(
             f"""CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -135,8 +139,11 @@ async def reject_status_events(pool: asyncpg.Pool) -> AsyncIterator[RejectStatus
                 END $$"""
         )
         installed.append(name)
+        timing = "CONSTRAINT TRIGGER {} AFTER" if at_commit else "TRIGGER {} BEFORE"
+        deferred = "DEFERRABLE INITIALLY DEFERRED" if at_commit else ""
         await pool.execute(
-            f"CREATE TRIGGER {name} BEFORE INSERT ON run_events FOR EACH ROW EXECUTE FUNCTION {name}()"
+            f"""CREATE {timing.format(name)} INSERT ON run_events {deferred}
+                FOR EACH ROW EXECUTE FUNCTION {name}()"""
         )
 
     try:
@@ -809,26 +816,37 @@ async def test_stored_events_are_notified_once_committed(
     store = RunStore(pool, origin="replica_a")
     reader = RunStore(pool)
 
-    run, _, _ = await store.create_run(new_run(agent))
+    run = await running_run(store, agent)
     assert await next_notification(notifications, run.id) == f"replica_a:{run.id}:1"
+    assert await next_notification(notifications, run.id) == f"replica_a:{run.id}:2"
 
     # A listener that hears about sequence N finds the events up to N in the store.
     appending = asyncio.create_task(store.append_events(run.id, 1, [message("a"), message("b")]))
     payload = await next_notification(notifications, run.id)
-    assert payload == f"replica_a:{run.id}:3"
-    assert [e.sequence for e in await reader.list_events(run.id, 0)] == [1, 2, 3]
-    assert [e.sequence for e in await appending] == [2, 3]
+    assert payload == f"replica_a:{run.id}:4"
+    assert [e.sequence for e in await reader.list_events(run.id, 0)] == [1, 2, 3, 4]
+    assert [e.sequence for e in await appending] == [3, 4]
 
-    # A transaction that rolls back notifies nothing, and neither does an append that stores
-    # nothing: the next notification is the next commit's.
-    await reject_status_events(agent, RunStatus.RUNNING)
-    with pytest.raises(asyncpg.RaiseError):
-        await store.begin_segment(run.id, 1)  # would have stored sequence 4
-    await store.append_events(run.id, 1, [message("c", "1:1"), message("d", "1:2")])  # 4, 5
-    assert await next_notification(notifications, run.id) == f"replica_a:{run.id}:5"
-    assert await store.append_events(run.id, 1, [message("c", "1:1")]) == []
-    await store.append_events(run.id, 1, [message("e")])  # 6
+    # A transaction that fails to commit (after everything, NOTIFY included, was done in it)
+    # notifies nothing, and neither does an append that stores nothing: the next notification
+    # is the next commit's.
+    await reject_status_events(agent, RunStatus.INTERRUPTED, at_commit=True)
+    with pytest.raises(asyncpg.RaiseError, match="test trigger rejects"):
+        await store.finish_segment(run.id, 1, interrupted_outcome("call_x"))  # would store 5, 6, 7
+    assert (await reader.get_run(run.id)).last_sequence == 4
+    await store.append_events(run.id, 1, [message("c", "1:1"), message("d", "1:2")])  # 5, 6
     assert await next_notification(notifications, run.id) == f"replica_a:{run.id}:6"
+    assert await store.append_events(run.id, 1, [message("c", "1:1")]) == []
+    await store.append_events(run.id, 1, [message("e")])  # 7
+    assert await next_notification(notifications, run.id) == f"replica_a:{run.id}:7"
+
+
+async def test_events_of_a_segment_whose_run_moved_on_are_dropped(store: RunStore) -> None:
+    run = await running_run(store)
+    cancelled, _ = await store.cancel_run(run.id, RunError("cancelled", "Stop."))
+
+    assert await store.append_events(run.id, 1, [message("late")]) == []
+    assert (await store.get_run(run.id)).last_sequence == cancelled.last_sequence
 
 
 async def test_every_transition_notifies_with_the_stores_origin(
@@ -844,8 +862,9 @@ async def test_every_transition_notifies_with_the_stores_origin(
         run.id, finished.interruptions[0].id, InterruptionStatus.APPROVED, always=False, message=""
     )
     queued, _ = await store.queue_resume(run.id)
-    assert await next_notification(notifications, run.id) == f":{run.id}:{queued.last_sequence - 1}"
-    assert await next_notification(notifications, run.id) == f":{run.id}:{queued.last_sequence}"
+    decision, resume = queued.last_sequence - 1, queued.last_sequence
+    assert await next_notification(notifications, run.id) == f":{run.id}:{decision}"
+    assert await next_notification(notifications, run.id) == f":{run.id}:{resume}"
     cancelled, _ = await store.cancel_run(run.id, RunError("cancelled", "test"))
     assert await next_notification(notifications, run.id) == f":{run.id}:{cancelled.last_sequence}"
 

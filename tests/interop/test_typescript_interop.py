@@ -26,7 +26,7 @@ from timestep_client import Run, RunStatus, TimestepClient
 
 from tests.e2e.helpers import EMAIL_ARGS, EMAIL_SENT, function_call_outputs, unique
 from tests.fakes.openai_responses import JSON, FakeOpenAI, Turn, text
-from tests.interop import golden
+from tests.interop import golden_vectors as golden
 from tests.interop.scenarios import CONTEXT, SCENARIOS, Decision, Scenario
 from tests.interop.typescript import PACKAGE, run_node, run_scenario
 
@@ -61,8 +61,8 @@ class Case:
         return self.scenario.name + ("-streamed" if self.stream else "")
 
 
-def approve(call_id: str, *, always: bool = False) -> Decision:
-    return Decision(call_id, True, always=always)
+def approve(call_id: str) -> Decision:
+    return Decision(call_id, True)
 
 
 CASES = [
@@ -110,14 +110,10 @@ async def typescript_alone(spec: dict[str, Any], turns: Sequence[Turn]) -> tuple
 
 
 async def service_alone(
-    client: TimestepClient,
-    fake: FakeOpenAI,
-    scenario: Scenario,
-    decisions: Sequence[Decision],
-    session_id: str = "",
+    client: TimestepClient, fake: FakeOpenAI, scenario: Scenario, decisions: Sequence[Decision]
 ) -> Run:
     """The service pausing, deciding and resuming on its own."""
-    run = await pause_in_service(client, fake, scenario, session_id)
+    run = await pause_in_service(client, fake, scenario)
     await decide_over_grpc(client, run, decisions)
     fake.script(answer())
     return await client.resume(run.id, wait=True)
@@ -339,3 +335,25 @@ async def test_a_state_imported_with_its_session_id_continues_that_session_witho
     assert normalized(cross_items) == normalized(added_by_resume), (
         "the service saves what its own resume saves: nothing TypeScript saved already"
     )
+
+
+async def test_a_run_paused_in_typescript_and_decided_over_grpc_finishes_back_in_typescript(
+    client: TimestepClient, fake_openai: FakeOpenAI, service: TimestepService
+) -> None:
+    scenario = SCENARIO["two_interruptions_one_approved_one_rejected"]
+    fake_openai.script(*scenario.turns())
+    paused = await run_scenario("pause", {**scenario.spec(), "decisions": []}, model_url=fake_openai.base_url)
+    run = await client.import_state("assistant", paused["state"])
+    await decide_over_grpc(client, run, scenario.decisions)
+    fake_openai.script(answer())
+
+    finished = await run_scenario(
+        "resume-from-service",
+        {"address": grpc_address(service), "runId": run.id},
+        model_url=fake_openai.base_url,
+    )
+
+    assert finished["finalOutput"] == DONE
+    alone, alone_request = await typescript_alone(scenario.spec(), scenario.turns())
+    assert finished["usage"] == alone["usage"]
+    assert normalized(fake_openai.requests[-1]) == normalized(alone_request)

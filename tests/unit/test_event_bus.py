@@ -1,7 +1,9 @@
-"""The in-process EventBus: fan-out, overflow, unsubscribe."""
+"""The in-process EventBus: fan-out, overflow, unsubscribe, re-read signals, and the hooks the
+cross-replica relay uses (forwarding live events, delivering relayed ones)."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 
 import pytest
@@ -110,3 +112,109 @@ async def test_unsubscribing_after_an_error_still_cleans_up() -> None:
 
     assert bus.subscriber_count("run_a") == 0
     assert "run_a" not in bus._subscriptions
+
+
+def delta(run_id: str, text: str) -> RunEvent:
+    """A live-only event: it has no sequence."""
+    return RunEvent(
+        run_id=run_id,
+        sequence=0,
+        segment=1,
+        kind=EventKind.TEXT_DELTA,
+        payload={"delta": text},
+        time=datetime.now(UTC),
+    )
+
+
+WAIT = 5.0  # an upper bound so a bug fails the test instead of hanging it; never a sleep
+
+
+async def test_reread_drops_the_buffer_and_makes_the_next_batch_none() -> None:
+    bus = EventBus()
+    with bus.subscribe("run_a") as subscription:
+        bus.publish([event("run_a", 1), event("run_a", 2)])
+
+        subscription.reread()
+
+        assert await subscription.next_batch() is None
+        assert len(subscription._buffer) == 0
+        bus.publish([event("run_a", 3)])
+        assert [e.sequence for e in await subscription.next_batch() or []] == [3]
+
+
+async def test_a_nudge_makes_only_that_runs_subscribers_reread() -> None:
+    bus = EventBus()
+    with bus.subscribe("run_a") as one, bus.subscribe("run_a") as two, bus.subscribe("run_b") as other:
+        bus.publish([event("run_a", 1), event("run_b", 1)])
+
+        bus.nudge("run_a")
+        bus.nudge("run_nobody")  # nobody to tell: harmless
+
+        assert await one.next_batch() is None
+        assert await two.next_batch() is None
+        assert [(e.run_id, e.sequence) for e in await other.next_batch() or []] == [("run_b", 1)]
+        # A nudge is a one-off: afterwards events arrive as usual.
+        bus.publish([event("run_a", 2)])
+        assert [e.sequence for e in await one.next_batch() or []] == [2]
+        assert [e.sequence for e in await two.next_batch() or []] == [2]
+
+
+async def test_a_nudge_wakes_a_waiting_subscriber() -> None:
+    bus = EventBus()
+    with bus.subscribe("run_a") as subscription:
+        waiting = asyncio.create_task(subscription.next_batch())
+        await asyncio.wait({waiting}, timeout=0)  # let it start waiting (not a sleep: no time passes)
+        assert not waiting.done()
+
+        bus.nudge("run_a")
+
+        assert await asyncio.wait_for(waiting, WAIT) is None
+
+
+async def test_publish_forwards_live_only_events() -> None:
+    bus = EventBus()
+    forwarded: list[RunEvent] = []
+    bus.forward_live = forwarded.append
+    durable_one, live, durable_two = event("run_a", 1), delta("run_a", "Hel"), event("run_a", 2)
+    unfollowed = delta("run_nobody", "lo")
+    with bus.subscribe("run_a") as subscription:
+        bus.publish([durable_one, live, durable_two])
+        # Forwarded even if nobody here follows the run: a follower may be on another replica.
+        bus.publish([unfollowed])
+
+        assert await subscription.next_batch() == [durable_one, live, durable_two]
+    assert forwarded == [live, unfollowed]
+
+
+async def test_publish_without_forwarding_still_delivers_live_events() -> None:
+    bus = EventBus()
+    assert bus.forward_live is None
+    live = delta("run_a", "Hi")
+    with bus.subscribe("run_a") as subscription:
+        bus.publish([live])
+
+        assert await subscription.next_batch() == [live]
+
+
+async def test_deliver_reaches_local_subscribers_without_forwarding() -> None:
+    bus = EventBus()
+    forwarded: list[RunEvent] = []
+    bus.forward_live = forwarded.append
+    relayed = delta("run_a", "from another replica")
+    with bus.subscribe("run_a") as on_a, bus.subscribe("run_b") as on_b:
+        bus.deliver(relayed)
+        bus.deliver(delta("run_nobody", "dropped"))  # nobody here follows it
+
+        assert await on_a.next_batch() == [relayed]
+        bus.publish([event("run_b", 1)])
+        assert [e.sequence for e in await on_b.next_batch() or []] == [1]  # run_b got nothing delivered
+    assert forwarded == []  # delivering never forwards (no echo back to other replicas)
+
+
+async def test_deliver_respects_the_subscriber_buffer() -> None:
+    bus = EventBus(subscriber_buffer=2)
+    with bus.subscribe("run_a") as subscription:
+        for text in ("a", "b", "c"):
+            bus.deliver(delta("run_a", text))
+
+        assert await subscription.next_batch() is None

@@ -22,7 +22,7 @@ from timestep.state.codec import (
     parse_state_json,
 )
 
-from tests.interop import golden
+from tests.interop import golden_vectors as golden
 
 
 @pytest.mark.parametrize("marker", ["current_turn", "original_input", "generated_items", "model_responses"])

@@ -1,5 +1,5 @@
-"""The golden vectors (`tests/interop/golden`, see `tests.interop.golden`): each real SDK's state
-of the same run, and what the codec converts it into.
+"""The golden vectors (`tests/interop/golden`, see `tests.interop.golden_vectors`): each real
+SDK's state of the same run, and what the codec converts it into.
 
 - The codec's output is the checked-in converted form, exactly: a codec change is a diff.
 - The converted form is what the other SDK itself writes for the same run, except for what the
@@ -19,7 +19,7 @@ from timestep.domain import InterruptionStatus
 from timestep.examples.agents import assistant
 from timestep.state.codec import PYTHON, SCHEMA_VERSIONS, TYPESCRIPT, convert, recorded_decisions
 
-from tests.interop.golden import load
+from tests.interop.golden_vectors import load
 from tests.interop.scenarios import SCENARIOS, Scenario
 
 NAMES = [scenario.name for scenario in SCENARIOS]

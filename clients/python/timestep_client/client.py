@@ -1,4 +1,5 @@
-"""TimestepClient: an async client for RunService, AgentService and UsageService.
+"""TimestepClient: an async client for RunService, AgentService and UsageService (and the raw
+ScheduleService stub, `client.schedules`).
 
 async with TimestepClient("localhost:50051") as client:
     run = await client.create_run("assistant", "Email Bob that I'm late", wait=True)
@@ -20,7 +21,15 @@ from typing import Any
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from timestep_client.v1 import agents_pb2, agents_pb2_grpc, runs_pb2, runs_pb2_grpc, usage_pb2, usage_pb2_grpc
+from timestep_client.v1 import (
+    agents_pb2,
+    agents_pb2_grpc,
+    runs_pb2,
+    runs_pb2_grpc,
+    schedules_pb2_grpc,
+    usage_pb2,
+    usage_pb2_grpc,
+)
 
 # Status codes after which re-subscribing to a stream is worth trying.
 RECONNECTABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN})
@@ -33,6 +42,7 @@ class TimestepClient:
         self.runs = runs_pb2_grpc.RunServiceStub(self.channel)
         self.agents = agents_pb2_grpc.AgentServiceStub(self.channel)
         self.usage = usage_pb2_grpc.UsageServiceStub(self.channel)
+        self.schedules = schedules_pb2_grpc.ScheduleServiceStub(self.channel)
 
     async def __aenter__(self) -> TimestepClient:
         return self
@@ -94,12 +104,19 @@ class TimestepClient:
         return response
 
     async def stream_events(
-        self, run_id: str, after_sequence: int = 0, *, max_reconnects: int = 5, backoff: float = 0.2
+        self,
+        run_id: str,
+        after_sequence: int = 0,
+        *,
+        max_reconnects: int = 5,
+        backoff: float = 0.2,
+        max_backoff: float = 5.0,
     ) -> AsyncIterator[runs_pb2.RunEvent]:
         """Yield the run's events until it stops, re-subscribing after a dropped connection.
 
         Each reconnect continues after the last stored event received, so no event is missed
-        or repeated (live token deltas sent while disconnected are not replayed).
+        or repeated (live token deltas sent while disconnected are not replayed). The wait
+        before a reconnect starts at `backoff` seconds and doubles up to `max_backoff`.
         """
         last = after_sequence
         failures = 0
@@ -119,7 +136,7 @@ class TimestepClient:
                 failures += 1
                 if error.code() not in RECONNECTABLE or failures > max_reconnects:
                     raise
-                await asyncio.sleep(backoff * 2 ** (failures - 1))  # back off before reconnecting
+                await asyncio.sleep(min(backoff * 2 ** (failures - 1), max_backoff))  # back off
             finally:
                 call.cancel()
 

@@ -10,9 +10,10 @@ to replay.
 from __future__ import annotations
 
 import asyncio
-from concurrent.futures import ThreadPoolExecutor
+import contextlib
 import logging
 import socket
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from dbos import DBOS, DBOSConfig, Queue, SetWorkflowID
@@ -76,6 +77,14 @@ def ensure_dbos_launched() -> None:
     DBOS.launch()
 
 
+def shutdown_dbos() -> None:
+    """Stop this process's DBOS (pending workflows stay pending, to be recovered later)."""
+    DBOS.destroy(destroy_registry=False)
+    # DBOS made its thread pool the loop's default executor and has just shut it down.
+    with contextlib.suppress(RuntimeError):  # no running loop: nothing to repair
+        asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor())
+
+
 def provider_of(model_name: str) -> str:
     prefix, slash, _ = model_name.partition("/")
     return prefix if slash else "openai"
@@ -133,9 +142,7 @@ class DurableEngine:
         for task in running:
             task.cancel()
         await asyncio.gather(*running, return_exceptions=True)
-        DBOS.destroy(destroy_registry=False)
-        # DBOS made its thread pool the loop's default executor and has just shut it down.
-        asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor())
+        shutdown_dbos()
         workflows.bind(None)
 
     def schedules(self, orchestrator: RunOrchestrator, registry: AgentRegistry) -> DurableSchedules:
@@ -155,10 +162,18 @@ class DurableEngine:
     # ----- SegmentLauncher ---------------------------------------------------------------
 
     async def launch(self, run_id: str, segment: int, queue_name: str) -> None:
+        queue = await self._queue(queue_name or QUEUE_PREFIX + "default")
         with SetWorkflowID(workflows.segment_workflow_id(run_id, segment)):
-            await self._queues[queue_name or QUEUE_PREFIX + "default"].enqueue_async(
-                workflows.run_segment, run_id, segment
+            await queue.enqueue_async(workflows.run_segment, run_id, segment)
+
+    async def _queue(self, name: str) -> Queue:
+        """A queue this replica registered, or one another replica configured (a run queued
+        under another replica's provider limits): join it as it is, without changing its limits."""
+        if name not in self._queues:
+            self._queues[name] = await DBOS.register_queue_async(
+                name, polling_interval_sec=QUEUE_POLLING_INTERVAL_S, on_conflict="never_update"
             )
+        return self._queues[name]
 
     async def stop(self, run_id: str, segment: int) -> None:
         workflow_id = workflows.segment_workflow_id(run_id, segment)

@@ -3,6 +3,10 @@
 Tools are at-least-once: a tool that was running when its process died runs again on
 recovery, unless it is marked `not_idempotent`, in which case the model is told the call may
 or may not have happened instead (its start is marked in `tool_invocations` first).
+
+Steps are preemptible: when the segment's workflow is cancelled (CancelRun, possibly through
+another replica), DBOS notices within a second and aborts the model or tool call in flight,
+so its result is never recorded and the run cannot move on after being cancelled.
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ class DurableSteps:
         self._executor_id = executor_id
 
     async def model_call(self, model_name: str, call: Callable[[], Awaitable[Any]]) -> Any:
-        return await DBOS.run_step_async({"name": f"model:{model_name}"}, call)
+        return await DBOS.run_step_async({"name": f"model:{model_name}", "preemptible": True}, call)
 
     async def tool_call(self, tool: FunctionTool, call_id: str, call: Callable[[], Awaitable[Any]]) -> Any:
         async def invoke() -> Any:
@@ -53,4 +57,4 @@ class DurableSteps:
                 )
             return await call()
 
-        return await DBOS.run_step_async({"name": f"tool:{tool.name}"}, invoke)
+        return await DBOS.run_step_async({"name": f"tool:{tool.name}", "preemptible": True}, invoke)

@@ -156,7 +156,7 @@ def recorded_decisions(python_state_json: str) -> dict[str, RecordedDecision]:
     decisions = {}
     for item in data["current_step"]["data"]["interruptions"]:
         call_id = item["raw_item"]["call_id"]
-        record = records.get((item["agent"]["name"], item["tool_name"]))
+        record = records.get((item["agent"]["name"], item.get("tool_name", item["raw_item"]["name"])))
         if record is None:
             continue
         approved, rejected = record["approved"], record["rejected"]

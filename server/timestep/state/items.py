@@ -116,11 +116,10 @@ def item_to_python(item: Any) -> dict[str, Any]:
             ("type", "id", "callId", "name", "arguments", "status", "providerData"),
             "function_call item",
         )
-        expected = {"type": "function_call", **({"id": item["id"]} if "id" in item else {})}
-        provider_data = item.get("providerData") or {}
-        if any(provider_data.get(key, value) != value for key, value in expected.items()) or set(
-            provider_data
-        ) - set(expected):
+        # The TypeScript SDK repeats the item's type and id there; anything else is unknown.
+        provider_data = as_dict(item.get("providerData") or {}, "function_call providerData")
+        repeated = {"type": "function_call", "id": item.get("id")}
+        if any(key not in repeated or value != repeated[key] for key, value in provider_data.items()):
             raise Unsupported(f"function_call providerData {json.dumps(provider_data)}")
         call = {
             "arguments": item["arguments"],

@@ -227,17 +227,14 @@ class _Conversion:
                 first = evidence["items"][0]
                 if "item" in first and first["item"]["type"] == "tool_approval_item":
                     approval = self._item(first["item"])
-                    answered[(approval["agent"]["name"], approval["raw_item"]["call_id"])] = approval
+                    answered[_call_key(approval)] = approval
         session: list[dict[str, Any]] = []
         indexes: list[int] = []
-        for item in generated:
-            if item["type"] == "tool_call_output_item":
-                key = (item["agent"]["name"], item["raw_item"]["call_id"])
-                if key in answered:
-                    calls = {
-                        (i["agent"]["name"], i["raw_item"]["call_id"]) for i in generated[: len(indexes)]
-                    }
-                    session += [answered.pop(k) for k in [k for k in answered if k in calls]]
+        for index, item in enumerate(generated):
+            if item["type"] == "tool_call_output_item" and _call_key(item) in answered:
+                # Python kept them just before the first output they led to.
+                earlier_calls = {_call_key(i) for i in generated[:index]}
+                session += [answered.pop(key) for key in list(answered) if key in earlier_calls]
             indexes.append(len(session))
             session.append(item)
         return session, indexes
@@ -470,6 +467,11 @@ class _Conversion:
             "interruptions": interruptions,
             "mcp_tool_bindings": {},
         }
+
+
+def _call_key(item: dict[str, Any]) -> tuple[str, str]:
+    """(agent, call id) of a converted (Python) run item."""
+    return item["agent"]["name"], item["raw_item"]["call_id"]
 
 
 def _bare_tool_name(state_key: str) -> str:

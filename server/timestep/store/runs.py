@@ -449,7 +449,17 @@ class RunStore:
     async def append_events(
         self, run_id: str, segment: int, events: Sequence[PendingEvent]
     ) -> list[RunEvent]:
+        """Store events of a RUNNING segment. Events of a segment whose run has moved on (it was
+        cancelled while the segment was still executing somewhere) are dropped: nothing may
+        follow a run's final status."""
         async with self._pool.acquire() as connection, connection.transaction():
+            row = await connection.fetchrow(
+                "SELECT status, segment_count FROM runs WHERE id = $1 FOR UPDATE", run_id
+            )
+            if row is None:
+                raise run_not_found(run_id)
+            if row["status"] != RunStatus.RUNNING.value or row["segment_count"] != segment:
+                return []
             return await self._append(connection, run_id, segment, events)
 
     async def finish_segment(

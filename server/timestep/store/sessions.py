@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -23,14 +24,30 @@ class PostgresSession:
     def __init__(self, session_id: str, pool: asyncpg.Pool | None = None, *, replay_key: str = "") -> None:
         self.session_id = session_id
         self._pool = pool
-        # With a replay key (a run segment's identity), the n-th add_items call stores its items
-        # once: a replayed segment adding them again changes nothing.
+        # With a replay key (a run segment's identity), the session is rewound on first use to
+        # where it was before the segment: the items an earlier, interrupted attempt of the
+        # segment stored (keyed "<replay key>:<n-th add_items call>:<index>") are removed, so a
+        # replay reads the history the first attempt read and stores its items again itself.
+        # The keys also keep the n-th add_items call from storing its items twice.
         self._replay_key = replay_key
         self._adds = 0
+        self._ready = False
+        self._ready_lock = asyncio.Lock()
 
     async def _get_pool(self) -> asyncpg.Pool:
-        if self._pool is None:
-            self._pool = await shared_pool()
+        if not self._ready:
+            async with self._ready_lock:
+                if not self._ready:
+                    if self._pool is None:
+                        self._pool = await shared_pool()
+                    if self._replay_key:
+                        await self._pool.execute(
+                            "DELETE FROM session_items WHERE session_id = $1 AND starts_with(dedupe_key, $2)",
+                            self.session_id,
+                            f"{self._replay_key}:",
+                        )
+                    self._ready = True
+        assert self._pool is not None
         return self._pool
 
     async def get_items(self, limit: int | None = None) -> list[TResponseInputItem]:

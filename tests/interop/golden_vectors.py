@@ -9,7 +9,7 @@ pinned SDK writes for it and what the codec converts each into.
 All are stored pretty-printed (the SDKs' own spacing differs; key order is kept), so a change to
 an SDK or to the codec shows up as a readable diff. Regenerate after changing either:
 
-    python -m tests.interop.golden
+    python -m tests.interop.golden_vectors
 """
 
 from __future__ import annotations

@@ -1,0 +1,87 @@
+"""Agents for the durability tests, loaded by `timestep serve --agents tests.durability.agents:AGENTS`
+in the server processes the tests start (the repository root is on their PYTHONPATH).
+
+`worker`'s tools are slow on purpose, so that a test can kill the server while one runs. Each
+call of one (label L) appends "start <tool> L" to the file named by `TOOL_LOG_ENV`, waits until
+the marker file `<TOOL_GATES_ENV>/L` exists, then appends "end <tool> L"; each line is also sent
+to the test over the Unix socket named by `TOOL_SOCKET_ENV`, so it can wait for them. The log
+file counts executions across processes, which is what at-least-once and exactly-once are about.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+from typing import Any, Final
+
+from agents import Agent, function_tool
+from timestep import not_idempotent
+from timestep.examples.agents import AGENTS as EXAMPLE_AGENTS
+
+TOOL_LOG_ENV: Final = "TIMESTEP_TEST_TOOL_LOG"
+TOOL_GATES_ENV: Final = "TIMESTEP_TEST_TOOL_GATES"
+TOOL_SOCKET_ENV: Final = "TIMESTEP_TEST_TOOL_SOCKET"
+# How often a running tool looks for its marker file: the tool's own slowness, not a test wait.
+GATE_CHECK_S: Final = 0.02
+
+
+def _append(line: str) -> None:
+    with Path(os.environ[TOOL_LOG_ENV]).open("a", encoding="utf-8") as log:
+        log.write(line + "\n")
+        log.flush()
+        os.fsync(log.fileno())
+
+
+async def _announce(line: str) -> None:
+    _, writer = await asyncio.open_unix_connection(os.environ[TOOL_SOCKET_ENV])
+    writer.write(line.encode() + b"\n")
+    await writer.drain()
+    writer.close()
+    await writer.wait_closed()
+
+
+async def _log(line: str) -> None:
+    _append(line)
+    await _announce(line)
+
+
+async def _work(tool: str, label: str) -> str:
+    await _log(f"start {tool} {label}")
+    gate = Path(os.environ[TOOL_GATES_ENV]) / label
+    # The marker file comes from another process: there is no event to await, only the file.
+    while not gate.exists():  # noqa: ASYNC110
+        await asyncio.sleep(GATE_CHECK_S)
+    await _log(f"end {tool} {label}")
+    return f"{tool} {label} done"
+
+
+@function_tool
+async def slow_task(label: str) -> str:
+    """Do a slow piece of work named `label` (safe to repeat)."""
+    return await _work("slow_task", label)
+
+
+@not_idempotent
+@function_tool
+async def charge_card(label: str) -> str:
+    """Charge a card for order `label` (must not happen twice)."""
+    return await _work("charge_card", label)
+
+
+@function_tool(needs_approval=True)
+async def ship_order(label: str) -> str:
+    """Ship order `label`; a person approves each shipment first."""
+    return await _work("ship_order", label)
+
+
+worker = Agent(
+    name="worker",
+    instructions=(
+        "You do slow work with slow_task, charge cards with charge_card and ship orders with ship_order."
+    ),
+    model="gpt-4.1",
+    tools=[slow_task, charge_card, ship_order],
+)
+
+AGENTS: list[Agent[Any]] = [worker, *EXAMPLE_AGENTS]
