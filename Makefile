@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 INTEROP := tests/interop/ts
 
-.PHONY: serve test lint proto check-proto buf-lint clean
+.PHONY: serve test bench lint proto check-proto buf-lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,10 @@ serve: $(STAMP)
 ## test: install and run the whole test suite
 test: $(STAMP) $(INTEROP)/node_modules/.bin/tsc
 	$(BIN)/python -m pytest tests
+
+## bench: the benchmarks against the in-process SDK (docs/benchmarks.md); ~7 min on 2 cores
+bench: $(STAMP)
+	$(BIN)/python -m bench --json bench-results.json
 
 ## lint: ruff, mypy, buf lint and a check that generated code matches the protos
 lint: $(STAMP) node_modules/.bin/buf check-proto

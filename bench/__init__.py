@@ -1,1 +1,2 @@
-"""Benchmarks: scripts that start what they need, measure, and print figures."""
+"""Benchmarks: `python -m bench` measures the service against the in-process SDK and the
+database's floor (see docs/benchmarks.md)."""

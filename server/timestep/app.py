@@ -4,13 +4,21 @@ orderly shutdown."""
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 
 import asyncpg
 import grpc
+from grpc_health.v1.health import aio as health_aio
 
-from timestep.api.server import build_server
-from timestep.durability.engine import DurableEngine, ProviderLimits, default_executor_id
+from timestep.api.server import (
+    build_server,
+    server_options,
+    set_not_serving,
+)
+from timestep.durability.engine import DurableEngine, default_executor_id
+from timestep.observability.interceptor import Drain, ServiceInterceptor
+from timestep.observability.metrics import Metrics, MetricsServer
 from timestep.runs.events import EventBus
 from timestep.runs.launcher import InProcessLauncher, SegmentLauncher
 from timestep.runs.orchestrator import RunOrchestrator
@@ -18,15 +26,21 @@ from timestep.runs.relay import EventRelay
 from timestep.runs.schedules import NoSchedules, Schedules
 from timestep.runs.segments import SegmentExecutor
 from timestep.runtime.providers import ModelConfig
-from timestep.runtime.registry import DEFAULT_AGENTS, AgentRegistry, load_agents
-from timestep.runtime.runner import DEFAULT_MAX_TURNS
+from timestep.runtime.registry import AgentRegistry, load_agents
+from timestep.settings import (
+    DEFAULT_AGENTS,
+    DEFAULT_KEEPALIVE_TIME_MS,
+    DEFAULT_KEEPALIVE_TIMEOUT_MS,
+    DEFAULT_MAX_TURNS,
+    DEFAULT_REPLICA_TIMEOUT_S,
+    DEFAULT_SHUTDOWN_GRACE_S,
+    ProviderLimits,
+)
 from timestep.store.database import open_pool, redact, resolve_database
 from timestep.store.runs import RunStore
 from timestep.store.usage import UsageStore
 
 log = logging.getLogger(__name__)
-
-DEFAULT_REPLICA_TIMEOUT_S = 15.0
 
 
 @dataclass(frozen=True)
@@ -45,6 +59,12 @@ class ServiceConfig:
     provider_limits: dict[str, ProviderLimits] = field(default_factory=dict)
     # A replica silent this long is presumed dead and its segments are recovered elsewhere.
     replica_timeout_s: float = DEFAULT_REPLICA_TIMEOUT_S
+    # Prometheus metrics over HTTP on this port (0: any free port); None: no metrics endpoint.
+    metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
+    # gRPC keepalive pings on idle connections.
+    keepalive_time_ms: int = DEFAULT_KEEPALIVE_TIME_MS
+    keepalive_timeout_ms: int = DEFAULT_KEEPALIVE_TIMEOUT_MS
 
 
 class TimestepService:
@@ -58,6 +78,11 @@ class TimestepService:
         relay: EventRelay,
         server: grpc.aio.Server,
         port: int,
+        *,
+        health: health_aio.HealthServicer | None = None,
+        drain: Drain | None = None,
+        metrics: Metrics | None = None,
+        metrics_server: MetricsServer | None = None,
     ) -> None:
         self.pool = pool
         self.orchestrator = orchestrator
@@ -65,6 +90,13 @@ class TimestepService:
         self._relay = relay
         self.server = server
         self.port = port
+        self.health = health
+        self._drain = drain or Drain()
+        self.metrics = metrics
+        self._metrics_server = metrics_server
+        # The bound metrics port, when the metrics endpoint is on.
+        self.metrics_port = metrics_server.port if metrics_server else None
+        self._stopped = False
 
     @classmethod
     async def start(
@@ -110,7 +142,23 @@ class TimestepService:
             schedules = NoSchedules()
         await orchestrator.relaunch_queued()
         address = f"{config.host}:{config.port}"
-        server, _, port = await build_server(orchestrator, registry, UsageStore(pool), schedules, address)
+        metrics = Metrics(pool)
+        drain = Drain()
+        server, health, port = await build_server(
+            orchestrator,
+            registry,
+            UsageStore(pool),
+            schedules,
+            address,
+            interceptors=[ServiceInterceptor(metrics, drain)],
+            options=server_options(config.keepalive_time_ms, config.keepalive_timeout_ms),
+        )
+        metrics.observe_model_calls()
+        metrics_server: MetricsServer | None = None
+        if config.metrics_port is not None:
+            metrics_server = MetricsServer(metrics)
+            bound = await metrics_server.start(config.metrics_host, config.metrics_port)
+            log.info("metrics on http://%s:%s/metrics", config.metrics_host, bound)
         log.info(
             "serving %s on %s:%s (%s, executor %s)",
             ", ".join(registry.names()),
@@ -119,10 +167,49 @@ class TimestepService:
             "durable" if config.durable else "not durable",
             executor_id,
         )
-        return cls(pool, orchestrator, launcher, relay, server, port)
+        return cls(
+            pool,
+            orchestrator,
+            launcher,
+            relay,
+            server,
+            port,
+            health=health,
+            drain=drain,
+            metrics=metrics,
+            metrics_server=metrics_server,
+        )
 
-    async def stop(self, grace: float = 5.0) -> None:
+    @property
+    def draining(self) -> bool:
+        return self._drain.draining
+
+    async def drain(self) -> None:
+        """Begin shutting down: health turns NOT_SERVING (overall and per service), new RPCs are
+        refused with UNAVAILABLE, and open event streams end with UNAVAILABLE so that clients
+        reconnect (after the restart, or to another replica) from their last sequence. RPCs
+        already running carry on; `stop` waits for them."""
+        if self._drain.draining:
+            return
+        if self.health is not None:
+            await set_not_serving(self.health)
+        self._drain.begin()
+
+    async def stop(self, grace: float = DEFAULT_SHUTDOWN_GRACE_S) -> None:
+        """Drain, give running RPCs up to `grace` seconds, then stop. Run segments still in
+        flight stay pending in the database and are recovered when a replica with this
+        executor id starts again (or by another replica once this one's heartbeat is stale)."""
+        if self._stopped:
+            return
+        self._stopped = True
+        started = time.monotonic()
+        await self.drain()
         await self.server.stop(grace)
+        log.info("gRPC server stopped after %.1fs", time.monotonic() - started)
+        if self.metrics is not None:
+            self.metrics.stop_observing_model_calls()
+        if self._metrics_server is not None:
+            await self._metrics_server.stop()
         await self.launcher.close()
         await self._relay.stop()
         await self.pool.close()

@@ -7,11 +7,23 @@ import asyncio
 import logging
 import os
 import signal
+import sys
+from typing import TYPE_CHECKING
 
-from timestep.app import DEFAULT_REPLICA_TIMEOUT_S, ServiceConfig, TimestepService
-from timestep.durability.engine import ProviderLimits
-from timestep.runtime.registry import DEFAULT_AGENTS
-from timestep.runtime.runner import DEFAULT_MAX_TURNS
+from timestep import commands as client_commands
+from timestep.observability.logging import LOG_FORMATS, configure_logging
+from timestep.settings import (
+    DEFAULT_AGENTS,
+    DEFAULT_KEEPALIVE_TIME_MS,
+    DEFAULT_KEEPALIVE_TIMEOUT_MS,
+    DEFAULT_MAX_TURNS,
+    DEFAULT_REPLICA_TIMEOUT_S,
+    DEFAULT_SHUTDOWN_GRACE_S,
+    ProviderLimits,
+)
+
+if TYPE_CHECKING:
+    from timestep.app import ServiceConfig
 
 ENVIRONMENT = """\
 Environment:
@@ -38,8 +50,12 @@ Timestep runs OpenAI Agents SDK agents as a gRPC service with durable, human-in-
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="timestep", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="timestep",
+        description=DESCRIPTION,
+        epilog=client_commands.EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    client_commands.add_global_options(parser)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     serve = commands.add_parser(
         "serve",
@@ -64,6 +80,45 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR (default: %(default)s)"
+    )
+    serve.add_argument(
+        "--log-format",
+        choices=LOG_FORMATS,
+        default=os.environ.get("TIMESTEP_LOG_FORMAT", "text"),
+        help="text lines, or JSON lines with time, level, logger, message, run_id and request_id "
+        "(default: %(default)s)",
+    )
+    operations = serve.add_argument_group("operations")
+    operations.add_argument(
+        "--metrics-port",
+        type=int,
+        default=int(os.environ.get("TIMESTEP_METRICS_PORT", "0")),
+        help="serve Prometheus metrics at http://METRICS_HOST:PORT/metrics; 0 turns them off "
+        "(default: %(default)s)",
+    )
+    operations.add_argument(
+        "--metrics-host", default="127.0.0.1", help="address for the metrics endpoint (default: %(default)s)"
+    )
+    operations.add_argument(
+        "--keepalive-time",
+        type=float,
+        default=DEFAULT_KEEPALIVE_TIME_MS / 1000,
+        help="seconds between keepalive pings on an idle connection (default: %(default)s)",
+    )
+    operations.add_argument(
+        "--keepalive-timeout",
+        type=float,
+        default=DEFAULT_KEEPALIVE_TIMEOUT_MS / 1000,
+        help="seconds to wait for a keepalive ping's answer before closing the connection "
+        "(default: %(default)s)",
+    )
+    operations.add_argument(
+        "--shutdown-grace",
+        type=float,
+        default=DEFAULT_SHUTDOWN_GRACE_S,
+        help="on SIGTERM/SIGINT: health turns NOT_SERVING, new RPCs get UNAVAILABLE, event streams "
+        "end with UNAVAILABLE (clients reconnect), and running RPCs get this many seconds to finish "
+        "(default: %(default)s)",
     )
     durability = serve.add_argument_group("durability")
     durability.add_argument(
@@ -93,6 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds without a heartbeat after which a replica's segments are recovered by another "
         "(default: %(default)s)",
     )
+    client_commands.add_commands(commands)
     return parser
 
 
@@ -114,7 +170,9 @@ def parse_provider_limit(text: str) -> tuple[str, ProviderLimits]:
         raise argparse.ArgumentTypeError(f"{text!r}: {error}") from error
 
 
-async def serve(config: ServiceConfig) -> None:
+async def serve(config: ServiceConfig, shutdown_grace: float = DEFAULT_SHUTDOWN_GRACE_S) -> None:
+    from timestep.app import TimestepService  # the service itself loads only when serving
+
     service = await TimestepService.start(config)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -123,16 +181,18 @@ async def serve(config: ServiceConfig) -> None:
     # Only now: whoever waits for this line may stop the service right after reading it.
     print(f"timestep: serving on {config.host}:{service.port}", flush=True)
     await stop.wait()
-    logging.getLogger(__name__).info("shutting down")
-    await service.stop()
+    logging.getLogger(__name__).info("shutting down (grace %ss)", shutdown_grace)
+    await service.stop(shutdown_grace)
 
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    if args.command != "serve":
+        sys.exit(client_commands.run(args))
+    configure_logging(args.log_level, args.log_format)
     logging.getLogger("pgserver").setLevel(logging.WARNING)  # its INFO lines are initdb transcripts
+    from timestep.app import ServiceConfig
+
     config = ServiceConfig(
         host=args.host,
         port=args.port,
@@ -142,5 +202,9 @@ def main(argv: list[str] | None = None) -> None:
         executor_id=args.executor_id,
         provider_limits=dict(args.provider_limit),
         replica_timeout_s=args.replica_timeout,
+        metrics_port=args.metrics_port or None,
+        metrics_host=args.metrics_host,
+        keepalive_time_ms=round(args.keepalive_time * 1000),
+        keepalive_timeout_ms=round(args.keepalive_timeout * 1000),
     )
-    asyncio.run(serve(config))
+    asyncio.run(serve(config, args.shutdown_grace))

@@ -14,8 +14,9 @@ from tests.e2e.helpers import conversation, statuses
 from tests.fakes.openai_responses import FakeOpenAI, gate, text
 
 # How much a 1-second window may shrink because the time from a run's start on the queue to its
-# model request reaching the fake varies (two processes on two cores).
-WINDOW_TOLERANCE_S: Final = 0.15
+# model request reaching the fake varies (two processes on two cores, under CI load: up to about
+# 0.2 s was seen). Without the limit all ten requests arrive within a few tenths of a second.
+WINDOW_TOLERANCE_S: Final = 0.3
 
 
 async def test_concurrent_create_runs_with_one_request_id_make_one_run_and_one_model_call(

@@ -64,7 +64,8 @@ async def test_text_deltas_arrive_live_while_the_model_is_still_streaming(
     events = stream.received
     deltas = [e.text_delta.delta for e in events if is_text_delta(e)]
     assert "".join(deltas) == "The weather is lovely today."
-    assert len(deltas) == 5
+    # The first delta came alone; a reader slower than the model may get the rest merged.
+    assert 2 <= len(deltas) <= 5
     assert is_stop_status(events[-1]), "the stream ends right after the stop status"
     assert statuses(rest)[-1] == RunStatus.RUN_STATUS_COMPLETED
     final = await client.get_run(run.id)

@@ -114,14 +114,14 @@ async def test_unsubscribing_after_an_error_still_cleans_up() -> None:
     assert "run_a" not in bus._subscriptions
 
 
-def delta(run_id: str, text: str) -> RunEvent:
+def delta(run_id: str, text: str, item_id: str = "msg_1", agent: str = "assistant") -> RunEvent:
     """A live-only event: it has no sequence."""
     return RunEvent(
         run_id=run_id,
         sequence=0,
         segment=1,
         kind=EventKind.TEXT_DELTA,
-        payload={"delta": text},
+        payload={"agent": agent, "delta": text, "item_id": item_id},
         time=datetime.now(UTC),
     )
 
@@ -214,7 +214,25 @@ async def test_deliver_reaches_local_subscribers_without_forwarding() -> None:
 async def test_deliver_respects_the_subscriber_buffer() -> None:
     bus = EventBus(subscriber_buffer=2)
     with bus.subscribe("run_a") as subscription:
-        for text in ("a", "b", "c"):
-            bus.deliver(delta("run_a", text))
+        for text, item in (("a", "msg_1"), ("b", "msg_2"), ("c", "msg_3")):
+            bus.deliver(delta("run_a", text, item))
 
         assert await subscription.next_batch() is None
+
+
+async def test_a_slow_reader_gets_consecutive_deltas_of_one_item_merged_and_misses_no_text() -> None:
+    bus = EventBus(subscriber_buffer=3)
+    with bus.subscribe("run_a") as subscription:
+        for text in ("The", " weather", " is", " fine."):
+            bus.deliver(delta("run_a", text))
+        bus.deliver(delta("run_a", "Next", item_id="msg_2"))
+        bus.deliver(delta("run_a", "Other agent", item_id="msg_2", agent="billing"))
+
+        batch = await asyncio.wait_for(subscription.next_batch(), WAIT)
+
+    assert batch is not None
+    assert [(e.payload["agent"], e.payload["item_id"], e.payload["delta"]) for e in batch] == [
+        ("assistant", "msg_1", "The weather is fine."),
+        ("assistant", "msg_2", "Next"),
+        ("billing", "msg_2", "Other agent"),
+    ]

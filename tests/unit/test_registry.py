@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 from agents import Agent, RunContextWrapper, function_tool
 from timestep.errors import NotFoundError
-from timestep.runtime.registry import DEFAULT_AGENTS, AgentRegistry, describe_agent, load_agents
+from timestep.runtime.registry import AgentRegistry, describe_agent, load_agents
+from timestep.settings import DEFAULT_AGENTS
 
 HERE = __name__
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
@@ -24,6 +26,7 @@ from timestep.api.usage_service import UsageService
 from timestep.runs.orchestrator import RunOrchestrator
 from timestep.runs.schedules import Schedules
 from timestep.runtime.registry import AgentRegistry
+from timestep.settings import DEFAULT_KEEPALIVE_TIME_MS, DEFAULT_KEEPALIVE_TIMEOUT_MS
 from timestep.store.usage import UsageStore
 
 SERVICE_NAMES = (
@@ -34,15 +37,39 @@ SERVICE_NAMES = (
 )
 
 
+# Keepalive: ping an idle connection every `keepalive_time_ms` and drop it if the ping is not
+# answered within `keepalive_timeout_ms` (finds dead clients and keeps NAT/load-balancer
+# mappings alive); accept client pings down to every 10 s, also on connections with no call.
+MIN_CLIENT_PING_INTERVAL_MS = 10_000
+
+
+def server_options(
+    keepalive_time_ms: int = DEFAULT_KEEPALIVE_TIME_MS,
+    keepalive_timeout_ms: int = DEFAULT_KEEPALIVE_TIMEOUT_MS,
+) -> list[tuple[str, int]]:
+    return [
+        ("grpc.keepalive_time_ms", keepalive_time_ms),
+        ("grpc.keepalive_timeout_ms", keepalive_timeout_ms),
+        ("grpc.http2.min_ping_interval_without_data_ms", MIN_CLIENT_PING_INTERVAL_MS),
+        ("grpc.http2.max_pings_without_data", 0),
+        ("grpc.keepalive_permit_without_calls", 1),
+    ]
+
+
 async def build_server(
     orchestrator: RunOrchestrator,
     registry: AgentRegistry,
     usage: UsageStore,
     schedules: Schedules,
     address: str,
+    *,
+    interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
+    options: Sequence[tuple[str, int]] | None = None,
 ) -> tuple[grpc.aio.Server, health_aio.HealthServicer, int]:
     """A started server bound to `address`; returns it, its health servicer and the bound port."""
-    server = grpc.aio.server()
+    server = grpc.aio.server(
+        interceptors=list(interceptors), options=list(options if options is not None else server_options())
+    )
     runs_pb2_grpc.add_RunServiceServicer_to_server(RunService(orchestrator), server)
     agents_pb2_grpc.add_AgentServiceServicer_to_server(AgentService(registry), server)
     usage_pb2_grpc.add_UsageServiceServicer_to_server(UsageService(usage), server)
@@ -60,3 +87,9 @@ async def build_server(
     for name in ("", *SERVICE_NAMES):
         await health.set(name, health_pb2.HealthCheckResponse.SERVING)
     return server, health, port
+
+
+async def set_not_serving(health: health_aio.HealthServicer) -> None:
+    """Report NOT_SERVING overall and for every service (for load balancers and Watch callers)."""
+    for name in ("", *SERVICE_NAMES):
+        await health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)

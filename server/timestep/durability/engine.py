@@ -14,7 +14,6 @@ import contextlib
 import logging
 import socket
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 
 from dbos import DBOS, DBOSConfig, Queue, SetWorkflowID
 
@@ -24,6 +23,7 @@ from timestep.durability.schedules import DurableSchedules
 from timestep.runs.orchestrator import RunOrchestrator
 from timestep.runs.segments import SegmentExecutor
 from timestep.runtime.registry import AgentRegistry
+from timestep.settings import ProviderLimits
 from timestep.store.runs import RunStore
 
 log = logging.getLogger(__name__)
@@ -34,15 +34,6 @@ QUEUE_PREFIX = "timestep-"
 KNOWN_PROVIDERS = ("openai", "ollama")
 # How often queues look for work: the most a queued segment waits on an idle service.
 QUEUE_POLLING_INTERVAL_S = 0.05
-
-
-@dataclass(frozen=True)
-class ProviderLimits:
-    """Limits on one model provider's queue: segments running at once and starts per period."""
-
-    concurrency: int | None = None
-    requests: int | None = None
-    period_s: float = 1.0
 
 
 def default_executor_id(port: int) -> str:

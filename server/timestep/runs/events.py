@@ -14,10 +14,27 @@ import asyncio
 from collections import defaultdict, deque
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 
-from timestep.domain import RunEvent
+from timestep.domain import EventKind, RunEvent
 
 DEFAULT_SUBSCRIBER_BUFFER = 1024
+
+
+def merge_text_deltas(first: RunEvent, second: RunEvent) -> RunEvent | None:
+    """One text delta with both texts, when `second` continues `first` (same run, segment,
+    agent and output item); None otherwise."""
+    if first.kind is not EventKind.TEXT_DELTA or second.kind is not EventKind.TEXT_DELTA:
+        return None
+    a, b = first.payload, second.payload
+    if (first.run_id, first.segment, a["agent"], a["item_id"]) != (
+        second.run_id,
+        second.segment,
+        b["agent"],
+        b["item_id"],
+    ):
+        return None
+    return replace(first, payload={**a, "delta": a["delta"] + b["delta"]})
 
 
 class Subscription:
@@ -29,11 +46,15 @@ class Subscription:
         self._overflowed = False
 
     def push(self, event: RunEvent) -> None:
-        if len(self._buffer) >= self._limit:
+        if self._buffer and (merged := merge_text_deltas(self._buffer[-1], event)) is not None:
+            # A reader slower than the model gets fewer, longer deltas, never missing text.
+            self._buffer[-1] = merged
+        elif len(self._buffer) >= self._limit:
             self.reread()
+            return
         else:
             self._buffer.append(event)
-            self._wakeup.set()
+        self._wakeup.set()
 
     def reread(self) -> None:
         """Drop what is buffered; the subscriber will read the stored events from the store."""

@@ -18,12 +18,14 @@ from datetime import datetime
 import asyncpg
 
 from timestep.domain import EventKind, RunEvent
-from timestep.runs.events import EventBus
+from timestep.runs.events import EventBus, merge_text_deltas
 from timestep.store.runs import EVENTS_CHANNEL
 
 log = logging.getLogger(__name__)
 
 DELTAS_CHANNEL = "timestep_run_deltas"
+# NOTIFY payloads are limited to 8000 bytes; merged deltas stay well below (UTF-8, JSON escapes).
+MAX_DELTA_CHARS = 1500
 
 
 class EventRelay:
@@ -76,15 +78,28 @@ class EventRelay:
 
     async def _send_deltas(self) -> None:
         while True:
-            event = await self._outbox.get()
-            message = {
-                "origin": self._origin,
-                "run_id": event.run_id,
-                "segment": event.segment,
-                "payload": event.payload,
-                "time": event.time.isoformat(),
-            }
-            try:
-                await self._pool.execute("SELECT pg_notify($1, $2)", DELTAS_CHANNEL, json.dumps(message))
-            except (asyncpg.PostgresError, OSError) as error:  # live-only: losing one is acceptable
-                log.warning("could not relay a text delta of run %s: %s", event.run_id, error)
+            # Everything queued meanwhile goes out together, consecutive deltas merged, so a
+            # fast model costs a few notifications per batch rather than one per token.
+            batch = [await self._outbox.get()]
+            while not self._outbox.empty():
+                event = self._outbox.get_nowait()
+                merged = merge_text_deltas(batch[-1], event)
+                if merged is not None and len(merged.payload["delta"]) <= MAX_DELTA_CHARS:
+                    batch[-1] = merged
+                else:
+                    batch.append(event)
+            for event in batch:
+                await self._notify(event)
+
+    async def _notify(self, event: RunEvent) -> None:
+        message = {
+            "origin": self._origin,
+            "run_id": event.run_id,
+            "segment": event.segment,
+            "payload": event.payload,
+            "time": event.time.isoformat(),
+        }
+        try:
+            await self._pool.execute("SELECT pg_notify($1, $2)", DELTAS_CHANNEL, json.dumps(message))
+        except (asyncpg.PostgresError, OSError) as error:  # live-only: losing one is acceptable
+            log.warning("could not relay a text delta of run %s: %s", event.run_id, error)

@@ -17,12 +17,12 @@ import asyncpg
 
 from timestep.domain import EventKind, PendingEvent, Run, RunError, RunEvent, RunStatus, Usage
 from timestep.errors import FailedPreconditionError
+from timestep.observability.context import run_id_var
 from timestep.runs.events import EventBus
 from timestep.runtime.failures import describe_failure
 from timestep.runtime.providers import ModelConfig
 from timestep.runtime.registry import AgentRegistry
 from timestep.runtime.runner import (
-    DEFAULT_MAX_TURNS,
     AgentInput,
     SegmentResult,
     apply_decisions,
@@ -32,6 +32,7 @@ from timestep.runtime.runner import (
 )
 from timestep.runtime.steps import StepRunner
 from timestep.runtime.usage import model_name_for
+from timestep.settings import DEFAULT_MAX_TURNS
 from timestep.state.codec import PYTHON, describe
 from timestep.store.runs import RunStore, SegmentOutcome
 from timestep.store.sessions import PostgresSession
@@ -79,6 +80,7 @@ class SegmentExecutor:
         are stored once, and an outcome that was already recorded is not recorded again. A run
         cancelled meanwhile is left as it is.
         """
+        run_id_var.set(run_id)  # log lines of this segment carry its run id
         run, events = await self.store.begin_segment(run_id, segment)
         self.bus.publish(events)
         if run is None:
@@ -91,6 +93,7 @@ class SegmentExecutor:
             log.info("run %s segment %s: outcome discarded (%s)", run_id, segment, superseded.message)
             return
         self.bus.publish(events)
+        log.info("run %s segment %s ended %s", run_id, segment, outcome.status.value)
 
     async def _run_to_outcome(self, run: Run, segment: int, steps: StepRunner) -> SegmentOutcome:
         try:

@@ -13,8 +13,6 @@ from agents import Agent, FunctionTool, Handoff
 from timestep.errors import NotFoundError
 from timestep.runtime.steps import route_tools_through_steps
 
-DEFAULT_AGENTS = "timestep.examples.agents:AGENTS"
-
 
 @dataclass(frozen=True)
 class ToolInfo:

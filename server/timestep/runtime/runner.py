@@ -24,9 +24,8 @@ from timestep.runtime.steps import (
 )
 from timestep.runtime.translate import event_for_item, interruption_for, output_text
 from timestep.runtime.usage import UsageRecorder
+from timestep.settings import DEFAULT_MAX_TURNS
 from timestep.state.codec import PYTHON, convert
-
-DEFAULT_MAX_TURNS = 10
 
 AgentInput = str | list[Any] | RunState[Any, Any]
 StreamHandler = Callable[[StreamEvent], Awaitable[None]]

@@ -20,6 +20,8 @@ from agents import FunctionTool, Model, ModelBehaviorError, ModelProvider, Model
 from agents.tool_context import ToolContext
 from openai.types.responses import Response, ResponseCompletedEvent
 
+from timestep.runtime.observers import observed
+
 DeltaSink = Callable[[str, str], Awaitable[None]]  # (text delta, output item id)
 
 
@@ -63,7 +65,7 @@ class StepModel(Model):
 
     async def get_response(self, *args: Any, **kwargs: Any) -> ModelResponse:
         response: ModelResponse = await current_steps.get().model_call(
-            self._name, lambda: self._inner.get_response(*args, **kwargs)
+            self._name, observed(self._name, lambda: self._inner.get_response(*args, **kwargs))
         )
         return response
 
@@ -86,7 +88,9 @@ class StepModel(Model):
                 completed.output = finished_items
             return completed
 
-        response: Response = await current_steps.get().model_call(self._name, streamed_call)
+        response: Response = await current_steps.get().model_call(
+            self._name, observed(self._name, streamed_call)
+        )
         yield ResponseCompletedEvent(type="response.completed", response=response, sequence_number=0)
 
     async def close(self) -> None:

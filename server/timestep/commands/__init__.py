@@ -1,0 +1,77 @@
+"""The client subcommands of `timestep` (everything but `serve`): a friendly alternative to
+grpcurl, with `--json` output, a progress display while waiting, and exit codes for scripts."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Awaitable, Callable
+
+import grpc
+from timestep_client import TimestepClient
+
+from timestep.commands import agents, decisions, runs, schedules, state
+from timestep.commands.output import (
+    EXIT_CODES,
+    INTERRUPTED_BY_USER,
+    USAGE,
+    Output,
+    describe_error,
+    exit_code_for,
+)
+
+Handler = Callable[[TimestepClient, argparse.Namespace, Output], Awaitable[int]]
+
+DEFAULT_TARGET = "localhost:50051"
+
+
+def add_global_options(parser: argparse.ArgumentParser, *, suppress: bool = False) -> None:
+    """--target and --json; on subcommands (`suppress`) they only override what was given
+    before the subcommand, so both `timestep --json runs list` and `timestep runs list --json` work."""
+    parser.add_argument(
+        "--target",
+        metavar="HOST:PORT",
+        default=argparse.SUPPRESS if suppress else os.environ.get("TIMESTEP_TARGET", DEFAULT_TARGET),
+        help="the Timestep service to talk to (default: TIMESTEP_TARGET, else localhost:50051)",
+    )
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        default=argparse.SUPPRESS if suppress else False,
+        help="machine output: one JSON object per result (proto field names)",
+    )
+
+
+def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the client subcommands to `timestep`'s subparsers."""
+    common = argparse.ArgumentParser(add_help=False)
+    add_global_options(common, suppress=True)
+    for module in (runs, decisions, state, agents, schedules):
+        module.add_commands(commands, common)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the chosen client subcommand; returns the exit code."""
+    try:
+        return asyncio.run(_run(args))
+    except KeyboardInterrupt:
+        return INTERRUPTED_BY_USER
+
+
+async def _run(args: argparse.Namespace) -> int:
+    handler: Handler = args.handler
+    output = Output(args.json)
+    async with TimestepClient(args.target) as client:
+        try:
+            return await handler(client, args, output)
+        except grpc.aio.AioRpcError as error:
+            print(f"timestep: {describe_error(error)}", file=sys.stderr)
+            return exit_code_for(error.code())
+        except OSError as error:  # reading or writing a state file
+            print(f"timestep: {error}", file=sys.stderr)
+            return USAGE
+
+
+__all__ = ["EXIT_CODES", "add_commands", "add_global_options", "run"]

@@ -1,0 +1,49 @@
+"""The CLI's rendering helpers: the progress display on a terminal and in a pipe, and exit codes."""
+
+from __future__ import annotations
+
+import io
+
+import grpc
+from timestep.commands.output import REFUSED, UNAVAILABLE, Progress, exit_code_for
+from timestep_client.v1 import runs_pb2
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def status_event(status: runs_pb2.RunStatus, sequence: int) -> runs_pb2.RunEvent:
+    return runs_pb2.RunEvent(sequence=sequence, status_changed=runs_pb2.StatusChanged(status=status))
+
+
+async def test_on_a_terminal_progress_redraws_one_status_line_and_clears_it() -> None:
+    terminal = Terminal()
+    async with Progress("run_1", terminal) as progress:
+        progress.event(status_event(runs_pb2.RUN_STATUS_RUNNING, 1))
+        progress.event(runs_pb2.RunEvent(text_delta=runs_pb2.TextDelta(delta="Hi")))
+
+    written = terminal.getvalue()
+    assert "\rrun_1" not in written  # every redraw starts with the spinner frame
+    assert "run run_1: RUNNING" in written
+    assert "run run_1: writing…" in written
+    assert "\n" not in written  # one line, redrawn in place
+    assert written.endswith("\r\x1b[K")  # and cleared at the end
+
+
+async def test_in_a_pipe_progress_prints_plain_lines_without_deltas() -> None:
+    pipe = io.StringIO()
+    async with Progress("run_2", pipe) as progress:
+        progress.event(status_event(runs_pb2.RUN_STATUS_RUNNING, 3))
+        progress.event(runs_pb2.RunEvent(text_delta=runs_pb2.TextDelta(delta="Hi")))
+
+    assert pipe.getvalue().splitlines() == ["waiting for run run_2", "#3 status RUNNING"]
+    assert "\x1b" not in pipe.getvalue()
+
+
+def test_status_codes_map_to_documented_exit_codes() -> None:
+    assert exit_code_for(grpc.StatusCode.FAILED_PRECONDITION) == REFUSED
+    assert exit_code_for(grpc.StatusCode.ALREADY_EXISTS) == REFUSED
+    assert exit_code_for(grpc.StatusCode.UNAVAILABLE) == UNAVAILABLE
+    assert exit_code_for(grpc.StatusCode.INTERNAL) == 7
