@@ -16,8 +16,10 @@ import asyncpg
 from agents import RunConfig
 from timestep.app import ServiceConfig, TimestepService
 from timestep.runtime.providers import ModelConfig
-from timestep.store.database import resolve_server, with_database
+from timestep.store.database import resolve_server
 from timestep_client import TimestepClient
+
+from tests.harness import temporary_database
 
 REPO = Path(__file__).resolve().parent.parent
 API_KEY = "bench"
@@ -62,21 +64,8 @@ class FakeModelProcess:
 @asynccontextmanager
 async def database(prefix: str = "timestep_bench") -> AsyncIterator[str]:
     """A database created for the benchmark and dropped after it (found like the service's)."""
-    admin = (await resolve_server()).dsn
-    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
-    connection = await asyncpg.connect(admin)
-    try:
-        await connection.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await connection.close()
-    try:
-        yield with_database(admin, name)
-    finally:
-        connection = await asyncpg.connect(admin)
-        try:
-            await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await connection.close()
+    async with temporary_database((await resolve_server()).dsn, prefix) as url:
+        yield url
 
 
 @dataclass

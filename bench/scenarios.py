@@ -8,7 +8,6 @@ import itertools
 import json
 import os
 import signal
-import socket
 import statistics
 import sys
 import time
@@ -23,6 +22,7 @@ from timestep_client import InterruptionStatus, RunStatus, TimestepClient
 
 from bench.environment import API_KEY, REPO, Bench, database
 from bench.report import Row
+from tests.harness import FAST_RECONNECT, free_port
 
 Scenario = Callable[[Bench], Awaitable[list[Row]]]
 
@@ -526,25 +526,12 @@ async def growth(bench: Bench) -> list[Row]:
 
 # ----- 6. recovery -----------------------------------------------------------------------------
 
-FAST_RECONNECT = [
-    ("grpc.initial_reconnect_backoff_ms", 100),
-    ("grpc.min_reconnect_backoff_ms", 100),
-    ("grpc.max_reconnect_backoff_ms", 500),
-]
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
 
 class ServerProcess:
     """`python -m timestep serve`, restartable with the same executor id and port."""
 
     def __init__(self, database_url: str, model_url: str) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.env = {
             **os.environ,
             "PG_CONNECTION_URI": database_url,

@@ -8,47 +8,30 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
-import asyncpg
 import pytest
 from timestep.app import ServiceConfig, TimestepService
 from timestep.runtime.providers import ModelConfig
 from timestep.runtime.registry import AgentRegistry
-from timestep.store.database import resolve_server, with_database
+from timestep.store.database import resolve_server
 from timestep_client import TimestepClient
 
 from tests.fakes.ollama import FakeOllama
 from tests.fakes.openai_responses import FakeOpenAI
+from tests.harness import create_database, drop_database
 
 TEST_API_KEY = "sk-test-timestep-0123456789"
-
-
-async def _create_database(admin_dsn: str, name: str) -> None:
-    connection = await asyncpg.connect(admin_dsn)
-    try:
-        await connection.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await connection.close()
-
-
-async def _drop_database(admin_dsn: str, name: str) -> None:
-    connection = await asyncpg.connect(admin_dsn)
-    try:
-        await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await connection.close()
 
 
 @pytest.fixture(scope="session")
 def database_url() -> Iterator[str]:
     """A database created for this test run and dropped after it."""
     # Found the way the service finds its server: PG_CONNECTION_URI, localhost:5432, embedded.
-    admin = asyncio.run(resolve_server()).dsn
-    name = f"timestep_test_{uuid.uuid4().hex[:12]}"
-    asyncio.run(_create_database(admin, name))
+    server = asyncio.run(resolve_server()).dsn
+    database_dsn = asyncio.run(create_database(server, "timestep_test"))
     try:
-        yield with_database(admin, name)
+        yield database_dsn
     finally:
-        asyncio.run(_drop_database(admin, name))
+        asyncio.run(drop_database(database_dsn))
 
 
 @pytest.fixture

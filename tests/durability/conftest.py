@@ -11,24 +11,21 @@ import asyncio
 import contextlib
 import os
 import signal
-import socket
 import sys
 import tempfile
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
 import asyncpg
-import grpc
 import pytest
-from timestep.store.database import with_database
 from timestep_client import RunEvent, TimestepClient
 
 from tests.durability.agents import TOOL_GATES_ENV, TOOL_LOG_ENV, TOOL_SOCKET_ENV
 from tests.e2e.helpers import is_stop_status
 from tests.fakes.openai_responses import FakeOpenAI
+from tests.harness import connect, free_port, temporary_database
 
 REPO: Final = Path(__file__).resolve().parents[2]
 AGENTS: Final = "tests.durability.agents:AGENTS"
@@ -38,26 +35,6 @@ SHUTDOWN_TIMEOUT: Final = 20.0
 WAIT: Final = 30.0
 """Upper bound for waits that span a restart or a recovery; never used as a sleep."""
 API_KEY: Final = "test"
-# Reconnect fast once a killed server is back (gRPC's default backoff starts at 1 s and grows).
-FAST_RECONNECT: Final = [
-    ("grpc.initial_reconnect_backoff_ms", 100),
-    ("grpc.min_reconnect_backoff_ms", 100),
-    ("grpc.max_reconnect_backoff_ms", 500),
-]
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-def connect(address: str) -> TimestepClient:
-    """A client whose channel reconnects within half a second of its server coming back."""
-    return TimestepClient(channel=grpc.aio.insecure_channel(address, options=FAST_RECONNECT))
-
-
 # ----- a database per test -------------------------------------------------------------------
 
 
@@ -65,21 +42,8 @@ def connect(address: str) -> TimestepClient:
 async def durable_database(database_url: str) -> AsyncIterator[str]:
     """A fresh database for one test: its DBOS queues (their limits live in the database),
     workflows, replicas and schedules are its own."""
-    admin = with_database(database_url, "postgres")
-    name = f"timestep_durable_{uuid.uuid4().hex[:12]}"
-    connection = await asyncpg.connect(admin)
-    try:
-        await connection.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await connection.close()
-    try:
-        yield with_database(database_url, name)
-    finally:
-        connection = await asyncpg.connect(admin)
-        try:
-            await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await connection.close()
+    async with temporary_database(database_url, "timestep_durable") as url:
+        yield url
 
 
 @pytest.fixture

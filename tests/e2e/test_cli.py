@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from timestep_client import RunStatus, TimestepClient
 
 from tests.e2e.helpers import WAIT
 from tests.fakes.openai_responses import FakeOpenAI, text
+from tests.harness import free_port
 
 REPO: Final = Path(__file__).resolve().parents[2]
 # Starting imports the Agents SDK and migrates the database: allow more than a plain RPC.
@@ -35,13 +35,6 @@ ENVIRONMENT_VARIABLES: Final = (
     "TIMESTEP_DATA_DIR",
     "TIMESTEP_AGENTS",
 )
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def cli_environment(**overrides: str) -> dict[str, str]:

@@ -19,8 +19,9 @@ from timestep.app import TimestepService
 from timestep_client import Run, RunStatus, TimestepClient
 
 from tests.e2e.helpers import EMAIL_ARGS, EMAIL_SENT, WAIT, function_call_outputs, unique
-from tests.e2e.test_cli import REPO, cli_environment, free_port
+from tests.e2e.test_cli import REPO, cli_environment
 from tests.fakes.openai_responses import FakeOpenAI, text, tool_call
+from tests.harness import free_port
 
 # Each process imports the service package before it talks: allow more than a plain RPC.
 CLI_TIMEOUT: Final = 60.0

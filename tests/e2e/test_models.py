@@ -31,7 +31,7 @@ from tests.e2e.helpers import (
 )
 from tests.fakes.firecrawl import FakeFirecrawl, hit, results
 from tests.fakes.ollama import FakeOllama
-from tests.fakes.openai_responses import FakeOpenAI, error, gate, text, tool_call
+from tests.fakes.openai_responses import FakeOpenAI, error, text, tool_call
 
 OLLAMA_MODEL = "ollama/llama3.2"
 OLLAMA_KEY = "ollama-secret-key-5c1d"
@@ -129,18 +129,19 @@ async def test_text_deltas_from_an_ollama_model_arrive_live_over_grpc(
 async def test_text_deltas_from_an_openai_model_arrive_live_over_grpc(
     client: TimestepClient, fake_openai: FakeOpenAI
 ) -> None:
-    release = asyncio.Event()
-    fake_openai.script(gate(text("Streaming from OpenAI."), release))
+    rest = asyncio.Event()
+    fake_openai.script(text("Streaming from OpenAI.", pause_after_first_delta=rest))
     run = await client.create_run("assistant", "Stream something", model="openai/gpt-4.1")
 
     async with EventStream(client, run.id) as stream:
-        await fake_openai.wait_for_requests(1)
-        release.set()
+        first = await stream.wait_for(is_kind("text_delta"))
+        assert first.text_delta.delta == "Streaming"
+        assert (await client.get_run(run.id)).status == RunStatus.RUN_STATUS_RUNNING
+        rest.set()
         await stream.rest()
 
     deltas = [e.text_delta.delta for e in stream.received if is_kind("text_delta")(e)]
     assert "".join(deltas) == "Streaming from OpenAI."
-    assert len(deltas) == 3
 
 
 async def test_an_ollama_tool_call_that_needs_approval_completes_the_full_hitl_cycle(

@@ -1,0 +1,65 @@
+"""Pieces the tests and the benchmarks share: throwaway databases, free ports, and clients that
+reconnect quickly to a restarted server."""
+
+from __future__ import annotations
+
+import socket
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Final
+from urllib.parse import urlsplit
+
+import asyncpg
+import grpc
+from timestep.store.database import with_database
+from timestep_client import TimestepClient
+
+# Reconnect fast once a killed server is back (gRPC's default backoff starts at 1 s and grows).
+FAST_RECONNECT: Final = [
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 500),
+]
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def connect(address: str) -> TimestepClient:
+    """A client whose channel reconnects within half a second of its server coming back."""
+    return TimestepClient(channel=grpc.aio.insecure_channel(address, options=FAST_RECONNECT))
+
+
+async def _execute(server_dsn: str, statement: str) -> None:
+    connection = await asyncpg.connect(with_database(server_dsn, "postgres"))
+    try:
+        await connection.execute(statement)
+    finally:
+        await connection.close()
+
+
+async def create_database(server_dsn: str, prefix: str) -> str:
+    """A new, empty database on the server of `server_dsn`; returns its DSN."""
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    await _execute(server_dsn, f'CREATE DATABASE "{name}"')
+    return with_database(server_dsn, name)
+
+
+async def drop_database(database_dsn: str) -> None:
+    name = urlsplit(database_dsn).path.lstrip("/")
+    await _execute(database_dsn, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@asynccontextmanager
+async def temporary_database(server_dsn: str, prefix: str) -> AsyncIterator[str]:
+    """A database on the server of `server_dsn`, created for the block and dropped after it."""
+    database_dsn = await create_database(server_dsn, prefix)
+    try:
+        yield database_dsn
+    finally:
+        await drop_database(database_dsn)
