@@ -1081,7 +1081,7 @@ async def recovered_by(pool: asyncpg.Pool, *executor_ids: str) -> dict[str, str 
     return {row["executor_id"]: row["recovered_by"] for row in rows}
 
 
-async def test_dead_replicas_are_claimed_once_and_never_by_themselves(
+async def test_dead_replicas_are_claimed_once_by_a_live_replica_and_never_by_themselves(
     store: RunStore, pool: asyncpg.Pool
 ) -> None:
     dead_a, dead_b, quiet, alive, claimer, latecomer = (unique("replica") for _ in range(6))
@@ -1096,11 +1096,19 @@ async def test_dead_replicas_are_claimed_once_and_never_by_themselves(
     # The claimer's own heartbeat is as stale as the dead ones', yet it does not claim itself.
     assert set(claimed) & ours == {dead_a, dead_b}
     assert set(await store.claim_dead_replicas(claimer, REPLICA_TIMEOUT_S)) & ours == set()
-    # Another replica finds the stale claimer, but not the replicas already claimed.
-    assert set(await store.claim_dead_replicas(latecomer, REPLICA_TIMEOUT_S)) & ours == {claimer}
+    # The claimer has gone silent too, so another replica claims it and, since nobody alive is
+    # recovering them any more, the replicas it had claimed.
+    assert set(await store.claim_dead_replicas(latecomer, REPLICA_TIMEOUT_S)) & ours == {
+        claimer,
+        dead_a,
+        dead_b,
+    }
+    # With a live claimer (the latecomer heartbeats), nothing is claimed twice.
+    await store.heartbeat(latecomer)
+    assert set(await store.claim_dead_replicas(alive, REPLICA_TIMEOUT_S)) & ours == set()
     assert await recovered_by(pool, *ours) == {
-        dead_a: claimer,
-        dead_b: claimer,
+        dead_a: latecomer,
+        dead_b: latecomer,
         claimer: latecomer,
         quiet: None,
         alive: None,
@@ -1114,6 +1122,8 @@ async def test_concurrent_claimers_claim_each_dead_replica_once(store: RunStore,
         await store.heartbeat(executor_id)
     await silence(pool, 2 * REPLICA_TIMEOUT_S, *dead)
     claimers = [unique("claimer") for _ in range(6)]
+    for claimer in claimers:  # a replica heartbeats before it looks for dead ones
+        await store.heartbeat(claimer)
 
     results = await asyncio.gather(
         *(store.claim_dead_replicas(claimer, REPLICA_TIMEOUT_S) for claimer in claimers)

@@ -299,12 +299,18 @@ class RunStore:
         )
 
     async def claim_dead_replicas(self, claimer: str, timeout_s: float) -> list[str]:
-        """Replicas silent for longer than `timeout_s`, claimed for recovery by `claimer`."""
+        """Replicas silent for longer than `timeout_s`, claimed for recovery by `claimer`: those
+        nobody claimed, and those whose claimer died too (recovering again is harmless: what was
+        recovered already belongs to the claimer)."""
         rows = await self._pool.fetch(
-            """UPDATE replicas SET recovered_by = $1
-               WHERE executor_id <> $1 AND recovered_by IS NULL
-                 AND heartbeat_time < clock_timestamp() - make_interval(secs => $2)
-               RETURNING executor_id""",
+            """UPDATE replicas AS dead SET recovered_by = $1
+               WHERE dead.executor_id <> $1
+                 AND dead.heartbeat_time < clock_timestamp() - make_interval(secs => $2)
+                 AND (dead.recovered_by IS NULL OR dead.recovered_by <> $1 AND NOT EXISTS (
+                        SELECT 1 FROM replicas AS claimer
+                        WHERE claimer.executor_id = dead.recovered_by
+                          AND claimer.heartbeat_time >= clock_timestamp() - make_interval(secs => $2)))
+               RETURNING dead.executor_id""",
             claimer,
             timeout_s,
         )
