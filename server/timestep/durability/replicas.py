@@ -2,8 +2,9 @@
 
 DBOS recovers a process's own pending workflows when that process starts again. A replica
 that never comes back would strand its segments, so every replica heartbeats into `replicas`,
-and one whose heartbeat is older than the timeout is claimed (once, by one live replica, in a
-transaction) and its pending workflows are recovered by the claimer.
+and one whose heartbeat is older than the timeout is claimed (by one live replica, in a
+transaction) and its pending workflows are recovered by the claimer. If the claimer dies too,
+another live replica claims both.
 
 The timeout is the claimer's: replicas may be started with different `--replica-timeout`s, so
 each heartbeats at least every `MAX_HEARTBEAT_PERIOD_S` whatever its own timeout. Otherwise a
