@@ -1,12 +1,14 @@
-"""Pieces the tests and the benchmarks share: throwaway databases, free ports, and clients that
-reconnect quickly to a restarted server."""
+"""Pieces the tests and the benchmarks share: throwaway databases, free ports, clients that
+reconnect quickly to a restarted server, and commands run to completion with a timeout."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Final
 from urllib.parse import urlsplit
 
@@ -33,6 +35,34 @@ def free_port() -> int:
 def connect(address: str) -> TimestepClient:
     """A client whose channel reconnects within half a second of its server coming back."""
     return TimestepClient(channel=grpc.aio.insecure_channel(address, options=FAST_RECONNECT))
+
+
+async def run_to_completion(
+    *argv: str,
+    limit_s: float,
+    stdin: str | None = None,
+    cwd: Path | str | None = None,
+    env: Mapping[str, str] | None = None,
+) -> tuple[int, str, str]:
+    """Run a command to its end (killed if it outlives `limit_s`): exit code, stdout, stderr."""
+    process = await asyncio.create_subprocess_exec(
+        *argv,
+        cwd=cwd,
+        env=dict(env) if env is not None else None,
+        stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        stdout, stderr = await asyncio.wait_for(
+            process.communicate(stdin.encode() if stdin is not None else None), limit_s
+        )
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+        raise
+    assert process.returncode is not None
+    return process.returncode, stdout.decode(), stderr.decode()
 
 
 async def _execute(server_dsn: str, statement: str) -> None:

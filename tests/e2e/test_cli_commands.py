@@ -21,7 +21,7 @@ from timestep_client import Run, RunStatus, TimestepClient
 from tests.e2e.helpers import EMAIL_ARGS, EMAIL_SENT, WAIT, function_call_outputs, unique
 from tests.e2e.test_cli import REPO, cli_environment
 from tests.fakes.openai_responses import FakeOpenAI, text, tool_call
-from tests.harness import free_port
+from tests.harness import free_port, run_to_completion
 
 # Each process imports the service package before it talks: allow more than a plain RPC.
 CLI_TIMEOUT: Final = 60.0
@@ -42,29 +42,10 @@ class Result:
 
 async def timestep(target: str, *args: str, stdin: str | None = None) -> Result:
     """`python -m timestep --target TARGET ARGS`, run to completion."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "timestep",
-        "--target",
-        target,
-        *args,
-        cwd=REPO,
-        env=cli_environment(),
-        stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
+    argv = (sys.executable, "-m", "timestep", "--target", target, *args)
+    return Result(
+        *await run_to_completion(*argv, limit_s=CLI_TIMEOUT, stdin=stdin, cwd=REPO, env=cli_environment())
     )
-    try:
-        stdout, stderr = await asyncio.wait_for(
-            process.communicate(stdin.encode() if stdin is not None else None), CLI_TIMEOUT
-        )
-    except TimeoutError:
-        process.kill()
-        await process.wait()
-        raise
-    assert process.returncode is not None
-    return Result(process.returncode, stdout.decode(), stderr.decode())
 
 
 def target(service: TimestepService) -> str:

@@ -7,7 +7,6 @@ The service runs in the test's event loop, so grpcurl runs with `asyncio.create_
 
 from __future__ import annotations
 
-import asyncio
 import json
 import shutil
 import sys
@@ -21,6 +20,7 @@ from timestep_client import TimestepClient
 
 from tests.e2e.helpers import WAIT
 from tests.fakes.openai_responses import FakeOpenAI, text
+from tests.harness import run_to_completion
 
 RUN_SERVICE: Final = "timestep.v1.RunService"
 AGENT_SERVICE: Final = "timestep.v1.AgentService"
@@ -54,22 +54,8 @@ class Result:
 async def grpcurl(service: TimestepService, *args: str, data: Any = None) -> Result:
     """Run `grpcurl -plaintext [-d DATA] 127.0.0.1:PORT ARGS...`."""
     flags = ["-plaintext"] if data is None else ["-plaintext", "-d", json.dumps(data)]
-    process = await asyncio.create_subprocess_exec(
-        find_grpcurl(),
-        *flags,
-        f"127.0.0.1:{service.port}",
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        stdout, stderr = await asyncio.wait_for(process.communicate(), WAIT)
-    except TimeoutError:
-        process.kill()
-        await process.wait()
-        raise
-    assert process.returncode is not None
-    return Result(process.returncode, stdout.decode(), stderr.decode())
+    argv = (find_grpcurl(), *flags, f"127.0.0.1:{service.port}", *args)
+    return Result(*await run_to_completion(*argv, limit_s=WAIT))
 
 
 async def test_list_shows_our_services_and_health(service: TimestepService) -> None:

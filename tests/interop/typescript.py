@@ -9,13 +9,14 @@ key and tracing off, so nothing leaves the machine.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final
+
+from tests.harness import run_to_completion
 
 PACKAGE: Final = Path(__file__).resolve().parent / "ts"
 NODE_TIMEOUT: Final = 60.0
@@ -40,24 +41,12 @@ async def run_node(script: str, *args: str, model_url: str) -> str:
         "OPENAI_API_KEY": "sk-test-typescript",
         "OPENAI_AGENTS_DISABLE_TRACING": "1",
     }
-    process = await asyncio.create_subprocess_exec(
-        "node",
-        f"dist/{script}.js",
-        *args,
-        cwd=PACKAGE,
-        env=environment,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
+    code, stdout, stderr = await run_to_completion(
+        "node", f"dist/{script}.js", *args, limit_s=NODE_TIMEOUT, cwd=PACKAGE, env=environment
     )
-    try:
-        stdout, stderr = await asyncio.wait_for(process.communicate(), NODE_TIMEOUT)
-    except TimeoutError:
-        process.kill()
-        await process.wait()
-        raise
-    if process.returncode != 0:
-        raise AssertionError(f"{script} {' '.join(args)} failed ({process.returncode}):\n{stderr.decode()}")
-    return stdout.decode()
+    if code != 0:
+        raise AssertionError(f"{script} {' '.join(args)} failed ({code}):\n{stderr}")
+    return stdout
 
 
 async def run_scenario(command: str, spec: Mapping[str, Any], *, model_url: str) -> Any:
