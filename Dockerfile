@@ -19,5 +19,16 @@ ENV PATH=/opt/timestep/bin:$PATH \
 USER timestep
 VOLUME ["/data"]
 EXPOSE 50051
-# Set PG_CONNECTION_URI to use an external PostgreSQL; otherwise an embedded one keeps its data in /data.
+# The gRPC health check (overall status): NOT_SERVING while draining on SIGTERM, so the container
+# turns unhealthy as soon as it stops taking calls.
+HEALTHCHECK --interval=10s --timeout=8s --start-period=60s --retries=3 \
+  CMD ["timestep", "health", "--target", "127.0.0.1:50051", "--timeout", "5"]
+# Environment (see `timestep serve --help` and the README's "Operating Timestep"):
+#   TIMESTEP_API_KEYS  'tenant:sha256:<hex>' entries (`timestep api-keys create --tenant NAME`); the
+#                      service refuses to listen on 0.0.0.0 without keys unless given
+#                      --allow-unauthenticated
+#   PG_CONNECTION_URI  an external PostgreSQL; otherwise an embedded one keeps its data in /data
+#   OPENAI_API_KEY, OPENAI_BASE_URL, OLLAMA_HOST, OLLAMA_API_KEY, FIRECRAWL_API_KEY  model and tool access
+#   TIMESTEP_TLS_CERT, TIMESTEP_TLS_KEY, TIMESTEP_TLS_CLIENT_CA  TLS / mTLS
+#   TIMESTEP_LOG_FORMAT=json, TIMESTEP_METRICS_PORT  operations
 CMD ["timestep", "serve", "--host", "0.0.0.0", "--port", "50051"]

@@ -7,6 +7,8 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import replace
+from typing import Any
 
 import pytest
 from timestep.app import ServiceConfig, TimestepService
@@ -15,11 +17,13 @@ from timestep.runtime.registry import AgentRegistry
 from timestep.store.database import resolve_server
 from timestep_client import TimestepClient
 
+from tests.fakes.firecrawl import FakeFirecrawl
 from tests.fakes.ollama import FakeOllama
 from tests.fakes.openai_responses import FakeOpenAI
 from tests.harness import create_database, drop_database
 
 TEST_API_KEY = "sk-test-timestep-0123456789"
+FIRECRAWL_TEST_KEY = "fc-test-timestep-31c7a9e2"
 
 
 @pytest.fixture(scope="session")
@@ -37,6 +41,15 @@ def database_url() -> Iterator[str]:
 @pytest.fixture
 async def fake_openai() -> AsyncIterator[FakeOpenAI]:
     async with FakeOpenAI() as fake:
+        yield fake
+
+
+@pytest.fixture
+async def firecrawl(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FakeFirecrawl]:
+    """A fake Firecrawl that the web_search tool uses (FIRECRAWL_BASE_URL) with FIRECRAWL_TEST_KEY."""
+    async with FakeFirecrawl() as fake:
+        monkeypatch.setenv("FIRECRAWL_API_KEY", FIRECRAWL_TEST_KEY)
+        monkeypatch.setenv("FIRECRAWL_BASE_URL", fake.base_url)
         yield fake
 
 
@@ -65,14 +78,15 @@ StartService = Callable[..., AbstractAsyncContextManager[TimestepService]]
 
 @pytest.fixture
 def start_service(database_url: str) -> StartService:
-    """`async with start_service(model_config, registry=None) as service:` a service of its own."""
+    """`async with start_service(model_config, registry=None, **config) as service:` a service of
+    its own; `config` overrides ServiceConfig fields (e.g. `limits=Limits(...)`)."""
 
     @asynccontextmanager
     async def start(
-        model_config: ModelConfig, registry: AgentRegistry | None = None
+        model_config: ModelConfig, registry: AgentRegistry | None = None, **config: Any
     ) -> AsyncIterator[TimestepService]:
         running = await TimestepService.start(
-            service_config(database_url), model_config=model_config, registry=registry
+            replace(service_config(database_url), **config), model_config=model_config, registry=registry
         )
         try:
             yield running

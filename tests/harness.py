@@ -1,12 +1,16 @@
 """Pieces the tests and the benchmarks share: throwaway databases, free ports, clients that
-reconnect quickly to a restarted server, and commands run to completion with a timeout."""
+reconnect quickly to a restarted server, commands run to completion with a timeout, and a scan
+for leaked secrets."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
+import re
 import socket
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Final
@@ -93,3 +97,53 @@ async def temporary_database(server_dsn: str, prefix: str) -> AsyncIterator[str]
         yield database_dsn
     finally:
         await drop_database(database_dsn)
+
+
+# Long enough runs of base64 to hold a key: DBOS stores workflow and step values pickled, base64-encoded.
+_BASE64 = re.compile(r"[A-Za-z0-9+/]{24,}={0,2}")
+
+_SECRET_SCAN_SQL = """
+SELECT table_schema, table_name FROM information_schema.tables
+WHERE table_type = 'BASE TABLE' AND table_schema NOT IN ('pg_catalog', 'information_schema')
+"""
+
+
+def _decoded(text: str) -> bytes:
+    """`text` and every base64 run in it, decoded, as bytes to search."""
+    parts = [text.encode()]
+    for match in _BASE64.finditer(text):
+        padded = match.group() + "=" * (-len(match.group()) % 4)
+        try:
+            parts.append(base64.b64decode(padded, validate=True))
+        except binascii.Error:
+            continue
+    return b"\n".join(parts)
+
+
+async def assert_no_secret_anywhere(
+    database_dsn: str, secrets: Iterable[str], *, logs: str = "", events: Iterable[object] = ()
+) -> list[str]:
+    """Assert that no secret appears in any row of any table of the database (every schema,
+    DBOS's included, base64 payloads decoded), in `logs` or in `events` (str() of each).
+    Returns the tables scanned, so a caller can check the scan covered what it expects."""
+    connection = await asyncpg.connect(database_dsn)
+    try:
+        tables = [(row[0], row[1]) for row in await connection.fetch(_SECRET_SCAN_SQL)]
+        dumps = {
+            f"{schema}.{table}": _decoded(
+                await connection.fetchval(
+                    f"SELECT coalesce(string_agg(t::text, E'\\n'), '') FROM \"{schema}\".\"{table}\" t"
+                )
+            )
+            for schema, table in tables
+        }
+    finally:
+        await connection.close()
+    event_text = "\n".join(str(event) for event in events)
+    for secret in secrets:
+        assert secret, "an empty secret matches everything"
+        leaked = [name for name, dump in dumps.items() if secret.encode() in dump]
+        assert not leaked, f"a secret ({secret[:6]}…) is stored in {leaked}"
+        assert secret not in logs, f"a secret ({secret[:6]}…) is in the logs"
+        assert secret not in event_text, f"a secret ({secret[:6]}…) is in the events"
+    return sorted(dumps)

@@ -3,19 +3,23 @@ orderly shutdown."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import asyncpg
 import grpc
 from grpc_health.v1.health import aio as health_aio
 
+from timestep.api.auth import ApiKeys, AuthInterceptor, check_exposure
 from timestep.api.server import (
     build_server,
     server_options,
     set_not_serving,
 )
+from timestep.api.tls import server_credentials
 from timestep.durability.engine import DurableEngine, default_executor_id
 from timestep.observability.interceptor import Drain, ServiceInterceptor
 from timestep.observability.metrics import Metrics, MetricsServer
@@ -27,6 +31,7 @@ from timestep.runs.schedules import NoSchedules, Schedules
 from timestep.runs.segments import SegmentExecutor
 from timestep.runtime.providers import ModelConfig
 from timestep.runtime.registry import AgentRegistry, load_agents
+from timestep.runtime.runner import openai_tracing
 from timestep.settings import (
     DEFAULT_AGENTS,
     DEFAULT_KEEPALIVE_TIME_MS,
@@ -34,11 +39,15 @@ from timestep.settings import (
     DEFAULT_MAX_TURNS,
     DEFAULT_REPLICA_TIMEOUT_S,
     DEFAULT_SHUTDOWN_GRACE_S,
+    Limits,
     ProviderLimits,
 )
 from timestep.store.database import open_pool, redact, resolve_database
 from timestep.store.runs import RunStore
 from timestep.store.usage import UsageStore
+
+if TYPE_CHECKING:
+    from timestep.observability.tracing import Tracing
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +74,22 @@ class ServiceConfig:
     # gRPC keepalive pings on idle connections.
     keepalive_time_ms: int = DEFAULT_KEEPALIVE_TIME_MS
     keepalive_timeout_ms: int = DEFAULT_KEEPALIVE_TIMEOUT_MS
+    # TLS: PEM certificate chain and private key (None: plaintext); with a client CA, clients
+    # must present a certificate it signed (mTLS).
+    tls_cert_file: str | None = None
+    tls_key_file: str | None = None
+    tls_client_ca_file: str | None = None
+    # Request size and concurrency limits.
+    limits: Limits = field(default_factory=Limits)
+    # API keys (hashed) and their tenants; empty: no authentication, every caller is tenant "".
+    api_keys: ApiKeys = field(default_factory=ApiKeys)
+    # Require keys for health checking and reflection too (default: open, for load balancers).
+    authenticate_health: bool = False
+    # Without API keys the service binds only loopback addresses unless this is set.
+    allow_unauthenticated: bool = False
+    # OpenTelemetry: export traces with OTLP/HTTP to this collector (None: no tracing).
+    otlp_endpoint: str | None = None
+    otel_service_name: str = "timestep"
 
 
 class TimestepService:
@@ -83,9 +108,14 @@ class TimestepService:
         drain: Drain | None = None,
         metrics: Metrics | None = None,
         metrics_server: MetricsServer | None = None,
+        bus: EventBus | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self.pool = pool
         self.orchestrator = orchestrator
+        # Live events of this process's runs (subscriptions of open event streams).
+        self.bus = bus
+        self._tracing = tracing
         self.launcher = launcher
         self._relay = relay
         self.server = server
@@ -106,6 +136,10 @@ class TimestepService:
         registry: AgentRegistry | None = None,
         model_config: ModelConfig | None = None,
     ) -> TimestepService:
+        # Bad TLS files fail here, before anything is started.
+        credentials = server_credentials(config.tls_cert_file, config.tls_key_file, config.tls_client_ca_file)
+        check_exposure(config.host, config.api_keys, allow_unauthenticated=config.allow_unauthenticated)
+        tracing = _start_tracing(config)
         registry = registry or load_agents(config.agents)
         dsn = config.database_url
         if dsn is None:
@@ -119,7 +153,13 @@ class TimestepService:
         relay = EventRelay(dsn, pool, bus, origin=executor_id)
         await relay.start()
         executor = SegmentExecutor(
-            store, bus, registry, pool, model_config or ModelConfig.from_env(), max_turns=config.max_turns
+            store,
+            bus,
+            registry,
+            pool,
+            model_config or ModelConfig.from_env(),
+            max_turns=config.max_turns,
+            trace_segments=tracing is not None,
         )
         launcher: SegmentLauncher
         schedules: Schedules
@@ -150,8 +190,15 @@ class TimestepService:
             UsageStore(pool),
             schedules,
             address,
-            interceptors=[ServiceInterceptor(metrics, drain)],
-            options=server_options(config.keepalive_time_ms, config.keepalive_timeout_ms),
+            # Outermost first: metrics and access logs also count refused calls.
+            interceptors=[
+                *([tracing.interceptor()] if tracing else []),
+                ServiceInterceptor(metrics, drain),
+                AuthInterceptor(config.api_keys, protect_open_methods=config.authenticate_health),
+            ],
+            options=server_options(config.keepalive_time_ms, config.keepalive_timeout_ms, config.limits),
+            limits=config.limits,
+            credentials=credentials,
         )
         metrics.observe_model_calls()
         metrics_server: MetricsServer | None = None
@@ -178,6 +225,8 @@ class TimestepService:
             drain=drain,
             metrics=metrics,
             metrics_server=metrics_server,
+            bus=bus,
+            tracing=tracing,
         )
 
     @property
@@ -213,3 +262,18 @@ class TimestepService:
         await self.launcher.close()
         await self._relay.stop()
         await self.pool.close()
+        if self._tracing is not None:
+            # Exports the spans still buffered, over blocking HTTP: off the event loop.
+            await asyncio.to_thread(self._tracing.shutdown)
+
+
+def _start_tracing(config: ServiceConfig) -> Tracing | None:
+    """OpenTelemetry tracing when an OTLP endpoint is configured (imported only then: optional)."""
+    if not config.otlp_endpoint:
+        return None
+    from timestep.observability.tracing import Tracing
+
+    tracing = Tracing(config.otlp_endpoint, config.otel_service_name)
+    tracing.start(keep_openai_export=openai_tracing())
+    log.info("tracing to %s as %s", config.otlp_endpoint, config.otel_service_name)
+    return tracing

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
+import json
 import logging
 import os
 import signal
@@ -11,6 +13,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from timestep import commands as client_commands
+from timestep.commands.output import USAGE
 from timestep.observability.logging import LOG_FORMATS, configure_logging
 from timestep.settings import (
     DEFAULT_AGENTS,
@@ -19,6 +22,8 @@ from timestep.settings import (
     DEFAULT_MAX_TURNS,
     DEFAULT_REPLICA_TIMEOUT_S,
     DEFAULT_SHUTDOWN_GRACE_S,
+    ConfigurationError,
+    Limits,
     ProviderLimits,
 )
 
@@ -38,6 +43,10 @@ Environment:
                       answers there (database "timestep"), else starts an embedded PostgreSQL
   TIMESTEP_DATA_DIR   where the embedded PostgreSQL keeps its data (default ~/.local/share/timestep)
   TIMESTEP_AGENTS     default for --agents
+  TIMESTEP_API_KEYS   hashed API key entries 'tenant:sha256:<hex>', comma-separated (see
+                      `timestep api-keys create`); TIMESTEP_API_KEYS_FILE: a file of them
+  TIMESTEP_API_KEY    the key client commands send
+  OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_SERVICE_NAME   OpenTelemetry trace export (--otlp-endpoint)
 
 Model names: "gpt-4.1" or "openai/gpt-4.1" run on OpenAI, "ollama/llama3.2" on Ollama.
 """
@@ -120,6 +129,14 @@ def build_parser() -> argparse.ArgumentParser:
         "end with UNAVAILABLE (clients reconnect), and running RPCs get this many seconds to finish "
         "(default: %(default)s)",
     )
+    operations.add_argument(
+        "--otlp-endpoint",
+        metavar="URL",
+        default=os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"),
+        help="export OpenTelemetry traces (RPCs, run segments, model and tool calls) with OTLP/HTTP to "
+        "this collector, e.g. http://localhost:4318; service name from OTEL_SERVICE_NAME (default: "
+        "OTEL_EXPORTER_OTLP_ENDPOINT, else no tracing; needs pip install 'timestep[otel]')",
+    )
     durability = serve.add_argument_group("durability")
     durability.add_argument(
         "--no-durability",
@@ -138,8 +155,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         type=parse_provider_limit,
         metavar="PROVIDER:concurrency=N,requests=M,period=S",
-        help="queue limits for a model provider, e.g. openai:concurrency=8,requests=2,period=1 "
-        "(at most 8 segments at once, 2 segment starts per second); repeatable",
+        help="limits for a model provider, whose segments then wait on its queue (without limits "
+        "they start at once), e.g. openai:concurrency=8,requests=2,period=1 (at most 8 segments at "
+        "once, 2 segment starts per second); repeatable",
     )
     durability.add_argument(
         "--replica-timeout",
@@ -148,8 +166,124 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds without a heartbeat after which a replica's segments are recovered by another "
         "(default: %(default)s)",
     )
+    add_auth_options(serve)
+    add_tls_options(serve)
+    add_limit_options(serve)
     client_commands.add_commands(commands)
+    add_api_key_commands(commands)
     return parser
+
+
+def add_auth_options(serve: argparse.ArgumentParser) -> None:
+    auth = serve.add_argument_group(
+        "authentication",
+        "Clients send a key as 'authorization: Bearer <key>'; each key belongs to a tenant, which\n"
+        "sees only its own runs, interruptions, states, schedules and usage. Keys are configured\n"
+        "hashed, as 'tenant:sha256:<hex>' entries (see `timestep api-keys create`). Without keys\n"
+        "every caller is one anonymous tenant, and only loopback addresses may be listened on.",
+    )
+    auth.add_argument(
+        "--api-keys-file",
+        metavar="FILE",
+        default=os.environ.get("TIMESTEP_API_KEYS_FILE", ""),
+        help="a file of key entries, one per line (default: TIMESTEP_API_KEYS_FILE; entries in "
+        "TIMESTEP_API_KEYS, comma-separated, are added)",
+    )
+    auth.add_argument(
+        "--authenticate-health",
+        action="store_true",
+        help="require a key for health checking and reflection too (default: they stay open)",
+    )
+    auth.add_argument(
+        "--allow-unauthenticated",
+        action="store_true",
+        help="listen on a non-loopback --host without API keys (only behind something that "
+        "authenticates callers)",
+    )
+
+
+def add_api_key_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    keys = commands.add_parser("api-keys", help="create API keys for `serve`")
+    actions = keys.add_subparsers(dest="api_keys_command", required=True, metavar="ACTION")
+    create = actions.add_parser(
+        "create",
+        help="print a new random key and the hashed entry to configure for it",
+        description="Print a new random API key (give it to the client) and its 'tenant:sha256:<hex>' "
+        "entry (add it to --api-keys-file or TIMESTEP_API_KEYS). The service never stores the key.",
+    )
+    create.add_argument("--tenant", required=True, help="the tenant the key belongs to")
+    create.add_argument("--json", action="store_true", help='print {"tenant", "api_key", "entry"}')
+
+
+def create_api_key(tenant: str, as_json: bool) -> int:
+    from timestep.api.auth import TENANT_NAME, hash_key, new_key
+
+    if not TENANT_NAME.match(tenant):
+        print("timestep: a tenant name is 1-64 letters, digits, '.', '_' or '-'", file=sys.stderr)
+        return USAGE
+    key = new_key()
+    entry = f"{tenant}:{hash_key(key)}"
+    if as_json:
+        print(json.dumps({"tenant": tenant, "api_key": key, "entry": entry}))
+    else:
+        print(f"api key (give to the client; shown once): {key}")
+        print(f"entry (add to --api-keys-file or TIMESTEP_API_KEYS):  {entry}")
+    return 0
+
+
+def add_tls_options(serve: argparse.ArgumentParser) -> None:
+    tls = serve.add_argument_group("TLS (default: plaintext)")
+    tls.add_argument(
+        "--tls-cert",
+        metavar="FILE",
+        default=os.environ.get("TIMESTEP_TLS_CERT"),
+        help="serve TLS with this PEM certificate chain (default: TIMESTEP_TLS_CERT)",
+    )
+    tls.add_argument(
+        "--tls-key",
+        metavar="FILE",
+        default=os.environ.get("TIMESTEP_TLS_KEY"),
+        help="the PEM private key of --tls-cert (default: TIMESTEP_TLS_KEY)",
+    )
+    tls.add_argument(
+        "--tls-client-ca",
+        metavar="FILE",
+        default=os.environ.get("TIMESTEP_TLS_CLIENT_CA"),
+        help="require client certificates signed by this PEM CA, i.e. mTLS (default: TIMESTEP_TLS_CLIENT_CA)",
+    )
+
+
+def add_limit_options(serve: argparse.ArgumentParser) -> None:
+    limits = serve.add_argument_group(
+        "limits",
+        "Too large a message or metadata is RESOURCE_EXHAUSTED; too many input items or too large\n"
+        "a state is INVALID_ARGUMENT. Nothing is written either way.",
+    )
+    for flag, name, what in (
+        ("--max-message-size", "max_message_bytes", "largest request message, in bytes"),
+        ("--max-metadata-size", "max_metadata_bytes", "largest request metadata (headers), in bytes"),
+        (
+            "--max-concurrent-streams",
+            "max_concurrent_streams",
+            "RPCs open at once per connection; clients queue further calls",
+        ),
+        ("--max-input-items", "max_input_items", "items in CreateRun.input_items_json"),
+        ("--max-state-size", "max_state_bytes", "bytes of ImportRunState.state_json"),
+        (
+            "--max-active-runs",
+            "max_active_runs",
+            "runs QUEUED or RUNNING at once per tenant; more CreateRun/ResumeRun calls get "
+            "RESOURCE_EXHAUSTED with a RetryInfo (0: no limit)",
+        ),
+    ):
+        limits.add_argument(
+            flag,
+            type=int,
+            dest=name,
+            metavar="N",
+            default=getattr(Limits(), name),
+            help=f"{what} (default: %(default)s)",
+        )
 
 
 def parse_provider_limit(text: str) -> tuple[str, ProviderLimits]:
@@ -187,6 +321,8 @@ async def serve(config: ServiceConfig, shutdown_grace: float = DEFAULT_SHUTDOWN_
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
+    if args.command == "api-keys":
+        sys.exit(create_api_key(args.tenant, args.json))
     if args.command != "serve":
         sys.exit(client_commands.run(args))
     configure_logging(args.log_level, args.log_format)
@@ -206,5 +342,19 @@ def main(argv: list[str] | None = None) -> None:
         metrics_host=args.metrics_host,
         keepalive_time_ms=round(args.keepalive_time * 1000),
         keepalive_timeout_ms=round(args.keepalive_timeout * 1000),
+        tls_cert_file=args.tls_cert,
+        tls_key_file=args.tls_key,
+        tls_client_ca_file=args.tls_client_ca,
+        limits=Limits(**{limit.name: getattr(args, limit.name) for limit in dataclasses.fields(Limits)}),
+        authenticate_health=args.authenticate_health,
+        otlp_endpoint=args.otlp_endpoint or None,
+        otel_service_name=os.environ.get("OTEL_SERVICE_NAME", "timestep"),
+        allow_unauthenticated=args.allow_unauthenticated,
     )
-    asyncio.run(serve(config, args.shutdown_grace))
+    from timestep.api.auth import ApiKeys
+
+    try:
+        api_keys = ApiKeys.load(os.environ.get("TIMESTEP_API_KEYS", ""), args.api_keys_file)
+        asyncio.run(serve(dataclasses.replace(config, api_keys=api_keys), args.shutdown_grace))
+    except ConfigurationError as error:  # bad TLS files, key entries, or no keys on a public address
+        sys.exit(f"timestep: {error}")

@@ -136,6 +136,8 @@ class UsageFilter:
     end: datetime | None = None
     agent: str = ""
     model: str = ""
+    # Only this tenant's runs; None: every tenant's (internal callers).
+    tenant: str | None = None
 
 
 @dataclass(frozen=True)
@@ -216,6 +218,16 @@ class Run:
     # The queue a QUEUED run waits on ('' otherwise or without queues), and its place there.
     queue_name: str = ""
     queue_position: int = 0
+    # The tenant of the API key that created the run ('' without API keys).
+    tenant: str = ""
+    # When the current segment must stop: the deadline of the caller waiting for it, if any.
+    segment_deadline: datetime | None = None
+
+    @property
+    def session_key(self) -> str:
+        """Where the session's items are stored: sessions are per tenant, so two tenants' "s1"
+        are two conversations."""
+        return f"{self.tenant}/{self.session_id}" if self.tenant else self.session_id
 
     @property
     def pending_interruptions(self) -> list[Interruption]:
@@ -236,6 +248,11 @@ class NewRun:
     model: str = ""
     request_id: str = ""
     metadata: dict[str, str] = field(default_factory=dict)
+    # Whose run it is; request ids are unique per tenant.
+    tenant: str = ""
+    # The deadline of a caller that waits for the first segment (not part of the request's
+    # identity: a retry may carry a later one).
+    deadline: datetime | None = None
 
     def fingerprint_fields(self) -> dict[str, Any]:
         """The arguments an idempotency key is bound to."""
@@ -313,6 +330,8 @@ class RunFilter:
     agent: str = ""
     status: RunStatus | None = None
     session_id: str = ""
+    # Only this tenant's runs; None: every tenant's (internal callers).
+    tenant: str | None = None
 
 
 @dataclass(frozen=True)

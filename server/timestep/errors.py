@@ -31,6 +31,20 @@ class InvalidArgumentError(TimestepError):
 class FailedPreconditionError(TimestepError):
     """The request is well-formed but the run is in the wrong state for it."""
 
+    def __init__(self, message: str, *, reason: str = "", subject: str = "") -> None:
+        super().__init__(message, reason=reason)
+        # What is in the wrong state, e.g. "runs/run_…"; empty: the run the request names.
+        self.subject = subject
+
 
 class AlreadyExistsError(TimestepError):
     """An idempotency key was reused with different arguments."""
+
+
+class ResourceExhaustedError(TimestepError):
+    """A limit on how much may happen at once was reached; the same call may succeed later."""
+
+    def __init__(self, message: str, *, reason: str, retry_after_s: float) -> None:
+        super().__init__(message, reason=reason)
+        # Sent as google.rpc.RetryInfo.retry_delay: when a retry is worth trying.
+        self.retry_after_s = retry_after_s

@@ -1,5 +1,5 @@
-"""Idempotent CreateRun, provider rate limits and concurrency limits, and queue positions, on a
-real server process."""
+"""Idempotent CreateRun, segments of providers without limits started at once, provider rate
+limits and concurrency limits, and queue positions, on a real server process."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import asyncio
 import time
 from typing import Final
 
+import asyncpg
 from timestep_client import RunStatus
 
 from tests.durability.conftest import WAIT, LaunchReplica, follow_to_stop
@@ -42,6 +43,33 @@ async def test_concurrent_create_runs_with_one_request_id_make_one_run_and_one_m
     assert len(fake_openai.requests) == 1
     assert fake_openai.remaining == 1
     assert statuses(events).count(RunStatus.RUN_STATUS_RUNNING) == 1
+
+
+async def test_without_provider_limits_a_segment_starts_at_once_on_no_queue(
+    launch: LaunchReplica, fake_openai: FakeOpenAI, durable_database: str
+) -> None:
+    fake_openai.script(text("Started at once."))
+    server = await launch("unlimited")
+    async with server.client() as client:
+        created = await client.create_run("assistant", "No limits here.")
+        await follow_to_stop(client, created.id)
+        final = await client.get_run(created.id)
+    connection = await asyncpg.connect(durable_database)
+    try:
+        workflow_queue = await connection.fetchval(
+            "SELECT queue_name FROM dbos.workflow_status WHERE workflow_uuid = $1", f"{created.id}/segment-1"
+        )
+        queues = await connection.fetch("SELECT name FROM dbos.queues WHERE name LIKE 'timestep-%'")
+    finally:
+        await connection.close()
+
+    assert created.status == RunStatus.RUN_STATUS_QUEUED
+    assert (created.queue, created.queue_position) == ("", 0)
+    assert final.status == RunStatus.RUN_STATUS_COMPLETED
+    assert final.final_output == "Started at once."
+    # Started directly (not enqueued), and no idle queue was registered to poll the database.
+    assert workflow_queue is None
+    assert [row["name"] for row in queues] == []
 
 
 async def test_a_provider_rate_limit_spreads_a_burst_of_runs(

@@ -14,9 +14,11 @@ from collections.abc import Awaitable, Callable, Iterable
 from types import TracebackType
 from typing import Any, Final
 
+import asyncpg
 import grpc
 import pytest
 from agents import OpenAIProvider, RunConfig
+from timestep.api.auth import ApiKeys, hash_key
 from timestep_client import Interruption, InterruptionStatus, Run, RunEvent, RunStatus, TimestepClient
 from timestep_client.v1 import runs_pb2
 
@@ -29,6 +31,11 @@ WAIT: Final = 10.0
 EMAIL_ARGS: Final = {"to": "bob@example.com", "subject": "Running late", "body": "See you at 10."}
 EMAIL_SENT: Final = "Email to bob@example.com with subject 'Running late' sent."
 """What the example `send_email` tool returns for `EMAIL_ARGS`."""
+
+
+def tenant_keys(*keys: str) -> ApiKeys:
+    """API keys for `keys`, each of a tenant no other test uses."""
+    return ApiKeys.parse([f"{unique('tenant')}:{hash_key(key)}" for key in keys])
 
 
 def unique(prefix: str) -> str:
@@ -46,6 +53,17 @@ async def expect_rpc_error(call: Awaitable[object], code: grpc.StatusCode) -> gr
     error: grpc.aio.AioRpcError = caught.value
     assert error.code() == code, f"expected {code}, got {error.code()}: {error.details()}"
     return error
+
+
+async def wait_until(condition: Callable[[], bool], timeout: float = WAIT) -> None:  # noqa: ASYNC109
+    """Wait until `condition()` holds, checking after every other task had its turn; for state
+    another task of this event loop changes without signalling it (e.g. cleanup after a cancel)."""
+
+    async def check() -> None:
+        while not condition():  # noqa: ASYNC110 - no event exists for such state; bounded by `timeout`
+            await asyncio.sleep(0.005)
+
+    await asyncio.wait_for(check(), timeout)
 
 
 # ----- events --------------------------------------------------------------------------------
@@ -187,6 +205,34 @@ def assert_usage(run: Run, *turns: ModelTurn) -> None:
         want.output_tokens,
         want.total_tokens,
     )
+
+
+# ----- the database --------------------------------------------------------------------------
+
+DB_STATE_SQL: Final = """
+SELECT
+  (SELECT count(*) FROM runs) AS runs,
+  (SELECT count(*) FROM run_events) AS run_events,
+  (SELECT count(*) FROM interruptions) AS interruptions,
+  (SELECT count(*) FROM run_state_snapshots) AS snapshots,
+  (SELECT md5(coalesce(string_agg(
+      concat_ws('|', id, status, segment_count, last_sequence, update_time, error_code, error_message),
+      ',' ORDER BY id), '')) FROM runs) AS runs_checksum,
+  (SELECT md5(coalesce(string_agg(
+      concat_ws('|', id, status, always, message, decide_time),
+      ',' ORDER BY id), '')) FROM interruptions) AS interruptions_checksum
+"""
+
+
+async def db_state(database_url: str) -> dict[str, Any]:
+    """Row counts of the run tables and a checksum of what a failed call could have changed."""
+    connection = await asyncpg.connect(database_url)
+    try:
+        row = await connection.fetchrow(DB_STATE_SQL)
+    finally:
+        await connection.close()
+    assert row is not None
+    return dict(row)
 
 
 # ----- what the model was sent ---------------------------------------------------------------

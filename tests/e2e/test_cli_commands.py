@@ -405,3 +405,19 @@ async def test_a_bad_command_line_exits_2_and_help_lists_exit_codes() -> None:
     assert "Exit codes:" in help_text.stdout
     for command in ("runs", "approve", "reject", "resume", "state", "agents", "schedules"):
         assert command in help_text.stdout
+
+
+# ----- health --------------------------------------------------------------------------------
+
+
+async def test_health_exits_0_while_serving_and_6_when_the_service_cannot_be_reached(
+    service: TimestepService,
+) -> None:
+    serving = await timestep(target(service), "health", "--json")
+    assert (serving.code, serving.json()["status"]) == (0, "SERVING")
+
+    one = await timestep(target(service), "health", "--service", "timestep.v1.RunService")
+    assert (one.code, one.stdout.strip()) == (0, "SERVING")
+
+    unreachable = await timestep(f"127.0.0.1:{free_port()}", "health", "--timeout", "2")
+    assert unreachable.code == 6, unreachable.stderr

@@ -6,7 +6,8 @@ failing call and checks:
 * the exact gRPC status code;
 * that the message says what to do (key phrases);
 * the google.rpc details: ErrorInfo (reason, domain) always, BadRequest (the offending field)
-  for INVALID_ARGUMENT and only then;
+  for INVALID_ARGUMENT and only then, PreconditionFailure (reason, the run, message) for
+  FAILED_PRECONDITION and only then;
 * that the database is unchanged (row counts plus a checksum of every run's and
   interruption's mutable columns).
 """
@@ -20,7 +21,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any, Final, cast
 
-import asyncpg
 import grpc
 import pytest
 from agents import RunContextWrapper
@@ -29,10 +29,11 @@ from google.protobuf.message import Message
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 from timestep.examples.agents import assistant
+from timestep.settings import Limits
 from timestep_client import RunStatus, TimestepClient
 from timestep_client.v1 import agents_pb2, runs_pb2
 
-from tests.e2e.helpers import EMAIL_ARGS, WAIT, collect_events, unique
+from tests.e2e.helpers import EMAIL_ARGS, WAIT, collect_events, db_state, unique
 from tests.fakes.openai_responses import FakeOpenAI, error, text, tool_call
 
 NOT_FOUND: Final = grpc.StatusCode.NOT_FOUND
@@ -55,6 +56,7 @@ REQUEST_ID_REUSED: Final = "Use a new request_id for a new run, or repeat the or
 RUN_STATE_HINT: Final = "the string RunState.to_string() returned"
 ITEMS_SHAPE: Final = "input_items_json must be a non-empty JSON array of objects"
 TOO_MANY_METADATA: Final = {f"key{i}": "value" for i in range(65)}
+MAX_STATE_BYTES: Final = Limits().max_state_bytes
 
 
 # ----- world: the state a case starts from --------------------------------------------------
@@ -144,34 +146,6 @@ async def prepare(setup: Setup, client: TimestepClient, fake: FakeOpenAI) -> Wor
 def empty_run_state() -> str:
     """A genuine Python RunState that never ran, so it has no pending approvals."""
     return RunState(RunContextWrapper(context=None), "hi", assistant).to_string()
-
-
-# ----- the database, before and after -------------------------------------------------------
-
-DB_STATE_SQL: Final = """
-SELECT
-  (SELECT count(*) FROM runs) AS runs,
-  (SELECT count(*) FROM run_events) AS run_events,
-  (SELECT count(*) FROM interruptions) AS interruptions,
-  (SELECT count(*) FROM run_state_snapshots) AS snapshots,
-  (SELECT md5(coalesce(string_agg(
-      concat_ws('|', id, status, segment_count, last_sequence, update_time, error_code, error_message),
-      ',' ORDER BY id), '')) FROM runs) AS runs_checksum,
-  (SELECT md5(coalesce(string_agg(
-      concat_ws('|', id, status, always, message, decide_time),
-      ',' ORDER BY id), '')) FROM interruptions) AS interruptions_checksum
-"""
-
-
-async def db_state(database_url: str) -> dict[str, Any]:
-    """Row counts of the run tables and a checksum of what a failed call could have changed."""
-    connection = await asyncpg.connect(database_url)
-    try:
-        row = await connection.fetchrow(DB_STATE_SQL)
-    finally:
-        await connection.close()
-    assert row is not None
-    return dict(row)
 
 
 # ----- the cases ----------------------------------------------------------------------------
@@ -346,6 +320,14 @@ INVALID_ARGUMENT_CASES = [
         create(input_items_json='[{"role": "user", "content": "hi"}]'),
         "input_items_json",
         "Set either input or input_items_json, not both",
+    ),
+    invalid(
+        "CreateRun-too-many-input-items",
+        create(input="", input_items_json=json.dumps([{"role": "user", "content": "hi"}] * 1001)),
+        "input_items_json",
+        "input_items_json has 1001 items; at most 1000 are allowed",
+        "Keep earlier turns in a session",
+        reason="TOO_MANY_INPUT_ITEMS",
     ),
     invalid(
         "CreateRun-input-items-not-json",
@@ -648,6 +630,13 @@ INVALID_ARGUMENT_CASES = [
         "session_id is longer than 200 characters",
         setup=Setup.INTERRUPTED,
     ),
+    invalid(
+        "ImportRunState-state-too-large",
+        import_state(" " * (MAX_STATE_BYTES + 1) + "{}"),
+        "state_json",
+        f"state_json is {MAX_STATE_BYTES + 3} bytes; at most {MAX_STATE_BYTES} are allowed",
+        reason="STATE_TOO_LARGE",
+    ),
 ]
 
 FAILED_PRECONDITION_CASES = [
@@ -844,6 +833,13 @@ async def test_rpc_error(
         assert violations == [(case.field, message)]
     else:
         assert bad_requests == [], "BadRequest is only for INVALID_ARGUMENT"
+    preconditions = details_of(status, error_details_pb2.PreconditionFailure)
+    if case.code == FAILED_PRECONDITION:
+        assert len(preconditions) == 1, status
+        failures = [(v.type, v.subject, v.description) for v in preconditions[0].violations]
+        assert failures == [(case.reason, f"runs/{world.run_id}", message)]
+    else:
+        assert preconditions == [], "PreconditionFailure is only for FAILED_PRECONDITION"
 
     assert await db_state(database_url) == before, "a failed call changed the database"
     assert len(fake_openai.requests) == requests_before, "a failed call reached the model"

@@ -8,7 +8,6 @@ import asyncio
 import logging
 import socket
 
-import asyncpg
 import pytest
 from agents import Agent
 from timestep.examples.agents import get_weather, send_email
@@ -32,6 +31,7 @@ from tests.e2e.helpers import (
 from tests.fakes.firecrawl import FakeFirecrawl, hit, results
 from tests.fakes.ollama import FakeOllama
 from tests.fakes.openai_responses import FakeOpenAI, error, text, tool_call
+from tests.harness import assert_no_secret_anywhere
 
 OLLAMA_MODEL = "ollama/llama3.2"
 OLLAMA_KEY = "ollama-secret-key-5c1d"
@@ -298,24 +298,7 @@ async def test_no_api_key_appears_in_stored_rows_events_or_logs(
     assert searched.status == RunStatus.RUN_STATUS_INTERRUPTED
     assert cloudy.final_output == "From the cloud."
     assert refused.error.code == "model_auth"
-    connection = await asyncpg.connect(database_url)
-    try:
-        tables = [
-            row["table_name"]
-            for row in await connection.fetch(
-                "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'"
-            )
-        ]
-        dumps = {
-            table: await connection.fetchval(
-                f"SELECT coalesce(string_agg(t::text, '\n'), '') FROM \"{table}\" t"
-            )
-            for table in tables
-        }
-    finally:
-        await connection.close()
-    assert {"runs", "run_events", "run_state_snapshots", "session_items", "model_calls"} <= set(dumps)
-    assert "timestep.dev" in dumps["run_events"], "the dump holds what the runs did"
-    for key in (TEST_API_KEY, OLLAMA_KEY, FIRECRAWL_KEY):
-        assert not [table for table, dump in dumps.items() if key in dump], f"a key leaked into {tables}"
-        assert key not in caplog.text
+    scanned = await assert_no_secret_anywhere(
+        database_url, [TEST_API_KEY, OLLAMA_KEY, FIRECRAWL_KEY], logs=caplog.text
+    )
+    assert {"public.runs", "public.run_events", "public.session_items", "public.model_calls"} <= set(scanned)

@@ -25,6 +25,7 @@ from tests.e2e.helpers import (
     sequences,
     statuses,
     unique,
+    wait_until,
 )
 from tests.fakes.openai_responses import FakeOpenAI, gate, text, tool_call
 
@@ -288,3 +289,29 @@ async def test_the_client_stream_reconnects_across_a_service_restart_and_sees_th
         RunStatus.RUN_STATUS_RUNNING,
         RunStatus.RUN_STATUS_COMPLETED,
     ]
+
+
+async def test_a_cancelled_stream_frees_its_subscription_while_the_run_goes_on(
+    service: TimestepService, client: TimestepClient, fake_openai: FakeOpenAI
+) -> None:
+    released = asyncio.Event()
+    fake_openai.script(gate(text("Still here."), released))
+    run = await client.create_run("assistant", "Take your time.")
+    streams = [EventStream(client, run.id) for _ in range(5)]
+    for stream in streams:
+        await stream.wait_for(is_kind("status_changed"))
+    assert service.bus is not None
+    assert service.bus.subscriber_count(run.id) == 5
+
+    for stream in streams:
+        await stream.__aexit__(None, None, None)  # the client cancels the call
+    await wait_until(lambda: service.bus is not None and service.bus.subscriber_count(run.id) == 0)
+    assert service.metrics is not None
+    active = service.metrics.registry.get_sample_value(
+        "timestep_rpc_active_streams", {"method": "timestep.v1.RunService/StreamRunEvents"}
+    )
+    assert active == 0
+
+    released.set()
+    events = await collect_events(client, run.id)
+    assert events[-1].status_changed.status == RunStatus.RUN_STATUS_COMPLETED

@@ -13,26 +13,18 @@ from timestep.runtime.providers import ModelConfig
 from timestep.runtime.registry import AgentRegistry
 from timestep_client import RunStatus, TimestepClient
 
-from tests.conftest import StartService
+from tests.conftest import FIRECRAWL_TEST_KEY, StartService
 from tests.e2e.helpers import collect_events, function_call_outputs, of_kind
 from tests.fakes.firecrawl import FakeFirecrawl, hit, results
 from tests.fakes.openai_responses import FakeOpenAI, text, tool_call
 
-KEY = "fc-e2e-test-key-31"
+KEY = FIRECRAWL_TEST_KEY
 SEARCH = {
     "query": "Python release",
     "user_location": "Berlin, Germany",
     "filters": {"allowed_domains": ["python.org"]},
     "search_context_size": "low",
 }
-
-
-@pytest.fixture
-async def firecrawl(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FakeFirecrawl]:
-    async with FakeFirecrawl() as fake:
-        monkeypatch.setenv("FIRECRAWL_API_KEY", KEY)
-        monkeypatch.setenv("FIRECRAWL_BASE_URL", fake.base_url)
-        yield fake
 
 
 @pytest.fixture

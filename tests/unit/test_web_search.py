@@ -5,25 +5,17 @@ from __future__ import annotations
 
 import json
 import socket
-from collections.abc import AsyncIterator
 
 import pytest
 from agents.tool_context import ToolContext
 from timestep import web_search
 from timestep.runtime.tools import search_web
 
+from tests.conftest import FIRECRAWL_TEST_KEY
 from tests.fakes.firecrawl import FakeFirecrawl, hit, results
 from tests.fakes.openai_responses import error
 
-KEY = "fc-unit-test-key-77"
-
-
-@pytest.fixture
-async def firecrawl(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FakeFirecrawl]:
-    async with FakeFirecrawl() as fake:
-        monkeypatch.setenv("FIRECRAWL_API_KEY", KEY)
-        monkeypatch.setenv("FIRECRAWL_BASE_URL", fake.base_url)
-        yield fake
+KEY = FIRECRAWL_TEST_KEY
 
 
 async def invoke(arguments: dict[str, object]) -> str:

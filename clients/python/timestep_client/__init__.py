@@ -1,7 +1,7 @@
 """Python client for the Timestep gRPC service: generated stubs (`timestep_client.v1`) and
 `TimestepClient`, a small typed async wrapper."""
 
-from timestep_client.client import TimestepClient
+from timestep_client.client import TimestepClient, TlsOptions, bearer_key_interceptors
 from timestep_client.v1.agents_pb2 import Agent
 from timestep_client.v1.runs_pb2 import (
     Interruption,
@@ -21,4 +21,6 @@ __all__ = [
     "RunStatus",
     "StateFormat",
     "TimestepClient",
+    "TlsOptions",
+    "bearer_key_interceptors",
 ]

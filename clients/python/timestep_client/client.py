@@ -14,7 +14,9 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -35,9 +37,78 @@ from timestep_client.v1 import (
 RECONNECTABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN})
 
 
+@dataclass(frozen=True)
+class TlsOptions:
+    """TLS for the channel, as PEM bytes: the CA that signed the server's certificate (None: the
+    system's roots) and, for a server that requires client certificates (mTLS), this client's
+    certificate chain and private key."""
+
+    root_certificates: bytes | None = None
+    certificate_chain: bytes | None = None
+    private_key: bytes | None = None
+
+    @classmethod
+    def from_files(
+        cls, ca_file: str | None = None, cert_file: str | None = None, key_file: str | None = None
+    ) -> TlsOptions:
+        def read(path: str | None) -> bytes | None:
+            return Path(path).read_bytes() if path else None
+
+        return cls(read(ca_file), read(cert_file), read(key_file))
+
+    def credentials(self) -> grpc.ChannelCredentials:
+        return grpc.ssl_channel_credentials(self.root_certificates, self.private_key, self.certificate_chain)
+
+
+class _BearerKey:
+    """Adds `authorization: Bearer <key>` to a call's metadata."""
+
+    def __init__(self, api_key: str) -> None:
+        self._header = ("authorization", f"Bearer {api_key}")
+
+    def _with_key(self, details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
+        metadata = grpc.aio.Metadata(*(details.metadata or ()))
+        metadata.add(*self._header)
+        return details._replace(metadata=metadata)
+
+
+class _UnaryUnaryKey(_BearerKey, grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]
+    async def intercept_unary_unary(self, continuation: Any, client_call_details: Any, request: Any) -> Any:
+        return await continuation(self._with_key(client_call_details), request)
+
+
+class _UnaryStreamKey(_BearerKey, grpc.aio.UnaryStreamClientInterceptor):  # type: ignore[misc]
+    async def intercept_unary_stream(self, continuation: Any, client_call_details: Any, request: Any) -> Any:
+        return await continuation(self._with_key(client_call_details), request)
+
+
+class _StreamStreamKey(_BearerKey, grpc.aio.StreamStreamClientInterceptor):  # type: ignore[misc]
+    async def intercept_stream_stream(self, continuation: Any, client_call_details: Any, calls: Any) -> Any:
+        return await continuation(self._with_key(client_call_details), calls)
+
+
+def bearer_key_interceptors(api_key: str) -> list[grpc.aio.ClientInterceptor]:
+    """Channel interceptors that send `api_key` as `authorization: Bearer <key>` on every call,
+    health checks and reflection included (grpc.aio files each interceptor under one call kind,
+    hence one per kind)."""
+    return [_UnaryUnaryKey(api_key), _UnaryStreamKey(api_key), _StreamStreamKey(api_key)]
+
+
 class TimestepClient:
-    def __init__(self, target: str = "localhost:50051", *, channel: grpc.aio.Channel | None = None) -> None:
-        self.channel = channel or grpc.aio.insecure_channel(target)
+    def __init__(
+        self,
+        target: str = "localhost:50051",
+        *,
+        channel: grpc.aio.Channel | None = None,
+        tls: TlsOptions | None = None,
+        api_key: str | None = None,
+    ) -> None:
+        """A client of the service at `target`, over TLS when `tls` is given (else plaintext), or
+        over an existing `channel`; with `api_key`, every call carries it as a bearer token."""
+        interceptors = bearer_key_interceptors(api_key) if api_key else None
+        if channel is None and tls is not None:
+            channel = grpc.aio.secure_channel(target, tls.credentials(), interceptors=interceptors)
+        self.channel = channel or grpc.aio.insecure_channel(target, interceptors=interceptors)
         # The raw stubs, for anything this wrapper does not cover.
         self.runs = runs_pb2_grpc.RunServiceStub(self.channel)
         self.agents = agents_pb2_grpc.AgentServiceStub(self.channel)

@@ -24,6 +24,7 @@ from timestep.domain import (
 )
 from timestep.errors import InvalidArgumentError
 from timestep.runtime.registry import AgentInfo
+from timestep.settings import Limits
 from timestep.state.codec import PYTHON
 
 MAX_ID_LENGTH = 200
@@ -276,7 +277,7 @@ def metadata_from_proto(metadata: Any) -> dict[str, str]:
     return items
 
 
-def parse_input_items(text: str) -> list[dict[str, Any]]:
+def parse_input_items(text: str, max_items: int) -> list[dict[str, Any]]:
     try:
         items = json.loads(text, parse_constant=_reject_constant)
     except (ValueError, RecursionError) as error:
@@ -291,6 +292,13 @@ def parse_input_items(text: str) -> list[dict[str, Any]]:
             'e.g. [{"role": "user", "content": "Hello"}].',
             field="input_items_json",
         )
+    if len(items) > max_items:
+        raise InvalidArgumentError(
+            f"input_items_json has {len(items)} items; at most {max_items} are allowed. Keep earlier "
+            "turns in a session (session_id) instead of resending them.",
+            field="input_items_json",
+            reason="TOO_MANY_INPUT_ITEMS",
+        )
     if _contains_nul(items):
         raise InvalidArgumentError(
             "input_items_json contains a NUL character (\\u0000), which cannot be stored; remove it.",
@@ -299,7 +307,7 @@ def parse_input_items(text: str) -> list[dict[str, Any]]:
     return items
 
 
-def new_run_from_create(request: runs_pb2.CreateRunRequest) -> NewRun:
+def new_run_from_create(request: runs_pb2.CreateRunRequest, limits: Limits) -> NewRun:
     agent = require(request.agent, "agent", "name a registered agent (see AgentService.ListAgents)")
     if request.input and request.input_items_json:
         raise InvalidArgumentError(
@@ -307,7 +315,7 @@ def new_run_from_create(request: runs_pb2.CreateRunRequest) -> NewRun:
         )
     run_input: str | list[dict[str, Any]]
     if request.input_items_json:
-        run_input = parse_input_items(request.input_items_json)
+        run_input = parse_input_items(request.input_items_json, limits.max_input_items)
     elif request.input.strip():
         run_input = request.input
     else:
@@ -323,3 +331,18 @@ def new_run_from_create(request: runs_pb2.CreateRunRequest) -> NewRun:
         request_id=optional_id(request.request_id, "request_id"),
         metadata=metadata_from_proto(request.metadata),
     )
+
+
+def require_state_json(state_json: str, limits: Limits) -> str:
+    if not state_json.strip():
+        raise InvalidArgumentError(
+            "state_json is required: pass the string RunState.to_string() returned.", field="state_json"
+        )
+    size = len(state_json.encode())
+    if size > limits.max_state_bytes:
+        raise InvalidArgumentError(
+            f"state_json is {size} bytes; at most {limits.max_state_bytes} are allowed.",
+            field="state_json",
+            reason="STATE_TOO_LARGE",
+        )
+    return state_json

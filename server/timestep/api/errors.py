@@ -1,22 +1,25 @@
-"""Domain errors → gRPC status codes, with google.rpc details (ErrorInfo, BadRequest).
+"""Domain errors → gRPC status codes, with google.rpc details: ErrorInfo (domain, stable reason)
+on every error, plus the detail of the table.
 
-| domain error              | gRPC code           |
-|---------------------------|---------------------|
-| NotFoundError             | NOT_FOUND           |
-| InvalidArgumentError      | INVALID_ARGUMENT    |
-| FailedPreconditionError   | FAILED_PRECONDITION |
-| AlreadyExistsError        | ALREADY_EXISTS      |
+| domain error              | gRPC code           | detail                                      |
+|---------------------------|---------------------|---------------------------------------------|
+| NotFoundError             | NOT_FOUND           |                                             |
+| InvalidArgumentError      | INVALID_ARGUMENT    | BadRequest (the field)                      |
+| FailedPreconditionError   | FAILED_PRECONDITION | PreconditionFailure (reason, subject)       |
+| AlreadyExistsError        | ALREADY_EXISTS      |                                             |
+| ResourceExhaustedError    | RESOURCE_EXHAUSTED  | RetryInfo (when to retry)                   |
 """
 
 from __future__ import annotations
 
+import datetime
 import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import grpc
-from google.protobuf import any_pb2
+from google.protobuf import any_pb2, duration_pb2
 from google.protobuf.message import Message
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
@@ -27,6 +30,7 @@ from timestep.errors import (
     FailedPreconditionError,
     InvalidArgumentError,
     NotFoundError,
+    ResourceExhaustedError,
     TimestepError,
 )
 
@@ -39,6 +43,7 @@ _CODES: list[tuple[type[TimestepError], grpc.StatusCode, int]] = [
     (InvalidArgumentError, grpc.StatusCode.INVALID_ARGUMENT, code_pb2.INVALID_ARGUMENT),
     (FailedPreconditionError, grpc.StatusCode.FAILED_PRECONDITION, code_pb2.FAILED_PRECONDITION),
     (AlreadyExistsError, grpc.StatusCode.ALREADY_EXISTS, code_pb2.ALREADY_EXISTS),
+    (ResourceExhaustedError, grpc.StatusCode.RESOURCE_EXHAUSTED, code_pb2.RESOURCE_EXHAUSTED),
 ]
 
 
@@ -46,23 +51,39 @@ def status_code_for(error: TimestepError) -> grpc.StatusCode:
     return next(code for kind, code, _ in _CODES if isinstance(error, kind))
 
 
-def to_rpc_status(error: TimestepError) -> grpc.Status:
+def to_rpc_status(error: TimestepError, request: Message | None = None) -> grpc.Status:
+    """The status for `error`; `request` names the subject of a precondition failure that does
+    not name its own (the request's run)."""
     numeric = next(number for kind, _, number in _CODES if isinstance(error, kind))
-    details = []
-    info = any_pb2.Any()
-    info.Pack(error_details_pb2.ErrorInfo(reason=error.reason or type(error).__name__, domain=ERROR_DOMAIN))
-    details.append(info)
+    reason = error.reason or type(error).__name__
+    details: list[Message] = [error_details_pb2.ErrorInfo(reason=reason, domain=ERROR_DOMAIN)]
     if isinstance(error, InvalidArgumentError) and error.field:
-        bad_request = any_pb2.Any()
-        bad_request.Pack(
-            error_details_pb2.BadRequest(
-                field_violations=[
-                    error_details_pb2.BadRequest.FieldViolation(field=error.field, description=error.message)
-                ]
-            )
+        violation = error_details_pb2.BadRequest.FieldViolation(field=error.field, description=error.message)
+        details.append(error_details_pb2.BadRequest(field_violations=[violation]))
+    if isinstance(error, FailedPreconditionError):
+        subject = error.subject or _run_subject(request)
+        violation = error_details_pb2.PreconditionFailure.Violation(
+            type=reason, subject=subject, description=error.message
         )
-        details.append(bad_request)
-    return rpc_status.to_status(status_pb2.Status(code=numeric, message=error.message, details=details))
+        details.append(error_details_pb2.PreconditionFailure(violations=[violation]))
+    if isinstance(error, ResourceExhaustedError):
+        delay = duration_pb2.Duration()
+        delay.FromTimedelta(datetime.timedelta(seconds=error.retry_after_s))
+        details.append(error_details_pb2.RetryInfo(retry_delay=delay))
+    packed = []
+    for detail in details:
+        wrapped = any_pb2.Any()
+        wrapped.Pack(detail)
+        packed.append(wrapped)
+    return rpc_status.to_status(status_pb2.Status(code=numeric, message=error.message, details=packed))
+
+
+def _run_subject(request: Message | None) -> str:
+    """The subject "runs/<run_id>" for a request that names a run, else empty."""
+    if request is None or "run_id" not in request.DESCRIPTOR.fields_by_name:
+        return ""
+    run_id: str = getattr(request, "run_id")  # noqa: B009 - not every request type has it
+    return f"runs/{run_id}" if run_id else ""
 
 
 Request = TypeVar("Request", bound=Message)
@@ -81,7 +102,7 @@ def unary(
             reject_nul_characters(request)
             return await method(self, request, context)
         except TimestepError as error:
-            await context.abort_with_status(to_rpc_status(error))
+            await context.abort_with_status(to_rpc_status(error, request))
             raise AssertionError("abort_with_status returned") from error
 
     return wrapper
@@ -101,6 +122,6 @@ def server_streaming(
             async for response in method(self, request, context):
                 yield response
         except TimestepError as error:
-            await context.abort_with_status(to_rpc_status(error))
+            await context.abort_with_status(to_rpc_status(error, request))
 
     return wrapper

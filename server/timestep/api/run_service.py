@@ -1,34 +1,46 @@
-"""RunService: proto in, domain calls on the orchestrator, proto out."""
+"""RunService: proto in, domain calls on the orchestrator, proto out. Every call is scoped to
+the caller's tenant (`current_tenant()`, bound by the auth interceptor)."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 
 from grpc.aio import ServicerContext as Context
 from timestep_client.v1 import runs_pb2, runs_pb2_grpc
 
 from timestep.api import convert
+from timestep.api.auth import current_tenant
 from timestep.api.errors import server_streaming, unary
 from timestep.domain import InterruptionStatus, NewRun, RunFilter
 from timestep.errors import InvalidArgumentError
 from timestep.runs.orchestrator import RunOrchestrator
+from timestep.settings import Limits
 
 
 class RunService(runs_pb2_grpc.RunServiceServicer):  # type: ignore[misc]
-    def __init__(self, orchestrator: RunOrchestrator) -> None:
+    def __init__(self, orchestrator: RunOrchestrator, limits: Limits) -> None:
         self._runs = orchestrator
+        self._limits = limits
 
     @unary
     async def CreateRun(
         self, request: runs_pb2.CreateRunRequest, context: Context
     ) -> runs_pb2.CreateRunResponse:
-        new_run = convert.new_run_from_create(request)
-        run = await self._runs.create_run(new_run, wait=request.wait)
+        new_run = replace(
+            convert.new_run_from_create(request, self._limits),
+            tenant=current_tenant(),
+            deadline=_waiting_deadline(context, request.wait),
+        )
+        run = await self._runs.create_run(
+            new_run, wait=request.wait, max_active_runs=self._limits.max_active_runs
+        )
         return runs_pb2.CreateRunResponse(run=convert.run_to_proto(run))
 
     @unary
     async def GetRun(self, request: runs_pb2.GetRunRequest, context: Context) -> runs_pb2.GetRunResponse:
-        run = await self._runs.get_run(convert.require_run_id(request.run_id))
+        run = await self._runs.get_run(convert.require_run_id(request.run_id), tenant=current_tenant())
         return runs_pb2.GetRunResponse(run=convert.run_to_proto(run))
 
     @unary
@@ -39,6 +51,7 @@ class RunService(runs_pb2_grpc.RunServiceServicer):  # type: ignore[misc]
             agent=request.agent,
             status=convert.run_status_from_proto(request.status),
             session_id=request.session_id,
+            tenant=current_tenant(),
         )
         page = await self._runs.list_runs(run_filter, request.page_size, request.page_token)
         return runs_pb2.ListRunsResponse(
@@ -50,12 +63,13 @@ class RunService(runs_pb2_grpc.RunServiceServicer):  # type: ignore[misc]
         self, request: runs_pb2.StreamRunEventsRequest, context: Context
     ) -> AsyncIterator[runs_pb2.StreamRunEventsResponse]:
         run_id = convert.require_run_id(request.run_id)
+        tenant = current_tenant()  # before the first yield: later steps run in other tasks
         if request.after_sequence < 0:
             raise InvalidArgumentError(
                 "after_sequence must be 0 (whole history) or the last sequence you received.",
                 field="after_sequence",
             )
-        async for event in self._runs.follow(run_id, request.after_sequence):
+        async for event in self._runs.follow(run_id, request.after_sequence, tenant=tenant):
             yield runs_pb2.StreamRunEventsResponse(event=convert.event_to_proto(event))
 
     @unary
@@ -63,7 +77,10 @@ class RunService(runs_pb2_grpc.RunServiceServicer):  # type: ignore[misc]
         self, request: runs_pb2.ListInterruptionsRequest, context: Context
     ) -> runs_pb2.ListInterruptionsResponse:
         page = await self._runs.list_interruptions(
-            convert.optional_id(request.run_id, "run_id"), request.page_size, request.page_token
+            convert.optional_id(request.run_id, "run_id"),
+            request.page_size,
+            request.page_token,
+            tenant=current_tenant(),
         )
         return runs_pb2.ListInterruptionsResponse(
             interruptions=[convert.interruption_to_proto(i) for i in page.items],
@@ -79,6 +96,7 @@ class RunService(runs_pb2_grpc.RunServiceServicer):  # type: ignore[misc]
             _require_interruption_id(request.interruption_id),
             InterruptionStatus.APPROVED,
             always=request.always,
+            tenant=current_tenant(),
         )
         return runs_pb2.ApproveInterruptionResponse(interruption=convert.interruption_to_proto(interruption))
 
@@ -92,6 +110,7 @@ class RunService(runs_pb2_grpc.RunServiceServicer):  # type: ignore[misc]
             InterruptionStatus.REJECTED,
             always=request.always,
             message=request.message,
+            tenant=current_tenant(),
         )
         return runs_pb2.RejectInterruptionResponse(interruption=convert.interruption_to_proto(interruption))
 
@@ -99,14 +118,22 @@ class RunService(runs_pb2_grpc.RunServiceServicer):  # type: ignore[misc]
     async def ResumeRun(
         self, request: runs_pb2.ResumeRunRequest, context: Context
     ) -> runs_pb2.ResumeRunResponse:
-        run = await self._runs.resume_run(convert.require_run_id(request.run_id), wait=request.wait)
+        run = await self._runs.resume_run(
+            convert.require_run_id(request.run_id),
+            wait=request.wait,
+            tenant=current_tenant(),
+            deadline=_waiting_deadline(context, request.wait),
+            max_active_runs=self._limits.max_active_runs,
+        )
         return runs_pb2.ResumeRunResponse(run=convert.run_to_proto(run))
 
     @unary
     async def CancelRun(
         self, request: runs_pb2.CancelRunRequest, context: Context
     ) -> runs_pb2.CancelRunResponse:
-        run = await self._runs.cancel_run(convert.require_run_id(request.run_id), request.reason)
+        run = await self._runs.cancel_run(
+            convert.require_run_id(request.run_id), request.reason, tenant=current_tenant()
+        )
         return runs_pb2.CancelRunResponse(run=convert.run_to_proto(run))
 
     @unary
@@ -114,7 +141,9 @@ class RunService(runs_pb2_grpc.RunServiceServicer):  # type: ignore[misc]
         self, request: runs_pb2.GetRunStateRequest, context: Context
     ) -> runs_pb2.GetRunStateResponse:
         export = await self._runs.get_run_state(
-            convert.require_run_id(request.run_id), convert.state_format_from_proto(request.format)
+            convert.require_run_id(request.run_id),
+            convert.state_format_from_proto(request.format),
+            tenant=current_tenant(),
         )
         return runs_pb2.GetRunStateResponse(
             state_json=export.state_json,
@@ -129,22 +158,29 @@ class RunService(runs_pb2_grpc.RunServiceServicer):  # type: ignore[misc]
         self, request: runs_pb2.ImportRunStateRequest, context: Context
     ) -> runs_pb2.ImportRunStateResponse:
         agent = convert.require(request.agent, "agent", "name the registered agent the state belongs to")
-        if not request.state_json.strip():
-            raise InvalidArgumentError(
-                "state_json is required: pass the string RunState.to_string() returned.", field="state_json"
-            )
+        state_json = convert.require_state_json(request.state_json, self._limits)
         new_run = NewRun(
             agent=agent,
             input=[],
             session_id=convert.optional_id(request.session_id, "session_id"),
             metadata=convert.metadata_from_proto(request.metadata),
+            tenant=current_tenant(),
         )
-        run, snapshot = await self._runs.import_run_state(new_run, request.state_json)
+        run, snapshot = await self._runs.import_run_state(new_run, state_json)
         return runs_pb2.ImportRunStateResponse(
             run=convert.run_to_proto(run),
             format=convert.state_format_to_proto(snapshot.writer),
             schema_version=snapshot.schema_version,
         )
+
+
+def _waiting_deadline(context: Context, wait: bool) -> datetime | None:
+    """The deadline of a caller that waits for the segment it starts: the segment stops when it
+    passes (nobody is waiting any more). A caller that does not wait has detached from the run."""
+    remaining = context.time_remaining()
+    if not wait or remaining is None:
+        return None
+    return datetime.now(UTC) + timedelta(seconds=remaining)
 
 
 def _require_interruption_id(interruption_id: str) -> str:

@@ -6,6 +6,7 @@ from grpc.aio import ServicerContext as Context
 from timestep_client.v1 import schedules_pb2, schedules_pb2_grpc
 
 from timestep.api import convert
+from timestep.api.auth import current_tenant
 from timestep.api.errors import unary
 from timestep.domain import Schedule, ScheduleSpec
 from timestep.runs.schedules import Schedules
@@ -48,40 +49,40 @@ class ScheduleService(schedules_pb2_grpc.ScheduleServiceServicer):  # type: igno
             model=convert.optional_id(request.model, "model"),
             metadata=convert.metadata_from_proto(request.metadata),
         )
-        schedule = await self._schedules.create(request.schedule_id, spec)
+        schedule = await self._schedules.create(request.schedule_id, spec, tenant=current_tenant())
         return schedules_pb2.CreateScheduleResponse(schedule=schedule_to_proto(schedule))
 
     @unary
     async def GetSchedule(
         self, request: schedules_pb2.GetScheduleRequest, context: Context
     ) -> schedules_pb2.GetScheduleResponse:
-        schedule = await self._schedules.get(_require_id(request.schedule_id))
+        schedule = await self._schedules.get(_require_id(request.schedule_id), tenant=current_tenant())
         return schedules_pb2.GetScheduleResponse(schedule=schedule_to_proto(schedule))
 
     @unary
     async def ListSchedules(
         self, request: schedules_pb2.ListSchedulesRequest, context: Context
     ) -> schedules_pb2.ListSchedulesResponse:
-        schedules = await self._schedules.list()
+        schedules = await self._schedules.list(tenant=current_tenant())
         return schedules_pb2.ListSchedulesResponse(schedules=[schedule_to_proto(s) for s in schedules])
 
     @unary
     async def PauseSchedule(
         self, request: schedules_pb2.PauseScheduleRequest, context: Context
     ) -> schedules_pb2.PauseScheduleResponse:
-        schedule = await self._schedules.pause(_require_id(request.schedule_id))
+        schedule = await self._schedules.pause(_require_id(request.schedule_id), tenant=current_tenant())
         return schedules_pb2.PauseScheduleResponse(schedule=schedule_to_proto(schedule))
 
     @unary
     async def ResumeSchedule(
         self, request: schedules_pb2.ResumeScheduleRequest, context: Context
     ) -> schedules_pb2.ResumeScheduleResponse:
-        schedule = await self._schedules.resume(_require_id(request.schedule_id))
+        schedule = await self._schedules.resume(_require_id(request.schedule_id), tenant=current_tenant())
         return schedules_pb2.ResumeScheduleResponse(schedule=schedule_to_proto(schedule))
 
     @unary
     async def DeleteSchedule(
         self, request: schedules_pb2.DeleteScheduleRequest, context: Context
     ) -> schedules_pb2.DeleteScheduleResponse:
-        await self._schedules.delete(_require_id(request.schedule_id))
+        await self._schedules.delete(_require_id(request.schedule_id), tenant=current_tenant())
         return schedules_pb2.DeleteScheduleResponse()

@@ -26,7 +26,7 @@ from timestep.api.usage_service import UsageService
 from timestep.runs.orchestrator import RunOrchestrator
 from timestep.runs.schedules import Schedules
 from timestep.runtime.registry import AgentRegistry
-from timestep.settings import DEFAULT_KEEPALIVE_TIME_MS, DEFAULT_KEEPALIVE_TIMEOUT_MS
+from timestep.settings import DEFAULT_KEEPALIVE_TIME_MS, DEFAULT_KEEPALIVE_TIMEOUT_MS, Limits
 from timestep.store.usage import UsageStore
 
 SERVICE_NAMES = (
@@ -41,11 +41,13 @@ SERVICE_NAMES = (
 # answered within `keepalive_timeout_ms` (finds dead clients and keeps NAT/load-balancer
 # mappings alive); accept client pings down to every 10 s, also on connections with no call.
 MIN_CLIENT_PING_INTERVAL_MS = 10_000
+DEFAULT_LIMITS = Limits()
 
 
 def server_options(
     keepalive_time_ms: int = DEFAULT_KEEPALIVE_TIME_MS,
     keepalive_timeout_ms: int = DEFAULT_KEEPALIVE_TIMEOUT_MS,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> list[tuple[str, int]]:
     return [
         ("grpc.keepalive_time_ms", keepalive_time_ms),
@@ -53,6 +55,12 @@ def server_options(
         ("grpc.http2.min_ping_interval_without_data_ms", MIN_CLIENT_PING_INTERVAL_MS),
         ("grpc.http2.max_pings_without_data", 0),
         ("grpc.keepalive_permit_without_calls", 1),
+        # Transport limits, enforced by gRPC before a request reaches a servicer.
+        ("grpc.max_receive_message_length", limits.max_message_bytes),
+        # gRPC rejects metadata between the soft and the hard limit only at random: make them one.
+        ("grpc.max_metadata_size", limits.max_metadata_bytes),
+        ("grpc.absolute_max_metadata_size", limits.max_metadata_bytes),
+        ("grpc.max_concurrent_streams", limits.max_concurrent_streams),
     ]
 
 
@@ -65,12 +73,15 @@ async def build_server(
     *,
     interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
     options: Sequence[tuple[str, int]] | None = None,
+    limits: Limits = DEFAULT_LIMITS,
+    credentials: grpc.ServerCredentials | None = None,
 ) -> tuple[grpc.aio.Server, health_aio.HealthServicer, int]:
-    """A started server bound to `address`; returns it, its health servicer and the bound port."""
+    """A started server bound to `address` (TLS with `credentials`, else plaintext); returns it,
+    its health servicer and the bound port."""
     server = grpc.aio.server(
         interceptors=list(interceptors), options=list(options if options is not None else server_options())
     )
-    runs_pb2_grpc.add_RunServiceServicer_to_server(RunService(orchestrator), server)
+    runs_pb2_grpc.add_RunServiceServicer_to_server(RunService(orchestrator, limits), server)
     agents_pb2_grpc.add_AgentServiceServicer_to_server(AgentService(registry), server)
     usage_pb2_grpc.add_UsageServiceServicer_to_server(UsageService(usage), server)
     schedules_pb2_grpc.add_ScheduleServiceServicer_to_server(ScheduleService(schedules), server)
@@ -80,7 +91,7 @@ async def build_server(
         (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
         server,
     )
-    port = server.add_insecure_port(address)
+    port = server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
     if port == 0:
         raise OSError(f"could not bind {address}; is another process using the port?")
     await server.start()

@@ -9,6 +9,7 @@ from grpc.aio import ServicerContext as Context
 from timestep_client.v1 import usage_pb2, usage_pb2_grpc
 
 from timestep.api import convert
+from timestep.api.auth import current_tenant
 from timestep.api.errors import unary
 from timestep.domain import UsageFilter
 from timestep.errors import InvalidArgumentError
@@ -30,7 +31,9 @@ class UsageService(usage_pb2_grpc.UsageServiceServicer):  # type: ignore[misc]
                 "end_time must be after start_time (or leave either unset for an open range).",
                 field="end_time",
             )
-        summary = await self._usage.summarize(UsageFilter(start, end, request.agent, request.model))
+        summary = await self._usage.summarize(
+            UsageFilter(start, end, request.agent, request.model, tenant=current_tenant())
+        )
         return usage_pb2.GetUsageResponse(
             total=convert.usage_to_proto(summary.total),
             run_count=summary.run_count,

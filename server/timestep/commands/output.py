@@ -24,6 +24,7 @@ NOT_FOUND: Final = 4
 REFUSED: Final = 5  # INVALID_ARGUMENT, FAILED_PRECONDITION, ALREADY_EXISTS, OUT_OF_RANGE
 UNAVAILABLE: Final = 6  # the service cannot be reached
 OTHER_ERROR: Final = 7  # any other gRPC error
+NOT_AUTHENTICATED: Final = 8  # no API key, or a wrong one
 INTERRUPTED_BY_USER: Final = 130
 
 EXIT_CODES: Final = """\
@@ -36,6 +37,7 @@ Exit codes:
   5  the request was refused (INVALID_ARGUMENT, FAILED_PRECONDITION, ALREADY_EXISTS)
   6  the service cannot be reached (UNAVAILABLE)
   7  any other gRPC error
+  8  not authenticated: the service needs an API key (--api-key / TIMESTEP_API_KEY) or refused it
 """
 
 _CODE_EXITS: Final = {
@@ -46,6 +48,7 @@ _CODE_EXITS: Final = {
     grpc.StatusCode.OUT_OF_RANGE: REFUSED,
     grpc.StatusCode.UNAVAILABLE: UNAVAILABLE,
     grpc.StatusCode.DEADLINE_EXCEEDED: UNAVAILABLE,
+    grpc.StatusCode.UNAUTHENTICATED: NOT_AUTHENTICATED,
 }
 
 

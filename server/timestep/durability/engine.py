@@ -76,13 +76,18 @@ def shutdown_dbos() -> None:
         asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor())
 
 
+def _limited(limits: ProviderLimits | None) -> bool:
+    return limits is not None and (limits.concurrency is not None or limits.requests is not None)
+
+
 def provider_of(model_name: str) -> str:
     prefix, slash, _ = model_name.partition("/")
     return prefix if slash else "openai"
 
 
 class DurableEngine:
-    """DBOS for one service process; its `launcher` runs segments as queued workflows."""
+    """DBOS for one service process; it runs segments as workflows, queued on the queue of a
+    provider with limits and started at once otherwise."""
 
     def __init__(
         self,
@@ -104,16 +109,20 @@ class DurableEngine:
         self._bindings = workflows.Bindings(executor, store, executor_id)
 
     def queue_for(self, model_name: str) -> str:
+        """The provider's queue when it has limits; '' (start at once) when it has none."""
         provider = provider_of(model_name)
-        known = provider in KNOWN_PROVIDERS or provider in self._limits
-        return QUEUE_PREFIX + (provider if known else "default")
+        if provider not in KNOWN_PROVIDERS and provider not in self._limits:
+            provider = "default"
+        return QUEUE_PREFIX + provider if _limited(self._limits.get(provider)) else ""
 
     async def start(self) -> None:
         workflows.bind(self._bindings)
         configure_dbos(self._database_url, executor_id=self.executor_id)
         ensure_dbos_launched()
-        for provider in sorted({*KNOWN_PROVIDERS, *self._limits, "default"}):
-            limits = self._limits.get(provider, ProviderLimits())
+        # Only limited providers get queues: each registered queue polls the database while idle.
+        for provider, limits in sorted(self._limits.items()):
+            if not _limited(limits):
+                continue
             limiter = (
                 {"limit": limits.requests, "period": limits.period_s} if limits.requests is not None else None
             )
@@ -153,13 +162,21 @@ class DurableEngine:
     # ----- SegmentLauncher ---------------------------------------------------------------
 
     async def launch(self, run_id: str, segment: int, queue_name: str) -> None:
-        queue = await self._queue(queue_name or QUEUE_PREFIX + "default")
         with SetWorkflowID(workflows.segment_workflow_id(run_id, segment)):
-            await queue.enqueue_async(workflows.run_segment, run_id, segment)
+            if queue_name:
+                queue = await self._queue(queue_name)
+                await queue.enqueue_async(workflows.run_segment, run_id, segment)
+            else:
+                # No limits to wait for: start now rather than at a queue's next poll. The
+                # workflow id makes a repeated launch a no-op (only its first starter executes
+                # it); after a crash DBOS recovers it through its internal queue (polled every
+                # second), where a dequeued one goes back to its own queue.
+                await DBOS.start_workflow_async(workflows.run_segment, run_id, segment)
 
     async def _queue(self, name: str) -> Queue:
         """A queue this replica registered, or one another replica configured (a run queued
-        under another replica's provider limits): join it as it is, without changing its limits."""
+        under another replica's provider limits, or before this one's limits were removed): join
+        it as it is, without changing its limits."""
         if name not in self._queues:
             self._queues[name] = await DBOS.register_queue_async(
                 name, polling_interval_sec=QUEUE_POLLING_INTERVAL_S, on_conflict="never_update"

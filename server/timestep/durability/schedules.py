@@ -3,6 +3,9 @@ replicas; every firing runs the `fire_schedule` workflow, which creates an ordin
 
 A firing's run uses the request id "schedule/<id>/<scheduled time>", so a firing that is
 retried (recovery) finds its run instead of creating a second one.
+
+DBOS names schedules globally; a tenant's schedule "<id>" is the DBOS schedule "<tenant>/<id>"
+('/' is not allowed in ids, so names cannot collide) and its context names the tenant.
 """
 
 from __future__ import annotations
@@ -53,11 +56,15 @@ def _validate(schedule_id: str, spec: ScheduleSpec) -> None:
         )
 
 
+def _dbos_name(schedule_id: str, tenant: str) -> str:
+    return f"{tenant}/{schedule_id}" if tenant else schedule_id
+
+
 def _schedule_from(row: Any) -> Schedule:
     spec = ScheduleSpec(**row["context"]["spec"])
     last = row["last_fired_at"]
     return Schedule(
-        id=row["schedule_name"],
+        id=row["context"]["schedule_id"],
         spec=spec,
         state=ScheduleState.ACTIVE if row["status"] == "ACTIVE" else ScheduleState.PAUSED,
         last_fire_time=datetime.fromisoformat(last) if last else None,
@@ -74,6 +81,7 @@ class DurableSchedules:
         spec = ScheduleSpec(**context["spec"])
         schedule_id = context["schedule_id"]
         stamp = scheduled_time.isoformat()
+        tenant = context.get("tenant", "")
         await self._orchestrator.create_run(
             NewRun(
                 agent=spec.agent,
@@ -81,30 +89,31 @@ class DurableSchedules:
                 model=spec.model,
                 request_id=f"schedule/{schedule_id}/{stamp}",
                 metadata={**spec.metadata, "schedule_id": schedule_id, "scheduled_time": stamp},
+                tenant=tenant,
             ),
             wait=False,
         )
 
-    async def create(self, schedule_id: str, spec: ScheduleSpec) -> Schedule:
+    async def create(self, schedule_id: str, spec: ScheduleSpec, *, tenant: str) -> Schedule:
         schedule_id = schedule_id or f"sch_{uuid.uuid4().hex[:16]}"
         _validate(schedule_id, spec)
         self._registry.get(spec.agent)  # NOT_FOUND for an unknown agent
-        if await DBOS.get_schedule_async(schedule_id) is not None:
+        if await DBOS.get_schedule_async(_dbos_name(schedule_id, tenant)) is not None:
             raise AlreadyExistsError(
                 f"A schedule with id {schedule_id!r} exists already; choose another id or delete it first.",
                 reason="SCHEDULE_EXISTS",
             )
         await DBOS.create_schedule_async(
-            schedule_name=schedule_id,
+            schedule_name=_dbos_name(schedule_id, tenant),
             workflow_fn=workflows.fire_schedule,
             schedule=spec.cron,
-            context={"schedule_id": schedule_id, "spec": asdict(spec)},
+            context={"schedule_id": schedule_id, "tenant": tenant, "spec": asdict(spec)},
             cron_timezone=spec.timezone or None,
         )
-        return await self.get(schedule_id)
+        return await self.get(schedule_id, tenant=tenant)
 
-    async def get(self, schedule_id: str) -> Schedule:
-        row = await DBOS.get_schedule_async(schedule_id)
+    async def get(self, schedule_id: str, *, tenant: str) -> Schedule:
+        row = await DBOS.get_schedule_async(_dbos_name(schedule_id, tenant))
         if row is None:
             raise NotFoundError(
                 f"No schedule has id {schedule_id!r}. List them with ScheduleService.ListSchedules.",
@@ -112,20 +121,21 @@ class DurableSchedules:
             )
         return _schedule_from(row)
 
-    async def list(self) -> list[Schedule]:
+    async def list(self, *, tenant: str) -> list[Schedule]:
         rows = await DBOS.list_schedules_async(workflow_name=workflows.FIRE_SCHEDULE)
-        return sorted((_schedule_from(row) for row in rows), key=lambda s: s.id)
+        mine = (row for row in rows if row["context"].get("tenant", "") == tenant)
+        return sorted((_schedule_from(row) for row in mine), key=lambda s: s.id)
 
-    async def pause(self, schedule_id: str) -> Schedule:
-        await self.get(schedule_id)
-        await asyncio.to_thread(DBOS.pause_schedule, schedule_id)
-        return await self.get(schedule_id)
+    async def pause(self, schedule_id: str, *, tenant: str) -> Schedule:
+        await self.get(schedule_id, tenant=tenant)
+        await asyncio.to_thread(DBOS.pause_schedule, _dbos_name(schedule_id, tenant))
+        return await self.get(schedule_id, tenant=tenant)
 
-    async def resume(self, schedule_id: str) -> Schedule:
-        await self.get(schedule_id)
-        await asyncio.to_thread(DBOS.resume_schedule, schedule_id)
-        return await self.get(schedule_id)
+    async def resume(self, schedule_id: str, *, tenant: str) -> Schedule:
+        await self.get(schedule_id, tenant=tenant)
+        await asyncio.to_thread(DBOS.resume_schedule, _dbos_name(schedule_id, tenant))
+        return await self.get(schedule_id, tenant=tenant)
 
-    async def delete(self, schedule_id: str) -> None:
-        await self.get(schedule_id)
-        await DBOS.delete_schedule_async(schedule_id)
+    async def delete(self, schedule_id: str, *, tenant: str) -> None:
+        await self.get(schedule_id, tenant=tenant)
+        await DBOS.delete_schedule_async(_dbos_name(schedule_id, tenant))

@@ -2,7 +2,8 @@
 
 Tools are at-least-once: a tool that was running when its process died runs again on
 recovery, unless it is marked `not_idempotent`, in which case the model is told the call may
-or may not have happened instead (its start is marked in `tool_invocations` first).
+or may not have happened instead (the start of such a tool's call is marked in
+`tool_invocations` first).
 
 Steps are preemptible: when the segment's workflow is cancelled (CancelRun, possibly through
 another replica), DBOS notices within a second and aborts the model or tool call in flight,
@@ -47,10 +48,15 @@ class DurableSteps:
 
     async def tool_call(self, tool: FunctionTool, call_id: str, call: Callable[[], Awaitable[Any]]) -> Any:
         async def invoke() -> Any:
-            first_attempt = self._store is None or await self._store.mark_tool_started(
-                self._run_id, self._segment, call_id, tool.name, self._executor_id
+            # Only a tool that must not run twice needs its start marked (a write per call).
+            first_attempt = (
+                self._store is None
+                or is_idempotent(tool)
+                or await self._store.mark_tool_started(
+                    self._run_id, self._segment, call_id, tool.name, self._executor_id
+                )
             )
-            if not first_attempt and not is_idempotent(tool):
+            if not first_attempt:
                 return (
                     f"The {tool.name} call may or may not have completed: the service restarted while it "
                     "was running, and it is not safe to run it twice. Check its effect before retrying."

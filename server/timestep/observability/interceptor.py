@@ -24,7 +24,8 @@ log = logging.getLogger("timestep.rpc")
 
 SHUTTING_DOWN = "the service is shutting down; reconnect to continue from your last sequence"
 REQUEST_ID_HEADER = "x-request-id"
-_PASS_THROUGH = ("/grpc.health.", "/grpc.reflection.")
+# Health checking and reflection: open to load balancers and grpcurl, never refused while draining.
+OPEN_METHOD_PREFIXES = ("/grpc.health.", "/grpc.reflection.")
 
 
 class Drain:
@@ -70,6 +71,24 @@ def _response_run_id(response: Any) -> str:
     return str(getattr(run, "id", "") or "")
 
 
+def with_behavior(handler: grpc.RpcMethodHandler, behavior: Callable[..., Any]) -> grpc.RpcMethodHandler:
+    """A handler of the same kind and (de)serializers as `handler`, running `behavior` (for
+    interceptors that wrap what a method does)."""
+    if handler.unary_unary is not None:
+        make = grpc.unary_unary_rpc_method_handler
+    elif handler.unary_stream is not None:
+        make = grpc.unary_stream_rpc_method_handler
+    elif handler.stream_stream is not None:
+        make = grpc.stream_stream_rpc_method_handler
+    else:
+        make = grpc.stream_unary_rpc_method_handler
+    return make(
+        behavior,
+        request_deserializer=handler.request_deserializer,
+        response_serializer=handler.response_serializer,
+    )
+
+
 class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     def __init__(self, metrics: Metrics, drain: Drain) -> None:
         self._metrics = metrics
@@ -82,21 +101,13 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     ) -> grpc.RpcMethodHandler:
         handler = await continuation(handler_call_details)
         full_method: str = handler_call_details.method
-        if handler is None or full_method.startswith(_PASS_THROUGH):
+        if handler is None or full_method.startswith(OPEN_METHOD_PREFIXES):
             return handler
         method = full_method.lstrip("/")
         if handler.unary_unary is not None:
-            return grpc.unary_unary_rpc_method_handler(
-                self._unary(method, handler.unary_unary),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
+            return with_behavior(handler, self._unary(method, handler.unary_unary))
         if handler.unary_stream is not None:
-            return grpc.unary_stream_rpc_method_handler(
-                self._stream(method, handler.unary_stream),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
+            return with_behavior(handler, self._stream(method, handler.unary_stream))
         return handler
 
     def _finish(self, method: str, code: str, start: float, run_id: str = "") -> None:

@@ -106,20 +106,22 @@ class Metrics:
     # ----- scraping ------------------------------------------------------------------------
 
     async def refresh_from_database(self) -> None:
-        """Count runs by status and queued runs by queue."""
+        """Count runs by status, and the runs waiting on each provider queue (a provider without
+        limits has none: its segments start at once)."""
         if self._pool is None:
             return
         async with self._pool.acquire() as connection:
             by_status = await connection.fetch("SELECT status, count(*) AS n FROM runs GROUP BY status")
             by_queue = await connection.fetch(
-                "SELECT queue_name, count(*) AS n FROM runs WHERE status = 'queued' GROUP BY queue_name"
+                """SELECT queue_name, count(*) AS n FROM runs
+                   WHERE status = 'queued' AND queue_name <> '' GROUP BY queue_name"""
             )
         counts = {row["status"]: row["n"] for row in by_status}
         for status in RunStatus:
             self.runs.labels(status.value).set(counts.get(status.value, 0))
         self.queue_depth.clear()
         for row in by_queue:
-            self.queue_depth.labels(row["queue_name"] or "default").set(row["n"])
+            self.queue_depth.labels(row["queue_name"]).set(row["n"])
 
     async def exposition(self) -> bytes:
         try:

@@ -99,6 +99,11 @@ class EventBus:
         for subscription in self._subscriptions.get(run_id, ()):
             subscription.reread()
 
+    def nudge_all(self) -> None:
+        """Tell every subscriber to re-read the store (after notifications may have been missed)."""
+        for run_id in list(self._subscriptions):
+            self.nudge(run_id)
+
     @contextmanager
     def subscribe(self, run_id: str) -> Iterator[Subscription]:
         subscription = Subscription(run_id, self._subscriber_buffer)

@@ -3,6 +3,8 @@
 The API layer calls only this class. It validates against the current state, makes each
 transition through the store (one transaction each), publishes the committed events, and
 hands queued segments to the SegmentLauncher (in-process tasks or durable workflows).
+
+Methods the API calls take the caller's `tenant`: a run of another tenant is NOT_FOUND.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
+from datetime import datetime
 
 from timestep.domain import (
     Interruption,
@@ -65,8 +68,8 @@ class RunOrchestrator:
 
     # ----- reads -------------------------------------------------------------------------
 
-    async def get_run(self, run_id: str) -> Run:
-        run = await self._store.get_run(run_id)
+    async def get_run(self, run_id: str, *, tenant: str | None = None) -> Run:
+        run = await self._store.get_run(run_id, tenant=tenant)
         if run.status is RunStatus.QUEUED and run.queue_name:
             position = await self._launcher.queue_position(run.id, run.segment_count, run.queue_name)
             return replace(run, queue_position=position)
@@ -75,35 +78,57 @@ class RunOrchestrator:
     async def list_runs(self, run_filter: RunFilter, page_size: int, page_token: str) -> Page[Run]:
         return await self._store.list_runs(run_filter, page_size, page_token)
 
-    async def list_interruptions(self, run_id: str, page_size: int, page_token: str) -> Page[Interruption]:
+    async def list_interruptions(
+        self, run_id: str, page_size: int, page_token: str, *, tenant: str | None = None
+    ) -> Page[Interruption]:
         if not run_id:
-            return await self._store.list_pending_interruptions(page_size, page_token)
+            return await self._store.list_pending_interruptions(page_size, page_token, tenant=tenant)
         if page_token:
             raise InvalidArgumentError(
                 "page_token is only used when listing pending interruptions across runs; a run's "
                 "interruptions come in one page.",
                 field="page_token",
             )
-        return Page((await self._store.get_run(run_id)).interruptions, "")
+        return Page((await self._store.get_run(run_id, tenant=tenant)).interruptions, "")
 
-    def follow(self, run_id: str, after_sequence: int) -> AsyncIterator[RunEvent]:
-        return follow_run(self._store, self._bus, run_id, after_sequence)
+    def follow(
+        self, run_id: str, after_sequence: int, *, tenant: str | None = None
+    ) -> AsyncIterator[RunEvent]:
+        return follow_run(self._store, self._bus, run_id, after_sequence, tenant=tenant)
 
     # ----- transitions -------------------------------------------------------------------
 
-    async def create_run(self, new_run: NewRun, *, wait: bool) -> Run:
+    async def create_run(self, new_run: NewRun, *, wait: bool, max_active_runs: int = 0) -> Run:
         agent = self._registry.get(new_run.agent)  # NOT_FOUND before anything is written
         queue_name = self._launcher.queue_for(new_run.model or _model_name(agent.model))
-        run, events, created = await self._store.create_run(new_run, queue_name)
+        run, events, created = await self._store.create_run(
+            new_run, queue_name, max_active_runs=max_active_runs
+        )
         self._bus.publish(events)
         if created:
             await self._launcher.launch(run.id, run.segment_count, queue_name)
         return await self._wait_if(run, wait)
 
-    async def resume_run(self, run_id: str, *, wait: bool) -> Run:
-        run = await self._store.get_run(run_id)
+    async def resume_run(
+        self,
+        run_id: str,
+        *,
+        wait: bool,
+        tenant: str | None = None,
+        deadline: datetime | None = None,
+        max_active_runs: int = 0,
+    ) -> Run:
+        """Queue the run's next segment; with `deadline` (a waiting caller's), the segment stops
+        when it passes."""
+        run = await self._store.get_run(run_id, tenant=tenant)
         model = run.model or _model_name(self._registry.get(run.agent).model)
-        run, events = await self._store.queue_resume(run_id, self._launcher.queue_for(model))
+        run, events = await self._store.queue_resume(
+            run_id,
+            self._launcher.queue_for(model),
+            tenant=tenant,
+            deadline=deadline,
+            max_active_runs=max_active_runs,
+        )
         self._bus.publish(events)
         await self._launcher.launch(run.id, run.segment_count, run.queue_name)
         return await self._wait_if(run, wait)
@@ -116,25 +141,28 @@ class RunOrchestrator:
         *,
         always: bool,
         message: str = "",
+        tenant: str | None = None,
     ) -> Interruption:
         interruption, events = await self._store.decide_interruption(
-            run_id, interruption_id, decision, always=always, message=message
+            run_id, interruption_id, decision, always=always, message=message, tenant=tenant
         )
         self._bus.publish(events)
         return interruption
 
-    async def cancel_run(self, run_id: str, reason: str) -> Run:
+    async def cancel_run(self, run_id: str, reason: str, *, tenant: str | None = None) -> Run:
         run, events = await self._store.cancel_run(
-            run_id, RunError("cancelled", reason or "Cancelled by CancelRun.")
+            run_id, RunError("cancelled", reason or "Cancelled by CancelRun."), tenant=tenant
         )
         self._bus.publish(events)
         await self._launcher.stop(run_id, run.segment_count)
         return run
 
-    async def get_run_state(self, run_id: str, state_format: str = PYTHON) -> RunStateExport:
+    async def get_run_state(
+        self, run_id: str, state_format: str = PYTHON, *, tenant: str | None = None
+    ) -> RunStateExport:
         """The paused run's RunState JSON, in `state_format` (PYTHON or TYPESCRIPT), with the
         decisions recorded so far applied."""
-        run = await self._store.get_run(run_id)
+        run = await self._store.get_run(run_id, tenant=tenant)
         snapshot = await self._store.latest_snapshot(run_id)
         if run.status is not RunStatus.INTERRUPTED or snapshot is None:
             raise FailedPreconditionError(

@@ -3,8 +3,10 @@ must see a run executing on another.
 
 Stored events: the store NOTIFYs `timestep_run_events` with "origin:run_id:last_sequence" in
 the transaction that stores them; every other process nudges its subscribers of that run to
-re-read the store. Live text deltas are NOTIFYed on `timestep_run_deltas` as JSON, in order,
-off the model's path (a background sender), and delivered to local subscribers elsewhere.
+re-read the store. A lost LISTEN connection is re-established, and then every subscriber re-reads
+the store, since notifications sent meanwhile are lost. Live text deltas are NOTIFYed on
+`timestep_run_deltas` as JSON, in order, off the model's path (a background sender), and
+delivered to local subscribers elsewhere.
 """
 
 from __future__ import annotations
@@ -26,6 +28,9 @@ log = logging.getLogger(__name__)
 DELTAS_CHANNEL = "timestep_run_deltas"
 # NOTIFY payloads are limited to 8000 bytes; merged deltas stay well below (UTF-8, JSON escapes).
 MAX_DELTA_CHARS = 1500
+# Backoff between attempts to listen again after losing the LISTEN connection.
+RECONNECT_MIN_S = 0.1
+RECONNECT_MAX_S = 5.0
 
 
 class EventRelay:
@@ -37,22 +42,51 @@ class EventRelay:
         self._outbox: asyncio.Queue[RunEvent] = asyncio.Queue()
         self._listener: asyncpg.Connection | None = None
         self._sender: asyncio.Task[None] | None = None
+        # Re-establishes the LISTEN connection after the database dropped it.
+        self._relistener: asyncio.Task[None] | None = None
+        self._stopping = False
 
     async def start(self) -> None:
-        self._listener = await asyncpg.connect(self._dsn)
-        await self._listener.add_listener(EVENTS_CHANNEL, self._on_stored)
-        await self._listener.add_listener(DELTAS_CHANNEL, self._on_delta)
+        self._listener = await self._listen()
         self._sender = asyncio.create_task(self._send_deltas(), name="timestep delta relay")
         self._bus.forward_live = self._outbox.put_nowait
 
     async def stop(self) -> None:
+        self._stopping = True
         self._bus.forward_live = None
-        if self._sender is not None:
-            self._sender.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sender
+        for task in (self._sender, self._relistener):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if self._listener is not None:
             await self._listener.close()
+
+    async def _listen(self) -> asyncpg.Connection:
+        listener = await asyncpg.connect(self._dsn)
+        await listener.add_listener(EVENTS_CHANNEL, self._on_stored)
+        await listener.add_listener(DELTAS_CHANNEL, self._on_delta)
+        listener.add_termination_listener(self._on_lost)
+        return listener
+
+    def _on_lost(self, connection: object) -> None:
+        if self._stopping or (self._relistener is not None and not self._relistener.done()):
+            return
+        log.warning("lost the connection that listens for other replicas' events; reconnecting")
+        self._relistener = asyncio.create_task(self._relisten(), name="timestep relay reconnect")
+
+    async def _relisten(self) -> None:
+        delay = RECONNECT_MIN_S
+        while True:
+            try:
+                self._listener = await self._listen()
+                break
+            except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+                log.warning("could not listen again (%s); retrying in %.1fs", error, delay)
+                await asyncio.sleep(delay)  # backoff while the database is away
+                delay = min(delay * 2, RECONNECT_MAX_S)
+        # Whatever was notified while nobody listened is lost: every subscriber re-reads the store.
+        self._bus.nudge_all()
 
     def _on_stored(self, connection: object, pid: int, channel: str, payload: object) -> None:
         assert isinstance(payload, str)

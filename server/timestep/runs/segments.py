@@ -72,6 +72,8 @@ class SegmentExecutor:
     pool: asyncpg.Pool
     model_config: ModelConfig
     max_turns: int = DEFAULT_MAX_TURNS
+    # Have the Agents SDK report spans (to OpenTelemetry, see observability/tracing.py).
+    trace_segments: bool = False
 
     async def execute(self, run_id: str, segment: int, steps: StepRunner) -> None:
         """Execute segment `segment` of a run queued for it, and record how it ended.
@@ -96,29 +98,36 @@ class SegmentExecutor:
         log.info("run %s segment %s ended %s", run_id, segment, outcome.status.value)
 
     async def _run_to_outcome(self, run: Run, segment: int, steps: StepRunner) -> SegmentOutcome:
+        # A waiting caller's deadline propagates into the segment: its model and tool calls are
+        # cancelled when it passes (also when a recovered segment starts after it passed).
+        deadline = asyncio.timeout_at(_loop_time(run.segment_deadline))
         try:
             agent = self.registry.get(run.agent)
             problem = self.model_config.missing(model_name_for(agent, run.model))
             if problem:
                 error = RunError("model_not_configured", problem)
                 return _failed(run, error)
-            result = await execute_segment(
-                agent,
-                await self._input_for(run, segment),
-                session=(
-                    PostgresSession(run.session_id, self.pool, replay_key=f"{run.id}/{segment}")
-                    if run.session_id
-                    else None
-                ),
-                run_config=default_run_config(self.model_config, run.model),
-                listener=RunJournal(self.store, self.bus, run.id, segment),
-                steps=steps,
-                max_turns=self.max_turns,
-                prices=self.model_config.prices,
-            )
+            async with deadline:
+                result = await execute_segment(
+                    agent,
+                    await self._input_for(run, segment),
+                    session=(
+                        PostgresSession(run.session_key, self.pool, replay_key=f"{run.id}/{segment}")
+                        if run.session_id
+                        else None
+                    ),
+                    run_config=default_run_config(self.model_config, run.model, tracing=self.trace_segments),
+                    listener=RunJournal(self.store, self.bus, run.id, segment),
+                    steps=steps,
+                    max_turns=self.max_turns,
+                    prices=self.model_config.prices,
+                )
         except asyncio.CancelledError:
             raise
         except Exception as exc:
+            if isinstance(exc, TimeoutError) and deadline.expired():
+                log.info("run %s segment %s stopped: the waiting caller's deadline passed", run.id, segment)
+                return _failed(run, RunError("deadline_exceeded", DEADLINE_PASSED))
             log.exception("run %s segment %s failed", run.id, segment)
             return _failed(run, describe_failure(exc))
         return _outcome_of(result)
@@ -132,6 +141,21 @@ class SegmentExecutor:
         state = await load_state(self.registry.get(run.agent), snapshot.state_json)
         apply_decisions(state, [i for i in run.interruptions if i.segment == segment - 1])
         return state
+
+
+DEADLINE_PASSED = (
+    "The deadline of the CreateRun/ResumeRun call waiting for this run passed before the run "
+    "finished, so its model and tool calls were stopped. Wait with a longer deadline, or create the "
+    "run without wait and follow it with StreamRunEvents."
+)
+
+
+def _loop_time(moment: datetime | None) -> float | None:
+    """`moment` on the event loop's clock (for asyncio.timeout_at); a past moment is now."""
+    if moment is None:
+        return None
+    loop = asyncio.get_running_loop()
+    return loop.time() + max((moment - datetime.now(UTC)).total_seconds(), 0.0)
 
 
 def _failed(run: Run, error: RunError) -> SegmentOutcome:

@@ -10,7 +10,7 @@ from timestep.store.runs import EVENT_BATCH_SIZE, RunStore
 
 
 async def follow_run(
-    store: RunStore, bus: EventBus, run_id: str, after_sequence: int
+    store: RunStore, bus: EventBus, run_id: str, after_sequence: int, *, tenant: str | None = None
 ) -> AsyncIterator[RunEvent]:
     """Yield the run's events after `after_sequence` until the run stops (finishes or pauses).
 
@@ -18,7 +18,7 @@ async def follow_run(
     live feed; sequence numbers drop the duplicates that overlap.
     """
     with bus.subscribe(run_id) as subscription:
-        run = await store.get_run(run_id)  # raises NotFoundError before anything is sent
+        run = await store.get_run(run_id, tenant=tenant)  # NotFoundError before anything is sent
         last = after_sequence
         # Whether the newest status change replayed left the run stopped (None: none replayed).
         stopped: bool | None = None

@@ -14,9 +14,15 @@ from agents import MaxTurnsExceeded, ModelBehaviorError, UserError
 
 from timestep.domain import RunError
 from timestep.runtime.models.errors import ModelProviderError
+from timestep.runtime.secrets import scrub
 
 
 def describe_failure(error: BaseException) -> RunError:
+    described = _describe(error)
+    return RunError(described.code, scrub(described.message))
+
+
+def _describe(error: BaseException) -> RunError:
     if isinstance(error, ModelProviderError):
         return RunError(error.code, error.message)
     if isinstance(error, MaxTurnsExceeded):

@@ -10,6 +10,7 @@ from timestep.runtime.models import MultiModelProvider, MultiModelProviderMap, O
 from timestep.runtime.models.multi import OLLAMA_PREFIX
 from timestep.runtime.models.ollama import OLLAMA_CLOUD_URL
 from timestep.runtime.pricing import PriceTable
+from timestep.runtime.secrets import remember_secrets
 
 
 @dataclass(frozen=True)
@@ -22,6 +23,9 @@ class ModelConfig:
     ollama_api_key: str = field(default="", repr=False)
     ollama_cloud_url: str = OLLAMA_CLOUD_URL
     prices: PriceTable = field(default_factory=PriceTable)
+
+    def __post_init__(self) -> None:
+        remember_secrets(self.openai_api_key, self.ollama_api_key)
 
     @classmethod
     def from_env(cls) -> ModelConfig:

@@ -31,16 +31,24 @@ AgentInput = str | list[Any] | RunState[Any, Any]
 StreamHandler = Callable[[StreamEvent], Awaitable[None]]
 
 
-def default_run_config(model_config: ModelConfig | None = None, model: str = "") -> RunConfig:
+def default_run_config(
+    model_config: ModelConfig | None = None, model: str = "", *, tracing: bool = False
+) -> RunConfig:
     """A RunConfig using the environment's model settings.
 
-    SDK tracing exports to OpenAI's servers, so it is off unless TIMESTEP_OPENAI_TRACING=1.
+    SDK tracing is off unless `tracing` (OpenTelemetry is on) or TIMESTEP_OPENAI_TRACING=1 (the
+    SDK's own export to OpenAI's servers).
     """
     return RunConfig(
         model=model or None,
         model_provider=(model_config or ModelConfig.from_env()).provider(),
-        tracing_disabled=os.environ.get("TIMESTEP_OPENAI_TRACING") != "1",
+        tracing_disabled=not (tracing or openai_tracing()),
     )
+
+
+def openai_tracing() -> bool:
+    """Whether the Agents SDK exports its traces to OpenAI (TIMESTEP_OPENAI_TRACING=1)."""
+    return os.environ.get("TIMESTEP_OPENAI_TRACING") == "1"
 
 
 async def run_agent(

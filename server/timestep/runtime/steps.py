@@ -14,13 +14,16 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextvars import ContextVar
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from agents import FunctionTool, Model, ModelBehaviorError, ModelProvider, ModelResponse, RunContextWrapper
 from agents.tool_context import ToolContext
 from openai.types.responses import Response, ResponseCompletedEvent
 
 from timestep.runtime.observers import observed
+from timestep.runtime.secrets import scrub_exception
+
+T = TypeVar("T")
 
 DeltaSink = Callable[[str, str], Awaitable[None]]  # (text delta, output item id)
 
@@ -56,6 +59,16 @@ async def _no_delta(delta: str, item_id: str) -> None:
 current_delta_sink: ContextVar[DeltaSink] = ContextVar("timestep_current_delta_sink", default=_no_delta)
 
 
+async def _without_secrets(call: Awaitable[T]) -> T:
+    """Await a provider call; an error it raises (which may quote our key) is recorded and
+    logged without the service's keys."""
+    try:
+        return await call
+    except Exception as error:
+        scrub_exception(error)
+        raise
+
+
 class StepModel(Model):
     """A model whose calls are steps: complete responses in, text deltas out on the side."""
 
@@ -65,7 +78,8 @@ class StepModel(Model):
 
     async def get_response(self, *args: Any, **kwargs: Any) -> ModelResponse:
         response: ModelResponse = await current_steps.get().model_call(
-            self._name, observed(self._name, lambda: self._inner.get_response(*args, **kwargs))
+            self._name,
+            observed(self._name, lambda: _without_secrets(self._inner.get_response(*args, **kwargs))),
         )
         return response
 
@@ -89,7 +103,7 @@ class StepModel(Model):
             return completed
 
         response: Response = await current_steps.get().model_call(
-            self._name, observed(self._name, streamed_call)
+            self._name, observed(self._name, lambda: _without_secrets(streamed_call()))
         )
         yield ResponseCompletedEvent(type="response.completed", response=response, sequence_number=0)
 

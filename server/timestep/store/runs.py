@@ -43,6 +43,7 @@ from timestep.errors import (
     FailedPreconditionError,
     InvalidArgumentError,
     NotFoundError,
+    ResourceExhaustedError,
 )
 from timestep.store.usage import record_segment_usage, usage_from_row
 
@@ -124,6 +125,36 @@ def _decode_page_token(token: str, scope: str) -> tuple[datetime, str] | None:
         ) from error
 
 
+# How soon a caller refused for its number of active runs should try again.
+ACTIVE_RUNS_RETRY_S = 1.0
+
+
+async def _lock_tenant(connection: Connection, tenant: str, max_active_runs: int) -> None:
+    """With a limit on active runs, one transaction at a time may add to a tenant's (so that
+    concurrent calls cannot overshoot it); held until commit."""
+    if max_active_runs:
+        await connection.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended('timestep.tenant:' || $1, 0))", tenant
+        )
+
+
+async def _check_active_runs(connection: Connection, tenant: str, max_active_runs: int) -> None:
+    """Refuse (rolling the transaction back) when the tenant now has more than `max_active_runs`
+    runs QUEUED or RUNNING, counting the one this transaction adds."""
+    if not max_active_runs:
+        return
+    active = await connection.fetchval(
+        "SELECT count(*) FROM runs WHERE tenant = $1 AND status IN ('queued', 'running')", tenant
+    )
+    if active > max_active_runs:
+        raise ResourceExhaustedError(
+            f"{max_active_runs} runs are already queued or running, the most this service allows at "
+            "once; retry when one of them finishes or pauses.",
+            reason="TOO_MANY_ACTIVE_RUNS",
+            retry_after_s=ACTIVE_RUNS_RETRY_S,
+        )
+
+
 def _interruption_from_row(row: asyncpg.Record) -> Interruption:
     return Interruption(
         id=row["id"],
@@ -161,6 +192,8 @@ def _run_from_row(row: asyncpg.Record, interruptions: list[Interruption]) -> Run
         update_time=row["update_time"],
         interruptions=interruptions,
         queue_name=row["queue_name"],
+        tenant=row["tenant"],
+        segment_deadline=row["segment_deadline"],
     )
 
 
@@ -183,13 +216,21 @@ class RunStore:
 
     # ----- reads -------------------------------------------------------------------------
 
-    async def get_run(self, run_id: str) -> Run:
-        async with self._pool.acquire() as connection:
-            return await self._get_run(connection, run_id)
+    # A `tenant` argument scopes a call to that tenant's runs: another tenant's run is NOT_FOUND,
+    # exactly like a run that does not exist. None (internal callers) sees every tenant's.
 
-    async def _get_run(self, connection: Connection, run_id: str, *, lock: bool = False) -> Run:
+    async def get_run(self, run_id: str, *, tenant: str | None = None) -> Run:
+        async with self._pool.acquire() as connection:
+            return await self._get_run(connection, run_id, tenant=tenant)
+
+    async def _get_run(
+        self, connection: Connection, run_id: str, *, lock: bool = False, tenant: str | None = None
+    ) -> Run:
         row = await connection.fetchrow(
-            "SELECT * FROM runs WHERE id = $1" + (" FOR UPDATE" if lock else ""), run_id
+            "SELECT * FROM runs WHERE id = $1 AND ($2::text IS NULL OR tenant = $2)"
+            + (" FOR UPDATE" if lock else ""),
+            run_id,
+            tenant,
         )
         if row is None:
             raise run_not_found(run_id)
@@ -212,6 +253,9 @@ class RunStore:
             if value:
                 args.append(value)
                 conditions.append(f"{column} = ${len(args)}")
+        if run_filter.tenant is not None:
+            args.append(run_filter.tenant)
+            conditions.append(f"tenant = ${len(args)}")
         if after:
             args.extend(after)
             conditions.append(f"(create_time, id) < (${len(args) - 1}, ${len(args)})")
@@ -242,17 +286,21 @@ class RunStore:
         )
         return [_event_from_row(row) for row in rows]
 
-    async def list_pending_interruptions(self, page_size: int, page_token: str) -> Page[Interruption]:
+    async def list_pending_interruptions(
+        self, page_size: int, page_token: str, *, tenant: str | None = None
+    ) -> Page[Interruption]:
         size = _page_size(page_size)
         after = _decode_page_token(page_token, "pending")
         rows = await self._pool.fetch(
             """SELECT i.* FROM interruptions i JOIN runs r ON r.id = i.run_id
                WHERE i.status = 'pending' AND r.status = 'interrupted' AND i.segment = r.segment_count
                  AND ($1::timestamptz IS NULL OR (i.create_time, i.id) > ($1, $2))
+                 AND ($4::text IS NULL OR r.tenant = $4)
                ORDER BY i.create_time, i.id LIMIT $3""",
             after[0] if after else None,
             after[1] if after else "",
             size + 1,
+            tenant,
         )
         items = [_interruption_from_row(row) for row in rows[:size]]
         token = (
@@ -318,18 +366,23 @@ class RunStore:
 
     # ----- transitions -------------------------------------------------------------------
 
-    async def create_run(self, new_run: NewRun, queue_name: str = "") -> tuple[Run, list[RunEvent], bool]:
+    async def create_run(
+        self, new_run: NewRun, queue_name: str = "", *, max_active_runs: int = 0
+    ) -> tuple[Run, list[RunEvent], bool]:
         """Insert a run QUEUED for its first segment (or find the one its request_id already made).
+        With `max_active_runs`, a new run its tenant has no room for is refused.
 
         Returns the run, the events written and whether it was created by this call.
         """
         fingerprint = _fingerprint(new_run)
         async with self._pool.acquire() as connection, connection.transaction():
+            await _lock_tenant(connection, new_run.tenant, max_active_runs)
             run_id = await connection.fetchval(
                 """INSERT INTO runs (id, agent, current_agent, status, session_id, model, input,
-                                     metadata, request_id, request_fingerprint, segment_count, queue_name)
-                   VALUES ($1, $2, $2, 'queued', $3, $4, $5, $6, NULLIF($7, ''), $8, 1, $9)
-                   ON CONFLICT (request_id) DO NOTHING RETURNING id""",
+                                     metadata, request_id, request_fingerprint, segment_count, queue_name,
+                                     tenant, segment_deadline)
+                   VALUES ($1, $2, $2, 'queued', $3, $4, $5, $6, NULLIF($7, ''), $8, 1, $9, $10, $11)
+                   ON CONFLICT (tenant, request_id) DO NOTHING RETURNING id""",
                 new_id("run"),
                 new_run.agent,
                 new_run.session_id,
@@ -339,19 +392,25 @@ class RunStore:
                 new_run.request_id,
                 fingerprint,
                 queue_name,
+                new_run.tenant,
+                new_run.deadline,
             )
             if run_id is None:
                 return (
-                    await self._existing_for_request(connection, new_run.request_id, fingerprint),
+                    await self._existing_for_request(connection, new_run, fingerprint),
                     [],
                     False,
                 )
+            await _check_active_runs(connection, new_run.tenant, max_active_runs)
             events = await self._append(connection, run_id, 1, [status_changed(RunStatus.QUEUED)])
             return await self._get_run(connection, run_id), events, True
 
-    async def _existing_for_request(self, connection: Connection, request_id: str, fingerprint: str) -> Run:
+    async def _existing_for_request(self, connection: Connection, new_run: NewRun, fingerprint: str) -> Run:
+        request_id = new_run.request_id
         row = await connection.fetchrow(
-            "SELECT id, request_fingerprint FROM runs WHERE request_id = $1", request_id
+            "SELECT id, request_fingerprint FROM runs WHERE tenant = $1 AND request_id = $2",
+            new_run.tenant,
+            request_id,
         )
         assert row is not None, "ON CONFLICT without a conflicting row"
         if row["request_fingerprint"] != fingerprint:
@@ -376,8 +435,8 @@ class RunStore:
             run_id = new_id("run")
             await connection.execute(
                 """INSERT INTO runs (id, agent, current_agent, status, session_id, model, input, metadata,
-                                     segment_count)
-                   VALUES ($1, $2, $3, 'interrupted', $4, $5, $6, $7, 1)""",
+                                     segment_count, tenant)
+                   VALUES ($1, $2, $3, 'interrupted', $4, $5, $6, $7, 1, $8)""",
                 run_id,
                 new_run.agent,
                 current_agent,
@@ -385,6 +444,7 @@ class RunStore:
                 new_run.model,
                 new_run.input,
                 new_run.metadata,
+                new_run.tenant,
             )
             await self._insert_snapshot(connection, run_id, 1, snapshot)
             inserted = await self._insert_interruptions(connection, run_id, 1, interruptions)
@@ -407,10 +467,19 @@ class RunStore:
             )
             return await self._get_run(connection, run_id), events
 
-    async def queue_resume(self, run_id: str, queue_name: str = "") -> tuple[Run, list[RunEvent]]:
-        """Queue the next segment of an INTERRUPTED run whose interruptions are all decided."""
+    async def queue_resume(
+        self,
+        run_id: str,
+        queue_name: str = "",
+        *,
+        tenant: str | None = None,
+        deadline: datetime | None = None,
+        max_active_runs: int = 0,
+    ) -> tuple[Run, list[RunEvent]]:
+        """Queue the next segment of an INTERRUPTED run whose interruptions are all decided
+        (to stop at `deadline`, if given)."""
         async with self._pool.acquire() as connection, connection.transaction():
-            run = await self._get_run(connection, run_id, lock=True)
+            run = await self._get_run(connection, run_id, lock=True, tenant=tenant)
             if run.status is not RunStatus.INTERRUPTED:
                 raise FailedPreconditionError(
                     f"Run {run_id} is {run.status.name}; only an INTERRUPTED run can be resumed.",
@@ -425,12 +494,16 @@ class RunStore:
                 )
             segment = run.segment_count + 1
             await connection.execute(
-                """UPDATE runs SET status = 'queued', segment_count = $2, queue_name = $3
+                """UPDATE runs
+                   SET status = 'queued', segment_count = $2, queue_name = $3, segment_deadline = $4
                    WHERE id = $1""",
                 run_id,
                 segment,
                 queue_name,
+                deadline,
             )
+            await _lock_tenant(connection, run.tenant, max_active_runs)
+            await _check_active_runs(connection, run.tenant, max_active_runs)
             events = await self._append(connection, run_id, segment, [status_changed(RunStatus.QUEUED)])
             return await self._get_run(connection, run_id), events
 
@@ -517,14 +590,16 @@ class RunStore:
             )
             return await self._get_run(connection, run_id), events
 
-    async def cancel_run(self, run_id: str, error: RunError) -> tuple[Run, list[RunEvent]]:
+    async def cancel_run(
+        self, run_id: str, error: RunError, *, tenant: str | None = None
+    ) -> tuple[Run, list[RunEvent]]:
         """Cancel a QUEUED, RUNNING or INTERRUPTED run.
 
         A segment still executing somewhere finds its run CANCELLED when it tries to finish,
         and its outcome is discarded.
         """
         async with self._pool.acquire() as connection, connection.transaction():
-            run = await self._get_run(connection, run_id, lock=True)
+            run = await self._get_run(connection, run_id, lock=True, tenant=tenant)
             if run.status.is_finished:
                 raise FailedPreconditionError(
                     f"Run {run_id} is already {run.status.name}; only QUEUED, RUNNING or INTERRUPTED runs "
@@ -551,10 +626,11 @@ class RunStore:
         *,
         always: bool,
         message: str,
+        tenant: str | None = None,
     ) -> tuple[Interruption, list[RunEvent]]:
         """Record an approval or rejection. Repeating the same decision changes nothing."""
         async with self._pool.acquire() as connection, connection.transaction():
-            run = await self._get_run(connection, run_id, lock=True)
+            run = await self._get_run(connection, run_id, lock=True, tenant=tenant)
             found = [i for i in run.interruptions if i.id == interruption_id]
             if not found:
                 raise NotFoundError(
@@ -602,11 +678,12 @@ class RunStore:
         self, connection: Connection, run_id: str, segment: int, events: Sequence[PendingEvent]
     ) -> list[RunEvent]:
         """Store events with the next sequences, skipping those whose dedupe key is stored already
-        (a replayed segment re-emitting them), and notify other processes after commit."""
+        (a replayed segment re-emitting them), and notify other processes after commit.
+
+        The caller holds the run's row lock (or inserted the row in this transaction), so
+        sequences are assigned one appender at a time."""
         if not events:
             return []
-        # Lock the run row first: sequences are assigned one appender at a time.
-        await connection.execute("SELECT 1 FROM runs WHERE id = $1 FOR UPDATE", run_id)
         keys = [e.dedupe_key for e in events if e.dedupe_key]
         if keys:
             seen = {
@@ -620,11 +697,14 @@ class RunStore:
             events = [e for e in events if e.dedupe_key not in seen]
             if not events:
                 return []
+        # The notification goes out at commit; sending it here saves a round trip.
         last = await connection.fetchval(
             """UPDATE runs SET last_sequence = last_sequence + $2, update_time = clock_timestamp()
-               WHERE id = $1 RETURNING last_sequence""",
+               WHERE id = $1 RETURNING last_sequence, pg_notify($3, $4::text || last_sequence)""",
             run_id,
             len(events),
+            EVENTS_CHANNEL,
+            f"{self._origin}:{run_id}:",
         )
         rows = await connection.fetch(
             """INSERT INTO run_events (run_id, sequence, segment, kind, payload, dedupe_key)
@@ -638,9 +718,6 @@ class RunStore:
             [e.kind.value for e in events],
             [e.payload for e in events],
             [e.dedupe_key for e in events],
-        )
-        await connection.execute(
-            "SELECT pg_notify($1, $2)", EVENTS_CHANNEL, f"{self._origin}:{run_id}:{last}"
         )
         return sorted((_event_from_row(row) for row in rows), key=lambda e: e.sequence)
 

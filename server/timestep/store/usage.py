@@ -86,8 +86,16 @@ class UsageStore:
         where = """WHERE ($1::timestamptz IS NULL OR call_time >= $1)
                      AND ($2::timestamptz IS NULL OR call_time < $2)
                      AND ($3 = '' OR agent = $3)
-                     AND ($4 = '' OR model = $4)"""
-        args = (usage_filter.start, usage_filter.end, usage_filter.agent, usage_filter.model)
+                     AND ($4 = '' OR model = $4)
+                     AND ($5::text IS NULL OR EXISTS (
+                            SELECT 1 FROM runs WHERE runs.id = model_calls.run_id AND runs.tenant = $5))"""
+        args = (
+            usage_filter.start,
+            usage_filter.end,
+            usage_filter.agent,
+            usage_filter.model,
+            usage_filter.tenant,
+        )
         async with self._pool.acquire() as connection:
             rows = await connection.fetch(
                 f"""SELECT agent, model, count(DISTINCT run_id) AS run_count, {_SUMS}

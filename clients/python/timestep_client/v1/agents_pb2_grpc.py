@@ -27,7 +27,8 @@ if _version_not_supported:
 
 
 class AgentServiceStub:
-    """AgentService describes the agents this service can run.
+    """AgentService describes the agents this service can run (the same for every tenant; a call
+    without a valid API key, when the service has keys, is UNAUTHENTICATED).
     """
 
     def __init__(self, channel):
@@ -49,11 +50,15 @@ class AgentServiceStub:
 
 
 class AgentServiceServicer:
-    """AgentService describes the agents this service can run.
+    """AgentService describes the agents this service can run (the same for every tenant; a call
+    without a valid API key, when the service has keys, is UNAUTHENTICATED).
     """
 
     def ListAgents(self, request, context):
         """Lists every registered agent.
+
+        Errors: only those any RPC can return (RESOURCE_EXHAUSTED for a request over the
+        server's size limits, UNAVAILABLE while the service shuts down).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -61,6 +66,9 @@ class AgentServiceServicer:
 
     def GetAgent(self, request, context):
         """Describes one agent; NOT_FOUND if no agent has that name.
+
+        Errors: INVALID_ARGUMENT (an empty name); NOT_FOUND (AGENT_NOT_FOUND), with a
+        google.rpc.ErrorInfo (domain "timestep.dev", the reason) on each.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -88,7 +96,8 @@ def add_AgentServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class AgentService:
-    """AgentService describes the agents this service can run.
+    """AgentService describes the agents this service can run (the same for every tenant; a call
+    without a valid API key, when the service has keys, is UNAUTHENTICATED).
     """
 
     @staticmethod

@@ -33,9 +33,14 @@ class RunServiceStub:
     ResumeRun. Every state change is stored in PostgreSQL, so a paused run survives
     restarts of the service.
 
-    Errors: NOT_FOUND for unknown runs, agents and interruptions; INVALID_ARGUMENT for
-    malformed input; FAILED_PRECONDITION for an operation the run's current status does
-    not allow; ALREADY_EXISTS when a request_id is reused with different arguments.
+    Errors carry a google.rpc.ErrorInfo (domain "timestep.dev", a stable `reason`), plus a
+    BadRequest naming the field on INVALID_ARGUMENT (reason "INVALID_ARGUMENT" unless listed)
+    and a PreconditionFailure (type = reason, subject "runs/<run_id>") on FAILED_PRECONDITION.
+    Any RPC: RESOURCE_EXHAUSTED (from gRPC, without details) for a request message or metadata
+    over the server's limits; UNAVAILABLE while the service shuts down; UNAUTHENTICATED when the
+    service has API keys and the call carries no valid `authorization: Bearer <key>` metadata.
+    With API keys, every call sees only its key's tenant's runs: another tenant's run or
+    interruption is NOT_FOUND, exactly like one that does not exist.
     """
 
     def __init__(self, channel):
@@ -108,16 +113,28 @@ class RunServiceServicer:
     ResumeRun. Every state change is stored in PostgreSQL, so a paused run survives
     restarts of the service.
 
-    Errors: NOT_FOUND for unknown runs, agents and interruptions; INVALID_ARGUMENT for
-    malformed input; FAILED_PRECONDITION for an operation the run's current status does
-    not allow; ALREADY_EXISTS when a request_id is reused with different arguments.
+    Errors carry a google.rpc.ErrorInfo (domain "timestep.dev", a stable `reason`), plus a
+    BadRequest naming the field on INVALID_ARGUMENT (reason "INVALID_ARGUMENT" unless listed)
+    and a PreconditionFailure (type = reason, subject "runs/<run_id>") on FAILED_PRECONDITION.
+    Any RPC: RESOURCE_EXHAUSTED (from gRPC, without details) for a request message or metadata
+    over the server's limits; UNAVAILABLE while the service shuts down; UNAUTHENTICATED when the
+    service has API keys and the call carries no valid `authorization: Bearer <key>` metadata.
+    With API keys, every call sees only its key's tenant's runs: another tenant's run or
+    interruption is NOT_FOUND, exactly like one that does not exist.
     """
 
     def CreateRun(self, request, context):
         """Starts a run of a registered agent. With `wait`, returns once the run is
         COMPLETED, INTERRUPTED, FAILED or CANCELLED; otherwise returns at once (QUEUED or
         RUNNING). Repeating a call with the same `request_id` and the same arguments returns
-        the same run and starts nothing new.
+        the same run and starts nothing new. With `wait`, the call's deadline also bounds the
+        run's first segment: when it passes, the model or tool call in flight is cancelled and the
+        run ends FAILED (error code "deadline_exceeded").
+
+        Errors: INVALID_ARGUMENT (TOO_MANY_INPUT_ITEMS: more input items than the server's
+        limit, 1000 by default); NOT_FOUND (AGENT_NOT_FOUND); ALREADY_EXISTS (REQUEST_ID_REUSED);
+        RESOURCE_EXHAUSTED (TOO_MANY_ACTIVE_RUNS, with a RetryInfo: the tenant has as many runs
+        QUEUED or RUNNING as the server allows).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -125,6 +142,8 @@ class RunServiceServicer:
 
     def GetRun(self, request, context):
         """Returns one run with its interruptions and usage.
+
+        Errors: INVALID_ARGUMENT; NOT_FOUND (RUN_NOT_FOUND).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -132,6 +151,9 @@ class RunServiceServicer:
 
     def ListRuns(self, request, context):
         """Lists runs, newest first, optionally filtered by agent, status and session.
+
+        Errors: INVALID_ARGUMENT (a negative page_size, an unknown status, a page token of
+        other filters).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -143,6 +165,9 @@ class RunServiceServicer:
         (including token text deltas, which are live-only). The stream ends once the run is
         COMPLETED, FAILED, CANCELLED or INTERRUPTED and every stored event has been sent;
         after ResumeRun, subscribe again with the last sequence you saw.
+
+        Errors: INVALID_ARGUMENT; NOT_FOUND (RUN_NOT_FOUND); UNAVAILABLE when the service shuts
+        down mid-stream (reconnect with the last sequence received).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -151,6 +176,9 @@ class RunServiceServicer:
     def ListInterruptions(self, request, context):
         """Lists one run's interruptions (set `run_id`), or every PENDING interruption of every
         INTERRUPTED run (leave `run_id` empty).
+
+        Errors: INVALID_ARGUMENT (a negative page_size, a bad page token); NOT_FOUND
+        (RUN_NOT_FOUND).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -159,6 +187,9 @@ class RunServiceServicer:
     def ApproveInterruption(self, request, context):
         """Approves a pending tool call. Approving an already approved interruption again is
         harmless and returns it unchanged; approving a rejected one is FAILED_PRECONDITION.
+
+        Errors: INVALID_ARGUMENT; NOT_FOUND (RUN_NOT_FOUND, INTERRUPTION_NOT_FOUND);
+        FAILED_PRECONDITION (INTERRUPTION_ALREADY_DECIDED, RUN_NOT_INTERRUPTED).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -167,6 +198,9 @@ class RunServiceServicer:
     def RejectInterruption(self, request, context):
         """Rejects a pending tool call; `message` is what the model is told instead of the tool's
         output. Rejecting an already rejected interruption again is harmless.
+
+        Errors: INVALID_ARGUMENT; NOT_FOUND (RUN_NOT_FOUND, INTERRUPTION_NOT_FOUND);
+        FAILED_PRECONDITION (INTERRUPTION_ALREADY_DECIDED, RUN_NOT_INTERRUPTED).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -174,7 +208,12 @@ class RunServiceServicer:
 
     def ResumeRun(self, request, context):
         """Continues an INTERRUPTED run whose interruptions have all been decided. The run runs
-        until it completes, fails, is cancelled or pauses again.
+        until it completes, fails, is cancelled or pauses again. With `wait`, the call's
+        deadline bounds the segment it starts, as for CreateRun.
+
+        Errors: INVALID_ARGUMENT; NOT_FOUND (RUN_NOT_FOUND); FAILED_PRECONDITION
+        (RUN_NOT_RESUMABLE: the run is not INTERRUPTED; INTERRUPTIONS_PENDING);
+        RESOURCE_EXHAUSTED (TOO_MANY_ACTIVE_RUNS, with a RetryInfo).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -183,6 +222,8 @@ class RunServiceServicer:
     def CancelRun(self, request, context):
         """Cancels a QUEUED, RUNNING or INTERRUPTED run. Cancelling a finished run is
         FAILED_PRECONDITION.
+
+        Errors: INVALID_ARGUMENT; NOT_FOUND (RUN_NOT_FOUND); FAILED_PRECONDITION (RUN_FINISHED).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -193,6 +234,9 @@ class RunServiceServicer:
         so far applied, in the requested `format`: load it with `RunState.from_string` (Python)
         or `RunState.fromString` (TypeScript) to continue elsewhere. A state the conversion does
         not support is FAILED_PRECONDITION, with a message naming what is unsupported.
+
+        Errors: INVALID_ARGUMENT; NOT_FOUND (RUN_NOT_FOUND); FAILED_PRECONDITION
+        (RUN_NOT_INTERRUPTED, STATE_NOT_CONVERTIBLE).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -204,6 +248,10 @@ class RunServiceServicer:
         ones PENDING, ones decided before the state was saved APPROVED or REJECTED. The snapshot
         is stored as given, with its format and schema version. JSON that is not a loadable
         RunState, or uses something the conversion does not support, is INVALID_ARGUMENT.
+
+        Errors: INVALID_ARGUMENT (STATE_TOO_LARGE: state_json over the server's limit, 8 MiB by
+        default; STATE_NOT_LOADABLE, STATE_NOT_INTERRUPTED, UNSUPPORTED_STATE); NOT_FOUND
+        (AGENT_NOT_FOUND).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -282,9 +330,14 @@ class RunService:
     ResumeRun. Every state change is stored in PostgreSQL, so a paused run survives
     restarts of the service.
 
-    Errors: NOT_FOUND for unknown runs, agents and interruptions; INVALID_ARGUMENT for
-    malformed input; FAILED_PRECONDITION for an operation the run's current status does
-    not allow; ALREADY_EXISTS when a request_id is reused with different arguments.
+    Errors carry a google.rpc.ErrorInfo (domain "timestep.dev", a stable `reason`), plus a
+    BadRequest naming the field on INVALID_ARGUMENT (reason "INVALID_ARGUMENT" unless listed)
+    and a PreconditionFailure (type = reason, subject "runs/<run_id>") on FAILED_PRECONDITION.
+    Any RPC: RESOURCE_EXHAUSTED (from gRPC, without details) for a request message or metadata
+    over the server's limits; UNAVAILABLE while the service shuts down; UNAUTHENTICATED when the
+    service has API keys and the call carries no valid `authorization: Bearer <key>` metadata.
+    With API keys, every call sees only its key's tenant's runs: another tenant's run or
+    interruption is NOT_FOUND, exactly like one that does not exist.
     """
 
     @staticmethod

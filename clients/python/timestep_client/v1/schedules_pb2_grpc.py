@@ -31,6 +31,14 @@ class ScheduleServiceStub:
     RunService.ListRuns) whose metadata carries "schedule_id" and "scheduled_time". Schedules
     are kept by the durable engine in PostgreSQL, fire once per tick across all replicas, and
     need the service to run in durable mode (FAILED_PRECONDITION otherwise).
+
+    Errors carry a google.rpc.ErrorInfo (domain "timestep.dev", a stable `reason`), plus a
+    BadRequest naming the field on INVALID_ARGUMENT and a PreconditionFailure (subject
+    "timestep.v1.ScheduleService") on FAILED_PRECONDITION. Every RPC returns
+    FAILED_PRECONDITION (SCHEDULES_NEED_DURABILITY) when the service runs without durability.
+    With API keys, schedules belong to the key's tenant (and so do the runs they create): another
+    tenant's schedule is NOT_FOUND, and two tenants may use the same schedule_id. A call without
+    a valid key is UNAUTHENTICATED.
     """
 
     def __init__(self, channel):
@@ -76,11 +84,21 @@ class ScheduleServiceServicer:
     RunService.ListRuns) whose metadata carries "schedule_id" and "scheduled_time". Schedules
     are kept by the durable engine in PostgreSQL, fire once per tick across all replicas, and
     need the service to run in durable mode (FAILED_PRECONDITION otherwise).
+
+    Errors carry a google.rpc.ErrorInfo (domain "timestep.dev", a stable `reason`), plus a
+    BadRequest naming the field on INVALID_ARGUMENT and a PreconditionFailure (subject
+    "timestep.v1.ScheduleService") on FAILED_PRECONDITION. Every RPC returns
+    FAILED_PRECONDITION (SCHEDULES_NEED_DURABILITY) when the service runs without durability.
+    With API keys, schedules belong to the key's tenant (and so do the runs they create): another
+    tenant's schedule is NOT_FOUND, and two tenants may use the same schedule_id. A call without
+    a valid key is UNAUTHENTICATED.
     """
 
     def CreateSchedule(self, request, context):
         """Creates a schedule. INVALID_ARGUMENT for a bad cron expression, time zone or input;
         NOT_FOUND for an unknown agent; ALREADY_EXISTS if `schedule_id` is taken.
+
+        Errors: INVALID_ARGUMENT; NOT_FOUND (AGENT_NOT_FOUND); ALREADY_EXISTS (SCHEDULE_EXISTS).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -88,6 +106,8 @@ class ScheduleServiceServicer:
 
     def GetSchedule(self, request, context):
         """Returns one schedule; NOT_FOUND if there is none with that id.
+
+        Errors: INVALID_ARGUMENT; NOT_FOUND (SCHEDULE_NOT_FOUND).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -102,6 +122,8 @@ class ScheduleServiceServicer:
 
     def PauseSchedule(self, request, context):
         """Stops a schedule from firing until ResumeSchedule. Pausing a paused schedule is harmless.
+
+        Errors: INVALID_ARGUMENT; NOT_FOUND (SCHEDULE_NOT_FOUND).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -109,6 +131,8 @@ class ScheduleServiceServicer:
 
     def ResumeSchedule(self, request, context):
         """Lets a paused schedule fire again. Resuming an active schedule is harmless.
+
+        Errors: INVALID_ARGUMENT; NOT_FOUND (SCHEDULE_NOT_FOUND).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -116,6 +140,8 @@ class ScheduleServiceServicer:
 
     def DeleteSchedule(self, request, context):
         """Deletes a schedule; the runs it created stay.
+
+        Errors: INVALID_ARGUMENT; NOT_FOUND (SCHEDULE_NOT_FOUND).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -167,6 +193,14 @@ class ScheduleService:
     RunService.ListRuns) whose metadata carries "schedule_id" and "scheduled_time". Schedules
     are kept by the durable engine in PostgreSQL, fire once per tick across all replicas, and
     need the service to run in durable mode (FAILED_PRECONDITION otherwise).
+
+    Errors carry a google.rpc.ErrorInfo (domain "timestep.dev", a stable `reason`), plus a
+    BadRequest naming the field on INVALID_ARGUMENT and a PreconditionFailure (subject
+    "timestep.v1.ScheduleService") on FAILED_PRECONDITION. Every RPC returns
+    FAILED_PRECONDITION (SCHEDULES_NEED_DURABILITY) when the service runs without durability.
+    With API keys, schedules belong to the key's tenant (and so do the runs they create): another
+    tenant's schedule is NOT_FOUND, and two tenants may use the same schedule_id. A call without
+    a valid key is UNAUTHENTICATED.
     """
 
     @staticmethod

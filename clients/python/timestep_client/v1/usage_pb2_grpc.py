@@ -31,7 +31,8 @@ class UsageServiceStub:
 
     Every model call of every run is recorded with its agent, its model (as routed, e.g.
     "gpt-4.1" or "ollama/llama3.2"), its tokens and its estimated cost from the service's
-    price table. Errors: INVALID_ARGUMENT when end_time is not after start_time.
+    price table. With API keys, GetUsage covers the runs of the caller's tenant only (a call
+    without a valid key is UNAUTHENTICATED).
     """
 
     def __init__(self, channel):
@@ -52,11 +53,15 @@ class UsageServiceServicer:
 
     Every model call of every run is recorded with its agent, its model (as routed, e.g.
     "gpt-4.1" or "ollama/llama3.2"), its tokens and its estimated cost from the service's
-    price table. Errors: INVALID_ARGUMENT when end_time is not after start_time.
+    price table. With API keys, GetUsage covers the runs of the caller's tenant only (a call
+    without a valid key is UNAUTHENTICATED).
     """
 
     def GetUsage(self, request, context):
         """Sums the usage of the model calls made in a time range, in total and by agent and model.
+
+        Errors: INVALID_ARGUMENT (end_time not after start_time), with a google.rpc.ErrorInfo
+        (domain "timestep.dev") and a BadRequest naming the field.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -83,7 +88,8 @@ class UsageService:
 
     Every model call of every run is recorded with its agent, its model (as routed, e.g.
     "gpt-4.1" or "ollama/llama3.2"), its tokens and its estimated cost from the service's
-    price table. Errors: INVALID_ARGUMENT when end_time is not after start_time.
+    price table. With API keys, GetUsage covers the runs of the caller's tenant only (a call
+    without a valid key is UNAUTHENTICATED).
     """
 
     @staticmethod

@@ -17,6 +17,8 @@ import httpx2
 from agents import function_tool
 from pydantic import BaseModel, Field
 
+from timestep.runtime.secrets import scrub
+
 FIRECRAWL_BASE_URL = "https://api.firecrawl.dev"
 SEARCH_TIMEOUT = 30.0  # seconds
 RESULTS_BY_CONTEXT_SIZE: dict[str, int] = {"low": 5, "medium": 10, "high": 20}
@@ -102,7 +104,7 @@ def _failure(response: httpx2.Response) -> str | None:
     except ValueError:
         data = None
     detail = data.get("error") if isinstance(data, dict) else None
-    detail = detail or response.text[:200] or "no details"
+    detail = scrub(str(detail or response.text[:200] or "no details"))  # Firecrawl may quote our key
     status = response.status_code
     if status in (401, 403):
         return (

@@ -1,0 +1,1 @@
+"""Adversarial tests: fuzzed inputs, races, load, database faults and secret leaks."""
