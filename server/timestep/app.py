@@ -14,6 +14,7 @@ import grpc
 from grpc_health.v1.health import aio as health_aio
 
 from timestep.api.auth import ApiKeys, AuthInterceptor, check_exposure
+from timestep.api.errors import MalformedRequests
 from timestep.api.server import (
     build_server,
     server_options,
@@ -195,6 +196,7 @@ class TimestepService:
                 *([tracing.interceptor()] if tracing else []),
                 ServiceInterceptor(metrics, drain),
                 AuthInterceptor(config.api_keys, protect_open_methods=config.authenticate_health),
+                MalformedRequests(),
             ],
             options=server_options(config.keepalive_time_ms, config.keepalive_timeout_ms, config.limits),
             limits=config.limits,

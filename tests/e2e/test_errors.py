@@ -33,7 +33,7 @@ from timestep.settings import Limits
 from timestep_client import RunStatus, TimestepClient
 from timestep_client.v1 import agents_pb2, runs_pb2
 
-from tests.e2e.helpers import EMAIL_ARGS, WAIT, collect_events, db_state, unique
+from tests.e2e.helpers import EMAIL_ARGS, WAIT, collect_events, db_state, expect_rpc_error, unique
 from tests.fakes.openai_responses import FakeOpenAI, error, text, tool_call
 
 NOT_FOUND: Final = grpc.StatusCode.NOT_FOUND
@@ -887,3 +887,71 @@ async def test_reused_request_id_with_same_arguments_returns_the_same_run(
     assert again == run
     assert await db_state(database_url) == before
     assert len(fake_openai.requests) == 1, "the repeat started no new model call"
+
+
+def _raw_bytes(message: Message, valid: str, invalid: bytes) -> bytes:
+    """`message` serialized, with the UTF-8 of `valid` replaced by bytes that are not UTF-8."""
+    data = message.SerializeToString()
+    assert valid.encode() in data
+    return data.replace(valid.encode(), invalid)
+
+
+@pytest.mark.parametrize(
+    ("method", "streaming", "request_bytes"),
+    [
+        (
+            "CreateRun",
+            False,
+            _raw_bytes(
+                runs_pb2.CreateRunRequest(agent="assistant", input="hi", metadata={"k": "ok"}),
+                "ok",
+                b"\xff\xfe",
+            ),
+        ),
+        (
+            "ImportRunState",
+            False,
+            _raw_bytes(
+                runs_pb2.ImportRunStateRequest(agent="assistant", state_json="{ok}"), "ok", b"\xc3\x28"
+            ),
+        ),
+        (
+            "StreamRunEvents",
+            True,
+            _raw_bytes(runs_pb2.StreamRunEventsRequest(run_id="run_ok"), "ok", b"\xed\xa0\x80"),
+        ),
+        ("GetRun", False, b"\x0a\x10run_"),  # truncated: a 16-byte field with 4 bytes
+    ],
+    ids=[
+        "CreateRun-metadata-not-utf8",
+        "ImportRunState-not-utf8",
+        "StreamRunEvents-not-utf8",
+        "GetRun-truncated",
+    ],
+)
+async def test_a_request_that_cannot_be_parsed_is_invalid_argument_and_writes_nothing(
+    method: str, streaming: bool, request_bytes: bytes, client: TimestepClient, database_url: str
+) -> None:
+    before = await db_state(database_url)
+    path = f"/timestep.v1.RunService/{method}"
+    raw: dict[str, Any] = {
+        "request_serializer": lambda data: data,
+        "response_deserializer": lambda data: data,
+    }
+
+    async def call() -> None:
+        if streaming:
+            async for _ in client.channel.unary_stream(path, **raw)(request_bytes, timeout=WAIT):
+                pass
+        else:
+            await client.channel.unary_unary(path, **raw)(request_bytes, timeout=WAIT)
+
+    error = await expect_rpc_error(call(), INVALID_ARGUMENT)
+
+    assert "could not be read" in (error.details() or "")
+    status = rpc_status.from_call(error)
+    assert status is not None
+    info = error_details_pb2.ErrorInfo()
+    assert status.details[0].Unpack(info)
+    assert (info.reason, info.domain) == ("MALFORMED_REQUEST", ERROR_DOMAIN)
+    assert await db_state(database_url) == before

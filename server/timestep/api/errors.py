@@ -16,11 +16,12 @@ import datetime
 import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import grpc
 from google.protobuf import any_pb2, duration_pb2
-from google.protobuf.message import Message
+from google.protobuf.message import DecodeError, Message
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
@@ -33,6 +34,7 @@ from timestep.errors import (
     ResourceExhaustedError,
     TimestepError,
 )
+from timestep.observability.interceptor import with_behavior
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +88,49 @@ def _run_subject(request: Message | None) -> str:
     return f"runs/{run_id}" if run_id else ""
 
 
+@dataclass(frozen=True)
+class MalformedRequest:
+    """What a servicer receives instead of a request that could not be parsed."""
+
+    problem: str
+
+
+class MalformedRequests(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    """Requests that cannot be parsed (a string field that is not UTF-8, truncated bytes) reach
+    the servicer as a MalformedRequest, which `unary`/`server_streaming` answer with
+    INVALID_ARGUMENT; gRPC itself would answer UNKNOWN."""
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        if handler is None or handler.request_deserializer is None:
+            return handler
+        parse = handler.request_deserializer
+
+        def parse_or_describe(data: bytes) -> Any:
+            try:
+                return parse(data)
+            except DecodeError as error:
+                return MalformedRequest(str(error))
+
+        behavior = (
+            handler.unary_unary or handler.unary_stream or handler.stream_unary or handler.stream_stream
+        )
+        return with_behavior(handler, behavior, request_deserializer=parse_or_describe)
+
+
+def _reject_malformed(request: Any) -> None:
+    if isinstance(request, MalformedRequest):
+        raise InvalidArgumentError(
+            f"The request could not be read ({request.problem}). Send a serialized message of the "
+            "method's request type; string fields must be valid UTF-8.",
+            reason="MALFORMED_REQUEST",
+        )
+
+
 Request = TypeVar("Request", bound=Message)
 Response = TypeVar("Response")
 Servicer = TypeVar("Servicer")
@@ -99,10 +144,11 @@ def unary(
     @functools.wraps(method)
     async def wrapper(self: Servicer, request: Request, context: grpc.aio.ServicerContext) -> Response:
         try:
+            _reject_malformed(request)
             reject_nul_characters(request)
             return await method(self, request, context)
         except TimestepError as error:
-            await context.abort_with_status(to_rpc_status(error, request))
+            await context.abort_with_status(to_rpc_status(error, _message_or_none(request)))
             raise AssertionError("abort_with_status returned") from error
 
     return wrapper
@@ -118,10 +164,15 @@ def server_streaming(
         self: Servicer, request: Request, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[Any]:
         try:
+            _reject_malformed(request)
             reject_nul_characters(request)
             async for response in method(self, request, context):
                 yield response
         except TimestepError as error:
-            await context.abort_with_status(to_rpc_status(error, request))
+            await context.abort_with_status(to_rpc_status(error, _message_or_none(request)))
 
     return wrapper
+
+
+def _message_or_none(request: Any) -> Message | None:
+    return request if isinstance(request, Message) else None

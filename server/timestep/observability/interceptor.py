@@ -71,9 +71,13 @@ def _response_run_id(response: Any) -> str:
     return str(getattr(run, "id", "") or "")
 
 
-def with_behavior(handler: grpc.RpcMethodHandler, behavior: Callable[..., Any]) -> grpc.RpcMethodHandler:
+def with_behavior(
+    handler: grpc.RpcMethodHandler,
+    behavior: Callable[..., Any],
+    request_deserializer: Callable[[bytes], Any] | None = None,
+) -> grpc.RpcMethodHandler:
     """A handler of the same kind and (de)serializers as `handler`, running `behavior` (for
-    interceptors that wrap what a method does)."""
+    interceptors that wrap what a method does), optionally reading requests another way."""
     if handler.unary_unary is not None:
         make = grpc.unary_unary_rpc_method_handler
     elif handler.unary_stream is not None:
@@ -84,7 +88,7 @@ def with_behavior(handler: grpc.RpcMethodHandler, behavior: Callable[..., Any]) 
         make = grpc.stream_unary_rpc_method_handler
     return make(
         behavior,
-        request_deserializer=handler.request_deserializer,
+        request_deserializer=request_deserializer or handler.request_deserializer,
         response_serializer=handler.response_serializer,
     )
 

@@ -36,8 +36,9 @@ class RunServiceStub:
     Errors carry a google.rpc.ErrorInfo (domain "timestep.dev", a stable `reason`), plus a
     BadRequest naming the field on INVALID_ARGUMENT (reason "INVALID_ARGUMENT" unless listed)
     and a PreconditionFailure (type = reason, subject "runs/<run_id>") on FAILED_PRECONDITION.
-    Any RPC: RESOURCE_EXHAUSTED (from gRPC, without details) for a request message or metadata
-    over the server's limits; UNAVAILABLE while the service shuts down; UNAUTHENTICATED when the
+    Any RPC: INVALID_ARGUMENT (MALFORMED_REQUEST) for bytes that are not a valid request message
+    (e.g. a string field that is not UTF-8); RESOURCE_EXHAUSTED (from gRPC, without details)
+    for a request message or metadata over the server's limits; UNAVAILABLE while the service shuts down; UNAUTHENTICATED when the
     service has API keys and the call carries no valid `authorization: Bearer <key>` metadata.
     With API keys, every call sees only its key's tenant's runs: another tenant's run or
     interruption is NOT_FOUND, exactly like one that does not exist.
@@ -116,8 +117,9 @@ class RunServiceServicer:
     Errors carry a google.rpc.ErrorInfo (domain "timestep.dev", a stable `reason`), plus a
     BadRequest naming the field on INVALID_ARGUMENT (reason "INVALID_ARGUMENT" unless listed)
     and a PreconditionFailure (type = reason, subject "runs/<run_id>") on FAILED_PRECONDITION.
-    Any RPC: RESOURCE_EXHAUSTED (from gRPC, without details) for a request message or metadata
-    over the server's limits; UNAVAILABLE while the service shuts down; UNAUTHENTICATED when the
+    Any RPC: INVALID_ARGUMENT (MALFORMED_REQUEST) for bytes that are not a valid request message
+    (e.g. a string field that is not UTF-8); RESOURCE_EXHAUSTED (from gRPC, without details)
+    for a request message or metadata over the server's limits; UNAVAILABLE while the service shuts down; UNAUTHENTICATED when the
     service has API keys and the call carries no valid `authorization: Bearer <key>` metadata.
     With API keys, every call sees only its key's tenant's runs: another tenant's run or
     interruption is NOT_FOUND, exactly like one that does not exist.
@@ -333,8 +335,9 @@ class RunService:
     Errors carry a google.rpc.ErrorInfo (domain "timestep.dev", a stable `reason`), plus a
     BadRequest naming the field on INVALID_ARGUMENT (reason "INVALID_ARGUMENT" unless listed)
     and a PreconditionFailure (type = reason, subject "runs/<run_id>") on FAILED_PRECONDITION.
-    Any RPC: RESOURCE_EXHAUSTED (from gRPC, without details) for a request message or metadata
-    over the server's limits; UNAVAILABLE while the service shuts down; UNAUTHENTICATED when the
+    Any RPC: INVALID_ARGUMENT (MALFORMED_REQUEST) for bytes that are not a valid request message
+    (e.g. a string field that is not UTF-8); RESOURCE_EXHAUSTED (from gRPC, without details)
+    for a request message or metadata over the server's limits; UNAVAILABLE while the service shuts down; UNAUTHENTICATED when the
     service has API keys and the call carries no valid `authorization: Bearer <key>` metadata.
     With API keys, every call sees only its key's tenant's runs: another tenant's run or
     interruption is NOT_FOUND, exactly like one that does not exist.
