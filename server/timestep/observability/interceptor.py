@@ -42,7 +42,8 @@ class Drain:
         self.event.set()
 
 
-def _code_name(context: grpc.aio.ServicerContext, default: grpc.StatusCode) -> str:
+def code_name(context: grpc.aio.ServicerContext, default: grpc.StatusCode) -> str:
+    """The name of the status the RPC ended with (`default` when none was set)."""
     code: Any = context.code()
     if code is None:
         return str(default.name)
@@ -66,7 +67,8 @@ def _bind_ids(request: Any, context: grpc.aio.ServicerContext) -> None:
         run_id_var.set(run_id)
 
 
-def _response_run_id(response: Any) -> str:
+def response_run_id(response: Any) -> str:
+    """The id of the run a response carries ('' if none)."""
     run = getattr(response, "run", None)
     return str(getattr(run, "id", "") or "")
 
@@ -135,11 +137,11 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             run_id = ""
             try:
                 response = await behavior(request, context)
-                code = _code_name(context, grpc.StatusCode.OK)
-                run_id = _response_run_id(response)
+                code = code_name(context, grpc.StatusCode.OK)
+                run_id = response_run_id(response)
                 return response
             except grpc.aio.AbortError:
-                code = _code_name(context, grpc.StatusCode.UNKNOWN)
+                code = code_name(context, grpc.StatusCode.UNKNOWN)
                 raise
             except asyncio.CancelledError:
                 code = grpc.StatusCode.CANCELLED.name
@@ -179,13 +181,13 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                     try:
                         response = following.result()
                     except StopAsyncIteration:
-                        code = _code_name(context, grpc.StatusCode.OK)
+                        code = code_name(context, grpc.StatusCode.OK)
                         return
                     following = None
                     yield response
             except grpc.aio.AbortError:
                 if code != grpc.StatusCode.UNAVAILABLE.name:
-                    code = _code_name(context, grpc.StatusCode.UNKNOWN)
+                    code = code_name(context, grpc.StatusCode.UNKNOWN)
                 raise
             except (asyncio.CancelledError, GeneratorExit):
                 code = grpc.StatusCode.CANCELLED.name

@@ -36,7 +36,7 @@ from agents.tracing import (
 )
 
 from timestep.observability.context import run_id_var
-from timestep.observability.interceptor import OPEN_METHOD_PREFIXES, with_behavior
+from timestep.observability.interceptor import OPEN_METHOD_PREFIXES, code_name, response_run_id, with_behavior
 from timestep.settings import ConfigurationError
 
 try:
@@ -110,11 +110,10 @@ class TracingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 ) as span:
                     try:
                         response = await unary(request, context)
-                    finally:
-                        _end_rpc(span, context, request)
-                    run_id = getattr(getattr(response, "run", None), "id", "")
-                    if run_id:
-                        span.set_attribute("timestep.run_id", run_id)
+                    except BaseException:
+                        _end_rpc(span, context, request, grpc.StatusCode.UNKNOWN)
+                        raise
+                    _end_rpc(span, context, request, grpc.StatusCode.OK, response_run_id(response))
                     return response
 
             return with_behavior(handler, traced_unary)
@@ -126,22 +125,30 @@ class TracingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 span = tracer.start_span(
                     method, context=parent, kind=trace.SpanKind.SERVER, attributes=attributes
                 )
+                ended = grpc.StatusCode.UNKNOWN
                 try:
                     async for response in stream(request, context):
                         yield response
+                    ended = grpc.StatusCode.OK
                 finally:
-                    _end_rpc(span, context, request)
+                    _end_rpc(span, context, request, ended)
                     span.end()
 
             return with_behavior(handler, traced_stream)
         return handler
 
 
-def _end_rpc(span: trace.Span, context: grpc.aio.ServicerContext, request: Any) -> None:
-    code: Any = context.code()
-    name = code.name if isinstance(code, grpc.StatusCode) else "OK" if code in (None, 0) else str(code)
+def _end_rpc(
+    span: trace.Span,
+    context: grpc.aio.ServicerContext,
+    request: Any,
+    default: grpc.StatusCode,
+    response_run: str = "",
+) -> None:
+    """Record how the RPC ended (`default` unless the servicer set a status) and its run."""
+    name = code_name(context, default)
     span.set_attribute("rpc.grpc.status_code", name)
-    run_id = str(getattr(request, "run_id", "") or "")
+    run_id = response_run or str(getattr(request, "run_id", "") or "")
     if run_id:
         span.set_attribute("timestep.run_id", run_id)
     if name != "OK":
