@@ -20,7 +20,7 @@ from timestep_client import TimestepClient
 from tests.fakes.firecrawl import FakeFirecrawl
 from tests.fakes.ollama import FakeOllama
 from tests.fakes.openai_responses import FakeOpenAI
-from tests.harness import create_database, drop_database
+from tests.harness import create_database, drop_database, temporary_database
 
 TEST_API_KEY = "sk-test-timestep-0123456789"
 FIRECRAWL_TEST_KEY = "fc-test-timestep-31c7a9e2"
@@ -36,6 +36,15 @@ def database_url() -> Iterator[str]:
         yield database_dsn
     finally:
         asyncio.run(drop_database(database_dsn))
+
+
+@pytest.fixture
+async def durable_database(database_url: str) -> AsyncIterator[str]:
+    """A fresh database for one test: its DBOS queues (their limits live in the database),
+    workflows, replicas and schedules are its own, so a restarted service recovers only what
+    this test left in flight."""
+    async with temporary_database(database_url, "timestep_durable") as url:
+        yield url
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ from timestep_client import RunEvent, TimestepClient
 from tests.durability.agents import TOOL_GATES_ENV, TOOL_LOG_ENV, TOOL_SOCKET_ENV
 from tests.e2e.helpers import is_stop_status
 from tests.fakes.openai_responses import FakeOpenAI
-from tests.harness import connect, free_port, temporary_database
+from tests.harness import connect, free_port
 
 REPO: Final = Path(__file__).resolve().parents[2]
 AGENTS: Final = "tests.durability.agents:AGENTS"
@@ -35,15 +35,6 @@ SHUTDOWN_TIMEOUT: Final = 20.0
 WAIT: Final = 30.0
 """Upper bound for waits that span a restart or a recovery; never used as a sleep."""
 API_KEY: Final = "test"
-# ----- a database per test -------------------------------------------------------------------
-
-
-@pytest.fixture
-async def durable_database(database_url: str) -> AsyncIterator[str]:
-    """A fresh database for one test: its DBOS queues (their limits live in the database),
-    workflows, replicas and schedules are its own."""
-    async with temporary_database(database_url, "timestep_durable") as url:
-        yield url
 
 
 @pytest.fixture

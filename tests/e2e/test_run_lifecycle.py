@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 
 import grpc
-from timestep.app import ServiceConfig, TimestepService
 from timestep.runtime.providers import ModelConfig
 from timestep_client import InterruptionStatus, RunStatus, TimestepClient
 
+from tests.conftest import StartService
 from tests.e2e.helpers import (
     EMAIL_ARGS,
     WAIT,
@@ -221,18 +221,12 @@ async def test_model_output_postgresql_cannot_store_fails_the_run_instead_of_lea
 
 
 async def test_a_service_without_an_api_key_fails_runs_with_model_not_configured_and_calls_no_model(
-    database_url: str, fake_openai: FakeOpenAI
+    start_service: StartService, fake_openai: FakeOpenAI
 ) -> None:
     unconfigured = ModelConfig(openai_api_key="", openai_base_url=fake_openai.base_url)
-    service = await TimestepService.start(
-        ServiceConfig(port=0, database_url=database_url), model_config=unconfigured
-    )
-    try:
-        async with TimestepClient(f"127.0.0.1:{service.port}") as client:
-            run = await client.create_run("assistant", "Say hello", wait=True)
-            events = await collect_events(client, run.id)
-    finally:
-        await service.stop(grace=1)
+    async with start_service(unconfigured) as service, TimestepClient(f"127.0.0.1:{service.port}") as client:
+        run = await client.create_run("assistant", "Say hello", wait=True)
+        events = await collect_events(client, run.id)
 
     assert run.status == RunStatus.RUN_STATUS_FAILED
     assert run.error.code == "model_not_configured"

@@ -255,11 +255,12 @@ async def test_the_client_stream_yields_each_stored_event_once_even_when_joining
 
 
 async def test_the_client_stream_reconnects_across_a_service_restart_and_sees_the_recovered_run_finish(
-    database_url: str, fake_openai: FakeOpenAI, model_config: ModelConfig
+    durable_database: str, fake_openai: FakeOpenAI, model_config: ModelConfig
 ) -> None:
     never = asyncio.Event()
     fake_openai.script(gate(text("This answer never comes."), never), text("Hello after the restart."))
-    config = ServiceConfig(port=0, database_url=database_url, executor_id=unique("replica"))
+    # A database of its own: the restarted service must recover this test's segment and no other's.
+    config = ServiceConfig(port=0, database_url=durable_database, executor_id=unique("replica"))
     first = await TimestepService.start(config, model_config=model_config)
     port = first.port
     second: TimestepService | None = None
