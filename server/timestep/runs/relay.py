@@ -135,5 +135,7 @@ class EventRelay:
         }
         try:
             await self._pool.execute("SELECT pg_notify($1, $2)", DELTAS_CHANNEL, json.dumps(message))
-        except (asyncpg.PostgresError, OSError) as error:  # live-only: losing one is acceptable
+        except Exception as error:
+            # Live-only, so losing one is acceptable; losing the sender is not. After the database
+            # dropped connections asyncpg can fail with errors of its own (InternalClientError).
             log.warning("could not relay a text delta of run %s: %s", event.run_id, error)

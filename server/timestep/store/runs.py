@@ -45,7 +45,7 @@ from timestep.errors import (
     NotFoundError,
     ResourceExhaustedError,
 )
-from timestep.store.usage import record_segment_usage, usage_from_row
+from timestep.store.usage import USAGE_COLUMNS, record_segment_usage, usage_from_row
 
 # What pool.acquire() yields; the helpers below take either kind.
 Connection = asyncpg.Connection | PoolConnectionProxy
@@ -57,6 +57,20 @@ EVENTS_CHANNEL = "timestep_run_events"
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
 EVENT_BATCH_SIZE = 500
+
+# What a Run is read from: the columns of `runs` (not its input, which can be large; see
+# get_run_input), and, in the same query, its interruptions as an array of rows.
+_RUN_COLUMNS = (
+    "r.id, r.agent, r.current_agent, r.status, r.session_id, r.model, r.final_output, r.error_code, "
+    "r.error_message, r.metadata, r.request_id, r.segment_count, r.last_sequence, r.create_time, "
+    "r.update_time, r.queue_name, r.tenant, r.segment_deadline, "
+    + ", ".join(f"r.usage_{column}" for column in USAGE_COLUMNS)
+)
+_RUN_INTERRUPTIONS = (
+    "ARRAY(SELECT i FROM interruptions i WHERE i.run_id = r.id "
+    "ORDER BY i.segment, i.create_time, i.id) AS interruption_rows"
+)
+_BY_ID = "r.id = $1 AND ($2::text IS NULL OR r.tenant = $2)"
 
 
 def new_id(prefix: str) -> str:
@@ -172,7 +186,7 @@ def _interruption_from_row(row: asyncpg.Record) -> Interruption:
     )
 
 
-def _run_from_row(row: asyncpg.Record, interruptions: list[Interruption]) -> Run:
+def _run_from_row(row: asyncpg.Record, interruptions: Sequence[asyncpg.Record]) -> Run:
     error = RunError(row["error_code"], row["error_message"] or "") if row["error_code"] else None
     return Run(
         id=row["id"],
@@ -190,7 +204,7 @@ def _run_from_row(row: asyncpg.Record, interruptions: list[Interruption]) -> Run
         last_sequence=row["last_sequence"],
         create_time=row["create_time"],
         update_time=row["update_time"],
-        interruptions=interruptions,
+        interruptions=[_interruption_from_row(i) for i in interruptions],
         queue_name=row["queue_name"],
         tenant=row["tenant"],
         segment_deadline=row["segment_deadline"],
@@ -226,18 +240,26 @@ class RunStore:
     async def _get_run(
         self, connection: Connection, run_id: str, *, lock: bool = False, tenant: str | None = None
     ) -> Run:
+        if not lock:
+            row = await connection.fetchrow(
+                f"SELECT {_RUN_COLUMNS}, {_RUN_INTERRUPTIONS} FROM runs r WHERE {_BY_ID}", run_id, tenant
+            )
+            if row is None:
+                raise run_not_found(run_id)
+            return _run_from_row(row, row["interruption_rows"])
+        # Locked, the interruptions are read after the lock is granted, by a statement of their
+        # own: one taken before the lock could miss a decision the previous holder committed.
         row = await connection.fetchrow(
-            "SELECT * FROM runs WHERE id = $1 AND ($2::text IS NULL OR tenant = $2)"
-            + (" FOR UPDATE" if lock else ""),
-            run_id,
-            tenant,
+            f"SELECT {_RUN_COLUMNS} FROM runs r WHERE {_BY_ID} FOR UPDATE", run_id, tenant
         )
         if row is None:
             raise run_not_found(run_id)
-        rows = await connection.fetch(
-            "SELECT * FROM interruptions WHERE run_id = $1 ORDER BY segment, create_time, id", run_id
+        return _run_from_row(
+            row,
+            await connection.fetch(
+                "SELECT * FROM interruptions WHERE run_id = $1 ORDER BY segment, create_time, id", run_id
+            ),
         )
-        return _run_from_row(row, [_interruption_from_row(r) for r in rows])
 
     async def list_runs(self, run_filter: RunFilter, page_size: int, page_token: str) -> Page[Run]:
         size = _page_size(page_size)
@@ -261,11 +283,12 @@ class RunStore:
             conditions.append(f"(create_time, id) < (${len(args) - 1}, ${len(args)})")
         where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
         args.append(size + 1)
-        async with self._pool.acquire() as connection:
-            rows = await connection.fetch(
-                f"SELECT id FROM runs {where} ORDER BY create_time DESC, id DESC LIMIT ${len(args)}", *args
-            )
-            runs = [await self._get_run(connection, row["id"]) for row in rows[:size]]
+        rows = await self._pool.fetch(
+            f"""SELECT {_RUN_COLUMNS}, {_RUN_INTERRUPTIONS} FROM runs r {where}
+                ORDER BY create_time DESC, id DESC LIMIT ${len(args)}""",
+            *args,
+        )
+        runs = [_run_from_row(row, row["interruption_rows"]) for row in rows[:size]]
         token = _encode_page_token(scope, (runs[-1].create_time, runs[-1].id)) if len(rows) > size else ""
         return Page(runs, token)
 
@@ -531,15 +554,11 @@ class RunStore:
         """Store events of a RUNNING segment. Events of a segment whose run has moved on (it was
         cancelled while the segment was still executing somewhere) are dropped: nothing may
         follow a run's final status."""
-        async with self._pool.acquire() as connection, connection.transaction():
-            row = await connection.fetchrow(
-                "SELECT status, segment_count FROM runs WHERE id = $1 FOR UPDATE", run_id
-            )
-            if row is None:
-                raise run_not_found(run_id)
-            if row["status"] != RunStatus.RUNNING.value or row["segment_count"] != segment:
-                return []
-            return await self._append(connection, run_id, segment, events)
+        try:
+            async with self._pool.acquire() as connection:
+                return await self._append(connection, run_id, segment, events, segment_running=True)
+        except asyncpg.NoDataFoundError:
+            raise run_not_found(run_id) from None
 
     async def finish_segment(
         self, run_id: str, segment: int, outcome: SegmentOutcome
@@ -675,49 +694,33 @@ class RunStore:
     # ----- helpers -----------------------------------------------------------------------
 
     async def _append(
-        self, connection: Connection, run_id: str, segment: int, events: Sequence[PendingEvent]
+        self,
+        connection: Connection,
+        run_id: str,
+        segment: int,
+        events: Sequence[PendingEvent],
+        *,
+        segment_running: bool = False,
     ) -> list[RunEvent]:
         """Store events with the next sequences, skipping those whose dedupe key is stored already
-        (a replayed segment re-emitting them), and notify other processes after commit.
+        (a replayed segment re-emitting them), and notify other processes after commit; one
+        round trip (`timestep_append_events`, migration 0006).
 
         The caller holds the run's row lock (or inserted the row in this transaction), so
-        sequences are assigned one appender at a time."""
+        sequences are assigned one appender at a time; with `segment_running` the function takes
+        the lock and stores nothing unless the run is RUNNING in `segment`."""
         if not events:
             return []
-        keys = [e.dedupe_key for e in events if e.dedupe_key]
-        if keys:
-            seen = {
-                row["dedupe_key"]
-                for row in await connection.fetch(
-                    "SELECT dedupe_key FROM run_events WHERE run_id = $1 AND dedupe_key = ANY($2::text[])",
-                    run_id,
-                    keys,
-                )
-            }
-            events = [e for e in events if e.dedupe_key not in seen]
-            if not events:
-                return []
-        # The notification goes out at commit; sending it here saves a round trip.
-        last = await connection.fetchval(
-            """UPDATE runs SET last_sequence = last_sequence + $2, update_time = clock_timestamp()
-               WHERE id = $1 RETURNING last_sequence, pg_notify($3, $4::text || last_sequence)""",
-            run_id,
-            len(events),
-            EVENTS_CHANNEL,
-            f"{self._origin}:{run_id}:",
-        )
         rows = await connection.fetch(
-            """INSERT INTO run_events (run_id, sequence, segment, kind, payload, dedupe_key)
-               SELECT $1, $2::bigint + e.ord - 1, $3, e.kind, e.payload, e.dedupe_key
-               FROM unnest($4::text[], $5::jsonb[], $6::text[])
-                    WITH ORDINALITY AS e(kind, payload, dedupe_key, ord)
-               RETURNING *""",
+            "SELECT * FROM timestep_append_events($1, $2, $3, $4, $5, $6, $7, $8)",
             run_id,
-            last - len(events) + 1,
             segment,
             [e.kind.value for e in events],
             [e.payload for e in events],
             [e.dedupe_key for e in events],
+            EVENTS_CHANNEL,
+            f"{self._origin}:{run_id}:",
+            segment_running,
         )
         return sorted((_event_from_row(row) for row in rows), key=lambda e: e.sequence)
 
