@@ -44,25 +44,25 @@ async def fake_openai() -> AsyncIterator[FakeOpenAI]:
         yield fake
 
 
-# ----- steps as DBOS records them ------------------------------------------------------------
+# ----- steps as the step journal records them ------------------------------------------------
 
 _STEPS_CHANNEL: Final = "test_recorded_steps"
-# Installed by the test in its own database, once DBOS has created its tables there.
+# Installed by the test in its own database, once a server has migrated it.
 _NOTIFY_RECORDED_STEPS: Final = f"""
 CREATE FUNCTION public.test_notify_recorded_step() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM pg_notify('{_STEPS_CHANNEL}', NEW.function_name);
+    PERFORM pg_notify('{_STEPS_CHANNEL}', NEW.name);
     RETURN NEW;
 END $$;
-CREATE TRIGGER test_notify_recorded_step AFTER INSERT ON dbos.operation_outputs
+CREATE TRIGGER test_notify_recorded_step AFTER INSERT ON public.segment_steps
     FOR EACH ROW EXECUTE FUNCTION public.test_notify_recorded_step();
 """
 
 
 @dataclass
 class RecordedSteps:
-    """The names of DBOS steps ("model:…", "tool:…") as their results are committed, announced
-    by a trigger on DBOS's `operation_outputs` table: a step named here is one recovery replays."""
+    """The names of steps ("model:…", "tool:…") as their results are committed, announced by a
+    trigger on the step journal (`segment_steps`): a step named here is one recovery replays."""
 
     dsn: str
     names: list[str] = field(default_factory=list)
@@ -70,7 +70,7 @@ class RecordedSteps:
     _connection: asyncpg.Connection | None = None
 
     async def start(self) -> None:
-        """Start watching (call it after a server has started: DBOS creates its tables then)."""
+        """Start watching (call it after a server has started: it creates the tables)."""
         self._connection = await asyncpg.connect(self.dsn)
         await self._connection.execute(_NOTIFY_RECORDED_STEPS)
         await self._connection.add_listener(_STEPS_CHANNEL, self._on_recorded)

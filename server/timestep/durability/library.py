@@ -15,7 +15,7 @@ from agents import Agent, RunConfig, RunState, Session
 from dbos import DBOS, SetWorkflowID
 
 from timestep.domain import NewInterruption, PendingEvent
-from timestep.durability.steps import DurableSteps
+from timestep.durability.steps import DbosSteps
 from timestep.runtime.runner import default_run_config, execute_segment
 from timestep.store.sessions import PostgresSession
 
@@ -54,7 +54,7 @@ async def _run_agent(
         session=PostgresSession(session_id, replay_key=workflow_id) if session_id else None,
         run_config=run_config or default_run_config(),
         listener=_Silent(),
-        steps=DurableSteps(None, workflow_id, 0, ""),
+        steps=DbosSteps(),
     )
     return WorkflowRunResult(result.final_output, result.last_agent, result.interruptions, result.state_json)
 

@@ -1,26 +1,38 @@
-"""DBOS-backed steps: a completed model or tool call is recorded and replayed, never repeated.
+"""Durable steps: a completed model or tool call is recorded and replayed, never repeated.
+
+The service records a segment's calls in its own step journal (`segment_steps`, one INSERT per
+call on its connection pool, see `JournaledSteps`); a recovered segment makes the same calls in
+the same order and gets the recorded results back. The library's `run_agent_workflow`, which
+has no store, records them as DBOS steps (`DbosSteps`).
 
 Tools are at-least-once: a tool that was running when its process died runs again on
 recovery, unless it is marked `not_idempotent`, in which case the model is told the call may
 or may not have happened instead (the start of such a tool's call is marked in
 `tool_invocations` first).
 
-Steps are preemptible: when the segment's workflow is cancelled (CancelRun, possibly through
-another replica), DBOS notices within a second and aborts the model or tool call in flight,
-so its result is never recorded and the run cannot move on after being cancelled.
+Steps are preemptible: while a call is in flight the journal checks every second that the run
+is still RUNNING this segment, and a tool call checks before it starts. A run cancelled through
+another replica thus stops its model or tool call within a second, its result is never recorded
+and the run cannot move on after being cancelled. (CancelRun on the replica executing the
+segment cancels it at once; see `DurableEngine.stop`.)
 """
 
 from __future__ import annotations
 
+import asyncio
+import pickle
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Final
 
 from agents import FunctionTool
 from dbos import DBOS
 
-from timestep.store.runs import RunStore
+from timestep.runtime.steps import SegmentSupersededError
+from timestep.store.runs import RecordedStep, RunStore
 
 _NOT_IDEMPOTENT = "_timestep_not_idempotent"
+# How often an in-flight call checks that its run was not cancelled elsewhere.
+SUPERSEDED_CHECK_INTERVAL_S: Final = 1.0
 
 
 def not_idempotent(tool: FunctionTool) -> FunctionTool:
@@ -33,34 +45,101 @@ def is_idempotent(tool: FunctionTool) -> bool:
     return not getattr(tool, _NOT_IDEMPOTENT, False)
 
 
-class DurableSteps:
-    """The StepRunner of a segment workflow."""
+class NondeterministicReplayError(Exception):
+    """A recovered segment asked for a different call than the one it recorded at that point."""
 
-    def __init__(self, store: RunStore | None, run_id: str, segment: int, executor_id: str) -> None:
-        # Without a store (library use) tool starts are not marked: every tool is at-least-once.
+
+class JournaledSteps:
+    """The StepRunner of a service segment: calls are numbered in the order the segment makes
+    them, and each completed call is one row of the step journal."""
+
+    def __init__(self, store: RunStore, run_id: str, segment: int, executor_id: str) -> None:
         self._store = store
         self._run_id = run_id
         self._segment = segment
         self._executor_id = executor_id
+        self._recorded: dict[int, RecordedStep] = {}
+        self._ordinal = 0
+
+    async def load(self) -> None:
+        """Read what an earlier execution of this segment recorded (call before the first step)."""
+        self._recorded = await self._store.recorded_steps(self._run_id, self._segment)
 
     async def model_call(self, model_name: str, call: Callable[[], Awaitable[Any]]) -> Any:
-        return await DBOS.run_step_async({"name": f"model:{model_name}", "preemptible": True}, call)
+        return await self._step(f"model:{model_name}", call, check_first=False)
 
     async def tool_call(self, tool: FunctionTool, call_id: str, call: Callable[[], Awaitable[Any]]) -> Any:
         async def invoke() -> Any:
             # Only a tool that must not run twice needs its start marked (a write per call).
-            first_attempt = (
-                self._store is None
-                or is_idempotent(tool)
-                or await self._store.mark_tool_started(
-                    self._run_id, self._segment, call_id, tool.name, self._executor_id
-                )
+            first_attempt = is_idempotent(tool) or await self._store.mark_tool_started(
+                self._run_id, self._segment, call_id, tool.name, self._executor_id
             )
-            if not first_attempt:
-                return (
-                    f"The {tool.name} call may or may not have completed: the service restarted while it "
-                    "was running, and it is not safe to run it twice. Check its effect before retrying."
-                )
-            return await call()
+            return await call() if first_attempt else _maybe_completed(tool)
 
-        return await DBOS.run_step_async({"name": f"tool:{tool.name}", "preemptible": True}, invoke)
+        # A tool acts on the world: it does not start for a run cancelled meanwhile.
+        return await self._step(f"tool:{tool.name}", invoke, check_first=True)
+
+    async def _step(self, name: str, call: Callable[[], Awaitable[Any]], *, check_first: bool) -> Any:
+        # Numbered before the first await, so calls the SDK starts together (parallel tool
+        # calls) get their numbers in the order it starts them, on every execution.
+        self._ordinal += 1
+        ordinal = self._ordinal
+        recorded = self._recorded.get(ordinal)
+        if recorded is None:
+            if check_first:
+                await self._raise_if_superseded()
+            result = await self._preemptible(call)
+            step = RecordedStep(name, pickle.dumps(result))
+            recorded = await self._store.record_step(self._run_id, self._segment, ordinal, step)
+            if recorded is step:
+                return result
+        if recorded.name != name:
+            raise NondeterministicReplayError(
+                f"Run {self._run_id} segment {self._segment} recorded {recorded.name!r} as call "
+                f"{ordinal}, but its recovery asked for {name!r}; the agent changed since."
+            )
+        return pickle.loads(recorded.output)
+
+    async def _preemptible(self, call: Callable[[], Awaitable[Any]]) -> Any:
+        running = asyncio.ensure_future(call())
+        try:
+            while True:
+                done, _ = await asyncio.wait({running}, timeout=SUPERSEDED_CHECK_INTERVAL_S)
+                if done:
+                    return running.result()
+                await self._raise_if_superseded()
+        finally:
+            if not running.done():  # superseded, or this segment itself was cancelled
+                running.cancel()
+                await asyncio.gather(running, return_exceptions=True)
+
+    async def _raise_if_superseded(self) -> None:
+        if await self._store.segment_superseded(self._run_id, self._segment):
+            raise SegmentSupersededError(
+                f"Run {self._run_id} is no longer running segment {self._segment} (it was cancelled)."
+            )
+
+
+class DbosSteps:
+    """The StepRunner of the library's `run_agent_workflow`: every call is a DBOS step, and
+    every tool is at-least-once."""
+
+    async def model_call(self, model_name: str, call: Callable[[], Awaitable[Any]]) -> Any:
+        return await _dbos_step(f"model:{model_name}", call)
+
+    async def tool_call(self, tool: FunctionTool, call_id: str, call: Callable[[], Awaitable[Any]]) -> Any:
+        return await _dbos_step(f"tool:{tool.name}", call)
+
+
+async def _dbos_step(name: str, call: Callable[[], Awaitable[Any]]) -> Any:
+    async def step() -> Any:  # DBOS preempts only steps it sees as coroutine functions
+        return await call()
+
+    return await DBOS.run_step_async({"name": name, "preemptible": True}, step)
+
+
+def _maybe_completed(tool: FunctionTool) -> str:
+    return (
+        f"The {tool.name} call may or may not have completed: the service restarted while it "
+        "was running, and it is not safe to run it twice. Check its effect before retrying."
+    )

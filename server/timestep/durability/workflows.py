@@ -10,7 +10,7 @@ from typing import Any
 
 from dbos import DBOS
 
-from timestep.durability.steps import DurableSteps
+from timestep.durability.steps import JournaledSteps
 from timestep.runs.segments import SegmentExecutor
 from timestep.store.runs import RunStore
 
@@ -53,7 +53,8 @@ async def run_segment(run_id: str, segment: int) -> None:
     if task is not None:
         bindings.running[workflow_id] = task
     try:
-        steps = DurableSteps(bindings.store, run_id, segment, bindings.executor_id)
+        steps = JournaledSteps(bindings.store, run_id, segment, bindings.executor_id)
+        await steps.load()
         await bindings.executor.execute(run_id, segment, steps)
     finally:
         bindings.running.pop(workflow_id, None)

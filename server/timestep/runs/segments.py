@@ -30,7 +30,7 @@ from timestep.runtime.runner import (
     execute_segment,
     load_state,
 )
-from timestep.runtime.steps import StepRunner
+from timestep.runtime.steps import SegmentSupersededError, StepRunner
 from timestep.runtime.usage import model_name_for
 from timestep.settings import DEFAULT_MAX_TURNS
 from timestep.state.codec import PYTHON, describe
@@ -88,7 +88,11 @@ class SegmentExecutor:
         if run is None:
             log.info("run %s segment %s will not run: the run was cancelled or moved on", run_id, segment)
             return
-        outcome = await self._run_to_outcome(run, segment, steps)
+        try:
+            outcome = await self._run_to_outcome(run, segment, steps)
+        except SegmentSupersededError as superseded:
+            log.info("run %s segment %s stopped: %s", run_id, segment, superseded)
+            return
         try:
             _, events = await self.store.finish_segment(run_id, segment, outcome)
         except FailedPreconditionError as superseded:
@@ -125,6 +129,9 @@ class SegmentExecutor:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
+            superseded = _superseded_by(exc)
+            if superseded is not None:
+                raise superseded from exc
             if isinstance(exc, TimeoutError) and deadline.expired():
                 log.info("run %s segment %s stopped: the waiting caller's deadline passed", run.id, segment)
                 return _failed(run, RunError("deadline_exceeded", DEADLINE_PASSED))
@@ -148,6 +155,15 @@ DEADLINE_PASSED = (
     "finished, so its model and tool calls were stopped. Wait with a longer deadline, or create the "
     "run without wait and follow it with StreamRunEvents."
 )
+
+
+def _superseded_by(error: BaseException | None) -> SegmentSupersededError | None:
+    """The SegmentSupersededError behind `error` (the SDK wraps a tool call's in UserError)."""
+    while error is not None:
+        if isinstance(error, SegmentSupersededError):
+            return error
+        error = error.__cause__
+    return None
 
 
 def _loop_time(moment: datetime | None) -> float | None:

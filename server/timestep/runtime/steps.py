@@ -28,6 +28,11 @@ T = TypeVar("T")
 DeltaSink = Callable[[str, str], Awaitable[None]]  # (text delta, output item id)
 
 
+class SegmentSupersededError(Exception):
+    """Raised by a StepRunner when the run stopped running this segment (it was cancelled,
+    possibly through another replica) while one of its calls was due or in flight."""
+
+
 class StepRunner(Protocol):
     async def model_call(self, model_name: str, call: Callable[[], Awaitable[Any]]) -> Any:
         """Run one model call (returns a `Response` or a `ModelResponse`)."""
@@ -143,6 +148,7 @@ __all__ = [
     "DeltaSink",
     "DirectSteps",
     "RunContextWrapper",
+    "SegmentSupersededError",
     "StepModel",
     "StepModelProvider",
     "StepRunner",

@@ -104,6 +104,14 @@ class SegmentOutcome:
     model_calls: Sequence[ModelCall] = ()
 
 
+@dataclass(frozen=True)
+class RecordedStep:
+    """A completed model or tool call in the step journal."""
+
+    name: str  # "model:<model name>" or "tool:<tool name>"
+    output: bytes  # the pickled result
+
+
 def _fingerprint(new_run: NewRun) -> str:
     canonical = json.dumps(new_run.fingerprint_fields(), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
@@ -345,6 +353,46 @@ class RunStore:
             "SELECT id, segment_count, queue_name FROM runs WHERE status = 'queued'"
         )
         return [(row["id"], row["segment_count"], row["queue_name"]) for row in rows]
+
+    # ----- the step journal (timestep.durability.steps) ---------------------------------
+
+    async def recorded_steps(self, run_id: str, segment: int) -> dict[int, RecordedStep]:
+        """The completed calls a segment recorded so far, by ordinal."""
+        rows = await self._pool.fetch(
+            "SELECT ordinal, name, output FROM segment_steps WHERE run_id = $1 AND segment = $2",
+            run_id,
+            segment,
+        )
+        return {row["ordinal"]: RecordedStep(row["name"], row["output"]) for row in rows}
+
+    async def record_step(self, run_id: str, segment: int, ordinal: int, step: RecordedStep) -> RecordedStep:
+        """Record a completed call; returns what is recorded for it, which is another
+        execution's result if that one recorded it first."""
+        inserted = await self._pool.fetchval(
+            """INSERT INTO segment_steps (run_id, segment, ordinal, name, output)
+               VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING true""",
+            run_id,
+            segment,
+            ordinal,
+            step.name,
+            step.output,
+        )
+        if inserted:
+            return step
+        row = await self._pool.fetchrow(
+            "SELECT name, output FROM segment_steps WHERE run_id = $1 AND segment = $2 AND ordinal = $3",
+            run_id,
+            segment,
+            ordinal,
+        )
+        assert row is not None, "the conflicting step is committed"
+        return RecordedStep(row["name"], row["output"])
+
+    async def segment_superseded(self, run_id: str, segment: int) -> bool:
+        """Whether the run is no longer RUNNING `segment` (it was cancelled, possibly through
+        another replica), so the segment's calls must stop."""
+        row = await self._pool.fetchrow("SELECT status, segment_count FROM runs WHERE id = $1", run_id)
+        return row is None or row["status"] != RunStatus.RUNNING.value or row["segment_count"] != segment
 
     async def mark_tool_started(
         self, run_id: str, segment: int, call_id: str, tool_name: str, executor_id: str

@@ -1,0 +1,128 @@
+"""The service's step journal (`JournaledSteps` on `segment_steps`) against real PostgreSQL:
+completed calls replay instead of running again, a replay that asks for another call stops,
+and a cancelled run's calls stop or never start."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import uuid
+from typing import Any
+
+import pytest
+from agents import FunctionTool, function_tool
+from timestep.domain import NewRun, RunError
+from timestep.durability.steps import JournaledSteps, NondeterministicReplayError, not_idempotent
+from timestep.runtime.steps import SegmentSupersededError
+from timestep.store.runs import RunStore
+
+WAIT = 10.0  # an upper bound so a bug fails the test instead of hanging it; never a sleep
+
+
+async def running_run(store: RunStore) -> str:
+    """A run RUNNING its first segment."""
+    run, _, _ = await store.create_run(NewRun(agent=f"agent_{uuid.uuid4().hex[:12]}", input="Hello"))
+    begun, _ = await store.begin_segment(run.id, 1)
+    assert begun is not None
+    return run.id
+
+
+async def journal(store: RunStore, run_id: str) -> JournaledSteps:
+    """The steps of segment 1 as an execution (first or recovered) of it sees them."""
+    steps = JournaledSteps(store, run_id, 1, "test-executor")
+    await steps.load()
+    return steps
+
+
+def tool_named(name: str) -> FunctionTool:
+    @function_tool(name_override=name)
+    def tool() -> str:
+        """A tool the test only names."""
+        return "unused"
+
+    return tool
+
+
+class Calls:
+    """Counts the calls that really ran."""
+
+    def __init__(self) -> None:
+        self.made: list[str] = []
+
+    def returning(self, value: Any) -> Any:
+        async def call() -> Any:
+            self.made.append(repr(value))
+            return value
+
+        return call
+
+
+async def test_a_recovered_segment_replays_recorded_calls_in_order_without_making_them(
+    store: RunStore,
+) -> None:
+    run_id = await running_run(store)
+    calls = Calls()
+    first = await journal(store, run_id)
+    assert await first.model_call("gpt-4.1", calls.returning({"answer": 1})) == {"answer": 1}
+    assert await first.tool_call(tool_named("lookup"), "call_1", calls.returning(["row"])) == ["row"]
+
+    recovered = await journal(store, run_id)
+    assert await recovered.model_call("gpt-4.1", calls.returning({"answer": 2})) == {"answer": 1}
+    assert await recovered.tool_call(tool_named("lookup"), "call_1", calls.returning(["other"])) == ["row"]
+    # The first call past what was recorded runs.
+    assert await recovered.model_call("gpt-4.1", calls.returning("new")) == "new"
+
+    assert calls.made == ["{'answer': 1}", "['row']", "'new'"]
+
+
+async def test_a_replay_that_asks_for_another_call_than_the_recorded_one_stops(store: RunStore) -> None:
+    run_id = await running_run(store)
+    calls = Calls()
+    await (await journal(store, run_id)).model_call("gpt-4.1", calls.returning("recorded"))
+
+    recovered = await journal(store, run_id)
+    with pytest.raises(NondeterministicReplayError, match=re.escape("recorded 'model:gpt-4.1' as call 1")):
+        await recovered.tool_call(tool_named("send_email"), "call_1", calls.returning("sent"))
+    assert calls.made == ["'recorded'"]
+
+
+async def test_two_executions_of_one_call_keep_the_result_recorded_first(store: RunStore) -> None:
+    run_id = await running_run(store)
+    one, other = await journal(store, run_id), await journal(store, run_id)
+    assert await one.model_call("gpt-4.1", Calls().returning("first")) == "first"
+    assert await other.model_call("gpt-4.1", Calls().returning("second")) == "first"
+
+
+async def test_a_call_in_flight_stops_when_its_run_is_cancelled_elsewhere(store: RunStore) -> None:
+    run_id = await running_run(store)
+    steps = await journal(store, run_id)
+    started, stopped = asyncio.Event(), asyncio.Event()
+
+    async def slow_model() -> str:
+        started.set()
+        try:
+            await asyncio.Event().wait()  # a model that never answers
+        finally:
+            stopped.set()
+        return "never"
+
+    call = asyncio.create_task(steps.model_call("gpt-4.1", slow_model))
+    await asyncio.wait_for(started.wait(), WAIT)
+    await store.cancel_run(run_id, RunError("cancelled", "Cancelled by the test."))
+
+    with pytest.raises(SegmentSupersededError, match="no longer running segment 1"):
+        await asyncio.wait_for(call, WAIT)
+    assert stopped.is_set()
+    assert await store.recorded_steps(run_id, 1) == {}
+
+
+async def test_a_tool_call_does_not_start_for_a_cancelled_run(store: RunStore) -> None:
+    run_id = await running_run(store)
+    steps = await journal(store, run_id)
+    await store.cancel_run(run_id, RunError("cancelled", "Cancelled by the test."))
+    calls = Calls()
+
+    with pytest.raises(SegmentSupersededError):
+        await steps.tool_call(not_idempotent(tool_named("charge_card")), "call_1", calls.returning("charged"))
+    assert calls.made == []
+    assert await store.recorded_steps(run_id, 1) == {}
