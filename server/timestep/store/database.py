@@ -125,6 +125,14 @@ async def _init_connection(connection: asyncpg.Connection) -> None:
         )
 
 
+async def _keep_session(connection: asyncpg.Connection) -> None:
+    """Reset nothing when a connection goes back to the pool. asyncpg's default reset (unlock
+    advisory locks, close cursors, UNLISTEN, RESET ALL) is a round trip per release, and the store
+    leaves no such state: transaction-scoped locks only, no cursors outside transactions, no
+    LISTEN (the relay listens on a connection of its own), no SET. asyncpg still rolls back a
+    transaction left open."""
+
+
 async def open_pool(dsn: str, *, max_size: int = 10) -> asyncpg.Pool:
     """A connection pool on a migrated database."""
     connection = await asyncpg.connect(dsn)
@@ -134,7 +142,9 @@ async def open_pool(dsn: str, *, max_size: int = 10) -> asyncpg.Pool:
             log.info("applied migrations %s", applied)
     finally:
         await connection.close()
-    pool: Any = await asyncpg.create_pool(dsn, min_size=1, max_size=max_size, init=_init_connection)
+    pool: Any = await asyncpg.create_pool(
+        dsn, min_size=1, max_size=max_size, init=_init_connection, reset=_keep_session
+    )
     return pool  # type: ignore[no-any-return]
 
 
