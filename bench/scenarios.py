@@ -8,7 +8,6 @@ import itertools
 import json
 import os
 import signal
-import statistics
 import sys
 import time
 import uuid
@@ -28,6 +27,7 @@ Scenario = Callable[[Bench], Awaitable[list[Row]]]
 
 SDK = "in-process SDK"
 NOT_DURABLE = "gRPC, durable=False"
+PAIRED = "durable less durable=False, per iteration"
 
 
 class BenchError(Exception):
@@ -354,7 +354,9 @@ async def _floor(bench: Bench, inserts: int) -> list[float]:
 
 
 async def durability(bench: Bench) -> list[Row]:
-    runs, calls = bench.iterations(30, 3), 5
+    # Ten model calls (nine tool calls) is the most one segment makes (the default max_turns):
+    # the more calls, the less a run's noise weighs on the added time per call.
+    runs, calls = bench.iterations(30, 3), 10
     one: dict[bool, list[float]] = {True: [], False: []}
     many: dict[bool, list[float]] = {True: [], False: []}
     for durable in (True, False):  # warm-up
@@ -363,12 +365,12 @@ async def durability(bench: Bench) -> list[Row]:
         for durable, client in ((True, bench.durable_client), (False, bench.plain_client)):
             one[durable] += await _runs(client, 1, 1)
             many[durable] += await _runs(client, calls, 1)
-    med = {
-        key: statistics.median(values)
-        for key, values in (("d1", one[True]), ("p1", one[False]), ("dn", many[True]), ("pn", many[False]))
-    }
-    per_segment = med["d1"] - med["p1"]
-    per_call = ((med["dn"] - med["d1"]) - (med["pn"] - med["p1"])) / (calls - 1)
+    # Paired per iteration (its four runs ran back to back, on the same machine state).
+    per_segment = [d1 - p1 for d1, p1 in zip(one[True], one[False], strict=True)]
+    per_call = [
+        ((dn - d1) - (pn - p1)) / (calls - 1)
+        for d1, dn, p1, pn in zip(one[True], many[True], one[False], many[False], strict=True)
+    ]
     counted = bench.iterations(20, 3)
     idle = await _idle_rate(bench, bench.iterations(5, 1))
     commits: dict[tuple[bool, int], tuple[float, float]] = {}
@@ -392,19 +394,13 @@ async def durability(bench: Bench) -> list[Row]:
             NOT_DURABLE,
             many[False],
         ),
-        Row("durability", "added latency per run segment", "ms", [per_segment], note="difference of medians"),
-        Row(
-            "durability",
-            "added latency per model call (+ its tool call)",
-            "ms",
-            [per_call],
-            note="difference of medians",
-        ),
+        Row("durability", "added latency per run segment", "ms", per_segment, note=PAIRED),
+        Row("durability", "added latency per model call (+ its tool call)", "ms", per_call, note=PAIRED),
         Row(
             "durability",
             "durable overhead per model call vs 10 KB INSERT",
             "ms",
-            [per_call],
+            per_call,
             "asyncpg INSERT 10 KB jsonb",
             floor_ms,
         ),
