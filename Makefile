@@ -30,7 +30,7 @@ serve: $(STAMP)
 test: $(STAMP) $(INTEROP)/node_modules/.bin/tsc
 	$(BIN)/python -m pytest tests
 
-## bench: the benchmarks against the in-process SDK (docs/benchmarks.md); ~7 min on 2 cores
+## bench: the benchmarks against the in-process SDK (docs/benchmarks.md); ~4 min on 2 cores
 bench: $(STAMP)
 	$(BIN)/python -m bench --json bench-results.json
 
