@@ -34,6 +34,7 @@ from timestep.errors import (
     InvalidArgumentError,
     NotFoundError,
 )
+from timestep.store.database import open_pool
 from timestep.store.runs import EVENTS_CHANNEL, RunStore, SegmentOutcome
 
 SNAPSHOT = Snapshot(
@@ -1253,3 +1254,24 @@ async def test_list_pending_interruptions(store: RunStore) -> None:
         assert pages > 1
     with pytest.raises(InvalidArgumentError):
         await store.list_pending_interruptions(2, "bogus")
+
+
+async def test_runs_are_still_read_after_a_newer_build_adds_an_interruptions_column(
+    durable_database: str,
+) -> None:
+    """A rolling upgrade: this build's pool is open while another replica migrates the schema."""
+    pool = await open_pool(durable_database, max_size=1)  # one connection: it read the old schema
+    try:
+        store = RunStore(pool)
+        run = await interrupted_run(store, "call_1")
+        before = await store.get_run(run.id)
+        await pool.execute("ALTER TABLE interruptions ADD COLUMN added_by_a_newer_build text")
+
+        after = await store.get_run(run.id)
+        listed = await store.list_runs(RunFilter(agent=run.agent), 10, "")
+    finally:
+        await pool.close()
+
+    assert after == before
+    assert [i.call_id for i in after.interruptions] == ["call_1"]
+    assert listed.items == [before]

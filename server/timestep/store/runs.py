@@ -59,7 +59,9 @@ MAX_PAGE_SIZE = 500
 EVENT_BATCH_SIZE = 500
 
 # What a Run is read from: the columns of `runs` (not its input, which can be large; see
-# get_run_input), and, in the same query, its interruptions as an array of rows.
+# get_run_input), and, in the same query, its interruptions as JSON (not as an array of the
+# table's row type: asyncpg caches a row type's columns per connection, so a migration adding one
+# would break the reads of replicas still running).
 _RUN_COLUMNS = (
     "r.id, r.agent, r.current_agent, r.status, r.session_id, r.model, r.final_output, r.error_code, "
     "r.error_message, r.metadata, r.request_id, r.segment_count, r.last_sequence, r.create_time, "
@@ -67,8 +69,8 @@ _RUN_COLUMNS = (
     + ", ".join(f"r.usage_{column}" for column in USAGE_COLUMNS)
 )
 _RUN_INTERRUPTIONS = (
-    "ARRAY(SELECT i FROM interruptions i WHERE i.run_id = r.id "
-    "ORDER BY i.segment, i.create_time, i.id) AS interruption_rows"
+    "(SELECT coalesce(jsonb_agg(to_jsonb(i) ORDER BY i.segment, i.create_time, i.id), '[]') "
+    "FROM interruptions i WHERE i.run_id = r.id) AS interruption_rows"
 )
 _BY_ID = "r.id = $1 AND ($2::text IS NULL OR r.tenant = $2)"
 
@@ -177,7 +179,7 @@ async def _check_active_runs(connection: Connection, tenant: str, max_active_run
         )
 
 
-def _interruption_from_row(row: asyncpg.Record) -> Interruption:
+def _interruption_from_row(row: asyncpg.Record | dict[str, Any]) -> Interruption:
     return Interruption(
         id=row["id"],
         run_id=row["run_id"],
@@ -194,7 +196,19 @@ def _interruption_from_row(row: asyncpg.Record) -> Interruption:
     )
 
 
-def _run_from_row(row: asyncpg.Record, interruptions: Sequence[asyncpg.Record]) -> Run:
+def _interruptions_from_json(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Interruption rows aggregated as JSON (`_RUN_INTERRUPTIONS`), with their times parsed."""
+    return [
+        {
+            **row,
+            "create_time": datetime.fromisoformat(row["create_time"]),
+            "decide_time": datetime.fromisoformat(row["decide_time"]) if row["decide_time"] else None,
+        }
+        for row in rows
+    ]
+
+
+def _run_from_row(row: asyncpg.Record, interruptions: Sequence[asyncpg.Record | dict[str, Any]]) -> Run:
     error = RunError(row["error_code"], row["error_message"] or "") if row["error_code"] else None
     return Run(
         id=row["id"],
@@ -254,7 +268,7 @@ class RunStore:
             )
             if row is None:
                 raise run_not_found(run_id)
-            return _run_from_row(row, row["interruption_rows"])
+            return _run_from_row(row, _interruptions_from_json(row["interruption_rows"]))
         # Locked, the interruptions are read after the lock is granted, by a statement of their
         # own: one taken before the lock could miss a decision the previous holder committed.
         row = await connection.fetchrow(
@@ -296,7 +310,7 @@ class RunStore:
                 ORDER BY create_time DESC, id DESC LIMIT ${len(args)}""",
             *args,
         )
-        runs = [_run_from_row(row, row["interruption_rows"]) for row in rows[:size]]
+        runs = [_run_from_row(row, _interruptions_from_json(row["interruption_rows"])) for row in rows[:size]]
         token = _encode_page_token(scope, (runs[-1].create_time, runs[-1].id)) if len(rows) > size else ""
         return Page(runs, token)
 
