@@ -101,6 +101,8 @@ async def temporary_database(server_dsn: str, prefix: str) -> AsyncIterator[str]
 
 # Long enough runs of base64 to hold a key: DBOS stores workflow and step values pickled, base64-encoded.
 _BASE64 = re.compile(r"[A-Za-z0-9+/]{24,}={0,2}")
+# bytea in a row's text form: \x and hex digits (the backslash doubled inside a quoted field).
+_BYTEA = re.compile(r"\\+x((?:[0-9a-f]{2})+)")
 
 _SECRET_SCAN_SQL = """
 SELECT table_schema, table_name FROM information_schema.tables
@@ -109,8 +111,9 @@ WHERE table_type = 'BASE TABLE' AND table_schema NOT IN ('pg_catalog', 'informat
 
 
 def _decoded(text: str) -> bytes:
-    """`text` and every base64 run in it, decoded, as bytes to search."""
-    parts = [text.encode()]
+    """`text` and every bytea value and base64 run in it, decoded, as bytes to search (a
+    pickled step result is bytea)."""
+    parts = [text.encode(), *(bytes.fromhex(match.group(1)) for match in _BYTEA.finditer(text))]
     for match in _BASE64.finditer(text):
         padded = match.group() + "=" * (-len(match.group()) % 4)
         try:

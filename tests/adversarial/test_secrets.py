@@ -84,6 +84,10 @@ async def test_no_key_is_stored_logged_or_streamed_even_when_a_provider_echoes_i
         events=events,
     )
 
-    assert {"public.runs", "public.run_events", "dbos.workflow_status", "dbos.operation_outputs"} <= set(
-        scanned
-    )
+    assert {
+        "public.runs",
+        "public.run_events",
+        "public.segment_steps",
+        "dbos.workflow_status",
+        "dbos.operation_outputs",
+    } <= set(scanned)
