@@ -86,6 +86,27 @@ async def test_a_replay_that_asks_for_another_call_than_the_recorded_one_stops(s
     assert calls.made == ["'recorded'"]
 
 
+async def test_a_failed_attempt_leaves_no_trace_so_its_retry_replays_in_the_same_place(
+    store: RunStore,
+) -> None:
+    run_id = await running_run(store)
+    calls = Calls()
+
+    async def unreachable() -> str:
+        raise ConnectionError("the model server is down")
+
+    first = await journal(store, run_id)
+    with pytest.raises(ConnectionError):
+        await first.model_call("gpt-4.1", unreachable)
+    assert await first.model_call("gpt-4.1", calls.returning("retried")) == "retried"
+    assert await first.tool_call(tool_named("lookup"), "call_1", calls.returning("row")) == "row"
+
+    recovered = await journal(store, run_id)
+    assert await recovered.model_call("gpt-4.1", calls.returning("again")) == "retried"
+    assert await recovered.tool_call(tool_named("lookup"), "call_1", calls.returning("other")) == "row"
+    assert calls.made == ["'retried'", "'row'"]
+
+
 async def test_two_executions_of_one_call_keep_the_result_recorded_first(store: RunStore) -> None:
     run_id = await running_run(store)
     one, other = await journal(store, run_id), await journal(store, run_id)

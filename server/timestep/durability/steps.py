@@ -88,7 +88,15 @@ class JournaledSteps:
         if recorded is None:
             if check_first:
                 await self._raise_if_superseded()
-            result = await self._preemptible(call)
+            try:
+                result = await self._preemptible(call)
+            except BaseException:
+                # A failed attempt leaves no trace, so a retry of it (the SDK's model retries)
+                # gets the same number on every execution. Only the latest number is given back:
+                # calls started with it (parallel tools) keep theirs.
+                if self._ordinal == ordinal:
+                    self._ordinal -= 1
+                raise
             step = RecordedStep(name, pickle.dumps(result))
             recorded = await self._store.record_step(self._run_id, self._segment, ordinal, step)
             if recorded is step:
