@@ -19,9 +19,9 @@ from agents import Runner, RunState, SQLiteSession
 from timestep.examples.agents import assistant
 from timestep_client import InterruptionStatus, RunStatus, TimestepClient
 
-from bench.environment import API_KEY, REPO, Bench, database
+from bench.environment import API_KEY, Bench, database
 from bench.report import Row
-from tests.harness import FAST_RECONNECT, free_port
+from tests.harness import FAST_RECONNECT, ServeProcess, free_port
 
 Scenario = Callable[[Bench], Awaitable[list[Row]]]
 
@@ -523,71 +523,6 @@ async def growth(bench: Bench) -> list[Row]:
 # ----- 6. recovery -----------------------------------------------------------------------------
 
 
-class ServerProcess:
-    """`python -m timestep serve`, restartable with the same executor id and port."""
-
-    def __init__(self, database_url: str, model_url: str) -> None:
-        self.port = free_port()
-        self.env = {
-            **os.environ,
-            "PG_CONNECTION_URI": database_url,
-            "OPENAI_API_KEY": API_KEY,
-            "OPENAI_BASE_URL": model_url,
-        }
-        self.process: asyncio.subprocess.Process | None = None
-        self.output: list[str] = []
-        self._drains: list[asyncio.Task[None]] = []
-
-    async def start(self) -> float:
-        """Start and wait for "serving on"; returns the ms that took."""
-        start = time.perf_counter()
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "timestep",
-            "serve",
-            "--port",
-            str(self.port),
-            "--executor-id",
-            "bench-recovery",
-            "--log-level",
-            "WARNING",
-            cwd=REPO,
-            env=self.env,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        self.process = process
-        serving: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        assert process.stdout is not None
-        assert process.stderr is not None
-        self._drains = [
-            asyncio.create_task(self._drain(process.stdout, serving)),
-            asyncio.create_task(self._drain(process.stderr, None)),
-        ]
-        try:
-            await asyncio.wait_for(asyncio.shield(serving), 60)
-        except TimeoutError:
-            raise BenchError("the server did not start:\n" + "".join(self.output[-30:])) from None
-        return _ms(start)
-
-    async def _drain(self, stream: asyncio.StreamReader, serving: asyncio.Future[None] | None) -> None:
-        while line := (await stream.readline()).decode():
-            self.output.append(line)
-            if serving is not None and not serving.done() and "serving on" in line:
-                serving.set_result(None)
-        if serving is not None and not serving.done():
-            serving.set_exception(BenchError("the server exited:\n" + "".join(self.output[-30:])))
-
-    async def end(self, sig: signal.Signals) -> None:
-        process = self.process
-        if process is None or process.returncode is not None:
-            return
-        process.send_signal(sig)
-        await asyncio.wait_for(process.wait(), 30)
-        await asyncio.gather(*self._drains, return_exceptions=True)
-
-
 async def _until(condition: Callable[[], Awaitable[bool]], what: str, timeout: float = 60) -> None:  # noqa: ASYNC109
     deadline = time.perf_counter() + timeout
     while not await condition():
@@ -602,7 +537,13 @@ async def recovery(bench: Bench) -> list[Row]:
     completed_ms: list[float] = []
     clean_start_ms: list[float] = []
     async with database("timestep_bench_recovery") as database_url:
-        server = ServerProcess(database_url, bench.fake.base_url)
+        environment = {
+            **os.environ,
+            "PG_CONNECTION_URI": database_url,
+            "OPENAI_API_KEY": API_KEY,
+            "OPENAI_BASE_URL": bench.fake.base_url,
+        }
+        server = ServeProcess("bench-recovery", free_port(), ["--log-level", "WARNING"], environment)
         clean_start_ms.append(await server.start())
         client = TimestepClient(
             channel=grpc.aio.insecure_channel(f"127.0.0.1:{server.port}", options=FAST_RECONNECT)

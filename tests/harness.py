@@ -8,10 +8,14 @@ import asyncio
 import base64
 import binascii
 import re
+import signal
 import socket
+import sys
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 from urllib.parse import urlsplit
@@ -34,6 +38,91 @@ def free_port() -> int:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
         return port
+
+
+REPO: Final = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class ServeProcess:
+    """`python -m timestep serve` on a fixed port, restartable with the same executor id and port
+    (so a restart recovers its own segments). `args` follow `--port` and `--executor-id`."""
+
+    executor_id: str
+    port: int
+    args: list[str]
+    env: dict[str, str]
+    # Starting imports the Agents SDK and DBOS and migrates the database; two cores may be busy.
+    startup_timeout_s: float = 60.0
+    shutdown_timeout_s: float = 20.0
+    process: asyncio.subprocess.Process | None = None
+    output: list[str] = field(default_factory=list)
+    _drains: list[asyncio.Task[None]] = field(default_factory=list)
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def log(self) -> str:
+        return "".join(self.output)
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.returncode is None
+
+    async def start(self) -> float:
+        """Start the process and wait for its "serving on" line; returns the ms that took."""
+        assert not self.running, f"{self.executor_id} is running already"
+        started = time.perf_counter()
+        self.output.append(f"----- start {self.executor_id}\n")
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "timestep",
+            "serve",
+            "--port",
+            str(self.port),
+            "--executor-id",
+            self.executor_id,
+            *self.args,
+            cwd=REPO,
+            env=self.env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        self.process = process
+        serving: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        assert process.stdout is not None
+        assert process.stderr is not None
+        self._drains = [
+            asyncio.create_task(self._drain(process.stdout, serving)),
+            # The logs, drained all along so the process never blocks on a full pipe.
+            asyncio.create_task(self._drain(process.stderr, None)),
+        ]
+        try:
+            await asyncio.wait_for(asyncio.shield(serving), self.startup_timeout_s)
+        except TimeoutError:
+            raise AssertionError(f"{self.executor_id} did not start serving:\n{self.log}") from None
+        return (time.perf_counter() - started) * 1000
+
+    async def _drain(self, stream: asyncio.StreamReader, serving: asyncio.Future[None] | None) -> None:
+        while line := (await stream.readline()).decode():
+            self.output.append(line)
+            if serving is not None and not serving.done() and "serving on" in line:
+                serving.set_result(None)
+        if serving is not None and not serving.done():
+            serving.set_exception(AssertionError(f"{self.executor_id} exited without serving:\n{self.log}"))
+
+    async def end(self, sig: signal.Signals) -> None:
+        """Send `sig` (SIGKILL: a crash; SIGTERM: an orderly shutdown) and wait for the exit."""
+        process = self.process
+        if process is None or process.returncode is not None:
+            return
+        process.send_signal(sig)
+        await asyncio.wait_for(process.wait(), self.shutdown_timeout_s)
+        await asyncio.wait_for(asyncio.gather(*self._drains, return_exceptions=True), self.shutdown_timeout_s)
+        self.output.append(f"----- {self.executor_id} ended ({process.returncode})\n")
 
 
 def connect(address: str) -> TimestepClient:

@@ -25,9 +25,8 @@ from timestep_client import RunEvent, TimestepClient
 from tests.durability.agents import TOOL_GATES_ENV, TOOL_LOG_ENV, TOOL_SOCKET_ENV
 from tests.e2e.helpers import is_stop_status
 from tests.fakes.openai_responses import FakeOpenAI
-from tests.harness import connect, free_port
+from tests.harness import REPO, ServeProcess, connect, free_port
 
-REPO: Final = Path(__file__).resolve().parents[2]
 AGENTS: Final = "tests.durability.agents:AGENTS"
 # Starting imports the Agents SDK and DBOS and migrates the database; two cores may be busy.
 STARTUP_TIMEOUT: Final = 60.0
@@ -185,94 +184,19 @@ async def tools() -> AsyncIterator[ToolProbe]:
 # ----- server processes ----------------------------------------------------------------------
 
 
-@dataclass
-class Replica:
-    """One `timestep serve` process, restartable with the same executor id and port."""
-
-    executor_id: str
-    port: int
-    args: list[str]
-    env: dict[str, str]
-    process: asyncio.subprocess.Process | None = None
-    output: list[str] = field(default_factory=list)
-    _drains: list[asyncio.Task[None]] = field(default_factory=list)
-
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    @property
-    def log(self) -> str:
-        return "".join(self.output)
-
-    @property
-    def running(self) -> bool:
-        return self.process is not None and self.process.returncode is None
+class Replica(ServeProcess):
+    """One `timestep serve` replica of a durability test, with its test agents."""
 
     def client(self) -> TimestepClient:
         return connect(self.address)
 
-    async def start(self) -> None:
-        """Start the process and wait for its "serving" line."""
-        assert not self.running, f"{self.executor_id} is running already"
-        self.output.append(f"----- start {self.executor_id}\n")
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "timestep",
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(self.port),
-            "--executor-id",
-            self.executor_id,
-            "--agents",
-            AGENTS,
-            *self.args,
-            cwd=REPO,
-            env=self.env,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        self.process = process
-        serving = asyncio.get_running_loop().create_future()
-        assert process.stdout is not None
-        assert process.stderr is not None
-        self._drains = [
-            asyncio.create_task(self._drain(process.stdout, serving)),
-            # The logs, drained all along so the process never blocks on a full pipe.
-            asyncio.create_task(self._drain(process.stderr, None)),
-        ]
-        try:
-            await asyncio.wait_for(asyncio.shield(serving), STARTUP_TIMEOUT)
-        except TimeoutError:
-            raise AssertionError(f"{self.executor_id} did not start serving:\n{self.log}") from None
-
-    async def _drain(self, stream: asyncio.StreamReader, serving: asyncio.Future[None] | None) -> None:
-        while line := (await stream.readline()).decode():
-            self.output.append(line)
-            if serving is not None and not serving.done() and "serving on" in line:
-                serving.set_result(None)
-        if serving is not None and not serving.done():
-            serving.set_exception(AssertionError(f"{self.executor_id} exited without serving:\n{self.log}"))
-
     async def kill(self) -> None:
         """SIGKILL: no shutdown code runs, like a crash or an OOM kill."""
-        await self._end(signal.SIGKILL)
+        await self.end(signal.SIGKILL)
 
     async def stop(self) -> None:
         """SIGTERM: an orderly shutdown."""
-        await self._end(signal.SIGTERM)
-
-    async def _end(self, sig: signal.Signals) -> None:
-        process = self.process
-        if process is None or process.returncode is not None:
-            return
-        process.send_signal(sig)
-        await asyncio.wait_for(process.wait(), SHUTDOWN_TIMEOUT)
-        await asyncio.wait_for(asyncio.gather(*self._drains, return_exceptions=True), SHUTDOWN_TIMEOUT)
-        self.output.append(f"----- {self.executor_id} ended ({process.returncode})\n")
+        await self.end(signal.SIGTERM)
 
     async def restart(self) -> None:
         """Kill (SIGKILL) and start again with the same executor id and port."""
@@ -301,7 +225,14 @@ async def launch(
             PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
             **tools.environment(),
         )
-        replica = Replica(executor_id, free_port(), list(args), env)
+        replica = Replica(
+            executor_id,
+            free_port(),
+            ["--host", "127.0.0.1", "--agents", AGENTS, *args],
+            env,
+            startup_timeout_s=STARTUP_TIMEOUT,
+            shutdown_timeout_s=SHUTDOWN_TIMEOUT,
+        )
         started.append(replica)
         await replica.start()
         return replica
