@@ -1,6 +1,7 @@
-"""The service's step journal (`JournaledSteps` on `segment_steps`) against real PostgreSQL:
+"""The service's step journal (`JournaledSteps` on `step_journal`) against real PostgreSQL:
 completed calls replay instead of running again, a replay that asks for another call stops,
-and a cancelled run's calls stop or never start."""
+and a cancelled run's calls stop or never start. Results are recorded as JSON: any tool result
+replays as the model saw it, and an entry this build cannot read fails clearly."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any
 
 import pytest
 from agents import FunctionTool, function_tool
+from openai.types.responses import Response
 from timestep.domain import NewRun, RunError
 from timestep.durability.steps import JournaledSteps, NondeterministicReplayError, not_idempotent
 from timestep.runtime.steps import SegmentSupersededError
@@ -43,6 +45,42 @@ def tool_named(name: str) -> FunctionTool:
     return tool
 
 
+def reply(text: str) -> Response:
+    """A completed model response saying `text`."""
+    return Response.model_validate(
+        {
+            "id": f"resp_{uuid.uuid4().hex[:8]}",
+            "created_at": 1_700_000_000,
+            "model": "gpt-4.1",
+            "object": "response",
+            "parallel_tool_calls": True,
+            "tool_choice": "auto",
+            "tools": [],
+            "status": "completed",
+            "output": [
+                {
+                    "type": "message",
+                    "id": "msg_1",
+                    "role": "assistant",
+                    "status": "completed",
+                    "content": [{"type": "output_text", "text": text, "annotations": []}],
+                }
+            ],
+            "usage": {
+                "input_tokens": 10,
+                "output_tokens": 2,
+                "total_tokens": 12,
+                "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
+                "output_tokens_details": {"reasoning_tokens": 0},
+            },
+        }
+    )
+
+
+def said(response: Response) -> str:
+    return response.output_text
+
+
 class Calls:
     """Counts the calls that really ran."""
 
@@ -51,7 +89,7 @@ class Calls:
 
     def returning(self, value: Any) -> Any:
         async def call() -> Any:
-            self.made.append(repr(value))
+            self.made.append(said(value) if isinstance(value, Response) else repr(value))
             return value
 
         return call
@@ -63,27 +101,30 @@ async def test_a_recovered_segment_replays_recorded_calls_in_order_without_makin
     run_id = await running_run(store)
     calls = Calls()
     first = await journal(store, run_id)
-    assert await first.model_call("gpt-4.1", calls.returning({"answer": 1})) == {"answer": 1}
+    answer = reply("answer 1")
+    assert await first.model_call("gpt-4.1", calls.returning(answer)) is answer
     assert await first.tool_call(tool_named("lookup"), "call_1", calls.returning(["row"])) == ["row"]
 
     recovered = await journal(store, run_id)
-    assert await recovered.model_call("gpt-4.1", calls.returning({"answer": 2})) == {"answer": 1}
+    assert said(await recovered.model_call("gpt-4.1", calls.returning(reply("answer 2")))) == "answer 1"
     assert await recovered.tool_call(tool_named("lookup"), "call_1", calls.returning(["other"])) == ["row"]
     # The first call past what was recorded runs.
-    assert await recovered.model_call("gpt-4.1", calls.returning("new")) == "new"
+    assert said(await recovered.model_call("gpt-4.1", calls.returning(reply("new")))) == "new"
 
-    assert calls.made == ["{'answer': 1}", "['row']", "'new'"]
+    assert calls.made == ["answer 1", "['row']", "new"]
 
 
 async def test_a_replay_that_asks_for_another_call_than_the_recorded_one_stops(store: RunStore) -> None:
     run_id = await running_run(store)
     calls = Calls()
-    await (await journal(store, run_id)).model_call("gpt-4.1", calls.returning("recorded"))
+    await (await journal(store, run_id)).model_call("gpt-4.1", calls.returning(reply("recorded")))
 
     recovered = await journal(store, run_id)
-    with pytest.raises(NondeterministicReplayError, match=re.escape("recorded 'model:gpt-4.1' as call 1")):
+    expected = re.escape("recorded 'model:gpt-4.1' as call 1")
+    with pytest.raises(NondeterministicReplayError, match=expected) as stopped:
         await recovered.tool_call(tool_named("send_email"), "call_1", calls.returning("sent"))
-    assert calls.made == ["'recorded'"]
+    assert stopped.value.code == "nondeterministic_replay"
+    assert calls.made == ["recorded"]
 
 
 async def test_a_failed_attempt_leaves_no_trace_so_its_retry_replays_in_the_same_place(
@@ -92,26 +133,26 @@ async def test_a_failed_attempt_leaves_no_trace_so_its_retry_replays_in_the_same
     run_id = await running_run(store)
     calls = Calls()
 
-    async def unreachable() -> str:
+    async def unreachable() -> Response:
         raise ConnectionError("the model server is down")
 
     first = await journal(store, run_id)
     with pytest.raises(ConnectionError):
         await first.model_call("gpt-4.1", unreachable)
-    assert await first.model_call("gpt-4.1", calls.returning("retried")) == "retried"
+    assert said(await first.model_call("gpt-4.1", calls.returning(reply("retried")))) == "retried"
     assert await first.tool_call(tool_named("lookup"), "call_1", calls.returning("row")) == "row"
 
     recovered = await journal(store, run_id)
-    assert await recovered.model_call("gpt-4.1", calls.returning("again")) == "retried"
+    assert said(await recovered.model_call("gpt-4.1", calls.returning(reply("again")))) == "retried"
     assert await recovered.tool_call(tool_named("lookup"), "call_1", calls.returning("other")) == "row"
-    assert calls.made == ["'retried'", "'row'"]
+    assert calls.made == ["retried", "'row'"]
 
 
 async def test_two_executions_of_one_call_keep_the_result_recorded_first(store: RunStore) -> None:
     run_id = await running_run(store)
     one, other = await journal(store, run_id), await journal(store, run_id)
-    assert await one.model_call("gpt-4.1", Calls().returning("first")) == "first"
-    assert await other.model_call("gpt-4.1", Calls().returning("second")) == "first"
+    assert said(await one.model_call("gpt-4.1", Calls().returning(reply("first")))) == "first"
+    assert said(await other.model_call("gpt-4.1", Calls().returning(reply("second")))) == "first"
 
 
 async def test_a_call_in_flight_stops_when_its_run_is_cancelled_elsewhere(store: RunStore) -> None:

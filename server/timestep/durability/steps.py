@@ -1,9 +1,9 @@
 """Durable steps: a completed model or tool call is recorded and replayed, never repeated.
 
-The service records a segment's calls in its own step journal (`segment_steps`, one INSERT per
-call on its connection pool, see `JournaledSteps`); a recovered segment makes the same calls in
-the same order and gets the recorded results back. The library's `run_agent_workflow`, which
-has no store, records them as DBOS steps (`DbosSteps`).
+The service records a segment's calls in its own step journal (`step_journal`, one INSERT per
+call on its connection pool, see `JournaledSteps`; entries are JSON, see `journal`); a recovered
+segment makes the same calls in the same order and gets the recorded results back. The
+library's `run_agent_workflow`, which has no store, records them as DBOS steps (`DbosSteps`).
 
 Tools are at-least-once: a tool that was running when its process died runs again on
 recovery, unless it is marked `not_idempotent`, in which case the model is told the call may
@@ -20,14 +20,21 @@ segment cancels it at once; see `DurableEngine.stop`.)
 from __future__ import annotations
 
 import asyncio
-import pickle
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from typing import Any, Final
 
 from agents import FunctionTool
 from dbos import DBOS
 
-from timestep.runtime.steps import SegmentSupersededError
+from timestep.durability.journal import (
+    Entry,
+    decode_model_result,
+    decode_tool_output,
+    encode_model_result,
+    encode_tool_output,
+)
+from timestep.runtime.steps import SegmentSupersededError, StepReplayError
 from timestep.store.runs import RecordedStep, RunStore
 
 _NOT_IDEMPOTENT = "_timestep_not_idempotent"
@@ -45,28 +52,44 @@ def is_idempotent(tool: FunctionTool) -> bool:
     return not getattr(tool, _NOT_IDEMPOTENT, False)
 
 
-class NondeterministicReplayError(Exception):
+class NondeterministicReplayError(StepReplayError):
     """A recovered segment asked for a different call than the one it recorded at that point."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("nondeterministic_replay", message)
+
+
+# The step a call is made inside of ("" at the top of a segment): an agent used as a tool runs
+# its own model and tool calls inside the tool's call.
+_enclosing_step: ContextVar[str] = ContextVar("timestep_enclosing_step", default="")
 
 
 class JournaledSteps:
     """The StepRunner of a service segment: calls are numbered in the order the segment makes
-    them, and each completed call is one row of the step journal."""
+    them, and each completed call is one row of the step journal.
+
+    A call made inside another call (the run of an agent used as a tool) is numbered within
+    that call ("4.1", "4.2"): when the enclosing call is replayed its inner calls are not made,
+    and the numbers of the calls after it stay the same.
+    """
 
     def __init__(self, store: RunStore, run_id: str, segment: int, executor_id: str) -> None:
         self._store = store
         self._run_id = run_id
         self._segment = segment
         self._executor_id = executor_id
-        self._recorded: dict[int, RecordedStep] = {}
-        self._ordinal = 0
+        self._recorded: dict[str, RecordedStep] = {}
+        # The last number given inside each enclosing step.
+        self._numbers: dict[str, int] = {}
 
     async def load(self) -> None:
         """Read what an earlier execution of this segment recorded (call before the first step)."""
         self._recorded = await self._store.recorded_steps(self._run_id, self._segment)
 
     async def model_call(self, model_name: str, call: Callable[[], Awaitable[Any]]) -> Any:
-        return await self._step(f"model:{model_name}", call, check_first=False)
+        return await self._step(
+            f"model:{model_name}", call, encode_model_result, decode_model_result, check_first=False
+        )
 
     async def tool_call(self, tool: FunctionTool, call_id: str, call: Callable[[], Awaitable[Any]]) -> Any:
         async def invoke() -> Any:
@@ -77,39 +100,59 @@ class JournaledSteps:
             return await call() if first_attempt else _maybe_completed(tool)
 
         # A tool acts on the world: it does not start for a run cancelled meanwhile.
-        return await self._step(f"tool:{tool.name}", invoke, check_first=True)
+        return await self._step(
+            f"tool:{tool.name}",
+            invoke,
+            lambda result: encode_tool_output(tool, result),
+            lambda entry: decode_tool_output(tool, entry),
+            check_first=True,
+        )
 
-    async def _step(self, name: str, call: Callable[[], Awaitable[Any]], *, check_first: bool) -> Any:
+    async def _step(
+        self,
+        name: str,
+        call: Callable[[], Awaitable[Any]],
+        encode: Callable[[Any], Entry],
+        decode: Callable[[Entry], Any],
+        *,
+        check_first: bool,
+    ) -> Any:
         # Numbered before the first await, so calls the SDK starts together (parallel tool
         # calls) get their numbers in the order it starts them, on every execution.
-        self._ordinal += 1
-        ordinal = self._ordinal
-        recorded = self._recorded.get(ordinal)
+        enclosing = _enclosing_step.get()
+        number = self._numbers.get(enclosing, 0) + 1
+        self._numbers[enclosing] = number
+        step = f"{enclosing}.{number}" if enclosing else str(number)
+        recorded = self._recorded.get(step)
         if recorded is None:
             if check_first:
                 await self._raise_if_superseded()
             try:
-                result = await self._preemptible(call)
+                result = await self._preemptible(step, call)
             except BaseException:
                 # A failed attempt leaves no trace, so a retry of it (the SDK's model retries)
                 # gets the same number on every execution. Only the latest number is given back:
                 # calls started with it (parallel tools) keep theirs.
-                if self._ordinal == ordinal:
-                    self._ordinal -= 1
+                if self._numbers[enclosing] == number:
+                    self._numbers[enclosing] = number - 1
                 raise
-            step = RecordedStep(name, pickle.dumps(result))
-            recorded = await self._store.record_step(self._run_id, self._segment, ordinal, step)
-            if recorded is step:
+            fresh = RecordedStep(name, encode(result))
+            recorded = await self._store.record_step(self._run_id, self._segment, step, fresh)
+            if recorded is fresh:
                 return result
         if recorded.name != name:
             raise NondeterministicReplayError(
                 f"Run {self._run_id} segment {self._segment} recorded {recorded.name!r} as call "
-                f"{ordinal}, but its recovery asked for {name!r}; the agent changed since."
+                f"{step}, but its recovery asked for {name!r}; the agent changed since."
             )
-        return pickle.loads(recorded.output)
+        return decode(recorded.entry)
 
-    async def _preemptible(self, call: Callable[[], Awaitable[Any]]) -> Any:
-        running = asyncio.ensure_future(call())
+    async def _preemptible(self, step: str, call: Callable[[], Awaitable[Any]]) -> Any:
+        token = _enclosing_step.set(step)  # the call's task starts with a copy of this context
+        try:
+            running = asyncio.ensure_future(call())
+        finally:
+            _enclosing_step.reset(token)
         try:
             while True:
                 done, _ = await asyncio.wait({running}, timeout=SUPERSEDED_CHECK_INTERVAL_S)
@@ -130,17 +173,24 @@ class JournaledSteps:
 
 class DbosSteps:
     """The StepRunner of the library's `run_agent_workflow`: every call is a DBOS step, and
-    every tool is at-least-once."""
+    every tool is at-least-once. A step's result is kept as its journal entry (plain JSON), so
+    DBOS records any result, and replays it as the service's journal does."""
 
     async def model_call(self, model_name: str, call: Callable[[], Awaitable[Any]]) -> Any:
-        return await _dbos_step(f"model:{model_name}", call)
+        async def recorded() -> Entry:
+            return encode_model_result(await call())
+
+        return decode_model_result(await _dbos_step(f"model:{model_name}", recorded))
 
     async def tool_call(self, tool: FunctionTool, call_id: str, call: Callable[[], Awaitable[Any]]) -> Any:
-        return await _dbos_step(f"tool:{tool.name}", call)
+        async def recorded() -> Entry:
+            return encode_tool_output(tool, await call())
+
+        return decode_tool_output(tool, await _dbos_step(f"tool:{tool.name}", recorded))
 
 
-async def _dbos_step(name: str, call: Callable[[], Awaitable[Any]]) -> Any:
-    async def step() -> Any:  # DBOS preempts only steps it sees as coroutine functions
+async def _dbos_step(name: str, call: Callable[[], Awaitable[Entry]]) -> Entry:
+    async def step() -> Entry:  # DBOS preempts only steps it sees as coroutine functions
         return await call()
 
     return await DBOS.run_step_async({"name": name, "preemptible": True}, step)

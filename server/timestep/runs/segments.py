@@ -19,7 +19,7 @@ from timestep.domain import EventKind, PendingEvent, Run, RunError, RunEvent, Ru
 from timestep.errors import FailedPreconditionError
 from timestep.observability.context import run_id_var
 from timestep.runs.events import EventBus
-from timestep.runtime.failures import describe_failure
+from timestep.runtime.failures import caused_by, describe_failure
 from timestep.runtime.providers import ModelConfig
 from timestep.runtime.registry import AgentRegistry
 from timestep.runtime.runner import (
@@ -129,7 +129,7 @@ class SegmentExecutor:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            superseded = _superseded_by(exc)
+            superseded = caused_by(exc, SegmentSupersededError)
             if superseded is not None:
                 raise superseded from exc
             if isinstance(exc, TimeoutError) and deadline.expired():
@@ -155,15 +155,6 @@ DEADLINE_PASSED = (
     "finished, so its model and tool calls were stopped. Wait with a longer deadline, or create the "
     "run without wait and follow it with StreamRunEvents."
 )
-
-
-def _superseded_by(error: BaseException | None) -> SegmentSupersededError | None:
-    """The SegmentSupersededError behind `error` (the SDK wraps a tool call's in UserError)."""
-    while error is not None:
-        if isinstance(error, SegmentSupersededError):
-            return error
-        error = error.__cause__
-    return None
 
 
 def _loop_time(moment: datetime | None) -> float | None:

@@ -7,6 +7,7 @@ No message contains an API key.
 
 from __future__ import annotations
 
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 import openai
@@ -15,6 +16,9 @@ from agents import MaxTurnsExceeded, ModelBehaviorError, UserError
 from timestep.domain import RunError
 from timestep.runtime.models.errors import ModelProviderError
 from timestep.runtime.secrets import scrub
+from timestep.runtime.steps import StepReplayError
+
+E = TypeVar("E", bound=BaseException)
 
 
 def describe_failure(error: BaseException) -> RunError:
@@ -23,6 +27,9 @@ def describe_failure(error: BaseException) -> RunError:
 
 
 def _describe(error: BaseException) -> RunError:
+    replay = caused_by(error, StepReplayError)
+    if replay is not None:
+        return RunError(replay.code, replay.message)
     if isinstance(error, ModelProviderError):
         return RunError(error.code, error.message)
     if isinstance(error, MaxTurnsExceeded):
@@ -40,6 +47,16 @@ def _describe(error: BaseException) -> RunError:
     if isinstance(error, UserError):
         return RunError("agent_error", f"The agent is misconfigured: {error}")
     return RunError("internal", f"The run failed unexpectedly: {type(error).__name__}: {error}")
+
+
+def caused_by(error: BaseException | None, kind: type[E]) -> E | None:
+    """The `kind` exception behind `error`, itself or a cause of it (the SDK wraps an error of a
+    tool call in a UserError)."""
+    while error is not None:
+        if isinstance(error, kind):
+            return error
+        error = error.__cause__
+    return None
 
 
 def _status_error(error: openai.APIStatusError) -> RunError:

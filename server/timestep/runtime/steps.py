@@ -33,6 +33,15 @@ class SegmentSupersededError(Exception):
     possibly through another replica) while one of its calls was due or in flight."""
 
 
+class StepReplayError(Exception):
+    """Raised by a StepRunner that cannot replay a recorded call; the run fails with `code`."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
 class StepRunner(Protocol):
     async def model_call(self, model_name: str, call: Callable[[], Awaitable[Any]]) -> Any:
         """Run one model call (returns a `Response` or a `ModelResponse`)."""
@@ -151,6 +160,7 @@ __all__ = [
     "SegmentSupersededError",
     "StepModel",
     "StepModelProvider",
+    "StepReplayError",
     "StepRunner",
     "current_delta_sink",
     "current_steps",

@@ -111,7 +111,7 @@ class RecordedStep:
     """A completed model or tool call in the step journal."""
 
     name: str  # "model:<model name>" or "tool:<tool name>"
-    output: bytes  # the pickled result
+    entry: dict[str, Any]  # its result, as JSON (see timestep.durability.journal)
 
 
 def _fingerprint(new_run: NewRun) -> str:
@@ -370,37 +370,37 @@ class RunStore:
 
     # ----- the step journal (timestep.durability.steps) ---------------------------------
 
-    async def recorded_steps(self, run_id: str, segment: int) -> dict[int, RecordedStep]:
-        """The completed calls a segment recorded so far, by ordinal."""
+    async def recorded_steps(self, run_id: str, segment: int) -> dict[str, RecordedStep]:
+        """The completed calls a segment recorded so far, by step ("1", "4.2")."""
         rows = await self._pool.fetch(
-            "SELECT ordinal, name, output FROM segment_steps WHERE run_id = $1 AND segment = $2",
+            "SELECT step, name, entry FROM step_journal WHERE run_id = $1 AND segment = $2",
             run_id,
             segment,
         )
-        return {row["ordinal"]: RecordedStep(row["name"], row["output"]) for row in rows}
+        return {row["step"]: RecordedStep(row["name"], row["entry"]) for row in rows}
 
-    async def record_step(self, run_id: str, segment: int, ordinal: int, step: RecordedStep) -> RecordedStep:
+    async def record_step(self, run_id: str, segment: int, step: str, recorded: RecordedStep) -> RecordedStep:
         """Record a completed call; returns what is recorded for it, which is another
         execution's result if that one recorded it first."""
         inserted = await self._pool.fetchval(
-            """INSERT INTO segment_steps (run_id, segment, ordinal, name, output)
+            """INSERT INTO step_journal (run_id, segment, step, name, entry)
                VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING true""",
             run_id,
             segment,
-            ordinal,
-            step.name,
-            step.output,
+            step,
+            recorded.name,
+            recorded.entry,
         )
         if inserted:
-            return step
+            return recorded
         row = await self._pool.fetchrow(
-            "SELECT name, output FROM segment_steps WHERE run_id = $1 AND segment = $2 AND ordinal = $3",
+            "SELECT name, entry FROM step_journal WHERE run_id = $1 AND segment = $2 AND step = $3",
             run_id,
             segment,
-            ordinal,
+            step,
         )
         assert row is not None, "the conflicting step is committed"
-        return RecordedStep(row["name"], row["output"])
+        return RecordedStep(row["name"], row["entry"])
 
     async def segment_superseded(self, run_id: str, segment: int) -> bool:
         """Whether the run is no longer RUNNING `segment` (it was cancelled, possibly through
