@@ -6,17 +6,34 @@ replays as the model saw it, and an entry this build cannot read fails clearly."
 from __future__ import annotations
 
 import asyncio
+import pickle
 import re
+import threading
 import uuid
+from enum import StrEnum
 from typing import Any
 
+import asyncpg
 import pytest
-from agents import FunctionTool, function_tool
-from openai.types.responses import Response
+from agents import (
+    FunctionTool,
+    ItemHelpers,
+    ModelResponse,
+    ToolOutputFileContent,
+    ToolOutputImage,
+    ToolOutputText,
+    Usage,
+    UserError,
+    function_tool,
+)
+from openai.types.responses import Response, ResponseFunctionToolCall
+from pydantic import BaseModel
 from timestep.domain import NewRun, RunError
+from timestep.durability.journal import JournalIncompatibleError
 from timestep.durability.steps import JournaledSteps, NondeterministicReplayError, not_idempotent
+from timestep.runtime.failures import describe_failure
 from timestep.runtime.steps import SegmentSupersededError
-from timestep.store.runs import RunStore
+from timestep.store.runs import RecordedStep, RunStore
 
 WAIT = 10.0  # an upper bound so a bug fails the test instead of hanging it; never a sleep
 
@@ -188,3 +205,279 @@ async def test_a_tool_call_does_not_start_for_a_cancelled_run(store: RunStore) -
         await steps.tool_call(not_idempotent(tool_named("charge_card")), "call_1", calls.returning("charged"))
     assert calls.made == []
     assert await store.recorded_steps(run_id, 1) == {}
+
+
+# ----- the format: JSON that replays as the SDK needs it ------------------------------------------
+
+
+class Report:
+    """A tool result that cannot be pickled (it holds a lock and a generator)."""
+
+    def __init__(self, rows: int) -> None:
+        self.lock = threading.Lock()
+        self.rows = (n for n in range(rows))
+        self.count = rows
+
+    def __str__(self) -> str:
+        return f"Report of {self.count} rows"
+
+
+class Color(StrEnum):
+    RED = "red"
+
+
+class Person(BaseModel):
+    name: str
+    age: int
+
+
+def sent_to_model(tool: FunctionTool, value: Any) -> Any:
+    """What the SDK sends the model for `tool` returning `value` (a function_call_output's output)."""
+    call = ResponseFunctionToolCall(type="function_call", call_id="call_1", name=tool.name, arguments="{}")
+    item = ItemHelpers.tool_call_output_item(
+        call, value, output_json_schema=tool.output_json_schema, output_type_adapter=tool._output_type_adapter
+    )
+    return item["output"]
+
+
+async def record_and_replay(store: RunStore, tool: FunctionTool, value: Any) -> tuple[Any, Any]:
+    """What the first execution and a recovered one get from a tool call that returned `value`."""
+    run_id = await running_run(store)
+    first = await (await journal(store, run_id)).tool_call(tool, "call_1", Calls().returning(value))
+    calls = Calls()
+    replayed = await (await journal(store, run_id)).tool_call(tool, "call_1", calls.returning("again"))
+    assert calls.made == []
+    return first, replayed
+
+
+async def test_a_tool_result_that_cannot_be_pickled_is_recorded_and_replays_as_the_model_saw_it(
+    store: RunStore,
+) -> None:
+    report = Report(3)
+    with pytest.raises(TypeError):
+        pickle.dumps(report)  # what the journal used to store
+    tool = tool_named("report")
+
+    first, replayed = await record_and_replay(store, tool, report)
+
+    assert first is report  # the first execution gets the tool's own value
+    assert replayed == "Report of 3 rows"
+    assert sent_to_model(tool, replayed) == sent_to_model(tool, report)
+
+
+@function_tool(output_type=Person)
+def find_person(name: str) -> Person:
+    """Find a person."""
+    return Person(name=name, age=0)
+
+
+@pytest.mark.parametrize(
+    ("tool", "value"),
+    [
+        (tool_named("plain"), "a string, as it is"),
+        (tool_named("plain"), {"rows": [1, 2.5, None, True, "x"], "nested": {"ok": False}}),
+        (tool_named("plain"), ToolOutputText(text="structured text")),
+        (
+            tool_named("plain"),
+            [ToolOutputImage(image_url="https://example.com/a.png", detail="low"), ToolOutputText(text="a")],
+        ),
+        (tool_named("plain"), ToolOutputFileContent(file_data="aGVsbG8=", filename="hello.txt")),
+        (find_person, Person(name="Ada", age=36)),
+    ],
+    ids=["string", "json", "text-output", "output-list", "file-output", "declared-output-type"],
+)
+async def test_structured_tool_results_replay_as_equal_values(
+    store: RunStore, tool: FunctionTool, value: Any
+) -> None:
+    _, replayed = await record_and_replay(store, tool, value)
+
+    assert replayed == value
+    assert type(replayed) is type(value)
+    assert sent_to_model(tool, replayed) == sent_to_model(tool, value)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [(1, 2), Person(name="Ada", age=36), {1: "a non-string key"}, float("nan"), Color.RED],
+    ids=["tuple", "undeclared-model", "int-key", "nan", "str-enum"],
+)
+async def test_other_tool_results_replay_as_the_text_the_model_saw(store: RunStore, value: Any) -> None:
+    tool = tool_named("plain")
+
+    _, replayed = await record_and_replay(store, tool, value)
+
+    assert replayed == str(value)
+    assert sent_to_model(tool, replayed) == sent_to_model(tool, value)
+
+
+def rich_response() -> Response:
+    """A response with what a model call may complete with: a reasoning item, text with an
+    annotation, a function call, detailed usage and a request id."""
+    response = Response.model_validate(
+        {
+            "id": "resp_rich",
+            "created_at": 1_700_000_000,
+            "model": "gpt-4.1",
+            "object": "response",
+            "parallel_tool_calls": False,
+            "tool_choice": {"type": "function", "name": "lookup"},
+            "tools": [],
+            "status": "completed",
+            "output": [
+                {"type": "reasoning", "id": "rs_1", "summary": [{"type": "summary_text", "text": "Think."}]},
+                {
+                    "type": "message",
+                    "id": "msg_1",
+                    "role": "assistant",
+                    "status": "completed",
+                    "content": [
+                        {
+                            "type": "output_text",
+                            "text": "See the docs.",
+                            "annotations": [
+                                {
+                                    "type": "url_citation",
+                                    "start_index": 0,
+                                    "end_index": 3,
+                                    "url": "https://example.com",
+                                    "title": "Docs",
+                                }
+                            ],
+                        }
+                    ],
+                },
+                {
+                    "type": "function_call",
+                    "id": "fc_1",
+                    "call_id": "call_1",
+                    "name": "lookup",
+                    "arguments": '{"q": "é"}',
+                },
+            ],
+            "usage": {
+                "input_tokens": 1000,
+                "output_tokens": 200,
+                "total_tokens": 1200,
+                "input_tokens_details": {"cached_tokens": 400, "cache_write_tokens": 0},
+                "output_tokens_details": {"reasoning_tokens": 50},
+            },
+        }
+    )
+    response._request_id = "req_123"
+    return response
+
+
+async def test_a_model_response_round_trips_through_the_journal(store: RunStore) -> None:
+    original = rich_response()
+    run_id = await running_run(store)
+    await (await journal(store, run_id)).model_call("gpt-4.1", Calls().returning(original))
+
+    replayed = await (await journal(store, run_id)).model_call("gpt-4.1", Calls().returning(reply("no")))
+
+    assert isinstance(replayed, Response)
+    # What the SDK reads of a completed response, and the items as it sends them back.
+    assert replayed.output == original.output
+    assert [type(item) for item in replayed.output] == [type(item) for item in original.output]
+    assert (
+        ModelResponse(replayed.output, Usage(), None).to_input_items()
+        == ModelResponse(original.output, Usage(), None).to_input_items()
+    )
+    assert replayed.usage == original.usage
+    assert (replayed.id, replayed._request_id) == ("resp_rich", "req_123")
+    assert (replayed.model, replayed.created_at, replayed.tool_choice) == (
+        original.model,
+        original.created_at,
+        original.tool_choice,
+    )
+
+
+async def test_a_non_streamed_model_response_round_trips_through_the_journal(store: RunStore) -> None:
+    source = rich_response()
+    assert source.usage is not None
+    original = ModelResponse(
+        output=source.output,
+        usage=Usage(
+            requests=1,
+            input_tokens=1000,
+            output_tokens=200,
+            total_tokens=1200,
+            input_tokens_details=source.usage.input_tokens_details,
+            output_tokens_details=source.usage.output_tokens_details,
+        ),
+        response_id="resp_rich",
+        request_id="req_123",
+        raw_usage={"prompt_tokens": 1000},
+    )
+    run_id = await running_run(store)
+    await (await journal(store, run_id)).model_call("gpt-4.1", Calls().returning(original))
+
+    replayed = await (await journal(store, run_id)).model_call("gpt-4.1", Calls().returning(reply("no")))
+
+    assert replayed == original
+
+
+async def test_an_entry_of_another_format_version_fails_the_call_clearly(store: RunStore) -> None:
+    run_id = await running_run(store)
+    newer = RecordedStep("model:gpt-4.1", {"version": 2, "kind": "response", "answer": "?"})
+    await store.record_step(run_id, 1, "1", newer)
+    calls = Calls()
+
+    with pytest.raises(JournalIncompatibleError, match="format version 2") as refused:
+        await (await journal(store, run_id)).model_call("gpt-4.1", calls.returning(reply("no")))
+
+    assert calls.made == []
+    assert describe_failure(refused.value).code == "journal_incompatible"
+    # Also when the SDK wraps it (it wraps an error of a tool call in a UserError).
+    wrapped = UserError("tool failed")
+    wrapped.__cause__ = refused.value
+    assert describe_failure(wrapped) == RunError("journal_incompatible", refused.value.message)
+
+
+async def test_a_segment_an_older_build_recorded_as_pickles_is_replayed_as_unrecorded(
+    store: RunStore, pool: asyncpg.Pool
+) -> None:
+    run_id = await running_run(store)
+    await pool.execute(
+        """INSERT INTO segment_steps (run_id, segment, ordinal, name, output)
+           VALUES ($1, 1, 1, 'model:gpt-4.1', $2)""",
+        run_id,
+        pickle.dumps(Exploding()),
+    )
+    calls = Calls()
+
+    replayed = await (await journal(store, run_id)).model_call(
+        "gpt-4.1", calls.returning(reply("called again"))
+    )
+
+    assert said(replayed) == "called again"
+    assert calls.made == ["called again"]
+
+
+class Exploding:
+    """A pickle that would run code when read."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (pytest.fail, ("a pickle from the database was read",))
+
+
+async def test_calls_made_inside_a_replayed_call_do_not_shift_the_calls_after_it(store: RunStore) -> None:
+    run_id = await running_run(store)
+    first = await journal(store, run_id)
+
+    async def agent_as_tool() -> str:
+        # The run of an agent used as a tool makes its own model calls inside the tool's call.
+        inner = await first.model_call("gpt-4.1", Calls().returning(reply("inner answer")))
+        return f"the inner agent said {said(inner)}"
+
+    await first.tool_call(tool_named("ask_expert"), "call_1", agent_as_tool)
+    await first.model_call("gpt-4.1", Calls().returning(reply("outer answer")))
+
+    recovered = await journal(store, run_id)
+    calls = Calls()
+    told = await recovered.tool_call(tool_named("ask_expert"), "call_1", calls.returning("not again"))
+    after = await recovered.model_call("gpt-4.1", calls.returning(reply("not again")))
+
+    assert told == "the inner agent said inner answer"
+    assert said(after) == "outer answer"
+    assert calls.made == []
+    assert sorted(await store.recorded_steps(run_id, 1)) == ["1", "1.1", "2"]
