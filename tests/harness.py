@@ -201,7 +201,7 @@ WHERE table_type = 'BASE TABLE' AND table_schema NOT IN ('pg_catalog', 'informat
 
 def _decoded(text: str) -> bytes:
     """`text` and every bytea value and base64 run in it, decoded, as bytes to search (a
-    pickled step result is bytea)."""
+    step result of an older build is pickled bytea)."""
     parts = [text.encode(), *(bytes.fromhex(match.group(1)) for match in _BYTEA.finditer(text))]
     for match in _BASE64.finditer(text):
         padded = match.group() + "=" * (-len(match.group()) % 4)

@@ -87,7 +87,7 @@ async def test_no_key_is_stored_logged_or_streamed_even_when_a_provider_echoes_i
     assert {
         "public.runs",
         "public.run_events",
-        "public.segment_steps",
+        "public.step_journal",
         "dbos.workflow_status",
         "dbos.operation_outputs",
     } <= set(scanned)

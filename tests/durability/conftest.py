@@ -53,7 +53,7 @@ BEGIN
     PERFORM pg_notify('{_STEPS_CHANNEL}', NEW.name);
     RETURN NEW;
 END $$;
-CREATE TRIGGER test_notify_recorded_step AFTER INSERT ON public.segment_steps
+CREATE TRIGGER test_notify_recorded_step AFTER INSERT ON public.step_journal
     FOR EACH ROW EXECUTE FUNCTION public.test_notify_recorded_step();
 """
 
@@ -61,7 +61,7 @@ CREATE TRIGGER test_notify_recorded_step AFTER INSERT ON public.segment_steps
 @dataclass
 class RecordedSteps:
     """The names of steps ("model:…", "tool:…") as their results are committed, announced by a
-    trigger on the step journal (`segment_steps`): a step named here is one recovery replays."""
+    trigger on the step journal (`step_journal`): a step named here is one recovery replays."""
 
     dsn: str
     names: list[str] = field(default_factory=list)

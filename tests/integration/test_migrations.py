@@ -32,6 +32,7 @@ REQUIRED_TABLES = {
     "replicas",
     "session_items",
     "saved_run_states",
+    "step_journal",
     "schema_migrations",
 }
 

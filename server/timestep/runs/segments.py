@@ -15,7 +15,7 @@ from typing import Any
 
 import asyncpg
 
-from timestep.domain import EventKind, PendingEvent, Run, RunError, RunEvent, RunStatus, Usage
+from timestep.domain import EventKind, PendingEvent, Run, RunError, RunEvent, RunStatus
 from timestep.errors import FailedPreconditionError
 from timestep.observability.context import run_id_var
 from timestep.runs.events import EventBus
@@ -31,7 +31,7 @@ from timestep.runtime.runner import (
     load_state,
 )
 from timestep.runtime.steps import SegmentSupersededError, StepRunner
-from timestep.runtime.usage import model_name_for
+from timestep.runtime.usage import UsageRecorder, model_name_for
 from timestep.settings import DEFAULT_MAX_TURNS
 from timestep.state.codec import PYTHON, describe
 from timestep.store.runs import RunStore, SegmentOutcome
@@ -105,12 +105,15 @@ class SegmentExecutor:
         # A waiting caller's deadline propagates into the segment: its model and tool calls are
         # cancelled when it passes (also when a recovered segment starts after it passed).
         deadline = asyncio.timeout_at(_loop_time(run.segment_deadline))
+        run_config = default_run_config(self.model_config, run.model, tracing=self.trace_segments)
+        # Outlives a failure: the calls made before it are counted all the same.
+        recorder = UsageRecorder(run_config, self.model_config.prices)
         try:
             agent = self.registry.get(run.agent)
             problem = self.model_config.missing(model_name_for(agent, run.model))
             if problem:
                 error = RunError("model_not_configured", problem)
-                return _failed(run, error)
+                return _failed(run, error, recorder)
             async with deadline:
                 result = await execute_segment(
                     agent,
@@ -120,11 +123,11 @@ class SegmentExecutor:
                         if run.session_id
                         else None
                     ),
-                    run_config=default_run_config(self.model_config, run.model, tracing=self.trace_segments),
+                    run_config=run_config,
                     listener=RunJournal(self.store, self.bus, run.id, segment),
                     steps=steps,
                     max_turns=self.max_turns,
-                    prices=self.model_config.prices,
+                    recorder=recorder,
                 )
         except asyncio.CancelledError:
             raise
@@ -134,9 +137,9 @@ class SegmentExecutor:
                 raise superseded from exc
             if isinstance(exc, TimeoutError) and deadline.expired():
                 log.info("run %s segment %s stopped: the waiting caller's deadline passed", run.id, segment)
-                return _failed(run, RunError("deadline_exceeded", DEADLINE_PASSED))
+                return _failed(run, RunError("deadline_exceeded", DEADLINE_PASSED), recorder)
             log.exception("run %s segment %s failed", run.id, segment)
-            return _failed(run, describe_failure(exc))
+            return _failed(run, describe_failure(exc), recorder)
         return _outcome_of(result)
 
     async def _input_for(self, run: Run, segment: int) -> AgentInput:
@@ -165,13 +168,15 @@ def _loop_time(moment: datetime | None) -> float | None:
     return loop.time() + max((moment - datetime.now(UTC)).total_seconds(), 0.0)
 
 
-def _failed(run: Run, error: RunError) -> SegmentOutcome:
+def _failed(run: Run, error: RunError, recorder: UsageRecorder) -> SegmentOutcome:
+    """A failed segment's outcome, with the usage of every model call it made before failing."""
     return SegmentOutcome(
         RunStatus.FAILED,
         run.current_agent,
-        Usage(),
+        recorder.total(),
         error=error,
         events=[PendingEvent(EventKind.ERROR, {"code": error.code, "message": error.message})],
+        model_calls=recorder.calls,
     )
 
 

@@ -40,10 +40,6 @@ class AgentRegistry:
             if agent.name in self._agents:
                 raise ValueError(f"two agents are named {agent.name!r}; agent names must be unique")
             self._agents[agent.name] = agent
-        for reachable in _reachable_agents(self._agents.values()):
-            for tool in reachable.tools:
-                if isinstance(tool, FunctionTool):
-                    route_tools_through_steps(tool)
 
     def get(self, name: str) -> Agent[Any]:
         try:
@@ -61,8 +57,18 @@ class AgentRegistry:
         return describe_agent(self.get(name))
 
 
+def journal_tools_of(agents: Iterable[Agent[Any]]) -> None:
+    """Route through steps the function tools of `agents` and of every agent reachable from
+    them, however: handoffs (an agent, or a `handoff(...)` object), agents used as tools, at
+    any depth and through cycles."""
+    for agent in _reachable_agents(agents):
+        for tool in agent.tools:
+            if isinstance(tool, FunctionTool):
+                route_tools_through_steps(tool)
+
+
 def _reachable_agents(roots: Iterable[Agent[Any]]) -> list[Agent[Any]]:
-    """The agents and every agent reachable from them through handoffs."""
+    """The agents and every agent reachable from them through handoffs and agents as tools."""
     found: dict[int, Agent[Any]] = {}
     pending = list(roots)
     while pending:
@@ -70,8 +76,22 @@ def _reachable_agents(roots: Iterable[Agent[Any]]) -> list[Agent[Any]]:
         if id(agent) in found:
             continue
         found[id(agent)] = agent
-        pending.extend(h for h in agent.handoffs if isinstance(h, Agent))
+        pending.extend(_next_agents(agent))
     return list(found.values())
+
+
+def _next_agents(agent: Agent[Any]) -> list[Agent[Any]]:
+    """The agents `agent` hands off to or calls as tools, as far as they can be known before
+    a run. (A `Handoff` made by hand may pick its agent as it runs: the segment routes the tools
+    of such an agent when it is handed off to; see `timestep.runtime.runner`.)"""
+    targets: list[Any] = []
+    for handoff in agent.handoffs:
+        # `handoff(agent)` keeps only a weak reference to its agent beside the closure.
+        reference = handoff._agent_ref if isinstance(handoff, Handoff) else None
+        targets.append(reference() if reference is not None else handoff)
+    # `Agent.as_tool()` makes a FunctionTool that runs its agent inside the tool call.
+    targets.extend(tool._agent_instance for tool in agent.tools if isinstance(tool, FunctionTool))
+    return [target for target in targets if isinstance(target, Agent)]
 
 
 def load_agents(reference: str) -> AgentRegistry:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from agents import Agent, RunConfig, RunHooks, Runner, RunResult, RunResultStreaming, RunState, Session
+from agents.run_context import AgentHookContext
 from agents.stream_events import StreamEvent
 
 from timestep.domain import Interruption as Decision
@@ -15,11 +16,13 @@ from timestep.domain import InterruptionStatus, ModelCall, NewInterruption, Pend
 from timestep.errors import FailedPreconditionError
 from timestep.runtime.pricing import PriceTable
 from timestep.runtime.providers import ModelConfig
+from timestep.runtime.registry import journal_tools_of
 from timestep.runtime.steps import (
     DirectSteps,
     StepModelProvider,
     StepRunner,
     current_delta_sink,
+    current_model_call_sink,
     current_steps,
 )
 from timestep.runtime.translate import event_for_item, interruption_for, output_text
@@ -112,18 +115,22 @@ async def execute_segment(
     listener: SegmentListener,
     steps: StepRunner | None = None,
     max_turns: int = DEFAULT_MAX_TURNS,
-    prices: PriceTable | None = None,
+    recorder: UsageRecorder | None = None,
 ) -> SegmentResult:
     """Run one segment (to the end or to the next interruptions), streaming as it goes.
 
-    Model and tool calls go through `steps` (see `timestep.runtime.steps`); text deltas reach
-    `listener` from the model step as the provider streams them. Each model call's usage is
-    recorded and priced with `prices` (default: the built-in price table).
+    Model and tool calls go through `steps` (see `timestep.runtime.steps`): every tool of every
+    agent the segment can reach is routed there. Text deltas reach `listener` from the model
+    step as the provider streams them. Each model call is recorded in `recorder` as it completes
+    (default: priced with the built-in price table); a caller that passes its own recorder
+    keeps the calls made before a failure.
     """
-    recorder = UsageRecorder(run_config, prices or PriceTable())
-    current_agent = [agent.name]
+    recorder = recorder or UsageRecorder(run_config, PriceTable())
+    starting = agent
     if isinstance(input_or_state, RunState) and input_or_state._current_agent is not None:
-        current_agent[0] = input_or_state._current_agent.name
+        starting = input_or_state._current_agent
+    journal_tools_of([agent, starting])
+    current_agent = [starting.name]
 
     async def on_delta(delta: str, item_id: str) -> None:
         await listener.on_text_delta({"agent": current_agent[0], "delta": delta, "item_id": item_id})
@@ -138,6 +145,7 @@ async def execute_segment(
 
     steps_token = current_steps.set(steps or DirectSteps())
     sink_token = current_delta_sink.set(on_delta)
+    calls_token = current_model_call_sink.set(recorder.record)
     try:
         result = await run_agent(
             agent,
@@ -147,9 +155,10 @@ async def execute_segment(
             run_config=replace(run_config, model_provider=StepModelProvider(run_config.model_provider)),
             max_turns=max_turns,
             on_event=on_event,
-            hooks=recorder,
+            hooks=_SegmentHooks(recorder),
         )
     finally:
+        current_model_call_sink.reset(calls_token)
         current_delta_sink.reset(sink_token)
         current_steps.reset(steps_token)
     usage = recorder.total()
@@ -165,6 +174,18 @@ async def execute_segment(
     return SegmentResult(
         result.last_agent.name, usage, output_text(result.final_output), [], None, recorder.calls
     )
+
+
+class _SegmentHooks(RunHooks[Any]):
+    """An agent taking its turn has its tools routed through steps (also one that a `Handoff`
+    made by hand picked as it ran) and is who the turn's model calls are attributed to."""
+
+    def __init__(self, usage: UsageRecorder) -> None:
+        self._usage = usage
+
+    async def on_agent_start(self, context: AgentHookContext[Any], agent: Agent[Any]) -> None:
+        journal_tools_of([agent])
+        self._usage.agent_started(agent)
 
 
 async def load_state(agent: Agent[Any], state_json: str) -> RunState[Any, Any]:

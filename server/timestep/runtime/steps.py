@@ -72,6 +72,19 @@ async def _no_delta(delta: str, item_id: str) -> None:
 
 current_delta_sink: ContextVar[DeltaSink] = ContextVar("timestep_current_delta_sink", default=_no_delta)
 
+# Told of every completed model call (model name as asked for, if any; its response), also of one
+# replayed from a record: the calls a segment made, whatever becomes of the segment after them.
+ModelCallSink = Callable[[str | None, Response | ModelResponse], None]
+
+
+def _no_model_call(model_name: str | None, response: Response | ModelResponse) -> None:
+    return None
+
+
+current_model_call_sink: ContextVar[ModelCallSink] = ContextVar(
+    "timestep_current_model_call_sink", default=_no_model_call
+)
+
 
 async def _without_secrets(call: Awaitable[T]) -> T:
     """Await a provider call; an error it raises (which may quote our key) is recorded and
@@ -86,15 +99,17 @@ async def _without_secrets(call: Awaitable[T]) -> T:
 class StepModel(Model):
     """A model whose calls are steps: complete responses in, text deltas out on the side."""
 
-    def __init__(self, inner: Model, name: str) -> None:
+    def __init__(self, inner: Model, model_name: str | None) -> None:
         self._inner = inner
-        self._name = name
+        self._model_name = model_name
+        self._name = model_name or "default"
 
     async def get_response(self, *args: Any, **kwargs: Any) -> ModelResponse:
         response: ModelResponse = await current_steps.get().model_call(
             self._name,
             observed(self._name, lambda: _without_secrets(self._inner.get_response(*args, **kwargs))),
         )
+        current_model_call_sink.get()(self._model_name, response)
         return response
 
     async def stream_response(self, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
@@ -119,6 +134,7 @@ class StepModel(Model):
         response: Response = await current_steps.get().model_call(
             self._name, observed(self._name, lambda: _without_secrets(streamed_call()))
         )
+        current_model_call_sink.get()(self._model_name, response)
         yield ResponseCompletedEvent(type="response.completed", response=response, sequence_number=0)
 
     async def close(self) -> None:
@@ -132,7 +148,7 @@ class StepModelProvider(ModelProvider):
         self._inner = inner
 
     def get_model(self, model_name: str | None) -> Model:
-        return StepModel(self._inner.get_model(model_name), model_name or "default")
+        return StepModel(self._inner.get_model(model_name), model_name)
 
     async def aclose(self) -> None:
         await self._inner.aclose()
@@ -156,6 +172,7 @@ def route_tools_through_steps(tool: FunctionTool) -> None:
 __all__ = [
     "DeltaSink",
     "DirectSteps",
+    "ModelCallSink",
     "RunContextWrapper",
     "SegmentSupersededError",
     "StepModel",
@@ -163,6 +180,7 @@ __all__ = [
     "StepReplayError",
     "StepRunner",
     "current_delta_sink",
+    "current_model_call_sink",
     "current_steps",
     "route_tools_through_steps",
 ]

@@ -7,8 +7,10 @@ from datetime import UTC, datetime
 from functools import reduce
 from typing import Any
 
-from agents import Agent, Model, ModelResponse, RunConfig, RunContextWrapper, RunHooks
+from agents import Agent, Model, ModelResponse, RunConfig
+from agents import Usage as SdkUsage
 from agents.models.default_models import get_default_model
+from openai.types.responses import Response
 
 from timestep.domain import ModelCall, Usage
 from timestep.runtime.pricing import PriceTable
@@ -28,32 +30,44 @@ def model_name_for(agent: Agent[Any], override: str | Model | None = None) -> st
     return get_default_model()
 
 
-def usage_of(sdk_usage: Any) -> Usage:
-    """The service's Usage for an Agents SDK Usage (cost not yet estimated)."""
+def usage_of(response: Response | ModelResponse) -> Usage:
+    """The service's Usage of a completed model call (cost not yet estimated): a call counts as a
+    request even when its provider reported no usage."""
+    usage = response.usage
+    if usage is None:
+        return Usage(requests=1)
+    requests = usage.requests if isinstance(usage, SdkUsage) else 1
     return Usage(
-        requests=sdk_usage.requests,
-        input_tokens=sdk_usage.input_tokens,
-        output_tokens=sdk_usage.output_tokens,
-        total_tokens=sdk_usage.total_tokens,
-        cached_tokens=sdk_usage.input_tokens_details.cached_tokens or 0,
-        reasoning_tokens=sdk_usage.output_tokens_details.reasoning_tokens or 0,
+        requests=max(requests, 1),
+        input_tokens=usage.input_tokens or 0,
+        output_tokens=usage.output_tokens or 0,
+        total_tokens=usage.total_tokens or 0,
+        cached_tokens=getattr(usage.input_tokens_details, "cached_tokens", 0) or 0,
+        reasoning_tokens=getattr(usage.output_tokens_details, "reasoning_tokens", 0) or 0,
     )
 
 
-class UsageRecorder(RunHooks[Any]):
-    """Run hooks that record each model call as it ends, priced by `prices`."""
+class UsageRecorder:
+    """Records each model call of a segment as its step completes (a replayed one too), priced
+    by `prices` and attributed to the agent whose turn it is. Calls are recorded as they happen,
+    so those made before a segment fails are there to count."""
 
     def __init__(self, run_config: RunConfig, prices: PriceTable) -> None:
         self._override = run_config.model
         self._prices = prices
+        self._agent: Agent[Any] | None = None
         self.calls: list[ModelCall] = []
 
-    async def on_llm_end(
-        self, context: RunContextWrapper[Any], agent: Agent[Any], response: ModelResponse
-    ) -> None:
-        model = model_name_for(agent, self._override)
-        usage, priced = self._prices.priced(model, usage_of(response.usage))
-        self.calls.append(ModelCall(agent.name, model, usage, priced, datetime.now(UTC)))
+    def agent_started(self, agent: Agent[Any]) -> None:
+        self._agent = agent
+
+    def record(self, model_name: str | None, response: Response | ModelResponse) -> None:
+        agent = self._agent.name if self._agent is not None else ""
+        model = model_name or (
+            model_name_for(self._agent, self._override) if self._agent else get_default_model()
+        )
+        usage, priced = self._prices.priced(model, usage_of(response))
+        self.calls.append(ModelCall(agent, model, usage, priced, datetime.now(UTC)))
 
     def total(self) -> Usage:
         return reduce(lambda total, call: total + call.usage, self.calls, Usage())
