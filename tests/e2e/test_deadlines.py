@@ -15,8 +15,8 @@ from timestep.runtime.providers import ModelConfig
 from timestep_client import RunStatus, TimestepClient
 
 from tests.conftest import TEST_API_KEY, StartService
-from tests.e2e.helpers import EMAIL_ARGS, WAIT, collect_events, expect_rpc_error, pending
-from tests.fakes.openai_responses import FakeOpenAI, gate, text, tool_call
+from tests.e2e.helpers import EMAIL_ARGS, WAIT, collect_events, expect_rpc_error, of_kind, pending
+from tests.fakes.openai_responses import FakeOpenAI, Usage, gate, response, text, tool_call
 
 DEADLINE_S = 1.0
 
@@ -99,3 +99,27 @@ async def test_a_caller_that_does_not_wait_leaves_the_run_without_a_deadline(
         await connection.close()
     assert deadline is None
     assert (await client.get_run(waited.id)).status == RunStatus.RUN_STATUS_COMPLETED
+
+
+async def test_a_run_stopped_by_its_deadline_counts_the_model_calls_it_made(
+    client: TimestepClient, abandoning_openai: FakeOpenAI
+) -> None:
+    abandoning_openai.script(
+        response(tool_call("get_weather", {"city": "Rome"}), usage=Usage(input_tokens=700, output_tokens=30)),
+        gate(text("Too late."), asyncio.Event()),
+    )
+
+    await expect_rpc_error(
+        client.create_run("assistant", "Weather in Rome?", wait=True, timeout=DEADLINE_S),
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+    )
+    await abandoning_openai.wait_for_abandoned(1, WAIT)
+    run = (await client.list_runs()).runs[0]
+    [reported] = of_kind(await collect_events(client, run.id), "usage")
+    run = await client.get_run(run.id)
+
+    assert run.error.code == "deadline_exceeded"
+    # The first call answered before the deadline; the one it cut off never did.
+    assert (run.usage.requests, run.usage.input_tokens, run.usage.output_tokens) == (1, 700, 30)
+    assert reported.total == run.usage
+    assert [(c.agent, c.usage.input_tokens) for c in reported.calls] == [("assistant", 700)]

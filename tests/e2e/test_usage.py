@@ -12,7 +12,7 @@ from timestep_client import RunStatus, TimestepClient
 
 from tests.e2e.helpers import EMAIL_ARGS, collect_events, expect_rpc_error, of_kind, pending
 from tests.fakes.ollama import FakeOllama
-from tests.fakes.openai_responses import FakeOpenAI, Usage, response, text, tool_call
+from tests.fakes.openai_responses import FakeOpenAI, Turn, Usage, error, response, text, tool_call
 
 # gpt-4.1 list prices, US dollars per million tokens: input 2.00, cached input 0.50, output 8.00.
 FIRST = Usage(input_tokens=1000, output_tokens=200, cached_tokens=400, reasoning_tokens=50)
@@ -112,3 +112,34 @@ async def test_get_usage_refuses_a_range_that_ends_before_it_starts(client: Time
     )
 
     assert "end_time must be after start_time" in (failure.details() or "")
+
+
+@pytest.mark.parametrize(
+    ("second", "code"),
+    [
+        (error(400, "The request is malformed."), "model_error"),
+        # The response arrives, and the run fails on it: the SDK rejects a call to an unknown tool.
+        (response(tool_call("no_such_tool", {}), usage=SECOND), "model_behavior"),
+    ],
+    ids=["model-error", "rejected-response"],
+)
+async def test_a_failing_segment_counts_the_model_calls_it_made(
+    client: TimestepClient, fake_openai: FakeOpenAI, second: Turn, code: str
+) -> None:
+    start = datetime.now(UTC)
+    fake_openai.script(response(tool_call("get_weather", {"city": "Rome"}), usage=FIRST), second)
+
+    run = await client.create_run("assistant", "Weather in Rome?", wait=True)
+
+    assert run.status == RunStatus.RUN_STATUS_FAILED, run
+    assert run.error.code == code
+    answered = [FIRST] if code == "model_error" else [FIRST, SECOND]
+    expected_input = sum(usage.input_tokens for usage in answered)
+    assert (run.usage.requests, run.usage.input_tokens) == (len(answered), expected_input)
+    assert run.usage.cost_usd == pytest.approx(FIRST_COST + (SECOND_COST if len(answered) == 2 else 0))
+    [reported] = of_kind(await collect_events(client, run.id), "usage")
+    assert reported.total == run.usage
+    assert [c.usage.input_tokens for c in reported.calls] == [usage.input_tokens for usage in answered]
+    summary = await client.get_usage(start_time=start)
+    assert (summary.run_count, summary.total.requests) == (1, len(answered))
+    assert summary.total.cost_usd == pytest.approx(run.usage.cost_usd)
