@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 from typing import Any, Final
 
-from agents import Agent, function_tool
+from agents import Agent, function_tool, handoff
 from timestep import not_idempotent
 from timestep.examples.agents import AGENTS as EXAMPLE_AGENTS
 
@@ -84,4 +84,25 @@ worker = Agent(
     tools=[slow_task, charge_card, ship_order],
 )
 
-AGENTS: list[Agent[Any]] = [worker, *EXAMPLE_AGENTS]
+
+@function_tool
+async def pack_parcel(label: str) -> str:
+    """Pack parcel `label` (safe to repeat)."""
+    return await _work("pack_parcel", label)
+
+
+# Reached only through a `handoff(...)` object, which hides its agent in a closure.
+courier = Agent(
+    name="courier",
+    instructions="You pack parcels with pack_parcel.",
+    model="gpt-4.1",
+    tools=[pack_parcel],
+)
+dispatcher = Agent(
+    name="dispatcher",
+    instructions="You hand parcels over to the courier.",
+    model="gpt-4.1",
+    handoffs=[handoff(courier)],
+)
+
+AGENTS: list[Agent[Any]] = [worker, dispatcher, *EXAMPLE_AGENTS]

@@ -138,6 +138,40 @@ async def test_kill_during_parallel_tool_calls_reruns_only_the_unfinished_one(
     assert kinds(stored).count("tool_output") == 3
 
 
+async def test_a_tool_reached_through_a_handoff_object_that_completed_before_a_kill_runs_once(
+    launch: LaunchReplica, fake_openai: FakeOpenAI, tools: ToolProbe, recorded_steps: RecordedSteps
+) -> None:
+    held = asyncio.Event()
+    fake_openai.script(
+        tool_call("transfer_to_courier", {}),
+        tool_call("pack_parcel", {"label": "parcel-1"}, "call_pack"),
+        gate(text("Never delivered."), held),
+        text("Parcel packed."),
+    )
+    tools.open_gate("parcel-1")
+    server = await launch("crash-handoff")
+    await recorded_steps.start()
+    async with server.client() as client:
+        run = await client.create_run("dispatcher", "Pack parcel 1.")
+        await recorded_steps.wait_for("tool:pack_parcel")
+        await fake_openai.wait_for_requests(3, WAIT)  # the courier's next model call is in flight
+
+        await server.restart()
+
+        events = await follow_to_stop(client, run.id)
+        final = await client.get_run(run.id)
+
+    assert final.status == RunStatus.RUN_STATUS_COMPLETED, final
+    assert final.final_output == "Parcel packed."
+    assert final.current_agent == "courier"
+    # The courier's tool completed before the kill: the recovery replayed its recorded output.
+    assert tools.lines() == ["start pack_parcel parcel-1", "end pack_parcel parcel-1"]
+    assert len(fake_openai.requests) == 4
+    assert fake_openai.abandoned == [2]
+    assert function_call_outputs(fake_openai.requests[3])["call_pack"] == "pack_parcel parcel-1 done"
+    assert (kinds(events).count("handoff"), kinds(events).count("tool_output")) == (1, 1)
+
+
 async def test_a_not_idempotent_tool_in_flight_at_a_kill_is_not_run_again(
     launch: LaunchReplica, fake_openai: FakeOpenAI, tools: ToolProbe
 ) -> None:
