@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
-from agents import Agent, RunContextWrapper, function_tool
+from agents import Agent, FunctionTool, RunContextWrapper, function_tool, handoff
+from agents.tool_context import ToolContext
 from timestep.errors import NotFoundError
-from timestep.runtime.registry import AgentRegistry, describe_agent, load_agents
+from timestep.runtime.registry import AgentRegistry, describe_agent, journal_tools_of, load_agents
+from timestep.runtime.steps import current_steps
 from timestep.settings import DEFAULT_AGENTS
 
 HERE = __name__
@@ -160,3 +163,57 @@ def test_describe_an_agent_with_dynamic_instructions_and_no_model() -> None:
     info = describe_agent(Agent(name="dynamic", instructions=instructions))
 
     assert (info.instructions, info.model, info.tools, info.handoffs) == ("", "", [], [])
+
+
+class RecordingSteps:
+    """A StepRunner that notes which tools' calls reach it."""
+
+    def __init__(self) -> None:
+        self.tools: list[str] = []
+
+    async def model_call(self, model_name: str, call: Callable[[], Awaitable[Any]]) -> Any:
+        return await call()
+
+    async def tool_call(self, tool: FunctionTool, call_id: str, call: Callable[[], Awaitable[Any]]) -> Any:
+        self.tools.append(tool.name)
+        return await call()
+
+
+def tool_for(name: str) -> FunctionTool:
+    @function_tool(name_override=name)
+    def tool() -> str:
+        """A tool of the agent graph."""
+        return name
+
+    return tool
+
+
+async def test_the_tools_of_every_agent_reachable_from_an_agent_are_journaled() -> None:
+    # Through handoff(...) objects, plain handoffs, agents as tools, and a cycle back to the root.
+    by_object = Agent(name="by_object", tools=[tool_for("object_tool")])
+    as_tool_inner = Agent(name="inner", tools=[tool_for("inner_tool")])
+    nested = Agent(name="nested", tools=[tool_for("nested_tool")], handoffs=[handoff(as_tool_inner)])
+    root = Agent(name="root", tools=[tool_for("root_tool")])
+    by_object.handoffs = [handoff(nested), root]
+    root.handoffs = [handoff(by_object)]
+    root.tools.append(Agent(name="expert", tools=[tool_for("expert_tool")]).as_tool("ask_expert", "Ask."))
+    journal_tools_of([root])
+    every = [
+        tool
+        for agent in (root, by_object, nested, as_tool_inner, root.tools[1]._agent_instance)
+        for tool in agent.tools
+        if isinstance(tool, FunctionTool) and not tool._is_agent_tool
+    ]
+
+    steps = RecordingSteps()
+    token = current_steps.set(steps)
+    try:
+        for tool in every:
+            context = ToolContext(
+                context=None, tool_name=tool.name, tool_call_id="call_1", tool_arguments="{}"
+            )
+            assert await tool.on_invoke_tool(context, "{}") == tool.name
+    finally:
+        current_steps.reset(token)
+
+    assert sorted(steps.tools) == ["expert_tool", "inner_tool", "nested_tool", "object_tool", "root_tool"]
