@@ -193,14 +193,14 @@ async def test_the_tools_of_every_agent_reachable_from_an_agent_are_journaled() 
     by_object = Agent(name="by_object", tools=[tool_for("object_tool")])
     as_tool_inner = Agent(name="inner", tools=[tool_for("inner_tool")])
     nested = Agent(name="nested", tools=[tool_for("nested_tool")], handoffs=[handoff(as_tool_inner)])
-    root = Agent(name="root", tools=[tool_for("root_tool")])
+    expert = Agent(name="expert", tools=[tool_for("expert_tool")])
+    root = Agent(name="root", tools=[tool_for("root_tool"), expert.as_tool("ask_expert", "Ask.")])
     by_object.handoffs = [handoff(nested), root]
     root.handoffs = [handoff(by_object)]
-    root.tools.append(Agent(name="expert", tools=[tool_for("expert_tool")]).as_tool("ask_expert", "Ask."))
     journal_tools_of([root])
     every = [
         tool
-        for agent in (root, by_object, nested, as_tool_inner, root.tools[1]._agent_instance)
+        for agent in (root, by_object, nested, as_tool_inner, expert)
         for tool in agent.tools
         if isinstance(tool, FunctionTool) and not tool._is_agent_tool
     ]
