@@ -416,13 +416,16 @@ async def test_a_non_streamed_model_response_round_trips_through_the_journal(sto
     assert replayed == original
 
 
-async def test_an_entry_of_another_format_version_fails_the_call_clearly(store: RunStore) -> None:
+@pytest.mark.parametrize("version", [0, 2, None])
+async def test_an_entry_of_another_format_version_fails_the_call_clearly(
+    store: RunStore, version: int | None
+) -> None:
     run_id = await running_run(store)
-    newer = RecordedStep("model:gpt-4.1", {"version": 2, "kind": "response", "answer": "?"})
-    await store.record_step(run_id, 1, "1", newer)
+    other = RecordedStep("model:gpt-4.1", {"version": version, "kind": "response", "answer": "?"})
+    await store.record_step(run_id, 1, "1", other)
     calls = Calls()
 
-    with pytest.raises(JournalIncompatibleError, match="format version 2") as refused:
+    with pytest.raises(JournalIncompatibleError, match=f"format version {version}, ") as refused:
         await (await journal(store, run_id)).model_call("gpt-4.1", calls.returning(reply("no")))
 
     assert calls.made == []
@@ -431,6 +434,15 @@ async def test_an_entry_of_another_format_version_fails_the_call_clearly(store: 
     wrapped = UserError("tool failed")
     wrapped.__cause__ = refused.value
     assert describe_failure(wrapped) == RunError("journal_incompatible", refused.value.message)
+
+
+async def test_an_entry_its_classes_no_longer_accept_fails_the_call_clearly(store: RunStore) -> None:
+    run_id = await running_run(store)
+    entry = {"version": 1, "kind": "tool_output", "value": {"type": "image"}}  # neither url nor id
+    await store.record_step(run_id, 1, "1", RecordedStep("tool:plain", entry))
+
+    with pytest.raises(JournalIncompatibleError, match="does not fit the classes"):
+        await (await journal(store, run_id)).tool_call(tool_named("plain"), "call_1", Calls().returning("no"))
 
 
 async def test_a_segment_an_older_build_recorded_as_pickles_is_replayed_as_unrecorded(

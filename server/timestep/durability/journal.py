@@ -148,8 +148,8 @@ def encode_tool_output(tool: FunctionTool, value: Any) -> Entry:
 
 def decode_tool_output(tool: FunctionTool, entry: Entry) -> Any:
     kind = _kind(entry, "json", "typed", "tool_output", "text")
-    value = entry["value"]
     with _readable(entry):
+        value = entry["value"]
         if kind == "typed":
             if tool._output_type_adapter is None:
                 raise JournalIncompatibleError(
