@@ -3,15 +3,26 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
-from agents import Agent, FunctionTool, RunContextWrapper, function_tool, handoff
+from agents import (
+    Agent,
+    FunctionTool,
+    Model,
+    ModelResponse,
+    ModelSettings,
+    ModelTracing,
+    RunContextWrapper,
+    Usage,
+    function_tool,
+    handoff,
+)
 from agents.tool_context import ToolContext
 from timestep.errors import NotFoundError
-from timestep.runtime.registry import AgentRegistry, describe_agent, journal_tools_of, load_agents
-from timestep.runtime.steps import current_steps
+from timestep.runtime.registry import AgentRegistry, describe_agent, load_agents, route_through_steps
+from timestep.runtime.steps import current_model_call_sink, current_steps
 from timestep.settings import DEFAULT_AGENTS
 
 HERE = __name__
@@ -170,8 +181,10 @@ class RecordingSteps:
 
     def __init__(self) -> None:
         self.tools: list[str] = []
+        self.models: list[str] = []
 
     async def model_call(self, model_name: str, call: Callable[[], Awaitable[Any]]) -> Any:
+        self.models.append(model_name)
         return await call()
 
     async def tool_call(self, tool: FunctionTool, call_id: str, call: Callable[[], Awaitable[Any]]) -> Any:
@@ -197,7 +210,7 @@ async def test_the_tools_of_every_agent_reachable_from_an_agent_are_journaled() 
     root = Agent(name="root", tools=[tool_for("root_tool"), expert.as_tool("ask_expert", "Ask.")])
     by_object.handoffs = [handoff(nested), root]
     root.handoffs = [handoff(by_object)]
-    journal_tools_of([root])
+    route_through_steps([root])
     every = [
         tool
         for agent in (root, by_object, nested, as_tool_inner, expert)
@@ -217,3 +230,44 @@ async def test_the_tools_of_every_agent_reachable_from_an_agent_are_journaled() 
         current_steps.reset(token)
 
     assert sorted(steps.tools) == ["expert_tool", "inner_tool", "nested_tool", "object_tool", "root_tool"]
+
+
+class CannedModel(Model):
+    """An agent's own model object, answering one canned response."""
+
+    model = "canned-1"
+
+    async def get_response(self, *args: Any, **kwargs: Any) -> ModelResponse:
+        return ModelResponse(output=[], usage=Usage(requests=1, input_tokens=5), response_id=None)
+
+    def stream_response(self, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+        raise NotImplementedError
+
+
+async def test_the_calls_of_an_agents_own_model_object_go_through_steps_and_are_counted() -> None:
+    agent = Agent(name="own_model", model=CannedModel())
+    route_through_steps([agent, Agent(name="other", handoffs=[handoff(agent)])])
+    route_through_steps([agent])  # wrapped once however often it is reached
+    steps = RecordingSteps()
+    counted: list[tuple[str | None, Any]] = []
+    tokens = current_steps.set(steps), current_model_call_sink.set(lambda name, r: counted.append((name, r)))
+    try:
+        assert isinstance(agent.model, Model)
+        await agent.model.get_response(
+            None,
+            [],
+            ModelSettings(),
+            [],
+            None,
+            [],
+            ModelTracing.DISABLED,
+            previous_response_id=None,
+            conversation_id=None,
+            prompt=None,
+        )
+    finally:
+        current_steps.reset(tokens[0])
+        current_model_call_sink.reset(tokens[1])
+
+    assert steps.models == ["canned-1"]
+    assert [(name, response.usage.input_tokens) for name, response in counted] == [("canned-1", 5)]

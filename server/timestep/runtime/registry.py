@@ -8,10 +8,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from agents import Agent, FunctionTool, Handoff
+from agents import Agent, FunctionTool, Handoff, Model
 
 from timestep.errors import NotFoundError
-from timestep.runtime.steps import route_tools_through_steps
+from timestep.runtime.steps import StepModel, route_tools_through_steps
+from timestep.runtime.usage import model_name_for
 
 
 @dataclass(frozen=True)
@@ -57,14 +58,17 @@ class AgentRegistry:
         return describe_agent(self.get(name))
 
 
-def journal_tools_of(agents: Iterable[Agent[Any]]) -> None:
-    """Route through steps the function tools of `agents` and of every agent reachable from
-    them, however: handoffs (an agent, or a `handoff(...)` object), agents used as tools, at
-    any depth and through cycles."""
+def route_through_steps(agents: Iterable[Agent[Any]]) -> None:
+    """Route through steps the function tools and model calls of `agents` and of every agent
+    reachable from them, however: handoffs (an agent, or a `handoff(...)` object), agents used
+    as tools, at any depth and through cycles. (A model named by a string is the run's
+    StepModelProvider's to wrap; an agent's own `Model` object is wrapped here.)"""
     for agent in _reachable_agents(agents):
         for tool in agent.tools:
             if isinstance(tool, FunctionTool):
                 route_tools_through_steps(tool)
+        if isinstance(agent.model, Model) and not isinstance(agent.model, StepModel):
+            agent.model = StepModel(agent.model, model_name_for(agent))
 
 
 def _reachable_agents(roots: Iterable[Agent[Any]]) -> list[Agent[Any]]:

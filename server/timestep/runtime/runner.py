@@ -16,7 +16,7 @@ from timestep.domain import InterruptionStatus, ModelCall, NewInterruption, Pend
 from timestep.errors import FailedPreconditionError
 from timestep.runtime.pricing import PriceTable
 from timestep.runtime.providers import ModelConfig
-from timestep.runtime.registry import journal_tools_of
+from timestep.runtime.registry import route_through_steps
 from timestep.runtime.steps import (
     DirectSteps,
     StepModelProvider,
@@ -129,7 +129,7 @@ async def execute_segment(
     starting = agent
     if isinstance(input_or_state, RunState) and input_or_state._current_agent is not None:
         starting = input_or_state._current_agent
-    journal_tools_of([agent, starting])
+    route_through_steps([agent, starting])
     current_agent = [starting.name]
 
     async def on_delta(delta: str, item_id: str) -> None:
@@ -184,7 +184,7 @@ class _SegmentHooks(RunHooks[Any]):
         self._usage = usage
 
     async def on_agent_start(self, context: AgentHookContext[Any], agent: Agent[Any]) -> None:
-        journal_tools_of([agent])
+        route_through_steps([agent])
         self._usage.agent_started(agent)
 
 
