@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 
+import asyncpg
 from timestep_client import RunStatus
 
 from tests.durability.conftest import WAIT, LaunchReplica, RecordedSteps, ToolProbe, follow_to_stop
@@ -170,6 +171,37 @@ async def test_a_tool_reached_through_a_handoff_object_that_completed_before_a_k
     assert fake_openai.abandoned == [2]
     assert function_call_outputs(fake_openai.requests[3])["call_pack"] == "pack_parcel parcel-1 done"
     assert (kinds(events).count("handoff"), kinds(events).count("tool_output")) == (1, 1)
+
+
+async def test_a_recorded_call_the_new_build_cannot_read_fails_the_run_clearly(
+    launch: LaunchReplica, fake_openai: FakeOpenAI, durable_database: str
+) -> None:
+    fake_openai.script(gate(text("Never delivered."), asyncio.Event()), text("Not asked for."))
+    server = await launch("crash-format")
+    async with server.client() as client:
+        run = await client.create_run("assistant", "Hello.")
+        await fake_openai.wait_for_requests(1, WAIT)
+        await server.kill()
+        # As if a newer build had recorded the segment's first call in a format this one lacks.
+        connection = await asyncpg.connect(durable_database)
+        try:
+            await connection.execute(
+                """INSERT INTO step_journal (run_id, segment, step, name, entry)
+                   VALUES ($1, 1, '1', 'model:gpt-4.1', '{"version": 99, "kind": "response"}')""",
+                run.id,
+            )
+        finally:
+            await connection.close()
+
+        await server.start()
+
+        await follow_to_stop(client, run.id)
+        final = await client.get_run(run.id)
+
+    assert final.status == RunStatus.RUN_STATUS_FAILED, final
+    assert final.error.code == "journal_incompatible"
+    assert "format version 99" in final.error.message
+    assert len(fake_openai.requests) == 1  # the recorded call was not made again
 
 
 async def test_a_not_idempotent_tool_in_flight_at_a_kill_is_not_run_again(
