@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import AsyncIterator
 
 import pytest
-from agents import Agent, OpenAIProvider, RunConfig, RunState
+from agents import Agent, OpenAIProvider, RunConfig, RunState, function_tool
 from timestep import (
     PostgresSession,
     configure_dbos,
@@ -14,14 +15,12 @@ from timestep import (
     shutdown_dbos,
 )
 from timestep.examples.agents import assistant
-from timestep.runtime.registry import AgentRegistry
 
 from tests.fakes.openai_responses import FakeOpenAI, text, tool_call
 
 
 @pytest.fixture
 async def dbos(database_url: str) -> AsyncIterator[None]:
-    AgentRegistry([assistant])  # routes the example tools through recorded steps
     configure_dbos(database_url, executor_id="library-test")
     ensure_dbos_launched()
     try:
@@ -77,3 +76,34 @@ async def test_a_paused_workflow_run_resumes_from_its_state_after_approval(
     assert done.interruptions == []
     outputs = [i for i in fake_openai.requests[-1]["input"] if i.get("type") == "function_call_output"]
     assert "sent" in outputs[0]["output"]
+
+
+class Ledger:
+    """A tool result DBOS could not pickle (it holds a lock)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+
+    def __str__(self) -> str:
+        return "ledger balanced"
+
+
+@function_tool
+def balance_ledger() -> Ledger:
+    """Balance the ledger."""
+    return Ledger()
+
+
+async def test_a_tool_result_that_cannot_be_pickled_is_recorded_as_the_model_saw_it(
+    dbos: None, fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.script(tool_call("balance_ledger", {}), text("Balanced."))
+    bookkeeper = Agent(name="bookkeeper", instructions="Keep books.", tools=[balance_ledger])
+
+    done = await run_agent_workflow(
+        bookkeeper, "Balance it.", workflow_id="ledger-1", run_config=run_config(fake_openai)
+    )
+
+    assert done.final_output == "Balanced."
+    outputs = [i for i in fake_openai.requests[-1]["input"] if i.get("type") == "function_call_output"]
+    assert [o["output"] for o in outputs] == ["ledger balanced"]
