@@ -1,6 +1,6 @@
 """Usage and cost: every model call's tokens (input, output, cached, reasoning) and estimated
 cost, per call in the usage event, summed on the run, and summarized by agent and model over a
-time range with UsageService.GetUsage."""
+time range with UsageService.GetUsage — also the calls of a segment that then fails."""
 
 from __future__ import annotations
 
@@ -8,8 +8,10 @@ from datetime import UTC, datetime, timedelta
 
 import grpc
 import pytest
+from timestep.runtime.providers import ModelConfig
 from timestep_client import RunStatus, TimestepClient
 
+from tests.conftest import StartService
 from tests.e2e.helpers import EMAIL_ARGS, collect_events, expect_rpc_error, of_kind, pending
 from tests.fakes.ollama import FakeOllama
 from tests.fakes.openai_responses import FakeOpenAI, Turn, Usage, error, response, text, tool_call
@@ -143,3 +145,21 @@ async def test_a_failing_segment_counts_the_model_calls_it_made(
     summary = await client.get_usage(start_time=start)
     assert (summary.run_count, summary.total.requests) == (1, len(answered))
     assert summary.total.cost_usd == pytest.approx(run.usage.cost_usd)
+
+
+async def test_a_run_out_of_turns_counts_the_model_calls_it_made(
+    start_service: StartService, model_config: ModelConfig, fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.script(response(tool_call("get_weather", {"city": "Rome"}), usage=FIRST))
+
+    async with (
+        start_service(model_config, max_turns=1) as service,
+        TimestepClient(f"127.0.0.1:{service.port}") as client,
+    ):
+        run = await client.create_run("assistant", "Weather in Rome?", wait=True)
+        [reported] = of_kind(await collect_events(client, run.id), "usage")
+
+    assert run.error.code == "max_turns_exceeded"
+    assert (run.usage.requests, run.usage.input_tokens, run.usage.output_tokens) == (1, 1000, 200)
+    assert run.usage.cost_usd == pytest.approx(FIRST_COST)
+    assert reported.total == run.usage
