@@ -174,7 +174,7 @@ class JournaledSteps:
 class DbosSteps:
     """The StepRunner of the library's `run_agent_workflow`: every call is a DBOS step, and
     every tool is at-least-once. A step's result is kept as its journal entry (plain JSON), so
-    DBOS records any result, and replays it as the service's journal does."""
+    DBOS records any result; the first execution gets back what a replay would."""
 
     async def model_call(self, model_name: str, call: Callable[[], Awaitable[Any]]) -> Any:
         async def recorded() -> Entry:
