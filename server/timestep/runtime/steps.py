@@ -7,7 +7,9 @@ calling the model or the tool again. The runtime itself knows nothing of how ste
 
 Streaming and recording meet in `StepModel`: the SDK always gets the *completed* model
 response from the step (that is what can be recorded), while the step streams from the
-provider and hands each text delta to a sink on the side, so tokens still flow live.
+provider and hands each text delta to a sink on the side, so tokens still flow live. Each
+completed model call, made or replayed, is also reported to `current_model_call_sink`: that is
+how a segment counts its usage, whatever becomes of the segment afterwards.
 """
 
 from __future__ import annotations
