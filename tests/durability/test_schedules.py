@@ -12,6 +12,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
+import asyncpg
 import grpc
 import pytest
 from google.rpc import error_details_pb2
@@ -23,7 +24,7 @@ from timestep_client import Run, RunStatus, TimestepClient
 from timestep_client.v1 import schedules_pb2
 
 from tests.durability.conftest import WAIT
-from tests.e2e.helpers import collect_events, expect_rpc_error
+from tests.e2e.helpers import collect_events, conversation, expect_rpc_error
 from tests.e2e.test_errors import details_of
 from tests.fakes.openai_responses import FakeOpenAI, text
 
@@ -345,3 +346,48 @@ async def test_list_schedules_pages_by_id_without_repeating_any(client: Timestep
     assert reasons_and_fields(negative)[1] == ["page_size"]
     assert [s.id for s in everything.schedules] == made
     assert not everything.next_page_token
+
+
+# ----- upgrade -----------------------------------------------------------------------------------
+
+
+async def test_the_anonymous_tenants_schedules_and_sessions_survive_the_upgrade_to_scoped_keys(
+    durable_database: str, model_config: ModelConfig, fake_openai: FakeOpenAI
+) -> None:
+    daily = schedules_pb2.CreateScheduleRequest(
+        schedule_id="nightly", cron="0 3 * * *", agent="assistant", input="Summarise the day."
+    )
+    fake_openai.script(text("Hello Ada."), text("Your name is Ada."))
+    async with (
+        serving(durable_database, model_config) as running,
+        TimestepClient(f"127.0.0.1:{running.port}") as client,
+    ):
+        await client.schedules.CreateSchedule(daily)
+        await client.create_run("assistant", "My name is Ada.", session_id="s1", wait=True, timeout=WAIT)
+    # Back to how a service before scoped keys stored them: the anonymous tenant's bare ids.
+    connection = await asyncpg.connect(durable_database)
+    try:
+        await connection.execute(
+            """UPDATE dbos.workflow_schedules SET schedule_name = 'nightly' WHERE schedule_name = '/nightly';
+               UPDATE session_items SET session_id = 's1' WHERE session_id = '/s1';
+               DROP TABLE schedule_misses;
+               DELETE FROM schema_migrations WHERE version = 8;"""
+        )
+    finally:
+        await connection.close()
+
+    async with (
+        serving(durable_database, model_config) as running,
+        TimestepClient(f"127.0.0.1:{running.port}") as client,
+    ):
+        got = await client.schedules.GetSchedule(schedules_pb2.GetScheduleRequest(schedule_id="nightly"))
+        listed = await client.schedules.ListSchedules(schedules_pb2.ListSchedulesRequest())
+        await client.create_run("assistant", "What is my name?", session_id="s1", wait=True, timeout=WAIT)
+
+    assert got.schedule.cron == "0 3 * * *"
+    assert [s.id for s in listed.schedules] == ["nightly"]
+    assert conversation(fake_openai.requests[-1]) == [
+        ("user", "My name is Ada."),
+        ("assistant", "Hello Ada."),
+        ("user", "What is my name?"),
+    ]
