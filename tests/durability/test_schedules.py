@@ -145,6 +145,10 @@ async def test_bad_schedules_are_refused_with_the_reason(client: TimestepClient)
         client.schedules.CreateSchedule(create("bad-cron", "every monday", "assistant")),
         grpc.StatusCode.INVALID_ARGUMENT,
     )
+    never = await expect_rpc_error(
+        client.schedules.CreateSchedule(create("february-30", "0 0 30 2 *", "assistant")),
+        grpc.StatusCode.INVALID_ARGUMENT,
+    )
     unknown = await expect_rpc_error(
         client.schedules.CreateSchedule(create("no-agent", "0 9 * * 1-5", "nobody")),
         grpc.StatusCode.NOT_FOUND,
@@ -161,6 +165,7 @@ async def test_bad_schedules_are_refused_with_the_reason(client: TimestepClient)
     listed = (await client.schedules.ListSchedules(schedules_pb2.ListSchedulesRequest())).schedules
 
     assert "every monday" in invalid.details()
+    assert "'0 0 30 2 *' never fires" in never.details()
     assert "nobody" in unknown.details()
     assert "taken" in taken.details()
     assert "never-made" in missing.details()
@@ -290,9 +295,9 @@ async def test_a_tenant_has_at_most_max_schedules_firing_at_most_every_min_inter
         await client.schedules.CreateSchedule(create("third", "0 10 * * *"))  # room again
         listed = (await client.schedules.ListSchedules(schedules_pb2.ListSchedulesRequest())).schedules
 
-    assert "fires every 30 s" in every_30_s.details()
+    assert "fires as often as every 30 s" in every_30_s.details()
     assert "at least 60 s between firings (--min-schedule-interval)" in every_30_s.details()
-    assert "fires every 10 s" in uneven.details()
+    assert "fires as often as every 10 s" in uneven.details()
     assert reasons_and_fields(every_30_s) == (["SCHEDULE_TOO_FREQUENT"], ["cron"])
     assert "2 schedules, the most this service allows (--max-schedules)" in third.details()
     assert reasons_and_fields(third) == (["TOO_MANY_SCHEDULES"], [])

@@ -20,7 +20,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import croniter
+from croniter import CroniterBadDateError, croniter
 from dbos import DBOS
 
 from timestep import ids
@@ -79,11 +79,16 @@ def _validate(spec: ScheduleSpec, limits: ScheduleLimits) -> None:
         raise InvalidArgumentError(
             "input is required: the text each scheduled run starts with.", field="input"
         )
-    shortest = shortest_interval_s(spec.cron, spec.timezone)
+    try:
+        shortest = shortest_interval_s(spec.cron, spec.timezone)
+    except CroniterBadDateError as error:  # e.g. "0 0 30 2 *": February has no 30th
+        raise InvalidArgumentError(
+            f"cron {spec.cron!r} never fires: no date matches it.", field="cron"
+        ) from error
     if shortest < limits.min_interval_s:
         raise InvalidArgumentError(
-            f"cron {spec.cron!r} fires every {shortest:g} s at times; this service allows at least "
-            f"{limits.min_interval_s:g} s between firings (--min-schedule-interval).",
+            f"cron {spec.cron!r} fires as often as every {shortest:g} s; this service allows at "
+            f"least {limits.min_interval_s:g} s between firings (--min-schedule-interval).",
             field="cron",
             reason="SCHEDULE_TOO_FREQUENT",
         )
@@ -97,13 +102,6 @@ def _schedule_from(row: Any) -> Schedule:
         spec=spec,
         state=ScheduleState.ACTIVE if row["status"] == "ACTIVE" else ScheduleState.PAUSED,
         last_fire_time=datetime.fromisoformat(last) if last else None,
-    )
-
-
-def _not_found(schedule_id: str) -> NotFoundError:
-    return NotFoundError(
-        f"No schedule has id {schedule_id!r}. List them with ScheduleService.ListSchedules.",
-        reason="SCHEDULE_NOT_FOUND",
     )
 
 
@@ -194,16 +192,19 @@ class DurableSchedules:
 
     async def _with_misses(self, schedules: list[Schedule], tenant: str) -> list[Schedule]:
         misses = await self._store.misses(tenant, [s.id for s in schedules])
-        return [
-            replace(s, missed_fires=m.count, last_missed_time=m.last_time)
-            for s in schedules
-            for m in [misses.get(s.id, NO_MISSES)]
-        ]
+        counted = []
+        for schedule in schedules:
+            missed = misses.get(schedule.id, NO_MISSES)
+            counted.append(replace(schedule, missed_fires=missed.count, last_missed_time=missed.last_time))
+        return counted
 
     async def get(self, schedule_id: str, *, tenant: str) -> Schedule:
         row = await DBOS.get_schedule_async(ids.scoped(tenant, schedule_id))
         if row is None:
-            raise _not_found(schedule_id)
+            raise NotFoundError(
+                f"No schedule has id {schedule_id!r}. List them with ScheduleService.ListSchedules.",
+                reason="SCHEDULE_NOT_FOUND",
+            )
         return (await self._with_misses([_schedule_from(row)], tenant))[0]
 
     async def list(self, *, tenant: str, page_size: int, page_token: str) -> Page[Schedule]:
