@@ -396,3 +396,31 @@ async def test_the_anonymous_tenants_schedules_and_sessions_survive_the_upgrade_
         ("assistant", "Hello Ada."),
         ("user", "What is my name?"),
     ]
+
+
+async def test_concurrent_creations_cannot_overshoot_max_schedules(
+    durable_database: str, model_config: ModelConfig
+) -> None:
+    limits = ScheduleLimits(max_schedules=2)
+    async with (
+        serving(durable_database, model_config, schedule_limits=limits) as running,
+        TimestepClient(f"127.0.0.1:{running.port}") as client,
+    ):
+        outcomes = await asyncio.gather(
+            *(
+                client.schedules.CreateSchedule(
+                    schedules_pb2.CreateScheduleRequest(
+                        schedule_id=f"race-{index}", cron="0 3 * * *", agent="assistant", input="Hi"
+                    ),
+                    timeout=WAIT,
+                )
+                for index in range(6)
+            ),
+            return_exceptions=True,
+        )
+        listed = (await client.schedules.ListSchedules(schedules_pb2.ListSchedulesRequest())).schedules
+
+    refused = [o for o in outcomes if isinstance(o, grpc.aio.AioRpcError)]
+    assert len(refused) == 4, outcomes
+    assert {error.code() for error in refused} == {grpc.StatusCode.FAILED_PRECONDITION}
+    assert len(listed) == 2
