@@ -300,7 +300,8 @@ def add_schedule_options(serve: argparse.ArgumentParser) -> None:
         type=int,
         metavar="N",
         default=defaults.max_schedules,
-        help="schedules per tenant; more CreateSchedule calls get FAILED_PRECONDITION (default: %(default)s)",
+        help="schedules per tenant; more CreateSchedule calls get FAILED_PRECONDITION "
+        "(0: no limit; default: %(default)s)",
     )
     schedules.add_argument(
         "--min-schedule-interval",

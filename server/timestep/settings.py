@@ -33,7 +33,7 @@ class ScheduleLimits:
     """How much a tenant may schedule. The runs schedules fire count against
     `Limits.max_active_runs` like any other run."""
 
-    # Schedules per tenant; CreateSchedule beyond it is FAILED_PRECONDITION.
+    # Schedules per tenant (0: no limit); CreateSchedule beyond it is FAILED_PRECONDITION.
     max_schedules: int = 100
     # The shortest time between two firings of a cron expression; a cron firing more often is
     # INVALID_ARGUMENT at CreateSchedule.

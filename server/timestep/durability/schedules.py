@@ -164,9 +164,10 @@ class DurableSchedules:
                     "it first.",
                     reason="SCHEDULE_EXISTS",
                 )
-            if len(await self._rows(tenant)) >= self._limits.max_schedules:
+            limit = self._limits.max_schedules
+            if limit and len(await self._rows(tenant)) >= limit:
                 raise FailedPreconditionError(
-                    f"This tenant has {self._limits.max_schedules} schedules, the most this service "
+                    f"This tenant has {limit} schedules, the most this service "
                     "allows (--max-schedules); delete one first.",
                     reason="TOO_MANY_SCHEDULES",
                     subject="timestep.v1.ScheduleService",
