@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from timestep import ids
+from timestep.api.auth import TENANT_NAME
 from timestep.errors import InvalidArgumentError
 
 
@@ -42,3 +43,6 @@ def test_keys_are_built_alike_for_every_tenant_and_never_collide() -> None:
     assert ids.scoped("", "s1").startswith(ids.tenant_prefix(""))
     assert not ids.scoped("acme", "s1").startswith(ids.tenant_prefix(""))
     assert not ids.scoped("acme2", "s1").startswith(ids.tenant_prefix("acme"))
+    # What makes "<tenant>/<id>" unambiguous: neither part can contain the separator.
+    assert TENANT_NAME.match("acme")
+    assert not TENANT_NAME.match("acme/x")
