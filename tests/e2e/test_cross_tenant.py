@@ -3,15 +3,13 @@
 
 Each tenant makes the same things under the same ids: a run paused on an approval (session
 "s1", request id "r1") and a schedule "nightly"; and a schedule only it has ("only-<tenant>").
-Then every tenant calls every RPC on every
-other tenant's objects: each is NOT_FOUND, or absent from lists and usage. Ids shaped like
-another tenant's storage key ("acme/s1") are refused, and nothing any of this did changed the
-owner's objects.
+Then every tenant calls every RPC on every other tenant's objects: each is NOT_FOUND, or absent
+from lists and usage. Ids shaped like another tenant's storage key ("acme/s1") are refused, and
+nothing any of this did changed the owner's objects.
 """
 
 from __future__ import annotations
 
-import os
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -32,7 +30,7 @@ from tests.conftest import StartService
 from tests.e2e.helpers import EMAIL_ARGS, WAIT, conversation, unique
 from tests.e2e.test_errors import details_of
 from tests.fakes.openai_responses import FakeOpenAI, text, tool_call
-from tests.harness import REPO, ServeProcess, connect, free_port
+from tests.harness import ServeProcess, connect, free_port, serve_environment
 
 ACME_KEY: Final = "ts_acme-cross-tenant-key-0123456789"
 GLOBEX_KEY: Final = "ts_globex-cross-tenant-key-0123456789"
@@ -62,14 +60,7 @@ class Owned:
 @pytest.fixture
 async def keyless_service(durable_database: str, fake_openai: FakeOpenAI) -> AsyncIterator[ServeProcess]:
     """A `timestep serve` without API keys on the test's database: the anonymous tenant's."""
-    prefixes = ("OPENAI_", "TIMESTEP_", "OLLAMA_", "FIRECRAWL_")
-    env = {key: value for key, value in os.environ.items() if not key.startswith(prefixes)}
-    env.update(
-        PG_CONNECTION_URI=durable_database,
-        OPENAI_API_KEY="test",
-        OPENAI_BASE_URL=fake_openai.base_url,
-        PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
-    )
+    env = serve_environment(durable_database, fake_openai.base_url, "test")
     process = ServeProcess(
         unique("keyless"), free_port(), ["--host", "127.0.0.1", "--replica-timeout", "3600"], env
     )
