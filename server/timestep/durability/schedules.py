@@ -167,8 +167,8 @@ class DurableSchedules:
             limit = self._limits.max_schedules
             if limit and len(await self._rows(tenant)) >= limit:
                 raise FailedPreconditionError(
-                    f"This tenant has {limit} schedules, the most this service "
-                    "allows (--max-schedules); delete one first.",
+                    f"This tenant has {limit} schedules, the most this service allows "
+                    "(--max-schedules); delete one first.",
                     reason="TOO_MANY_SCHEDULES",
                     subject="timestep.v1.ScheduleService",
                 )
@@ -209,8 +209,8 @@ class DurableSchedules:
         return (await self._with_misses([_schedule_from(row)], tenant))[0]
 
     async def list(self, *, tenant: str, page_size: int, page_token: str) -> Page[Schedule]:
-        """A page of the tenant's schedules by id. A tenant has at most --max-schedules, so they
-        are read in one query and paged here."""
+        """A page of the tenant's schedules by id. A tenant has at most --max-schedules (100 by
+        default), so they are read in one query and paged here."""
         size = clamp_page_size(page_size)
         after = decode_page_token(page_token, _PAGE_SCOPE, lambda key: key[0])
         schedules = sorted((_schedule_from(row) for row in await self._rows(tenant)), key=lambda s: s.id)
