@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import os
 import re
 import signal
 import socket
@@ -41,6 +42,21 @@ def free_port() -> int:
 
 
 REPO: Final = Path(__file__).resolve().parent.parent
+
+
+def serve_environment(database_dsn: str, openai_base_url: str, openai_api_key: str) -> dict[str, str]:
+    """The environment of a `timestep serve` process on `database_dsn` whose OpenAI models are
+    the fake at `openai_base_url`: this process's, without any model provider or Timestep
+    setting of its own."""
+    prefixes = ("OPENAI_", "TIMESTEP_", "OLLAMA_", "FIRECRAWL_")
+    env = {key: value for key, value in os.environ.items() if not key.startswith(prefixes)}
+    env.update(
+        PG_CONNECTION_URI=database_dsn,
+        OPENAI_API_KEY=openai_api_key,
+        OPENAI_BASE_URL=openai_base_url,
+        PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+    )
+    return env
 
 
 @dataclass

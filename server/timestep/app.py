@@ -42,9 +42,11 @@ from timestep.settings import (
     DEFAULT_SHUTDOWN_GRACE_S,
     Limits,
     ProviderLimits,
+    ScheduleLimits,
 )
 from timestep.store.database import open_pool, redact, resolve_database
 from timestep.store.runs import RunStore
+from timestep.store.schedules import ScheduleStore
 from timestep.store.usage import UsageStore
 
 if TYPE_CHECKING:
@@ -82,6 +84,8 @@ class ServiceConfig:
     tls_client_ca_file: str | None = None
     # Request size and concurrency limits.
     limits: Limits = field(default_factory=Limits)
+    # How many schedules a tenant may have, and how often they may fire.
+    schedule_limits: ScheduleLimits = field(default_factory=ScheduleLimits)
     # API keys (hashed) and their tenants; empty: no authentication, every caller is tenant "".
     api_keys: ApiKeys = field(default_factory=ApiKeys)
     # Require keys for health checking and reflection too (default: open, for load balancers).
@@ -174,7 +178,13 @@ class TimestepService:
                 replica_timeout_s=config.replica_timeout_s,
             )
             orchestrator = RunOrchestrator(store, bus, registry, engine)
-            schedules = engine.schedules(orchestrator, registry)
+            schedules = engine.schedules(
+                orchestrator,
+                registry,
+                ScheduleStore(pool),
+                limits=config.schedule_limits,
+                max_active_runs=config.limits.max_active_runs,
+            )
             await engine.start()  # recovers this replica's pending segments and firings
             launcher = engine
         else:

@@ -25,6 +25,7 @@ from timestep.settings import (
     ConfigurationError,
     Limits,
     ProviderLimits,
+    ScheduleLimits,
 )
 
 if TYPE_CHECKING:
@@ -169,6 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_auth_options(serve)
     add_tls_options(serve)
     add_limit_options(serve)
+    add_schedule_options(serve)
     client_commands.add_commands(commands)
     add_api_key_commands(commands)
     return parser
@@ -286,6 +288,31 @@ def add_limit_options(serve: argparse.ArgumentParser) -> None:
         )
 
 
+def add_schedule_options(serve: argparse.ArgumentParser) -> None:
+    schedules = serve.add_argument_group(
+        "schedules",
+        "Runs that schedules fire count against --max-active-runs: a firing without room is\n"
+        "skipped and counted in the schedule's missed_fires.",
+    )
+    defaults = ScheduleLimits()
+    schedules.add_argument(
+        "--max-schedules",
+        type=int,
+        metavar="N",
+        default=defaults.max_schedules,
+        help="schedules per tenant; more CreateSchedule calls get FAILED_PRECONDITION "
+        "(0: no limit; default: %(default)s)",
+    )
+    schedules.add_argument(
+        "--min-schedule-interval",
+        type=float,
+        metavar="SECONDS",
+        default=defaults.min_interval_s,
+        help="shortest time between two firings of a schedule; a cron firing more often is "
+        "INVALID_ARGUMENT at CreateSchedule (default: %(default)s)",
+    )
+
+
 def parse_provider_limit(text: str) -> tuple[str, ProviderLimits]:
     provider, _, settings = text.partition(":")
     values: dict[str, str] = dict(part.split("=", 1) for part in settings.split(",") if "=" in part)
@@ -346,6 +373,9 @@ def main(argv: list[str] | None = None) -> None:
         tls_key_file=args.tls_key,
         tls_client_ca_file=args.tls_client_ca,
         limits=Limits(**{limit.name: getattr(args, limit.name) for limit in dataclasses.fields(Limits)}),
+        schedule_limits=ScheduleLimits(
+            max_schedules=args.max_schedules, min_interval_s=args.min_schedule_interval
+        ),
         authenticate_health=args.authenticate_health,
         otlp_endpoint=args.otlp_endpoint or None,
         otel_service_name=os.environ.get("OTEL_SERVICE_NAME", "timestep"),

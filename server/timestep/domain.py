@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
+from timestep import ids
+
 T = TypeVar("T")
 
 
@@ -227,7 +229,7 @@ class Run:
     def session_key(self) -> str:
         """Where the session's items are stored: sessions are per tenant, so two tenants' "s1"
         are two conversations."""
-        return f"{self.tenant}/{self.session_id}" if self.tenant else self.session_id
+        return ids.scoped(self.tenant, self.session_id)
 
     @property
     def pending_interruptions(self) -> list[Interruption]:
@@ -363,3 +365,6 @@ class Schedule:
     spec: ScheduleSpec
     state: ScheduleState
     last_fire_time: datetime | None
+    # Firings skipped because the tenant had its maximum of active runs, and the last one's time.
+    missed_fires: int = 0
+    last_missed_time: datetime | None = None

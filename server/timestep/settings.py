@@ -29,6 +29,18 @@ class ProviderLimits:
 
 
 @dataclass(frozen=True)
+class ScheduleLimits:
+    """How much a tenant may schedule. The runs schedules fire count against
+    `Limits.max_active_runs` like any other run."""
+
+    # Schedules per tenant (0: no limit); CreateSchedule beyond it is FAILED_PRECONDITION.
+    max_schedules: int = 100
+    # The shortest time between two firings of a cron expression; a cron firing more often is
+    # INVALID_ARGUMENT at CreateSchedule.
+    min_interval_s: float = 60.0
+
+
+@dataclass(frozen=True)
 class Limits:
     """What one request may carry. Exceeding a transport limit is RESOURCE_EXHAUSTED (from gRPC
     itself); exceeding a content limit is INVALID_ARGUMENT naming the field. Nothing is written

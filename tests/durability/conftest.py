@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import signal
 import sys
 import tempfile
@@ -25,7 +24,7 @@ from timestep_client import RunEvent, TimestepClient
 from tests.durability.agents import TOOL_GATES_ENV, TOOL_LOG_ENV, TOOL_SOCKET_ENV
 from tests.e2e.helpers import is_stop_status
 from tests.fakes.openai_responses import FakeOpenAI
-from tests.harness import REPO, ServeProcess, connect, free_port
+from tests.harness import ServeProcess, connect, free_port, serve_environment
 
 AGENTS: Final = "tests.durability.agents:AGENTS"
 # Starting imports the Agents SDK and DBOS and migrates the database; two cores may be busy.
@@ -216,15 +215,10 @@ async def launch(
     started: list[Replica] = []
 
     async def start(executor_id: str, *args: str, api_key: str = API_KEY) -> Replica:
-        prefixes = ("OPENAI_", "TIMESTEP_", "OLLAMA_", "FIRECRAWL_")
-        env = {key: value for key, value in os.environ.items() if not key.startswith(prefixes)}
-        env.update(
-            PG_CONNECTION_URI=durable_database,
-            OPENAI_API_KEY=api_key,
-            OPENAI_BASE_URL=fake_openai.base_url,
-            PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+        env = {
+            **serve_environment(durable_database, fake_openai.base_url, api_key),
             **tools.environment(),
-        )
+        }
         replica = Replica(
             executor_id,
             free_port(),

@@ -196,6 +196,11 @@ async def test_serve_help_lists_options() -> None:
         assert option in stdout, f"{option} missing from timestep serve --help"
     assert "default: 50051" in stdout
     assert "timestep.examples.agents:AGENTS" in stdout
+    flat = " ".join(stdout.split())
+    assert "--max-schedules N schedules per tenant" in flat
+    assert "FAILED_PRECONDITION (0: no limit; default: 100)" in flat
+    assert "--min-schedule-interval SECONDS shortest time between two firings" in flat
+    assert "CreateSchedule (default: 60.0)" in flat
 
 
 async def test_no_command_is_a_usage_error() -> None:

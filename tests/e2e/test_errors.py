@@ -380,6 +380,34 @@ INVALID_ARGUMENT_CASES = [
     ),
     invalid("CreateRun-session-id-NUL", create(session_id="s\x00"), "session_id", "NUL character"),
     invalid(
+        "CreateRun-session-id-with-a-slash",
+        create(session_id="acme/s1"),
+        "session_id",
+        "session_id 'acme/s1' is not a valid id",
+        "use only letters, digits, '.', '_', ':' and '-'",
+    ),
+    invalid(
+        "CreateRun-request-id-with-a-space",
+        create(request_id="order 42"),
+        "request_id",
+        "request_id 'order 42' is not a valid id",
+    ),
+    invalid(
+        "ListRuns-session-id-with-a-slash",
+        lambda w: runs_pb2.ListRunsRequest(session_id="acme/s1"),
+        "session_id",
+        "session_id 'acme/s1' is not a valid id",
+    ),
+    invalid(
+        "ImportRunState-session-id-with-a-slash",
+        lambda w: runs_pb2.ImportRunStateRequest(
+            agent="assistant", state_json=w.state_json, session_id="acme/s1"
+        ),
+        "session_id",
+        "session_id 'acme/s1' is not a valid id",
+        setup=Setup.INTERRUPTED,
+    ),
+    invalid(
         "CreateRun-metadata-too-many-entries",
         create(metadata=TOO_MANY_METADATA),
         "metadata",

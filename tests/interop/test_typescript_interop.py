@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from timestep import ids
+from timestep.api.auth import DEFAULT_TENANT
 from timestep.app import TimestepService
 from timestep.store.sessions import PostgresSession
 from timestep_client import Run, RunStatus, TimestepClient
@@ -117,6 +119,11 @@ async def service_alone(
     await decide_over_grpc(client, run, decisions)
     fake.script(answer())
     return await client.resume(run.id, wait=True)
+
+
+async def session_items(service: TimestepService, session_id: str) -> list[Any]:
+    """The items the service (without API keys: the anonymous tenant's) keeps for `session_id`."""
+    return await PostgresSession(ids.scoped(DEFAULT_TENANT, session_id), service.pool).get_items()
 
 
 def grpc_address(service: TimestepService) -> str:
@@ -323,14 +330,14 @@ async def test_a_state_imported_with_its_session_id_continues_that_session_witho
     )
 
     assert moved["run"]["sessionId"] == scenario.session_id
-    cross_items = await PostgresSession(scenario.session_id or "", service.pool).get_items()
+    cross_items = await session_items(service, scenario.session_id or "")
     native_session = unique("conversation")
     alone = await pause_in_service(client, fake_openai, scenario, native_session)
-    saved_at_pause = len(await PostgresSession(native_session, service.pool).get_items())
+    saved_at_pause = len(await session_items(service, native_session))
     await decide_over_grpc(client, alone, [approve("call_bob")])
     fake_openai.script(answer())
     await client.resume(alone.id, wait=True)
-    added_by_resume = (await PostgresSession(native_session, service.pool).get_items())[saved_at_pause:]
+    added_by_resume = (await session_items(service, native_session))[saved_at_pause:]
     assert [item.get("type", "message") for item in cross_items] == ["function_call_output", "message"]
     assert normalized(cross_items) == normalized(added_by_resume), (
         "the service saves what its own resume saves: nothing TypeScript saved already"

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import io
+from datetime import UTC, datetime
 
 import grpc
 from timestep.commands.output import REFUSED, UNAVAILABLE, Progress, exit_code_for
-from timestep_client.v1 import runs_pb2
+from timestep.commands.schedules import format_schedule
+from timestep_client.v1 import runs_pb2, schedules_pb2
 
 
 class Terminal(io.StringIO):
@@ -47,3 +49,17 @@ def test_status_codes_map_to_documented_exit_codes() -> None:
     assert exit_code_for(grpc.StatusCode.ALREADY_EXISTS) == REFUSED
     assert exit_code_for(grpc.StatusCode.UNAVAILABLE) == UNAVAILABLE
     assert exit_code_for(grpc.StatusCode.INTERNAL) == 7
+
+
+def test_a_schedule_that_skipped_firings_says_how_many_and_why() -> None:
+    schedule = schedules_pb2.Schedule(
+        id="nightly", cron="0 3 * * *", agent="assistant", input="Hi", state="SCHEDULE_STATE_ACTIVE"
+    )
+    quiet = format_schedule(schedule)
+    schedule.missed_fires = 2
+    schedule.last_missed_time.FromDatetime(datetime(2026, 12, 3, 3, 0, tzinfo=UTC))
+
+    assert "missed" not in quiet
+    assert format_schedule(schedule).endswith(
+        "missed 2 firing(s) (--max-active-runs), last 2026-12-03T03:00:00Z"
+    )

@@ -11,6 +11,7 @@ from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 from timestep_client.v1 import agents_pb2, runs_pb2
 
+from timestep import ids
 from timestep.domain import (
     EventKind,
     Interruption,
@@ -326,9 +327,9 @@ def new_run_from_create(request: runs_pb2.CreateRunRequest, limits: Limits) -> N
     return NewRun(
         agent=agent,
         input=run_input,
-        session_id=optional_id(request.session_id, "session_id"),
+        session_id=ids.session_id(request.session_id),
         model=optional_id(request.model, "model"),
-        request_id=optional_id(request.request_id, "request_id"),
+        request_id=ids.request_id(request.request_id),
         metadata=metadata_from_proto(request.metadata),
     )
 

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from grpc.aio import ServicerContext as Context
 from timestep_client.v1 import runs_pb2, runs_pb2_grpc
 
+from timestep import ids
 from timestep.api import convert
 from timestep.api.auth import current_tenant
 from timestep.api.errors import server_streaming, unary
@@ -50,7 +51,7 @@ class RunService(runs_pb2_grpc.RunServiceServicer):  # type: ignore[misc]
         run_filter = RunFilter(
             agent=request.agent,
             status=convert.run_status_from_proto(request.status),
-            session_id=request.session_id,
+            session_id=ids.session_id(request.session_id),
             tenant=current_tenant(),
         )
         page = await self._runs.list_runs(run_filter, request.page_size, request.page_token)
@@ -162,7 +163,7 @@ class RunService(runs_pb2_grpc.RunServiceServicer):  # type: ignore[misc]
         new_run = NewRun(
             agent=agent,
             input=[],
-            session_id=convert.optional_id(request.session_id, "session_id"),
+            session_id=ids.session_id(request.session_id),
             metadata=convert.metadata_from_proto(request.metadata),
             tenant=current_tenant(),
         )

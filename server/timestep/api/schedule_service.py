@@ -5,6 +5,7 @@ from __future__ import annotations
 from grpc.aio import ServicerContext as Context
 from timestep_client.v1 import schedules_pb2, schedules_pb2_grpc
 
+from timestep import ids
 from timestep.api import convert
 from timestep.api.auth import current_tenant
 from timestep.api.errors import unary
@@ -24,11 +25,9 @@ def schedule_to_proto(schedule: Schedule) -> schedules_pb2.Schedule:
         metadata=spec.metadata,
         state=f"SCHEDULE_STATE_{schedule.state.name}",
         last_fire_time=convert.timestamp(schedule.last_fire_time),
+        missed_fires=schedule.missed_fires,
+        last_missed_time=convert.timestamp(schedule.last_missed_time),
     )
-
-
-def _require_id(schedule_id: str) -> str:
-    return convert.require(schedule_id, "schedule_id", "pass an id from CreateSchedule or ListSchedules")
 
 
 class ScheduleService(schedules_pb2_grpc.ScheduleServiceServicer):  # type: ignore[misc]
@@ -49,40 +48,45 @@ class ScheduleService(schedules_pb2_grpc.ScheduleServiceServicer):  # type: igno
             model=convert.optional_id(request.model, "model"),
             metadata=convert.metadata_from_proto(request.metadata),
         )
-        schedule = await self._schedules.create(request.schedule_id, spec, tenant=current_tenant())
+        schedule_id = ids.schedule_id(request.schedule_id, required=False)
+        schedule = await self._schedules.create(schedule_id, spec, tenant=current_tenant())
         return schedules_pb2.CreateScheduleResponse(schedule=schedule_to_proto(schedule))
 
     @unary
     async def GetSchedule(
         self, request: schedules_pb2.GetScheduleRequest, context: Context
     ) -> schedules_pb2.GetScheduleResponse:
-        schedule = await self._schedules.get(_require_id(request.schedule_id), tenant=current_tenant())
+        schedule = await self._schedules.get(ids.schedule_id(request.schedule_id), tenant=current_tenant())
         return schedules_pb2.GetScheduleResponse(schedule=schedule_to_proto(schedule))
 
     @unary
     async def ListSchedules(
         self, request: schedules_pb2.ListSchedulesRequest, context: Context
     ) -> schedules_pb2.ListSchedulesResponse:
-        schedules = await self._schedules.list(tenant=current_tenant())
-        return schedules_pb2.ListSchedulesResponse(schedules=[schedule_to_proto(s) for s in schedules])
+        page = await self._schedules.list(
+            tenant=current_tenant(), page_size=request.page_size, page_token=request.page_token
+        )
+        return schedules_pb2.ListSchedulesResponse(
+            schedules=[schedule_to_proto(s) for s in page.items], next_page_token=page.next_page_token
+        )
 
     @unary
     async def PauseSchedule(
         self, request: schedules_pb2.PauseScheduleRequest, context: Context
     ) -> schedules_pb2.PauseScheduleResponse:
-        schedule = await self._schedules.pause(_require_id(request.schedule_id), tenant=current_tenant())
+        schedule = await self._schedules.pause(ids.schedule_id(request.schedule_id), tenant=current_tenant())
         return schedules_pb2.PauseScheduleResponse(schedule=schedule_to_proto(schedule))
 
     @unary
     async def ResumeSchedule(
         self, request: schedules_pb2.ResumeScheduleRequest, context: Context
     ) -> schedules_pb2.ResumeScheduleResponse:
-        schedule = await self._schedules.resume(_require_id(request.schedule_id), tenant=current_tenant())
+        schedule = await self._schedules.resume(ids.schedule_id(request.schedule_id), tenant=current_tenant())
         return schedules_pb2.ResumeScheduleResponse(schedule=schedule_to_proto(schedule))
 
     @unary
     async def DeleteSchedule(
         self, request: schedules_pb2.DeleteScheduleRequest, context: Context
     ) -> schedules_pb2.DeleteScheduleResponse:
-        await self._schedules.delete(_require_id(request.schedule_id), tenant=current_tenant())
+        await self._schedules.delete(ids.schedule_id(request.schedule_id), tenant=current_tenant())
         return schedules_pb2.DeleteScheduleResponse()

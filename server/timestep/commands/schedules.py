@@ -17,7 +17,12 @@ def add_commands(
     group = commands.add_parser("schedules", help="runs started on a cron schedule", parents=[common])
     sub = group.add_subparsers(dest="schedules_command", required=True, metavar="COMMAND")
 
-    sub.add_parser("list", help="list the schedules", parents=[common]).set_defaults(handler=list_schedules)
+    listing = sub.add_parser("list", help="list the schedules, by id", parents=[common])
+    listing.add_argument(
+        "--limit", type=int, default=50, help="at most this many schedules (default: %(default)s)"
+    )
+    listing.add_argument("--page-token", default="", help="continue a listing (from next_page_token)")
+    listing.set_defaults(handler=list_schedules)
 
     create = sub.add_parser("create", help="create a schedule", parents=[common])
     create.add_argument("schedule", metavar="ID", help="the schedule's id (yours to choose)")
@@ -50,12 +55,20 @@ def format_schedule(schedule: schedules_pb2.Schedule) -> str:
     line += f"  agent={schedule.agent}  input={schedule.input!r}"
     if schedule.HasField("last_fire_time"):
         line += f"  last fired {schedule.last_fire_time.ToDatetime().isoformat(timespec='seconds')}Z"
+    if schedule.missed_fires:
+        missed = schedule.last_missed_time.ToDatetime().isoformat(timespec="seconds")
+        line += f"  missed {schedule.missed_fires} firing(s) (--max-active-runs), last {missed}Z"
     return line
 
 
 async def list_schedules(client: TimestepClient, args: argparse.Namespace, output: Output) -> int:
-    response = await client.schedules.ListSchedules(schedules_pb2.ListSchedulesRequest())
-    output.result(response, "\n".join(map(format_schedule, response.schedules)) or "no schedules")
+    response = await client.schedules.ListSchedules(
+        schedules_pb2.ListSchedulesRequest(page_size=args.limit, page_token=args.page_token)
+    )
+    lines = [format_schedule(schedule) for schedule in response.schedules] or ["no schedules"]
+    if response.next_page_token:
+        lines.append(f"more: --page-token {response.next_page_token}")
+    output.result(response, "\n".join(lines))
     return OK
 
 

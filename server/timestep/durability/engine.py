@@ -23,8 +23,9 @@ from timestep.durability.schedules import DurableSchedules
 from timestep.runs.orchestrator import RunOrchestrator
 from timestep.runs.segments import SegmentExecutor
 from timestep.runtime.registry import AgentRegistry
-from timestep.settings import ProviderLimits
+from timestep.settings import ProviderLimits, ScheduleLimits
 from timestep.store.runs import RunStore
+from timestep.store.schedules import ScheduleStore
 
 log = logging.getLogger(__name__)
 
@@ -145,9 +146,24 @@ class DurableEngine:
         shutdown_dbos()
         workflows.bind(None)
 
-    def schedules(self, orchestrator: RunOrchestrator, registry: AgentRegistry) -> DurableSchedules:
-        """The service's schedules; their firings create runs through `orchestrator`."""
-        schedules = DurableSchedules(orchestrator, registry)
+    def schedules(
+        self,
+        orchestrator: RunOrchestrator,
+        registry: AgentRegistry,
+        store: ScheduleStore,
+        *,
+        limits: ScheduleLimits,
+        max_active_runs: int,
+    ) -> DurableSchedules:
+        """The service's schedules; their firings create runs through `orchestrator`, within
+        `max_active_runs` per tenant."""
+        schedules = DurableSchedules(
+            orchestrator,
+            registry,
+            store,
+            limits=limits,
+            max_active_runs=max_active_runs,
+        )
         self._bindings.fire_schedule = schedules.fire
         return schedules
 

@@ -9,9 +9,12 @@
 | timestep_queue_depth                     | gauge     | queue          |
 | timestep_model_call_seconds              | histogram | model, outcome |
 | timestep_tokens_total                    | counter   | model, kind    |
+| timestep_schedule_missed_fires           | gauge     |                |
 
-`timestep_runs` and `timestep_queue_depth` are counted in the database at each scrape, so they
-cover every replica sharing it; the others count what this process served.
+`timestep_runs`, `timestep_queue_depth` and `timestep_schedule_missed_fires` (firings schedules
+skipped for want of room under --max-active-runs, over the schedules that exist) are counted in
+the database at each scrape, so they cover every replica sharing it; the others count what this
+process served.
 """
 
 from __future__ import annotations
@@ -63,6 +66,11 @@ class Metrics:
         self.queue_depth = Gauge(
             "timestep_queue_depth", "QUEUED runs by queue name.", ("queue",), registry=self.registry
         )
+        self.schedule_missed_fires = Gauge(
+            "timestep_schedule_missed_fires",
+            "Firings the existing schedules skipped because their tenant had --max-active-runs runs active.",
+            registry=self.registry,
+        )
         self.model_call_seconds = Histogram(
             "timestep_model_call_seconds",
             "Duration of model calls that reached a provider (replayed calls excluded).",
@@ -106,8 +114,8 @@ class Metrics:
     # ----- scraping ------------------------------------------------------------------------
 
     async def refresh_from_database(self) -> None:
-        """Count runs by status, and the runs waiting on each provider queue (a provider without
-        limits has none: its segments start at once)."""
+        """Count runs by status, the runs waiting on each provider queue (a provider without
+        limits has none: its segments start at once), and schedules' missed firings."""
         if self._pool is None:
             return
         async with self._pool.acquire() as connection:
@@ -116,9 +124,11 @@ class Metrics:
                 """SELECT queue_name, count(*) AS n FROM runs
                    WHERE status = 'queued' AND queue_name <> '' GROUP BY queue_name"""
             )
+            missed = await connection.fetchval("SELECT coalesce(sum(missed_fires), 0) FROM schedule_misses")
         counts = {row["status"]: row["n"] for row in by_status}
         for status in RunStatus:
             self.runs.labels(status.value).set(counts.get(status.value, 0))
+        self.schedule_missed_fires.set(missed)
         self.queue_depth.clear()
         for row in by_queue:
             self.queue_depth.labels(row["queue_name"]).set(row["n"])

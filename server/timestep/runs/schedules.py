@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from timestep.domain import Schedule, ScheduleSpec
+from timestep.domain import Page, Schedule, ScheduleSpec
 from timestep.errors import FailedPreconditionError
 
 
@@ -17,7 +17,7 @@ class Schedules(Protocol):
 
     async def get(self, schedule_id: str, *, tenant: str) -> Schedule: ...
 
-    async def list(self, *, tenant: str) -> list[Schedule]: ...
+    async def list(self, *, tenant: str, page_size: int, page_token: str) -> Page[Schedule]: ...
 
     async def pause(self, schedule_id: str, *, tenant: str) -> Schedule: ...
 
@@ -42,7 +42,7 @@ class NoSchedules:
     async def get(self, schedule_id: str, *, tenant: str) -> Schedule:
         raise self._refuse()
 
-    async def list(self, *, tenant: str) -> list[Schedule]:
+    async def list(self, *, tenant: str, page_size: int, page_token: str) -> Page[Schedule]:
         raise self._refuse()
 
     async def pause(self, schedule_id: str, *, tenant: str) -> Schedule:

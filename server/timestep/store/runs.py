@@ -8,8 +8,6 @@ run's row lock: per run, strictly increasing, without gaps.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import json
 import uuid
@@ -41,10 +39,10 @@ from timestep.domain import (
 from timestep.errors import (
     AlreadyExistsError,
     FailedPreconditionError,
-    InvalidArgumentError,
     NotFoundError,
     ResourceExhaustedError,
 )
+from timestep.store.pages import clamp_page_size, decode_page_token, encode_page_token
 from timestep.store.usage import USAGE_COLUMNS, record_segment_usage, usage_from_row
 
 # What pool.acquire() yields; the helpers below take either kind.
@@ -54,8 +52,6 @@ Connection = asyncpg.Connection | PoolConnectionProxy
 # ("origin:run_id:last_sequence").
 EVENTS_CHANNEL = "timestep_run_events"
 
-DEFAULT_PAGE_SIZE = 50
-MAX_PAGE_SIZE = 500
 EVENT_BATCH_SIZE = 500
 
 # What a Run is read from: the columns of `runs` (not its input, which can be large; see
@@ -119,34 +115,12 @@ def _fingerprint(new_run: NewRun) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def _page_size(requested: int) -> int:
-    if requested < 0:
-        raise InvalidArgumentError(
-            f"page_size must not be negative; pass 1 to {MAX_PAGE_SIZE}, or 0 for {DEFAULT_PAGE_SIZE}.",
-            field="page_size",
-        )
-    return min(requested or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
-
-
 def _encode_page_token(scope: str, after: tuple[datetime, str]) -> str:
-    raw = json.dumps({"s": scope, "t": after[0].isoformat(), "i": after[1]})
-    return base64.urlsafe_b64encode(raw.encode()).decode()
+    return encode_page_token(scope, [after[0].isoformat(), after[1]])
 
 
 def _decode_page_token(token: str, scope: str) -> tuple[datetime, str] | None:
-    if not token:
-        return None
-    try:
-        data = json.loads(base64.urlsafe_b64decode(token.encode()))
-        if data["s"] != scope:
-            raise ValueError("scope")
-        return datetime.fromisoformat(data["t"]), str(data["i"])
-    except (ValueError, KeyError, TypeError, binascii.Error, UnicodeDecodeError) as error:
-        raise InvalidArgumentError(
-            "page_token is not a token this service issued for these filters; "
-            "start again with an empty page_token.",
-            field="page_token",
-        ) from error
+    return decode_page_token(token, scope, lambda after: (datetime.fromisoformat(after[0]), after[1]))
 
 
 # How soon a caller refused for its number of active runs should try again.
@@ -284,7 +258,7 @@ class RunStore:
         )
 
     async def list_runs(self, run_filter: RunFilter, page_size: int, page_token: str) -> Page[Run]:
-        size = _page_size(page_size)
+        size = clamp_page_size(page_size)
         scope = hashlib.sha256(repr(run_filter).encode()).hexdigest()[:16]
         after = _decode_page_token(page_token, scope)
         conditions: list[str] = []
@@ -334,7 +308,7 @@ class RunStore:
     async def list_pending_interruptions(
         self, page_size: int, page_token: str, *, tenant: str | None = None
     ) -> Page[Interruption]:
-        size = _page_size(page_size)
+        size = clamp_page_size(page_size)
         after = _decode_page_token(page_token, "pending")
         rows = await self._pool.fetch(
             """SELECT i.* FROM interruptions i JOIN runs r ON r.id = i.run_id

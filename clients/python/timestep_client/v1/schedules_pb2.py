@@ -26,7 +26,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1btimestep/v1/schedules.proto\x12\x0btimestep.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xaa\x02\n\x08Schedule\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04\x63ron\x18\x02 \x01(\t\x12\x10\n\x08timezone\x18\x03 \x01(\t\x12\r\n\x05\x61gent\x18\x04 \x01(\t\x12\r\n\x05input\x18\x05 \x01(\t\x12\r\n\x05model\x18\x06 \x01(\t\x12\x35\n\x08metadata\x18\x07 \x03(\x0b\x32#.timestep.v1.Schedule.MetadataEntry\x12)\n\x05state\x18\x08 \x01(\x0e\x32\x1a.timestep.v1.ScheduleState\x12\x32\n\x0elast_fire_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xee\x01\n\x15\x43reateScheduleRequest\x12\x13\n\x0bschedule_id\x18\x01 \x01(\t\x12\x0c\n\x04\x63ron\x18\x02 \x01(\t\x12\x10\n\x08timezone\x18\x03 \x01(\t\x12\r\n\x05\x61gent\x18\x04 \x01(\t\x12\r\n\x05input\x18\x05 \x01(\t\x12\r\n\x05model\x18\x06 \x01(\t\x12\x42\n\x08metadata\x18\x07 \x03(\x0b\x32\x30.timestep.v1.CreateScheduleRequest.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"A\n\x16\x43reateScheduleResponse\x12\'\n\x08schedule\x18\x01 \x01(\x0b\x32\x15.timestep.v1.Schedule\")\n\x12GetScheduleRequest\x12\x13\n\x0bschedule_id\x18\x01 \x01(\t\">\n\x13GetScheduleResponse\x12\'\n\x08schedule\x18\x01 \x01(\x0b\x32\x15.timestep.v1.Schedule\"\x16\n\x14ListSchedulesRequest\"A\n\x15ListSchedulesResponse\x12(\n\tschedules\x18\x01 \x03(\x0b\x32\x15.timestep.v1.Schedule\"+\n\x14PauseScheduleRequest\x12\x13\n\x0bschedule_id\x18\x01 \x01(\t\"@\n\x15PauseScheduleResponse\x12\'\n\x08schedule\x18\x01 \x01(\x0b\x32\x15.timestep.v1.Schedule\",\n\x15ResumeScheduleRequest\x12\x13\n\x0bschedule_id\x18\x01 \x01(\t\"A\n\x16ResumeScheduleResponse\x12\'\n\x08schedule\x18\x01 \x01(\x0b\x32\x15.timestep.v1.Schedule\",\n\x15\x44\x65leteScheduleRequest\x12\x13\n\x0bschedule_id\x18\x01 \x01(\t\"\x18\n\x16\x44\x65leteScheduleResponse*e\n\rScheduleState\x12\x1e\n\x1aSCHEDULE_STATE_UNSPECIFIED\x10\x00\x12\x19\n\x15SCHEDULE_STATE_ACTIVE\x10\x01\x12\x19\n\x15SCHEDULE_STATE_PAUSED\x10\x02\x32\xa4\x04\n\x0fScheduleService\x12Y\n\x0e\x43reateSchedule\x12\".timestep.v1.CreateScheduleRequest\x1a#.timestep.v1.CreateScheduleResponse\x12P\n\x0bGetSchedule\x12\x1f.timestep.v1.GetScheduleRequest\x1a .timestep.v1.GetScheduleResponse\x12V\n\rListSchedules\x12!.timestep.v1.ListSchedulesRequest\x1a\".timestep.v1.ListSchedulesResponse\x12V\n\rPauseSchedule\x12!.timestep.v1.PauseScheduleRequest\x1a\".timestep.v1.PauseScheduleResponse\x12Y\n\x0eResumeSchedule\x12\".timestep.v1.ResumeScheduleRequest\x1a#.timestep.v1.ResumeScheduleResponse\x12Y\n\x0e\x44\x65leteSchedule\x12\".timestep.v1.DeleteScheduleRequest\x1a#.timestep.v1.DeleteScheduleResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1btimestep/v1/schedules.proto\x12\x0btimestep.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf6\x02\n\x08Schedule\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04\x63ron\x18\x02 \x01(\t\x12\x10\n\x08timezone\x18\x03 \x01(\t\x12\r\n\x05\x61gent\x18\x04 \x01(\t\x12\r\n\x05input\x18\x05 \x01(\t\x12\r\n\x05model\x18\x06 \x01(\t\x12\x35\n\x08metadata\x18\x07 \x03(\x0b\x32#.timestep.v1.Schedule.MetadataEntry\x12)\n\x05state\x18\x08 \x01(\x0e\x32\x1a.timestep.v1.ScheduleState\x12\x32\n\x0elast_fire_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0cmissed_fires\x18\n \x01(\x03\x12\x34\n\x10last_missed_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xee\x01\n\x15\x43reateScheduleRequest\x12\x13\n\x0bschedule_id\x18\x01 \x01(\t\x12\x0c\n\x04\x63ron\x18\x02 \x01(\t\x12\x10\n\x08timezone\x18\x03 \x01(\t\x12\r\n\x05\x61gent\x18\x04 \x01(\t\x12\r\n\x05input\x18\x05 \x01(\t\x12\r\n\x05model\x18\x06 \x01(\t\x12\x42\n\x08metadata\x18\x07 \x03(\x0b\x32\x30.timestep.v1.CreateScheduleRequest.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"A\n\x16\x43reateScheduleResponse\x12\'\n\x08schedule\x18\x01 \x01(\x0b\x32\x15.timestep.v1.Schedule\")\n\x12GetScheduleRequest\x12\x13\n\x0bschedule_id\x18\x01 \x01(\t\">\n\x13GetScheduleResponse\x12\'\n\x08schedule\x18\x01 \x01(\x0b\x32\x15.timestep.v1.Schedule\"=\n\x14ListSchedulesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"Z\n\x15ListSchedulesResponse\x12(\n\tschedules\x18\x01 \x03(\x0b\x32\x15.timestep.v1.Schedule\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"+\n\x14PauseScheduleRequest\x12\x13\n\x0bschedule_id\x18\x01 \x01(\t\"@\n\x15PauseScheduleResponse\x12\'\n\x08schedule\x18\x01 \x01(\x0b\x32\x15.timestep.v1.Schedule\",\n\x15ResumeScheduleRequest\x12\x13\n\x0bschedule_id\x18\x01 \x01(\t\"A\n\x16ResumeScheduleResponse\x12\'\n\x08schedule\x18\x01 \x01(\x0b\x32\x15.timestep.v1.Schedule\",\n\x15\x44\x65leteScheduleRequest\x12\x13\n\x0bschedule_id\x18\x01 \x01(\t\"\x18\n\x16\x44\x65leteScheduleResponse*e\n\rScheduleState\x12\x1e\n\x1aSCHEDULE_STATE_UNSPECIFIED\x10\x00\x12\x19\n\x15SCHEDULE_STATE_ACTIVE\x10\x01\x12\x19\n\x15SCHEDULE_STATE_PAUSED\x10\x02\x32\xa4\x04\n\x0fScheduleService\x12Y\n\x0e\x43reateSchedule\x12\".timestep.v1.CreateScheduleRequest\x1a#.timestep.v1.CreateScheduleResponse\x12P\n\x0bGetSchedule\x12\x1f.timestep.v1.GetScheduleRequest\x1a .timestep.v1.GetScheduleResponse\x12V\n\rListSchedules\x12!.timestep.v1.ListSchedulesRequest\x1a\".timestep.v1.ListSchedulesResponse\x12V\n\rPauseSchedule\x12!.timestep.v1.PauseScheduleRequest\x1a\".timestep.v1.PauseScheduleResponse\x12Y\n\x0eResumeSchedule\x12\".timestep.v1.ResumeScheduleRequest\x1a#.timestep.v1.ResumeScheduleResponse\x12Y\n\x0e\x44\x65leteSchedule\x12\".timestep.v1.DeleteScheduleRequest\x1a#.timestep.v1.DeleteScheduleResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,38 +37,38 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SCHEDULE_METADATAENTRY']._serialized_options = b'8\001'
   _globals['_CREATESCHEDULEREQUEST_METADATAENTRY']._loaded_options = None
   _globals['_CREATESCHEDULEREQUEST_METADATAENTRY']._serialized_options = b'8\001'
-  _globals['_SCHEDULESTATE']._serialized_start=1180
-  _globals['_SCHEDULESTATE']._serialized_end=1281
+  _globals['_SCHEDULESTATE']._serialized_start=1320
+  _globals['_SCHEDULESTATE']._serialized_end=1421
   _globals['_SCHEDULE']._serialized_start=78
-  _globals['_SCHEDULE']._serialized_end=376
-  _globals['_SCHEDULE_METADATAENTRY']._serialized_start=329
-  _globals['_SCHEDULE_METADATAENTRY']._serialized_end=376
-  _globals['_CREATESCHEDULEREQUEST']._serialized_start=379
-  _globals['_CREATESCHEDULEREQUEST']._serialized_end=617
-  _globals['_CREATESCHEDULEREQUEST_METADATAENTRY']._serialized_start=329
-  _globals['_CREATESCHEDULEREQUEST_METADATAENTRY']._serialized_end=376
-  _globals['_CREATESCHEDULERESPONSE']._serialized_start=619
-  _globals['_CREATESCHEDULERESPONSE']._serialized_end=684
-  _globals['_GETSCHEDULEREQUEST']._serialized_start=686
-  _globals['_GETSCHEDULEREQUEST']._serialized_end=727
-  _globals['_GETSCHEDULERESPONSE']._serialized_start=729
-  _globals['_GETSCHEDULERESPONSE']._serialized_end=791
-  _globals['_LISTSCHEDULESREQUEST']._serialized_start=793
-  _globals['_LISTSCHEDULESREQUEST']._serialized_end=815
-  _globals['_LISTSCHEDULESRESPONSE']._serialized_start=817
-  _globals['_LISTSCHEDULESRESPONSE']._serialized_end=882
-  _globals['_PAUSESCHEDULEREQUEST']._serialized_start=884
-  _globals['_PAUSESCHEDULEREQUEST']._serialized_end=927
-  _globals['_PAUSESCHEDULERESPONSE']._serialized_start=929
-  _globals['_PAUSESCHEDULERESPONSE']._serialized_end=993
-  _globals['_RESUMESCHEDULEREQUEST']._serialized_start=995
-  _globals['_RESUMESCHEDULEREQUEST']._serialized_end=1039
-  _globals['_RESUMESCHEDULERESPONSE']._serialized_start=1041
-  _globals['_RESUMESCHEDULERESPONSE']._serialized_end=1106
-  _globals['_DELETESCHEDULEREQUEST']._serialized_start=1108
-  _globals['_DELETESCHEDULEREQUEST']._serialized_end=1152
-  _globals['_DELETESCHEDULERESPONSE']._serialized_start=1154
-  _globals['_DELETESCHEDULERESPONSE']._serialized_end=1178
-  _globals['_SCHEDULESERVICE']._serialized_start=1284
-  _globals['_SCHEDULESERVICE']._serialized_end=1832
+  _globals['_SCHEDULE']._serialized_end=452
+  _globals['_SCHEDULE_METADATAENTRY']._serialized_start=405
+  _globals['_SCHEDULE_METADATAENTRY']._serialized_end=452
+  _globals['_CREATESCHEDULEREQUEST']._serialized_start=455
+  _globals['_CREATESCHEDULEREQUEST']._serialized_end=693
+  _globals['_CREATESCHEDULEREQUEST_METADATAENTRY']._serialized_start=405
+  _globals['_CREATESCHEDULEREQUEST_METADATAENTRY']._serialized_end=452
+  _globals['_CREATESCHEDULERESPONSE']._serialized_start=695
+  _globals['_CREATESCHEDULERESPONSE']._serialized_end=760
+  _globals['_GETSCHEDULEREQUEST']._serialized_start=762
+  _globals['_GETSCHEDULEREQUEST']._serialized_end=803
+  _globals['_GETSCHEDULERESPONSE']._serialized_start=805
+  _globals['_GETSCHEDULERESPONSE']._serialized_end=867
+  _globals['_LISTSCHEDULESREQUEST']._serialized_start=869
+  _globals['_LISTSCHEDULESREQUEST']._serialized_end=930
+  _globals['_LISTSCHEDULESRESPONSE']._serialized_start=932
+  _globals['_LISTSCHEDULESRESPONSE']._serialized_end=1022
+  _globals['_PAUSESCHEDULEREQUEST']._serialized_start=1024
+  _globals['_PAUSESCHEDULEREQUEST']._serialized_end=1067
+  _globals['_PAUSESCHEDULERESPONSE']._serialized_start=1069
+  _globals['_PAUSESCHEDULERESPONSE']._serialized_end=1133
+  _globals['_RESUMESCHEDULEREQUEST']._serialized_start=1135
+  _globals['_RESUMESCHEDULEREQUEST']._serialized_end=1179
+  _globals['_RESUMESCHEDULERESPONSE']._serialized_start=1181
+  _globals['_RESUMESCHEDULERESPONSE']._serialized_end=1246
+  _globals['_DELETESCHEDULEREQUEST']._serialized_start=1248
+  _globals['_DELETESCHEDULEREQUEST']._serialized_end=1292
+  _globals['_DELETESCHEDULERESPONSE']._serialized_start=1294
+  _globals['_DELETESCHEDULERESPONSE']._serialized_end=1318
+  _globals['_SCHEDULESERVICE']._serialized_start=1424
+  _globals['_SCHEDULESERVICE']._serialized_end=1972
 # @@protoc_insertion_point(module_scope)

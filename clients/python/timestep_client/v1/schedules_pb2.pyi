@@ -21,7 +21,7 @@ SCHEDULE_STATE_ACTIVE: ScheduleState
 SCHEDULE_STATE_PAUSED: ScheduleState
 
 class Schedule(_message.Message):
-    __slots__ = ("id", "cron", "timezone", "agent", "input", "model", "metadata", "state", "last_fire_time")
+    __slots__ = ("id", "cron", "timezone", "agent", "input", "model", "metadata", "state", "last_fire_time", "missed_fires", "last_missed_time")
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -38,6 +38,8 @@ class Schedule(_message.Message):
     METADATA_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     LAST_FIRE_TIME_FIELD_NUMBER: _ClassVar[int]
+    MISSED_FIRES_FIELD_NUMBER: _ClassVar[int]
+    LAST_MISSED_TIME_FIELD_NUMBER: _ClassVar[int]
     id: str
     cron: str
     timezone: str
@@ -47,7 +49,9 @@ class Schedule(_message.Message):
     metadata: _containers.ScalarMap[str, str]
     state: ScheduleState
     last_fire_time: _timestamp_pb2.Timestamp
-    def __init__(self, id: _Optional[str] = ..., cron: _Optional[str] = ..., timezone: _Optional[str] = ..., agent: _Optional[str] = ..., input: _Optional[str] = ..., model: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., state: _Optional[_Union[ScheduleState, str]] = ..., last_fire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    missed_fires: int
+    last_missed_time: _timestamp_pb2.Timestamp
+    def __init__(self, id: _Optional[str] = ..., cron: _Optional[str] = ..., timezone: _Optional[str] = ..., agent: _Optional[str] = ..., input: _Optional[str] = ..., model: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., state: _Optional[_Union[ScheduleState, str]] = ..., last_fire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., missed_fires: _Optional[int] = ..., last_missed_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class CreateScheduleRequest(_message.Message):
     __slots__ = ("schedule_id", "cron", "timezone", "agent", "input", "model", "metadata")
@@ -93,14 +97,20 @@ class GetScheduleResponse(_message.Message):
     def __init__(self, schedule: _Optional[_Union[Schedule, _Mapping]] = ...) -> None: ...
 
 class ListSchedulesRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("page_size", "page_token")
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    page_size: int
+    page_token: str
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
 
 class ListSchedulesResponse(_message.Message):
-    __slots__ = ("schedules",)
+    __slots__ = ("schedules", "next_page_token")
     SCHEDULES_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     schedules: _containers.RepeatedCompositeFieldContainer[Schedule]
-    def __init__(self, schedules: _Optional[_Iterable[_Union[Schedule, _Mapping]]] = ...) -> None: ...
+    next_page_token: str
+    def __init__(self, schedules: _Optional[_Iterable[_Union[Schedule, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class PauseScheduleRequest(_message.Message):
     __slots__ = ("schedule_id",)

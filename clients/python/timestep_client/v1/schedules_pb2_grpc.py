@@ -39,6 +39,11 @@ class ScheduleServiceStub:
     With API keys, schedules belong to the key's tenant (and so do the runs they create): another
     tenant's schedule is NOT_FOUND, and two tenants may use the same schedule_id. A call without
     a valid key is UNAUTHENTICATED.
+
+    A schedule_id may use letters, digits, ".", "_", ":" and "-" (1 to 200 characters); any other
+    id is INVALID_ARGUMENT on every RPC. The runs a schedule fires count against the service's
+    --max-active-runs: a firing its tenant has no room for is skipped, and counted in the
+    schedule's missed_fires.
     """
 
     def __init__(self, channel):
@@ -92,13 +97,21 @@ class ScheduleServiceServicer:
     With API keys, schedules belong to the key's tenant (and so do the runs they create): another
     tenant's schedule is NOT_FOUND, and two tenants may use the same schedule_id. A call without
     a valid key is UNAUTHENTICATED.
+
+    A schedule_id may use letters, digits, ".", "_", ":" and "-" (1 to 200 characters); any other
+    id is INVALID_ARGUMENT on every RPC. The runs a schedule fires count against the service's
+    --max-active-runs: a firing its tenant has no room for is skipped, and counted in the
+    schedule's missed_fires.
     """
 
     def CreateSchedule(self, request, context):
-        """Creates a schedule. INVALID_ARGUMENT for a bad cron expression, time zone or input;
-        NOT_FOUND for an unknown agent; ALREADY_EXISTS if `schedule_id` is taken.
+        """Creates a schedule. INVALID_ARGUMENT for a bad id, cron expression, time zone or input,
+        and for a cron expression that fires more often than the service's
+        --min-schedule-interval; NOT_FOUND for an unknown agent; ALREADY_EXISTS if `schedule_id` is
+        taken; FAILED_PRECONDITION when the tenant has --max-schedules schedules already.
 
-        Errors: INVALID_ARGUMENT; NOT_FOUND (AGENT_NOT_FOUND); ALREADY_EXISTS (SCHEDULE_EXISTS).
+        Errors: INVALID_ARGUMENT; NOT_FOUND (AGENT_NOT_FOUND); ALREADY_EXISTS (SCHEDULE_EXISTS);
+        FAILED_PRECONDITION (TOO_MANY_SCHEDULES).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -114,7 +127,9 @@ class ScheduleServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListSchedules(self, request, context):
-        """Lists every schedule, ordered by id.
+        """Lists the caller's schedules, ordered by id, a page at a time.
+
+        Errors: INVALID_ARGUMENT (page_size, page_token).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -201,6 +216,11 @@ class ScheduleService:
     With API keys, schedules belong to the key's tenant (and so do the runs they create): another
     tenant's schedule is NOT_FOUND, and two tenants may use the same schedule_id. A call without
     a valid key is UNAUTHENTICATED.
+
+    A schedule_id may use letters, digits, ".", "_", ":" and "-" (1 to 200 characters); any other
+    id is INVALID_ARGUMENT on every RPC. The runs a schedule fires count against the service's
+    --max-active-runs: a firing its tenant has no room for is skipped, and counted in the
+    schedule's missed_fires.
     """
 
     @staticmethod
