@@ -5,11 +5,12 @@ from __future__ import annotations
 from grpc.aio import ServicerContext as Context
 from timestep_client.v1 import schedules_pb2, schedules_pb2_grpc
 
-from timestep.api import convert
+from timestep.api import convert, validation
 from timestep.api.auth import current_tenant
 from timestep.api.errors import unary
 from timestep.domain import Schedule, ScheduleSpec
 from timestep.runs.schedules import Schedules
+from timestep.settings import Limits
 
 
 def schedule_to_proto(schedule: Schedule) -> schedules_pb2.Schedule:
@@ -28,26 +29,27 @@ def schedule_to_proto(schedule: Schedule) -> schedules_pb2.Schedule:
 
 
 def _require_id(schedule_id: str) -> str:
-    return convert.require(schedule_id, "schedule_id", "pass an id from CreateSchedule or ListSchedules")
+    return validation.require(schedule_id, "schedule_id", "pass an id from CreateSchedule or ListSchedules")
 
 
 class ScheduleService(schedules_pb2_grpc.ScheduleServiceServicer):  # type: ignore[misc]
-    def __init__(self, schedules: Schedules) -> None:
+    def __init__(self, schedules: Schedules, limits: Limits) -> None:
         self._schedules = schedules
+        self.limits = limits
 
     @unary
     async def CreateSchedule(
         self, request: schedules_pb2.CreateScheduleRequest, context: Context
     ) -> schedules_pb2.CreateScheduleResponse:
         spec = ScheduleSpec(
-            cron=convert.require(request.cron, "cron", 'give a cron expression such as "0 9 * * 1-5"'),
+            cron=validation.require(request.cron, "cron", 'give a cron expression such as "0 9 * * 1-5"'),
             timezone=request.timezone,
-            agent=convert.require(
+            agent=validation.require(
                 request.agent, "agent", "name a registered agent (see AgentService.ListAgents)"
             ),
             input=request.input,
-            model=convert.optional_id(request.model, "model"),
-            metadata=convert.metadata_from_proto(request.metadata),
+            model=request.model,
+            metadata=dict(request.metadata),
         )
         schedule = await self._schedules.create(request.schedule_id, spec, tenant=current_tenant())
         return schedules_pb2.CreateScheduleResponse(schedule=schedule_to_proto(schedule))

@@ -81,15 +81,7 @@ class RunOrchestrator:
     async def list_interruptions(
         self, run_id: str, page_size: int, page_token: str, *, tenant: str | None = None
     ) -> Page[Interruption]:
-        if not run_id:
-            return await self._store.list_pending_interruptions(page_size, page_token, tenant=tenant)
-        if page_token:
-            raise InvalidArgumentError(
-                "page_token is only used when listing pending interruptions across runs; a run's "
-                "interruptions come in one page.",
-                field="page_token",
-            )
-        return Page((await self._store.get_run(run_id, tenant=tenant)).interruptions, "")
+        return await self._store.list_interruptions(run_id, page_size, page_token, tenant=tenant)
 
     def follow(
         self, run_id: str, after_sequence: int, *, tenant: str | None = None
