@@ -656,8 +656,10 @@ def forged_token(after_id: str, scope: str = "pending", after: str = "2020-01-01
     return base64.urlsafe_b64encode(raw.encode()).decode()
 
 
-def usage(**times: Timestamp) -> Callable[[World], Message]:
-    return lambda w: usage_pb2.GetUsageRequest(**times)
+def usage(
+    start_time: Timestamp | None = None, end_time: Timestamp | None = None
+) -> Callable[[World], Message]:
+    return lambda w: usage_pb2.GetUsageRequest(start_time=start_time, end_time=end_time)
 
 
 def too_long(
