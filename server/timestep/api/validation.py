@@ -107,6 +107,10 @@ def is_map(field: FieldDescriptor) -> bool:
     return field.message_type is not None and bool(field.message_type.GetOptions().map_entry)
 
 
+def is_timestamp(field: FieldDescriptor) -> bool:
+    return field.message_type is not None and field.message_type.full_name == Timestamp.DESCRIPTOR.full_name
+
+
 def uncapped_fields(descriptor: Descriptor) -> list[str]:
     """The string fields of a request type that `CAPS` has no rule for (there should be none)."""
     return [
@@ -125,7 +129,7 @@ def check_request(request: Message, limits: Limits) -> None:
             check_metadata(field.name, dict(value))
         elif field.type == FieldDescriptor.TYPE_STRING and not field.is_repeated:
             cap_of(field).check(field.name, value, limits)
-        elif field.message_type is Timestamp.DESCRIPTOR:
+        elif is_timestamp(field):
             check_timestamp(field.name, value)
     reject_nul_characters(request)
 
