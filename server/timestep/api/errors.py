@@ -151,7 +151,8 @@ AnyServicer = TypeVar("AnyServicer", bound=Servicer)
 def unary(
     method: Callable[[AnyServicer, Request, grpc.aio.ServicerContext], Awaitable[Response]],
 ) -> Callable[[AnyServicer, Request, grpc.aio.ServicerContext], Awaitable[Response]]:
-    """Turn domain errors raised by a unary RPC into their status codes."""
+    """Check the request (`check_request`), then turn domain errors raised by a unary RPC into
+    their status codes."""
 
     @functools.wraps(method)
     async def wrapper(self: AnyServicer, request: Request, context: grpc.aio.ServicerContext) -> Response:
@@ -169,7 +170,8 @@ def unary(
 def server_streaming(
     method: Callable[[AnyServicer, Request, grpc.aio.ServicerContext], AsyncIterator[Response]],
 ) -> Callable[[AnyServicer, Request, grpc.aio.ServicerContext], AsyncIterator[Response]]:
-    """Turn domain errors raised by a server-streaming RPC into their status codes."""
+    """Check the request (`check_request`), then turn domain errors raised by a server-streaming
+    RPC into their status codes."""
 
     @functools.wraps(method)
     async def wrapper(

@@ -758,11 +758,8 @@ class RunStore:
                 )
             interruption = found[0]
             if interruption.status is not InterruptionStatus.PENDING:
-                if (interruption.status, interruption.always, interruption.message) == (
-                    decision,
-                    always,
-                    message,
-                ):
+                recorded = (interruption.status, interruption.always, interruption.message)
+                if recorded == (decision, always, message):
                     return interruption, []
                 raise already_decided(interruption)
             if run.status is not RunStatus.INTERRUPTED or interruption.segment != run.segment_count:
