@@ -1111,6 +1111,30 @@ async def test_a_repeated_decision_that_differs_says_what_was_recorded(
     assert (await client.get_run(run.id)).interruptions == [recorded]
 
 
+async def test_an_imported_rejection_message_has_the_cap_of_reject_interruption(
+    client: TimestepClient, fake_openai: FakeOpenAI, database_url: str
+) -> None:
+    run = await _interrupted(client, fake_openai)
+    state = await RunState.from_string(assistant, (await client.get_state(run.id)).state_json)
+    [approval] = state.get_interruptions()
+    state.reject(approval, rejection_message="m" * (MAX_TEXT_BYTES + 1))
+    before = await db_state(database_url)
+
+    error = await expect_rpc_error(
+        client.runs.ImportRunState(
+            runs_pb2.ImportRunStateRequest(agent="assistant", state_json=state.to_string()), timeout=WAIT
+        ),
+        INVALID_ARGUMENT,
+    )
+
+    assert f"is {MAX_TEXT_BYTES + 1} bytes; at most {MAX_TEXT_BYTES} are allowed" in (error.details() or "")
+    status = rpc_status.from_call(error)
+    assert status is not None
+    [info] = details_of(status, error_details_pb2.ErrorInfo)
+    assert info.reason == FIELD_TOO_LONG
+    assert await db_state(database_url) == before
+
+
 async def test_reused_request_id_with_same_arguments_returns_the_same_run(
     client: TimestepClient, fake_openai: FakeOpenAI, database_url: str
 ) -> None:

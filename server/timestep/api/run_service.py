@@ -166,7 +166,9 @@ class RunService(runs_pb2_grpc.RunServiceServicer):  # type: ignore[misc]
             metadata=dict(request.metadata),
             tenant=current_tenant(),
         )
-        run, snapshot = await self._runs.import_run_state(new_run, state_json)
+        run, snapshot = await self._runs.import_run_state(
+            new_run, state_json, max_message_bytes=self.limits.max_text_bytes
+        )
         return runs_pb2.ImportRunStateResponse(
             run=convert.run_to_proto(run),
             format=convert.state_format_to_proto(snapshot.writer),

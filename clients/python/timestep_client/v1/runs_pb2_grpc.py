@@ -263,7 +263,8 @@ class RunServiceServicer:
         RunState, or uses something the conversion does not support, is INVALID_ARGUMENT.
 
         Errors: INVALID_ARGUMENT (STATE_TOO_LARGE: state_json over the server's limit, 8 MiB by
-        default; STATE_NOT_LOADABLE, STATE_NOT_INTERRUPTED, UNSUPPORTED_STATE); NOT_FOUND
+        default; FIELD_TOO_LONG: a rejection message in the state over RejectInterruption's cap;
+        STATE_NOT_LOADABLE, STATE_NOT_INTERRUPTED, UNSUPPORTED_STATE); NOT_FOUND
         (AGENT_NOT_FOUND).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
