@@ -39,3 +39,12 @@ def test_a_schedules_input_has_its_own_cap() -> None:
     check_request(schedules_pb2.CreateScheduleRequest(input="x" * 1000), SMALL)
     with pytest.raises(InvalidArgumentError):
         check_request(runs_pb2.CreateRunRequest(input="x" * 9), SMALL)
+
+
+def test_metadata_keys_are_capped_and_must_not_be_empty() -> None:
+    with pytest.raises(InvalidArgumentError) as caught:
+        check_request(runs_pb2.CreateRunRequest(metadata={"k" * 129: "v"}), SMALL)
+    assert (caught.value.field, caught.value.reason) == ("metadata", "FIELD_TOO_LONG")
+    with pytest.raises(InvalidArgumentError) as caught:
+        check_request(runs_pb2.CreateRunRequest(metadata={"": "v"}), SMALL)
+    assert caught.value.reason == "INVALID_ARGUMENT"

@@ -146,6 +146,7 @@ def check_metadata(field: str, items: dict[str, str]) -> None:
             raise InvalidArgumentError(
                 f"{field} keys must be 1 to {MAX_METADATA_KEY_LENGTH} characters; got {key[:40]!r}.",
                 field=field,
+                reason=FIELD_TOO_LONG if key else "INVALID_ARGUMENT",
             )
         if len(value) > MAX_METADATA_VALUE_LENGTH:
             raise InvalidArgumentError(
