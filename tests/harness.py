@@ -209,7 +209,7 @@ _BASE64 = re.compile(r"[A-Za-z0-9+/]{24,}={0,2}")
 # bytea in a row's text form: \x and hex digits (the backslash doubled inside a quoted field).
 _BYTEA = re.compile(r"\\+x((?:[0-9a-f]{2})+)")
 
-_SECRET_SCAN_SQL = """
+_TABLES_SQL = """
 SELECT table_schema, table_name FROM information_schema.tables
 WHERE table_type = 'BASE TABLE' AND table_schema NOT IN ('pg_catalog', 'information_schema')
 """
@@ -236,7 +236,7 @@ async def assert_no_secret_anywhere(
     Returns the tables scanned, so a caller can check the scan covered what it expects."""
     connection = await asyncpg.connect(database_dsn)
     try:
-        tables = [(row[0], row[1]) for row in await connection.fetch(_SECRET_SCAN_SQL)]
+        tables = [(row[0], row[1]) for row in await connection.fetch(_TABLES_SQL)]
         dumps = {
             f"{schema}.{table}": _decoded(
                 await connection.fetchval(
@@ -255,3 +255,23 @@ async def assert_no_secret_anywhere(
         assert secret not in logs, f"a secret ({secret[:6]}…) is in the logs"
         assert secret not in event_text, f"a secret ({secret[:6]}…) is in the events"
     return sorted(dumps)
+
+
+async def database_fingerprint(database_dsn: str, ignore: Mapping[str, Iterable[str]]) -> dict[str, str]:
+    """An md5 of the rows of every table of the database (every schema, DBOS's included), by
+    "schema.table". `ignore` names columns per table that change on their own (name each with
+    the reason it may be left out)."""
+    connection = await asyncpg.connect(database_dsn)
+    try:
+        tables = [f'"{row[0]}"."{row[1]}"' for row in await connection.fetch(_TABLES_SQL)]
+        parts = []
+        for table in tables:
+            dropped = "".join(f" - '{column}'" for column in ignore.get(table.replace('"', ""), ()))
+            parts.append(
+                f"SELECT '{table}' AS name, md5(coalesce(string_agg(row, ',' ORDER BY row), '')) AS digest "
+                f"FROM (SELECT (to_jsonb(t){dropped})::text AS row FROM {table} t) rows"
+            )
+        found = await connection.fetch(" UNION ALL ".join(parts))
+    finally:
+        await connection.close()
+    return {row["name"].replace('"', ""): row["digest"] for row in found}

@@ -258,8 +258,8 @@ def add_tls_options(serve: argparse.ArgumentParser) -> None:
 def add_limit_options(serve: argparse.ArgumentParser) -> None:
     limits = serve.add_argument_group(
         "limits",
-        "Too large a message or metadata is RESOURCE_EXHAUSTED; too many input items or too large\n"
-        "a state is INVALID_ARGUMENT. Nothing is written either way.",
+        "Too large a message or metadata is RESOURCE_EXHAUSTED; too many input items, too long a\n"
+        "field or too large a state is INVALID_ARGUMENT. Nothing is written either way.",
     )
     for flag, name, what in (
         ("--max-message-size", "max_message_bytes", "largest request message, in bytes"),
@@ -270,6 +270,12 @@ def add_limit_options(serve: argparse.ArgumentParser) -> None:
             "RPCs open at once per connection; clients queue further calls",
         ),
         ("--max-input-items", "max_input_items", "items in CreateRun.input_items_json"),
+        ("--max-input-size", "max_input_bytes", "bytes of CreateRun.input or CreateRun.input_items_json"),
+        (
+            "--max-text-size",
+            "max_text_bytes",
+            "bytes of CancelRun.reason and RejectInterruption.message",
+        ),
         ("--max-state-size", "max_state_bytes", "bytes of ImportRunState.state_json"),
         (
             "--max-active-runs",

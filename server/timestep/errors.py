@@ -9,11 +9,13 @@ from __future__ import annotations
 class TimestepError(Exception):
     """Base class of the errors callers can cause (as opposed to bugs)."""
 
-    def __init__(self, message: str, *, reason: str = "") -> None:
+    def __init__(self, message: str, *, reason: str = "", metadata: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.message = message
         # A stable, machine-readable reason such as "RUN_NOT_FOUND".
         self.reason = reason
+        # Sent as google.rpc.ErrorInfo.metadata: facts a program may act on.
+        self.metadata = metadata or {}
 
 
 class NotFoundError(TimestepError):
@@ -31,8 +33,10 @@ class InvalidArgumentError(TimestepError):
 class FailedPreconditionError(TimestepError):
     """The request is well-formed but the run is in the wrong state for it."""
 
-    def __init__(self, message: str, *, reason: str = "", subject: str = "") -> None:
-        super().__init__(message, reason=reason)
+    def __init__(
+        self, message: str, *, reason: str = "", subject: str = "", metadata: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(message, reason=reason, metadata=metadata)
         # What is in the wrong state, e.g. "runs/run_…"; empty: the run the request names.
         self.subject = subject
 

@@ -15,6 +15,18 @@ DEFAULT_KEEPALIVE_TIME_MS = 60_000
 DEFAULT_KEEPALIVE_TIMEOUT_MS = 20_000
 
 
+# Fixed caps on request fields (see `timestep.api.validation`, which applies them).
+# Ids, names and filters (run_id, agent, model, session_id, request_id, cron, timezone...).
+MAX_ID_LENGTH = 200
+# A page token is a short opaque string the service issued; anything longer is forged.
+MAX_PAGE_TOKEN_LENGTH = 512
+MAX_METADATA_ENTRIES = 64
+MAX_METADATA_KEY_LENGTH = 128
+MAX_METADATA_VALUE_LENGTH = 2048
+# CreateSchedule.input: every ListSchedules answer carries each schedule's input whole.
+MAX_SCHEDULE_INPUT_BYTES = 64 * 1024
+
+
 class ConfigurationError(ValueError):
     """The service cannot start with this configuration; the message says what to change."""
 
@@ -55,6 +67,12 @@ class Limits:
     max_concurrent_streams: int = 1000
     # CreateRun.input_items_json: at most this many items.
     max_input_items: int = 1000
+    # CreateRun.input and CreateRun.input_items_json: at most this many bytes (UTF-8) each.
+    max_input_bytes: int = 1024 * 1024
+    # Free text a person writes that every later GetRun and replay carries (CancelRun.reason,
+    # RejectInterruption.message): at most this many bytes (UTF-8), so a run stays readable
+    # within a client's 4 MiB receive limit.
+    max_text_bytes: int = 8 * 1024
     # ImportRunState.state_json: at most this many bytes (UTF-8); also bounded by the message size.
     max_state_bytes: int = 8 * 1024 * 1024
     # Runs QUEUED or RUNNING at once per tenant (0: no limit); a CreateRun or ResumeRun beyond it

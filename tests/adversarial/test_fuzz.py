@@ -1,8 +1,11 @@
-"""Property-based fuzzing of the two RPCs that take free-form input: ImportRunState (mutations of
-real exported RunStates, Python and TypeScript) and CreateRun (odd text, items, metadata, ids).
+"""Property-based fuzzing: of every RPC of every service, with requests built from the proto
+descriptors (see tests/adversarial/requests.py); and, deeper, of the two RPCs that take free-form
+input: ImportRunState (mutations of real exported RunStates, Python and TypeScript) and
+CreateRun (odd text, items, metadata, ids).
 
 Whatever the input: the status is never UNKNOWN or INTERNAL (a crash), a refused call leaves
-the database exactly as it was, and an accepted one leaves a consistent run behind.
+the database exactly as it was (every table of every schema, DBOS's included), an accepted one
+shows nothing of another tenant's, and a run it made is consistent.
 """
 
 from __future__ import annotations
@@ -10,17 +13,30 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
+import os
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from typing import Any, Final
 
+import asyncpg
 import grpc
 import pytest
-from hypothesis import HealthCheck, event, given, settings
+from google.protobuf import message_factory
+from google.protobuf.descriptor import MethodDescriptor
+from google.protobuf.message import Message
+from grpc_health.v1 import health_pb2
+from hypothesis import HealthCheck, event, given, note, seed, settings
 from hypothesis import strategies as st
+from timestep.runtime.providers import ModelConfig
+from timestep.store.database import resolve_server
 from timestep_client import RunStatus, StateFormat, TimestepClient
-from timestep_client.v1 import runs_pb2
+from timestep_client.v1 import agents_pb2, runs_pb2, schedules_pb2, usage_pb2
 
-from tests.e2e.helpers import EMAIL_ARGS, WAIT, collect_events, db_state, sequences
+from tests.adversarial.requests import messages
+from tests.conftest import StartService
+from tests.e2e.helpers import EMAIL_ARGS, WAIT, collect_events, db_state, sequences, tenant_keys, unique
 from tests.fakes.openai_responses import FakeOpenAI, tool_call
+from tests.harness import create_database, database_fingerprint, drop_database
 
 CRASHES: Final = frozenset({grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL})
 # One service and database serve every example of a test: that sharing is the point (state
@@ -207,3 +223,171 @@ async def test_create_run_never_crashes_nor_leaves_half_a_run(
     assert run.agent == agent
     assert dict(run.metadata) == metadata
     assert sequences(await collect_events(client, run.id)) == list(range(1, run.last_sequence + 1))
+
+
+# ----- every RPC of every service ------------------------------------------------------------
+
+# Replay a failure with the same seed (hypothesis also prints the failing example).
+SEED: Final = int(os.environ.get("TIMESTEP_FUZZ_SEED", "20261203"))
+RPC_EXAMPLES: Final = int(os.environ.get("TIMESTEP_FUZZ_EXAMPLES", "12"))
+# Every service the server offers but reflection: a bidirectional stream of gRPC's own that
+# reads nothing of ours.
+SERVICES: Final = [
+    service
+    for module in (runs_pb2, agents_pb2, schedules_pb2, usage_pb2, health_pb2)
+    for service in module.DESCRIPTOR.services_by_name.values()
+]
+RPCS: Final = [method for service in SERVICES for method in service.methods]
+# Columns that change with nobody calling, left out of the database fingerprint.
+CHANGE_ON_THEIR_OWN: Final = {
+    "public.replicas": ["heartbeat_time"],  # each replica beats every few seconds
+}
+ACME_KEY: Final = "ts_fuzz-acme-key-0123456789abcdef"
+GLOBEX_KEY: Final = "ts_fuzz-globex-key-0123456789abcdef"
+YEARLY: Final = "0 0 1 1 *"
+HEALTH: Final = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
+
+
+@dataclass(frozen=True)
+class Tenants:
+    """The fuzzed tenant (acme), the other one (globex), and the ids the fuzzer tries: of
+    objects of both, so another tenant's ids are always among the candidates."""
+
+    acme: TimestepClient
+    globex: TimestepClient
+    database_url: str
+    known: tuple[str, ...]
+    globex_ids: tuple[str, ...]
+
+
+@pytest.fixture(scope="module")
+def fuzz_database() -> Iterator[str]:
+    """A database of this module's own: its fingerprint covers only what the fuzzer did."""
+    server = asyncio.run(resolve_server()).dsn
+    url = asyncio.run(create_database(server, "timestep_fuzz"))
+    try:
+        yield url
+    finally:
+        asyncio.run(drop_database(url))
+
+
+async def _objects(client: TimestepClient, fake: FakeOpenAI, name: str) -> list[str]:
+    """A run INTERRUPTED on send_email and a paused schedule; their ids."""
+    fake.script(tool_call("send_email", EMAIL_ARGS))
+    run = await client.create_run(
+        "assistant", "Email Bob.", request_id=f"{name}-request", wait=True, timeout=WAIT
+    )
+    assert run.status == RunStatus.RUN_STATUS_INTERRUPTED, run
+    await client.schedules.CreateSchedule(
+        schedules_pb2.CreateScheduleRequest(
+            schedule_id=f"{name}-schedule", cron=YEARLY, agent="assistant", input="hi"
+        )
+    )
+    await client.schedules.PauseSchedule(schedules_pb2.PauseScheduleRequest(schedule_id=f"{name}-schedule"))
+    return [run.id, run.interruptions[0].id, f"{name}-request", f"{name}-schedule", run.session_id]
+
+
+@pytest.fixture
+async def tenants(
+    fuzz_database: str, start_service: StartService, model_config: ModelConfig, fake_openai: FakeOpenAI
+) -> AsyncIterator[Tenants]:
+    keys = tenant_keys(ACME_KEY, GLOBEX_KEY)
+    async with (
+        start_service(model_config, database_url=fuzz_database, api_keys=keys) as service,
+        TimestepClient(f"127.0.0.1:{service.port}", api_key=ACME_KEY) as acme,
+        TimestepClient(f"127.0.0.1:{service.port}", api_key=GLOBEX_KEY) as globex,
+    ):
+        name = unique("fuzz")
+        acme_ids = await _objects(acme, fake_openai, f"{name}-acme")
+        globex_ids = await _objects(globex, fake_openai, f"{name}-globex")
+        names = ["assistant", "billing", "gpt-4.1", "ollama/llama3.2", "timestep.v1.RunService"]
+        yield Tenants(acme, globex, fuzz_database, (*acme_ids, *globex_ids, *names), tuple(globex_ids))
+
+
+async def _settle(tenants: Tenants) -> None:
+    """Wait until nothing happens on its own: no run QUEUED or RUNNING, no DBOS workflow
+    pending, no schedule of the fuzzed tenant active (each is paused: it would fire)."""
+    listed = await tenants.acme.schedules.ListSchedules(schedules_pb2.ListSchedulesRequest(), timeout=WAIT)
+    for schedule in listed.schedules:
+        if schedule.state == schedules_pb2.SCHEDULE_STATE_ACTIVE:
+            request = schedules_pb2.PauseScheduleRequest(schedule_id=schedule.id)
+            await tenants.acme.schedules.PauseSchedule(request, timeout=WAIT)
+    connection = await asyncpg.connect(tenants.database_url)
+    try:
+
+        async def quiet() -> None:
+            # The database announces none of these: poll it, bounded by WAIT.
+            while await connection.fetchval(ACTIVE_SQL):  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+
+        await asyncio.wait_for(quiet(), WAIT)
+    finally:
+        await connection.close()
+
+
+ACTIVE_SQL: Final = """
+SELECT (SELECT count(*) FROM runs WHERE status IN ('queued', 'running'))
+     + (SELECT count(*) FROM dbos.workflow_status WHERE status IN ('PENDING', 'ENQUEUED'))
+"""
+
+
+async def _call(
+    channel: grpc.aio.Channel, method: MethodDescriptor, request: Message
+) -> list[Message] | grpc.aio.AioRpcError:
+    """The responses of one call over the raw channel (the client's interceptors add the key),
+    or its error."""
+    path = f"/{method.containing_service.full_name}/{method.name}"
+    response_type = message_factory.GetMessageClass(method.output_type)
+    codec: dict[str, Any] = {
+        "request_serializer": lambda message: message.SerializeToString(),
+        "response_deserializer": response_type.FromString,
+    }
+    try:
+        if not method.server_streaming:
+            return [await channel.unary_unary(path, **codec)(request, timeout=WAIT)]
+        call = channel.unary_stream(path, **codec)(request, timeout=WAIT)
+        try:
+            if method.containing_service.full_name == HEALTH:
+                return [await call.read()]  # Watch never ends by design: its first answer is the one
+            return [response async for response in call]
+        finally:
+            call.cancel()
+    except grpc.aio.AioRpcError as error:
+        return error
+
+
+@pytest.mark.parametrize("method", RPCS, ids=[method.full_name for method in RPCS])
+@settings(
+    max_examples=RPC_EXAMPLES,
+    deadline=None,
+    database=None,  # the seed alone decides the examples
+    suppress_health_check=[
+        HealthCheck.function_scoped_fixture,
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+    ],
+)
+@seed(SEED)
+@given(data=st.data())
+async def test_every_rpc_refuses_bad_input_cleanly(
+    method: MethodDescriptor, tenants: Tenants, data: st.DataObject
+) -> None:
+    note(f"seed {SEED} (TIMESTEP_FUZZ_SEED), method {method.full_name}")
+    request = data.draw(messages(method.input_type, tenants.known), label="request")
+    await _settle(tenants)
+    before = await database_fingerprint(tenants.database_url, CHANGE_ON_THEIR_OWN)
+
+    outcome = await _call(tenants.acme.channel, method, request)
+
+    if isinstance(outcome, grpc.aio.AioRpcError):
+        event(f"refused: {outcome.code().name}")
+        assert outcome.code() not in CRASHES, f"{outcome.code().name}: {outcome.details()}"
+        after = await database_fingerprint(tenants.database_url, CHANGE_ON_THEIR_OWN)
+        changed = sorted(table for table in before if before[table] != after.get(table))
+        assert not changed, f"a refused call ({outcome.code().name}: {outcome.details()}) changed {changed}"
+        return
+    event("accepted")
+    answered = b"".join(response.SerializeToString() for response in outcome)
+    asked = request.SerializeToString()
+    leaked = [name for name in tenants.globex_ids if name.encode() in answered and name.encode() not in asked]
+    assert not leaked, f"another tenant's objects in the answer: {leaked}"

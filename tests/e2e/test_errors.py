@@ -15,6 +15,7 @@ failing call and checks:
 from __future__ import annotations
 
 import asyncio
+import base64
 import enum
 import json
 from collections.abc import Callable
@@ -26,12 +27,13 @@ import pytest
 from agents import RunContextWrapper
 from agents.run_state import RunState
 from google.protobuf.message import Message
+from google.protobuf.timestamp_pb2 import Timestamp
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 from timestep.examples.agents import assistant
-from timestep.settings import Limits
+from timestep.settings import MAX_SCHEDULE_INPUT_BYTES, Limits
 from timestep_client import RunStatus, TimestepClient
-from timestep_client.v1 import agents_pb2, runs_pb2
+from timestep_client.v1 import agents_pb2, runs_pb2, schedules_pb2, usage_pb2
 
 from tests.e2e.helpers import EMAIL_ARGS, WAIT, collect_events, db_state, expect_rpc_error, unique
 from tests.fakes.openai_responses import FakeOpenAI, error, text, tool_call
@@ -57,6 +59,9 @@ RUN_STATE_HINT: Final = "the string RunState.to_string() returned"
 ITEMS_SHAPE: Final = "input_items_json must be a non-empty JSON array of objects"
 TOO_MANY_METADATA: Final = {f"key{i}": "value" for i in range(65)}
 MAX_STATE_BYTES: Final = Limits().max_state_bytes
+MAX_INPUT_BYTES: Final = Limits().max_input_bytes
+MAX_TEXT_BYTES: Final = Limits().max_text_bytes
+FIELD_TOO_LONG: Final = "FIELD_TOO_LONG"
 
 
 # ----- world: the state a case starts from --------------------------------------------------
@@ -413,6 +418,7 @@ INVALID_ARGUMENT_CASES = [
         "metadata",
         "metadata has 65 entries",
         "at most 64",
+        reason="FIELD_TOO_LONG",
     ),
     invalid(
         "CreateRun-metadata-empty-key",
@@ -426,6 +432,7 @@ INVALID_ARGUMENT_CASES = [
         create(request_id="r" * 201),
         "request_id",
         "request_id is longer than 200 characters",
+        reason="FIELD_TOO_LONG",
     ),
     # ListRuns / ListInterruptions
     invalid(
@@ -487,7 +494,7 @@ INVALID_ARGUMENT_CASES = [
         "ListInterruptions-page-token-with-run-id",
         lambda w: runs_pb2.ListInterruptionsRequest(run_id=w.run_id, page_token="x"),
         "page_token",
-        "a run's interruptions come in one page",
+        "page_token is not a token this service issued",
         setup=Setup.INTERRUPTED,
     ),
     # StreamRunEvents
@@ -506,6 +513,7 @@ INVALID_ARGUMENT_CASES = [
         lambda w: runs_pb2.GetRunRequest(run_id="r" * 201),
         "run_id",
         "run_id is longer than 200 characters",
+        reason="FIELD_TOO_LONG",
     ),
     invalid(
         "GetRun-run-id-NUL",
@@ -647,6 +655,7 @@ INVALID_ARGUMENT_CASES = [
         "metadata",
         "metadata has 65 entries",
         "at most 64",
+        reason="FIELD_TOO_LONG",
         setup=Setup.INTERRUPTED,
     ),
     invalid(
@@ -656,6 +665,7 @@ INVALID_ARGUMENT_CASES = [
         ),
         "session_id",
         "session_id is longer than 200 characters",
+        reason="FIELD_TOO_LONG",
         setup=Setup.INTERRUPTED,
     ),
     invalid(
@@ -664,6 +674,166 @@ INVALID_ARGUMENT_CASES = [
         "state_json",
         f"state_json is {MAX_STATE_BYTES + 3} bytes; at most {MAX_STATE_BYTES} are allowed",
         reason="STATE_TOO_LARGE",
+    ),
+]
+
+
+def forged_token(after_id: str, scope: str = "pending", after: str = "2020-01-01T00:00:00+00:00") -> str:
+    """A page token of the service's shape with contents of our choosing."""
+    raw = json.dumps({"s": scope, "t": after, "i": after_id})
+    return base64.urlsafe_b64encode(raw.encode()).decode()
+
+
+def usage(
+    start_time: Timestamp | None = None, end_time: Timestamp | None = None
+) -> Callable[[World], Message]:
+    return lambda w: usage_pb2.GetUsageRequest(start_time=start_time, end_time=end_time)
+
+
+def too_long(
+    name: str, request: Callable[[World], Message], field: str, *says: str, setup: Setup = Setup.NONE
+) -> Case:
+    return invalid(name, request, field, *says, reason=FIELD_TOO_LONG, setup=setup)
+
+
+# Bad values the service once let through to the database or the client (UNKNOWN, or a run
+# whose GetRun no longer fits a client's 4 MiB receive limit).
+BOUNDARY_CASES = [
+    invalid(
+        "ListInterruptions-forged-page-token-with-NUL",
+        lambda w: runs_pb2.ListInterruptionsRequest(page_token=forged_token("int_\x00")),
+        "page_token",
+        "page_token is not a token this service issued",
+    ),
+    invalid(
+        "ListInterruptions-forged-page-token-time-overflows",
+        lambda w: runs_pb2.ListInterruptionsRequest(
+            page_token=forged_token("x", after="0001-01-01T00:00:00+14:00")
+        ),
+        "page_token",
+        "page_token is not a token this service issued",
+    ),
+    invalid(
+        "ListInterruptions-run-id-negative-page-size",
+        lambda w: runs_pb2.ListInterruptionsRequest(run_id=w.run_id, page_size=-1),
+        "page_size",
+        "page_size must not be negative",
+        setup=Setup.INTERRUPTED,
+    ),
+    invalid(
+        "GetUsage-start-time-seconds-out-of-range",
+        usage(start_time=Timestamp(seconds=10**12)),
+        "start_time",
+        "start_time (seconds=1000000000000, nanos=0) is not a valid Timestamp",
+        "years 1 to 9999",
+        reason="TIMESTAMP_OUT_OF_RANGE",
+    ),
+    invalid(
+        "GetUsage-end-time-before-year-1",
+        usage(end_time=Timestamp(seconds=-(10**12))),
+        "end_time",
+        "is not a valid Timestamp",
+        reason="TIMESTAMP_OUT_OF_RANGE",
+    ),
+    invalid(
+        "GetUsage-end-time-nanos-out-of-range",
+        usage(end_time=Timestamp(seconds=0, nanos=10**9)),
+        "end_time",
+        "nanos from 0 to 999999999",
+        reason="TIMESTAMP_OUT_OF_RANGE",
+    ),
+    invalid(
+        "GetUsage-start-time-negative-nanos",
+        usage(start_time=Timestamp(seconds=0, nanos=-1)),
+        "start_time",
+        "nanos=-1",
+        reason="TIMESTAMP_OUT_OF_RANGE",
+    ),
+    too_long(
+        "CreateRun-input-too-long",
+        create(input="x" * (MAX_INPUT_BYTES + 1)),
+        "input",
+        f"input is {MAX_INPUT_BYTES + 1} bytes; at most {MAX_INPUT_BYTES} are allowed",
+        "Keep earlier turns in a session",
+    ),
+    too_long(
+        "CreateRun-input-too-long-in-UTF-8",
+        create(input="é" * (MAX_INPUT_BYTES // 2 + 1)),
+        "input",
+        f"input is {MAX_INPUT_BYTES + 2} bytes",
+    ),
+    too_long(
+        "CreateRun-input-items-too-long",
+        create(input="", input_items_json=json.dumps([{"role": "user", "content": "x" * MAX_INPUT_BYTES}])),
+        "input_items_json",
+        "bytes; at most",
+    ),
+    too_long(
+        "CreateRun-agent-too-long", create(agent="a" * 201), "agent", "agent is longer than 200 characters"
+    ),
+    too_long(
+        "CreateRun-model-too-long", create(model="m" * 201), "model", "model is longer than 200 characters"
+    ),
+    too_long(
+        "CreateRun-metadata-value-too-long",
+        create(metadata={"k": "v" * 2049}),
+        "metadata",
+        "metadata['k'] is longer than 2048 characters",
+    ),
+    too_long(
+        "CancelRun-reason-too-long",
+        lambda w: runs_pb2.CancelRunRequest(run_id=w.run_id, reason="r" * (MAX_TEXT_BYTES + 1)),
+        "reason",
+        f"reason is {MAX_TEXT_BYTES + 1} bytes; at most {MAX_TEXT_BYTES} are allowed",
+        setup=Setup.INTERRUPTED,
+    ),
+    too_long(
+        "RejectInterruption-message-too-long",
+        lambda w: runs_pb2.RejectInterruptionRequest(
+            run_id=w.run_id, interruption_id=w.interruption_id, message="m" * (MAX_TEXT_BYTES + 1)
+        ),
+        "message",
+        f"message is {MAX_TEXT_BYTES + 1} bytes",
+        setup=Setup.INTERRUPTED,
+    ),
+    too_long(
+        "ListRuns-agent-filter-too-long",
+        lambda w: runs_pb2.ListRunsRequest(agent="a" * 201),
+        "agent",
+        "agent is longer than 200 characters",
+    ),
+    too_long(
+        "ListRuns-page-token-too-long",
+        lambda w: runs_pb2.ListRunsRequest(page_token="A" * 513),
+        "page_token",
+        "page_token is longer than 512 characters",
+        "Pass the next_page_token of the previous page unchanged",
+    ),
+    too_long(
+        "GetUsage-model-filter-too-long",
+        lambda w: usage_pb2.GetUsageRequest(model="m" * 201),
+        "model",
+        "model is longer than 200 characters",
+    ),
+    too_long(
+        "GetAgent-name-too-long",
+        lambda w: agents_pb2.GetAgentRequest(name="n" * 201),
+        "name",
+        "name is longer than 200 characters",
+    ),
+    too_long(
+        "CreateSchedule-input-too-long",
+        lambda w: schedules_pb2.CreateScheduleRequest(
+            cron="0 9 * * 1-5", agent="assistant", input="x" * (MAX_SCHEDULE_INPUT_BYTES + 1)
+        ),
+        "input",
+        f"input is {MAX_SCHEDULE_INPUT_BYTES + 1} bytes; at most {MAX_SCHEDULE_INPUT_BYTES} are allowed",
+    ),
+    too_long(
+        "GetSchedule-schedule-id-too-long",
+        lambda w: schedules_pb2.GetScheduleRequest(schedule_id="s" * 201),
+        "schedule_id",
+        "schedule_id is longer than 200 characters",
     ),
 ]
 
@@ -715,6 +885,36 @@ FAILED_PRECONDITION_CASES = [
         "INTERRUPTION_ALREADY_DECIDED",
         ("was already approved", DECISION_FINAL),
         setup=Setup.APPROVED,
+    ),
+    Case(
+        "ApproveInterruption-again-with-other-always",
+        lambda w: runs_pb2.ApproveInterruptionRequest(
+            run_id=w.run_id, interruption_id=w.interruption_id, always=True
+        ),
+        FAILED_PRECONDITION,
+        "INTERRUPTION_ALREADY_DECIDED",
+        ("was already approved with always=false", DECISION_FINAL, "Repeating the recorded decision exactly"),
+        setup=Setup.APPROVED,
+    ),
+    Case(
+        "RejectInterruption-again-with-other-message",
+        lambda w: runs_pb2.RejectInterruptionRequest(
+            run_id=w.run_id, interruption_id=w.interruption_id, message="Not now."
+        ),
+        FAILED_PRECONDITION,
+        "INTERRUPTION_ALREADY_DECIDED",
+        ("was already rejected with always=false", DECISION_FINAL),
+        setup=Setup.REJECTED,
+    ),
+    Case(
+        "RejectInterruption-again-with-other-always",
+        lambda w: runs_pb2.RejectInterruptionRequest(
+            run_id=w.run_id, interruption_id=w.interruption_id, always=True
+        ),
+        FAILED_PRECONDITION,
+        "INTERRUPTION_ALREADY_DECIDED",
+        ("was already rejected", DECISION_FINAL),
+        setup=Setup.REJECTED,
     ),
     Case(
         "ApproveInterruption-cancelled-run",
@@ -795,7 +995,13 @@ ALREADY_EXISTS_CASES = [
     for what, changes in REQUEST_ID_REUSED_WITH
 ]
 
-CASES = [*NOT_FOUND_CASES, *INVALID_ARGUMENT_CASES, *FAILED_PRECONDITION_CASES, *ALREADY_EXISTS_CASES]
+CASES = [
+    *NOT_FOUND_CASES,
+    *INVALID_ARGUMENT_CASES,
+    *BOUNDARY_CASES,
+    *FAILED_PRECONDITION_CASES,
+    *ALREADY_EXISTS_CASES,
+]
 
 
 # ----- the test -----------------------------------------------------------------------------
@@ -804,7 +1010,13 @@ CASES = [*NOT_FOUND_CASES, *INVALID_ARGUMENT_CASES, *FAILED_PRECONDITION_CASES, 
 async def call_rpc(client: TimestepClient, request: Message) -> object:
     """Send `request` to the RPC named by its type (GetRunRequest → GetRun) and await the result."""
     method = type(request).__name__.removesuffix("Request")
-    stub = client.agents if isinstance(request, agents_pb2.GetAgentRequest) else client.runs
+    stubs = {
+        runs_pb2.DESCRIPTOR.name: client.runs,
+        agents_pb2.DESCRIPTOR.name: client.agents,
+        usage_pb2.DESCRIPTOR.name: client.usage,
+        schedules_pb2.DESCRIPTOR.name: client.schedules,
+    }
+    stub = stubs[request.DESCRIPTOR.file.name]
     call: Any = getattr(stub, method)(request, timeout=WAIT)
     if method == "StreamRunEvents":
         return [message async for message in call]
@@ -899,6 +1111,56 @@ async def test_repeating_a_decision_is_harmless(
     resumed = await client.resume(run.id, wait=True, timeout=WAIT)
     assert resumed.status == RunStatus.RUN_STATUS_COMPLETED, resumed
     assert [i.status for i in resumed.interruptions] == [expected]
+
+
+async def test_a_repeated_decision_that_differs_says_what_was_recorded(
+    client: TimestepClient, fake_openai: FakeOpenAI, database_url: str
+) -> None:
+    run = await _interrupted(client, fake_openai)
+    recorded = await client.reject(run.id, run.interruptions[0].id, "Not to Bob.", always=True)
+    before = await db_state(database_url)
+
+    error = await expect_rpc_error(
+        client.reject(run.id, recorded.id, "Not to Bob!", always=True), FAILED_PRECONDITION
+    )
+
+    status = rpc_status.from_call(error)
+    assert status is not None
+    [info] = details_of(status, error_details_pb2.ErrorInfo)
+    assert info.reason == "INTERRUPTION_ALREADY_DECIDED"
+    assert dict(info.metadata) == {
+        "status": "rejected",
+        "always": "true",
+        "message": "Not to Bob.",
+        "message_truncated": "false",
+    }
+    assert "was already rejected with always=true and a message" in (error.details() or "")
+    assert await db_state(database_url) == before
+    assert (await client.get_run(run.id)).interruptions == [recorded]
+
+
+async def test_an_imported_rejection_message_has_the_cap_of_reject_interruption(
+    client: TimestepClient, fake_openai: FakeOpenAI, database_url: str
+) -> None:
+    run = await _interrupted(client, fake_openai)
+    state = await RunState.from_string(assistant, (await client.get_state(run.id)).state_json)
+    [approval] = state.get_interruptions()
+    state.reject(approval, rejection_message="m" * (MAX_TEXT_BYTES + 1))
+    before = await db_state(database_url)
+
+    error = await expect_rpc_error(
+        client.runs.ImportRunState(
+            runs_pb2.ImportRunStateRequest(agent="assistant", state_json=state.to_string()), timeout=WAIT
+        ),
+        INVALID_ARGUMENT,
+    )
+
+    assert f"is {MAX_TEXT_BYTES + 1} bytes; at most {MAX_TEXT_BYTES} are allowed" in (error.details() or "")
+    status = rpc_status.from_call(error)
+    assert status is not None
+    [info] = details_of(status, error_details_pb2.ErrorInfo)
+    assert info.reason == FIELD_TOO_LONG
+    assert await db_state(database_url) == before
 
 
 async def test_reused_request_id_with_same_arguments_returns_the_same_run(

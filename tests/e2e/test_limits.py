@@ -19,7 +19,7 @@ from timestep.app import TimestepService
 from timestep.runtime.providers import ModelConfig
 from timestep.settings import Limits
 from timestep_client import RunStatus, TimestepClient
-from timestep_client.v1 import agents_pb2
+from timestep_client.v1 import agents_pb2, runs_pb2
 
 from tests.conftest import StartService
 from tests.e2e.helpers import (
@@ -54,9 +54,8 @@ async def test_a_message_over_the_size_limit_is_resource_exhausted_and_writes_no
     assert await db_state(database_url) == before
     assert fake_openai.requests == []
     # A message under the limit (and over gRPC's default of 4 MiB) reaches the servicer.
-    await expect_rpc_error(
-        client.create_run("nobody", "x" * (MAX_MESSAGE_BYTES // 2), timeout=WAIT), grpc.StatusCode.NOT_FOUND
-    )
+    large_state = runs_pb2.ImportRunStateRequest(agent="nobody", state_json="x" * (MAX_MESSAGE_BYTES // 2))
+    await expect_rpc_error(client.runs.ImportRunState(large_state, timeout=WAIT), grpc.StatusCode.NOT_FOUND)
 
 
 async def test_metadata_over_the_size_limit_is_refused(client: TimestepClient) -> None:

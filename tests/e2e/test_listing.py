@@ -132,3 +132,35 @@ async def test_list_interruptions_without_a_run_lists_pending_calls_of_every_run
     assert len(ids) == len(set(ids)), "each pending interruption is listed once across pages"
     mine = [i for i in listed if i.run_id in (one.id, two.id)]
     assert {i.status for i in mine} == {InterruptionStatus.INTERRUPTION_STATUS_PENDING}
+
+
+async def test_a_runs_interruptions_come_in_pages_of_page_size(
+    client: TimestepClient, fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.script(
+        tool_calls(
+            function_call("send_email", {**EMAIL_ARGS, "to": "bob@example.com"}),
+            function_call("send_email", {**EMAIL_ARGS, "to": "eve@example.com"}),
+        )
+    )
+    run = await client.create_run("assistant", "Email Bob and Eve", wait=True)
+    assert len(run.interruptions) == 2, run
+
+    first = await client.list_interruptions(run.id, page_size=1)
+    second = await client.list_interruptions(run.id, page_size=1, page_token=first.next_page_token)
+
+    assert len(first.interruptions) == 1
+    assert first.next_page_token
+    assert len(second.interruptions) == 1
+    assert not second.next_page_token
+    paged = [*first.interruptions, *second.interruptions]
+    assert sorted(i.id for i in paged) == sorted(i.id for i in run.interruptions)
+    whole = await client.list_interruptions(run.id, page_size=10_000)  # treated as 500
+    assert [i.id for i in whole.interruptions] == [i.id for i in paged]
+    assert not whole.next_page_token
+    # A token is bound to its run.
+    other = await client.create_run("assistant", "Hi", wait=True)
+    await expect_rpc_error(
+        client.list_interruptions(other.id, page_token=first.next_page_token),
+        grpc.StatusCode.INVALID_ARGUMENT,
+    )

@@ -1236,7 +1236,7 @@ async def test_list_pending_interruptions(store: RunStore) -> None:
     token = ""
     pages = 0
     while True:
-        page = await store.list_pending_interruptions(2, token)
+        page = await store.list_interruptions("", 2, token)
         assert len(page.items) <= 2
         assert all(i.status is InterruptionStatus.PENDING for i in page.items)
         listed += [i.id for i in page.items]
@@ -1253,7 +1253,7 @@ async def test_list_pending_interruptions(store: RunStore) -> None:
     if len(listed) > 2:
         assert pages > 1
     with pytest.raises(InvalidArgumentError):
-        await store.list_pending_interruptions(2, "bogus")
+        await store.list_interruptions("", 2, "bogus")
 
 
 async def test_runs_are_still_read_after_a_newer_build_adds_an_interruptions_column(

@@ -1,22 +1,17 @@
-"""Domain ⇄ protobuf conversion and request validation (the only module that knows both)."""
+"""Domain ⇄ protobuf conversion (request validation is `timestep.api.validation`)."""
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import Any
 
-from google.protobuf.descriptor import FieldDescriptor
-from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 from timestep_client.v1 import agents_pb2, runs_pb2
 
-from timestep import ids
 from timestep.domain import (
     EventKind,
     Interruption,
     InterruptionStatus,
-    NewRun,
     Run,
     RunError,
     RunEvent,
@@ -25,14 +20,7 @@ from timestep.domain import (
 )
 from timestep.errors import InvalidArgumentError
 from timestep.runtime.registry import AgentInfo
-from timestep.settings import Limits
 from timestep.state.codec import PYTHON
-
-MAX_ID_LENGTH = 200
-MAX_METADATA_ENTRIES = 64
-MAX_METADATA_KEY_LENGTH = 128
-MAX_METADATA_VALUE_LENGTH = 2048
-
 
 # ----- enums ---------------------------------------------------------------------------------
 
@@ -201,149 +189,3 @@ def agent_to_proto(info: AgentInfo) -> agents_pb2.Agent:
         ],
         handoffs=info.handoffs,
     )
-
-
-# ----- validation ----------------------------------------------------------------------------
-
-
-def reject_nul_characters(request: Message) -> None:
-    """PostgreSQL text cannot hold NUL (U+0000): refuse it in any string field, up front."""
-    for descriptor, value in request.ListFields():
-        if descriptor.message_type is not None and descriptor.message_type.GetOptions().map_entry:
-            texts = [text for pair in value.items() for text in pair if isinstance(text, str)]
-        elif descriptor.type == FieldDescriptor.TYPE_STRING:
-            texts = list(value) if descriptor.is_repeated else [value]
-        else:
-            continue
-        if any("\x00" in text for text in texts):
-            raise InvalidArgumentError(
-                f"{descriptor.name} contains a NUL character (U+0000), which cannot be stored; remove it.",
-                field=descriptor.name,
-            )
-
-
-def _contains_nul(value: Any) -> bool:
-    pending = [value]
-    while pending:
-        item = pending.pop()
-        if isinstance(item, str) and "\x00" in item:
-            return True
-        if isinstance(item, dict):
-            pending.extend(item.keys())
-            pending.extend(item.values())
-        elif isinstance(item, list):
-            pending.extend(item)
-    return False
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON value")
-
-
-def require(value: str, field: str, what: str) -> str:
-    if not value.strip():
-        raise InvalidArgumentError(f"{field} is required: {what}.", field=field)
-    if len(value) > MAX_ID_LENGTH:
-        raise InvalidArgumentError(f"{field} is longer than {MAX_ID_LENGTH} characters.", field=field)
-    return value
-
-
-def optional_id(value: str, field: str) -> str:
-    if len(value) > MAX_ID_LENGTH:
-        raise InvalidArgumentError(f"{field} is longer than {MAX_ID_LENGTH} characters.", field=field)
-    return value
-
-
-def require_run_id(run_id: str) -> str:
-    return require(run_id, "run_id", "pass the id CreateRun returned (e.g. run_…)")
-
-
-def metadata_from_proto(metadata: Any) -> dict[str, str]:
-    items = dict(metadata)
-    if len(items) > MAX_METADATA_ENTRIES:
-        raise InvalidArgumentError(
-            f"metadata has {len(items)} entries; at most {MAX_METADATA_ENTRIES} are allowed.",
-            field="metadata",
-        )
-    for key, value in items.items():
-        if not key or len(key) > MAX_METADATA_KEY_LENGTH:
-            raise InvalidArgumentError(
-                f"metadata keys must be 1 to {MAX_METADATA_KEY_LENGTH} characters; got {key[:40]!r}.",
-                field="metadata",
-            )
-        if len(value) > MAX_METADATA_VALUE_LENGTH:
-            raise InvalidArgumentError(
-                f"metadata[{key!r}] is longer than {MAX_METADATA_VALUE_LENGTH} characters.", field="metadata"
-            )
-    return items
-
-
-def parse_input_items(text: str, max_items: int) -> list[dict[str, Any]]:
-    try:
-        items = json.loads(text, parse_constant=_reject_constant)
-    except (ValueError, RecursionError) as error:
-        raise InvalidArgumentError(
-            f"input_items_json is not valid JSON ({error}). Pass a JSON array of input items, "
-            'e.g. [{"role": "user", "content": "Hello"}].',
-            field="input_items_json",
-        ) from error
-    if not isinstance(items, list) or not items or not all(isinstance(item, dict) for item in items):
-        raise InvalidArgumentError(
-            "input_items_json must be a non-empty JSON array of objects (Responses-API input items), "
-            'e.g. [{"role": "user", "content": "Hello"}].',
-            field="input_items_json",
-        )
-    if len(items) > max_items:
-        raise InvalidArgumentError(
-            f"input_items_json has {len(items)} items; at most {max_items} are allowed. Keep earlier "
-            "turns in a session (session_id) instead of resending them.",
-            field="input_items_json",
-            reason="TOO_MANY_INPUT_ITEMS",
-        )
-    if _contains_nul(items):
-        raise InvalidArgumentError(
-            "input_items_json contains a NUL character (\\u0000), which cannot be stored; remove it.",
-            field="input_items_json",
-        )
-    return items
-
-
-def new_run_from_create(request: runs_pb2.CreateRunRequest, limits: Limits) -> NewRun:
-    agent = require(request.agent, "agent", "name a registered agent (see AgentService.ListAgents)")
-    if request.input and request.input_items_json:
-        raise InvalidArgumentError(
-            "Set either input or input_items_json, not both.", field="input_items_json"
-        )
-    run_input: str | list[dict[str, Any]]
-    if request.input_items_json:
-        run_input = parse_input_items(request.input_items_json, limits.max_input_items)
-    elif request.input.strip():
-        run_input = request.input
-    else:
-        raise InvalidArgumentError(
-            "The run has no input: set input (plain text) or input_items_json (a JSON array of items).",
-            field="input",
-        )
-    return NewRun(
-        agent=agent,
-        input=run_input,
-        session_id=ids.session_id(request.session_id),
-        model=optional_id(request.model, "model"),
-        request_id=ids.request_id(request.request_id),
-        metadata=metadata_from_proto(request.metadata),
-    )
-
-
-def require_state_json(state_json: str, limits: Limits) -> str:
-    if not state_json.strip():
-        raise InvalidArgumentError(
-            "state_json is required: pass the string RunState.to_string() returned.", field="state_json"
-        )
-    size = len(state_json.encode())
-    if size > limits.max_state_bytes:
-        raise InvalidArgumentError(
-            f"state_json is {size} bytes; at most {limits.max_state_bytes} are allowed.",
-            field="state_json",
-            reason="STATE_TOO_LARGE",
-        )
-    return state_json

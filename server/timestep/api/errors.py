@@ -17,7 +17,7 @@ import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import grpc
 from google.protobuf import any_pb2, duration_pb2
@@ -25,7 +25,7 @@ from google.protobuf.message import DecodeError, Message
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from timestep.api.convert import reject_nul_characters
+from timestep.api.validation import check_request
 from timestep.errors import (
     AlreadyExistsError,
     FailedPreconditionError,
@@ -35,6 +35,7 @@ from timestep.errors import (
     TimestepError,
 )
 from timestep.observability.interceptor import with_behavior
+from timestep.settings import Limits
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,9 @@ def to_rpc_status(error: TimestepError, request: Message | None = None) -> grpc.
     not name its own (the request's run)."""
     numeric = next(number for kind, _, number in _CODES if isinstance(error, kind))
     reason = error.reason or type(error).__name__
-    details: list[Message] = [error_details_pb2.ErrorInfo(reason=reason, domain=ERROR_DOMAIN)]
+    details: list[Message] = [
+        error_details_pb2.ErrorInfo(reason=reason, domain=ERROR_DOMAIN, metadata=error.metadata)
+    ]
     if isinstance(error, InvalidArgumentError) and error.field:
         violation = error_details_pb2.BadRequest.FieldViolation(field=error.field, description=error.message)
         details.append(error_details_pb2.BadRequest(field_violations=[violation]))
@@ -133,19 +136,29 @@ def _reject_malformed(request: Any) -> None:
 
 Request = TypeVar("Request", bound=Message)
 Response = TypeVar("Response")
-Servicer = TypeVar("Servicer")
+
+
+class Servicer(Protocol):
+    """A servicer of ours: its requests are checked against these limits."""
+
+    @property
+    def limits(self) -> Limits: ...
+
+
+AnyServicer = TypeVar("AnyServicer", bound=Servicer)
 
 
 def unary(
-    method: Callable[[Servicer, Request, grpc.aio.ServicerContext], Awaitable[Response]],
-) -> Callable[[Servicer, Request, grpc.aio.ServicerContext], Awaitable[Response]]:
-    """Turn domain errors raised by a unary RPC into their status codes."""
+    method: Callable[[AnyServicer, Request, grpc.aio.ServicerContext], Awaitable[Response]],
+) -> Callable[[AnyServicer, Request, grpc.aio.ServicerContext], Awaitable[Response]]:
+    """Check the request (`check_request`), then turn domain errors raised by a unary RPC into
+    their status codes."""
 
     @functools.wraps(method)
-    async def wrapper(self: Servicer, request: Request, context: grpc.aio.ServicerContext) -> Response:
+    async def wrapper(self: AnyServicer, request: Request, context: grpc.aio.ServicerContext) -> Response:
         try:
             _reject_malformed(request)
-            reject_nul_characters(request)
+            check_request(request, self.limits)
             return await method(self, request, context)
         except TimestepError as error:
             await context.abort_with_status(to_rpc_status(error, _message_or_none(request)))
@@ -155,17 +168,18 @@ def unary(
 
 
 def server_streaming(
-    method: Callable[[Servicer, Request, grpc.aio.ServicerContext], AsyncIterator[Response]],
-) -> Callable[[Servicer, Request, grpc.aio.ServicerContext], AsyncIterator[Response]]:
-    """Turn domain errors raised by a server-streaming RPC into their status codes."""
+    method: Callable[[AnyServicer, Request, grpc.aio.ServicerContext], AsyncIterator[Response]],
+) -> Callable[[AnyServicer, Request, grpc.aio.ServicerContext], AsyncIterator[Response]]:
+    """Check the request (`check_request`), then turn domain errors raised by a server-streaming
+    RPC into their status codes."""
 
     @functools.wraps(method)
     async def wrapper(
-        self: Servicer, request: Request, context: grpc.aio.ServicerContext
+        self: AnyServicer, request: Request, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[Any]:
         try:
             _reject_malformed(request)
-            reject_nul_characters(request)
+            check_request(request, self.limits)
             async for response in method(self, request, context):
                 yield response
         except TimestepError as error:

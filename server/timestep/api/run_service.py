@@ -11,7 +11,7 @@ from grpc.aio import ServicerContext as Context
 from timestep_client.v1 import runs_pb2, runs_pb2_grpc
 
 from timestep import ids
-from timestep.api import convert
+from timestep.api import convert, validation
 from timestep.api.auth import current_tenant
 from timestep.api.errors import server_streaming, unary
 from timestep.domain import InterruptionStatus, NewRun, RunFilter
@@ -23,25 +23,25 @@ from timestep.settings import Limits
 class RunService(runs_pb2_grpc.RunServiceServicer):  # type: ignore[misc]
     def __init__(self, orchestrator: RunOrchestrator, limits: Limits) -> None:
         self._runs = orchestrator
-        self._limits = limits
+        self.limits = limits
 
     @unary
     async def CreateRun(
         self, request: runs_pb2.CreateRunRequest, context: Context
     ) -> runs_pb2.CreateRunResponse:
         new_run = replace(
-            convert.new_run_from_create(request, self._limits),
+            validation.new_run_from_create(request, self.limits),
             tenant=current_tenant(),
             deadline=_waiting_deadline(context, request.wait),
         )
         run = await self._runs.create_run(
-            new_run, wait=request.wait, max_active_runs=self._limits.max_active_runs
+            new_run, wait=request.wait, max_active_runs=self.limits.max_active_runs
         )
         return runs_pb2.CreateRunResponse(run=convert.run_to_proto(run))
 
     @unary
     async def GetRun(self, request: runs_pb2.GetRunRequest, context: Context) -> runs_pb2.GetRunResponse:
-        run = await self._runs.get_run(convert.require_run_id(request.run_id), tenant=current_tenant())
+        run = await self._runs.get_run(validation.require_run_id(request.run_id), tenant=current_tenant())
         return runs_pb2.GetRunResponse(run=convert.run_to_proto(run))
 
     @unary
@@ -63,7 +63,7 @@ class RunService(runs_pb2_grpc.RunServiceServicer):  # type: ignore[misc]
     async def StreamRunEvents(
         self, request: runs_pb2.StreamRunEventsRequest, context: Context
     ) -> AsyncIterator[runs_pb2.StreamRunEventsResponse]:
-        run_id = convert.require_run_id(request.run_id)
+        run_id = validation.require_run_id(request.run_id)
         tenant = current_tenant()  # before the first yield: later steps run in other tasks
         if request.after_sequence < 0:
             raise InvalidArgumentError(
@@ -78,7 +78,7 @@ class RunService(runs_pb2_grpc.RunServiceServicer):  # type: ignore[misc]
         self, request: runs_pb2.ListInterruptionsRequest, context: Context
     ) -> runs_pb2.ListInterruptionsResponse:
         page = await self._runs.list_interruptions(
-            convert.optional_id(request.run_id, "run_id"),
+            request.run_id,
             request.page_size,
             request.page_token,
             tenant=current_tenant(),
@@ -93,8 +93,8 @@ class RunService(runs_pb2_grpc.RunServiceServicer):  # type: ignore[misc]
         self, request: runs_pb2.ApproveInterruptionRequest, context: Context
     ) -> runs_pb2.ApproveInterruptionResponse:
         interruption = await self._runs.decide(
-            convert.require_run_id(request.run_id),
-            _require_interruption_id(request.interruption_id),
+            validation.require_run_id(request.run_id),
+            validation.require_interruption_id(request.interruption_id),
             InterruptionStatus.APPROVED,
             always=request.always,
             tenant=current_tenant(),
@@ -106,8 +106,8 @@ class RunService(runs_pb2_grpc.RunServiceServicer):  # type: ignore[misc]
         self, request: runs_pb2.RejectInterruptionRequest, context: Context
     ) -> runs_pb2.RejectInterruptionResponse:
         interruption = await self._runs.decide(
-            convert.require_run_id(request.run_id),
-            _require_interruption_id(request.interruption_id),
+            validation.require_run_id(request.run_id),
+            validation.require_interruption_id(request.interruption_id),
             InterruptionStatus.REJECTED,
             always=request.always,
             message=request.message,
@@ -120,11 +120,11 @@ class RunService(runs_pb2_grpc.RunServiceServicer):  # type: ignore[misc]
         self, request: runs_pb2.ResumeRunRequest, context: Context
     ) -> runs_pb2.ResumeRunResponse:
         run = await self._runs.resume_run(
-            convert.require_run_id(request.run_id),
+            validation.require_run_id(request.run_id),
             wait=request.wait,
             tenant=current_tenant(),
             deadline=_waiting_deadline(context, request.wait),
-            max_active_runs=self._limits.max_active_runs,
+            max_active_runs=self.limits.max_active_runs,
         )
         return runs_pb2.ResumeRunResponse(run=convert.run_to_proto(run))
 
@@ -133,7 +133,7 @@ class RunService(runs_pb2_grpc.RunServiceServicer):  # type: ignore[misc]
         self, request: runs_pb2.CancelRunRequest, context: Context
     ) -> runs_pb2.CancelRunResponse:
         run = await self._runs.cancel_run(
-            convert.require_run_id(request.run_id), request.reason, tenant=current_tenant()
+            validation.require_run_id(request.run_id), request.reason, tenant=current_tenant()
         )
         return runs_pb2.CancelRunResponse(run=convert.run_to_proto(run))
 
@@ -142,7 +142,7 @@ class RunService(runs_pb2_grpc.RunServiceServicer):  # type: ignore[misc]
         self, request: runs_pb2.GetRunStateRequest, context: Context
     ) -> runs_pb2.GetRunStateResponse:
         export = await self._runs.get_run_state(
-            convert.require_run_id(request.run_id),
+            validation.require_run_id(request.run_id),
             convert.state_format_from_proto(request.format),
             tenant=current_tenant(),
         )
@@ -158,16 +158,18 @@ class RunService(runs_pb2_grpc.RunServiceServicer):  # type: ignore[misc]
     async def ImportRunState(
         self, request: runs_pb2.ImportRunStateRequest, context: Context
     ) -> runs_pb2.ImportRunStateResponse:
-        agent = convert.require(request.agent, "agent", "name the registered agent the state belongs to")
-        state_json = convert.require_state_json(request.state_json, self._limits)
+        agent = validation.require(request.agent, "agent", "name the registered agent the state belongs to")
+        state_json = validation.require_state_json(request.state_json)
         new_run = NewRun(
             agent=agent,
             input=[],
             session_id=ids.session_id(request.session_id),
-            metadata=convert.metadata_from_proto(request.metadata),
+            metadata=dict(request.metadata),
             tenant=current_tenant(),
         )
-        run, snapshot = await self._runs.import_run_state(new_run, state_json)
+        run, snapshot = await self._runs.import_run_state(
+            new_run, state_json, max_message_bytes=self.limits.max_text_bytes
+        )
         return runs_pb2.ImportRunStateResponse(
             run=convert.run_to_proto(run),
             format=convert.state_format_to_proto(snapshot.writer),
@@ -182,9 +184,3 @@ def _waiting_deadline(context: Context, wait: bool) -> datetime | None:
     if not wait or remaining is None:
         return None
     return datetime.now(UTC) + timedelta(seconds=remaining)
-
-
-def _require_interruption_id(interruption_id: str) -> str:
-    return convert.require(
-        interruption_id, "interruption_id", "pass an id from Run.interruptions or ListInterruptions"
-    )

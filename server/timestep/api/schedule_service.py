@@ -6,11 +6,12 @@ from grpc.aio import ServicerContext as Context
 from timestep_client.v1 import schedules_pb2, schedules_pb2_grpc
 
 from timestep import ids
-from timestep.api import convert
+from timestep.api import convert, validation
 from timestep.api.auth import current_tenant
 from timestep.api.errors import unary
 from timestep.domain import Schedule, ScheduleSpec
 from timestep.runs.schedules import Schedules
+from timestep.settings import Limits
 
 
 def schedule_to_proto(schedule: Schedule) -> schedules_pb2.Schedule:
@@ -31,22 +32,23 @@ def schedule_to_proto(schedule: Schedule) -> schedules_pb2.Schedule:
 
 
 class ScheduleService(schedules_pb2_grpc.ScheduleServiceServicer):  # type: ignore[misc]
-    def __init__(self, schedules: Schedules) -> None:
+    def __init__(self, schedules: Schedules, limits: Limits) -> None:
         self._schedules = schedules
+        self.limits = limits
 
     @unary
     async def CreateSchedule(
         self, request: schedules_pb2.CreateScheduleRequest, context: Context
     ) -> schedules_pb2.CreateScheduleResponse:
         spec = ScheduleSpec(
-            cron=convert.require(request.cron, "cron", 'give a cron expression such as "0 9 * * 1-5"'),
+            cron=validation.require(request.cron, "cron", 'give a cron expression such as "0 9 * * 1-5"'),
             timezone=request.timezone,
-            agent=convert.require(
+            agent=validation.require(
                 request.agent, "agent", "name a registered agent (see AgentService.ListAgents)"
             ),
             input=request.input,
-            model=convert.optional_id(request.model, "model"),
-            metadata=convert.metadata_from_proto(request.metadata),
+            model=request.model,
+            metadata=dict(request.metadata),
         )
         schedule_id = ids.schedule_id(request.schedule_id, required=False)
         schedule = await self._schedules.create(schedule_id, spec, tenant=current_tenant())

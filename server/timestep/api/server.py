@@ -82,9 +82,9 @@ async def build_server(
         interceptors=list(interceptors), options=list(options if options is not None else server_options())
     )
     runs_pb2_grpc.add_RunServiceServicer_to_server(RunService(orchestrator, limits), server)
-    agents_pb2_grpc.add_AgentServiceServicer_to_server(AgentService(registry), server)
-    usage_pb2_grpc.add_UsageServiceServicer_to_server(UsageService(usage), server)
-    schedules_pb2_grpc.add_ScheduleServiceServicer_to_server(ScheduleService(schedules), server)
+    agents_pb2_grpc.add_AgentServiceServicer_to_server(AgentService(registry, limits), server)
+    usage_pb2_grpc.add_UsageServiceServicer_to_server(UsageService(usage, limits), server)
+    schedules_pb2_grpc.add_ScheduleServiceServicer_to_server(ScheduleService(schedules, limits), server)
     health = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     reflection.enable_server_reflection(

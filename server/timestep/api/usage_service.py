@@ -2,30 +2,29 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
-from google.protobuf.timestamp_pb2 import Timestamp
 from grpc.aio import ServicerContext as Context
 from timestep_client.v1 import usage_pb2, usage_pb2_grpc
 
-from timestep.api import convert
+from timestep.api import convert, validation
 from timestep.api.auth import current_tenant
 from timestep.api.errors import unary
 from timestep.domain import UsageFilter
 from timestep.errors import InvalidArgumentError
+from timestep.settings import Limits
 from timestep.store.usage import UsageStore
 
 
 class UsageService(usage_pb2_grpc.UsageServiceServicer):  # type: ignore[misc]
-    def __init__(self, usage: UsageStore) -> None:
+    def __init__(self, usage: UsageStore, limits: Limits) -> None:
         self._usage = usage
+        self.limits = limits
 
     @unary
     async def GetUsage(
         self, request: usage_pb2.GetUsageRequest, context: Context
     ) -> usage_pb2.GetUsageResponse:
-        start = _time(request, "start_time")
-        end = _time(request, "end_time")
+        start = validation.optional_time(request, "start_time")
+        end = validation.optional_time(request, "end_time")
         if start is not None and end is not None and end <= start:
             raise InvalidArgumentError(
                 "end_time must be after start_time (or leave either unset for an open range).",
@@ -47,10 +46,3 @@ class UsageService(usage_pb2_grpc.UsageServiceServicer):  # type: ignore[misc]
                 for group in summary.groups
             ],
         )
-
-
-def _time(request: usage_pb2.GetUsageRequest, field: str) -> datetime | None:
-    if not request.HasField(field):
-        return None
-    stamp: Timestamp = getattr(request, field)
-    return stamp.ToDatetime(tzinfo=UTC)

@@ -81,15 +81,7 @@ class RunOrchestrator:
     async def list_interruptions(
         self, run_id: str, page_size: int, page_token: str, *, tenant: str | None = None
     ) -> Page[Interruption]:
-        if not run_id:
-            return await self._store.list_pending_interruptions(page_size, page_token, tenant=tenant)
-        if page_token:
-            raise InvalidArgumentError(
-                "page_token is only used when listing pending interruptions across runs; a run's "
-                "interruptions come in one page.",
-                field="page_token",
-            )
-        return Page((await self._store.get_run(run_id, tenant=tenant)).interruptions, "")
+        return await self._store.list_interruptions(run_id, page_size, page_token, tenant=tenant)
 
     def follow(
         self, run_id: str, after_sequence: int, *, tenant: str | None = None
@@ -183,9 +175,12 @@ class RunOrchestrator:
             exported.state_json, exported.schema_version, run.agent, exported.writer, run.session_id
         )
 
-    async def import_run_state(self, new_run: NewRun, state_json: str) -> tuple[Run, Snapshot]:
+    async def import_run_state(
+        self, new_run: NewRun, state_json: str, *, max_message_bytes: int
+    ) -> tuple[Run, Snapshot]:
         """A new INTERRUPTED run from Python or TypeScript RunState JSON, and the snapshot stored
-        for it (the JSON as given, with its writer and schema version)."""
+        for it (the JSON as given, with its writer and schema version). A rejection message in
+        the state has RejectInterruption's cap, `max_message_bytes`: every GetRun carries it."""
         agent = self._registry.get(new_run.agent)
         snapshot = describe(state_json)
         try:
@@ -217,6 +212,7 @@ class RunOrchestrator:
             interruption = interruption_for(item)
             decision = decisions.get(interruption.call_id)
             if decision is not None:
+                _check_message_size(interruption.call_id, decision.message, max_message_bytes)
                 interruption = replace(
                     interruption, status=decision.status, always=decision.always, message=decision.message
                 )
@@ -239,3 +235,14 @@ class RunOrchestrator:
 def _model_name(model: object) -> str:
     """An agent's model as a name ('' when it is a Model object or the SDK default)."""
     return model if isinstance(model, str) else ""
+
+
+def _check_message_size(call_id: str, message: str, max_bytes: int) -> None:
+    size = len(message.encode())
+    if size > max_bytes:
+        raise InvalidArgumentError(
+            f"The rejection message of call {call_id!r} in this RunState is {size} bytes; at most "
+            f"{max_bytes} are allowed (as for RejectInterruption.message). Shorten it.",
+            field="state_json",
+            reason="FIELD_TOO_LONG",
+        )

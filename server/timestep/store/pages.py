@@ -40,10 +40,21 @@ def decode_page_token(token: str, scope: str, parse: Callable[[list[str]], T]) -
         return None
     try:
         data = json.loads(base64.urlsafe_b64decode(token.encode()))
-        if data["s"] != scope or not isinstance(data["a"], list):
+        after = data["a"]
+        if data["s"] != scope or not isinstance(after, list) or not all(isinstance(p, str) for p in after):
             raise ValueError("scope")
-        return parse([str(part) for part in data["a"]])
-    except (ValueError, KeyError, TypeError, IndexError, binascii.Error, UnicodeDecodeError) as error:
+        if any("\x00" in part for part in after):  # never in a token this service issued
+            raise ValueError("NUL")
+        return parse(after)
+    except (
+        ValueError,
+        KeyError,
+        TypeError,
+        IndexError,
+        OverflowError,
+        binascii.Error,
+        UnicodeDecodeError,
+    ) as error:
         raise InvalidArgumentError(
             "page_token is not a token this service issued for these filters; "
             "start again with an empty page_token.",

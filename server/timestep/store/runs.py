@@ -13,7 +13,7 @@ import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -81,6 +81,28 @@ def run_not_found(run_id: str) -> NotFoundError:
     )
 
 
+# How much of a recorded rejection message an error repeats (trailers are small).
+ECHOED_MESSAGE_LENGTH = 1024
+
+
+def already_decided(interruption: Interruption) -> FailedPreconditionError:
+    """The refusal of a decision that differs from the one recorded, which it describes."""
+    recorded = f"{interruption.status.value} with always={str(interruption.always).lower()}"
+    if interruption.message:
+        recorded += " and a message"
+    return FailedPreconditionError(
+        f"Interruption {interruption.id} was already {recorded}; a decision cannot be changed. "
+        "Repeating the recorded decision exactly is harmless.",
+        reason="INTERRUPTION_ALREADY_DECIDED",
+        metadata={
+            "status": interruption.status.value,
+            "always": str(interruption.always).lower(),
+            "message": interruption.message[:ECHOED_MESSAGE_LENGTH],
+            "message_truncated": str(len(interruption.message) > ECHOED_MESSAGE_LENGTH).lower(),
+        },
+    )
+
+
 def status_changed(status: RunStatus, reason: str = "") -> PendingEvent:
     return PendingEvent(EventKind.STATUS_CHANGED, {"status": status.value, "reason": reason})
 
@@ -120,7 +142,13 @@ def _encode_page_token(scope: str, after: tuple[datetime, str]) -> str:
 
 
 def _decode_page_token(token: str, scope: str) -> tuple[datetime, str] | None:
-    return decode_page_token(token, scope, lambda after: (datetime.fromisoformat(after[0]), after[1]))
+    return decode_page_token(token, scope, lambda after: (_utc(datetime.fromisoformat(after[0])), after[1]))
+
+
+def _utc(stamp: datetime) -> datetime:
+    """A token's time as the service wrote it: in UTC (astimezone overflows for year 1 with a
+    later offset, which only a forged token holds)."""
+    return stamp.replace(tzinfo=UTC) if stamp.tzinfo is None else stamp.astimezone(UTC)
 
 
 # How soon a caller refused for its number of active runs should try again.
@@ -305,14 +333,24 @@ class RunStore:
         )
         return [_event_from_row(row) for row in rows]
 
-    async def list_pending_interruptions(
-        self, page_size: int, page_token: str, *, tenant: str | None = None
+    async def list_interruptions(
+        self, run_id: str, page_size: int, page_token: str, *, tenant: str | None = None
     ) -> Page[Interruption]:
+        """One run's interruptions (`run_id`), or every PENDING interruption of every INTERRUPTED
+        run (empty `run_id`); oldest first, a page at a time."""
         size = clamp_page_size(page_size)
-        after = _decode_page_token(page_token, "pending")
+        scope = f"run:{run_id}" if run_id else "pending"
+        after = _decode_page_token(page_token, scope)
+        if run_id:
+            if await self._pool.fetchval(f"SELECT 1 FROM runs r WHERE {_BY_ID}", run_id, tenant) is None:
+                raise run_not_found(run_id)
+            which, arguments = "i.run_id = $5", [run_id]
+        else:
+            which = "i.status = 'pending' AND r.status = 'interrupted' AND i.segment = r.segment_count"
+            arguments = []
         rows = await self._pool.fetch(
-            """SELECT i.* FROM interruptions i JOIN runs r ON r.id = i.run_id
-               WHERE i.status = 'pending' AND r.status = 'interrupted' AND i.segment = r.segment_count
+            f"""SELECT i.* FROM interruptions i JOIN runs r ON r.id = i.run_id
+               WHERE {which}
                  AND ($1::timestamptz IS NULL OR (i.create_time, i.id) > ($1, $2))
                  AND ($4::text IS NULL OR r.tenant = $4)
                ORDER BY i.create_time, i.id LIMIT $3""",
@@ -320,11 +358,10 @@ class RunStore:
             after[1] if after else "",
             size + 1,
             tenant,
+            *arguments,
         )
         items = [_interruption_from_row(row) for row in rows[:size]]
-        token = (
-            _encode_page_token("pending", (items[-1].create_time, items[-1].id)) if len(rows) > size else ""
-        )
+        token = _encode_page_token(scope, (items[-1].create_time, items[-1].id)) if len(rows) > size else ""
         return Page(items, token)
 
     async def latest_snapshot(self, run_id: str) -> Snapshot | None:
@@ -683,7 +720,8 @@ class RunStore:
         message: str,
         tenant: str | None = None,
     ) -> tuple[Interruption, list[RunEvent]]:
-        """Record an approval or rejection. Repeating the same decision changes nothing."""
+        """Record an approval or rejection. Repeating the same decision (status, always and
+        message alike) changes nothing; any other is FAILED_PRECONDITION."""
         async with self._pool.acquire() as connection, connection.transaction():
             run = await self._get_run(connection, run_id, lock=True, tenant=tenant)
             found = [i for i in run.interruptions if i.id == interruption_id]
@@ -694,14 +732,11 @@ class RunStore:
                     reason="INTERRUPTION_NOT_FOUND",
                 )
             interruption = found[0]
-            if interruption.status is decision:
-                return interruption, []
             if interruption.status is not InterruptionStatus.PENDING:
-                raise FailedPreconditionError(
-                    f"Interruption {interruption_id} was already {interruption.status.value}; "
-                    "a decision cannot be changed.",
-                    reason="INTERRUPTION_ALREADY_DECIDED",
-                )
+                recorded = (interruption.status, interruption.always, interruption.message)
+                if recorded == (decision, always, message):
+                    return interruption, []
+                raise already_decided(interruption)
             if run.status is not RunStatus.INTERRUPTED or interruption.segment != run.segment_count:
                 raise FailedPreconditionError(
                     f"Run {run_id} is {run.status.name}; interruptions can only be decided while the run "

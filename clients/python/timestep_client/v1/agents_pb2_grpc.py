@@ -67,7 +67,7 @@ class AgentServiceServicer:
     def GetAgent(self, request, context):
         """Describes one agent; NOT_FOUND if no agent has that name.
 
-        Errors: INVALID_ARGUMENT (an empty name); NOT_FOUND (AGENT_NOT_FOUND), with a
+        Errors: INVALID_ARGUMENT (an empty name; FIELD_TOO_LONG: over 200 characters); NOT_FOUND (AGENT_NOT_FOUND), with a
         google.rpc.ErrorInfo (domain "timestep.dev", the reason) on each.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)

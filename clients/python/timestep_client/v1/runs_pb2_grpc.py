@@ -37,7 +37,10 @@ class RunServiceStub:
     BadRequest naming the field on INVALID_ARGUMENT (reason "INVALID_ARGUMENT" unless listed)
     and a PreconditionFailure (type = reason, subject "runs/<run_id>") on FAILED_PRECONDITION.
     Any RPC: INVALID_ARGUMENT (MALFORMED_REQUEST) for bytes that are not a valid request message
-    (e.g. a string field that is not UTF-8); RESOURCE_EXHAUSTED (from gRPC, without details)
+    (e.g. a string field that is not UTF-8); INVALID_ARGUMENT (FIELD_TOO_LONG) for a field over
+    its cap: ids, names and filters 200 characters, page tokens 512, metadata 64 entries of
+    128-character keys and 2048-character values, CreateRun's input 1 MiB (UTF-8) and reasons and
+    messages 8 KiB by default (README, Limits); RESOURCE_EXHAUSTED (from gRPC, without details)
     for a request message or metadata over the server's limits; UNAVAILABLE while the service shuts down; UNAUTHENTICATED when the
     service has API keys and the call carries no valid `authorization: Bearer <key>` metadata.
     With API keys, every call sees only its key's tenant's runs: another tenant's run or
@@ -118,7 +121,10 @@ class RunServiceServicer:
     BadRequest naming the field on INVALID_ARGUMENT (reason "INVALID_ARGUMENT" unless listed)
     and a PreconditionFailure (type = reason, subject "runs/<run_id>") on FAILED_PRECONDITION.
     Any RPC: INVALID_ARGUMENT (MALFORMED_REQUEST) for bytes that are not a valid request message
-    (e.g. a string field that is not UTF-8); RESOURCE_EXHAUSTED (from gRPC, without details)
+    (e.g. a string field that is not UTF-8); INVALID_ARGUMENT (FIELD_TOO_LONG) for a field over
+    its cap: ids, names and filters 200 characters, page tokens 512, metadata 64 entries of
+    128-character keys and 2048-character values, CreateRun's input 1 MiB (UTF-8) and reasons and
+    messages 8 KiB by default (README, Limits); RESOURCE_EXHAUSTED (from gRPC, without details)
     for a request message or metadata over the server's limits; UNAVAILABLE while the service shuts down; UNAUTHENTICATED when the
     service has API keys and the call carries no valid `authorization: Bearer <key>` metadata.
     With API keys, every call sees only its key's tenant's runs: another tenant's run or
@@ -134,7 +140,7 @@ class RunServiceServicer:
         run ends FAILED (error code "deadline_exceeded").
 
         Errors: INVALID_ARGUMENT (TOO_MANY_INPUT_ITEMS: more input items than the server's
-        limit, 1000 by default); NOT_FOUND (AGENT_NOT_FOUND); ALREADY_EXISTS (REQUEST_ID_REUSED);
+        limit, 1000 by default; FIELD_TOO_LONG); NOT_FOUND (AGENT_NOT_FOUND); ALREADY_EXISTS (REQUEST_ID_REUSED);
         RESOURCE_EXHAUSTED (TOO_MANY_ACTIVE_RUNS, with a RetryInfo: the tenant has as many runs
         QUEUED or RUNNING as the server allows).
         """
@@ -179,16 +185,19 @@ class RunServiceServicer:
         """Lists one run's interruptions (set `run_id`), or every PENDING interruption of every
         INTERRUPTED run (leave `run_id` empty).
 
-        Errors: INVALID_ARGUMENT (a negative page_size, a bad page token); NOT_FOUND
-        (RUN_NOT_FOUND).
+        Errors: INVALID_ARGUMENT (a negative page_size, a bad page token, or one of another
+        run_id); NOT_FOUND (RUN_NOT_FOUND).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ApproveInterruption(self, request, context):
-        """Approves a pending tool call. Approving an already approved interruption again is
-        harmless and returns it unchanged; approving a rejected one is FAILED_PRECONDITION.
+        """Approves a pending tool call. Repeating the recorded decision exactly (approved, the same
+        `always`) is harmless and returns the interruption unchanged; approving a rejected one, or
+        an approved one with another `always`, is FAILED_PRECONDITION (INTERRUPTION_ALREADY_DECIDED,
+        whose ErrorInfo.metadata holds the recorded decision: "status", "always", "message" and
+        "message_truncated", the message being cut to 1024 characters).
 
         Errors: INVALID_ARGUMENT; NOT_FOUND (RUN_NOT_FOUND, INTERRUPTION_NOT_FOUND);
         FAILED_PRECONDITION (INTERRUPTION_ALREADY_DECIDED, RUN_NOT_INTERRUPTED).
@@ -199,7 +208,9 @@ class RunServiceServicer:
 
     def RejectInterruption(self, request, context):
         """Rejects a pending tool call; `message` is what the model is told instead of the tool's
-        output. Rejecting an already rejected interruption again is harmless.
+        output. Repeating the recorded decision exactly (rejected, the same `always` and
+        `message`) is harmless; any other decision on a decided interruption is FAILED_PRECONDITION
+        (INTERRUPTION_ALREADY_DECIDED, with the recorded decision as for ApproveInterruption).
 
         Errors: INVALID_ARGUMENT; NOT_FOUND (RUN_NOT_FOUND, INTERRUPTION_NOT_FOUND);
         FAILED_PRECONDITION (INTERRUPTION_ALREADY_DECIDED, RUN_NOT_INTERRUPTED).
@@ -252,7 +263,8 @@ class RunServiceServicer:
         RunState, or uses something the conversion does not support, is INVALID_ARGUMENT.
 
         Errors: INVALID_ARGUMENT (STATE_TOO_LARGE: state_json over the server's limit, 8 MiB by
-        default; STATE_NOT_LOADABLE, STATE_NOT_INTERRUPTED, UNSUPPORTED_STATE); NOT_FOUND
+        default; FIELD_TOO_LONG: a rejection message in the state over RejectInterruption's cap;
+        STATE_NOT_LOADABLE, STATE_NOT_INTERRUPTED, UNSUPPORTED_STATE); NOT_FOUND
         (AGENT_NOT_FOUND).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -336,7 +348,10 @@ class RunService:
     BadRequest naming the field on INVALID_ARGUMENT (reason "INVALID_ARGUMENT" unless listed)
     and a PreconditionFailure (type = reason, subject "runs/<run_id>") on FAILED_PRECONDITION.
     Any RPC: INVALID_ARGUMENT (MALFORMED_REQUEST) for bytes that are not a valid request message
-    (e.g. a string field that is not UTF-8); RESOURCE_EXHAUSTED (from gRPC, without details)
+    (e.g. a string field that is not UTF-8); INVALID_ARGUMENT (FIELD_TOO_LONG) for a field over
+    its cap: ids, names and filters 200 characters, page tokens 512, metadata 64 entries of
+    128-character keys and 2048-character values, CreateRun's input 1 MiB (UTF-8) and reasons and
+    messages 8 KiB by default (README, Limits); RESOURCE_EXHAUSTED (from gRPC, without details)
     for a request message or metadata over the server's limits; UNAVAILABLE while the service shuts down; UNAUTHENTICATED when the
     service has API keys and the call carries no valid `authorization: Bearer <key>` metadata.
     With API keys, every call sees only its key's tenant's runs: another tenant's run or

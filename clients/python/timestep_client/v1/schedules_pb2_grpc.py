@@ -35,7 +35,9 @@ class ScheduleServiceStub:
     Errors carry a google.rpc.ErrorInfo (domain "timestep.dev", a stable `reason`), plus a
     BadRequest naming the field on INVALID_ARGUMENT and a PreconditionFailure (subject
     "timestep.v1.ScheduleService") on FAILED_PRECONDITION. Every RPC returns
-    FAILED_PRECONDITION (SCHEDULES_NEED_DURABILITY) when the service runs without durability.
+    FAILED_PRECONDITION (SCHEDULES_NEED_DURABILITY) when the service runs without durability,
+    and INVALID_ARGUMENT (FIELD_TOO_LONG) for a field over its cap (ids, names, cron and time zone
+    200 characters, metadata as for CreateRun, input 64 KiB).
     With API keys, schedules belong to the key's tenant (and so do the runs they create): another
     tenant's schedule is NOT_FOUND, and two tenants may use the same schedule_id. A call without
     a valid key is UNAUTHENTICATED.
@@ -93,7 +95,9 @@ class ScheduleServiceServicer:
     Errors carry a google.rpc.ErrorInfo (domain "timestep.dev", a stable `reason`), plus a
     BadRequest naming the field on INVALID_ARGUMENT and a PreconditionFailure (subject
     "timestep.v1.ScheduleService") on FAILED_PRECONDITION. Every RPC returns
-    FAILED_PRECONDITION (SCHEDULES_NEED_DURABILITY) when the service runs without durability.
+    FAILED_PRECONDITION (SCHEDULES_NEED_DURABILITY) when the service runs without durability,
+    and INVALID_ARGUMENT (FIELD_TOO_LONG) for a field over its cap (ids, names, cron and time zone
+    200 characters, metadata as for CreateRun, input 64 KiB).
     With API keys, schedules belong to the key's tenant (and so do the runs they create): another
     tenant's schedule is NOT_FOUND, and two tenants may use the same schedule_id. A call without
     a valid key is UNAUTHENTICATED.
@@ -212,7 +216,9 @@ class ScheduleService:
     Errors carry a google.rpc.ErrorInfo (domain "timestep.dev", a stable `reason`), plus a
     BadRequest naming the field on INVALID_ARGUMENT and a PreconditionFailure (subject
     "timestep.v1.ScheduleService") on FAILED_PRECONDITION. Every RPC returns
-    FAILED_PRECONDITION (SCHEDULES_NEED_DURABILITY) when the service runs without durability.
+    FAILED_PRECONDITION (SCHEDULES_NEED_DURABILITY) when the service runs without durability,
+    and INVALID_ARGUMENT (FIELD_TOO_LONG) for a field over its cap (ids, names, cron and time zone
+    200 characters, metadata as for CreateRun, input 64 KiB).
     With API keys, schedules belong to the key's tenant (and so do the runs they create): another
     tenant's schedule is NOT_FOUND, and two tenants may use the same schedule_id. A call without
     a valid key is UNAUTHENTICATED.

@@ -60,8 +60,10 @@ class UsageServiceServicer:
     def GetUsage(self, request, context):
         """Sums the usage of the model calls made in a time range, in total and by agent and model.
 
-        Errors: INVALID_ARGUMENT (end_time not after start_time), with a google.rpc.ErrorInfo
-        (domain "timestep.dev") and a BadRequest naming the field.
+        Errors: INVALID_ARGUMENT (end_time not after start_time; TIMESTAMP_OUT_OF_RANGE: a time
+        outside years 1 to 9999 or nanos outside 0 to 999999999; FIELD_TOO_LONG: an agent or model
+        filter over 200 characters), with a google.rpc.ErrorInfo (domain "timestep.dev") and a
+        BadRequest naming the field.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
