@@ -30,6 +30,7 @@ from timestep.runs.orchestrator import RunOrchestrator
 from timestep.runs.relay import EventRelay
 from timestep.runs.schedules import NoSchedules, Schedules
 from timestep.runs.segments import SegmentExecutor
+from timestep.runtime.models.request_limits import RequestLimiter
 from timestep.runtime.providers import ModelConfig
 from timestep.runtime.registry import AgentRegistry, load_agents
 from timestep.runtime.runner import openai_tracing
@@ -44,6 +45,7 @@ from timestep.settings import (
     ProviderLimits,
 )
 from timestep.store.database import open_pool, redact, resolve_database
+from timestep.store.request_slots import RequestSlots
 from timestep.store.runs import RunStore
 from timestep.store.usage import UsageStore
 
@@ -65,7 +67,8 @@ class ServiceConfig:
     durable: bool = True
     # This replica's name among those sharing the database; default host:port.
     executor_id: str = ""
-    # Queue limits per model provider ("openai", "ollama", ...).
+    # Limits per model provider ("openai", "ollama", ...): concurrency on its queue, requests at
+    # each model request.
     provider_limits: dict[str, ProviderLimits] = field(default_factory=dict)
     # A replica silent this long is presumed dead and its segments are recovered elsewhere.
     replica_timeout_s: float = DEFAULT_REPLICA_TIMEOUT_S
@@ -161,6 +164,11 @@ class TimestepService:
             model_config or ModelConfig.from_env(),
             max_turns=config.max_turns,
             trace_segments=tracing is not None,
+            request_limiter=(
+                RequestLimiter(RequestSlots(pool), config.provider_limits)
+                if any(limits.requests is not None for limits in config.provider_limits.values())
+                else None
+            ),
         )
         launcher: SegmentLauncher
         schedules: Schedules

@@ -155,9 +155,10 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         type=parse_provider_limit,
         metavar="PROVIDER:concurrency=N,requests=M,period=S",
-        help="limits for a model provider, whose segments then wait on its queue (without limits "
-        "they start at once), e.g. openai:concurrency=8,requests=2,period=1 (at most 8 segments at "
-        "once, 2 segment starts per second); repeatable",
+        help="limits for a model provider across all replicas, e.g. "
+        "openai:concurrency=8,requests=2,period=1: at most 8 segments at once (the others wait on "
+        "the provider's queue) and 2 model requests per second (each request waits for a slot); "
+        "'default:...' applies to other prefixes; repeatable",
     )
     durability.add_argument(
         "--replica-timeout",

@@ -20,6 +20,7 @@ from timestep.errors import FailedPreconditionError
 from timestep.observability.context import run_id_var
 from timestep.runs.events import EventBus
 from timestep.runtime.failures import describe_failure
+from timestep.runtime.models.request_limits import RequestLimiter
 from timestep.runtime.providers import ModelConfig
 from timestep.runtime.registry import AgentRegistry
 from timestep.runtime.runner import (
@@ -74,6 +75,8 @@ class SegmentExecutor:
     max_turns: int = DEFAULT_MAX_TURNS
     # Have the Agents SDK report spans (to OpenTelemetry, see observability/tracing.py).
     trace_segments: bool = False
+    # Provider request limits, taken before each model request (None: no provider has one).
+    request_limiter: RequestLimiter | None = None
 
     async def execute(self, run_id: str, segment: int, steps: StepRunner) -> None:
         """Execute segment `segment` of a run queued for it, and record how it ended.
@@ -120,7 +123,12 @@ class SegmentExecutor:
                         if run.session_id
                         else None
                     ),
-                    run_config=default_run_config(self.model_config, run.model, tracing=self.trace_segments),
+                    run_config=default_run_config(
+                        self.model_config,
+                        run.model,
+                        tracing=self.trace_segments,
+                        request_limiter=self.request_limiter,
+                    ),
                     listener=RunJournal(self.store, self.bus, run.id, segment),
                     steps=steps,
                     max_turns=self.max_turns,
