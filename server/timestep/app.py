@@ -140,8 +140,9 @@ class TimestepService:
         registry: AgentRegistry | None = None,
         model_config: ModelConfig | None = None,
     ) -> TimestepService:
-        # Bad TLS files fail here, before anything is started.
+        # Bad TLS files or a bad price table fail here, before anything is started.
         credentials = server_credentials(config.tls_cert_file, config.tls_key_file, config.tls_client_ca_file)
+        model_config = model_config or ModelConfig.from_env()
         check_exposure(config.host, config.api_keys, allow_unauthenticated=config.allow_unauthenticated)
         tracing = _start_tracing(config)
         registry = registry or load_agents(config.agents)
@@ -161,7 +162,7 @@ class TimestepService:
             bus,
             registry,
             pool,
-            model_config or ModelConfig.from_env(),
+            model_config,
             max_turns=config.max_turns,
             trace_segments=tracing is not None,
             request_limiter=(

@@ -132,10 +132,10 @@ def build_parser() -> argparse.ArgumentParser:
     operations.add_argument(
         "--otlp-endpoint",
         metavar="URL",
-        default=os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"),
         help="export OpenTelemetry traces (RPCs, run segments, model and tool calls) with OTLP/HTTP to "
         "this collector, e.g. http://localhost:4318; service name from OTEL_SERVICE_NAME (default: "
-        "OTEL_EXPORTER_OTLP_ENDPOINT, else no tracing; needs pip install 'timestep[otel]')",
+        "OTEL_EXPORTER_OTLP_ENDPOINT, else no tracing). Needs pip install 'timestep[otel]': without "
+        "it this option is an error, and the variable is ignored with a warning",
     )
     durability = serve.add_argument_group("durability")
     durability.add_argument(
@@ -320,6 +320,25 @@ async def serve(config: ServiceConfig, shutdown_grace: float = DEFAULT_SHUTDOWN_
     await service.stop(shutdown_grace)
 
 
+def otlp_endpoint(given: str | None) -> str | None:
+    """--otlp-endpoint, else OTEL_EXPORTER_OTLP_ENDPOINT. The variable is often set for a whole
+    cluster, so without the otel extra it turns tracing off with a warning instead of stopping
+    `serve`; the option asks for tracing explicitly, so then `serve` stops with the reason."""
+    if given:
+        return given
+    endpoint = os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+    if not endpoint:
+        return None
+    try:
+        import timestep.observability.tracing  # noqa: F401
+    except ConfigurationError as missing:
+        logging.getLogger(__name__).warning(
+            "OTEL_EXPORTER_OTLP_ENDPOINT is set, but tracing is off: %s", missing
+        )
+        return None
+    return endpoint
+
+
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     if args.command == "api-keys":
@@ -348,7 +367,7 @@ def main(argv: list[str] | None = None) -> None:
         tls_client_ca_file=args.tls_client_ca,
         limits=Limits(**{limit.name: getattr(args, limit.name) for limit in dataclasses.fields(Limits)}),
         authenticate_health=args.authenticate_health,
-        otlp_endpoint=args.otlp_endpoint or None,
+        otlp_endpoint=otlp_endpoint(args.otlp_endpoint),
         otel_service_name=os.environ.get("OTEL_SERVICE_NAME", "timestep"),
         allow_unauthenticated=args.allow_unauthenticated,
     )
@@ -357,5 +376,6 @@ def main(argv: list[str] | None = None) -> None:
     try:
         api_keys = ApiKeys.load(os.environ.get("TIMESTEP_API_KEYS", ""), args.api_keys_file)
         asyncio.run(serve(dataclasses.replace(config, api_keys=api_keys), args.shutdown_grace))
-    except ConfigurationError as error:  # bad TLS files, key entries, or no keys on a public address
-        sys.exit(f"timestep: {error}")
+    except ConfigurationError as error:  # bad TLS or price files, key entries, no keys on a public address
+        print(f"timestep: {error}", file=sys.stderr)
+        sys.exit(USAGE)

@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from timestep.api.tls import TlsConfigError, server_credentials
 from timestep.app import TimestepService
+from timestep.commands.output import USAGE
 from timestep.runtime.providers import ModelConfig
 from timestep_client import RunStatus, TimestepClient, TlsOptions
 from timestep_client.v1 import agents_pb2
@@ -253,6 +254,6 @@ async def test_serve_with_a_mismatched_key_exits_with_a_message(certificates: Ce
         str(certificates.client.key),
     )
 
-    assert code == 1
+    assert code == USAGE
     assert "cannot be used together" in stderr
     assert "Traceback" not in stderr

@@ -19,7 +19,7 @@ from timestep_client.v1 import runs_pb2
 
 OK: Final = 0
 RUN_FAILED: Final = 1  # the run ended FAILED or CANCELLED
-USAGE: Final = 2  # argparse's own code for a bad command line
+USAGE: Final = 2  # argparse's own code for a bad command line; also a configuration `serve` refuses
 RUN_INTERRUPTED: Final = 3  # the run is paused awaiting approval
 NOT_FOUND: Final = 4
 REFUSED: Final = 5  # the request cannot succeed as it is
@@ -55,7 +55,7 @@ _CODE_EXITS: Final = {
 _MEANINGS: Final = {
     OK: "success",
     RUN_FAILED: "the run ended FAILED or CANCELLED (runs create/resume --wait, runs events)",
-    USAGE: "usage error (bad command line)",
+    USAGE: "usage error: a bad command line, or a configuration serve cannot start with",
     RUN_INTERRUPTED: "the run is INTERRUPTED, awaiting approval (runs create/resume --wait)",
     NOT_FOUND: "not found",
     REFUSED: "the request was refused",
