@@ -19,6 +19,7 @@ from timestep.api.server import (
     build_server,
     server_options,
     set_not_serving,
+    start_health_server,
 )
 from timestep.api.tls import server_credentials
 from timestep.durability.engine import DurableEngine, default_executor_id
@@ -75,6 +76,9 @@ class ServiceConfig:
     # Prometheus metrics over HTTP on this port (0: any free port); None: no metrics endpoint.
     metrics_port: int | None = None
     metrics_host: str = "127.0.0.1"
+    # The health service alone, plaintext, on this port too (0: any free port); None: not served.
+    health_port: int | None = None
+    health_host: str = "127.0.0.1"
     # gRPC keepalive pings on idle connections.
     keepalive_time_ms: int = DEFAULT_KEEPALIVE_TIME_MS
     keepalive_timeout_ms: int = DEFAULT_KEEPALIVE_TIMEOUT_MS
@@ -114,6 +118,7 @@ class TimestepService:
         metrics_server: MetricsServer | None = None,
         bus: EventBus | None = None,
         tracing: Tracing | None = None,
+        health_server: tuple[grpc.aio.Server, int] | None = None,
     ) -> None:
         self.pool = pool
         self.orchestrator = orchestrator
@@ -130,6 +135,9 @@ class TimestepService:
         self._metrics_server = metrics_server
         # The bound metrics port, when the metrics endpoint is on.
         self.metrics_port = metrics_server.port if metrics_server else None
+        self._health_server = health_server[0] if health_server else None
+        # The bound plaintext health port, when it is on.
+        self.health_port = health_server[1] if health_server else None
         self._stopped = False
 
     @classmethod
@@ -217,6 +225,10 @@ class TimestepService:
             metrics_server = MetricsServer(metrics)
             bound = await metrics_server.start(config.metrics_host, config.metrics_port)
             log.info("metrics on http://%s:%s/metrics", config.metrics_host, bound)
+        health_server: tuple[grpc.aio.Server, int] | None = None
+        if config.health_port is not None:
+            health_server = await start_health_server(health, f"{config.health_host}:{config.health_port}")
+            log.info("health checks (plaintext) on %s:%s", config.health_host, health_server[1])
         log.info(
             "serving %s on %s:%s (%s, executor %s)",
             ", ".join(registry.names()),
@@ -238,6 +250,7 @@ class TimestepService:
             metrics_server=metrics_server,
             bus=bus,
             tracing=tracing,
+            health_server=health_server,
         )
 
     @property
@@ -266,6 +279,8 @@ class TimestepService:
         await self.drain()
         await self.server.stop(grace)
         log.info("gRPC server stopped after %.1fs", time.monotonic() - started)
+        if self._health_server is not None:  # it said NOT_SERVING until now
+            await self._health_server.stop(0)
         if self.metrics is not None:
             self.metrics.stop_observing_model_calls()
         if self._metrics_server is not None:

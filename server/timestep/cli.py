@@ -109,6 +109,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--metrics-host", default="127.0.0.1", help="address for the metrics endpoint (default: %(default)s)"
     )
     operations.add_argument(
+        "--health-port",
+        type=int,
+        default=int(os.environ.get("TIMESTEP_HEALTH_PORT", "0")) or None,
+        help="also serve the gRPC health service alone, plaintext, on this port: for container "
+        "health checks and Kubernetes gRPC probes, which then need no TLS client certificate or "
+        "API key even under mTLS (default: TIMESTEP_HEALTH_PORT, else off)",
+    )
+    operations.add_argument(
+        "--health-host",
+        default=os.environ.get("TIMESTEP_HEALTH_HOST", "127.0.0.1"),
+        help="address for --health-port (default: TIMESTEP_HEALTH_HOST, else %(default)s; a "
+        "probe from outside the container needs 0.0.0.0)",
+    )
+    operations.add_argument(
         "--keepalive-time",
         type=float,
         default=DEFAULT_KEEPALIVE_TIME_MS / 1000,
@@ -360,6 +374,8 @@ def main(argv: list[str] | None = None) -> None:
         replica_timeout_s=args.replica_timeout,
         metrics_port=args.metrics_port or None,
         metrics_host=args.metrics_host,
+        health_port=args.health_port,
+        health_host=args.health_host,
         keepalive_time_ms=round(args.keepalive_time * 1000),
         keepalive_timeout_ms=round(args.keepalive_timeout * 1000),
         tls_cert_file=args.tls_cert,

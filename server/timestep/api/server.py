@@ -100,6 +100,19 @@ async def build_server(
     return server, health, port
 
 
+async def start_health_server(health: health_aio.HealthServicer, address: str) -> tuple[grpc.aio.Server, int]:
+    """A plaintext server of the health service alone, answering what `health` says (so it turns
+    NOT_SERVING with the main port while draining): a container health check or a Kubernetes gRPC
+    probe needs neither the main port's TLS client certificate nor an API key. It serves no data."""
+    server = grpc.aio.server()
+    health_pb2_grpc.add_HealthServicer_to_server(health, server)
+    port = server.add_insecure_port(address)
+    if port == 0:
+        raise OSError(f"could not bind the health port {address}; is another process using it?")
+    await server.start()
+    return server, port
+
+
 async def set_not_serving(health: health_aio.HealthServicer) -> None:
     """Report NOT_SERVING overall and for every service (for load balancers and Watch callers)."""
     for name in ("", *SERVICE_NAMES):
