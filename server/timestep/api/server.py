@@ -7,7 +7,6 @@ from collections.abc import Sequence
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
-from grpc_reflection.v1alpha import reflection
 from timestep_client.v1 import (
     agents_pb2,
     agents_pb2_grpc,
@@ -20,6 +19,7 @@ from timestep_client.v1 import (
 )
 
 from timestep.api.agent_service import AgentService
+from timestep.api.reflection import enable_reflection
 from timestep.api.run_service import RunService
 from timestep.api.schedule_service import ScheduleService
 from timestep.api.usage_service import UsageService
@@ -87,10 +87,7 @@ async def build_server(
     schedules_pb2_grpc.add_ScheduleServiceServicer_to_server(ScheduleService(schedules), server)
     health = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
-    reflection.enable_server_reflection(
-        (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
-        server,
-    )
+    enable_reflection((*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name), server)
     port = server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
     if port == 0:
         raise OSError(f"could not bind {address}; is another process using the port?")
