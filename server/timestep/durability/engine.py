@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dbos import DBOS, DBOSConfig, Queue, SetWorkflowID
 
 from timestep.durability import workflows
+from timestep.durability.dbos_logs import quiet_cancelled_workflows
 from timestep.durability.replicas import ReplicaMonitor
 from timestep.durability.schedules import DurableSchedules
 from timestep.runs.orchestrator import RunOrchestrator
@@ -58,6 +59,7 @@ def configure_dbos(
         "scheduler_polling_interval_sec": scheduler_polling_interval_s,
     }
     DBOS(config=config)
+    quiet_cancelled_workflows()
 
 
 def ensure_dbos_launched() -> None:
