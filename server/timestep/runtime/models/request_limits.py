@@ -52,15 +52,15 @@ class RateLimitedModel(Model):
     def __init__(self, inner: Model, limiter: RequestLimiter, provider: str, limits: ProviderLimits) -> None:
         self._inner = inner
         self._limiter = limiter
-        self._provider = provider
+        self.provider = provider
         self._limits = limits
 
     async def get_response(self, *args: Any, **kwargs: Any) -> ModelResponse:
-        await self._limiter.wait_for_slot(self._provider, self._limits)
+        await self._limiter.wait_for_slot(self.provider, self._limits)
         return await self._inner.get_response(*args, **kwargs)
 
     async def stream_response(self, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
-        await self._limiter.wait_for_slot(self._provider, self._limits)
+        await self._limiter.wait_for_slot(self.provider, self._limits)
         async for event in self._inner.stream_response(*args, **kwargs):
             yield event
 
