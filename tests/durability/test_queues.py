@@ -126,6 +126,36 @@ async def test_a_provider_request_limit_holds_for_every_model_request_across_rep
     assert arrivals[-1] - arrivals[0] >= 5 * (1.0 - REQUEST_JITTER_S)
 
 
+async def test_a_model_call_replayed_after_a_crash_takes_no_request_slot(
+    launch: LaunchReplica, fake_openai: FakeOpenAI, durable_database: str
+) -> None:
+    held = asyncio.Event()
+    fake_openai.script(
+        tool_call("get_weather", {"city": "Paris"}),
+        gate(text("Never delivered."), held),
+        text("Sunny in Paris."),
+    )
+    server = await launch("limited-recovery", "--provider-limit", "openai:requests=100,period=60")
+    slots = await asyncpg.connect(durable_database)
+    try:
+        await slots.execute(_LOG_SLOTS)
+        async with server.client() as client:
+            run = await client.create_run("assistant", "Weather in Paris?")
+            await fake_openai.wait_for_requests(2, WAIT)  # the second model call is in flight
+            await server.restart()
+            await follow_to_stop(client, run.id)
+            final = await client.get_run(run.id)
+        taken = await slots.fetchval("SELECT count(*) FROM test_slot_log")
+    finally:
+        await slots.close()
+
+    assert final.status == RunStatus.RUN_STATUS_COMPLETED, final
+    assert final.final_output == "Sunny in Paris."
+    # The first call was replayed from the journal; the one cut off by the kill was sent again.
+    assert len(fake_openai.requests) == 3
+    assert taken == 3
+
+
 # Copies each slot taken into a table of the test's own: the limiter deletes slots once they are
 # older than the period.
 _LOG_SLOTS: Final = """
