@@ -111,10 +111,10 @@ def build_parser() -> argparse.ArgumentParser:
     operations.add_argument(
         "--health-port",
         type=int,
-        default=int(os.environ.get("TIMESTEP_HEALTH_PORT", "0")) or None,
+        default=int(os.environ.get("TIMESTEP_HEALTH_PORT", "0")),
         help="also serve the gRPC health service alone, plaintext, on this port: for container "
         "health checks and Kubernetes gRPC probes, which then need no TLS client certificate or "
-        "API key even under mTLS (default: TIMESTEP_HEALTH_PORT, else off)",
+        "API key even under mTLS; 0 turns it off (default: TIMESTEP_HEALTH_PORT, else 0)",
     )
     operations.add_argument(
         "--health-host",
@@ -374,7 +374,7 @@ def main(argv: list[str] | None = None) -> None:
         replica_timeout_s=args.replica_timeout,
         metrics_port=args.metrics_port or None,
         metrics_host=args.metrics_host,
-        health_port=args.health_port,
+        health_port=args.health_port or None,
         health_host=args.health_host,
         keepalive_time_ms=round(args.keepalive_time * 1000),
         keepalive_timeout_ms=round(args.keepalive_timeout * 1000),
