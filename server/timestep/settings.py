@@ -28,6 +28,14 @@ class ProviderLimits:
     requests: int | None = None
     period_s: float = 1.0
 
+    def __post_init__(self) -> None:
+        if self.concurrency is not None and self.concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        if self.requests is not None and self.requests < 1:
+            raise ValueError("requests must be at least 1")
+        if not self.period_s > 0:
+            raise ValueError("period must be a positive number of seconds")
+
 
 # Model providers named by a model's prefix; limits for "default" apply to any other prefix.
 KNOWN_PROVIDERS = ("openai", "ollama")
