@@ -15,14 +15,17 @@ RUN useradd --create-home --uid 10001 timestep \
 COPY --from=build /opt/timestep /opt/timestep
 ENV PATH=/opt/timestep/bin:$PATH \
     TIMESTEP_DATA_DIR=/data \
+    TIMESTEP_HEALTH_PORT=50052 \
     PYTHONUNBUFFERED=1
 USER timestep
 VOLUME ["/data"]
 EXPOSE 50051
 # The gRPC health check (overall status): NOT_SERVING while draining on SIGTERM, so the container
-# turns unhealthy as soon as it stops taking calls.
+# turns unhealthy as soon as it stops taking calls. It asks the plaintext, health-only port on
+# loopback (TIMESTEP_HEALTH_PORT), which needs no credentials whatever TLS, mTLS or API keys the
+# main port requires.
 HEALTHCHECK --interval=10s --timeout=8s --start-period=60s --retries=3 \
-  CMD ["timestep", "health", "--target", "127.0.0.1:50051", "--timeout", "5"]
+  CMD ["timestep", "health", "--target", "127.0.0.1:50052", "--timeout", "5"]
 # Environment (see `timestep serve --help` and the README's "Operating Timestep"):
 #   TIMESTEP_API_KEYS  'tenant:sha256:<hex>' entries (`timestep api-keys create --tenant NAME`); the
 #                      service refuses to listen on 0.0.0.0 without keys unless given
@@ -31,4 +34,7 @@ HEALTHCHECK --interval=10s --timeout=8s --start-period=60s --retries=3 \
 #   OPENAI_API_KEY, OPENAI_BASE_URL, OLLAMA_HOST, OLLAMA_API_KEY, FIRECRAWL_API_KEY  model and tool access
 #   TIMESTEP_TLS_CERT, TIMESTEP_TLS_KEY, TIMESTEP_TLS_CLIENT_CA  TLS / mTLS
 #   TIMESTEP_LOG_FORMAT=json, TIMESTEP_METRICS_PORT  operations
+#   TIMESTEP_HEALTH_PORT, TIMESTEP_HEALTH_HOST  the plaintext health-only port (set: 50052 on
+#                      loopback, for the HEALTHCHECK; TIMESTEP_HEALTH_HOST=0.0.0.0 for a
+#                      Kubernetes gRPC probe)
 CMD ["timestep", "serve", "--host", "0.0.0.0", "--port", "50051"]

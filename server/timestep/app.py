@@ -19,6 +19,7 @@ from timestep.api.server import (
     build_server,
     server_options,
     set_not_serving,
+    start_health_server,
 )
 from timestep.api.tls import server_credentials
 from timestep.durability.engine import DurableEngine, default_executor_id
@@ -30,6 +31,7 @@ from timestep.runs.orchestrator import RunOrchestrator
 from timestep.runs.relay import EventRelay
 from timestep.runs.schedules import NoSchedules, Schedules
 from timestep.runs.segments import SegmentExecutor
+from timestep.runtime.models.request_limits import RequestLimiter
 from timestep.runtime.providers import ModelConfig
 from timestep.runtime.registry import AgentRegistry, load_agents
 from timestep.runtime.runner import openai_tracing
@@ -45,6 +47,7 @@ from timestep.settings import (
     ScheduleLimits,
 )
 from timestep.store.database import open_pool, redact, resolve_database
+from timestep.store.request_slots import RequestSlots
 from timestep.store.runs import RunStore
 from timestep.store.schedules import ScheduleStore
 from timestep.store.usage import UsageStore
@@ -67,13 +70,17 @@ class ServiceConfig:
     durable: bool = True
     # This replica's name among those sharing the database; default host:port.
     executor_id: str = ""
-    # Queue limits per model provider ("openai", "ollama", ...).
+    # Limits per model provider ("openai", "ollama", ...): concurrency on its queue, requests at
+    # each model request.
     provider_limits: dict[str, ProviderLimits] = field(default_factory=dict)
     # A replica silent this long is presumed dead and its segments are recovered elsewhere.
     replica_timeout_s: float = DEFAULT_REPLICA_TIMEOUT_S
     # Prometheus metrics over HTTP on this port (0: any free port); None: no metrics endpoint.
     metrics_port: int | None = None
     metrics_host: str = "127.0.0.1"
+    # The health service alone, plaintext, on this port too (0: any free port); None: not served.
+    health_port: int | None = None
+    health_host: str = "127.0.0.1"
     # gRPC keepalive pings on idle connections.
     keepalive_time_ms: int = DEFAULT_KEEPALIVE_TIME_MS
     keepalive_timeout_ms: int = DEFAULT_KEEPALIVE_TIMEOUT_MS
@@ -115,6 +122,7 @@ class TimestepService:
         metrics_server: MetricsServer | None = None,
         bus: EventBus | None = None,
         tracing: Tracing | None = None,
+        health_server: tuple[grpc.aio.Server, int] | None = None,
     ) -> None:
         self.pool = pool
         self.orchestrator = orchestrator
@@ -131,6 +139,9 @@ class TimestepService:
         self._metrics_server = metrics_server
         # The bound metrics port, when the metrics endpoint is on.
         self.metrics_port = metrics_server.port if metrics_server else None
+        self._health_server = health_server[0] if health_server else None
+        # The bound plaintext health port, when it is on.
+        self.health_port = health_server[1] if health_server else None
         self._stopped = False
 
     @classmethod
@@ -141,8 +152,9 @@ class TimestepService:
         registry: AgentRegistry | None = None,
         model_config: ModelConfig | None = None,
     ) -> TimestepService:
-        # Bad TLS files fail here, before anything is started.
+        # Bad TLS files or a bad price table fail here, before anything is started.
         credentials = server_credentials(config.tls_cert_file, config.tls_key_file, config.tls_client_ca_file)
+        model_config = model_config or ModelConfig.from_env()
         check_exposure(config.host, config.api_keys, allow_unauthenticated=config.allow_unauthenticated)
         tracing = _start_tracing(config)
         registry = registry or load_agents(config.agents)
@@ -162,9 +174,14 @@ class TimestepService:
             bus,
             registry,
             pool,
-            model_config or ModelConfig.from_env(),
+            model_config,
             max_turns=config.max_turns,
             trace_segments=tracing is not None,
+            request_limiter=(
+                RequestLimiter(RequestSlots(pool), config.provider_limits)
+                if any(limits.requests is not None for limits in config.provider_limits.values())
+                else None
+            ),
         )
         launcher: SegmentLauncher
         schedules: Schedules
@@ -218,6 +235,10 @@ class TimestepService:
             metrics_server = MetricsServer(metrics)
             bound = await metrics_server.start(config.metrics_host, config.metrics_port)
             log.info("metrics on http://%s:%s/metrics", config.metrics_host, bound)
+        health_server: tuple[grpc.aio.Server, int] | None = None
+        if config.health_port is not None:
+            health_server = await start_health_server(health, f"{config.health_host}:{config.health_port}")
+            log.info("health checks (plaintext) on %s:%s", config.health_host, health_server[1])
         log.info(
             "serving %s on %s:%s (%s, executor %s)",
             ", ".join(registry.names()),
@@ -239,6 +260,7 @@ class TimestepService:
             metrics_server=metrics_server,
             bus=bus,
             tracing=tracing,
+            health_server=health_server,
         )
 
     @property
@@ -267,6 +289,8 @@ class TimestepService:
         await self.drain()
         await self.server.stop(grace)
         log.info("gRPC server stopped after %.1fs", time.monotonic() - started)
+        if self._health_server is not None:  # it said NOT_SERVING until now
+            await self._health_server.stop(0)
         if self.metrics is not None:
             self.metrics.stop_observing_model_calls()
         if self._metrics_server is not None:

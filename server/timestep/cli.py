@@ -110,6 +110,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--metrics-host", default="127.0.0.1", help="address for the metrics endpoint (default: %(default)s)"
     )
     operations.add_argument(
+        "--health-port",
+        type=int,
+        default=int(os.environ.get("TIMESTEP_HEALTH_PORT", "0")),
+        help="also serve the gRPC health service alone, plaintext, on this port: for container "
+        "health checks and Kubernetes gRPC probes, which then need no TLS client certificate or "
+        "API key even under mTLS; 0 turns it off (default: TIMESTEP_HEALTH_PORT, else 0)",
+    )
+    operations.add_argument(
+        "--health-host",
+        default=os.environ.get("TIMESTEP_HEALTH_HOST", "127.0.0.1"),
+        help="address for --health-port (default: TIMESTEP_HEALTH_HOST, else %(default)s; a "
+        "probe from outside the container needs 0.0.0.0)",
+    )
+    operations.add_argument(
         "--keepalive-time",
         type=float,
         default=DEFAULT_KEEPALIVE_TIME_MS / 1000,
@@ -133,10 +147,10 @@ def build_parser() -> argparse.ArgumentParser:
     operations.add_argument(
         "--otlp-endpoint",
         metavar="URL",
-        default=os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"),
         help="export OpenTelemetry traces (RPCs, run segments, model and tool calls) with OTLP/HTTP to "
         "this collector, e.g. http://localhost:4318; service name from OTEL_SERVICE_NAME (default: "
-        "OTEL_EXPORTER_OTLP_ENDPOINT, else no tracing; needs pip install 'timestep[otel]')",
+        "OTEL_EXPORTER_OTLP_ENDPOINT, else no tracing). Needs pip install 'timestep[otel]': without "
+        "it this option is an error, and the variable is ignored with a warning",
     )
     durability = serve.add_argument_group("durability")
     durability.add_argument(
@@ -156,9 +170,10 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         type=parse_provider_limit,
         metavar="PROVIDER:concurrency=N,requests=M,period=S",
-        help="limits for a model provider, whose segments then wait on its queue (without limits "
-        "they start at once), e.g. openai:concurrency=8,requests=2,period=1 (at most 8 segments at "
-        "once, 2 segment starts per second); repeatable",
+        help="limits for a model provider across all replicas, e.g. "
+        "openai:concurrency=8,requests=2,period=1: at most 8 segments at once (the others wait on "
+        "the provider's queue) and 2 model requests per second (each request waits for a slot); "
+        "'default:...' applies to other prefixes; repeatable",
     )
     durability.add_argument(
         "--replica-timeout",
@@ -352,6 +367,25 @@ async def serve(config: ServiceConfig, shutdown_grace: float = DEFAULT_SHUTDOWN_
     await service.stop(shutdown_grace)
 
 
+def otlp_endpoint(given: str | None) -> str | None:
+    """--otlp-endpoint, else OTEL_EXPORTER_OTLP_ENDPOINT. The variable is often set for a whole
+    cluster, so without the otel extra it turns tracing off with a warning instead of stopping
+    `serve`; the option asks for tracing explicitly, so then `serve` stops with the reason."""
+    if given:
+        return given
+    endpoint = os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+    if not endpoint:
+        return None
+    try:
+        import timestep.observability.tracing  # noqa: F401
+    except ConfigurationError as missing:
+        logging.getLogger(__name__).warning(
+            "OTEL_EXPORTER_OTLP_ENDPOINT is set, but tracing is off: %s", missing
+        )
+        return None
+    return endpoint
+
+
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     if args.command == "api-keys":
@@ -373,6 +407,8 @@ def main(argv: list[str] | None = None) -> None:
         replica_timeout_s=args.replica_timeout,
         metrics_port=args.metrics_port or None,
         metrics_host=args.metrics_host,
+        health_port=args.health_port or None,
+        health_host=args.health_host,
         keepalive_time_ms=round(args.keepalive_time * 1000),
         keepalive_timeout_ms=round(args.keepalive_timeout * 1000),
         tls_cert_file=args.tls_cert,
@@ -383,7 +419,7 @@ def main(argv: list[str] | None = None) -> None:
             max_schedules=args.max_schedules, min_interval_s=args.min_schedule_interval
         ),
         authenticate_health=args.authenticate_health,
-        otlp_endpoint=args.otlp_endpoint or None,
+        otlp_endpoint=otlp_endpoint(args.otlp_endpoint),
         otel_service_name=os.environ.get("OTEL_SERVICE_NAME", "timestep"),
         allow_unauthenticated=args.allow_unauthenticated,
     )
@@ -392,5 +428,6 @@ def main(argv: list[str] | None = None) -> None:
     try:
         api_keys = ApiKeys.load(os.environ.get("TIMESTEP_API_KEYS", ""), args.api_keys_file)
         asyncio.run(serve(dataclasses.replace(config, api_keys=api_keys), args.shutdown_grace))
-    except ConfigurationError as error:  # bad TLS files, key entries, or no keys on a public address
-        sys.exit(f"timestep: {error}")
+    except ConfigurationError as error:  # bad TLS or price files, key entries, no keys on a public address
+        print(f"timestep: {error}", file=sys.stderr)
+        sys.exit(USAGE)

@@ -33,11 +33,32 @@ class ConfigurationError(ValueError):
 
 @dataclass(frozen=True)
 class ProviderLimits:
-    """Limits on one model provider's queue: segments running at once and starts per period."""
+    """Limits on one model provider: segments running at once (its queue), and model requests
+    per period (each request waits for a slot, across replicas)."""
 
     concurrency: int | None = None
     requests: int | None = None
     period_s: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.concurrency is not None and self.concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        if self.requests is not None and self.requests < 1:
+            raise ValueError("requests must be at least 1")
+        if not self.period_s > 0:
+            raise ValueError("period must be a positive number of seconds")
+
+
+# Model providers named by a model's prefix; limits for "default" apply to any other prefix.
+KNOWN_PROVIDERS = ("openai", "ollama")
+
+
+def provider_limits_key(model_name: str, limits: dict[str, ProviderLimits]) -> str:
+    """Whose limits apply to `model_name`: its prefix ("gpt-4.1" is "openai"), or "default" for
+    a prefix that is neither a known provider nor given limits of its own."""
+    prefix, slash, _ = model_name.partition("/")
+    provider = prefix if slash else "openai"
+    return provider if provider in KNOWN_PROVIDERS or provider in limits else "default"
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from timestep.api.auth import ApiKeyConfigError, ApiKeys, check_exposure, hash_key
 from timestep.app import TimestepService
+from timestep.commands.output import USAGE
 from timestep.runtime.providers import ModelConfig
 from timestep.settings import ConfigurationError
 from timestep_client import RunStatus, TimestepClient
@@ -262,7 +263,7 @@ async def test_serve_on_a_public_address_without_keys_exits_with_the_reason() ->
         sys.executable, "-m", "timestep", "serve", "--host", "0.0.0.0", "--port", "0",
         limit_s=60, cwd=REPO, env=cli_environment(),
     )  # fmt: skip
-    assert code == 1
+    assert code == USAGE
     assert "refusing to listen on 0.0.0.0 without API keys" in stderr
 
 

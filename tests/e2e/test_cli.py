@@ -8,6 +8,7 @@ Every wait reads the process's output or awaits its exit with a timeout; nothing
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sys
@@ -17,11 +18,12 @@ from pathlib import Path
 from typing import Final
 
 import pytest
+from timestep.commands.output import USAGE
 from timestep_client import RunStatus, TimestepClient
 
 from tests.e2e.helpers import WAIT
 from tests.fakes.openai_responses import FakeOpenAI, text
-from tests.harness import free_port
+from tests.harness import free_port, run_to_completion
 
 REPO: Final = Path(__file__).resolve().parents[2]
 # Starting imports the Agents SDK and migrates the database: allow more than a plain RPC.
@@ -99,14 +101,16 @@ async def _wait_for_serving_line(served: Served) -> str:
     )
 
 
-@pytest.fixture
-async def served(database_url: str, fake_openai: FakeOpenAI) -> AsyncIterator[Served]:
-    """`timestep serve` on a free port, using the test database and the fake model server."""
+@contextlib.asynccontextmanager
+async def serving(
+    database_url: str, fake_openai: FakeOpenAI, *, python: tuple[str, ...] = ("-m", "timestep"), **env: str
+) -> AsyncIterator[Served]:
+    """`python PYTHON serve` (the `timestep` command unless told) on a free port, using the test
+    database, the fake model server and the variables `env`; killed at the end if still running."""
     port = free_port()
     process = await asyncio.create_subprocess_exec(
         sys.executable,
-        "-m",
-        "timestep",
+        *python,
         "serve",
         "--port",
         str(port),
@@ -117,7 +121,10 @@ async def served(database_url: str, fake_openai: FakeOpenAI) -> AsyncIterator[Se
         "3600",
         cwd=REPO,
         env=cli_environment(
-            PG_CONNECTION_URI=database_url, OPENAI_API_KEY=CLI_API_KEY, OPENAI_BASE_URL=fake_openai.base_url
+            PG_CONNECTION_URI=database_url,
+            OPENAI_API_KEY=CLI_API_KEY,
+            OPENAI_BASE_URL=fake_openai.base_url,
+            **env,
         ),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
@@ -134,6 +141,13 @@ async def served(database_url: str, fake_openai: FakeOpenAI) -> AsyncIterator[Se
             process.kill()
             await process.wait()
         await asyncio.wait_for(logs, WAIT)
+
+
+@pytest.fixture
+async def served(database_url: str, fake_openai: FakeOpenAI) -> AsyncIterator[Served]:
+    """`timestep serve` on a free port, using the test database and the fake model server."""
+    async with serving(database_url, fake_openai) as served:
+        yield served
 
 
 async def test_serve_answers_clients_and_stops_on_sigterm(served: Served, fake_openai: FakeOpenAI) -> None:
@@ -209,3 +223,68 @@ async def test_no_command_is_a_usage_error() -> None:
     assert exit_code == 2
     assert "usage: timestep" in stderr
     assert stdout == ""
+
+
+# `timestep` as `pip install .` leaves it: without the otel extra (the OpenTelemetry API comes
+# with the Agents SDK's dependencies; the SDK and the OTLP exporter come only with the extra).
+WITHOUT_OTEL_EXTRA: Final = (
+    "-c",
+    "import sys; sys.modules['opentelemetry.sdk'] = None; sys.modules['opentelemetry.exporter'] = None; "
+    "from timestep.cli import main; main()",
+)
+
+
+async def test_an_otlp_endpoint_in_the_environment_without_the_otel_extra_only_warns(
+    database_url: str, fake_openai: FakeOpenAI
+) -> None:
+    async with serving(
+        database_url, fake_openai, python=WITHOUT_OTEL_EXTRA, OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:9"
+    ) as served:
+        async with TimestepClient(f"127.0.0.1:{served.port}") as client:
+            agents = await client.list_agents()
+        served.process.send_signal(signal.SIGTERM)
+        exit_code = await asyncio.wait_for(served.process.wait(), SHUTDOWN_TIMEOUT)
+
+    assert agents
+    assert exit_code == 0, served.output
+    warnings = [line for line in served.stderr if "OTEL_EXPORTER_OTLP_ENDPOINT" in line]
+    assert len(warnings) == 1, served.output
+    assert " WARNING " in warnings[0]
+    assert "tracing is off" in warnings[0]
+    assert "pip install 'timestep[otel]'" in warnings[0]
+    assert "Traceback" not in served.output
+
+
+async def test_otlp_endpoint_on_the_command_line_without_the_otel_extra_is_a_clear_error() -> None:
+    code, _, stderr = await run_to_completion(
+        sys.executable, *WITHOUT_OTEL_EXTRA, "serve", "--port", "0", "--otlp-endpoint", "http://127.0.0.1:9",
+        limit_s=STARTUP_TIMEOUT, cwd=REPO, env=cli_environment(),
+    )  # fmt: skip
+
+    assert code == USAGE, stderr
+    assert "timestep: OpenTelemetry tracing needs the otel extra" in stderr
+    assert "pip install 'timestep[otel]'" in stderr
+    assert "Traceback" not in stderr
+
+
+@pytest.mark.parametrize(
+    ("content", "complaint"),
+    [
+        ("{not json", "is not valid JSON: Expecting property name"),
+        ('{"gpt-x": {"input": "two"}}', "'gpt-x' must be an object with non-negative numbers"),
+    ],
+)
+async def test_serve_with_a_bad_prices_file_exits_with_one_line_naming_it(
+    tmp_path: Path, content: str, complaint: str
+) -> None:
+    prices = tmp_path / "prices.json"
+    prices.write_text(content)
+
+    code, _, stderr = await run_cli("serve", "--port", "0", env=cli_environment(TIMESTEP_PRICES=str(prices)))
+
+    assert code == USAGE, stderr
+    [line] = [line for line in stderr.splitlines() if line.startswith("timestep:")]
+    assert line.startswith("timestep: TIMESTEP_PRICES: ")
+    assert str(prices) in line
+    assert complaint in line
+    assert "Traceback" not in stderr

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,15 +16,17 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from timestep.api.auth import ApiKeys, hash_key
 from timestep.api.tls import TlsConfigError, server_credentials
 from timestep.app import TimestepService
+from timestep.commands.output import USAGE
 from timestep.runtime.providers import ModelConfig
 from timestep_client import RunStatus, TimestepClient, TlsOptions
 from timestep_client.v1 import agents_pb2
 
 from tests.conftest import StartService
 from tests.e2e.helpers import WAIT, expect_rpc_error
-from tests.e2e.test_cli import run_cli
+from tests.e2e.test_cli import REPO, run_cli
 from tests.e2e.test_cli_commands import timestep
 from tests.fakes.openai_responses import FakeOpenAI, text
 
@@ -225,6 +228,47 @@ async def test_the_cli_talks_mtls(
     assert plaintext.code == 6, plaintext.stderr  # UNAVAILABLE
 
 
+# ----- health checks without credentials --------------------------------------------------
+
+
+async def test_the_health_port_answers_a_plaintext_check_without_credentials_under_mtls(
+    start_service: StartService, model_config: ModelConfig, certificates: Certificates
+) -> None:
+    async with start_service(
+        model_config,
+        tls_cert_file=str(certificates.server.cert),
+        tls_key_file=str(certificates.server.key),
+        tls_client_ca_file=str(certificates.ca.cert),
+        api_keys=ApiKeys.parse([f"acme:{hash_key('acme-key')}"]),
+        authenticate_health=True,
+        health_port=0,
+    ) as service:
+        health_target = f"127.0.0.1:{service.health_port}"
+        serving = await timestep(health_target, "health")
+        on_the_main_port = await timestep(address(service), "health", "--timeout", "5")
+        async with TimestepClient(health_target) as client:  # the health port serves nothing else
+            await expect_rpc_error(
+                client.agents.ListAgents(agents_pb2.ListAgentsRequest(), timeout=WAIT),
+                grpc.StatusCode.UNIMPLEMENTED,
+            )
+        await service.drain()
+        draining = await timestep(health_target, "health")
+
+    assert (serving.code, serving.stdout.strip()) == (0, "SERVING"), serving.stderr
+    assert on_the_main_port.code == 6, on_the_main_port.stderr  # no client certificate
+    assert (draining.code, draining.stdout.strip()) == (6, "NOT_SERVING"), draining.stderr
+
+
+def test_the_container_health_check_uses_the_health_port() -> None:
+    dockerfile = (REPO / "Dockerfile").read_text()
+    port = re.search(r"TIMESTEP_HEALTH_PORT=(\d+)", dockerfile)
+    check = re.search(r'HEALTHCHECK .*?CMD \["timestep", "health", "--target", "([^"]+)"', dockerfile, re.S)
+
+    assert port is not None
+    assert check is not None
+    assert check.group(1) == f"127.0.0.1:{port.group(1)}"
+
+
 # ----- bad files -----------------------------------------------------------------------------
 
 
@@ -253,6 +297,6 @@ async def test_serve_with_a_mismatched_key_exits_with_a_message(certificates: Ce
         str(certificates.client.key),
     )
 
-    assert code == 1
+    assert code == USAGE
     assert "cannot be used together" in stderr
     assert "Traceback" not in stderr

@@ -1,4 +1,4 @@
-"""The seed library's durable API: run_agent_workflow on DBOS, in this process."""
+"""The Python library's durable API: run_agent_workflow on DBOS, in this process."""
 
 from __future__ import annotations
 

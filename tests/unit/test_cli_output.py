@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import io
+import re
 from datetime import UTC, datetime
 
 import grpc
-from timestep.commands.output import REFUSED, UNAVAILABLE, Progress, exit_code_for
+from timestep.commands.output import EXIT_CODES, REFUSED, UNAVAILABLE, Progress, exit_code_for
 from timestep.commands.schedules import format_schedule
 from timestep_client.v1 import runs_pb2, schedules_pb2
+
+from tests.harness import REPO
 
 
 class Terminal(io.StringIO):
@@ -44,11 +47,37 @@ async def test_in_a_pipe_progress_prints_plain_lines_without_deltas() -> None:
     assert "\x1b" not in pipe.getvalue()
 
 
-def test_status_codes_map_to_documented_exit_codes() -> None:
+def readme_exit_codes() -> dict[str, int]:
+    """The status codes named in each row of README.md's table of exit codes."""
+    readme = (REPO / "README.md").read_text()
+    table = readme[readme.index("Exit codes:") :].split("\n\n")[1]
+    documented: dict[str, int] = {}
+    for row in table.splitlines()[2:]:
+        exit_code, meaning = row.strip("|").split("|", 1)
+        for status in re.findall(r"`([A-Z_]+)`", meaning):
+            assert status not in documented, f"{status} is in two rows of README's exit codes"
+            documented[status] = int(exit_code)
+    return documented
+
+
+def test_every_status_code_exits_as_the_readme_table_says() -> None:
+    documented = readme_exit_codes()
+    failures = [code for code in grpc.StatusCode if code != grpc.StatusCode.OK]
+
+    assert set(documented) == {code.name for code in failures}
+    assert {code.name: exit_code_for(code) for code in failures} == documented
     assert exit_code_for(grpc.StatusCode.FAILED_PRECONDITION) == REFUSED
-    assert exit_code_for(grpc.StatusCode.ALREADY_EXISTS) == REFUSED
-    assert exit_code_for(grpc.StatusCode.UNAVAILABLE) == UNAVAILABLE
-    assert exit_code_for(grpc.StatusCode.INTERNAL) == 7
+    assert exit_code_for(grpc.StatusCode.DEADLINE_EXCEEDED) == UNAVAILABLE
+
+
+def test_help_lists_the_same_exit_codes() -> None:
+    listed: dict[str, int] = {}
+    for entry in re.split(r"\n  (?=\d)", EXIT_CODES.removeprefix("Exit codes:\n  ")):
+        statuses = re.search(r"\(([A-Z_,\s]+)\)$", entry.strip())
+        for status in re.split(r",\s+", statuses.group(1)) if statuses else ():
+            listed[status] = int(entry.split()[0])
+
+    assert listed == readme_exit_codes()
 
 
 def test_a_schedule_that_skipped_firings_says_how_many_and_why() -> None:

@@ -75,7 +75,7 @@ def test_a_prices_file_overrides_and_extends_the_defaults(
 @pytest.mark.parametrize(
     ("content", "complaint"),
     [
-        ("not json", "cannot read a JSON price table"),
+        ("not json", "is not valid JSON"),
         ("[1, 2]", "must hold a JSON object"),
         ('{"m": {"input": 1}}', "'m' must be an object"),
         ('{"m": {"input": -1, "output": 1}}', "non-negative"),

@@ -1,4 +1,4 @@
-"""web_search against a fake Firecrawl: the request it makes from the seed's parameters, the
+"""web_search against a fake Firecrawl: the request it makes from the tool's parameters, the
 results the model reads, and every failure as text the model can act on."""
 
 from __future__ import annotations

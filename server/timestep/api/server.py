@@ -7,7 +7,6 @@ from collections.abc import Sequence
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
-from grpc_reflection.v1alpha import reflection
 from timestep_client.v1 import (
     agents_pb2,
     agents_pb2_grpc,
@@ -20,6 +19,7 @@ from timestep_client.v1 import (
 )
 
 from timestep.api.agent_service import AgentService
+from timestep.api.reflection import enable_reflection
 from timestep.api.run_service import RunService
 from timestep.api.schedule_service import ScheduleService
 from timestep.api.usage_service import UsageService
@@ -87,10 +87,7 @@ async def build_server(
     schedules_pb2_grpc.add_ScheduleServiceServicer_to_server(ScheduleService(schedules, limits), server)
     health = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
-    reflection.enable_server_reflection(
-        (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
-        server,
-    )
+    enable_reflection((*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name), server)
     port = server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
     if port == 0:
         raise OSError(f"could not bind {address}; is another process using the port?")
@@ -98,6 +95,19 @@ async def build_server(
     for name in ("", *SERVICE_NAMES):
         await health.set(name, health_pb2.HealthCheckResponse.SERVING)
     return server, health, port
+
+
+async def start_health_server(health: health_aio.HealthServicer, address: str) -> tuple[grpc.aio.Server, int]:
+    """A plaintext server of the health service alone, answering what `health` says (so it turns
+    NOT_SERVING with the main port while draining): a container health check or a Kubernetes gRPC
+    probe needs neither the main port's TLS client certificate nor an API key. It serves no data."""
+    server = grpc.aio.server()
+    health_pb2_grpc.add_HealthServicer_to_server(health, server)
+    port = server.add_insecure_port(address)
+    if port == 0:
+        raise OSError(f"could not bind the health port {address}; is another process using it?")
+    await server.start()
+    return server, port
 
 
 async def set_not_serving(health: health_aio.HealthServicer) -> None:

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import sys
+import textwrap
 from typing import Any, Final, TextIO
 
 import grpc
@@ -18,42 +19,64 @@ from timestep_client.v1 import runs_pb2
 
 OK: Final = 0
 RUN_FAILED: Final = 1  # the run ended FAILED or CANCELLED
-USAGE: Final = 2  # argparse's own code for a bad command line
+USAGE: Final = 2  # argparse's own code for a bad command line; also a configuration `serve` refuses
 RUN_INTERRUPTED: Final = 3  # the run is paused awaiting approval
 NOT_FOUND: Final = 4
-REFUSED: Final = 5  # INVALID_ARGUMENT, FAILED_PRECONDITION, ALREADY_EXISTS, OUT_OF_RANGE
-UNAVAILABLE: Final = 6  # the service cannot be reached
+REFUSED: Final = 5  # the request cannot succeed as it is
+UNAVAILABLE: Final = 6  # the service cannot be reached, or did not answer in time
 OTHER_ERROR: Final = 7  # any other gRPC error
 NOT_AUTHENTICATED: Final = 8  # no API key, or a wrong one
 INTERRUPTED_BY_USER: Final = 130
 
-EXIT_CODES: Final = """\
-Exit codes:
-  0  success
-  1  the run ended FAILED or CANCELLED (runs create/resume --wait, runs events)
-  2  usage error (bad command line)
-  3  the run is INTERRUPTED, awaiting approval (runs create/resume --wait)
-  4  not found (NOT_FOUND)
-  5  the request was refused (INVALID_ARGUMENT, FAILED_PRECONDITION, ALREADY_EXISTS)
-  6  the service cannot be reached (UNAVAILABLE)
-  7  any other gRPC error
-  8  not authenticated: the service needs an API key (--api-key / TIMESTEP_API_KEY) or refused it
-"""
-
+# Every status code, chosen one by one (README's exit code table lists them the same way; a test
+# compares the two).
 _CODE_EXITS: Final = {
+    grpc.StatusCode.OK: OK,
     grpc.StatusCode.NOT_FOUND: NOT_FOUND,
+    # The request itself is wrong or does not fit the run's state: retrying it as is won't help.
     grpc.StatusCode.INVALID_ARGUMENT: REFUSED,
     grpc.StatusCode.FAILED_PRECONDITION: REFUSED,
     grpc.StatusCode.ALREADY_EXISTS: REFUSED,
     grpc.StatusCode.OUT_OF_RANGE: REFUSED,
+    # Worth retrying later, like a health check of a service that is down or hanging.
     grpc.StatusCode.UNAVAILABLE: UNAVAILABLE,
     grpc.StatusCode.DEADLINE_EXCEEDED: UNAVAILABLE,
     grpc.StatusCode.UNAUTHENTICATED: NOT_AUTHENTICATED,
+    grpc.StatusCode.CANCELLED: OTHER_ERROR,
+    grpc.StatusCode.UNKNOWN: OTHER_ERROR,
+    grpc.StatusCode.PERMISSION_DENIED: OTHER_ERROR,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: OTHER_ERROR,
+    grpc.StatusCode.ABORTED: OTHER_ERROR,
+    grpc.StatusCode.UNIMPLEMENTED: OTHER_ERROR,
+    grpc.StatusCode.INTERNAL: OTHER_ERROR,
+    grpc.StatusCode.DATA_LOSS: OTHER_ERROR,
+}
+
+_MEANINGS: Final = {
+    OK: "success",
+    RUN_FAILED: "the run ended FAILED or CANCELLED (runs create/resume --wait, runs events)",
+    USAGE: "usage error: a bad command line, or a configuration serve cannot start with",
+    RUN_INTERRUPTED: "the run is INTERRUPTED, awaiting approval (runs create/resume --wait)",
+    NOT_FOUND: "not found",
+    REFUSED: "the request was refused",
+    UNAVAILABLE: "the service cannot be reached, or did not answer in time",
+    OTHER_ERROR: "any other gRPC error",
+    NOT_AUTHENTICATED: "not authenticated: the service needs an API key (--api-key / TIMESTEP_API_KEY) "
+    "or refused it",
 }
 
 
+def _describe_exit(code: int) -> str:
+    statuses = [status.name for status, exit in _CODE_EXITS.items() if exit == code and code != OK]
+    meaning = f"{_MEANINGS[code]} ({', '.join(statuses)})" if statuses else _MEANINGS[code]
+    return textwrap.fill(meaning, width=96, initial_indent=f"  {code}  ", subsequent_indent="     ")
+
+
+EXIT_CODES: Final = "Exit codes:\n" + "\n".join(_describe_exit(code) for code in _MEANINGS) + "\n"
+
+
 def exit_code_for(code: grpc.StatusCode) -> int:
-    return _CODE_EXITS.get(code, OTHER_ERROR)
+    return _CODE_EXITS[code]
 
 
 def exit_code_for_run(run: runs_pb2.Run) -> int:

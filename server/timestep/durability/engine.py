@@ -18,12 +18,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dbos import DBOS, DBOSConfig, Queue, SetWorkflowID
 
 from timestep.durability import workflows
+from timestep.durability.dbos_logs import quiet_cancelled_workflows
 from timestep.durability.replicas import ReplicaMonitor
 from timestep.durability.schedules import DurableSchedules
 from timestep.runs.orchestrator import RunOrchestrator
 from timestep.runs.segments import SegmentExecutor
 from timestep.runtime.registry import AgentRegistry
-from timestep.settings import ProviderLimits, ScheduleLimits
+from timestep.settings import ProviderLimits, ScheduleLimits, provider_limits_key
 from timestep.store.runs import RunStore
 from timestep.store.schedules import ScheduleStore
 
@@ -32,7 +33,6 @@ log = logging.getLogger(__name__)
 DURABLE_APP_VERSION = "timestep-1"
 APP_NAME = "timestep"
 QUEUE_PREFIX = "timestep-"
-KNOWN_PROVIDERS = ("openai", "ollama")
 # How often queues look for work: the most a queued segment waits on an idle service.
 QUEUE_POLLING_INTERVAL_S = 0.05
 
@@ -50,7 +50,7 @@ def configure_dbos(
     app_version: str = DURABLE_APP_VERSION,
     scheduler_polling_interval_s: float = 1.0,
 ) -> None:
-    """Create the process's DBOS instance on `database_url` (the seed library API)."""
+    """Create the process's DBOS instance on `database_url` (also for the Python library API)."""
     config: DBOSConfig = {
         "name": APP_NAME,
         "system_database_url": database_url,
@@ -60,6 +60,7 @@ def configure_dbos(
         "scheduler_polling_interval_sec": scheduler_polling_interval_s,
     }
     DBOS(config=config)
+    quiet_cancelled_workflows()
 
 
 def ensure_dbos_launched() -> None:
@@ -77,18 +78,14 @@ def shutdown_dbos() -> None:
         asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor())
 
 
-def _limited(limits: ProviderLimits | None) -> bool:
-    return limits is not None and (limits.concurrency is not None or limits.requests is not None)
-
-
-def provider_of(model_name: str) -> str:
-    prefix, slash, _ = model_name.partition("/")
-    return prefix if slash else "openai"
+def _queued(limits: ProviderLimits | None) -> bool:
+    """Only a concurrency limit needs a queue: request limits are held at each model request."""
+    return limits is not None and limits.concurrency is not None
 
 
 class DurableEngine:
     """DBOS for one service process; it runs segments as workflows, queued on the queue of a
-    provider with limits and started at once otherwise."""
+    provider with a concurrency limit and started at once otherwise."""
 
     def __init__(
         self,
@@ -110,27 +107,21 @@ class DurableEngine:
         self._bindings = workflows.Bindings(executor, store, executor_id)
 
     def queue_for(self, model_name: str) -> str:
-        """The provider's queue when it has limits; '' (start at once) when it has none."""
-        provider = provider_of(model_name)
-        if provider not in KNOWN_PROVIDERS and provider not in self._limits:
-            provider = "default"
-        return QUEUE_PREFIX + provider if _limited(self._limits.get(provider)) else ""
+        """The provider's queue when it has a concurrency limit; '' (start at once) otherwise."""
+        provider = provider_limits_key(model_name, self._limits)
+        return QUEUE_PREFIX + provider if _queued(self._limits.get(provider)) else ""
 
     async def start(self) -> None:
         workflows.bind(self._bindings)
         configure_dbos(self._database_url, executor_id=self.executor_id)
         ensure_dbos_launched()
-        # Only limited providers get queues: each registered queue polls the database while idle.
+        # Only providers with a concurrency limit get queues: each one polls the database while idle.
         for provider, limits in sorted(self._limits.items()):
-            if not _limited(limits):
+            if not _queued(limits):
                 continue
-            limiter = (
-                {"limit": limits.requests, "period": limits.period_s} if limits.requests is not None else None
-            )
             self._queues[QUEUE_PREFIX + provider] = await DBOS.register_queue_async(
                 QUEUE_PREFIX + provider,
                 global_concurrency=limits.concurrency,
-                limiter=limiter,  # type: ignore[arg-type]
                 polling_interval_sec=QUEUE_POLLING_INTERVAL_S,
                 on_conflict="always_update",
             )

@@ -1,4 +1,4 @@
-"""`run_agent_workflow`: the seed library's durable run for in-process Python users.
+"""`run_agent_workflow`: the library's durable run for in-process Python users.
 
 Workflow arguments must be plain data, so the agent is registered in this process under its
 name and the workflow receives the name; the input is input items or RunState JSON. The

@@ -28,6 +28,14 @@ REQUEST_ID_HEADER = "x-request-id"
 OPEN_METHOD_PREFIXES = ("/grpc.health.", "/grpc.reflection.")
 
 
+def _retrieve(step: asyncio.Future[Any]) -> None:
+    """Mark a stream step's outcome as seen. A client that cancels just as the stream ends leaves
+    a step finished with StopAsyncIteration that nobody reads, which asyncio would otherwise log
+    at ERROR ("Task exception was never retrieved")."""
+    if not step.cancelled():
+        step.exception()
+
+
 class Drain:
     """Set once the service starts shutting down."""
 
@@ -171,6 +179,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             try:
                 while True:
                     following = asyncio.ensure_future(anext(responses))
+                    following.add_done_callback(_retrieve)
                     await asyncio.wait((following, draining), return_when=asyncio.FIRST_COMPLETED)
                     if not following.done():  # the service is draining: end the stream
                         following.cancel()

@@ -20,6 +20,7 @@ from timestep.errors import FailedPreconditionError
 from timestep.observability.context import run_id_var
 from timestep.runs.events import EventBus
 from timestep.runtime.failures import caused_by, describe_failure
+from timestep.runtime.models.request_limits import RequestLimiter
 from timestep.runtime.providers import ModelConfig
 from timestep.runtime.registry import AgentRegistry
 from timestep.runtime.runner import (
@@ -74,6 +75,8 @@ class SegmentExecutor:
     max_turns: int = DEFAULT_MAX_TURNS
     # Have the Agents SDK report spans (to OpenTelemetry, see observability/tracing.py).
     trace_segments: bool = False
+    # Provider request limits, taken before each model request (None: no provider has one).
+    request_limiter: RequestLimiter | None = None
 
     async def execute(self, run_id: str, segment: int, steps: StepRunner) -> None:
         """Execute segment `segment` of a run queued for it, and record how it ended.
@@ -105,7 +108,9 @@ class SegmentExecutor:
         # A waiting caller's deadline propagates into the segment: its model and tool calls are
         # cancelled when it passes (also when a recovered segment starts after it passed).
         deadline = asyncio.timeout_at(_loop_time(run.segment_deadline))
-        run_config = default_run_config(self.model_config, run.model, tracing=self.trace_segments)
+        run_config = default_run_config(
+            self.model_config, run.model, tracing=self.trace_segments, request_limiter=self.request_limiter
+        )
         # Outlives a failure: the calls made before it are counted all the same.
         recorder = UsageRecorder(run_config, self.model_config.prices)
         try:

@@ -28,9 +28,14 @@ from pathlib import Path
 from typing import Any
 
 from timestep.domain import Usage
+from timestep.settings import ConfigurationError
 
 PRICES_ENV = "TIMESTEP_PRICES"
 _DATED_SNAPSHOT = re.compile(r"-\d{4}-\d{2}-\d{2}$")
+
+
+class PricesError(ConfigurationError):
+    """The TIMESTEP_PRICES file cannot be used; the message names the file and what is wrong."""
 
 
 @dataclass(frozen=True)
@@ -83,10 +88,12 @@ class PriceTable:
     def with_overrides(cls, path: Path) -> PriceTable:
         try:
             data = json.loads(path.read_text())
-        except (OSError, ValueError) as error:
-            raise ValueError(f"{PRICES_ENV}: cannot read a JSON price table from {path}: {error}") from error
+        except OSError as error:
+            raise PricesError(f"{PRICES_ENV}: cannot read {path}: {error.strerror or error}") from error
+        except ValueError as error:
+            raise PricesError(f"{PRICES_ENV}: {path} is not valid JSON: {error}") from error
         if not isinstance(data, dict):
-            raise ValueError(f"{PRICES_ENV}: {path} must hold a JSON object of model name → price")
+            raise PricesError(f"{PRICES_ENV}: {path} must hold a JSON object of model name → price")
         return cls({**DEFAULT_PRICES, **{name: _price(path, name, entry) for name, entry in data.items()}})
 
     def price_of(self, model: str) -> Price | None:
@@ -115,7 +122,7 @@ def _price(path: Path, name: str, entry: Any) -> Price:
         or not {"input", "output"} <= entry.keys() <= fields
         or not all(isinstance(value, int | float) and value >= 0 for value in entry.values())
     ):
-        raise ValueError(
+        raise PricesError(
             f"{PRICES_ENV}: in {path}, {name!r} must be an object with non-negative numbers "
             f'"input" and "output" (and optionally "cached_input"), in US dollars per million tokens; '
             f"got {entry!r}"

@@ -14,6 +14,7 @@ from agents.stream_events import StreamEvent
 from timestep.domain import Interruption as Decision
 from timestep.domain import InterruptionStatus, ModelCall, NewInterruption, PendingEvent, Usage
 from timestep.errors import FailedPreconditionError
+from timestep.runtime.models.request_limits import RateLimitedProvider, RequestLimiter
 from timestep.runtime.pricing import PriceTable
 from timestep.runtime.providers import ModelConfig
 from timestep.runtime.registry import route_through_steps
@@ -35,16 +36,22 @@ StreamHandler = Callable[[StreamEvent], Awaitable[None]]
 
 
 def default_run_config(
-    model_config: ModelConfig | None = None, model: str = "", *, tracing: bool = False
+    model_config: ModelConfig | None = None,
+    model: str = "",
+    *,
+    tracing: bool = False,
+    request_limiter: RequestLimiter | None = None,
 ) -> RunConfig:
-    """A RunConfig using the environment's model settings.
+    """A RunConfig using the environment's model settings; with `request_limiter`, each model
+    request first waits for a slot of its provider.
 
     SDK tracing is off unless `tracing` (OpenTelemetry is on) or TIMESTEP_OPENAI_TRACING=1 (the
     SDK's own export to OpenAI's servers).
     """
+    provider = (model_config or ModelConfig.from_env()).provider()
     return RunConfig(
         model=model or None,
-        model_provider=(model_config or ModelConfig.from_env()).provider(),
+        model_provider=RateLimitedProvider(provider, request_limiter) if request_limiter else provider,
         tracing_disabled=not (tracing or openai_tracing()),
     )
 

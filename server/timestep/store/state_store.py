@@ -1,4 +1,4 @@
-"""RunStateStore: save and load one agent's paused RunState per session (the seed library API)."""
+"""RunStateStore: save and load one agent's paused RunState per session (the Python library API)."""
 
 from __future__ import annotations
 
