@@ -45,6 +45,7 @@ from timestep.errors import (
     NotFoundError,
     ResourceExhaustedError,
 )
+from timestep.store.content import escape_texts
 from timestep.store.usage import USAGE_COLUMNS, record_segment_usage, usage_from_row
 
 # What pool.acquire() yields; the helpers below take either kind.
@@ -777,9 +778,9 @@ class RunStore:
             "SELECT * FROM timestep_append_events($1, $2, $3, $4, $5, $6, $7, $8)",
             run_id,
             segment,
-            [e.kind.value for e in events],
+            escape_texts([e.kind.value for e in events]),
             [e.payload for e in events],
-            [e.dedupe_key for e in events],
+            escape_texts([e.dedupe_key for e in events]),
             EVENTS_CHANNEL,
             f"{self._origin}:{run_id}:",
             segment_running,
