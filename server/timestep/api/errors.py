@@ -25,7 +25,6 @@ from google.protobuf.message import DecodeError, Message
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from timestep.api.convert import reject_nul_characters
 from timestep.errors import (
     AlreadyExistsError,
     FailedPreconditionError,
@@ -145,7 +144,6 @@ def unary(
     async def wrapper(self: Servicer, request: Request, context: grpc.aio.ServicerContext) -> Response:
         try:
             _reject_malformed(request)
-            reject_nul_characters(request)
             return await method(self, request, context)
         except TimestepError as error:
             await context.abort_with_status(to_rpc_status(error, _message_or_none(request)))
@@ -165,7 +163,6 @@ def server_streaming(
     ) -> AsyncIterator[Any]:
         try:
             _reject_malformed(request)
-            reject_nul_characters(request)
             async for response in method(self, request, context):
                 yield response
         except TimestepError as error:
