@@ -1,8 +1,9 @@
 """Content is data, end to end: NUL, emoji, right-to-left marks, the store's escape character,
 lone surrogates and a megabyte of CJK in model text, tool output, run input, input items,
 tool arguments, rejection messages and cancel reasons come back exactly, through two replicas on
-one database: every run executes on the replica it was created on (`here`) and is followed
-through the other one (`there`), so streamed deltas cross the NOTIFY relay.
+one database. Both replicas are services in this process, where they share DBOS, which executes
+a segment on one of them; each run is followed on both, so one subscriber is on the replica not
+executing it and gets its events and streamed deltas through the database (LISTEN/NOTIFY).
 
 The one lossy spot: a protobuf string must be UTF-8, so a lone surrogate in a plain-text field
 comes out as U+FFFD; JSON fields (`*_json`) keep it as its \\udXXX escape.
@@ -67,16 +68,17 @@ async def there(start_service: StartService, model_config: ModelConfig) -> Async
             yield client
 
 
-async def follow_on_other_replica(
+async def follow_on_both(
     here: TimestepClient, there: TimestepClient, released: asyncio.Event, run_id: str, wait_s: float = SLOW
-) -> list[RunEvent]:
-    """Every event of the run as a subscriber on `there` gets it, subscribed before the model
-    (held by `released`) answers on `here`."""
-    async with EventStream(there, run_id) as stream:
-        await stream.wait_for(lambda event: event.sequence == 1)
+) -> list[list[RunEvent]]:
+    """Every event of the run as a subscriber on each replica gets it, both subscribed before the
+    model (held by `released`) answers."""
+    async with EventStream(here, run_id) as first, EventStream(there, run_id) as second:
+        for stream in (first, second):
+            await stream.wait_for(lambda event: event.sequence == 1)
         released.set()
-        await stream.rest(wait_s)
-    return stream.received
+        await asyncio.gather(first.rest(wait_s), second.rest(wait_s))
+    return [first.received, second.received]
 
 
 def deltas(events: list[RunEvent]) -> str:
@@ -114,19 +116,20 @@ async def assert_answered(
     fake_openai.script(text(answer, chunks=40, hold=released))
     run = await here.create_run("assistant", "Say it")
 
-    events = await follow_on_other_replica(here, there, released, run.id, wait_s)
+    followed = await follow_on_both(here, there, released, run.id, wait_s)
 
     sent = as_json_means(answer)
-    assert deltas(events) == plain(sent), "the streamed deltas, concatenated"
-    [message] = of_kind(events, "message_output")
-    assert message.text == plain(sent)
-    [item_text] = [part["text"] for part in json.loads(message.item_json)["content"]]
-    assert item_text == sent, "JSON fields carry even lone surrogates exactly"
-    assert [final.output for final in of_kind(events, "final_output")] == [plain(sent)]
     finished = await there.get_run(run.id)
     assert finished.status == RunStatus.RUN_STATUS_COMPLETED, finished.error
     assert finished.final_output == plain(sent)
-    assert sequences(events) == list(range(1, finished.last_sequence + 1))
+    for events in followed:
+        assert deltas(events) == plain(sent), "the streamed deltas, concatenated"
+        [message] = of_kind(events, "message_output")
+        assert message.text == plain(sent)
+        [item_text] = [part["text"] for part in json.loads(message.item_json)["content"]]
+        assert item_text == sent, "JSON fields carry even lone surrogates exactly"
+        assert [final.output for final in of_kind(events, "final_output")] == [plain(sent)]
+        assert sequences(events) == list(range(1, finished.last_sequence + 1))
 
 
 async def test_model_text_with_nul_emoji_and_rtl_reaches_the_other_replica_exactly(
@@ -158,15 +161,15 @@ async def test_a_tools_hostile_output_reaches_the_model_and_the_other_replica_ex
     )
     run = await here.create_run("assistant", "Weather?")
 
-    events = await follow_on_other_replica(here, there, released, run.id)
+    followed = await follow_on_both(here, there, released, run.id)
 
     output = f"The weather in {city} is sunny, 21°C."
     assert function_call_outputs(fake_openai.requests[1]) == {"call_w": output}, "what the model was told"
-    [called] = of_kind(events, "tool_called")
-    assert called.arguments_json == json.dumps({"city": city}), "as the model sent them"
-    [tool_output] = of_kind(events, "tool_output")
-    assert tool_output.output == plain(output)
-    assert json.loads(tool_output.item_json)["output"] == output
+    for events in followed:
+        [called] = of_kind(events, "tool_called")
+        assert called.arguments_json == json.dumps({"city": city}), "as the model sent them"
+        [tool_output] = of_kind(events, "tool_output")
+        assert (tool_output.output, json.loads(tool_output.item_json)["output"]) == (output, output)
 
 
 async def test_hostile_input_arguments_rejection_message_and_state_come_back_exactly(
