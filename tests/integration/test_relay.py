@@ -16,11 +16,13 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
-from timestep.domain import EventKind, RunEvent
+from timestep.domain import EventKind, NewRun, PendingEvent, RunEvent, RunStatus, Usage
 from timestep.runs.events import EventBus, Subscription
 from timestep.runs.relay import DELTAS_CHANNEL, EventRelay
+from timestep.runs.streaming import follow_run
 from timestep.store.content import ESCAPE
 from timestep.store.database import open_pool
+from timestep.store.runs import RunStore, SegmentOutcome
 
 WAIT: Final = 10.0  # an upper bound so a bug fails the test instead of hanging it; never a sleep
 NOTIFY_LIMIT: Final = 8000  # PostgreSQL refuses a payload of this many bytes or more
@@ -237,3 +239,39 @@ async def test_a_notification_delivered_twice_is_relayed_once(pool: asyncpg.Pool
                 await pool.execute("SELECT pg_notify($1, $2)", DELTAS_CHANNEL, notification(number, text))
             # A listener gets notifications in order: the duplicate came before "then".
             assert await received_text(subscription, len("once then")) == "once then"
+
+
+async def test_a_runs_deltas_reach_a_follower_elsewhere_before_its_next_stored_event_and_its_end(
+    pool: asyncpg.Pool, database_url: str
+) -> None:
+    here_store, there_store = RunStore(pool, origin="here"), RunStore(pool, origin="there")
+    run, _, _ = await here_store.create_run(NewRun(agent=f"relay_{uuid.uuid4().hex[:8]}", input="Hi"))
+    await here_store.begin_segment(run.id, 1)
+    text = CJK * 5  # 100,000 characters: many notifications
+    async with relays(database_url, pool, pool) as replicas:
+        stream = follow_run(there_store, replicas.there_bus, run.id, 0)
+        assert [(await asyncio.wait_for(anext(stream), WAIT)).sequence for _ in range(2)] == [1, 2]
+
+        replicas.here_bus.publish([delta(run.id, text)])
+        # What the segment does before storing an event: wait for the deltas to be sent.
+        await replicas.here_bus.forwarded(run.id)
+        stored = await here_store.append_events(
+            run.id,
+            1,
+            [PendingEvent(EventKind.MESSAGE_OUTPUT, {"agent": "a", "text": text, "item_json": "{}"})],
+        )
+        await replicas.here_bus.forwarded(run.id)
+        _, finished = await here_store.finish_segment(
+            run.id,
+            1,
+            SegmentOutcome(status=RunStatus.COMPLETED, current_agent="a", usage=Usage(), final_output=""),
+        )
+
+        async def rest() -> list[RunEvent]:
+            return [event async for event in stream]
+
+        events = await asyncio.wait_for(rest(), WAIT)
+    live = [event for event in events if not event.is_durable]
+    assert "".join(event.payload["delta"] for event in live) == text
+    assert events.index(live[-1]) < events.index(stored[0]), "the text came before its message"
+    assert [event for event in events if event.is_durable] == [*stored, *finished]

@@ -13,7 +13,10 @@ after the store's escape: `timestep.store.content`) and splits a delta that woul
 several notifications, in order, never inside a character. No delta is dropped for a passing
 fault: a NOTIFY that fails (the database restarting, connections dropped) is retried with a
 bounded backoff until it goes through or the relay stops, holding back the later ones so order is
-kept. Each notification carries its sender and number, so a retry of one that did go through (the
+kept. Before a run's events are stored, its deltas queued so far are sent (`EventBus.forwarded`):
+the stored events' notification cannot overtake them, so a subscriber elsewhere gets the text
+before the item it belongs to and before the stream ends. Each notification carries its sender
+and number, so a retry of one that did go through (the
 reply was lost) is not delivered twice. A notification the database refuses as data can never
 succeed, so it is logged at ERROR and skipped rather than holding up every later delta; it cannot
 be a size (payloads are budgeted), only text the server's encoding cannot represent, which the
@@ -48,6 +51,8 @@ MAX_PAYLOAD_BYTES = 7900
 # Consecutive deltas are merged up to this many characters (a character is at least one byte, so
 # a longer merge would be split again anyway).
 MAX_MERGED_CHARS = MAX_PAYLOAD_BYTES
+# How long a run's stored events wait for its text deltas to be sent before them.
+MAX_FLUSH_WAIT_S = 5.0
 # Backoff between attempts to listen again after losing the LISTEN connection, and between
 # attempts to send a delta.
 RECONNECT_MIN_S = 0.1
@@ -102,7 +107,13 @@ class EventRelay:
         self._pool = pool
         self._bus = bus
         self._origin = origin
-        self._outbox: asyncio.Queue[RunEvent] = asyncio.Queue()
+        # Deltas to send, each with its ticket: tickets count up in the order deltas are queued.
+        self._outbox: asyncio.Queue[tuple[int, RunEvent]] = asyncio.Queue()
+        self._tickets = itertools.count(1)
+        # The ticket of each run's latest delta not sent yet, and of the latest delta sent.
+        self._unsent: dict[str, int] = {}
+        self._sent_through = 0
+        self._progress = asyncio.Condition()
         self._listener: asyncpg.Connection | None = None
         self._sender: asyncio.Task[None] | None = None
         # Re-establishes the LISTEN connection after the database dropped it.
@@ -118,11 +129,15 @@ class EventRelay:
     async def start(self) -> None:
         self._listener = await self._listen()
         self._sender = asyncio.create_task(self._send_deltas(), name="timestep delta relay")
-        self._bus.forward_live = self._outbox.put_nowait
+        self._bus.forward_live = self._forward
+        self._bus.live_forwarded = self.sent
 
     async def stop(self) -> None:
         self._stopping = True
         self._bus.forward_live = None
+        self._bus.live_forwarded = None
+        async with self._progress:
+            self._progress.notify_all()  # nothing more will be sent: nobody waits for it
         for task in (self._sender, self._relistener):
             if task is not None:
                 task.cancel()
@@ -187,21 +202,46 @@ class EventRelay:
             )
         )
 
+    def _forward(self, event: RunEvent) -> None:
+        ticket = next(self._tickets)
+        self._unsent[event.run_id] = ticket
+        self._outbox.put_nowait((ticket, event))
+
+    async def sent(self, run_id: str) -> None:
+        """Return once the run's deltas queued so far are sent (or could not be), or after
+        `MAX_FLUSH_WAIT_S`: the run's stored events wait for them, not forever."""
+        ticket = self._unsent.get(run_id)
+        if ticket is None:
+            return
+        async with self._progress:
+            try:
+                await asyncio.wait_for(
+                    self._progress.wait_for(lambda: self._stopping or self._sent_through >= ticket),
+                    MAX_FLUSH_WAIT_S,
+                )
+            except TimeoutError:
+                log.warning("text deltas of run %s are still being relayed; storing events anyway", run_id)
+
     async def _send_deltas(self) -> None:
         while True:
             # Everything queued meanwhile goes out together, consecutive deltas merged, so a
             # fast model costs a few notifications per batch rather than one per token.
             batch = [await self._outbox.get()]
             while not self._outbox.empty():
-                event = self._outbox.get_nowait()
-                merged = merge_text_deltas(batch[-1], event)
+                ticket, event = self._outbox.get_nowait()
+                merged = merge_text_deltas(batch[-1][1], event)
                 if merged is not None and len(merged.payload["delta"]) <= MAX_MERGED_CHARS:
-                    batch[-1] = merged
+                    batch[-1] = (ticket, merged)
                 else:
-                    batch.append(event)
-            for event in batch:
+                    batch.append((ticket, event))
+            for ticket, event in batch:
                 for payload in self._payloads(event):
                     await self._notify(event, payload)
+                if self._unsent.get(event.run_id) == ticket:
+                    del self._unsent[event.run_id]
+                async with self._progress:
+                    self._sent_through = ticket
+                    self._progress.notify_all()
 
     def _payloads(self, event: RunEvent) -> list[str]:
         """The notifications (JSON, unescaped) that carry `event`, in order."""
