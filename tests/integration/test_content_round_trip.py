@@ -10,6 +10,7 @@ from typing import Any, Final
 
 import asyncpg
 import pytest
+from timestep import RunStateStore, run_agent
 from timestep.domain import (
     EventKind,
     InterruptionStatus,
@@ -25,6 +26,10 @@ from timestep.domain import (
 from timestep.store.content import ESCAPE
 from timestep.store.runs import RunStore, SegmentOutcome
 from timestep.store.sessions import PostgresSession
+
+from tests.e2e.helpers import conversation
+from tests.fakes.openai_responses import FakeOpenAI, tool_call
+from tests.integration.test_library_api import config, make_agent
 
 HOSTILE: Final = {
     "nul": "\x00",
@@ -202,3 +207,24 @@ async def test_ordinary_text_is_stored_as_it_is(store: RunStore, pool: asyncpg.P
     assert await pool.fetchval(
         "SELECT count(*) FROM runs WHERE id = $1 AND metadata ->> 'k' = $2", run.id, text
     )
+
+
+async def test_a_saved_run_state_with_hostile_content_loads_back_exactly(
+    fake_openai: FakeOpenAI, pool: asyncpg.Pool
+) -> None:
+    # Not lone surrogates: the OpenAI client cannot send one to the model.
+    text = "|".join(value for value in HOSTILE.values() if not any("\ud800" <= c <= "\udfff" for c in value))
+    agent = make_agent()
+    fake_openai.script(
+        tool_call("send_email", {"to": "bob@example.com", "subject": text, "body": CJK[:10_000]})
+    )
+    paused = await run_agent(agent, text, None, False, run_config=config(fake_openai))
+    state = paused.to_state()
+    states = RunStateStore(agent=agent, session_id=unique("session") + text, pool=pool)
+
+    await states.save(state)
+    loaded = await states.load()
+
+    assert loaded is not None
+    assert loaded.to_string() == state.to_string()
+    assert conversation(fake_openai.requests[0]) == [("user", text)]
