@@ -10,18 +10,21 @@ Live text deltas are NOTIFYed on `timestep_run_deltas` as JSON, in order, off th
 background sender), and delivered to local subscribers elsewhere. PostgreSQL refuses a payload of
 8000 bytes or more, so the sender measures each payload in bytes as it goes over the wire (UTF-8,
 after the store's escape: `timestep.store.content`) and splits a delta that would not fit over
-several notifications, in order, never inside a character. No delta is dropped for a passing
-fault: a NOTIFY that fails (the database restarting, connections dropped) is retried with a
-bounded backoff until it goes through or the relay stops, holding back the later ones so order is
-kept. Before a run's events are stored, its deltas queued so far are sent (`EventBus.forwarded`):
-the stored events' notification cannot overtake them, so a subscriber elsewhere gets the text
-before the item it belongs to and before the stream ends. Each notification carries its sender
-and number, so a retry of one that did go through (the
-reply was lost) is not delivered twice. A notification the database refuses as data can never
-succeed, so it is logged at ERROR and skipped rather than holding up every later delta; it cannot
-be a size (payloads are budgeted), only text the server's encoding cannot represent, which the
-store could not hold either. Nudging the run's subscribers would not help them there: deltas are
-not stored, and the completed item reaches them as a stored event anyway.
+several notifications, in order, never inside a character.
+
+No delta is dropped for a passing fault: a NOTIFY that fails (the database restarting,
+connections dropped) is retried with a bounded backoff until it goes through or the relay stops,
+holding back the later ones so order is kept. Each notification carries its sender and number, so
+a retry of one that did go through (only its reply was lost) is not delivered twice. A
+notification the database refuses as data can never succeed, so it is logged at ERROR and skipped
+rather than holding up every later delta: it cannot be too large (payloads are budgeted), only
+text the server's encoding cannot represent, which the store could not hold either. Nudging the
+run's subscribers would not help them there: deltas are not stored, and the completed item
+reaches them as a stored event anyway.
+
+Before a run's events are stored, its deltas queued so far are sent (`EventBus.forwarded`), so
+the stored events' notification cannot overtake them: a subscriber elsewhere gets the text before
+the item it belongs to, and before the run's end closes its stream.
 """
 
 from __future__ import annotations
