@@ -42,8 +42,8 @@ HOSTILE: Final = (
 LONE_SURROGATES: Final = "high \ud800 low \udfff end"
 # About 1 MB of CJK (3 MB of UTF-8).
 CJK: Final = "漢字かな交じり文" * (1_000_000 // 24)
-# CJK in a message comes back three times (message text, its item JSON \u-escaped, final output):
-# more than gRPC's default 4 MiB a message for the stored message_output event.
+# A megabyte of CJK is 3 MB of UTF-8, and the message_output event carries it twice (its text and
+# its item JSON): more than gRPC's default 4 MiB a message.
 BIG_MESSAGES: Final = [("grpc.max_receive_message_length", 64 * 1024 * 1024)]
 SLOW: Final = 60.0  # an upper bound for a megabyte crossing two replicas on a busy machine
 

@@ -1,5 +1,6 @@
 """The store's reversible escape (timestep.store.content): a bijection on Python strings that
-PostgreSQL can store, and the identity on ordinary text."""
+PostgreSQL can store, and the identity on ordinary text; and what a protobuf string carries of
+any text (api.convert.proto_string)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 
 from hypothesis import given
 from hypothesis import strategies as st
+from timestep.api.convert import proto_string
 from timestep.store.content import ESCAPE, decode_json, encode_json, escape, unescape
 
 # Every code point, surrogates included, with the characters the escape is about made likely.
@@ -81,3 +83,18 @@ def test_json_values_round_trip_with_every_string_and_key_escaped(value: Any) ->
 @given(st.recursive(st.none() | st.integers() | ordinary_text, lambda inner: st.lists(inner, max_size=3)))
 def test_json_of_ordinary_text_is_plain_json(value: Any) -> None:
     assert json.loads(encode_json(value)) == value
+
+
+@given(any_text)
+def test_a_protobuf_string_gets_every_character_but_lone_surrogates(text: str) -> None:
+    carried = proto_string(text)
+    carried.encode()  # valid UTF-8
+    assert carried == "".join("\ufffd" if "\ud800" <= c <= "\udfff" else c for c in text)
+
+
+@given(json_values)
+def test_json_in_a_protobuf_string_means_what_it_meant(value: Any) -> None:
+    """Raw lone surrogates in JSON text become their escapes: the same JSON, now UTF-8."""
+    carried = proto_string(json.dumps(value, ensure_ascii=False), json_text=True)
+    carried.encode()
+    assert json.loads(carried) == json.loads(json.dumps(value))
