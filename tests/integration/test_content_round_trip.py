@@ -45,6 +45,8 @@ HOSTILE: Final = {
     "rtl-mark": "\u200f\u05e9\u05dc\u05d5\u05dd\u200f",  # RLM and Hebrew
     "control": "\x01\x1f\x7f",
 }
+# Runs a test leaves QUEUED would be started by the services of later tests on this database.
+CANCELLED: Final = RunError("cancelled", "test over")
 # About 1 MB of UTF-8.
 CJK: Final = "漢字かな交じり文" * (1_000_000 // 24)
 ALL: Final = "|".join(HOSTILE.values())
@@ -92,6 +94,7 @@ async def test_every_content_column_of_a_run_comes_back_exactly(store: RunStore,
 
     with_items, _, _ = await store.create_run(NewRun(agent=unique("agent"), input=items))
     assert await store.get_run_input(with_items.id) == items
+    await store.cancel_run(with_items.id, CANCELLED)
 
     await store.begin_segment(run.id, 1)
     stored = await store.append_events(
@@ -198,6 +201,7 @@ async def test_ordinary_text_is_stored_as_it_is(store: RunStore, pool: asyncpg.P
     text unchanged (what other tools reading the database see)."""
     text = "plain é 漢字 🧪 \u200f"
     run, _, _ = await store.create_run(NewRun(agent=unique("agent"), input=text, metadata={"k": text}))
+    await store.cancel_run(run.id, CANCELLED)
 
     row = await pool.fetchrow(
         "SELECT input #>> '{}' AS input, metadata ->> 'k' AS k FROM runs WHERE id = $1", run.id
