@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import asyncpg
 import grpc
 from timestep.runtime.providers import ModelConfig
 from timestep_client import InterruptionStatus, RunStatus, TimestepClient
@@ -208,15 +209,37 @@ async def test_a_model_error_fails_the_run_with_model_error_and_an_error_event(
     assert statuses(events)[-1] == RunStatus.RUN_STATUS_FAILED
 
 
-async def test_model_output_postgresql_cannot_store_fails_the_run_instead_of_leaving_it_running(
-    client: TimestepClient, fake_openai: FakeOpenAI
+async def test_output_the_database_refuses_to_store_fails_the_run_instead_of_leaving_it_running(
+    client: TimestepClient, fake_openai: FakeOpenAI, database_url: str
 ) -> None:
-    fake_openai.script(text("A NUL \u0000 character"))
+    # Any text is storable, so PostgreSQL is made to refuse this one message by a trigger.
+    answer = unique("unstorable answer")
+    trigger = unique("timestep_test_refuse").replace("-", "_")
+    connection = await asyncpg.connect(database_url)
+    try:
+        await connection.execute(
+            f"""CREATE FUNCTION {trigger}() RETURNS trigger LANGUAGE plpgsql AS $$
+                BEGIN
+                    IF NEW.kind = 'message_output' AND NEW.payload->>'text' = '{answer}' THEN
+                        RAISE EXCEPTION 'test trigger refuses this output';
+                    END IF;
+                    RETURN NEW;
+                END $$;
+                CREATE TRIGGER {trigger} BEFORE INSERT ON run_events
+                    FOR EACH ROW EXECUTE FUNCTION {trigger}()"""
+        )
+        fake_openai.script(text(answer))
 
-    run = await client.create_run("assistant", "Say something odd", wait=True, timeout=30)
+        run = await client.create_run("assistant", "Say something odd", wait=True, timeout=30)
+    finally:
+        await connection.execute(
+            f"DROP TRIGGER IF EXISTS {trigger} ON run_events; DROP FUNCTION IF EXISTS {trigger}()"
+        )
+        await connection.close()
 
     assert run.status == RunStatus.RUN_STATUS_FAILED
     assert run.error.code == "internal"
+    assert "test trigger refuses this output" in run.error.message
     assert statuses(await collect_events(client, run.id))[-1] == RunStatus.RUN_STATUS_FAILED
 
 

@@ -236,3 +236,18 @@ async def test_a_slow_reader_gets_consecutive_deltas_of_one_item_merged_and_miss
         ("assistant", "msg_2", "Next"),
         ("billing", "msg_2", "Other agent"),
     ]
+
+
+async def test_a_nudge_keeps_buffered_live_events_and_they_come_before_the_reread() -> None:
+    """Relayed deltas buffered when another process's stored events are announced are not in
+    the store: dropping them would lose text."""
+    bus = EventBus()
+    with bus.subscribe("run_a") as subscription:
+        bus.publish([delta("run_a", "Hel"), event("run_a", 1)])
+        bus.deliver(delta("run_a", "lo"))
+
+        bus.nudge("run_a")
+
+        batch = await asyncio.wait_for(subscription.next_batch(), WAIT)
+        assert [e.payload["delta"] for e in batch or []] == ["Hel", "lo"], "stored ones come from the store"
+        assert await asyncio.wait_for(subscription.next_batch(), WAIT) is None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any
 
@@ -63,6 +64,27 @@ def state_format_to_proto(state_format: str) -> str:
 
 # ----- messages ------------------------------------------------------------------------------
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def proto_string(value: str, *, json_text: bool = False) -> str:
+    """`value` as a protobuf string can carry it (valid UTF-8). Content is stored exactly, but a
+    lone surrogate (from a "\\ud800" JSON escape) has no UTF-8 form: it becomes U+FFFD, or, in
+    JSON text (where it can only be inside a string), the `\\udXXX` escape that means the same."""
+    if value.isascii() or _SURROGATE.search(value) is None:
+        return value
+    if json_text:
+        return _SURROGATE.sub(lambda match: f"\\u{ord(match.group()):04x}", value)
+    return _SURROGATE.sub("\ufffd", value)
+
+
+def _proto_strings(data: dict[str, Any]) -> dict[str, Any]:
+    """`data`'s string values as `proto_string` makes them (fields named `*_json` are JSON)."""
+    return {
+        key: proto_string(value, json_text=key.endswith("_json")) if isinstance(value, str) else value
+        for key, value in data.items()
+    }
+
 
 def timestamp(value: datetime | str | None) -> Timestamp | None:
     if value is None:
@@ -79,8 +101,8 @@ def usage_to_proto(usage: Usage | dict[str, Any]) -> runs_pb2.Usage:
 
 def model_call_to_proto(call: dict[str, Any]) -> runs_pb2.ModelCallUsage:
     return runs_pb2.ModelCallUsage(
-        agent=call["agent"],
-        model=call["model"],
+        agent=proto_string(call["agent"]),
+        model=proto_string(call["model"]),
         usage=usage_to_proto(call["usage"]),
         priced=call["priced"],
         time=timestamp(call["time"]),
@@ -88,11 +110,13 @@ def model_call_to_proto(call: dict[str, Any]) -> runs_pb2.ModelCallUsage:
 
 
 def error_to_proto(error: RunError | None) -> runs_pb2.RunError | None:
-    return runs_pb2.RunError(code=error.code, message=error.message) if error else None
+    return runs_pb2.RunError(code=error.code, message=proto_string(error.message)) if error else None
 
 
 def interruption_to_proto(interruption: Interruption | dict[str, Any]) -> runs_pb2.Interruption:
-    data = interruption.to_payload() if isinstance(interruption, Interruption) else interruption
+    data = _proto_strings(
+        interruption.to_payload() if isinstance(interruption, Interruption) else interruption
+    )
     return runs_pb2.Interruption(
         id=data["id"],
         run_id=data["run_id"],
@@ -112,19 +136,19 @@ def interruption_to_proto(interruption: Interruption | dict[str, Any]) -> runs_p
 def run_to_proto(run: Run) -> runs_pb2.Run:
     return runs_pb2.Run(
         id=run.id,
-        agent=run.agent,
+        agent=proto_string(run.agent),
         status=run_status_to_proto(run.status),
-        session_id=run.session_id,
-        model=run.model,
-        final_output=run.final_output,
+        session_id=proto_string(run.session_id),
+        model=proto_string(run.model),
+        final_output=proto_string(run.final_output),
         interruptions=[interruption_to_proto(i) for i in run.interruptions],
         usage=usage_to_proto(run.usage),
         error=error_to_proto(run.error),
-        metadata=run.metadata,
+        metadata={proto_string(key): proto_string(value) for key, value in run.metadata.items()},
         create_time=timestamp(run.create_time),
         update_time=timestamp(run.update_time),
-        request_id=run.request_id,
-        current_agent=run.current_agent,
+        request_id=proto_string(run.request_id),
+        current_agent=proto_string(run.current_agent),
         last_sequence=run.last_sequence,
         segment_count=run.segment_count,
         queue=run.queue_name if run.status is RunStatus.QUEUED else "",
@@ -136,7 +160,7 @@ def event_to_proto(event: RunEvent) -> runs_pb2.RunEvent:
     message = runs_pb2.RunEvent(
         sequence=event.sequence, time=timestamp(event.time), run_id=event.run_id, segment=event.segment
     )
-    p = event.payload
+    p = _proto_strings(event.payload)
     match event.kind:
         case EventKind.STATUS_CHANGED:
             message.status_changed.CopyFrom(

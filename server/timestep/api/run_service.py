@@ -147,7 +147,7 @@ class RunService(runs_pb2_grpc.RunServiceServicer):  # type: ignore[misc]
             tenant=current_tenant(),
         )
         return runs_pb2.GetRunStateResponse(
-            state_json=export.state_json,
+            state_json=convert.proto_string(export.state_json, json_text=True),
             schema_version=export.schema_version,
             agent=export.agent,
             format=convert.state_format_to_proto(export.state_format),

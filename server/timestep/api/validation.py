@@ -2,7 +2,8 @@
 
 `check_request` runs on every request before its servicer method (see `timestep.api.errors`):
 each string field against its cap (the table below), each map against the metadata caps, each
-timestamp against the range a Timestamp may hold, and NUL characters. The servicers then check
+timestamp against the range a Timestamp may hold. (Any text is fine: NUL and the rest are stored
+as they are; see `timestep.store.content`.) The servicers then check
 what depends on the method (required fields, input shape) with the helpers below. Every refusal
 is INVALID_ARGUMENT naming the field, raised before anything is written.
 """
@@ -132,7 +133,6 @@ def check_request(request: Message, limits: Limits) -> None:
             cap_of(field).check(field.name, value, limits)
         elif is_timestamp(field):
             check_timestamp(field.name, value)
-    reject_nul_characters(request)
 
 
 def check_metadata(field: str, items: dict[str, str]) -> None:
@@ -169,22 +169,6 @@ def check_timestamp(field: str, stamp: Timestamp) -> None:
         )
 
 
-def reject_nul_characters(request: Message) -> None:
-    """PostgreSQL text cannot hold NUL (U+0000): refuse it in any string field, up front."""
-    for descriptor, value in request.ListFields():
-        if is_map(descriptor):
-            texts = [text for pair in value.items() for text in pair if isinstance(text, str)]
-        elif descriptor.type == FieldDescriptor.TYPE_STRING:
-            texts = list(value) if descriptor.is_repeated else [value]
-        else:
-            continue
-        if any("\x00" in text for text in texts):
-            raise InvalidArgumentError(
-                f"{descriptor.name} contains a NUL character (U+0000), which cannot be stored; remove it.",
-                field=descriptor.name,
-            )
-
-
 # ----- what depends on the method ------------------------------------------------------------
 
 
@@ -194,20 +178,6 @@ def optional_time(request: Message, field: str) -> datetime | None:
         return None
     stamp: Timestamp = getattr(request, field)
     return stamp.ToDatetime(tzinfo=UTC)
-
-
-def _contains_nul(value: Any) -> bool:
-    pending = [value]
-    while pending:
-        item = pending.pop()
-        if isinstance(item, str) and "\x00" in item:
-            return True
-        if isinstance(item, dict):
-            pending.extend(item.keys())
-            pending.extend(item.values())
-        elif isinstance(item, list):
-            pending.extend(item)
-    return False
 
 
 def _reject_constant(name: str) -> Any:
@@ -251,11 +221,6 @@ def parse_input_items(text: str, max_items: int) -> list[dict[str, Any]]:
             "turns in a session (session_id) instead of resending them.",
             field="input_items_json",
             reason="TOO_MANY_INPUT_ITEMS",
-        )
-    if _contains_nul(items):
-        raise InvalidArgumentError(
-            "input_items_json contains a NUL character (\\u0000), which cannot be stored; remove it.",
-            field="input_items_json",
         )
     return items
 

@@ -3,16 +3,17 @@
 Durable events are published after their transaction commits; live-only events (token
 deltas) are published as they arrive. A subscriber that falls too far behind is not allowed
 to hold memory or slow the publisher: its buffer is dropped and it is told to re-read the
-durable events it missed from the store (token deltas in that gap are lost, by design). The
-same "re-read the store" signal (`nudge`) tells subscribers that another process stored
-events of their run (see `timestep.runs.relay`).
+durable events it missed from the store (token deltas in that gap are lost, by design). A
+similar signal (`nudge`) tells subscribers that another process stored events of their run (see
+`timestep.runs.relay`); it keeps the live events buffered before it, which the store does not
+have.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import defaultdict, deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 
@@ -62,32 +63,53 @@ class Subscription:
         self._overflowed = True
         self._wakeup.set()
 
+    def nudge(self) -> None:
+        """New events are in the store: the subscriber will read them from there. Buffered stored
+        events are dropped (the store has them); buffered live ones are not (it has not), and
+        come first."""
+        self._buffer = deque(event for event in self._buffer if not event.is_durable)
+        self._overflowed = True
+        self._wakeup.set()
+
     async def next_batch(self) -> list[RunEvent] | None:
         """The events published since the last call; None: re-read the store (events were
         dropped, or stored by another process)."""
         await self._wakeup.wait()
         self._wakeup.clear()
+        if self._buffer:
+            batch = list(self._buffer)
+            self._buffer.clear()
+            if self._overflowed:
+                self._wakeup.set()  # the re-read comes next
+            return batch
         if self._overflowed:
             self._overflowed = False
-            self._buffer.clear()
             return None
-        batch = list(self._buffer)
-        self._buffer.clear()
-        return batch
+        return []
 
 
 class EventBus:
     def __init__(self, subscriber_buffer: int = DEFAULT_SUBSCRIBER_BUFFER) -> None:
         self._subscriber_buffer = subscriber_buffer
         self._subscriptions: defaultdict[str, set[Subscription]] = defaultdict(set)
-        # Where live-only events also go so that other processes' subscribers get them.
+        # Where live-only events also go so that other processes' subscribers get them, and
+        # how to wait until those of a run have left this process (see `forwarded`).
         self.forward_live: Callable[[RunEvent], None] | None = None
+        self.live_forwarded: Callable[[str], Awaitable[None]] | None = None
 
     def publish(self, events: Iterable[RunEvent]) -> None:
         for event in events:
             if not event.is_durable and self.forward_live is not None:
                 self.forward_live(event)
             self.deliver(event)
+
+    async def forwarded(self, run_id: str) -> None:
+        """Return once the run's live events published so far have left this process. Call it
+        before storing an event of the run: the store's notification of the stored event then
+        cannot overtake them, so a subscriber elsewhere gets them before the event (and before
+        the run's end, after which its stream is closed)."""
+        if self.live_forwarded is not None:
+            await self.live_forwarded(run_id)
 
     def deliver(self, event: RunEvent) -> None:
         """Hand an event to this process's subscribers only."""
@@ -97,7 +119,7 @@ class EventBus:
     def nudge(self, run_id: str) -> None:
         """Tell the run's subscribers that new events are in the store."""
         for subscription in self._subscriptions.get(run_id, ()):
-            subscription.reread()
+            subscription.nudge()
 
     def nudge_all(self) -> None:
         """Tell every subscriber to re-read the store (after notifications may have been missed)."""

@@ -58,6 +58,7 @@ class RunJournal:
     async def on_item(self, event: PendingEvent) -> None:
         self._ordinal += 1
         keyed = replace(event, dedupe_key=f"{self._segment}:{self._ordinal}")
+        await self._bus.forwarded(self._run_id)
         self._bus.publish(await self._store.append_events(self._run_id, self._segment, [keyed]))
 
     async def on_text_delta(self, payload: dict[str, Any]) -> None:
@@ -96,6 +97,7 @@ class SegmentExecutor:
         except SegmentSupersededError as superseded:
             log.info("run %s segment %s stopped: %s", run_id, segment, superseded)
             return
+        await self.bus.forwarded(run_id)
         try:
             _, events = await self.store.finish_segment(run_id, segment, outcome)
         except FailedPreconditionError as superseded:

@@ -17,6 +17,7 @@ from agents import (
     ToolCallOutputItem,
 )
 from pydantic import BaseModel
+from pydantic_core import PydanticSerializationError
 
 from timestep.domain import EventKind, NewInterruption, PendingEvent
 
@@ -24,7 +25,13 @@ from timestep.domain import EventKind, NewInterruption, PendingEvent
 def to_json_text(value: Any) -> str:
     """JSON text for SDK values: pydantic models, dicts, lists or scalars."""
     if isinstance(value, BaseModel):
-        return value.model_dump_json(exclude_unset=True)
+        try:
+            return value.model_dump_json(exclude_unset=True)
+        except PydanticSerializationError:
+            # pydantic cannot write a lone surrogate (model text may hold one, from a "\ud800"
+            # JSON escape); the same JSON, written by json.
+            dumped = value.model_dump(mode="json", exclude_unset=True)
+            return json.dumps(dumped, separators=(",", ":"), ensure_ascii=False)
     return json.dumps(value, default=str)
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
+from timestep.store import content
 from timestep.store.migrations import migrate
 
 log = logging.getLogger(__name__)
@@ -119,9 +119,15 @@ async def resolve_database() -> DatabaseTarget:
 
 
 async def _init_connection(connection: asyncpg.Connection) -> None:
+    """Every string goes in and out through the reversible escape of `timestep.store.content`,
+    so NUL and lone surrogates are stored like any other text (`text[]` parameters are not
+    reached by the `text` codec: pass them through `content.escape_texts`)."""
+    await connection.set_type_codec(
+        "text", encoder=content.escape, decoder=content.unescape, schema="pg_catalog", format="text"
+    )
     for json_type in ("json", "jsonb"):
         await connection.set_type_codec(
-            json_type, encoder=json.dumps, decoder=json.loads, schema="pg_catalog"
+            json_type, encoder=content.encode_json, decoder=content.decode_json, schema="pg_catalog"
         )
 
 

@@ -42,6 +42,7 @@ from timestep.errors import (
     NotFoundError,
     ResourceExhaustedError,
 )
+from timestep.store.content import escape_texts
 from timestep.store.pages import clamp_page_size, decode_page_token, encode_page_token
 from timestep.store.usage import USAGE_COLUMNS, record_segment_usage, usage_from_row
 
@@ -786,9 +787,9 @@ class RunStore:
             "SELECT * FROM timestep_append_events($1, $2, $3, $4, $5, $6, $7, $8)",
             run_id,
             segment,
-            [e.kind.value for e in events],
+            escape_texts([e.kind.value for e in events]),
             [e.payload for e in events],
-            [e.dedupe_key for e in events],
+            escape_texts([e.dedupe_key for e in events]),
             EVENTS_CHANNEL,
             f"{self._origin}:{run_id}:",
             segment_running,

@@ -9,6 +9,7 @@ from typing import Any
 import asyncpg
 from agents import SessionSettings, TResponseInputItem
 
+from timestep.store.content import escape_texts
 from timestep.store.database import shared_pool
 
 
@@ -69,8 +70,11 @@ class PostgresSession:
         if not items:
             return
         pool = await self._get_pool()
-        # Items may be pydantic models or TypedDicts; store their JSON form.
-        as_json: list[Any] = [json.loads(json.dumps(item, default=_model_dump)) for item in items]
+        # Items may be pydantic models or TypedDicts; store their JSON form (raw, not \u-escaped:
+        # a JSON round trip would join two lone surrogates into one character).
+        as_json: list[Any] = [
+            json.loads(json.dumps(item, default=_model_dump, ensure_ascii=False)) for item in items
+        ]
         self._adds += 1
         keys = [
             f"{self._replay_key}:{self._adds}:{i}" if self._replay_key else None for i in range(len(items))
@@ -82,7 +86,7 @@ class PostgresSession:
                ON CONFLICT (session_id, dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING""",
             self.session_id,
             as_json,
-            keys,
+            escape_texts(keys),
         )
 
     async def pop_item(self) -> TResponseInputItem | None:
