@@ -205,7 +205,8 @@ async def test_plain_input_and_a_cancel_reason_come_back_exactly(
 ) -> None:
     released = asyncio.Event()
     fake_openai.script(text("never", hold=released))
-    run = await here.create_run("assistant", HOSTILE, metadata={HOSTILE: HOSTILE}, session_id=HOSTILE)
+    # Session ids are ids (a strict charset), not content.
+    run = await here.create_run("assistant", HOSTILE, metadata={HOSTILE: HOSTILE}, session_id="hostile-1")
     await fake_openai.wait_for_requests(1, timeout=10.0)
     assert conversation(fake_openai.requests[0])[-1] == ("user", HOSTILE)
 
@@ -215,10 +216,10 @@ async def test_plain_input_and_a_cancel_reason_come_back_exactly(
     assert cancelled.status == RunStatus.RUN_STATUS_CANCELLED
     assert (cancelled.error.message, cancelled.session_id, dict(cancelled.metadata)) == (
         HOSTILE,
-        HOSTILE,
+        "hostile-1",
         {HOSTILE: HOSTILE},
     )
     events = await collect_events(here, run.id)
     assert [s.reason for s in of_kind(events, "status_changed")][-1] == HOSTILE
-    listed = await there.list_runs(session_id=HOSTILE)
+    listed = await there.list_runs(session_id="hostile-1")
     assert [r.id for r in listed.runs] == [run.id]

@@ -137,7 +137,7 @@ async def test_every_content_column_of_a_run_comes_back_exactly(store: RunStore,
         "call" + hostile,
         json.dumps({"body": hostile}) + hostile,
     )
-    listed_pending = await store.list_pending_interruptions(500, "")
+    listed_pending = await store.list_interruptions("", 500, "")
     assert pending in listed_pending.items or listed_pending.next_page_token
 
     decided, _ = await store.decide_interruption(
