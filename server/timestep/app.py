@@ -40,6 +40,7 @@ from timestep.settings import (
     DEFAULT_KEEPALIVE_TIME_MS,
     DEFAULT_KEEPALIVE_TIMEOUT_MS,
     DEFAULT_MAX_TURNS,
+    DEFAULT_PORT,
     DEFAULT_REPLICA_TIMEOUT_S,
     DEFAULT_SHUTDOWN_GRACE_S,
     Limits,
@@ -61,7 +62,7 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class ServiceConfig:
     host: str = "127.0.0.1"
-    port: int = 50051
+    port: int = DEFAULT_PORT
     agents: str = DEFAULT_AGENTS
     # None: PG_CONNECTION_URI, else localhost:5432, else embedded PostgreSQL.
     database_url: str | None = None

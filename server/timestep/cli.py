@@ -20,6 +20,7 @@ from timestep.settings import (
     DEFAULT_KEEPALIVE_TIME_MS,
     DEFAULT_KEEPALIVE_TIMEOUT_MS,
     DEFAULT_MAX_TURNS,
+    DEFAULT_PORT,
     DEFAULT_REPLICA_TIMEOUT_S,
     DEFAULT_SHUTDOWN_GRACE_S,
     ConfigurationError,
@@ -76,7 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--host", default="127.0.0.1", help="address to bind (default: %(default)s; 0.0.0.0 for all)"
     )
-    serve.add_argument("--port", type=int, default=50051, help="port to listen on (default: %(default)s)")
+    serve.add_argument(
+        "--port", type=int, default=DEFAULT_PORT, help="port to listen on (default: %(default)s)"
+    )
     serve.add_argument(
         "--agents",
         default=os.environ.get("TIMESTEP_AGENTS", DEFAULT_AGENTS),

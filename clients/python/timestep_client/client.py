@@ -97,6 +97,8 @@ def bearer_key_interceptors(api_key: str) -> list[grpc.aio.ClientInterceptor]:
 class TimestepClient:
     def __init__(
         self,
+        # The service's default port (timestep.settings.DEFAULT_PORT); this package does not
+        # import the service.
         target: str = "localhost:50051",
         *,
         channel: grpc.aio.Channel | None = None,

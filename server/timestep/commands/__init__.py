@@ -21,10 +21,11 @@ from timestep.commands.output import (
     describe_error,
     exit_code_for,
 )
+from timestep.settings import DEFAULT_PORT
 
 Handler = Callable[[TimestepClient, argparse.Namespace, Output], Awaitable[int]]
 
-DEFAULT_TARGET = "localhost:50051"
+DEFAULT_TARGET = f"localhost:{DEFAULT_PORT}"
 TLS_OPTIONS = (
     ("--tls-ca", "TIMESTEP_TLS_CA", "the CA that signed the server's certificate (else the system's roots)"),
     ("--tls-cert", "TIMESTEP_TLS_CLIENT_CERT", "this client's certificate, for a server that requires one"),
@@ -39,7 +40,7 @@ def add_global_options(parser: argparse.ArgumentParser, *, suppress: bool = Fals
         "--target",
         metavar="HOST:PORT",
         default=argparse.SUPPRESS if suppress else os.environ.get("TIMESTEP_TARGET", DEFAULT_TARGET),
-        help="the Timestep service to talk to (default: TIMESTEP_TARGET, else localhost:50051)",
+        help=f"the Timestep service to talk to (default: TIMESTEP_TARGET, else {DEFAULT_TARGET})",
     )
     parser.add_argument(
         "--json",
