@@ -159,10 +159,32 @@ class UsageSummary:
     groups: list[UsageGroup]
 
 
+class RunErrorCode(enum.StrEnum):
+    """Every `RunError.code` the service writes; runs.proto's `RunError.code` comment lists the
+    same (a unit test holds them together)."""
+
+    MODEL_NOT_CONFIGURED = "model_not_configured"
+    MODEL_AUTH = "model_auth"
+    MODEL_UNREACHABLE = "model_unreachable"
+    MODEL_NOT_FOUND = "model_not_found"
+    MODEL_RATE_LIMITED = "model_rate_limited"
+    MODEL_INPUT_UNSUPPORTED = "model_input_unsupported"
+    MODEL_ERROR = "model_error"
+    MODEL_BEHAVIOR = "model_behavior"
+    MAX_TURNS_EXCEEDED = "max_turns_exceeded"
+    AGENT_ERROR = "agent_error"
+    DEADLINE_EXCEEDED = "deadline_exceeded"
+    NONDETERMINISTIC_REPLAY = "nondeterministic_replay"
+    JOURNAL_INCOMPATIBLE = "journal_incompatible"
+    CANCELLED = "cancelled"
+    INTERNAL = "internal"
+
+
 @dataclass(frozen=True)
 class RunError:
     """Why a run failed or was cancelled. `code` is stable; `message` is for people."""
 
+    # A RunErrorCode when written; read back as stored, which may be a code an older version wrote.
     code: str
     message: str
 

@@ -34,6 +34,7 @@ from agents.usage import deserialize_usage, serialize_usage
 from openai.types.responses import Response
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
+from timestep.domain import RunErrorCode
 from timestep.runtime.steps import StepReplayError
 
 ENTRY_VERSION: Final = 1
@@ -48,7 +49,7 @@ class JournalIncompatibleError(StepReplayError):
     """A recorded step this build cannot replay."""
 
     def __init__(self, message: str) -> None:
-        super().__init__("journal_incompatible", message)
+        super().__init__(RunErrorCode.JOURNAL_INCOMPATIBLE, message)
 
 
 # ----- model calls ------------------------------------------------------------------------------

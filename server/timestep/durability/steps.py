@@ -27,6 +27,7 @@ from typing import Any, Final
 from agents import FunctionTool
 from dbos import DBOS
 
+from timestep.domain import RunErrorCode
 from timestep.durability.journal import (
     Entry,
     decode_model_result,
@@ -56,7 +57,7 @@ class NondeterministicReplayError(StepReplayError):
     """A recovered segment asked for a different call than the one it recorded at that point."""
 
     def __init__(self, message: str) -> None:
-        super().__init__("nondeterministic_replay", message)
+        super().__init__(RunErrorCode.NONDETERMINISTIC_REPLAY, message)
 
 
 # The step a call is made inside of ("" at the top of a segment): an agent used as a tool runs

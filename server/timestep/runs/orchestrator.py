@@ -21,6 +21,7 @@ from timestep.domain import (
     Page,
     Run,
     RunError,
+    RunErrorCode,
     RunEvent,
     RunFilter,
     RunStatus,
@@ -143,7 +144,7 @@ class RunOrchestrator:
 
     async def cancel_run(self, run_id: str, reason: str, *, tenant: str | None = None) -> Run:
         run, events = await self._store.cancel_run(
-            run_id, RunError("cancelled", reason or "Cancelled by CancelRun."), tenant=tenant
+            run_id, RunError(RunErrorCode.CANCELLED, reason or "Cancelled by CancelRun."), tenant=tenant
         )
         self._bus.publish(events)
         await self._launcher.stop(run_id, run.segment_count)

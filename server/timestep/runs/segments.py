@@ -15,7 +15,7 @@ from typing import Any
 
 import asyncpg
 
-from timestep.domain import EventKind, PendingEvent, Run, RunError, RunEvent, RunStatus
+from timestep.domain import EventKind, PendingEvent, Run, RunError, RunErrorCode, RunEvent, RunStatus
 from timestep.errors import FailedPreconditionError
 from timestep.observability.context import run_id_var
 from timestep.runs.events import EventBus
@@ -119,7 +119,7 @@ class SegmentExecutor:
             agent = self.registry.get(run.agent)
             problem = self.model_config.missing(model_name_for(agent, run.model))
             if problem:
-                error = RunError("model_not_configured", problem)
+                error = RunError(RunErrorCode.MODEL_NOT_CONFIGURED, problem)
                 return _failed(run, error, recorder)
             async with deadline:
                 result = await execute_segment(
@@ -144,7 +144,7 @@ class SegmentExecutor:
                 raise superseded from exc
             if isinstance(exc, TimeoutError) and deadline.expired():
                 log.info("run %s segment %s stopped: the waiting caller's deadline passed", run.id, segment)
-                return _failed(run, RunError("deadline_exceeded", DEADLINE_PASSED), recorder)
+                return _failed(run, RunError(RunErrorCode.DEADLINE_EXCEEDED, DEADLINE_PASSED), recorder)
             log.exception("run %s segment %s failed", run.id, segment)
             return _failed(run, describe_failure(exc), recorder)
         return _outcome_of(result)

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 import openai
 from agents import MaxTurnsExceeded, ModelBehaviorError, UserError
 
-from timestep.domain import RunError
+from timestep.domain import RunError, RunErrorCode
 from timestep.runtime.models.errors import ModelProviderError
 from timestep.runtime.secrets import scrub
 from timestep.runtime.steps import StepReplayError
@@ -33,20 +33,22 @@ def _describe(error: BaseException) -> RunError:
     if isinstance(error, ModelProviderError):
         return RunError(error.code, error.message)
     if isinstance(error, MaxTurnsExceeded):
-        return RunError("max_turns_exceeded", f"The run used up its turn limit: {error}")
+        return RunError(RunErrorCode.MAX_TURNS_EXCEEDED, f"The run used up its turn limit: {error}")
     if isinstance(error, openai.APIConnectionError):
         return RunError(
-            "model_unreachable",
+            RunErrorCode.MODEL_UNREACHABLE,
             f"Could not reach the OpenAI API at {_origin(error)} ({error}). Check OPENAI_BASE_URL and "
             "the network.",
         )
     if isinstance(error, openai.APIStatusError):
         return _status_error(error)
     if isinstance(error, ModelBehaviorError):
-        return RunError("model_behavior", f"The model did something the agent cannot handle: {error}")
+        return RunError(
+            RunErrorCode.MODEL_BEHAVIOR, f"The model did something the agent cannot handle: {error}"
+        )
     if isinstance(error, UserError):
-        return RunError("agent_error", f"The agent is misconfigured: {error}")
-    return RunError("internal", f"The run failed unexpectedly: {type(error).__name__}: {error}")
+        return RunError(RunErrorCode.AGENT_ERROR, f"The agent is misconfigured: {error}")
+    return RunError(RunErrorCode.INTERNAL, f"The run failed unexpectedly: {type(error).__name__}: {error}")
 
 
 def caused_by(error: BaseException | None, kind: type[E]) -> E | None:
@@ -63,23 +65,23 @@ def _status_error(error: openai.APIStatusError) -> RunError:
     status = error.status_code
     if isinstance(error, openai.AuthenticationError | openai.PermissionDeniedError):
         return RunError(
-            "model_auth",
+            RunErrorCode.MODEL_AUTH,
             f"The OpenAI API at {_origin(error)} refused the API key ({status}). Check OPENAI_API_KEY "
             "in the service's environment.",
         )
     if isinstance(error, openai.NotFoundError):
         return RunError(
-            "model_not_found",
+            RunErrorCode.MODEL_NOT_FOUND,
             f"The OpenAI API at {_origin(error)} answered 404: {error.message}. Check the model name "
             "(the agent's model or CreateRun.model).",
         )
     if isinstance(error, openai.RateLimitError):
         return RunError(
-            "model_rate_limited",
+            RunErrorCode.MODEL_RATE_LIMITED,
             f"The OpenAI API at {_origin(error)} kept answering 429 (rate limited) after retries: "
             f"{error.message}. Wait before creating the run again, and check your OpenAI usage limits.",
         )
-    return RunError("model_error", f"The model provider answered {status}: {error.message}")
+    return RunError(RunErrorCode.MODEL_ERROR, f"The model provider answered {status}: {error.message}")
 
 
 def _origin(error: openai.APIConnectionError | openai.APIStatusError) -> str:

@@ -22,6 +22,7 @@ from agents import FunctionTool, Model, ModelBehaviorError, ModelProvider, Model
 from agents.tool_context import ToolContext
 from openai.types.responses import Response, ResponseCompletedEvent
 
+from timestep.domain import RunErrorCode
 from timestep.runtime.observers import observed
 from timestep.runtime.secrets import scrub_exception
 
@@ -38,7 +39,7 @@ class SegmentSupersededError(Exception):
 class StepReplayError(Exception):
     """Raised by a StepRunner that cannot replay a recorded call; the run fails with `code`."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: RunErrorCode, message: str) -> None:
         super().__init__(message)
         self.code = code
         self.message = message

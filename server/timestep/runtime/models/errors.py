@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from agents.exceptions import AgentsException
 
+from timestep.domain import RunErrorCode
+
 
 class ModelProviderError(AgentsException):
     """A model call that failed for a reason the provider could name."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: RunErrorCode, message: str) -> None:
         super().__init__(message)
-        # A stable run error code, e.g. "model_unreachable".
         self.code = code
         self.message = message
 
@@ -24,4 +25,4 @@ class ModelNotConfiguredError(ModelProviderError):
     """The model's provider lacks what it needs (an API key, a known prefix) to be called at all."""
 
     def __init__(self, message: str) -> None:
-        super().__init__("model_not_configured", message)
+        super().__init__(RunErrorCode.MODEL_NOT_CONFIGURED, message)

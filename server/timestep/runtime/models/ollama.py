@@ -52,6 +52,7 @@ from openai.types.chat import ChatCompletionChunk, ChatCompletionMessage, ChatCo
 from openai.types.responses import Response
 from openai.types.responses.response_prompt_param import ResponsePromptParam
 
+from timestep.domain import RunErrorCode
 from timestep.runtime.models.errors import ModelNotConfiguredError, ModelProviderError
 
 DEFAULT_OLLAMA_HOST = "http://localhost:11434"
@@ -330,13 +331,17 @@ class OllamaModel(Model):
             data = json.loads(raw)
         except ValueError as error:
             raise ModelProviderError(
-                "model_error", f"{self.target.where} sent something that is not JSON: {raw[:200]!r}"
+                RunErrorCode.MODEL_ERROR,
+                f"{self.target.where} sent something that is not JSON: {raw[:200]!r}",
             ) from error
         if not isinstance(data, dict):
-            raise ModelProviderError("model_error", f"{self.target.where} sent {raw[:200]!r}, not an object")
+            raise ModelProviderError(
+                RunErrorCode.MODEL_ERROR, f"{self.target.where} sent {raw[:200]!r}, not an object"
+            )
         if data.get("error"):
             raise ModelProviderError(
-                "model_error", f"{self.target.where} failed on {self.target.requested!r}: {data['error']}"
+                RunErrorCode.MODEL_ERROR,
+                f"{self.target.where} failed on {self.target.requested!r}: {data['error']}",
             )
         return data
 
@@ -418,7 +423,7 @@ def _images(content: Any, target: OllamaTarget) -> list[str]:
         if not url.startswith("data:") or "," not in url:
             what = f"an image URL ({url[:60]})" if url else f"a {kind!r} content part"
             raise ModelProviderError(
-                "model_input_unsupported",
+                RunErrorCode.MODEL_INPUT_UNSUPPORTED,
                 f"{target.where} cannot take {what} for {target.requested!r}: Ollama accepts text and "
                 "images given as base64 data. Send images as data URLs (input_image with "
                 '"image_url": "data:image/png;base64,…").',
@@ -580,7 +585,7 @@ def _transport_failure(target: OllamaTarget, error: httpx2.TransportError) -> Mo
     reason = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
     if not isinstance(error, httpx2.ConnectError | httpx2.ConnectTimeout):
         return ModelProviderError(
-            "model_unreachable",
+            RunErrorCode.MODEL_UNREACHABLE,
             f"The connection to {target.where} failed during a call to {target.requested!r} ({reason}). "
             "Check that it is up and reachable, then create the run again.",
         )
@@ -592,7 +597,8 @@ def _transport_failure(target: OllamaTarget, error: httpx2.TransportError) -> Mo
             "Cloud, set OLLAMA_API_KEY and use a model name ending in -cloud."
         )
     return ModelProviderError(
-        "model_unreachable", f"Could not reach {target.where} for {target.requested!r} ({reason}). {fix}"
+        RunErrorCode.MODEL_UNREACHABLE,
+        f"Could not reach {target.where} for {target.requested!r} ({reason}). {fix}",
     )
 
 
@@ -601,12 +607,12 @@ def status_failure(target: OllamaTarget, status: int, detail: str, attempts: int
     if status in (401, 403):
         if target.cloud:
             return ModelProviderError(
-                "model_auth",
+                RunErrorCode.MODEL_AUTH,
                 f"Ollama Cloud refused the API key ({status}: {detail}). Check OLLAMA_API_KEY in the "
                 "service's environment (keys are at https://ollama.com/settings/keys).",
             )
         return ModelProviderError(
-            "model_auth",
+            RunErrorCode.MODEL_AUTH,
             f"{target.where} refused {target.requested!r} ({status}: {detail}). Cloud models through a "
             "local Ollama need `ollama signin` on that host; or set OLLAMA_API_KEY so cloud models "
             "are called on Ollama Cloud directly.",
@@ -617,15 +623,15 @@ def status_failure(target: OllamaTarget, status: int, detail: str, attempts: int
         else:
             fix = f"Run `ollama pull {target.model}` on that host (or pick one `ollama list` shows)."
         return ModelProviderError(
-            "model_not_found", f"{target.where} has no model {target.model!r} ({detail}). {fix}"
+            RunErrorCode.MODEL_NOT_FOUND, f"{target.where} has no model {target.model!r} ({detail}). {fix}"
         )
     if status == 429:
         limits = " and check your Ollama Cloud plan's usage limits" if target.cloud else ""
         return ModelProviderError(
-            "model_rate_limited",
+            RunErrorCode.MODEL_RATE_LIMITED,
             f"{target.where} kept answering 429 (rate limited) for {target.requested!r} after {attempts} "
             f"attempts: {detail}. Wait before creating the run again{limits}.",
         )
     return ModelProviderError(
-        "model_error", f"{target.where} answered {status} for {target.requested!r}: {detail}"
+        RunErrorCode.MODEL_ERROR, f"{target.where} answered {status} for {target.requested!r}: {detail}"
     )
