@@ -2,7 +2,7 @@
 
 The orchestrator only says "segment N of this run is queued" (`launch`) and "stop working on
 it" (`stop`). `InProcessLauncher` runs segments as asyncio tasks of this process;
-`timestep.durability.DurableLauncher` runs each as a DBOS workflow on a provider queue.
+`timestep.durability.engine.DurableEngine` runs each as a DBOS workflow on a provider queue.
 """
 
 from __future__ import annotations
