@@ -50,14 +50,27 @@ class ProviderLimits:
 
 
 # Model providers named by a model's prefix; limits for "default" apply to any other prefix.
-KNOWN_PROVIDERS = ("openai", "ollama")
+OPENAI_PREFIX = "openai"
+OLLAMA_PREFIX = "ollama"
+KNOWN_PROVIDERS = (OPENAI_PREFIX, OLLAMA_PREFIX)
+
+
+def split_model_name(model_name: str | None) -> tuple[str | None, str | None]:
+    """("ollama", "llama3.2") for "ollama/llama3.2"; (None, "gpt-4.1") for "gpt-4.1".
+
+    Only the first "/" separates the prefix, so "ollama/hf.co/org/model:tag" keeps its path.
+    """
+    if model_name is None:
+        return None, None
+    prefix, separator, rest = model_name.partition("/")
+    return (prefix, rest) if separator else (None, model_name)
 
 
 def provider_limits_key(model_name: str, limits: dict[str, ProviderLimits]) -> str:
     """Whose limits apply to `model_name`: its prefix ("gpt-4.1" is "openai"), or "default" for
     a prefix that is neither a known provider nor given limits of its own."""
-    prefix, slash, _ = model_name.partition("/")
-    provider = prefix if slash else "openai"
+    prefix, _ = split_model_name(model_name)
+    provider = OPENAI_PREFIX if prefix is None else prefix
     return provider if provider in KNOWN_PROVIDERS or provider in limits else "default"
 
 

@@ -7,10 +7,10 @@ import os
 from dataclasses import dataclass, field
 
 from timestep.runtime.models import MultiModelProvider, MultiModelProviderMap, OllamaModelProvider
-from timestep.runtime.models.multi import OLLAMA_PREFIX
 from timestep.runtime.models.ollama import OLLAMA_CLOUD_URL
 from timestep.runtime.pricing import PriceTable
 from timestep.runtime.secrets import remember_secrets
+from timestep.settings import OLLAMA_PREFIX
 
 
 @dataclass(frozen=True)

@@ -19,10 +19,7 @@ from openai import AsyncOpenAI
 from timestep.runtime.models.errors import ModelNotConfiguredError
 from timestep.runtime.models.ollama import OllamaModelProvider
 from timestep.runtime.models.provider_map import MultiModelProviderMap
-
-OPENAI_PREFIX = "openai"
-OLLAMA_PREFIX = "ollama"
-BUILT_IN_PREFIXES = (OLLAMA_PREFIX, OPENAI_PREFIX)
+from timestep.settings import KNOWN_PROVIDERS, OLLAMA_PREFIX, OPENAI_PREFIX, split_model_name
 
 
 @runtime_checkable
@@ -30,17 +27,6 @@ class ConfigurationCheck(Protocol):
     """A provider that can tell, without calling anything, why a model of it cannot be used."""
 
     def missing(self, model_name: str | None) -> str | None: ...
-
-
-def split_model_name(model_name: str | None) -> tuple[str | None, str | None]:
-    """("ollama", "llama3.2") for "ollama/llama3.2"; (None, "gpt-4.1") for "gpt-4.1".
-
-    Only the first "/" separates the prefix, so "ollama/hf.co/org/model:tag" keeps its path.
-    """
-    if model_name is None:
-        return None, None
-    prefix, separator, rest = model_name.partition("/")
-    return (prefix, rest) if separator else (None, model_name)
 
 
 class MultiModelProvider(ModelProvider):
@@ -75,7 +61,7 @@ class MultiModelProvider(ModelProvider):
         self._ollama_fallback: OllamaModelProvider | None = None
 
     def known_prefixes(self) -> list[str]:
-        return sorted({*BUILT_IN_PREFIXES, *self.provider_map.get_mapping()})
+        return sorted({*KNOWN_PROVIDERS, *self.provider_map.get_mapping()})
 
     def missing(self, model_name: str | None) -> str | None:
         """Why `model_name` cannot be called as configured (an actionable message), or None."""
