@@ -139,8 +139,9 @@ class RunServiceServicer:
         run's first segment: when it passes, the model or tool call in flight is cancelled and the
         run ends FAILED (error code "deadline_exceeded").
 
-        Errors: INVALID_ARGUMENT (TOO_MANY_INPUT_ITEMS: more input items than the server's
-        limit, 1000 by default; FIELD_TOO_LONG); NOT_FOUND (AGENT_NOT_FOUND); ALREADY_EXISTS (REQUEST_ID_REUSED);
+        Errors: INVALID_ARGUMENT (both or neither of input and input_items_json;
+        TOO_MANY_INPUT_ITEMS: more input items than the server's limit, 1000 by default;
+        FIELD_TOO_LONG); NOT_FOUND (AGENT_NOT_FOUND); ALREADY_EXISTS (REQUEST_ID_REUSED);
         RESOURCE_EXHAUSTED (TOO_MANY_ACTIVE_RUNS, with a RetryInfo: the tenant has as many runs
         QUEUED or RUNNING as the server allows).
         """
