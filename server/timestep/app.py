@@ -54,6 +54,8 @@ from timestep.store.schedules import ScheduleStore
 from timestep.store.usage import UsageStore
 
 if TYPE_CHECKING:
+    from agents import ModelProvider
+
     from timestep.observability.tracing import Tracing
 
 log = logging.getLogger(__name__)
@@ -124,6 +126,7 @@ class TimestepService:
         bus: EventBus | None = None,
         tracing: Tracing | None = None,
         health_server: tuple[grpc.aio.Server, int] | None = None,
+        models: ModelProvider | None = None,
     ) -> None:
         self.pool = pool
         self.orchestrator = orchestrator
@@ -143,6 +146,8 @@ class TimestepService:
         self._health_server = health_server[0] if health_server else None
         # The bound plaintext health port, when it is on.
         self.health_port = health_server[1] if health_server else None
+        # The model provider of the segments; closed once they have stopped.
+        self._models = models
         self._stopped = False
 
     @classmethod
@@ -166,6 +171,7 @@ class TimestepService:
             dsn = target.dsn
         executor_id = config.executor_id or default_executor_id(config.port)
         pool = await open_pool(dsn)
+        models = model_config.provider()
         store = RunStore(pool, origin=executor_id)
         bus = EventBus()
         relay = EventRelay(dsn, pool, bus, origin=executor_id)
@@ -176,6 +182,7 @@ class TimestepService:
             registry,
             pool,
             model_config,
+            models,
             max_turns=config.max_turns,
             trace_segments=tracing is not None,
             request_limiter=(
@@ -262,6 +269,7 @@ class TimestepService:
             bus=bus,
             tracing=tracing,
             health_server=health_server,
+            models=models,
         )
 
     @property
@@ -297,6 +305,8 @@ class TimestepService:
         if self._metrics_server is not None:
             await self._metrics_server.stop()
         await self.launcher.close()
+        if self._models is not None:
+            await self._models.aclose()
         await self._relay.stop()
         await self.pool.close()
         if self._tracing is not None:

@@ -215,6 +215,22 @@ async def test_an_ollama_rate_limit_is_retried_then_reported(
     assert len(fake_ollama.requests) == 3
 
 
+async def test_runs_of_one_service_share_its_connection_to_ollama(start_service: StartService) -> None:
+    async with FakeOllama(keep_alive=True) as ollama:
+        ollama.script(text("First."), text("Second."))
+        async with (
+            start_service(ModelConfig(openai_api_key="", ollama_host=ollama.base_url)) as service,
+            TimestepClient(f"127.0.0.1:{service.port}") as client,
+        ):
+            runs = [
+                await client.create_run("assistant", "Hi", model=OLLAMA_MODEL, wait=True) for _ in range(2)
+            ]
+
+    assert [run.final_output for run in runs] == ["First.", "Second."]
+    first, second = ollama.peers
+    assert second == first, "the second run's model call reuses the first run's connection"
+
+
 async def test_an_unreachable_ollama_fails_the_run_naming_the_host(start_service: StartService) -> None:
     host = f"http://127.0.0.1:{closed_port()}"
 

@@ -7,7 +7,8 @@ exactly one turn, FIFO. A turn's ``hold`` event (or any event passed to `_wait_r
 the answer back until the test sets it; stopping the server releases every held request.
 Subclasses implement `_dispatch` and speak their protocol.
 
-Each request's arrival time is recorded too (``times``, ``time.monotonic()``). With
+Each request's arrival time is recorded too (``times``, ``time.monotonic()``), and the client
+address of its connection (``peers``: requests on one kept-alive connection share it). With
 ``cancel_on_disconnect=True``, a request whose client goes away before it is answered (e.g. a
 held one) is recorded in ``abandoned``; `wait_for_abandoned` awaits that.
 """
@@ -52,6 +53,8 @@ class ScriptedServer(Generic[TurnT]):
         """Request headers (lower-cased names), parallel to ``requests``."""
         self.times: list[float] = []
         """Arrival time (``time.monotonic()``) of each request, parallel to ``requests``."""
+        self.peers: list[tuple[str, int]] = []
+        """Client (host, port) of each request's connection, parallel to ``requests``."""
         self.abandoned: list[int] = []
         """Indexes into ``requests`` of those whose client went away before the answer
         (recorded only with ``cancel_on_disconnect=True``)."""
@@ -170,6 +173,8 @@ class ScriptedServer(Generic[TurnT]):
             self.requests.append(body)
             self.headers.append({k.lower(): v for k, v in request.headers.items()})
             self.times.append(time.monotonic())
+            host, port = request.transport.get_extra_info("peername")[:2] if request.transport else ("", 0)
+            self.peers.append((host, port))
             self._received.notify_all()
         return self._script.popleft() if self._script else None
 

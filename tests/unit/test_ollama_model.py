@@ -241,6 +241,30 @@ async def test_without_a_key_no_authorization_header_is_sent(ollama: FakeOllama)
     assert "authorization" not in ollama.headers[0]
 
 
+# ----- connections ---------------------------------------------------------------------------
+
+
+async def test_calls_of_one_provider_share_a_connection_until_it_is_closed() -> None:
+    async with FakeOllama(keep_alive=True) as ollama:
+        ollama.script(text("one"), text("two"), text("three"))
+        provider = OllamaModelProvider(api_key="", base_url=ollama.base_url)
+        models = MultiModelProviderMap()
+        models.add_provider("ollama", provider)
+        config = RunConfig(
+            model_provider=MultiModelProvider(models, openai_api_key=""), tracing_disabled=True
+        )
+
+        for _ in range(2):
+            await Runner.run(agent(), "hi", run_config=config)
+        await provider.aclose()
+        await Runner.run(agent(), "hi", run_config=config)
+        await provider.aclose()
+
+    first, second, after_close = ollama.peers
+    assert second == first, "the second call reuses the first call's connection"
+    assert after_close != first, "aclose closed the connection; the next call opened another"
+
+
 # ----- failures ------------------------------------------------------------------------------
 
 

@@ -16,7 +16,7 @@ from dbos import DBOS, SetWorkflowID
 
 from timestep.domain import NewInterruption, PendingEvent
 from timestep.durability.steps import DbosSteps
-from timestep.runtime.runner import default_run_config, execute_segment
+from timestep.runtime.runner import execute_segment, run_config_or_default
 from timestep.store.sessions import PostgresSession
 
 _agents: dict[str, tuple[Agent[Any], RunConfig | None]] = {}
@@ -48,14 +48,15 @@ async def _run_agent(
     state_or_input = (
         await RunState.from_string(agent, input_or_state_json) if is_state else input_or_state_json
     )
-    result = await execute_segment(
-        agent,
-        state_or_input,
-        session=PostgresSession(session_id, replay_key=workflow_id) if session_id else None,
-        run_config=run_config or default_run_config(),
-        listener=_Silent(),
-        steps=DbosSteps(),
-    )
+    async with run_config_or_default(run_config) as config:
+        result = await execute_segment(
+            agent,
+            state_or_input,
+            session=PostgresSession(session_id, replay_key=workflow_id) if session_id else None,
+            run_config=config,
+            listener=_Silent(),
+            steps=DbosSteps(),
+        )
     return WorkflowRunResult(result.final_output, result.last_agent, result.interruptions, result.state_json)
 
 

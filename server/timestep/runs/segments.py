@@ -20,6 +20,7 @@ from timestep.errors import FailedPreconditionError
 from timestep.observability.context import run_id_var
 from timestep.runs.events import EventBus
 from timestep.runtime.failures import caused_by, describe_failure
+from timestep.runtime.models import MultiModelProvider
 from timestep.runtime.models.request_limits import RequestLimiter
 from timestep.runtime.providers import ModelConfig
 from timestep.runtime.registry import AgentRegistry
@@ -73,6 +74,8 @@ class SegmentExecutor:
     registry: AgentRegistry
     pool: asyncpg.Pool
     model_config: ModelConfig
+    # Built from model_config once for all segments, so model calls share connections.
+    models: MultiModelProvider
     max_turns: int = DEFAULT_MAX_TURNS
     # Have the Agents SDK report spans (to OpenTelemetry, see observability/tracing.py).
     trace_segments: bool = False
@@ -111,7 +114,7 @@ class SegmentExecutor:
         # cancelled when it passes (also when a recovered segment starts after it passed).
         deadline = asyncio.timeout_at(_loop_time(run.segment_deadline))
         run_config = default_run_config(
-            self.model_config, run.model, tracing=self.trace_segments, request_limiter=self.request_limiter
+            self.models, run.model, tracing=self.trace_segments, request_limiter=self.request_limiter
         )
         # Outlives a failure: the calls made before it are counted all the same.
         recorder = UsageRecorder(run_config, self.model_config.prices)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from agents import Agent, RunConfig, RunHooks, Runner, RunResult, RunResultStreaming, RunState, Session
+from agents.models.interface import ModelProvider
 from agents.run_context import AgentHookContext
 from agents.stream_events import StreamEvent
 
@@ -36,24 +38,37 @@ StreamHandler = Callable[[StreamEvent], Awaitable[None]]
 
 
 def default_run_config(
-    model_config: ModelConfig | None = None,
+    provider: ModelProvider,
     model: str = "",
     *,
     tracing: bool = False,
     request_limiter: RequestLimiter | None = None,
 ) -> RunConfig:
-    """A RunConfig using the environment's model settings; with `request_limiter`, each model
-    request first waits for a slot of its provider.
+    """A RunConfig whose model calls go to `provider` (the caller closes it); with
+    `request_limiter`, each model request first waits for a slot of its provider.
 
     SDK tracing is off unless `tracing` (OpenTelemetry is on) or TIMESTEP_OPENAI_TRACING=1 (the
     SDK's own export to OpenAI's servers).
     """
-    provider = (model_config or ModelConfig.from_env()).provider()
     return RunConfig(
         model=model or None,
         model_provider=RateLimitedProvider(provider, request_limiter) if request_limiter else provider,
         tracing_disabled=not (tracing or openai_tracing()),
     )
+
+
+@asynccontextmanager
+async def run_config_or_default(run_config: RunConfig | None) -> AsyncIterator[RunConfig]:
+    """`run_config`, else a default one whose model provider is closed on exit (with the
+    connections its model calls opened)."""
+    if run_config is not None:
+        yield run_config
+        return
+    provider = ModelConfig.from_env().provider()
+    try:
+        yield default_run_config(provider)
+    finally:
+        await provider.aclose()
 
 
 def openai_tracing() -> bool:
@@ -79,18 +94,18 @@ async def run_agent(
     `interruptions` list the tool calls waiting for approval. `hooks` receive the SDK's
     lifecycle callbacks (e.g. each model call's usage).
     """
-    config = run_config or default_run_config()
-    if not stream:
-        return await Runner.run(
+    async with run_config_or_default(run_config) as config:
+        if not stream:
+            return await Runner.run(
+                agent, input_or_state, session=session, run_config=config, max_turns=max_turns, hooks=hooks
+            )
+        result = Runner.run_streamed(
             agent, input_or_state, session=session, run_config=config, max_turns=max_turns, hooks=hooks
         )
-    result = Runner.run_streamed(
-        agent, input_or_state, session=session, run_config=config, max_turns=max_turns, hooks=hooks
-    )
-    async for event in result.stream_events():
-        if on_event is not None:
-            await on_event(event)
-    return result
+        async for event in result.stream_events():
+            if on_event is not None:
+                await on_event(event)
+        return result
 
 
 class SegmentListener(Protocol):

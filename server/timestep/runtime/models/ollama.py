@@ -22,7 +22,8 @@ events behave as they do for any other model.
 
 HTTP goes through ``httpx2`` (the OpenAI SDK's HTTP client) so this module decides exactly which
 host receives the key, how 429, 502, 503 and 504 are retried (honouring ``Retry-After``) and how
-each failure is reported (see `timestep.runtime.models.errors`).
+each failure is reported (see `timestep.runtime.models.errors`). Each provider keeps one client,
+so its calls share one connection pool, until `OllamaModelProvider.aclose`.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ import json
 import os
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -145,6 +146,8 @@ class OllamaModelProvider(ModelProvider):
         self._cloud_url = normalize_host(cloud_base_url)
         self._timeout = timeout
         self._max_retries = max_retries
+        self._http: httpx2.AsyncClient | None = None
+        self._http_loop: asyncio.AbstractEventLoop | None = None
 
     def target(self, model_name: str) -> OllamaTarget:
         """Where `model_name` goes, decided afresh for every name."""
@@ -170,24 +173,41 @@ class OllamaModelProvider(ModelProvider):
         if problem is not None:
             raise ModelNotConfiguredError(problem)
         assert model_name is not None
-        return OllamaModel(self.target(model_name), timeout=self._timeout, max_retries=self._max_retries)
+        return OllamaModel(self.target(model_name), http=self._client, max_retries=self._max_retries)
+
+    async def aclose(self) -> None:
+        """Close the connections of this provider's calls (a later call opens new ones)."""
+        http, self._http = self._http, None
+        if http is not None and self._http_loop is asyncio.get_running_loop():
+            await http.aclose()
+
+    def _client(self) -> httpx2.AsyncClient:
+        """The HTTP client of every call of this provider's models, made at the first call. A
+        call in another event loop than the client's (a program calling asyncio.run again) gets
+        a new client: connections belong to the loop that opened them."""
+        loop = asyncio.get_running_loop()
+        if self._http is None or self._http_loop is not loop:
+            self._http = httpx2.AsyncClient(timeout=httpx2.Timeout(self._timeout, connect=10.0))
+            self._http_loop = loop
+        return self._http
 
 
 # ----- the model ----------------------------------------------------------------------------
 
 
 class OllamaModel(Model):
-    """One Ollama model at one host, called through the native chat API."""
+    """One Ollama model at one host, called through the native chat API with the HTTP client
+    `http` returns (its provider's)."""
 
     def __init__(
         self,
         target: OllamaTarget,
         *,
-        timeout: float = DEFAULT_TIMEOUT,
+        http: Callable[[], httpx2.AsyncClient],
         max_retries: int = DEFAULT_MAX_RETRIES,
     ) -> None:
         self.target = target
-        self._timeout = timeout
+        self._http = http
         self._max_retries = max_retries
 
     async def get_response(
@@ -296,28 +316,27 @@ class OllamaModel(Model):
         """POST /api/chat; yields the open response once it is a success, retrying 429/5xx."""
         target = self.target
         headers = {"Authorization": f"Bearer {target.api_key}"} if target.api_key else {}
-        timeout = httpx2.Timeout(self._timeout, connect=10.0)
-        async with httpx2.AsyncClient(timeout=timeout) as client:
-            attempt = 0
-            while True:
-                request = client.build_request("POST", f"{target.host}/api/chat", json=body, headers=headers)
+        client = self._http()
+        attempt = 0
+        while True:
+            request = client.build_request("POST", f"{target.host}/api/chat", json=body, headers=headers)
+            try:
+                response = await client.send(request, stream=True)
+            except httpx2.TransportError as error:
+                raise _transport_failure(target, error) from error
+            if response.status_code < 400:
                 try:
-                    response = await client.send(request, stream=True)
-                except httpx2.TransportError as error:
-                    raise _transport_failure(target, error) from error
-                if response.status_code < 400:
-                    try:
-                        yield response
-                    finally:
-                        await response.aclose()
-                    return
-                detail = _error_detail(await self._read(response))
-                await response.aclose()
-                if response.status_code in RETRY_STATUSES and attempt < self._max_retries:
-                    await asyncio.sleep(_retry_delay(attempt, response.headers.get("retry-after")))
-                    attempt += 1
-                    continue
-                raise status_failure(target, response.status_code, detail, attempt + 1)
+                    yield response
+                finally:
+                    await response.aclose()
+                return
+            detail = _error_detail(await self._read(response))
+            await response.aclose()
+            if response.status_code in RETRY_STATUSES and attempt < self._max_retries:
+                await asyncio.sleep(_retry_delay(attempt, response.headers.get("retry-after")))
+                attempt += 1
+                continue
+            raise status_failure(target, response.status_code, detail, attempt + 1)
 
     async def _read(self, response: httpx2.Response) -> bytes:
         try:
