@@ -234,6 +234,8 @@ class Run:
     metadata: dict[str, str]
     request_id: str
     usage: Usage
+    # The segment the run is in or queued for, which is also how many it has begun (the name
+    # of Run.segment_count in the proto and of the runs column).
     segment_count: int
     last_sequence: int
     create_time: datetime
