@@ -65,6 +65,9 @@ DEFAULT_MAX_RETRIES = 2
 # (e.g. out of memory), not retried.
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
 MAX_RETRY_DELAY = 8.0
+# Calls of one provider at once (more wait for a connection), as the OpenAI SDK allows: every
+# run's calls share the provider's client.
+CONNECTION_LIMITS = httpx2.Limits(max_connections=1000, max_keepalive_connections=100)
 
 _OLLAMA_PORT = 11434
 
@@ -187,7 +190,9 @@ class OllamaModelProvider(ModelProvider):
         a new client: connections belong to the loop that opened them."""
         loop = asyncio.get_running_loop()
         if self._http is None or self._http_loop is not loop:
-            self._http = httpx2.AsyncClient(timeout=httpx2.Timeout(self._timeout, connect=10.0))
+            self._http = httpx2.AsyncClient(
+                timeout=httpx2.Timeout(self._timeout, connect=10.0), limits=CONNECTION_LIMITS
+            )
             self._http_loop = loop
         return self._http
 
