@@ -17,6 +17,7 @@ from dbos import DBOS, SetWorkflowID
 from timestep.domain import NewInterruption, PendingEvent
 from timestep.durability.steps import DbosSteps
 from timestep.runtime.runner import default_run_config, execute_segment
+from timestep.runtime.state_sdk import load_state
 from timestep.store.sessions import PostgresSession
 
 _agents: dict[str, tuple[Agent[Any], RunConfig | None]] = {}
@@ -45,9 +46,7 @@ async def _run_agent(
 ) -> WorkflowRunResult:
     agent, run_config = _agents[agent_name]
     workflow_id = DBOS.workflow_id or agent_name
-    state_or_input = (
-        await RunState.from_string(agent, input_or_state_json) if is_state else input_or_state_json
-    )
+    state_or_input = await load_state(agent, input_or_state_json) if is_state else input_or_state_json
     result = await execute_segment(
         agent,
         state_or_input,
