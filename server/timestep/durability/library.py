@@ -17,7 +17,7 @@ from dbos import DBOS, SetWorkflowID
 from timestep.domain import NewInterruption, PendingEvent
 from timestep.durability.steps import DbosSteps
 from timestep.runtime.runner import default_run_config, execute_segment
-from timestep.runtime.state_sdk import load_state
+from timestep.runtime.state_sdk import export_state, load_state
 from timestep.store.sessions import PostgresSession
 
 _agents: dict[str, tuple[Agent[Any], RunConfig | None]] = {}
@@ -71,7 +71,7 @@ async def run_agent_workflow(
     is continued by its `session_id` in the service's database."""
     _agents[agent.name] = (agent, run_config)
     is_state = isinstance(input_items, RunState)
-    payload = input_items.to_string() if isinstance(input_items, RunState) else input_items
+    payload = export_state(input_items).text if isinstance(input_items, RunState) else input_items
     session_id = str(getattr(session, "session_id", "")) if session is not None else ""
     if workflow_id is None:
         return await _run_agent(agent.name, payload, is_state, session_id)
