@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from agents import Agent, FunctionTool, Handoff, RunState
+from agents import Agent, AgentBase, FunctionTool, Handoff, RunState
 
 # The approval scope and fingerprint the SDK records beside a tool call's approval decision:
 # computed by the SDK's own functions so that ours match what it writes by construction. No
@@ -26,7 +26,7 @@ def current_agent(state: RunState[Any, Any]) -> Agent[Any] | None:
     return agent
 
 
-def handoff_agent(handoff: Handoff[Any, Any]) -> Any:
+def handoff_agent(handoff: Handoff[Any, Any]) -> AgentBase[Any] | None:
     """The agent `handoff(agent)` hands off to, or None. A `Handoff` exposes only the agent's
     name and the closure that returns it when invoked with a run context."""
     reference = handoff._agent_ref
