@@ -1,12 +1,7 @@
 """Convert RunState documents between the Python and the TypeScript Agents SDK formats.
 
 Neither SDK loads the other's RunState JSON. This module converts a paused run's state between
-the two formats for the versions it knows (`timestep.state.document.SCHEMA_VERSIONS`):
-
-| writer     | SDK                     | schema |
-|------------|-------------------------|--------|
-| python     | openai-agents 0.24.0    | 1.21   |
-| typescript | @openai/agents 0.20.0   | 1.22   |
+the two formats, for the SDK releases and schema versions of `timestep.state.document`.
 
 Supported: a run paused on approvals of function tools (one or several in a turn), with
 approvals and rejections (with messages, with `always`) decided before saving, after any number
