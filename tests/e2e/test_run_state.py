@@ -5,9 +5,10 @@ either SDK in another process. The TypeScript SDK itself is exercised in `tests/
 from __future__ import annotations
 
 import json
-from typing import cast
+from typing import Any, cast
 
 import grpc
+import pytest
 from agents import Runner, RunState
 from timestep.examples.agents import assistant
 from timestep_client import InterruptionStatus, RunStatus, StateFormat, TimestepClient
@@ -130,6 +131,49 @@ async def test_a_run_state_from_the_agents_sdk_imports_as_an_interrupted_run_tha
     assert run.final_output == "Bob has been emailed."
     assert function_call_outputs(fake_openai.requests[-1]) == {"call_imported": EMAIL_SENT}
     assert run.usage.requests == 1, "only the resumed segment's model call counts for the imported run"
+
+
+@pytest.fixture
+def parsed_run_states(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The length of every whole RunState JSON text parsed in this process from now on."""
+    parsed: list[int] = []
+    decode = json.JSONDecoder.decode
+
+    def counting_decode(decoder: json.JSONDecoder, text: str, *args: Any, **kwargs: Any) -> Any:
+        if '"$schemaVersion"' in text:  # a whole RunState, not a value inside one
+            parsed.append(len(text))
+        return decode(decoder, text, *args, **kwargs)
+
+    monkeypatch.setattr(json.JSONDecoder, "decode", counting_decode)
+    return parsed
+
+
+@pytest.mark.parametrize("writer", ["python", "typescript"])
+async def test_an_imported_run_state_is_parsed_once(
+    client: TimestepClient, parsed_run_states: list[int], writer: str
+) -> None:
+    """Up to 8 MiB of JSON: converted, loaded by the SDK and read for decisions from one parse."""
+    state_json = golden.load("rejected_always_with_message_before_saving", writer)
+
+    run = await client.import_state("assistant", state_json)
+
+    assert run.status == RunStatus.RUN_STATUS_INTERRUPTED
+    assert [i.status for i in run.interruptions] == [InterruptionStatus.INTERRUPTION_STATUS_REJECTED]
+    assert parsed_run_states == [len(state_json)]
+
+
+async def test_a_decided_run_state_exported_in_the_other_format_is_parsed_once(
+    client: TimestepClient, fake_openai: FakeOpenAI, parsed_run_states: list[int]
+) -> None:
+    fake_openai.script(tool_call("send_email", EMAIL_ARGS))
+    run = await client.create_run("assistant", "Tell Bob I'm running late", wait=True)
+    await client.approve(run.id, pending(run)[0].id)
+    parsed_run_states.clear()  # the segment's own snapshot record
+
+    exported = await client.get_state(run.id, StateFormat.STATE_FORMAT_TYPESCRIPT)
+
+    assert len(parsed_run_states) == 1, "the stored state, once"
+    assert json.loads(exported.state_json)["context"]["functionApprovals"], "the approval travels in it"
 
 
 async def test_only_an_interrupted_run_has_a_run_state_to_export(

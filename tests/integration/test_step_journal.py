@@ -32,6 +32,7 @@ from timestep.domain import NewRun, RunError
 from timestep.durability.journal import JournalIncompatibleError
 from timestep.durability.steps import JournaledSteps, NondeterministicReplayError, not_idempotent
 from timestep.runtime.failures import describe_failure
+from timestep.runtime.sdk_internals import output_type_adapter
 from timestep.runtime.steps import SegmentSupersededError
 from timestep.store.runs import RecordedStep, RunStore
 
@@ -235,7 +236,7 @@ def sent_to_model(tool: FunctionTool, value: Any) -> Any:
     """What the SDK sends the model for `tool` returning `value` (a function_call_output's output)."""
     call = ResponseFunctionToolCall(type="function_call", call_id="call_1", name=tool.name, arguments="{}")
     item = ItemHelpers.tool_call_output_item(
-        call, value, output_json_schema=tool.output_json_schema, output_type_adapter=tool._output_type_adapter
+        call, value, output_json_schema=tool.output_json_schema, output_type_adapter=output_type_adapter(tool)
     )
     return item["output"]
 

@@ -19,7 +19,8 @@ import json
 from pathlib import Path
 from typing import Any, Final
 
-from timestep.state.codec import PYTHON, TYPESCRIPT, convert
+from timestep.state.codec import convert
+from timestep.state.document import PYTHON, TYPESCRIPT, StateDocument
 
 from tests.fakes.openai_responses import FakeOpenAI
 from tests.interop.scenarios import SCENARIOS, Scenario, python_state, typescript_state
@@ -58,8 +59,8 @@ async def _write(scenario: Scenario) -> None:
     states: dict[str, Any] = {
         "python": python,
         "typescript": typescript,
-        "python_to_typescript": convert(python, TYPESCRIPT).state_json,
-        "typescript_to_python": convert(typescript, PYTHON).state_json,
+        "python_to_typescript": convert(StateDocument.parse(python), TYPESCRIPT).text,
+        "typescript_to_python": convert(StateDocument.parse(typescript), PYTHON).text,
     }
     for kind, state_json in states.items():
         path(scenario.name, kind).write_text(_pretty(state_json))

@@ -10,29 +10,21 @@ from typing import Any
 import pytest
 from agents import Agent, RunContextWrapper, RunState
 from timestep.domain import Snapshot
-from timestep.errors import InvalidArgumentError
-from timestep.state.codec import (
-    PYTHON,
-    SCHEMA_VERSIONS,
-    TYPESCRIPT,
-    UnsupportedStateError,
-    convert,
-    describe,
-    detect_writer,
-    parse_state_json,
-)
+from timestep.state.codec import convert, describe
+from timestep.state.document import PYTHON, SCHEMA_VERSIONS, TYPESCRIPT, StateDocument
+from timestep.state.errors import NotARunStateError, UnsupportedStateError
 
 from tests.interop import golden_vectors as golden
 
 
 @pytest.mark.parametrize("marker", ["current_turn", "original_input", "generated_items", "model_responses"])
 def test_python_keys_mean_a_python_writer(marker: str) -> None:
-    assert detect_writer({"$schemaVersion": "1.0", marker: 0}) == PYTHON
+    assert StateDocument({"$schemaVersion": "1.0", marker: 0}).writer == PYTHON
 
 
 @pytest.mark.parametrize("marker", ["currentTurn", "originalInput", "generatedItems", "modelResponses"])
 def test_camel_case_keys_mean_a_typescript_writer(marker: str) -> None:
-    assert detect_writer({"$schemaVersion": "1.0", marker: 0}) == TYPESCRIPT
+    assert StateDocument({"$schemaVersion": "1.0", marker: 0}).writer == TYPESCRIPT
 
 
 def test_describe_a_python_state() -> None:
@@ -56,25 +48,23 @@ def test_a_numeric_schema_version_becomes_a_string() -> None:
 
 
 @pytest.mark.parametrize("state_json", ["", "not json", "{'single': 'quotes'}", '{"unterminated": '])
-def test_non_json_is_an_invalid_argument(state_json: str) -> None:
-    with pytest.raises(InvalidArgumentError, match="not valid JSON") as raised:
+def test_non_json_is_not_a_run_state(state_json: str) -> None:
+    with pytest.raises(NotARunStateError, match="state_json is not valid JSON") as raised:
         describe(state_json)
-    assert raised.value.field == "state_json"
+    assert raised.value.reason == "INVALID_ARGUMENT"
 
 
 @pytest.mark.parametrize(
     "value", [{"current_turn": 1}, [{"$schemaVersion": "1.0"}], "1.0", 3, None, {"schemaVersion": "1.0"}]
 )
 def test_json_without_a_schema_version_is_not_a_run_state(value: Any) -> None:
-    with pytest.raises(InvalidArgumentError, match=r"no \"\$schemaVersion\"") as raised:
-        parse_state_json(json.dumps(value))
-    assert raised.value.field == "state_json"
+    with pytest.raises(NotARunStateError, match=r"no \"\$schemaVersion\""):
+        StateDocument.parse(json.dumps(value))
 
 
 def test_a_schema_version_alone_names_no_writer() -> None:
-    with pytest.raises(InvalidArgumentError, match="neither the Python nor the TypeScript") as raised:
+    with pytest.raises(NotARunStateError, match="neither the Python nor the TypeScript"):
         describe('{"$schemaVersion": "1.0", "somethingElse": true}')
-    assert raised.value.field == "state_json"
 
 
 def test_a_real_sdk_state_is_recognised_as_python() -> None:
@@ -167,7 +157,7 @@ def test_a_python_state_with_an_unsupported_construct_is_refused_by_name(
     state: dict[str, Any], construct: str
 ) -> None:
     with pytest.raises(UnsupportedStateError) as raised:
-        convert(json.dumps(state), TYPESCRIPT)
+        convert(StateDocument(state), TYPESCRIPT)
 
     assert construct in raised.value.message
     assert raised.value.message.startswith(
@@ -211,7 +201,7 @@ def test_a_typescript_state_with_an_unsupported_construct_is_refused_by_name(
     state: dict[str, Any], construct: str
 ) -> None:
     with pytest.raises(UnsupportedStateError) as raised:
-        convert(json.dumps(state), PYTHON)
+        convert(StateDocument(state), PYTHON)
 
     assert construct in raised.value.message
     assert raised.value.message.startswith(
@@ -238,7 +228,7 @@ def test_a_schema_version_the_conversion_was_not_built_for_is_refused_with_both_
     state: dict[str, Any], target: str, message: str
 ) -> None:
     with pytest.raises(UnsupportedStateError, match=re.escape(message)):
-        convert(json.dumps(state), target)
+        convert(StateDocument(state), target)
 
 
 def test_a_state_missing_a_required_field_is_refused_as_malformed() -> None:
@@ -248,20 +238,22 @@ def test_a_state_missing_a_required_field_is_refused_as_malformed() -> None:
     with pytest.raises(
         UnsupportedStateError, match=re.escape("a malformed state (KeyError: 'generatedItems')")
     ):
-        convert(json.dumps(state), PYTHON)
+        convert(StateDocument(state), PYTHON)
 
 
 @pytest.mark.parametrize("target", [PYTHON, TYPESCRIPT])
 def test_a_state_already_in_the_requested_format_is_returned_as_given(target: str) -> None:
     state_json = golden.load("pending_approval", target)
+    document = StateDocument.parse(state_json)
 
-    assert convert(state_json, target) == Snapshot(target, SCHEMA_VERSIONS[target], state_json)
+    assert convert(document, target) is document
+    assert document.snapshot() == Snapshot(target, SCHEMA_VERSIONS[target], state_json)
 
 
 def test_a_typescript_state_converts_to_python_and_back_to_what_the_typescript_sdk_wrote() -> None:
     state_json = golden.load("handoff_then_refund_approval", "typescript")
 
-    round_trip = convert(convert(state_json, PYTHON).state_json, TYPESCRIPT).state_json
+    round_trip = convert(convert(StateDocument.parse(state_json), PYTHON), TYPESCRIPT).text
 
     assert json.loads(round_trip) == json.loads(
         golden.load("handoff_then_refund_approval", "python_to_typescript")

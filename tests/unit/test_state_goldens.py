@@ -17,7 +17,8 @@ import pytest
 from agents import RunState
 from timestep.domain import InterruptionStatus
 from timestep.examples.agents import assistant
-from timestep.state.codec import PYTHON, SCHEMA_VERSIONS, TYPESCRIPT, convert, recorded_decisions
+from timestep.state.codec import convert, recorded_decisions
+from timestep.state.document import PYTHON, SCHEMA_VERSIONS, TYPESCRIPT, StateDocument
 
 from tests.interop.golden_vectors import load
 from tests.interop.scenarios import SCENARIOS, Scenario
@@ -74,18 +75,18 @@ def _all(value: Any, key: str) -> list[dict[str, Any]]:
 
 @pytest.mark.parametrize("name", NAMES)
 def test_a_python_state_converts_to_its_checked_in_typescript_form(name: str) -> None:
-    converted = convert(load(name, "python"), TYPESCRIPT)
+    converted = convert(StateDocument.parse(load(name, "python")), TYPESCRIPT)
 
     assert (converted.writer, converted.schema_version) == (TYPESCRIPT, SCHEMA_VERSIONS[TYPESCRIPT])
-    assert json.loads(converted.state_json) == json.loads(load(name, "python_to_typescript"))
+    assert json.loads(converted.text) == json.loads(load(name, "python_to_typescript"))
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_a_typescript_state_converts_to_its_checked_in_python_form(name: str) -> None:
-    converted = convert(load(name, "typescript"), PYTHON)
+    converted = convert(StateDocument.parse(load(name, "typescript")), PYTHON)
 
     assert (converted.writer, converted.schema_version) == (PYTHON, SCHEMA_VERSIONS[PYTHON])
-    assert json.loads(converted.state_json) == json.loads(load(name, "typescript_to_python"))
+    assert json.loads(converted.text) == json.loads(load(name, "typescript_to_python"))
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -124,7 +125,7 @@ async def test_the_python_form_of_a_typescript_state_loads_with_its_approvals_de
     }
     assert state._context is not None
     assert state._context.context == scenario.context
-    decided = recorded_decisions(state_json)
+    decided = recorded_decisions(StateDocument.parse(state_json))
     assert {call_id: d.status for call_id, d in decided.items()} == {
         d.call_id: InterruptionStatus.APPROVED if d.approve else InterruptionStatus.REJECTED
         for d in scenario.decisions

@@ -21,7 +21,7 @@ from timestep.domain import (
 )
 from timestep.errors import InvalidArgumentError
 from timestep.runtime.registry import AgentInfo
-from timestep.state.codec import PYTHON
+from timestep.state.document import PYTHON
 
 # ----- enums ---------------------------------------------------------------------------------
 

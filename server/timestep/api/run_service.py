@@ -15,9 +15,10 @@ from timestep.api import convert, validation
 from timestep.api.auth import current_tenant
 from timestep.api.errors import server_streaming, unary
 from timestep.domain import InterruptionStatus, NewRun, RunFilter
-from timestep.errors import InvalidArgumentError
+from timestep.errors import FailedPreconditionError, InvalidArgumentError
 from timestep.runs.orchestrator import RunOrchestrator
 from timestep.settings import Limits
+from timestep.state.errors import StateCodecError, UnsupportedStateError
 
 
 class RunService(runs_pb2_grpc.RunServiceServicer):  # type: ignore[misc]
@@ -141,11 +142,15 @@ class RunService(runs_pb2_grpc.RunServiceServicer):  # type: ignore[misc]
     async def GetRunState(
         self, request: runs_pb2.GetRunStateRequest, context: Context
     ) -> runs_pb2.GetRunStateResponse:
-        export = await self._runs.get_run_state(
-            validation.require_run_id(request.run_id),
-            convert.state_format_from_proto(request.format),
-            tenant=current_tenant(),
-        )
+        try:
+            export = await self._runs.get_run_state(
+                validation.require_run_id(request.run_id),
+                convert.state_format_from_proto(request.format),
+                tenant=current_tenant(),
+            )
+        except UnsupportedStateError as error:
+            # The run's stored state, not the request, is what cannot be converted.
+            raise FailedPreconditionError(error.message, reason="STATE_NOT_CONVERTIBLE") from error
         return runs_pb2.GetRunStateResponse(
             state_json=convert.proto_string(export.state_json, json_text=True),
             schema_version=export.schema_version,
@@ -167,9 +172,12 @@ class RunService(runs_pb2_grpc.RunServiceServicer):  # type: ignore[misc]
             metadata=dict(request.metadata),
             tenant=current_tenant(),
         )
-        run, snapshot = await self._runs.import_run_state(
-            new_run, state_json, max_message_bytes=self.limits.max_text_bytes
-        )
+        try:
+            run, snapshot = await self._runs.import_run_state(
+                new_run, state_json, max_message_bytes=self.limits.max_text_bytes
+            )
+        except StateCodecError as error:
+            raise InvalidArgumentError(error.message, field="state_json", reason=error.reason) from error
         return runs_pb2.ImportRunStateResponse(
             run=convert.run_to_proto(run),
             format=convert.state_format_to_proto(snapshot.writer),

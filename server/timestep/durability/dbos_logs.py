@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 
-from dbos._error import DBOSAwaitedWorkflowCancelledError
+from dbos import error as dbos_errors
 
 DBOS_LOGGER = "dbos"
 
@@ -19,7 +19,9 @@ DBOS_LOGGER = "dbos"
 class CancelledWorkflowsAreNotErrors(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         error = record.exc_info[1] if record.exc_info else None
-        if record.levelno >= logging.ERROR and isinstance(error, DBOSAwaitedWorkflowCancelledError):
+        if record.levelno >= logging.ERROR and isinstance(
+            error, dbos_errors.DBOSAwaitedWorkflowCancelledError
+        ):
             record.levelno, record.levelname = logging.INFO, logging.getLevelName(logging.INFO)
             record.msg, record.args = "%s", (str(error),)
             record.exc_info = record.exc_text = None

@@ -35,6 +35,7 @@ from openai.types.responses import Response
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from timestep.domain import RunErrorCode
+from timestep.runtime.sdk_internals import output_type_adapter
 from timestep.runtime.steps import StepReplayError
 
 ENTRY_VERSION: Final = 1
@@ -132,7 +133,7 @@ def encode_tool_output(tool: FunctionTool, value: Any) -> Entry:
         return _entry("json", value=value)
     # The SDK validates and serializes a declared output type (or schema) itself; its JSON is
     # what the model sees, and the type rebuilds the value from it.
-    typed = tool._output_type_adapter
+    typed = output_type_adapter(tool)
     if typed is not None or tool.output_json_schema is not None:
         try:
             dumped = (typed or _ANY_JSON).dump_python(value, mode="json")
@@ -152,12 +153,13 @@ def decode_tool_output(tool: FunctionTool, entry: Entry) -> Any:
     with _readable(entry):
         value = entry["value"]
         if kind == "typed":
-            if tool._output_type_adapter is None:
+            typed = output_type_adapter(tool)
+            if typed is None:
                 raise JournalIncompatibleError(
                     f"The {tool.name} tool's recorded output was of its declared output type, and "
                     "the tool no longer declares one: the agent changed since the call was recorded."
                 )
-            return tool._output_type_adapter.validate_python(value)
+            return typed.validate_python(value)
         if kind == "tool_output":
             if isinstance(value, list):
                 return [ValidToolOutputPydanticModelsTypeAdapter.validate_python(v) for v in value]

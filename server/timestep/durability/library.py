@@ -17,6 +17,7 @@ from dbos import DBOS, SetWorkflowID
 from timestep.domain import NewInterruption, PendingEvent
 from timestep.durability.steps import DbosSteps
 from timestep.runtime.runner import execute_segment, run_config_or_default
+from timestep.runtime.state_sdk import export_state, load_state
 from timestep.store.sessions import PostgresSession
 
 _agents: dict[str, tuple[Agent[Any], RunConfig | None]] = {}
@@ -45,9 +46,7 @@ async def _run_agent(
 ) -> WorkflowRunResult:
     agent, run_config = _agents[agent_name]
     workflow_id = DBOS.workflow_id or agent_name
-    state_or_input = (
-        await RunState.from_string(agent, input_or_state_json) if is_state else input_or_state_json
-    )
+    state_or_input = await load_state(agent, input_or_state_json) if is_state else input_or_state_json
     async with run_config_or_default(run_config) as config:
         result = await execute_segment(
             agent,
@@ -73,7 +72,7 @@ async def run_agent_workflow(
     is continued by its `session_id` in the service's database."""
     _agents[agent.name] = (agent, run_config)
     is_state = isinstance(input_items, RunState)
-    payload = input_items.to_string() if isinstance(input_items, RunState) else input_items
+    payload = export_state(input_items).text if isinstance(input_items, RunState) else input_items
     session_id = str(getattr(session, "session_id", "")) if session is not None else ""
     if workflow_id is None:
         return await _run_agent(agent.name, payload, is_state, session_id)

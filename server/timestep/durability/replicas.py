@@ -18,8 +18,7 @@ import asyncio
 import contextlib
 import logging
 
-from dbos import DBOS
-
+from timestep.durability.dbos_internals import recover_pending_workflows
 from timestep.store.runs import RunStore
 
 log = logging.getLogger(__name__)
@@ -52,6 +51,6 @@ class ReplicaMonitor:
                 await self._store.heartbeat(self._executor_id)
                 for dead in await self._store.claim_dead_replicas(self._executor_id, self._timeout_s):
                     log.warning("replica %s stopped heartbeating; recovering its workflows", dead)
-                    await asyncio.to_thread(DBOS._recover_pending_workflows, [dead])
+                    await asyncio.to_thread(recover_pending_workflows, [dead])
             except Exception:
                 log.exception("replica monitor round failed; trying again next round")

@@ -31,10 +31,13 @@ from timestep.errors import FailedPreconditionError, InvalidArgumentError
 from timestep.runs.events import EventBus
 from timestep.runs.launcher import SegmentLauncher
 from timestep.runs.streaming import follow_run
+from timestep.runtime import sdk_internals
 from timestep.runtime.registry import AgentRegistry
-from timestep.runtime.runner import apply_decisions, load_state
+from timestep.runtime.runner import apply_decisions
+from timestep.runtime.state_sdk import export_state, load_state
 from timestep.runtime.translate import interruption_for
-from timestep.state.codec import PYTHON, UnsupportedStateError, convert, describe, recorded_decisions
+from timestep.state.codec import convert, recorded_decisions
+from timestep.state.document import PYTHON, StateDocument
 from timestep.store.runs import RunStore
 
 log = logging.getLogger(__name__)
@@ -154,7 +157,8 @@ class RunOrchestrator:
         self, run_id: str, state_format: str = PYTHON, *, tenant: str | None = None
     ) -> RunStateExport:
         """The paused run's RunState JSON, in `state_format` (PYTHON or TYPESCRIPT), with the
-        decisions recorded so far applied."""
+        decisions recorded so far applied. Raises `UnsupportedStateError` when the stored state
+        cannot be converted to that format."""
         run = await self._store.get_run(run_id, tenant=tenant)
         snapshot = await self._store.latest_snapshot(run_id)
         if run.status is not RunStatus.INTERRUPTED or snapshot is None:
@@ -162,18 +166,15 @@ class RunOrchestrator:
                 f"Run {run_id} is {run.status.name}; only an INTERRUPTED run has a RunState to export.",
                 reason="RUN_NOT_INTERRUPTED",
             )
-        state_json = snapshot.state_json
+        document = StateDocument.parse(snapshot.state_json)
         decided = [i for i in run.interruptions if i.segment == run.segment_count]
         if any(i.status is not InterruptionStatus.PENDING for i in decided):
-            state = await load_state(self._registry.get(run.agent), snapshot.state_json)
+            state = await load_state(self._registry.get(run.agent), document)
             apply_decisions(state, decided, allow_pending=True)
-            state_json = state.to_string()
-        try:
-            exported = convert(state_json, state_format)
-        except UnsupportedStateError as error:
-            raise FailedPreconditionError(error.message, reason="STATE_NOT_CONVERTIBLE") from error
+            document = export_state(state)
+        exported = convert(document, state_format)
         return RunStateExport(
-            exported.state_json, exported.schema_version, run.agent, exported.writer, run.session_id
+            exported.text, exported.schema_version, run.agent, exported.writer, run.session_id
         )
 
     async def import_run_state(
@@ -181,17 +182,15 @@ class RunOrchestrator:
     ) -> tuple[Run, Snapshot]:
         """A new INTERRUPTED run from Python or TypeScript RunState JSON, and the snapshot stored
         for it (the JSON as given, with its writer and schema version). A rejection message in
-        the state has RejectInterruption's cap, `max_message_bytes`: every GetRun carries it."""
+        the state has RejectInterruption's cap, `max_message_bytes`: every GetRun carries it.
+
+        The JSON is parsed once; the codec's `StateCodecError`s (not a RunState, not convertible)
+        are the caller's to report."""
         agent = self._registry.get(new_run.agent)
-        snapshot = describe(state_json)
+        document = StateDocument.parse(state_json)
+        python = convert(document, PYTHON)
         try:
-            python_json = convert(state_json, PYTHON).state_json
-        except UnsupportedStateError as error:
-            raise InvalidArgumentError(
-                error.message, field="state_json", reason="UNSUPPORTED_STATE"
-            ) from error
-        try:
-            state = await load_state(agent, python_json)
+            state = await load_state(agent, python)
         except Exception as error:
             raise InvalidArgumentError(
                 f"The Agents SDK could not load this RunState for agent {agent.name!r} ({error}). Pass the "
@@ -207,7 +206,7 @@ class RunOrchestrator:
                 field="state_json",
                 reason="STATE_NOT_INTERRUPTED",
             )
-        decisions = recorded_decisions(python_json)
+        decisions = recorded_decisions(python)
         interruptions = []
         for item in pending:
             interruption = interruption_for(item)
@@ -218,8 +217,9 @@ class RunOrchestrator:
                     interruption, status=decision.status, always=decision.always, message=decision.message
                 )
             interruptions.append(interruption)
-        current_agent = state._current_agent.name if state._current_agent else agent.name
-        run, events = await self._store.import_run(new_run, snapshot, current_agent, interruptions)
+        current_agent = sdk_internals.current_agent(state) or agent
+        snapshot = document.snapshot()
+        run, events = await self._store.import_run(new_run, snapshot, current_agent.name, interruptions)
         self._bus.publish(events)
         return run, snapshot
 

@@ -30,12 +30,13 @@ from timestep.runtime.runner import (
     apply_decisions,
     default_run_config,
     execute_segment,
-    load_state,
 )
+from timestep.runtime.state_sdk import load_state
 from timestep.runtime.steps import SegmentSupersededError, StepRunner
 from timestep.runtime.usage import UsageRecorder, model_name_for
 from timestep.settings import DEFAULT_MAX_TURNS
-from timestep.state.codec import PYTHON, describe
+from timestep.state.codec import describe
+from timestep.state.document import PYTHON
 from timestep.store.runs import RunStore, SegmentOutcome
 from timestep.store.sessions import PostgresSession
 

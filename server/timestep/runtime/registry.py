@@ -11,6 +11,7 @@ from typing import Any
 from agents import Agent, FunctionTool, Handoff, Model
 
 from timestep.errors import NotFoundError
+from timestep.runtime.sdk_internals import handoff_agent, tool_agent
 from timestep.runtime.steps import StepModel, route_tools_through_steps
 from timestep.runtime.usage import model_name_for
 
@@ -88,13 +89,11 @@ def _next_agents(agent: Agent[Any]) -> list[Agent[Any]]:
     """The agents `agent` hands off to or calls as tools, as far as they can be known before
     a run. (A `Handoff` made by hand may pick its agent as it runs: the segment routes the tools
     of such an agent when it is handed off to; see `timestep.runtime.runner`.)"""
-    targets: list[Any] = []
-    for handoff in agent.handoffs:
-        # `handoff(agent)` keeps only a weak reference to its agent beside the closure.
-        reference = handoff._agent_ref if isinstance(handoff, Handoff) else None
-        targets.append(reference() if reference is not None else handoff)
+    targets: list[Any] = [
+        handoff_agent(handoff) if isinstance(handoff, Handoff) else handoff for handoff in agent.handoffs
+    ]
     # `Agent.as_tool()` makes a FunctionTool that runs its agent inside the tool call.
-    targets.extend(tool._agent_instance for tool in agent.tools if isinstance(tool, FunctionTool))
+    targets.extend(tool_agent(tool) for tool in agent.tools if isinstance(tool, FunctionTool))
     return [target for target in targets if isinstance(target, Agent)]
 
 

@@ -16,10 +16,12 @@ from agents.stream_events import StreamEvent
 from timestep.domain import Interruption as Decision
 from timestep.domain import InterruptionStatus, ModelCall, NewInterruption, PendingEvent, Usage
 from timestep.errors import FailedPreconditionError
+from timestep.runtime import sdk_internals
 from timestep.runtime.models.request_limits import RateLimitedProvider, RequestLimiter
 from timestep.runtime.pricing import PriceTable
 from timestep.runtime.providers import ModelConfig
 from timestep.runtime.registry import route_through_steps
+from timestep.runtime.state_sdk import export_state
 from timestep.runtime.steps import (
     DirectSteps,
     StepModelProvider,
@@ -31,7 +33,6 @@ from timestep.runtime.steps import (
 from timestep.runtime.translate import event_for_item, interruption_for, output_text
 from timestep.runtime.usage import UsageRecorder
 from timestep.settings import DEFAULT_MAX_TURNS
-from timestep.state.codec import PYTHON, convert
 
 AgentInput = str | list[Any] | RunState[Any, Any]
 StreamHandler = Callable[[StreamEvent], Awaitable[None]]
@@ -149,8 +150,8 @@ async def execute_segment(
     """
     recorder = recorder or UsageRecorder(run_config, PriceTable())
     starting = agent
-    if isinstance(input_or_state, RunState) and input_or_state._current_agent is not None:
-        starting = input_or_state._current_agent
+    if isinstance(input_or_state, RunState):
+        starting = sdk_internals.current_agent(input_or_state) or agent
     route_through_steps([agent, starting])
     current_agent = [starting.name]
 
@@ -190,7 +191,7 @@ async def execute_segment(
             usage=usage,
             final_output="",
             interruptions=[interruption_for(item) for item in result.interruptions],
-            state_json=result.to_state().to_string(),
+            state_json=export_state(result.to_state()).text,
             model_calls=recorder.calls,
         )
     return SegmentResult(
@@ -208,12 +209,6 @@ class _SegmentHooks(RunHooks[Any]):
     async def on_agent_start(self, context: AgentHookContext[Any], agent: Agent[Any]) -> None:
         route_through_steps([agent])
         self._usage.agent_started(agent)
-
-
-async def load_state(agent: Agent[Any], state_json: str) -> RunState[Any, Any]:
-    """Load RunState JSON written by either SDK: a TypeScript state (e.g. an imported snapshot,
-    stored as it came) is converted to the Python format first."""
-    return await RunState.from_string(agent, convert(state_json, PYTHON).state_json)
 
 
 def apply_decisions(

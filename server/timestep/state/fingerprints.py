@@ -18,7 +18,7 @@ import json
 import re
 from typing import Any
 
-from agents._tool_invocation import tool_invocation_approval_scope, tool_invocation_identity_and_scope
+from timestep.runtime.sdk_internals import tool_invocation_approval_scope, tool_invocation_identity_and_scope
 
 _JSON_TOKEN_PREFIX = "\u0000openai-agents-json:"
 _ARRAY_INDEX = re.compile(r"0|[1-9][0-9]*")

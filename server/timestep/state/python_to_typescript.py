@@ -30,6 +30,7 @@ from __future__ import annotations
 from typing import Any
 
 from timestep.state import items
+from timestep.state.document import SCHEMA_VERSIONS, TYPESCRIPT
 from timestep.state.fingerprints import (
     typescript_handoff_name,
     typescript_invocation,
@@ -42,8 +43,6 @@ from timestep.state.unsupported import (
     refuse_unknown_keys,
     require_absent_or,
 )
-
-SCHEMA_VERSION = "1.22"
 
 _EMPTY_LISTS = {
     "pending_input": "input added to the paused run",
@@ -145,7 +144,7 @@ class _Conversion:
             self._model_response(response) for response in as_list(s["model_responses"], "model_responses")
         ]
         converted: dict[str, Any] = {
-            "$schemaVersion": SCHEMA_VERSION,
+            "$schemaVersion": SCHEMA_VERSIONS[TYPESCRIPT],
             "currentTurn": s["current_turn"],
             "currentAgent": items.agent_reference(s["current_agent"]),
             "originalInput": self._input(s["original_input"]),

@@ -31,6 +31,7 @@ import json
 from typing import Any
 
 from timestep.state import items
+from timestep.state.document import PYTHON, SCHEMA_VERSIONS
 from timestep.state.fingerprints import (
     python_invocation,
     python_tool_scope,
@@ -44,8 +45,6 @@ from timestep.state.unsupported import (
     refuse_unknown_keys,
     require_absent_or,
 )
-
-SCHEMA_VERSION = "1.21"
 
 _EMPTY = {
     "pendingInput": ([], "input added to the paused run"),
@@ -163,7 +162,7 @@ class _Conversion:
         ]
         session, session_indexes = self._session_items(generated)
         converted: dict[str, Any] = {
-            "$schemaVersion": SCHEMA_VERSION,
+            "$schemaVersion": SCHEMA_VERSIONS[PYTHON],
             "current_turn": s["currentTurn"],
             "current_agent": items.agent_reference(s["currentAgent"]),
             "original_input": self._input(s["originalInput"]),

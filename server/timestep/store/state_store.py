@@ -7,7 +7,7 @@ from typing import Any
 import asyncpg
 from agents import Agent, RunState
 
-from timestep.state.codec import describe
+from timestep.runtime.state_sdk import export_state, load_state
 from timestep.store.database import shared_pool
 
 
@@ -28,7 +28,7 @@ class RunStateStore:
         return self._pool
 
     async def save(self, state: RunState[Any, Any]) -> None:
-        snapshot = describe(state.to_string())
+        snapshot = export_state(state).snapshot()
         pool = await self._get_pool()
         await pool.execute(
             """INSERT INTO saved_run_states (agent, session_id, writer, schema_version, state_json)
@@ -53,7 +53,7 @@ class RunStateStore:
         )
         if state_json is None:
             return None
-        return await RunState.from_string(self.agent, state_json)
+        return await load_state(self.agent, state_json)
 
     async def clear(self) -> None:
         pool = await self._get_pool()
