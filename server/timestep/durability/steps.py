@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import pickle
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
@@ -72,7 +73,7 @@ class JournaledSteps:
         async def invoke() -> Any:
             # Only a tool that must not run twice needs its start marked (a write per call).
             first_attempt = is_idempotent(tool) or await self._store.mark_tool_started(
-                self._run_id, self._segment, call_id, tool.name, self._executor_id
+                self._run_id, self._segment, call_id, tool.name, self._executor_id, uuid.uuid4().hex
             )
             return await call() if first_attempt else _maybe_completed(tool)
 
