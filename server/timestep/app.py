@@ -14,6 +14,7 @@ import grpc
 from grpc_health.v1.health import aio as health_aio
 
 from timestep.api.auth import ApiKeys, AuthInterceptor, check_exposure
+from timestep.api.availability import DatabaseMonitor
 from timestep.api.errors import MalformedRequests
 from timestep.api.server import (
     build_server,
@@ -40,6 +41,7 @@ from timestep.settings import (
     DEFAULT_MAX_TURNS,
     DEFAULT_REPLICA_TIMEOUT_S,
     DEFAULT_SHUTDOWN_GRACE_S,
+    DEFAULT_STRANDED_GRACE_S,
     Limits,
     ProviderLimits,
 )
@@ -69,6 +71,8 @@ class ServiceConfig:
     provider_limits: dict[str, ProviderLimits] = field(default_factory=dict)
     # A replica silent this long is presumed dead and its segments are recovered elsewhere.
     replica_timeout_s: float = DEFAULT_REPLICA_TIMEOUT_S
+    # A run QUEUED or RUNNING without a live segment workflow this long is recovered (or failed).
+    stranded_grace_s: float = DEFAULT_STRANDED_GRACE_S
     # Prometheus metrics over HTTP on this port (0: any free port); None: no metrics endpoint.
     metrics_port: int | None = None
     metrics_host: str = "127.0.0.1"
@@ -111,8 +115,10 @@ class TimestepService:
         metrics_server: MetricsServer | None = None,
         bus: EventBus | None = None,
         tracing: Tracing | None = None,
+        database_monitor: DatabaseMonitor | None = None,
     ) -> None:
         self.pool = pool
+        self._database_monitor = database_monitor
         self.orchestrator = orchestrator
         # Live events of this process's runs (subscriptions of open event streams).
         self.bus = bus
@@ -172,6 +178,7 @@ class TimestepService:
                 executor_id=executor_id,
                 limits=config.provider_limits,
                 replica_timeout_s=config.replica_timeout_s,
+                stranded_grace_s=config.stranded_grace_s,
             )
             orchestrator = RunOrchestrator(store, bus, registry, engine)
             schedules = engine.schedules(orchestrator, registry)
@@ -203,6 +210,8 @@ class TimestepService:
             credentials=credentials,
         )
         metrics.observe_model_calls()
+        database_monitor = DatabaseMonitor(pool, health, drain)
+        database_monitor.start()
         metrics_server: MetricsServer | None = None
         if config.metrics_port is not None:
             metrics_server = MetricsServer(metrics)
@@ -229,6 +238,7 @@ class TimestepService:
             metrics_server=metrics_server,
             bus=bus,
             tracing=tracing,
+            database_monitor=database_monitor,
         )
 
     @property
@@ -255,6 +265,8 @@ class TimestepService:
         self._stopped = True
         started = time.monotonic()
         await self.drain()
+        if self._database_monitor is not None:
+            await self._database_monitor.stop()
         await self.server.stop(grace)
         log.info("gRPC server stopped after %.1fs", time.monotonic() - started)
         if self.metrics is not None:

@@ -1054,7 +1054,10 @@ async def test_concurrent_starts_of_one_tool_call_mark_it_once(store: RunStore, 
     run = await running_run(store)
 
     results = await asyncio.gather(
-        *(store.mark_tool_started(run.id, 1, "call_1", "send_email", f"replica_{n}", str(n)) for n in range(8))
+        *(
+            store.mark_tool_started(run.id, 1, "call_1", "send_email", f"replica_{n}", str(n))
+            for n in range(8)
+        )
     )
 
     assert sorted(results) == [False] * 7 + [True]

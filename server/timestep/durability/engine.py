@@ -20,11 +20,11 @@ from dbos import DBOS, DBOSConfig, Queue, SetWorkflowID
 from timestep.durability import workflows
 from timestep.durability.replicas import ReplicaMonitor
 from timestep.durability.schedules import DurableSchedules
-from timestep.durability.sweeper import DEFAULT_STRANDED_GRACE_S, StrandedSweeper
+from timestep.durability.sweeper import StrandedSweeper
 from timestep.runs.orchestrator import RunOrchestrator
 from timestep.runs.segments import SegmentExecutor
 from timestep.runtime.registry import AgentRegistry
-from timestep.settings import ProviderLimits
+from timestep.settings import DEFAULT_STRANDED_GRACE_S, ProviderLimits
 from timestep.store.runs import RunStore
 
 log = logging.getLogger(__name__)

@@ -29,7 +29,6 @@ from timestep.store.runs import RunStore, StrandedSegment
 
 log = logging.getLogger(__name__)
 
-DEFAULT_STRANDED_GRACE_S: Final = 10.0
 MAX_RECOVERIES: Final = 3
 
 
