@@ -1,13 +1,16 @@
-"""Pieces the tests and the benchmarks share: throwaway databases, free ports, clients that
-reconnect quickly to a restarted server, commands run to completion with a timeout, and a scan
-for leaked secrets."""
+"""Pieces the tests and the benchmarks share: throwaway databases, a PostgreSQL server that can
+be restarted, free ports, clients that reconnect quickly to a restarted server, commands run to
+completion with a timeout, and a scan for leaked secrets."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
 import binascii
+import contextlib
+import os
 import re
+import shutil
 import signal
 import socket
 import sys
@@ -239,3 +242,67 @@ async def assert_no_secret_anywhere(
         assert secret not in logs, f"a secret ({secret[:6]}…) is in the logs"
         assert secret not in event_text, f"a secret ({secret[:6]}…) is in the events"
     return sorted(dumps)
+
+
+@dataclass
+class RestartablePostgres:
+    """A PostgreSQL server of the caller's own, in `directory` (the embedded pgserver's
+    binaries), that it can stop and start again: a database outage on demand. Started with
+    durability off (fsync, full-page writes): a fast restart is what is tested, not the disk."""
+
+    directory: Path
+    port: int = field(default_factory=free_port)
+
+    @property
+    def dsn(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    @property
+    def _data(self) -> Path:
+        return self.directory / "data"
+
+    async def _run(self, binary: str, *args: str) -> None:
+        from pgserver._commands import POSTGRES_BIN_PATH
+
+        argv = [str(POSTGRES_BIN_PATH / binary), *args]
+        if os.geteuid() == 0:  # PostgreSQL refuses to run as root
+            argv = ["runuser", "-u", _postgres_system_user(), "--", *argv]
+        code, stdout, stderr = await run_to_completion(*argv, limit_s=120)
+        assert code == 0, f"{binary} {' '.join(args)} failed ({code}):\n{stdout}\n{stderr}"
+
+    async def create(self) -> None:
+        """Create the cluster (initdb) and start it."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        if os.geteuid() == 0:
+            shutil.chown(self.directory, _postgres_system_user())
+        await self._run("initdb", "-D", str(self._data), "-U", "postgres", "-A", "trust", "--no-sync")
+        await self.start()
+
+    async def start(self) -> None:
+        options = (
+            f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.directory} -c fsync=off "
+            "-c full_page_writes=off -c synchronous_commit=off -c max_connections=200"
+        )
+        log = str(self.directory / "postgres.log")
+        await self._run("pg_ctl", "-D", str(self._data), "-o", options, "-l", log, "-w", "-t", "60", "start")
+
+    async def stop(self, mode: str = "fast") -> None:
+        """Stop: "fast" disconnects every session and shuts down cleanly; "immediate" is a crash."""
+        await self._run("pg_ctl", "-D", str(self._data), "-m", mode, "-w", "-t", "60", "stop")
+
+    async def restart(self, mode: str = "fast") -> None:
+        await self.stop(mode)
+        await self.start()
+
+    async def destroy(self) -> None:
+        with contextlib.suppress(AssertionError):
+            await self.stop("immediate")
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def _postgres_system_user() -> str:
+    """The system user a root process runs PostgreSQL as (the embedded server's own)."""
+    from pgserver.utils import ensure_user_exists
+
+    ensure_user_exists("pgserver")
+    return "pgserver"

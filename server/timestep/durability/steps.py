@@ -20,6 +20,7 @@ segment cancels it at once; see `DurableEngine.stop`.)
 from __future__ import annotations
 
 import asyncio
+import logging
 import pickle
 import uuid
 from collections.abc import Awaitable, Callable
@@ -29,7 +30,10 @@ from agents import FunctionTool
 from dbos import DBOS
 
 from timestep.runtime.steps import SegmentSupersededError
+from timestep.store.retry import PATIENCE_S, DatabaseUnavailableError
 from timestep.store.runs import RecordedStep, RunStore
+
+log = logging.getLogger(__name__)
 
 _NOT_IDEMPOTENT = "_timestep_not_idempotent"
 # How often an in-flight call checks that its run was not cancelled elsewhere.
@@ -116,14 +120,26 @@ class JournaledSteps:
                 done, _ = await asyncio.wait({running}, timeout=SUPERSEDED_CHECK_INTERVAL_S)
                 if done:
                     return running.result()
-                await self._raise_if_superseded()
+                # The call in flight is not held up by the database being away.
+                await self._raise_if_superseded(wait_for_database=False)
         finally:
             if not running.done():  # superseded, or this segment itself was cancelled
                 running.cancel()
                 await asyncio.gather(running, return_exceptions=True)
 
-    async def _raise_if_superseded(self) -> None:
-        if await self._store.segment_superseded(self._run_id, self._segment):
+    async def _raise_if_superseded(self, *, wait_for_database: bool = True) -> None:
+        try:
+            superseded = await self._store.segment_superseded(
+                self._run_id, self._segment, patience_s=PATIENCE_S if wait_for_database else 0.0
+            )
+        except DatabaseUnavailableError as error:
+            if wait_for_database:
+                raise
+            log.warning(
+                "run %s: could not check for cancellation (%s); checking again soon", self._run_id, error
+            )
+            return
+        if superseded:
             raise SegmentSupersededError(
                 f"Run {self._run_id} is no longer running segment {self._segment} (it was cancelled)."
             )

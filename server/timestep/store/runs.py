@@ -45,7 +45,7 @@ from timestep.errors import (
     NotFoundError,
     ResourceExhaustedError,
 )
-from timestep.store.retry import retried
+from timestep.store.retry import PATIENCE_S, retried, retrying
 from timestep.store.usage import USAGE_COLUMNS, record_segment_usage, usage_from_row
 
 # What pool.acquire() yields; the helpers below take either kind.
@@ -419,11 +419,16 @@ class RunStore:
         assert row is not None, "the conflicting step is committed"
         return RecordedStep(row["name"], row["output"])
 
-    @retried
-    async def segment_superseded(self, run_id: str, segment: int) -> bool:
+    async def segment_superseded(self, run_id: str, segment: int, *, patience_s: float = PATIENCE_S) -> bool:
         """Whether the run is no longer RUNNING `segment` (it was cancelled, possibly through
-        another replica), so the segment's calls must stop."""
-        row = await self._pool.fetchrow("SELECT status, segment_count FROM runs WHERE id = $1", run_id)
+        another replica), so the segment's calls must stop. Waits up to `patience_s` for the
+        database (then DatabaseUnavailableError)."""
+        row = await retrying(
+            lambda: self._pool.fetchrow("SELECT status, segment_count FROM runs WHERE id = $1", run_id),
+            what="segment_superseded",
+            pool=self._pool,
+            patience_s=patience_s,
+        )
         return row is None or row["status"] != RunStatus.RUNNING.value or row["segment_count"] != segment
 
     @retried
