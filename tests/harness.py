@@ -61,6 +61,7 @@ class ServeProcess:
     process: asyncio.subprocess.Process | None = None
     output: list[str] = field(default_factory=list)
     _drains: list[asyncio.Task[None]] = field(default_factory=list)
+    _printed: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
     def address(self) -> str:
@@ -112,10 +113,24 @@ class ServeProcess:
     async def _drain(self, stream: asyncio.StreamReader, serving: asyncio.Future[None] | None) -> None:
         while line := (await stream.readline()).decode():
             self.output.append(line)
+            self._printed.set()
             if serving is not None and not serving.done() and "serving on" in line:
                 serving.set_result(None)
         if serving is not None and not serving.done():
             serving.set_exception(AssertionError(f"{self.executor_id} exited without serving:\n{self.log}"))
+
+    async def wait_for_output(self, text: str, timeout: float) -> None:  # noqa: ASYNC109
+        """Wait until the process has printed (logged) `text` since it last started."""
+
+        async def printed() -> None:
+            while text not in self.log.rpartition(f"----- start {self.executor_id}\n")[2]:
+                self._printed.clear()
+                await self._printed.wait()
+
+        try:
+            await asyncio.wait_for(printed(), timeout)
+        except TimeoutError:
+            raise AssertionError(f"{self.executor_id} did not print {text!r}:\n{self.log}") from None
 
     async def end(self, sig: signal.Signals) -> None:
         """Send `sig` (SIGKILL: a crash; SIGTERM: an orderly shutdown) and wait for the exit."""

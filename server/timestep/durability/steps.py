@@ -135,9 +135,7 @@ class JournaledSteps:
         except DatabaseUnavailableError as error:
             if wait_for_database:
                 raise
-            log.warning(
-                "run %s: could not check for cancellation (%s); checking again soon", self._run_id, error
-            )
+            log.warning("run %s: cannot check for cancellation now (%s)", self._run_id, error)
             return
         if superseded:
             raise SegmentSupersededError(
