@@ -115,6 +115,8 @@ async def served(database_url: str, fake_openai: FakeOpenAI) -> AsyncIterator[Se
         # Like the in-process test services: never recover segments other tests' services left.
         "--replica-timeout",
         "3600",
+        "--stranded-grace",
+        "3600",
         cwd=REPO,
         env=cli_environment(
             PG_CONNECTION_URI=database_url, OPENAI_API_KEY=CLI_API_KEY, OPENAI_BASE_URL=fake_openai.base_url

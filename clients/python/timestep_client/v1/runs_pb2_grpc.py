@@ -38,7 +38,8 @@ class RunServiceStub:
     and a PreconditionFailure (type = reason, subject "runs/<run_id>") on FAILED_PRECONDITION.
     Any RPC: INVALID_ARGUMENT (MALFORMED_REQUEST) for bytes that are not a valid request message
     (e.g. a string field that is not UTF-8); RESOURCE_EXHAUSTED (from gRPC, without details)
-    for a request message or metadata over the server's limits; UNAVAILABLE while the service shuts down; UNAUTHENTICATED when the
+    for a request message or metadata over the server's limits; UNAVAILABLE while the service shuts down,
+    or while its database is unreachable (DATABASE_UNAVAILABLE, with a RetryInfo); UNAUTHENTICATED when the
     service has API keys and the call carries no valid `authorization: Bearer <key>` metadata.
     With API keys, every call sees only its key's tenant's runs: another tenant's run or
     interruption is NOT_FOUND, exactly like one that does not exist.
@@ -119,7 +120,8 @@ class RunServiceServicer:
     and a PreconditionFailure (type = reason, subject "runs/<run_id>") on FAILED_PRECONDITION.
     Any RPC: INVALID_ARGUMENT (MALFORMED_REQUEST) for bytes that are not a valid request message
     (e.g. a string field that is not UTF-8); RESOURCE_EXHAUSTED (from gRPC, without details)
-    for a request message or metadata over the server's limits; UNAVAILABLE while the service shuts down; UNAUTHENTICATED when the
+    for a request message or metadata over the server's limits; UNAVAILABLE while the service shuts down,
+    or while its database is unreachable (DATABASE_UNAVAILABLE, with a RetryInfo); UNAUTHENTICATED when the
     service has API keys and the call carries no valid `authorization: Bearer <key>` metadata.
     With API keys, every call sees only its key's tenant's runs: another tenant's run or
     interruption is NOT_FOUND, exactly like one that does not exist.
@@ -337,7 +339,8 @@ class RunService:
     and a PreconditionFailure (type = reason, subject "runs/<run_id>") on FAILED_PRECONDITION.
     Any RPC: INVALID_ARGUMENT (MALFORMED_REQUEST) for bytes that are not a valid request message
     (e.g. a string field that is not UTF-8); RESOURCE_EXHAUSTED (from gRPC, without details)
-    for a request message or metadata over the server's limits; UNAVAILABLE while the service shuts down; UNAUTHENTICATED when the
+    for a request message or metadata over the server's limits; UNAVAILABLE while the service shuts down,
+    or while its database is unreachable (DATABASE_UNAVAILABLE, with a RetryInfo); UNAUTHENTICATED when the
     service has API keys and the call carries no valid `authorization: Bearer <key>` metadata.
     With API keys, every call sees only its key's tenant's runs: another tenant's run or
     interruption is NOT_FOUND, exactly like one that does not exist.
