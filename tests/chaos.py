@@ -184,9 +184,12 @@ class Soak:
         try:
             await self._call(index, lambda c: c.resume(run_id))
         except grpc.aio.AioRpcError as error:
-            # A resume whose reply was lost, repeated: the run is already past its pause.
+            # A resume whose reply was lost, repeated, finds the run past its pause.
             if error.code() != grpc.StatusCode.FAILED_PRECONDITION:
                 raise
+            run = await self._call(index, lambda c: c.get_run(run_id))
+            if run.status == RunStatus.RUN_STATUS_INTERRUPTED:
+                raise AssertionError(f"resuming {run_id} failed: {error.details()}") from error
 
     async def _load(self, seconds: float) -> None:
         tasks: list[asyncio.Task[None]] = []
@@ -289,7 +292,10 @@ class Soak:
                 problems.append(f"{label} ({run_id}) events are numbered {numbers}")
             path = [e.status_changed.status for e in events if e.HasField("status_changed")]
             if path != _STATUS_PATH["ship" if ship else "work"]:
-                problems.append(f"{label} ({run_id}) went through {[RunStatus.Name(s) for s in path]}")
+                kinds = [e.WhichOneof("kind") for e in events]
+                problems.append(
+                    f"{label} ({run_id}) went through {[RunStatus.Name(s) for s in path]}; events {kinds}"
+                )
             tool = "soak_ship" if ship else "soak_work"
             made, ended = effects[f"{tool}-{label}"], ends[f"{tool} {label}"]
             if made != 1 or ended != 1:
