@@ -262,8 +262,9 @@ async def assert_no_secret_anywhere(
 @dataclass
 class RestartablePostgres:
     """A PostgreSQL server of the caller's own, in `directory` (the embedded pgserver's
-    binaries), that it can stop and start again: a database outage on demand. Started with
-    durability off (fsync, full-page writes): a fast restart is what is tested, not the disk."""
+    binaries), that it can stop and start again: a database outage on demand. Without fsync and
+    full-page writes (they guard against the machine crashing, not the server), but with
+    synchronous commits: a commit acknowledged before an "immediate" stop must survive it."""
 
     directory: Path
     port: int = field(default_factory=free_port)
@@ -296,7 +297,7 @@ class RestartablePostgres:
     async def start(self) -> None:
         options = (
             f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.directory} -c fsync=off "
-            "-c full_page_writes=off -c synchronous_commit=off -c max_connections=200"
+            "-c full_page_writes=off -c max_connections=200"
         )
         log = str(self.directory / "postgres.log")
         await self._run("pg_ctl", "-D", str(self._data), "-o", options, "-l", log, "-w", "-t", "60", "start")
