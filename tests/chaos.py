@@ -35,7 +35,6 @@ import grpc
 from timestep_client import InterruptionStatus, RunEvent, RunStatus, TimestepClient
 
 from tests.durability.agents import TOOL_GATES_ENV, TOOL_LOG_ENV, TOOL_SOCKET_ENV
-from tests.e2e.helpers import is_stop_status
 from tests.fakes.openai_responses import FakeOpenAI, Turn, text, tool_call
 from tests.harness import REPO, RestartablePostgres, ServeProcess, connect, create_database, free_port
 
@@ -286,7 +285,7 @@ class Soak:
                 problems.append(
                     f"{label} ({run_id}) ended {RunStatus.Name(run.status)} {run.final_output!r} {run.error}"
                 )
-            events = await self._events(run_id)
+            events = await self._events(run_id, run.last_sequence)
             numbers = [e.sequence for e in events]
             if numbers != list(range(1, run.last_sequence + 1)):
                 problems.append(f"{label} ({run_id}) events are numbered {numbers}")
@@ -302,13 +301,17 @@ class Soak:
                 problems.append(f"{label} ({run_id}): {made} effects, {ended} ends")
         assert not problems, f"soak seed {self.seed}: " + "\n".join(problems)
 
-    async def _events(self, run_id: str) -> list[RunEvent]:
+    async def _events(self, run_id: str, last_sequence: int) -> list[RunEvent]:
+        """The run's stored events up to `last_sequence`."""
+
         async def read(client: TimestepClient) -> list[RunEvent]:
             events = []
-            async for event in client.stream_events(run_id, 0):
-                events.append(event)
-                if is_stop_status(event) and event.status_changed.status == RunStatus.RUN_STATUS_COMPLETED:
-                    break
+            if last_sequence:
+                async for event in client.stream_events(run_id, 0):
+                    if event.sequence:
+                        events.append(event)
+                    if event.sequence >= last_sequence:
+                        break
             return events
 
         return await self._call(0, read)
