@@ -123,6 +123,7 @@ class Soak:
     def __post_init__(self) -> None:
         self.figures = Figures(self.seed)
         self._random = random.Random(self.seed)
+        self._reviving: set[str] = set()
 
     @property
     def log(self) -> Path:
@@ -219,9 +220,13 @@ class Soak:
 
     async def _kill(self, replica: ServeProcess) -> None:
         self.figures.kills += 1
-        await replica.end(signal.SIGKILL)
-        await asyncio.sleep(REVIVE_S)  # how long the replica stays dead
-        await self._start(replica)
+        self._reviving.add(replica.executor_id)
+        try:
+            await replica.end(signal.SIGKILL)
+            await asyncio.sleep(REVIVE_S)  # how long the replica stays dead
+            await self._start(replica)
+        finally:
+            self._reviving.discard(replica.executor_id)
 
     async def _restart_database(self) -> None:
         self.figures.database_restarts += 1
@@ -237,7 +242,8 @@ class Soak:
             if time.monotonic() - started >= seconds:
                 break
             fault = first.pop() if first else self._random.choice(["kill", "database"])
-            alive = [r for r in self.replicas if r.running]
+            # Not one being revived: a second start of the same replica would orphan the first.
+            alive = [r for r in self.replicas if r.running and r.executor_id not in self._reviving]
             if fault == "kill" and alive:
                 revivals.append(asyncio.create_task(self._kill(self._random.choice(alive))))
             else:
