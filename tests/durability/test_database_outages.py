@@ -233,3 +233,40 @@ async def test_a_run_whose_recovery_keeps_failing_fails_visibly(
     assert final.error.code == "recovery_failed"
     assert "gave up" in final.error.message
     assert time.monotonic() - started < RECOVERY
+
+
+async def test_replicas_do_not_take_each_others_runs_after_an_outage_longer_than_their_timeout(
+    launch: LaunchReplica,
+    fake_openai: FakeOpenAI,
+    tools: ToolProbe,
+    postgres: RestartablePostgres,
+    durable_database: str,
+) -> None:
+    """Every heartbeat is stale after such an outage; a replica that took it for its peer's death
+    would run the peer's segment a second time."""
+    fake_openai.script(tool_call("slow_task", {"label": "o"}), text("Done."))
+    timeout = 2.0
+    runner = await launch("outage-peer-a", "--replica-timeout", str(timeout))
+    watcher = await launch("outage-peer-b", "--replica-timeout", str(timeout))
+    async with runner.client() as client:
+        run = await client.create_run("worker", "Do o.")
+        await tools.wait_for("start slow_task o")
+        await postgres.stop()
+        await asyncio.sleep(timeout * 2)  # the outage itself: longer than the replica timeout
+        await postgres.start()
+        restarted = time.time()
+        # Wait for a round of the watcher's after the outage: the round that would claim.
+        async with asyncio.timeout(WAIT):
+            connection = await asyncpg.connect(durable_database)
+            try:
+                query = """SELECT count(*) FROM replicas WHERE executor_id = 'outage-peer-b'
+                           AND heartbeat_time > to_timestamp($1) + make_interval(secs => $2)"""
+                while not await connection.fetchval(query, restarted, timeout + 1):  # noqa: ASYNC110
+                    await asyncio.sleep(LOCK_POLL_S)
+            finally:
+                await connection.close()
+        tools.open_gate("o")
+        await assert_completed_once(client, run.id, "Done.")
+
+    assert Counter(tools.lines()) == {"start slow_task o": 1, "end slow_task o": 1}
+    assert "stopped heartbeating" not in watcher.log + runner.log
