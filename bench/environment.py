@@ -94,6 +94,8 @@ async def start_service(database_url: str, model_config: ModelConfig, *, durable
         durable=durable,
         executor_id=f"bench-{'durable' if durable else 'plain'}-{uuid.uuid4().hex[:6]}",
         replica_timeout_s=3600,
+        # The durable=False service's runs, in the same database, have no workflows to sweep for.
+        stranded_grace_s=3600,
     )
     return await TimestepService.start(config, model_config=model_config)
 

@@ -21,6 +21,8 @@ from timestep_client import InterruptionStatus, RunStatus, TimestepClient
 
 from bench.environment import API_KEY, Bench, database
 from bench.report import Row
+from tests.chaos import soak as chaos_soak
+from tests.chaos import soak_seed
 from tests.harness import FAST_RECONNECT, ServeProcess, free_port
 
 Scenario = Callable[[Bench], Awaitable[list[Row]]]
@@ -599,6 +601,30 @@ async def recovery(bench: Bench) -> list[Row]:
     ]
 
 
+# ----- 7. chaos soak --------------------------------------------------------------------------
+
+
+async def soak(bench: Bench) -> list[Row]:
+    """The chaos soak of tests/chaos.py (replicas killed and the database restarted under load),
+    its invariants checked, and its figures."""
+    seed = soak_seed()
+    async with chaos_soak(seed) as world:
+        figures = await world.run(bench.iterations(45, 8))
+        try:
+            await world.check()
+        except AssertionError as error:
+            raise BenchError(str(error)) from None
+    note = f"seed {seed} (TIMESTEP_SOAK_SEED replays it)"
+    return [
+        Row("soak", "runs, all completed with invariants held", "runs", [figures.runs], note=note),
+        Row("soak", "replicas killed (kill -9)", "faults", [figures.kills], note=note),
+        Row("soak", "database restarts", "faults", [figures.database_restarts], note=note),
+        Row("soak", "time to drain after the load", "ms", [figures.drain_s * 1000], note=note),
+        Row("soak", "tool calls run again", "calls", [figures.tool_reruns], note=note),
+        Row("soak", "segments restarted by the sweeper", "segments", [figures.sweeper_recoveries], note=note),
+    ]
+
+
 SCENARIOS: dict[str, Scenario] = {
     "hitl": hitl,
     "streaming": streaming,
@@ -606,4 +632,5 @@ SCENARIOS: dict[str, Scenario] = {
     "durability": durability,
     "growth": growth,
     "recovery": recovery,
+    "soak": soak,
 }

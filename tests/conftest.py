@@ -76,9 +76,14 @@ def model_config(fake_openai: FakeOpenAI, fake_ollama: FakeOllama) -> ModelConfi
 
 
 def service_config(database_url: str) -> ServiceConfig:
-    # A fresh executor id per service: no test recovers the segments another one left behind.
+    # A fresh executor id per service, and no sweeping for stranded runs: no test recovers the
+    # segments another one left behind (or the runs store tests leave QUEUED without a workflow).
     return ServiceConfig(
-        port=0, database_url=database_url, executor_id=f"test-{uuid.uuid4().hex[:8]}", replica_timeout_s=3600
+        port=0,
+        database_url=database_url,
+        executor_id=f"test-{uuid.uuid4().hex[:8]}",
+        replica_timeout_s=3600,
+        stranded_grace_s=3600,
     )
 
 

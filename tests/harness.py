@@ -1,14 +1,16 @@
-"""Pieces the tests and the benchmarks share: throwaway databases, free ports, clients that
-reconnect quickly to a restarted server, commands run to completion with a timeout, and a scan
-for leaked secrets."""
+"""Pieces the tests and the benchmarks share: throwaway databases, a PostgreSQL server that can
+be restarted, free ports, clients that reconnect quickly to a restarted server, commands run to
+completion with a timeout, and a scan for leaked secrets."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
 import binascii
+import contextlib
 import os
 import re
+import shutil
 import signal
 import socket
 import sys
@@ -74,6 +76,7 @@ class ServeProcess:
     process: asyncio.subprocess.Process | None = None
     output: list[str] = field(default_factory=list)
     _drains: list[asyncio.Task[None]] = field(default_factory=list)
+    _printed: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
     def address(self) -> str:
@@ -125,10 +128,24 @@ class ServeProcess:
     async def _drain(self, stream: asyncio.StreamReader, serving: asyncio.Future[None] | None) -> None:
         while line := (await stream.readline()).decode():
             self.output.append(line)
+            self._printed.set()
             if serving is not None and not serving.done() and "serving on" in line:
                 serving.set_result(None)
         if serving is not None and not serving.done():
             serving.set_exception(AssertionError(f"{self.executor_id} exited without serving:\n{self.log}"))
+
+    async def wait_for_output(self, text: str, timeout: float) -> None:  # noqa: ASYNC109
+        """Wait until the process has printed (logged) `text` since it last started."""
+
+        async def printed() -> None:
+            while text not in self.log.rpartition(f"----- start {self.executor_id}\n")[2]:
+                self._printed.clear()
+                await self._printed.wait()
+
+        try:
+            await asyncio.wait_for(printed(), timeout)
+        except TimeoutError:
+            raise AssertionError(f"{self.executor_id} did not print {text!r}:\n{self.log}") from None
 
     async def end(self, sig: signal.Signals) -> None:
         """Send `sig` (SIGKILL: a crash; SIGTERM: an orderly shutdown) and wait for the exit."""
@@ -275,3 +292,68 @@ async def database_fingerprint(database_dsn: str, ignore: Mapping[str, Iterable[
     finally:
         await connection.close()
     return {row["name"].replace('"', ""): row["digest"] for row in found}
+
+
+@dataclass
+class RestartablePostgres:
+    """A PostgreSQL server of the caller's own, in `directory` (the embedded pgserver's
+    binaries), that it can stop and start again: a database outage on demand. Without fsync and
+    full-page writes (they guard against the machine crashing, not the server), but with
+    synchronous commits: a commit acknowledged before an "immediate" stop must survive it."""
+
+    directory: Path
+    port: int = field(default_factory=free_port)
+
+    @property
+    def dsn(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    @property
+    def _data(self) -> Path:
+        return self.directory / "data"
+
+    async def _run(self, binary: str, *args: str) -> None:
+        from pgserver._commands import POSTGRES_BIN_PATH
+
+        argv = [str(POSTGRES_BIN_PATH / binary), *args]
+        if os.geteuid() == 0:  # PostgreSQL refuses to run as root
+            argv = ["runuser", "-u", _postgres_system_user(), "--", *argv]
+        code, stdout, stderr = await run_to_completion(*argv, limit_s=120)
+        assert code == 0, f"{binary} {' '.join(args)} failed ({code}):\n{stdout}\n{stderr}"
+
+    async def create(self) -> None:
+        """Create the cluster (initdb) and start it."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        if os.geteuid() == 0:
+            shutil.chown(self.directory, _postgres_system_user())
+        await self._run("initdb", "-D", str(self._data), "-U", "postgres", "-A", "trust", "--no-sync")
+        await self.start()
+
+    async def start(self) -> None:
+        options = (
+            f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.directory} -c fsync=off "
+            "-c full_page_writes=off -c max_connections=200"
+        )
+        log = str(self.directory / "postgres.log")
+        await self._run("pg_ctl", "-D", str(self._data), "-o", options, "-l", log, "-w", "-t", "60", "start")
+
+    async def stop(self, mode: str = "fast") -> None:
+        """Stop: "fast" disconnects every session and shuts down cleanly; "immediate" is a crash."""
+        await self._run("pg_ctl", "-D", str(self._data), "-m", mode, "-w", "-t", "60", "stop")
+
+    async def restart(self, mode: str = "fast") -> None:
+        await self.stop(mode)
+        await self.start()
+
+    async def destroy(self) -> None:
+        with contextlib.suppress(AssertionError):
+            await self.stop("immediate")
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def _postgres_system_user() -> str:
+    """The system user a root process runs PostgreSQL as (the embedded server's own)."""
+    from pgserver.utils import ensure_user_exists
+
+    ensure_user_exists("pgserver")
+    return "pgserver"

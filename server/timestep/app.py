@@ -14,6 +14,7 @@ import grpc
 from grpc_health.v1.health import aio as health_aio
 
 from timestep.api.auth import ApiKeys, AuthInterceptor, check_exposure
+from timestep.api.availability import DatabaseMonitor
 from timestep.api.errors import MalformedRequests
 from timestep.api.server import (
     build_server,
@@ -43,6 +44,7 @@ from timestep.settings import (
     DEFAULT_PORT,
     DEFAULT_REPLICA_TIMEOUT_S,
     DEFAULT_SHUTDOWN_GRACE_S,
+    DEFAULT_STRANDED_GRACE_S,
     Limits,
     ProviderLimits,
     ScheduleLimits,
@@ -78,6 +80,8 @@ class ServiceConfig:
     provider_limits: dict[str, ProviderLimits] = field(default_factory=dict)
     # A replica silent this long is presumed dead and its segments are recovered elsewhere.
     replica_timeout_s: float = DEFAULT_REPLICA_TIMEOUT_S
+    # A run QUEUED or RUNNING without a live segment workflow this long is recovered (or failed).
+    stranded_grace_s: float = DEFAULT_STRANDED_GRACE_S
     # Prometheus metrics over HTTP on this port (0: any free port); None: no metrics endpoint.
     metrics_port: int | None = None
     metrics_host: str = "127.0.0.1"
@@ -127,8 +131,10 @@ class TimestepService:
         tracing: Tracing | None = None,
         health_server: tuple[grpc.aio.Server, int] | None = None,
         models: ModelProvider | None = None,
+        database_monitor: DatabaseMonitor | None = None,
     ) -> None:
         self.pool = pool
+        self._database_monitor = database_monitor
         self.orchestrator = orchestrator
         # Live events of this process's runs (subscriptions of open event streams).
         self.bus = bus
@@ -201,6 +207,7 @@ class TimestepService:
                 executor_id=executor_id,
                 limits=config.provider_limits,
                 replica_timeout_s=config.replica_timeout_s,
+                stranded_grace_s=config.stranded_grace_s,
             )
             orchestrator = RunOrchestrator(store, bus, registry, engine)
             schedules = engine.schedules(
@@ -238,6 +245,8 @@ class TimestepService:
             credentials=credentials,
         )
         metrics.observe_model_calls()
+        database_monitor = DatabaseMonitor(pool, health, drain)
+        database_monitor.start()
         metrics_server: MetricsServer | None = None
         if config.metrics_port is not None:
             metrics_server = MetricsServer(metrics)
@@ -270,6 +279,7 @@ class TimestepService:
             tracing=tracing,
             health_server=health_server,
             models=models,
+            database_monitor=database_monitor,
         )
 
     @property
@@ -296,6 +306,8 @@ class TimestepService:
         self._stopped = True
         started = time.monotonic()
         await self.drain()
+        if self._database_monitor is not None:
+            await self._database_monitor.stop()
         await self.server.stop(grace)
         log.info("gRPC server stopped after %.1fs", time.monotonic() - started)
         if self._health_server is not None:  # it said NOT_SERVING until now

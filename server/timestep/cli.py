@@ -23,6 +23,7 @@ from timestep.settings import (
     DEFAULT_PORT,
     DEFAULT_REPLICA_TIMEOUT_S,
     DEFAULT_SHUTDOWN_GRACE_S,
+    DEFAULT_STRANDED_GRACE_S,
     ConfigurationError,
     Limits,
     ProviderLimits,
@@ -184,6 +185,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_REPLICA_TIMEOUT_S,
         help="seconds without a heartbeat after which a replica's segments are recovered by another "
         "(default: %(default)s)",
+    )
+    durability.add_argument(
+        "--stranded-grace",
+        type=float,
+        default=DEFAULT_STRANDED_GRACE_S,
+        help="seconds a run may stay QUEUED or RUNNING without a live segment workflow (one that "
+        "ended in error, or was never started) before a replica starts it again; checked every "
+        "half of it (default: %(default)s)",
     )
     add_auth_options(serve)
     add_tls_options(serve)
@@ -408,6 +417,7 @@ def main(argv: list[str] | None = None) -> None:
         executor_id=args.executor_id,
         provider_limits=dict(args.provider_limit),
         replica_timeout_s=args.replica_timeout,
+        stranded_grace_s=args.stranded_grace,
         metrics_port=args.metrics_port or None,
         metrics_host=args.metrics_host,
         health_port=args.health_port or None,

@@ -176,6 +176,7 @@ class RunErrorCode(enum.StrEnum):
     DEADLINE_EXCEEDED = "deadline_exceeded"
     NONDETERMINISTIC_REPLAY = "nondeterministic_replay"
     JOURNAL_INCOMPATIBLE = "journal_incompatible"
+    RECOVERY_FAILED = "recovery_failed"
     CANCELLED = "cancelled"
     INTERNAL = "internal"
 

@@ -52,3 +52,11 @@ class ResourceExhaustedError(TimestepError):
         super().__init__(message, reason=reason)
         # Sent as google.rpc.RetryInfo.retry_delay: when a retry is worth trying.
         self.retry_after_s = retry_after_s
+
+
+class UnavailableError(TimestepError):
+    """The service cannot answer now (its database is unreachable); the same call may succeed later."""
+
+    def __init__(self, message: str, *, reason: str, retry_after_s: float) -> None:
+        super().__init__(message, reason=reason)
+        self.retry_after_s = retry_after_s

@@ -10,6 +10,8 @@ DEFAULT_AGENTS = "timestep.examples.agents:AGENTS"
 DEFAULT_MAX_TURNS = 10
 # A replica silent this long is presumed dead and its segments are recovered elsewhere.
 DEFAULT_REPLICA_TIMEOUT_S = 15.0
+# A run QUEUED or RUNNING this long without a live segment workflow is recovered (or failed).
+DEFAULT_STRANDED_GRACE_S = 10.0
 DEFAULT_SHUTDOWN_GRACE_S = 10.0
 DEFAULT_KEEPALIVE_TIME_MS = 60_000
 DEFAULT_KEEPALIVE_TIMEOUT_MS = 20_000

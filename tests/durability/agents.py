@@ -15,7 +15,8 @@ import os
 from pathlib import Path
 from typing import Any, Final
 
-from agents import Agent, function_tool, handoff
+from agents import Agent, RunContextWrapper, function_tool, handoff
+from agents.tool_context import ToolContext
 from timestep import not_idempotent
 from timestep.examples.agents import AGENTS as EXAMPLE_AGENTS
 
@@ -75,6 +76,48 @@ async def ship_order(label: str) -> str:
     return await _work("ship_order", label)
 
 
+def _effect(tool: str, label: str, call_id: str) -> bool:
+    """Make the effect of call `call_id` unless it was made: True when this call made it."""
+    effects = Path(os.environ[TOOL_LOG_ENV]).parent / "effects"
+    effects.mkdir(exist_ok=True)
+    try:
+        descriptor = os.open(effects / f"{tool}-{label}-{call_id}", os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        return False
+    os.fsync(descriptor)
+    os.close(descriptor)
+    return True
+
+
+async def _act(context: RunContextWrapper[Any], tool: str, label: str) -> str:
+    assert isinstance(context, ToolContext)
+    if _effect(tool, label, context.tool_call_id):
+        _append(f"end {tool} {label}")
+    return f"{tool} {label} done"
+
+
+@function_tool
+async def soak_work(context: RunContextWrapper[Any], label: str, seconds: float) -> str:
+    """Work on `label` for `seconds` seconds (safe to repeat)."""
+    _append(f"start soak_work {label}")
+    await asyncio.sleep(seconds)  # the work itself takes this long
+    return await _act(context, "soak_work", label)
+
+
+@function_tool(needs_approval=True)
+async def soak_ship(context: RunContextWrapper[Any], label: str) -> str:
+    """Ship parcel `label`; a person approves each shipment first."""
+    _append(f"start soak_ship {label}")
+    return await _act(context, "soak_ship", label)
+
+
+soaker = Agent(
+    name="soaker",
+    instructions="You work with soak_work and ship parcels with soak_ship.",
+    model="gpt-4.1",
+    tools=[soak_work, soak_ship],
+)
+
 worker = Agent(
     name="worker",
     instructions=(
@@ -105,4 +148,4 @@ dispatcher = Agent(
     handoffs=[handoff(courier)],
 )
 
-AGENTS: list[Agent[Any]] = [worker, dispatcher, *EXAMPLE_AGENTS]
+AGENTS: list[Agent[Any]] = [worker, dispatcher, soaker, *EXAMPLE_AGENTS]

@@ -119,6 +119,8 @@ async def serving(
         # Like the in-process test services: never recover segments other tests' services left.
         "--replica-timeout",
         "3600",
+        "--stranded-grace",
+        "3600",
         cwd=REPO,
         env=cli_environment(
             PG_CONNECTION_URI=database_url,

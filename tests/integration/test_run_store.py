@@ -1030,11 +1030,13 @@ async def test_queued_segments_lists_exactly_the_queued_runs(store: RunStore) ->
 async def test_a_tool_call_is_marked_started_only_once(store: RunStore, pool: asyncpg.Pool) -> None:
     run = await running_run(store)
 
-    assert await store.mark_tool_started(run.id, 1, "call_1", "send_email", "replica_a") is True
+    assert await store.mark_tool_started(run.id, 1, "call_1", "send_email", "replica_a", "a1") is True
+    # The same execution's write repeated (its reply was lost) still finds the call its own.
+    assert await store.mark_tool_started(run.id, 1, "call_1", "send_email", "replica_a", "a1") is True
     # A replay (here on another replica) finds the call already started.
-    assert await store.mark_tool_started(run.id, 1, "call_1", "send_email", "replica_b") is False
-    assert await store.mark_tool_started(run.id, 1, "call_2", "send_email", "replica_a") is True
-    assert await store.mark_tool_started(run.id, 2, "call_1", "send_email", "replica_b") is True
+    assert await store.mark_tool_started(run.id, 1, "call_1", "send_email", "replica_b", "b1") is False
+    assert await store.mark_tool_started(run.id, 1, "call_2", "send_email", "replica_a", "a2") is True
+    assert await store.mark_tool_started(run.id, 2, "call_1", "send_email", "replica_b", "b2") is True
 
     rows = await pool.fetch(
         """SELECT segment, call_id, tool_name, executor_id FROM tool_invocations
@@ -1052,7 +1054,10 @@ async def test_concurrent_starts_of_one_tool_call_mark_it_once(store: RunStore, 
     run = await running_run(store)
 
     results = await asyncio.gather(
-        *(store.mark_tool_started(run.id, 1, "call_1", "send_email", f"replica_{n}") for n in range(8))
+        *(
+            store.mark_tool_started(run.id, 1, "call_1", "send_email", f"replica_{n}", str(n))
+            for n in range(8)
+        )
     )
 
     assert sorted(results) == [False] * 7 + [True]

@@ -8,6 +8,10 @@ on every error, plus the detail of the table.
 | FailedPreconditionError   | FAILED_PRECONDITION | PreconditionFailure (reason, subject)       |
 | AlreadyExistsError        | ALREADY_EXISTS      |                                             |
 | ResourceExhaustedError    | RESOURCE_EXHAUSTED  | RetryInfo (when to retry)                   |
+| UnavailableError          | UNAVAILABLE         | RetryInfo (when to retry)                   |
+
+A transient database error (the database restarting or unreachable) becomes an UnavailableError
+(reason DATABASE_UNAVAILABLE).
 """
 
 from __future__ import annotations
@@ -33,9 +37,11 @@ from timestep.errors import (
     NotFoundError,
     ResourceExhaustedError,
     TimestepError,
+    UnavailableError,
 )
 from timestep.observability.interceptor import with_behavior
 from timestep.settings import Limits
+from timestep.store.retry import DatabaseUnavailableError, is_transient
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +53,23 @@ _CODES: list[tuple[type[TimestepError], grpc.StatusCode, int]] = [
     (FailedPreconditionError, grpc.StatusCode.FAILED_PRECONDITION, code_pb2.FAILED_PRECONDITION),
     (AlreadyExistsError, grpc.StatusCode.ALREADY_EXISTS, code_pb2.ALREADY_EXISTS),
     (ResourceExhaustedError, grpc.StatusCode.RESOURCE_EXHAUSTED, code_pb2.RESOURCE_EXHAUSTED),
+    (UnavailableError, grpc.StatusCode.UNAVAILABLE, code_pb2.UNAVAILABLE),
 ]
+
+# When a caller refused because the database is away should try again.
+DATABASE_RETRY_S = 1.0
+
+
+def database_unavailable(error: Exception) -> UnavailableError | None:
+    """The UnavailableError for a transient database error; None for any other error."""
+    if not (is_transient(error) or isinstance(error, DatabaseUnavailableError)):
+        return None
+    return UnavailableError(
+        "The service's database is unreachable right now (restarting or failing over); retry the "
+        f"call in a moment ({type(error).__name__}).",
+        reason="DATABASE_UNAVAILABLE",
+        retry_after_s=DATABASE_RETRY_S,
+    )
 
 
 def status_code_for(error: TimestepError) -> grpc.StatusCode:
@@ -71,7 +93,7 @@ def to_rpc_status(error: TimestepError, request: Message | None = None) -> grpc.
             type=reason, subject=subject, description=error.message
         )
         details.append(error_details_pb2.PreconditionFailure(violations=[violation]))
-    if isinstance(error, ResourceExhaustedError):
+    if isinstance(error, ResourceExhaustedError | UnavailableError):
         delay = duration_pb2.Duration()
         delay.FromTimedelta(datetime.timedelta(seconds=error.retry_after_s))
         details.append(error_details_pb2.RetryInfo(retry_delay=delay))
@@ -160,8 +182,9 @@ def unary(
             _reject_malformed(request)
             check_request(request, self.limits)
             return await method(self, request, context)
-        except TimestepError as error:
-            await context.abort_with_status(to_rpc_status(error, _message_or_none(request)))
+        except Exception as error:
+            domain_error = _domain_error(error)
+            await context.abort_with_status(to_rpc_status(domain_error, _message_or_none(request)))
             raise AssertionError("abort_with_status returned") from error
 
     return wrapper
@@ -182,10 +205,22 @@ def server_streaming(
             check_request(request, self.limits)
             async for response in method(self, request, context):
                 yield response
-        except TimestepError as error:
-            await context.abort_with_status(to_rpc_status(error, _message_or_none(request)))
+        except Exception as error:
+            domain_error = _domain_error(error)
+            await context.abort_with_status(to_rpc_status(domain_error, _message_or_none(request)))
 
     return wrapper
+
+
+def _domain_error(error: Exception) -> TimestepError:
+    """`error` as a domain error; re-raises it when it is none (a bug: gRPC answers UNKNOWN)."""
+    if isinstance(error, TimestepError):
+        return error
+    unavailable = database_unavailable(error)
+    if unavailable is None:
+        raise error
+    log.warning("refused a call: %s", unavailable.message)
+    return unavailable
 
 
 def _message_or_none(request: Any) -> Message | None:

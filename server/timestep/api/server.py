@@ -92,8 +92,7 @@ async def build_server(
     if port == 0:
         raise OSError(f"could not bind {address}; is another process using the port?")
     await server.start()
-    for name in ("", *SERVICE_NAMES):
-        await health.set(name, health_pb2.HealthCheckResponse.SERVING)
+    await set_health(health, health_pb2.HealthCheckResponse.SERVING)
     return server, health, port
 
 
@@ -110,7 +109,13 @@ async def start_health_server(health: health_aio.HealthServicer, address: str) -
     return server, port
 
 
-async def set_not_serving(health: health_aio.HealthServicer) -> None:
-    """Report NOT_SERVING overall and for every service (for load balancers and Watch callers)."""
+async def set_health(
+    health: health_aio.HealthServicer, status: health_pb2.HealthCheckResponse.ServingStatus
+) -> None:
+    """Report `status` overall and for every service (for load balancers and Watch callers)."""
     for name in ("", *SERVICE_NAMES):
-        await health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        await health.set(name, status)
+
+
+async def set_not_serving(health: health_aio.HealthServicer) -> None:
+    await set_health(health, health_pb2.HealthCheckResponse.NOT_SERVING)

@@ -21,10 +21,11 @@ from timestep.durability import workflows
 from timestep.durability.dbos_logs import quiet_cancelled_workflows
 from timestep.durability.replicas import ReplicaMonitor
 from timestep.durability.schedules import DurableSchedules
+from timestep.durability.sweeper import StrandedSweeper
 from timestep.runs.orchestrator import RunOrchestrator
 from timestep.runs.segments import SegmentExecutor
 from timestep.runtime.registry import AgentRegistry
-from timestep.settings import ProviderLimits, ScheduleLimits, provider_limits_key
+from timestep.settings import DEFAULT_STRANDED_GRACE_S, ProviderLimits, ScheduleLimits, provider_limits_key
 from timestep.store.runs import RunStore
 from timestep.store.schedules import ScheduleStore
 
@@ -96,6 +97,7 @@ class DurableEngine:
         executor_id: str,
         limits: dict[str, ProviderLimits],
         replica_timeout_s: float,
+        stranded_grace_s: float = DEFAULT_STRANDED_GRACE_S,
     ) -> None:
         self._database_url = database_url
         self._executor = executor
@@ -103,6 +105,7 @@ class DurableEngine:
         self.executor_id = executor_id
         self._limits = limits
         self._replicas = ReplicaMonitor(store, executor_id, replica_timeout_s)
+        self._sweeper = StrandedSweeper(store, executor.bus, self, stranded_grace_s)
         self._queues: dict[str, Queue] = {}
         self._bindings = workflows.Bindings(executor, store, executor_id)
 
@@ -126,9 +129,11 @@ class DurableEngine:
                 on_conflict="always_update",
             )
         await self._replicas.start()
+        self._sweeper.start()
 
     async def close(self) -> None:
         """Stop executing segments (they stay pending and are recovered later) and DBOS."""
+        await self._sweeper.stop()
         await self._replicas.stop()
         running = list(self._bindings.running.values())
         for task in running:

@@ -9,7 +9,9 @@ another live replica claims both.
 The timeout is the claimer's: replicas may be started with different `--replica-timeout`s, so
 each heartbeats at least every `MAX_HEARTBEAT_PERIOD_S` whatever its own timeout. Otherwise a
 replica with a long timeout (slow heartbeats) would look dead to one with a short timeout while
-alive, and the latter would run its segments a second time.
+alive, and the latter would run its segments a second time. For the same reason a replica
+claims nobody until its own heartbeats have been succeeding for the timeout: after a database
+outage every heartbeat is stale, live replicas' too.
 """
 
 from __future__ import annotations
@@ -17,8 +19,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 
 from timestep.durability.dbos_internals import recover_pending_workflows
+from timestep.store.retry import is_transient
 from timestep.store.runs import RunStore
 
 log = logging.getLogger(__name__)
@@ -33,6 +37,9 @@ class ReplicaMonitor:
         self._timeout_s = timeout_s
         self._period_s = min(timeout_s / 3, MAX_HEARTBEAT_PERIOD_S)
         self._task: asyncio.Task[None] | None = None
+        self._database_away = False
+        # Since when this replica's heartbeats have been succeeding (None: the last one failed).
+        self._heartbeating_since: float | None = time.monotonic()
 
     async def start(self) -> None:
         await self._store.heartbeat(self._executor_id)
@@ -49,8 +56,20 @@ class ReplicaMonitor:
             await asyncio.sleep(self._period_s)  # the heartbeat period, not a synchronisation
             try:
                 await self._store.heartbeat(self._executor_id)
+                self._database_away = False
+                if self._heartbeating_since is None:
+                    self._heartbeating_since = time.monotonic()
+                if time.monotonic() - self._heartbeating_since < self._timeout_s:
+                    # After a database outage every replica's heartbeat is stale: live ones are
+                    # told from dead ones only once they have had the timeout to heartbeat again.
+                    continue
                 for dead in await self._store.claim_dead_replicas(self._executor_id, self._timeout_s):
                     log.warning("replica %s stopped heartbeating; recovering its workflows", dead)
                     await asyncio.to_thread(recover_pending_workflows, [dead])
-            except Exception:
-                log.exception("replica monitor round failed; trying again next round")
+            except Exception as error:
+                self._heartbeating_since = None
+                if not is_transient(error):
+                    log.exception("replica monitor round failed; trying again next round")
+                elif not self._database_away:  # once per outage, not every round of it
+                    log.warning("replica monitor: the database is unreachable (%s); retrying", error)
+                self._database_away = is_transient(error)

@@ -20,6 +20,8 @@ segment cancels it at once; see `DurableEngine.stop`.)
 from __future__ import annotations
 
 import asyncio
+import logging
+import uuid
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from typing import Any, Final
@@ -36,7 +38,10 @@ from timestep.durability.journal import (
     encode_tool_output,
 )
 from timestep.runtime.steps import SegmentSupersededError, StepReplayError
+from timestep.store.retry import PATIENCE_S, DatabaseUnavailableError
 from timestep.store.runs import RecordedStep, RunStore
+
+log = logging.getLogger(__name__)
 
 _NOT_IDEMPOTENT = "_timestep_not_idempotent"
 # How often an in-flight call checks that its run was not cancelled elsewhere.
@@ -96,7 +101,7 @@ class JournaledSteps:
         async def invoke() -> Any:
             # Only a tool that must not run twice needs its start marked (a write per call).
             first_attempt = is_idempotent(tool) or await self._store.mark_tool_started(
-                self._run_id, self._segment, call_id, tool.name, self._executor_id
+                self._run_id, self._segment, call_id, tool.name, self._executor_id, uuid.uuid4().hex
             )
             return await call() if first_attempt else _maybe_completed(tool)
 
@@ -159,14 +164,24 @@ class JournaledSteps:
                 done, _ = await asyncio.wait({running}, timeout=SUPERSEDED_CHECK_INTERVAL_S)
                 if done:
                     return running.result()
-                await self._raise_if_superseded()
+                # The call in flight is not held up by the database being away.
+                await self._raise_if_superseded(wait_for_database=False)
         finally:
             if not running.done():  # superseded, or this segment itself was cancelled
                 running.cancel()
                 await asyncio.gather(running, return_exceptions=True)
 
-    async def _raise_if_superseded(self) -> None:
-        if await self._store.segment_superseded(self._run_id, self._segment):
+    async def _raise_if_superseded(self, *, wait_for_database: bool = True) -> None:
+        try:
+            superseded = await self._store.segment_superseded(
+                self._run_id, self._segment, patience_s=PATIENCE_S if wait_for_database else 0.0
+            )
+        except DatabaseUnavailableError as error:
+            if wait_for_database:
+                raise
+            log.warning("run %s: cannot check for cancellation now (%s)", self._run_id, error)
+            return
+        if superseded:
             raise SegmentSupersededError(
                 f"Run {self._run_id} is no longer running segment {self._segment} (it was cancelled)."
             )

@@ -12,6 +12,7 @@ from dbos import DBOS
 
 from timestep.durability.steps import JournaledSteps
 from timestep.runs.segments import SegmentExecutor
+from timestep.store.retry import retrying
 from timestep.store.runs import RunStore
 
 
@@ -52,10 +53,17 @@ async def run_segment(run_id: str, segment: int) -> None:
     task = asyncio.current_task()
     if task is not None:
         bindings.running[workflow_id] = task
-    try:
+
+    async def execute() -> None:
+        # Each attempt replays the journal from the start (executing a segment is idempotent).
         steps = JournaledSteps(bindings.store, run_id, segment, bindings.executor_id)
         await steps.load()
         await bindings.executor.execute(run_id, segment, steps)
+
+    try:
+        # The store waits out the database at each durable write; this catches what escapes
+        # elsewhere. A segment that still ends in error is recovered by the sweeper.
+        await retrying(execute, what=f"segment {workflow_id}", pool=bindings.executor.pool)
     finally:
         bindings.running.pop(workflow_id, None)
 

@@ -37,6 +37,7 @@ from timestep.runtime.usage import UsageRecorder, model_name_for
 from timestep.settings import DEFAULT_MAX_TURNS
 from timestep.state.codec import describe
 from timestep.state.document import PYTHON
+from timestep.store.retry import database_unavailable, retrying
 from timestep.store.runs import RunStore, SegmentOutcome
 from timestep.store.sessions import PostgresSession
 
@@ -106,6 +107,9 @@ class SegmentExecutor:
             _, events = await self.store.finish_segment(run_id, segment, outcome)
         except FailedPreconditionError as superseded:
             log.info("run %s segment %s: outcome discarded (%s)", run_id, segment, superseded.message)
+            # Possibly our own write, repeated after its reply was lost: its events were never
+            # published here, so subscribers read them from the store.
+            self.bus.nudge(run_id)
             return
         self.bus.publish(events)
         log.info("run %s segment %s ended %s", run_id, segment, outcome.status.value)
@@ -149,6 +153,8 @@ class SegmentExecutor:
             if isinstance(exc, TimeoutError) and deadline.expired():
                 log.info("run %s segment %s stopped: the waiting caller's deadline passed", run.id, segment)
                 return _failed(run, RunError(RunErrorCode.DEADLINE_EXCEEDED, DEADLINE_PASSED), recorder)
+            if database_unavailable(exc):
+                raise  # not the run's failure: the segment is executed again once the database is back
             log.exception("run %s segment %s failed", run.id, segment)
             return _failed(run, describe_failure(exc), recorder)
         return _outcome_of(result)
@@ -157,7 +163,9 @@ class SegmentExecutor:
         """The original input for a run's first segment; the decided snapshot for later ones."""
         if segment == 1:
             return await self.store.get_run_input(run.id)
-        snapshot = await self.store.latest_snapshot(run.id)
+        snapshot = await retrying(
+            lambda: self.store.latest_snapshot(run.id), what="latest_snapshot", pool=self.pool
+        )
         assert snapshot is not None, f"run {run.id} resumed without a snapshot"
         state = await load_state(self.registry.get(run.agent), snapshot.state_json)
         apply_decisions(state, [i for i in run.interruptions if i.segment == segment - 1])

@@ -44,6 +44,7 @@ from timestep.errors import (
 )
 from timestep.store.content import escape_texts
 from timestep.store.pages import clamp_page_size, decode_page_token, encode_page_token
+from timestep.store.retry import PATIENCE_S, retried, retrying
 from timestep.store.usage import USAGE_COLUMNS, record_segment_usage, usage_from_row
 
 # What pool.acquire() yields; the helpers below take either kind.
@@ -131,6 +132,19 @@ class RecordedStep:
 
     name: str  # "model:<model name>" or "tool:<tool name>"
     entry: dict[str, Any]  # its result, as JSON (see timestep.durability.journal)
+
+
+@dataclass(frozen=True)
+class StrandedSegment:
+    """A run segment without a live workflow, claimed for recovery (see `claim_stranded`)."""
+
+    run_id: str
+    segment: int
+    queue_name: str
+    # The workflow's DBOS status ("ERROR", "CANCELLED", ...); None: it was never started.
+    workflow_status: str | None
+    # Recoveries of this segment so far, this one included.
+    attempts: int
 
 
 def _fingerprint(new_run: NewRun) -> str:
@@ -317,6 +331,7 @@ class RunStore:
         token = _encode_page_token(scope, (runs[-1].create_time, runs[-1].id)) if len(rows) > size else ""
         return Page(runs, token)
 
+    @retried
     async def get_run_input(self, run_id: str) -> str | list[Any]:
         value = await self._pool.fetchval("SELECT input FROM runs WHERE id = $1", run_id)
         if value is None:
@@ -382,6 +397,7 @@ class RunStore:
 
     # ----- the step journal (timestep.durability.steps) ---------------------------------
 
+    @retried
     async def recorded_steps(self, run_id: str, segment: int) -> dict[str, RecordedStep]:
         """The completed calls a segment recorded so far, by step ("1", "4.2")."""
         rows = await self._pool.fetch(
@@ -391,6 +407,7 @@ class RunStore:
         )
         return {row["step"]: RecordedStep(row["name"], row["entry"]) for row in rows}
 
+    @retried
     async def record_step(self, run_id: str, segment: int, step: str, recorded: RecordedStep) -> RecordedStep:
         """Record a completed call; returns what is recorded for it, which is another
         execution's result if that one recorded it first."""
@@ -414,26 +431,42 @@ class RunStore:
         assert row is not None, "the conflicting step is committed"
         return RecordedStep(row["name"], row["entry"])
 
-    async def segment_superseded(self, run_id: str, segment: int) -> bool:
+    async def segment_superseded(self, run_id: str, segment: int, *, patience_s: float = PATIENCE_S) -> bool:
         """Whether the run is no longer RUNNING `segment` (it was cancelled, possibly through
-        another replica), so the segment's calls must stop."""
-        row = await self._pool.fetchrow("SELECT status, segment_count FROM runs WHERE id = $1", run_id)
+        another replica), so the segment's calls must stop. Waits up to `patience_s` for the
+        database (then DatabaseUnavailableError)."""
+        row = await retrying(
+            lambda: self._pool.fetchrow("SELECT status, segment_count FROM runs WHERE id = $1", run_id),
+            what="segment_superseded",
+            pool=self._pool,
+            patience_s=patience_s,
+        )
         return row is None or row["status"] != RunStatus.RUNNING.value or row["segment_count"] != segment
 
+    @retried
     async def mark_tool_started(
-        self, run_id: str, segment: int, call_id: str, tool_name: str, executor_id: str
+        self, run_id: str, segment: int, call_id: str, tool_name: str, executor_id: str, attempt: str
     ) -> bool:
-        """Record that a tool call is starting; False if it had started before (a replay)."""
-        inserted = await self._pool.fetchval(
-            """INSERT INTO tool_invocations (run_id, segment, call_id, tool_name, executor_id)
-               VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING true""",
+        """Record that a tool call is starting; False if it had started before (a replay).
+
+        `attempt` names this execution of the call: a retry of this write after its reply was
+        lost finds its own marker and still returns True."""
+        marker = await self._pool.fetchval(
+            """WITH inserted AS (
+                   INSERT INTO tool_invocations (run_id, segment, call_id, tool_name, executor_id, attempt)
+                   VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING RETURNING attempt)
+               SELECT attempt FROM inserted
+               UNION ALL
+               SELECT attempt FROM tool_invocations WHERE run_id = $1 AND segment = $2 AND call_id = $3
+               LIMIT 1""",
             run_id,
             segment,
             call_id,
             tool_name,
             executor_id,
+            attempt,
         )
-        return bool(inserted)
+        return bool(marker == attempt)
 
     async def heartbeat(self, executor_id: str) -> None:
         await self._pool.execute(
@@ -460,6 +493,62 @@ class RunStore:
             timeout_s,
         )
         return [row["executor_id"] for row in rows]
+
+    # ----- stranded segments (timestep.durability.sweeper) -------------------------------
+
+    async def claim_stranded(self, grace_s: float) -> list[StrandedSegment]:
+        """Runs QUEUED or RUNNING whose segment workflow (DBOS's `workflow_status`) is not live
+        (PENDING, ENQUEUED or DELAYED) and has not been for `grace_s` (it ended in error, was
+        cancelled, finished without finishing the run, or was never started), each claimed for
+        one recovery: its attempt is counted here, and no other claim (by any replica) takes it
+        again within `grace_s`."""
+        rows = await self._pool.fetch(
+            """WITH stranded AS (
+                   SELECT r.id, r.segment_count, r.queue_name, w.status AS workflow_status
+                   FROM runs r
+                   LEFT JOIN dbos.workflow_status w
+                          ON w.workflow_uuid = r.id || '/segment-' || r.segment_count
+                   WHERE r.status IN ('queued', 'running')
+                     AND CASE WHEN w.workflow_uuid IS NULL
+                              THEN r.update_time < clock_timestamp() - make_interval(secs => $1)
+                              ELSE w.status NOT IN ('PENDING', 'ENQUEUED', 'DELAYED')
+                                   AND w.updated_at < extract(epoch FROM clock_timestamp()) * 1000 - $1 * 1000
+                         END),
+               claimed AS (
+                   INSERT INTO segment_recoveries AS c (run_id, segment, attempts)
+                   SELECT id, segment_count, 1 FROM stranded
+                   ON CONFLICT (run_id, segment) DO UPDATE
+                   SET attempts = c.attempts + 1, recover_time = clock_timestamp()
+                   WHERE c.recover_time < clock_timestamp() - make_interval(secs => $1)
+                   RETURNING c.run_id, c.segment, c.attempts)
+               SELECT s.id, s.segment_count, s.queue_name, s.workflow_status, c.attempts
+               FROM stranded s JOIN claimed c ON c.run_id = s.id AND c.segment = s.segment_count""",
+            grace_s,
+        )
+        return [
+            StrandedSegment(
+                row["id"], row["segment_count"], row["queue_name"], row["workflow_status"], row["attempts"]
+            )
+            for row in rows
+        ]
+
+    async def fail_stranded(
+        self, run_id: str, segment: int, error: RunError
+    ) -> tuple[Run, list[RunEvent]] | None:
+        """FAIL a run still QUEUED or RUNNING `segment` whose recoveries kept failing; None if it
+        moved on meanwhile."""
+        async with self._pool.acquire() as connection, connection.transaction():
+            run = await self._get_run(connection, run_id, lock=True)
+            if run.segment_count != segment or run.status not in (RunStatus.QUEUED, RunStatus.RUNNING):
+                return None
+            events = await self._end(
+                connection,
+                run,
+                RunStatus.FAILED,
+                error,
+                [PendingEvent(EventKind.ERROR, {"code": error.code, "message": error.message})],
+            )
+            return await self._get_run(connection, run_id), events
 
     # ----- transitions -------------------------------------------------------------------
 
@@ -604,6 +693,7 @@ class RunStore:
             events = await self._append(connection, run_id, segment, [status_changed(RunStatus.QUEUED)])
             return await self._get_run(connection, run_id), events
 
+    @retried
     async def begin_segment(self, run_id: str, segment: int) -> tuple[Run | None, list[RunEvent]]:
         """Move a run QUEUED for `segment` to RUNNING.
 
@@ -622,6 +712,7 @@ class RunStore:
             events = await self._append(connection, run_id, segment, [status_changed(RunStatus.RUNNING)])
             return await self._get_run(connection, run_id), events
 
+    @retried
     async def append_events(
         self, run_id: str, segment: int, events: Sequence[PendingEvent]
     ) -> list[RunEvent]:
@@ -634,6 +725,7 @@ class RunStore:
         except asyncpg.NoDataFoundError:
             raise run_not_found(run_id) from None
 
+    @retried
     async def finish_segment(
         self, run_id: str, segment: int, outcome: SegmentOutcome
     ) -> tuple[Run, list[RunEvent]]:
@@ -699,16 +791,7 @@ class RunStore:
                     "can be cancelled.",
                     reason="RUN_FINISHED",
                 )
-            await connection.execute(
-                """UPDATE runs SET status = 'cancelled', error_code = $2, error_message = $3, queue_name = ''
-                   WHERE id = $1""",
-                run_id,
-                error.code,
-                error.message,
-            )
-            events = await self._append(
-                connection, run_id, run.segment_count, [status_changed(RunStatus.CANCELLED, error.message)]
-            )
+            events = await self._end(connection, run, RunStatus.CANCELLED, error)
             return await self._get_run(connection, run_id), events
 
     async def decide_interruption(
@@ -764,6 +847,27 @@ class RunStore:
             return decided, events
 
     # ----- helpers -----------------------------------------------------------------------
+
+    async def _end(
+        self,
+        connection: Connection,
+        run: Run,
+        status: RunStatus,
+        error: RunError,
+        events: Sequence[PendingEvent] = (),
+    ) -> list[RunEvent]:
+        """End a run (locked by the caller) with `status` and `error`, after `events`."""
+        await connection.execute(
+            """UPDATE runs SET status = $2, error_code = $3, error_message = $4, queue_name = ''
+               WHERE id = $1""",
+            run.id,
+            status.value,
+            error.code,
+            error.message,
+        )
+        return await self._append(
+            connection, run.id, run.segment_count, [*events, status_changed(status, error.message)]
+        )
 
     async def _append(
         self,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 from typing import Any
 
@@ -11,6 +12,7 @@ from agents import SessionSettings, TResponseInputItem
 
 from timestep.store.content import escape_texts
 from timestep.store.database import shared_pool
+from timestep.store.retry import retrying
 
 
 class PostgresSession:
@@ -42,10 +44,16 @@ class PostgresSession:
                     if self._pool is None:
                         self._pool = await shared_pool()
                     if self._replay_key:
-                        await self._pool.execute(
-                            "DELETE FROM session_items WHERE session_id = $1 AND starts_with(dedupe_key, $2)",
-                            self.session_id,
-                            f"{self._replay_key}:",
+                        pool = self._pool
+                        await retrying(
+                            lambda: pool.execute(
+                                "DELETE FROM session_items "
+                                "WHERE session_id = $1 AND starts_with(dedupe_key, $2)",
+                                self.session_id,
+                                f"{self._replay_key}:",
+                            ),
+                            what="rewind session",
+                            pool=pool,
                         )
                     self._ready = True
         assert self._pool is not None
@@ -54,16 +62,13 @@ class PostgresSession:
     async def get_items(self, limit: int | None = None) -> list[TResponseInputItem]:
         pool = await self._get_pool()
         if limit is None:
-            rows = await pool.fetch(
-                "SELECT item FROM session_items WHERE session_id = $1 ORDER BY id", self.session_id
-            )
+            query = "SELECT item FROM session_items WHERE session_id = $1 ORDER BY id"
+            args: tuple[Any, ...] = (self.session_id,)
         else:
-            rows = await pool.fetch(
-                """SELECT item FROM (SELECT id, item FROM session_items WHERE session_id = $1
-                                     ORDER BY id DESC LIMIT $2) latest ORDER BY id""",
-                self.session_id,
-                limit,
-            )
+            query = """SELECT item FROM (SELECT id, item FROM session_items WHERE session_id = $1
+                                         ORDER BY id DESC LIMIT $2) latest ORDER BY id"""
+            args = (self.session_id, limit)
+        rows = await retrying(lambda: pool.fetch(query, *args), what="read session items", pool=pool)
         return [row["item"] for row in rows]
 
     async def add_items(self, items: list[TResponseInputItem]) -> None:
@@ -79,7 +84,9 @@ class PostgresSession:
         keys = [
             f"{self._replay_key}:{self._adds}:{i}" if self._replay_key else None for i in range(len(items))
         ]
-        await pool.execute(
+        # Without a replay key a repeated INSERT could store the items twice: not retried.
+        insert = functools.partial(
+            pool.execute,
             """INSERT INTO session_items (session_id, item, dedupe_key)
                SELECT $1, item, key FROM unnest($2::jsonb[], $3::text[]) WITH ORDINALITY AS t(item, key, ord)
                ORDER BY ord
@@ -88,6 +95,10 @@ class PostgresSession:
             as_json,
             escape_texts(keys),
         )
+        if self._replay_key:
+            await retrying(insert, what="store session items", pool=pool)
+        else:
+            await insert()
 
     async def pop_item(self) -> TResponseInputItem | None:
         pool = await self._get_pool()

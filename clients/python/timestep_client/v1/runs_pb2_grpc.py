@@ -41,7 +41,8 @@ class RunServiceStub:
     its cap: ids, names and filters 200 characters, page tokens 512, metadata 64 entries of
     128-character keys and 2048-character values, CreateRun's input 1 MiB (UTF-8) and reasons and
     messages 8 KiB by default (README, Limits); RESOURCE_EXHAUSTED (from gRPC, without details)
-    for a request message or metadata over the server's limits; UNAVAILABLE while the service shuts down; UNAUTHENTICATED when the
+    for a request message or metadata over the server's limits; UNAVAILABLE while the service shuts down,
+    or while its database is unreachable (DATABASE_UNAVAILABLE, with a RetryInfo); UNAUTHENTICATED when the
     service has API keys and the call carries no valid `authorization: Bearer <key>` metadata.
     With API keys, every call sees only its key's tenant's runs: another tenant's run or
     interruption is NOT_FOUND, exactly like one that does not exist.
@@ -125,7 +126,8 @@ class RunServiceServicer:
     its cap: ids, names and filters 200 characters, page tokens 512, metadata 64 entries of
     128-character keys and 2048-character values, CreateRun's input 1 MiB (UTF-8) and reasons and
     messages 8 KiB by default (README, Limits); RESOURCE_EXHAUSTED (from gRPC, without details)
-    for a request message or metadata over the server's limits; UNAVAILABLE while the service shuts down; UNAUTHENTICATED when the
+    for a request message or metadata over the server's limits; UNAVAILABLE while the service shuts down,
+    or while its database is unreachable (DATABASE_UNAVAILABLE, with a RetryInfo); UNAUTHENTICATED when the
     service has API keys and the call carries no valid `authorization: Bearer <key>` metadata.
     With API keys, every call sees only its key's tenant's runs: another tenant's run or
     interruption is NOT_FOUND, exactly like one that does not exist.
@@ -353,7 +355,8 @@ class RunService:
     its cap: ids, names and filters 200 characters, page tokens 512, metadata 64 entries of
     128-character keys and 2048-character values, CreateRun's input 1 MiB (UTF-8) and reasons and
     messages 8 KiB by default (README, Limits); RESOURCE_EXHAUSTED (from gRPC, without details)
-    for a request message or metadata over the server's limits; UNAVAILABLE while the service shuts down; UNAUTHENTICATED when the
+    for a request message or metadata over the server's limits; UNAVAILABLE while the service shuts down,
+    or while its database is unreachable (DATABASE_UNAVAILABLE, with a RetryInfo); UNAUTHENTICATED when the
     service has API keys and the call carries no valid `authorization: Bearer <key>` metadata.
     With API keys, every call sees only its key's tenant's runs: another tenant's run or
     interruption is NOT_FOUND, exactly like one that does not exist.
