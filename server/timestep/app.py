@@ -4,6 +4,7 @@ orderly shutdown."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -24,12 +25,13 @@ from timestep.api.server import (
 )
 from timestep.api.tls import server_credentials
 from timestep.durability.engine import DurableEngine, default_executor_id
+from timestep.durability.schedules import DurableSchedules
 from timestep.observability.interceptor import Drain, ServiceInterceptor
 from timestep.observability.metrics import Metrics, MetricsServer
 from timestep.runs.events import EventBus
-from timestep.runs.launcher import InProcessLauncher, SegmentLauncher
+from timestep.runs.launcher import InProcessLauncher
 from timestep.runs.orchestrator import RunOrchestrator
-from timestep.runs.relay import EventRelay
+from timestep.runs.relay import relayed_bus
 from timestep.runs.schedules import NoSchedules, Schedules
 from timestep.runs.segments import SegmentExecutor
 from timestep.runtime.models.request_limits import RequestLimiter
@@ -56,8 +58,6 @@ from timestep.store.schedules import ScheduleStore
 from timestep.store.usage import UsageStore
 
 if TYPE_CHECKING:
-    from agents import ModelProvider
-
     from timestep.observability.tracing import Tracing
 
 log = logging.getLogger(__name__)
@@ -111,49 +111,49 @@ class ServiceConfig:
     otel_service_name: str = "timestep"
 
 
+@dataclass
+class _Shutdown:
+    """How long the gRPC server gives running RPCs when it stops: `stop` says; a start that
+    fails gives them nothing (none were served)."""
+
+    grace: float = 0.0
+    began: float = field(default_factory=time.monotonic)
+
+
 class TimestepService:
     """A running service. Create with `await TimestepService.start(config)`."""
 
     def __init__(
         self,
+        resources: contextlib.AsyncExitStack,
+        shutdown: _Shutdown,
+        *,
         pool: asyncpg.Pool,
         orchestrator: RunOrchestrator,
-        launcher: SegmentLauncher,
-        relay: EventRelay,
+        bus: EventBus,
         server: grpc.aio.Server,
         port: int,
-        *,
-        health: health_aio.HealthServicer | None = None,
-        drain: Drain | None = None,
-        metrics: Metrics | None = None,
-        metrics_server: MetricsServer | None = None,
-        bus: EventBus | None = None,
-        tracing: Tracing | None = None,
-        health_server: tuple[grpc.aio.Server, int] | None = None,
-        models: ModelProvider | None = None,
-        database_monitor: DatabaseMonitor | None = None,
+        health: health_aio.HealthServicer,
+        drain: Drain,
+        metrics: Metrics,
+        metrics_port: int | None,
+        health_port: int | None,
     ) -> None:
+        # What `stop` closes, in the reverse order of opening.
+        self._resources = resources
+        self._shutdown = shutdown
         self.pool = pool
-        self._database_monitor = database_monitor
         self.orchestrator = orchestrator
         # Live events of this process's runs (subscriptions of open event streams).
         self.bus = bus
-        self._tracing = tracing
-        self.launcher = launcher
-        self._relay = relay
         self.server = server
         self.port = port
         self.health = health
-        self._drain = drain or Drain()
+        self._drain = drain
         self.metrics = metrics
-        self._metrics_server = metrics_server
-        # The bound metrics port, when the metrics endpoint is on.
-        self.metrics_port = metrics_server.port if metrics_server else None
-        self._health_server = health_server[0] if health_server else None
-        # The bound plaintext health port, when it is on.
-        self.health_port = health_server[1] if health_server else None
-        # The model provider of the segments; closed once they have stopped.
-        self._models = models
+        # The bound metrics port and plaintext health port, when they are on.
+        self.metrics_port = metrics_port
+        self.health_port = health_port
         self._stopped = False
 
     @classmethod
@@ -164,123 +164,141 @@ class TimestepService:
         registry: AgentRegistry | None = None,
         model_config: ModelConfig | None = None,
     ) -> TimestepService:
+        """Open every resource of the service in turn, each joining an exit stack as it opens;
+        `stop` closes them in reverse. A step that fails (a port taken...) closes those opened so
+        far and raises its error."""
         # Bad TLS files or a bad price table fail here, before anything is started.
         credentials = server_credentials(config.tls_cert_file, config.tls_key_file, config.tls_client_ca_file)
         model_config = model_config or ModelConfig.from_env()
         check_exposure(config.host, config.api_keys, allow_unauthenticated=config.allow_unauthenticated)
-        tracing = _start_tracing(config)
-        registry = registry or load_agents(config.agents)
-        dsn = config.database_url
-        if dsn is None:
-            target = await resolve_database()
-            log.info("using %s database %s", target.source, redact(target.dsn))
-            dsn = target.dsn
-        executor_id = config.executor_id or default_executor_id(config.port)
-        pool = await open_pool(dsn)
-        models = model_config.provider()
-        store = RunStore(pool, origin=executor_id)
-        bus = EventBus()
-        relay = EventRelay(dsn, pool, bus, origin=executor_id)
-        await relay.start()
-        executor = SegmentExecutor(
-            store,
-            bus,
-            registry,
-            pool,
-            model_config,
-            models,
-            max_turns=config.max_turns,
-            trace_segments=tracing is not None,
-            request_limiter=(
-                RequestLimiter(RequestSlots(pool), config.provider_limits)
-                if any(limits.requests is not None for limits in config.provider_limits.values())
-                else None
-            ),
-        )
-        launcher: SegmentLauncher
-        schedules: Schedules
-        if config.durable:
-            engine = DurableEngine(
-                dsn,
-                executor,
+        shutdown = _Shutdown()
+        async with contextlib.AsyncExitStack() as stack:
+            tracing = _start_tracing(config)
+            if tracing is not None:
+                # Exports the spans still buffered, over blocking HTTP: off the event loop.
+                stack.push_async_callback(asyncio.to_thread, tracing.shutdown)
+            registry = registry or load_agents(config.agents)
+            dsn = config.database_url
+            if dsn is None:
+                target = await resolve_database()
+                log.info("using %s database %s", target.source, redact(target.dsn))
+                dsn = target.dsn
+            executor_id = config.executor_id or default_executor_id(config.port)
+            pool = await open_pool(dsn)
+            stack.push_async_callback(pool.close)
+            bus = await stack.enter_async_context(relayed_bus(dsn, pool, origin=executor_id))
+            models = model_config.provider()
+            # Closed once the segments have stopped.
+            stack.push_async_callback(models.aclose)
+            store = RunStore(pool, origin=executor_id)
+            executor = SegmentExecutor(
                 store,
-                executor_id=executor_id,
-                limits=config.provider_limits,
-                replica_timeout_s=config.replica_timeout_s,
-                stranded_grace_s=config.stranded_grace_s,
+                bus,
+                registry,
+                pool,
+                model_config,
+                models,
+                max_turns=config.max_turns,
+                trace_segments=tracing is not None,
+                request_limiter=(
+                    RequestLimiter(RequestSlots(pool), config.provider_limits)
+                    if any(limits.requests is not None for limits in config.provider_limits.values())
+                    else None
+                ),
             )
-            orchestrator = RunOrchestrator(store, bus, registry, engine)
-            schedules = engine.schedules(
+            schedules: Schedules
+            if config.durable:
+                engine = DurableEngine(
+                    dsn,
+                    executor,
+                    store,
+                    executor_id=executor_id,
+                    limits=config.provider_limits,
+                    replica_timeout_s=config.replica_timeout_s,
+                    stranded_grace_s=config.stranded_grace_s,
+                )
+                orchestrator = RunOrchestrator(store, bus, registry, engine)
+                durable_schedules = DurableSchedules(
+                    orchestrator,
+                    registry,
+                    ScheduleStore(pool),
+                    limits=config.schedule_limits,
+                    max_active_runs=config.limits.max_active_runs,
+                )
+                # Recovers this replica's pending segments and firings.
+                await stack.enter_async_context(engine.running(durable_schedules.fire))
+                schedules = durable_schedules
+            else:
+                launcher = InProcessLauncher(executor)
+                stack.push_async_callback(launcher.close)
+                orchestrator = RunOrchestrator(store, bus, registry, launcher)
+                schedules = NoSchedules()
+            await orchestrator.relaunch_queued()
+            metrics = Metrics(pool)
+            metrics_port: int | None = None
+            if config.metrics_port is not None:
+                metrics_server = MetricsServer(metrics)
+                stack.push_async_callback(metrics_server.stop)
+                metrics_port = await metrics_server.start(config.metrics_host, config.metrics_port)
+                log.info("metrics on http://%s:%s/metrics", config.metrics_host, metrics_port)
+            metrics.observe_model_calls()
+            stack.callback(metrics.stop_observing_model_calls)
+            # NOT_SERVING until the main port serves.
+            health = health_aio.HealthServicer()
+            await set_not_serving(health)
+            health_port: int | None = None
+            if config.health_port is not None:
+                health_server, health_port = await start_health_server(
+                    health, f"{config.health_host}:{config.health_port}"
+                )
+                # Stopped after the main port: it says NOT_SERVING until then.
+                stack.push_async_callback(health_server.stop, 0)
+                log.info("health checks (plaintext) on %s:%s", config.health_host, health_port)
+            drain = Drain()
+            server, port = await build_server(
                 orchestrator,
                 registry,
-                ScheduleStore(pool),
-                limits=config.schedule_limits,
-                max_active_runs=config.limits.max_active_runs,
+                UsageStore(pool),
+                schedules,
+                health,
+                f"{config.host}:{config.port}",
+                # Outermost first: metrics and access logs also count refused calls.
+                interceptors=[
+                    *([tracing.interceptor()] if tracing else []),
+                    ServiceInterceptor(metrics, drain),
+                    AuthInterceptor(config.api_keys, protect_open_methods=config.authenticate_health),
+                    MalformedRequests(),
+                ],
+                options=server_options(config.keepalive_time_ms, config.keepalive_timeout_ms, config.limits),
+                limits=config.limits,
+                credentials=credentials,
             )
-            await engine.start()  # recovers this replica's pending segments and firings
-            launcher = engine
-        else:
-            launcher = InProcessLauncher(executor)
-            orchestrator = RunOrchestrator(store, bus, registry, launcher)
-            schedules = NoSchedules()
-        await orchestrator.relaunch_queued()
-        address = f"{config.host}:{config.port}"
-        metrics = Metrics(pool)
-        drain = Drain()
-        server, health, port = await build_server(
-            orchestrator,
-            registry,
-            UsageStore(pool),
-            schedules,
-            address,
-            # Outermost first: metrics and access logs also count refused calls.
-            interceptors=[
-                *([tracing.interceptor()] if tracing else []),
-                ServiceInterceptor(metrics, drain),
-                AuthInterceptor(config.api_keys, protect_open_methods=config.authenticate_health),
-                MalformedRequests(),
-            ],
-            options=server_options(config.keepalive_time_ms, config.keepalive_timeout_ms, config.limits),
-            limits=config.limits,
-            credentials=credentials,
-        )
-        metrics.observe_model_calls()
-        database_monitor = DatabaseMonitor(pool, health, drain)
-        database_monitor.start()
-        metrics_server: MetricsServer | None = None
-        if config.metrics_port is not None:
-            metrics_server = MetricsServer(metrics)
-            bound = await metrics_server.start(config.metrics_host, config.metrics_port)
-            log.info("metrics on http://%s:%s/metrics", config.metrics_host, bound)
-        health_server: tuple[grpc.aio.Server, int] | None = None
-        if config.health_port is not None:
-            health_server = await start_health_server(health, f"{config.health_host}:{config.health_port}")
-            log.info("health checks (plaintext) on %s:%s", config.health_host, health_server[1])
-        log.info(
-            "serving %s on %s:%s (%s, executor %s)",
-            ", ".join(registry.names()),
-            config.host,
-            port,
-            "durable" if config.durable else "not durable",
-            executor_id,
-        )
-        return cls(
-            pool,
-            orchestrator,
-            launcher,
-            relay,
-            server,
-            port,
-            health=health,
-            drain=drain,
-            metrics=metrics,
-            metrics_server=metrics_server,
-            bus=bus,
-            tracing=tracing,
-            health_server=health_server,
-            models=models,
-            database_monitor=database_monitor,
-        )
+            stack.push_async_callback(_stop_server, server, shutdown)
+            database_monitor = DatabaseMonitor(pool, health, drain)
+            database_monitor.start()
+            stack.push_async_callback(database_monitor.stop)
+            log.info(
+                "serving %s on %s:%s (%s, executor %s)",
+                ", ".join(registry.names()),
+                config.host,
+                port,
+                "durable" if config.durable else "not durable",
+                executor_id,
+            )
+            return cls(
+                stack.pop_all(),
+                shutdown,
+                pool=pool,
+                orchestrator=orchestrator,
+                bus=bus,
+                server=server,
+                port=port,
+                health=health,
+                drain=drain,
+                metrics=metrics,
+                metrics_port=metrics_port,
+                health_port=health_port,
+            )
 
     @property
     def draining(self) -> bool:
@@ -293,8 +311,7 @@ class TimestepService:
         already running carry on; `stop` waits for them."""
         if self._drain.draining:
             return
-        if self.health is not None:
-            await set_not_serving(self.health)
+        await set_not_serving(self.health)
         self._drain.begin()
 
     async def stop(self, grace: float = DEFAULT_SHUTDOWN_GRACE_S) -> None:
@@ -304,26 +321,14 @@ class TimestepService:
         if self._stopped:
             return
         self._stopped = True
-        started = time.monotonic()
+        self._shutdown.grace, self._shutdown.began = grace, time.monotonic()
         await self.drain()
-        if self._database_monitor is not None:
-            await self._database_monitor.stop()
-        await self.server.stop(grace)
-        log.info("gRPC server stopped after %.1fs", time.monotonic() - started)
-        if self._health_server is not None:  # it said NOT_SERVING until now
-            await self._health_server.stop(0)
-        if self.metrics is not None:
-            self.metrics.stop_observing_model_calls()
-        if self._metrics_server is not None:
-            await self._metrics_server.stop()
-        await self.launcher.close()
-        if self._models is not None:
-            await self._models.aclose()
-        await self._relay.stop()
-        await self.pool.close()
-        if self._tracing is not None:
-            # Exports the spans still buffered, over blocking HTTP: off the event loop.
-            await asyncio.to_thread(self._tracing.shutdown)
+        await self._resources.aclose()
+
+
+async def _stop_server(server: grpc.aio.Server, shutdown: _Shutdown) -> None:
+    await server.stop(shutdown.grace)
+    log.info("gRPC server stopped after %.1fs", time.monotonic() - shutdown.began)
 
 
 def _start_tracing(config: ServiceConfig) -> Tracing | None:

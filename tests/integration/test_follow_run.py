@@ -1,6 +1,6 @@
 """follow_run: stored events after a cursor, then live events from the EventBus, exactly once and in
 order, until the run stops. Real RunStore on PostgreSQL, real in-memory EventBus (and, across
-replicas, real EventRelays on PostgreSQL LISTEN/NOTIFY)."""
+replicas, real relayed buses on PostgreSQL LISTEN/NOTIFY)."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ from timestep.domain import (
 )
 from timestep.errors import FailedPreconditionError, NotFoundError
 from timestep.runs.events import EventBus
-from timestep.runs.relay import EventRelay
+from timestep.runs.relay import relayed_bus
 from timestep.runs.streaming import follow_run
 from timestep.store.runs import RunStore, SegmentOutcome
 
@@ -226,15 +226,13 @@ async def test_a_resumed_run_is_followed_through_its_next_segment(store: RunStor
 async def test_a_follower_on_another_replica_gets_stored_and_live_events(
     pool: asyncpg.Pool, database_url: str
 ) -> None:
-    """Two replicas in one test: each with its own EventBus and EventRelay on the shared
+    """Two replicas in one test: each with its own relayed EventBus on the shared
     database. The run executes on `here`; its follower is on `there`."""
-    here_bus, there_bus = EventBus(), EventBus()
     here_store, there_store = RunStore(pool, origin="here"), RunStore(pool, origin="there")
-    here = EventRelay(database_url, pool, here_bus, "here")
-    there = EventRelay(database_url, pool, there_bus, "there")
-    await here.start()
-    await there.start()
-    try:
+    async with (
+        relayed_bus(database_url, pool, "here") as here_bus,
+        relayed_bus(database_url, pool, "there") as there_bus,
+    ):
         run_id = await running_run(here_store)
         stream = follow(there_store, there_bus, run_id, 0)
         assert [(await next_event(stream)).sequence for _ in range(2)] == [1, 2]
@@ -250,6 +248,3 @@ async def test_a_follower_on_another_replica_gets_stored_and_live_events(
         finished = await finish(here_store, run_id)
         here_bus.publish(finished)
         assert await drain(stream) == finished
-    finally:
-        await there.stop()
-        await here.stop()

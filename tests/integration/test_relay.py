@@ -1,4 +1,4 @@
-"""The delta relay between replicas: two real EventRelays on one PostgreSQL. Deltas of any size
+"""The delta relay between replicas: two real relayed buses on one PostgreSQL. Deltas of any size
 and script reach the other replica whole and in order, in notifications PostgreSQL accepts, and
 a delta sent while the database is unreachable arrives once it is back."""
 
@@ -18,7 +18,7 @@ import asyncpg
 import pytest
 from timestep.domain import EventKind, NewRun, PendingEvent, RunEvent, RunStatus, Usage
 from timestep.runs.events import EventBus, Subscription
-from timestep.runs.relay import DELTAS_CHANNEL, EventRelay
+from timestep.runs.relay import DELTAS_CHANNEL, relayed_bus
 from timestep.runs.streaming import follow_run
 from timestep.store.content import ESCAPE
 from timestep.store.database import open_pool
@@ -70,18 +70,16 @@ async def relays(
     database_url: str, sender_pool: asyncpg.Pool, receiver_pool: asyncpg.Pool
 ) -> AsyncIterator[Relays]:
     """A replica `here` that sends through `sender_pool` and a replica `there` that receives."""
-    result = Relays(EventBus(), EventBus())
-    here = EventRelay(database_url, sender_pool, result.here_bus, "here")
-    there = EventRelay(database_url, receiver_pool, result.there_bus, "there")
     watcher = await asyncpg.connect(database_url)
-    await watcher.add_listener(DELTAS_CHANNEL, lambda *args: result.payloads.append(args[3]))
-    await here.start()
-    await there.start()
     try:
-        yield result
+        async with (
+            relayed_bus(database_url, sender_pool, "here") as here,
+            relayed_bus(database_url, receiver_pool, "there") as there,
+        ):
+            result = Relays(here, there)
+            await watcher.add_listener(DELTAS_CHANNEL, lambda *args: result.payloads.append(args[3]))
+            yield result
     finally:
-        await there.stop()
-        await here.stop()
         await watcher.close()
 
 

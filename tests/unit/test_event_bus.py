@@ -171,10 +171,22 @@ async def test_a_nudge_wakes_a_waiting_subscriber() -> None:
         assert await asyncio.wait_for(waiting, WAIT) is None
 
 
+class Recorder:
+    """A forwarder that keeps what it is given."""
+
+    def __init__(self, forwarded: list[RunEvent]) -> None:
+        self.forwarded = forwarded
+
+    def forward(self, event: RunEvent) -> None:
+        self.forwarded.append(event)
+
+    async def sent(self, run_id: str) -> None:
+        return None
+
+
 async def test_publish_forwards_live_only_events() -> None:
-    bus = EventBus()
     forwarded: list[RunEvent] = []
-    bus.forward_live = forwarded.append
+    bus = EventBus(forwarder=Recorder(forwarded))
     durable_one, live, durable_two = event("run_a", 1), delta("run_a", "Hel"), event("run_a", 2)
     unfollowed = delta("run_nobody", "lo")
     with bus.subscribe("run_a") as subscription:
@@ -188,7 +200,6 @@ async def test_publish_forwards_live_only_events() -> None:
 
 async def test_publish_without_forwarding_still_delivers_live_events() -> None:
     bus = EventBus()
-    assert bus.forward_live is None
     live = delta("run_a", "Hi")
     with bus.subscribe("run_a") as subscription:
         bus.publish([live])
@@ -197,9 +208,8 @@ async def test_publish_without_forwarding_still_delivers_live_events() -> None:
 
 
 async def test_deliver_reaches_local_subscribers_without_forwarding() -> None:
-    bus = EventBus()
     forwarded: list[RunEvent] = []
-    bus.forward_live = forwarded.append
+    bus = EventBus(forwarder=Recorder(forwarded))
     relayed = delta("run_a", "from another replica")
     with bus.subscribe("run_a") as on_a, bus.subscribe("run_b") as on_b:
         bus.deliver(relayed)

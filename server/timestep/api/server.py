@@ -69,15 +69,16 @@ async def build_server(
     registry: AgentRegistry,
     usage: UsageStore,
     schedules: Schedules,
+    health: health_aio.HealthServicer,
     address: str,
     *,
     interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
     options: Sequence[tuple[str, int]] | None = None,
     limits: Limits = DEFAULT_LIMITS,
     credentials: grpc.ServerCredentials | None = None,
-) -> tuple[grpc.aio.Server, health_aio.HealthServicer, int]:
-    """A started server bound to `address` (TLS with `credentials`, else plaintext); returns it,
-    its health servicer and the bound port."""
+) -> tuple[grpc.aio.Server, int]:
+    """A started server bound to `address` (TLS with `credentials`, else plaintext), whose
+    `health` turns SERVING once it serves; returns it and the bound port."""
     server = grpc.aio.server(
         interceptors=list(interceptors), options=list(options if options is not None else server_options())
     )
@@ -85,15 +86,14 @@ async def build_server(
     agents_pb2_grpc.add_AgentServiceServicer_to_server(AgentService(registry, limits), server)
     usage_pb2_grpc.add_UsageServiceServicer_to_server(UsageService(usage, limits), server)
     schedules_pb2_grpc.add_ScheduleServiceServicer_to_server(ScheduleService(schedules, limits), server)
-    health = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     enable_reflection((*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name), server)
-    port = server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
-    if port == 0:
-        raise OSError(f"could not bind {address}; is another process using the port?")
+    port = _bind(
+        server, address, credentials, f"could not bind {address}; is another process using the port?"
+    )
     await server.start()
     await set_health(health, health_pb2.HealthCheckResponse.SERVING)
-    return server, health, port
+    return server, port
 
 
 async def start_health_server(health: health_aio.HealthServicer, address: str) -> tuple[grpc.aio.Server, int]:
@@ -102,11 +102,27 @@ async def start_health_server(health: health_aio.HealthServicer, address: str) -
     probe needs neither the main port's TLS client certificate nor an API key. It serves no data."""
     server = grpc.aio.server()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
-    port = server.add_insecure_port(address)
-    if port == 0:
-        raise OSError(f"could not bind the health port {address}; is another process using it?")
+    port = _bind(
+        server, address, None, f"could not bind the health port {address}; is another process using it?"
+    )
     await server.start()
     return server, port
+
+
+def _bind(
+    server: grpc.aio.Server, address: str, credentials: grpc.ServerCredentials | None, failure: str
+) -> int:
+    """The port bound at `address`; OSError(`failure`) if it cannot be (gRPC fails with port 0
+    or a RuntimeError, depending on its version)."""
+    try:
+        port = (
+            server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
+        )
+    except RuntimeError as error:
+        raise OSError(failure) from error
+    if port == 0:
+        raise OSError(failure)
+    return port
 
 
 async def set_health(

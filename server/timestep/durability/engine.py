@@ -13,21 +13,19 @@ import asyncio
 import contextlib
 import logging
 import socket
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from dbos import DBOS, DBOSConfig, Queue, SetWorkflowID
 
 from timestep.durability import workflows
 from timestep.durability.dbos_logs import quiet_cancelled_workflows
 from timestep.durability.replicas import ReplicaMonitor
-from timestep.durability.schedules import DurableSchedules
 from timestep.durability.sweeper import StrandedSweeper
-from timestep.runs.orchestrator import RunOrchestrator
 from timestep.runs.segments import SegmentExecutor
-from timestep.runtime.registry import AgentRegistry
-from timestep.settings import DEFAULT_STRANDED_GRACE_S, ProviderLimits, ScheduleLimits, provider_limits_key
+from timestep.settings import DEFAULT_STRANDED_GRACE_S, ProviderLimits, provider_limits_key
 from timestep.store.runs import RunStore
-from timestep.store.schedules import ScheduleStore
 
 log = logging.getLogger(__name__)
 
@@ -107,61 +105,52 @@ class DurableEngine:
         self._replicas = ReplicaMonitor(store, executor_id, replica_timeout_s)
         self._sweeper = StrandedSweeper(store, executor.bus, self, stranded_grace_s)
         self._queues: dict[str, Queue] = {}
-        self._bindings = workflows.Bindings(executor, store, executor_id)
+        # The asyncio tasks executing segment workflows here, to stop a cancelled one at once.
+        self._running: dict[str, asyncio.Task[Any]] = {}
 
     def queue_for(self, model_name: str) -> str:
         """The provider's queue when it has a concurrency limit; '' (start at once) otherwise."""
         provider = provider_limits_key(model_name, self._limits)
         return QUEUE_PREFIX + provider if _queued(self._limits.get(provider)) else ""
 
-    async def start(self) -> None:
-        workflows.bind(self._bindings)
-        configure_dbos(self._database_url, executor_id=self.executor_id)
-        ensure_dbos_launched()
-        # Only providers with a concurrency limit get queues: each one polls the database while idle.
-        for provider, limits in sorted(self._limits.items()):
-            if not _queued(limits):
-                continue
-            self._queues[QUEUE_PREFIX + provider] = await DBOS.register_queue_async(
-                QUEUE_PREFIX + provider,
-                global_concurrency=limits.concurrency,
-                polling_interval_sec=QUEUE_POLLING_INTERVAL_S,
-                on_conflict="always_update",
+    @contextlib.asynccontextmanager
+    async def running(self, fire_schedule: workflows.FireSchedule) -> AsyncIterator[None]:
+        """DBOS for the service while in the context (recovering this replica's pending segments
+        and firings), its workflows bound to this engine and to `fire_schedule`. Leaving it, or a
+        failure while starting, stops executing segments (they stay pending, recovered later)
+        and DBOS."""
+        async with contextlib.AsyncExitStack() as stack:
+            workflows.bind(
+                workflows.Bindings(
+                    self._executor, self._store, self.executor_id, fire_schedule, self._running
+                )
             )
-        await self._replicas.start()
-        self._sweeper.start()
+            stack.callback(workflows.bind, None)
+            configure_dbos(self._database_url, executor_id=self.executor_id)
+            stack.callback(shutdown_dbos)
+            stack.push_async_callback(self._cancel_running)
+            ensure_dbos_launched()
+            # Only providers with a concurrency limit get queues: each one polls the database while idle.
+            for provider, limits in sorted(self._limits.items()):
+                if not _queued(limits):
+                    continue
+                self._queues[QUEUE_PREFIX + provider] = await DBOS.register_queue_async(
+                    QUEUE_PREFIX + provider,
+                    global_concurrency=limits.concurrency,
+                    polling_interval_sec=QUEUE_POLLING_INTERVAL_S,
+                    on_conflict="always_update",
+                )
+            stack.push_async_callback(self._replicas.stop)
+            await self._replicas.start()
+            stack.push_async_callback(self._sweeper.stop)
+            self._sweeper.start()
+            yield
 
-    async def close(self) -> None:
-        """Stop executing segments (they stay pending and are recovered later) and DBOS."""
-        await self._sweeper.stop()
-        await self._replicas.stop()
-        running = list(self._bindings.running.values())
+    async def _cancel_running(self) -> None:
+        running = list(self._running.values())
         for task in running:
             task.cancel()
         await asyncio.gather(*running, return_exceptions=True)
-        shutdown_dbos()
-        workflows.bind(None)
-
-    def schedules(
-        self,
-        orchestrator: RunOrchestrator,
-        registry: AgentRegistry,
-        store: ScheduleStore,
-        *,
-        limits: ScheduleLimits,
-        max_active_runs: int,
-    ) -> DurableSchedules:
-        """The service's schedules; their firings create runs through `orchestrator`, within
-        `max_active_runs` per tenant."""
-        schedules = DurableSchedules(
-            orchestrator,
-            registry,
-            store,
-            limits=limits,
-            max_active_runs=max_active_runs,
-        )
-        self._bindings.fire_schedule = schedules.fire
-        return schedules
 
     async def queue_position(self, run_id: str, segment: int, queue_name: str) -> int:
         queued = await DBOS.list_queued_workflows_async(
@@ -198,7 +187,7 @@ class DurableEngine:
     async def stop(self, run_id: str, segment: int) -> None:
         workflow_id = workflows.segment_workflow_id(run_id, segment)
         await DBOS.cancel_workflow_async(workflow_id)
-        task = self._bindings.running.get(workflow_id)
+        task = self._running.get(workflow_id)
         if task is not None:  # stop the model or tool call in flight here, now
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)

@@ -4,7 +4,8 @@ service's components through `bind`, since workflow arguments must be plain data
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -21,15 +22,18 @@ def segment_workflow_id(run_id: str, segment: int) -> str:
     return f"{run_id}/segment-{segment}"
 
 
-@dataclass
+# Called by schedule firings to create runs: (scheduled time, the schedule's context) -> None.
+FireSchedule = Callable[[datetime, Any], Awaitable[None]]
+
+
+@dataclass(frozen=True)
 class Bindings:
     executor: SegmentExecutor
     store: RunStore
     executor_id: str
-    # Called by schedule firings to create runs: (schedule name, fire time, spec) -> None.
-    fire_schedule: Any = None
+    fire_schedule: FireSchedule
     # The asyncio tasks executing segment workflows here, to stop a cancelled one at once.
-    running: dict[str, asyncio.Task[Any]] = field(default_factory=dict)
+    running: dict[str, asyncio.Task[Any]]
 
 
 _bindings: Bindings | None = None

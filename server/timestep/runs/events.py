@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict, deque
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
+from typing import Protocol
 
 from timestep.domain import EventKind, RunEvent
 
@@ -88,19 +89,28 @@ class Subscription:
         return []
 
 
+class LiveForwarder(Protocol):
+    """Where live-only events also go so that other processes' subscribers get them."""
+
+    def forward(self, event: RunEvent) -> None: ...
+
+    async def sent(self, run_id: str) -> None:
+        """Return once the run's events forwarded so far have left this process."""
+        ...
+
+
 class EventBus:
-    def __init__(self, subscriber_buffer: int = DEFAULT_SUBSCRIBER_BUFFER) -> None:
+    def __init__(
+        self, subscriber_buffer: int = DEFAULT_SUBSCRIBER_BUFFER, *, forwarder: LiveForwarder | None = None
+    ) -> None:
         self._subscriber_buffer = subscriber_buffer
         self._subscriptions: defaultdict[str, set[Subscription]] = defaultdict(set)
-        # Where live-only events also go so that other processes' subscribers get them, and
-        # how to wait until those of a run have left this process (see `forwarded`).
-        self.forward_live: Callable[[RunEvent], None] | None = None
-        self.live_forwarded: Callable[[str], Awaitable[None]] | None = None
+        self._forwarder = forwarder
 
     def publish(self, events: Iterable[RunEvent]) -> None:
         for event in events:
-            if not event.is_durable and self.forward_live is not None:
-                self.forward_live(event)
+            if not event.is_durable and self._forwarder is not None:
+                self._forwarder.forward(event)
             self.deliver(event)
 
     async def forwarded(self, run_id: str) -> None:
@@ -108,8 +118,8 @@ class EventBus:
         before storing an event of the run: the store's notification of the stored event then
         cannot overtake them, so a subscriber elsewhere gets them before the event (and before
         the run's end, after which its stream is closed)."""
-        if self.live_forwarded is not None:
-            await self.live_forwarded(run_id)
+        if self._forwarder is not None:
+            await self._forwarder.sent(run_id)
 
     def deliver(self, event: RunEvent) -> None:
         """Hand an event to this process's subscribers only."""

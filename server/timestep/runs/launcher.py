@@ -31,10 +31,6 @@ class SegmentLauncher(Protocol):
         """How many segments wait ahead of that one on its queue."""
         ...
 
-    async def close(self) -> None:
-        """Stop executing anything, recording nothing (the process is shutting down)."""
-        ...
-
 
 class InProcessLauncher:
     """Segments as tasks of this process: no queues, and a crash loses the running segments."""
@@ -66,6 +62,7 @@ class InProcessLauncher:
             await asyncio.gather(task, return_exceptions=True)
 
     async def close(self) -> None:
+        """Stop executing anything, recording nothing (the process is shutting down)."""
         tasks = list(self._tasks.values())
         for task in tasks:
             task.cancel()

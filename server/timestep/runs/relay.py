@@ -35,7 +35,7 @@ import itertools
 import json
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from typing import Any
 
@@ -104,11 +104,11 @@ def split_payloads(
             return payloads
 
 
-class EventRelay:
-    def __init__(self, dsn: str, pool: asyncpg.Pool, bus: EventBus, origin: str) -> None:
-        self._dsn = dsn
+class DeltaSender:
+    """Sends this process's live text deltas to the other replicas (the bus's forwarder)."""
+
+    def __init__(self, pool: asyncpg.Pool, origin: str) -> None:
         self._pool = pool
-        self._bus = bus
         self._origin = origin
         # Deltas to send, each with its ticket: tickets count up in the order deltas are queued.
         self._outbox: asyncio.Queue[tuple[int, RunEvent]] = asyncio.Queue()
@@ -117,95 +117,29 @@ class EventRelay:
         self._unsent: dict[str, int] = {}
         self._sent_through = 0
         self._progress = asyncio.Condition()
-        self._listener: asyncpg.Connection | None = None
         self._sender: asyncio.Task[None] | None = None
-        # Re-establishes the LISTEN connection after the database dropped it.
-        self._relistener: asyncio.Task[None] | None = None
         self._stopping = False
-        # This relay's deltas are numbered (and their parts, when split); a restarted process is
+        # This sender's deltas are numbered (and their parts, when split); a restarted process is
         # another sender.
         self._sender_id = uuid.uuid4().hex
         self._numbers = itertools.count(1)
-        # The last notification delivered from each other origin: (sender, (number, part)).
-        self._delivered: dict[str, tuple[str, tuple[int, int]]] = {}
 
-    async def start(self) -> None:
-        self._listener = await self._listen()
+    async def __aenter__(self) -> DeltaSender:
         self._sender = asyncio.create_task(self._send_deltas(), name="timestep delta relay")
-        self._bus.forward_live = self._forward
-        self._bus.live_forwarded = self.sent
+        return self
 
-    async def stop(self) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         self._stopping = True
-        self._bus.forward_live = None
-        self._bus.live_forwarded = None
         async with self._progress:
             self._progress.notify_all()  # nothing more will be sent: nobody waits for it
-        for task in (self._sender, self._relistener):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-        if self._listener is not None:
-            await self._listener.close()
+        if self._sender is not None:
+            self._sender.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sender
 
-    async def _listen(self) -> asyncpg.Connection:
-        listener = await asyncpg.connect(self._dsn)
-        await listener.add_listener(EVENTS_CHANNEL, self._on_stored)
-        await listener.add_listener(DELTAS_CHANNEL, self._on_delta)
-        listener.add_termination_listener(self._on_lost)
-        return listener
-
-    def _on_lost(self, connection: object) -> None:
-        if self._stopping or (self._relistener is not None and not self._relistener.done()):
-            return
-        log.warning("lost the connection that listens for other replicas' events; reconnecting")
-        self._relistener = asyncio.create_task(self._relisten(), name="timestep relay reconnect")
-
-    async def _relisten(self) -> None:
-        delay = RECONNECT_MIN_S
-        while True:
-            try:
-                self._listener = await self._listen()
-                break
-            except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
-                log.warning("could not listen again (%s); retrying in %.1fs", error, delay)
-                await asyncio.sleep(delay)  # backoff while the database is away
-                delay = min(delay * 2, RECONNECT_MAX_S)
-        # Whatever was notified while nobody listened is lost: every subscriber re-reads the store.
-        self._bus.nudge_all()
-
-    # Payloads arrive as sent, not through the connection's codecs: unescape them here.
-
-    def _on_stored(self, connection: object, pid: int, channel: str, payload: object) -> None:
-        assert isinstance(payload, str)
-        origin, run_id, _ = unescape(payload).rsplit(":", 2)
-        if origin != self._origin:
-            self._bus.nudge(run_id)
-
-    def _on_delta(self, connection: object, pid: int, channel: str, payload: object) -> None:
-        assert isinstance(payload, str)
-        data = json.loads(unescape(payload))
-        origin = data["origin"]
-        if origin == self._origin:
-            return
-        sender, (number, part) = data["sender"], data["n"]
-        last = self._delivered.get(origin)
-        if last is not None and last[0] == sender and (number, part) <= last[1]:
-            return  # a retry of a notification that had gone through
-        self._delivered[origin] = (sender, (number, part))
-        self._bus.deliver(
-            RunEvent(
-                run_id=data["run_id"],
-                sequence=0,
-                segment=data["segment"],
-                kind=EventKind.TEXT_DELTA,
-                payload=data["payload"],
-                time=datetime.fromisoformat(data["time"]),
-            )
-        )
-
-    def _forward(self, event: RunEvent) -> None:
+    def forward(self, event: RunEvent) -> None:
+        if self._stopping:
+            return  # nothing sends it any more
         ticket = next(self._tickets)
         self._unsent[event.run_id] = ticket
         self._outbox.put_nowait((ticket, event))
@@ -292,3 +226,97 @@ class EventRelay:
                 )
                 await asyncio.sleep(delay)  # backoff while the database is away
                 delay = min(delay * 2, RECONNECT_MAX_S)
+
+
+class EventRelay:
+    """Delivers other replicas' events to this process's bus: nudges for stored events, live
+    text deltas as they come."""
+
+    def __init__(self, dsn: str, bus: EventBus, origin: str) -> None:
+        self._dsn = dsn
+        self._bus = bus
+        self._origin = origin
+        self._listener: asyncpg.Connection | None = None
+        # Re-establishes the LISTEN connection after the database dropped it.
+        self._relistener: asyncio.Task[None] | None = None
+        self._stopping = False
+        # The last notification delivered from each other origin: (sender, (number, part)).
+        self._delivered: dict[str, tuple[str, tuple[int, int]]] = {}
+
+    async def __aenter__(self) -> EventRelay:
+        self._listener = await self._listen()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._stopping = True
+        if self._relistener is not None:
+            self._relistener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._relistener
+        if self._listener is not None:
+            await self._listener.close()
+
+    async def _listen(self) -> asyncpg.Connection:
+        listener = await asyncpg.connect(self._dsn)
+        await listener.add_listener(EVENTS_CHANNEL, self._on_stored)
+        await listener.add_listener(DELTAS_CHANNEL, self._on_delta)
+        listener.add_termination_listener(self._on_lost)
+        return listener
+
+    def _on_lost(self, connection: object) -> None:
+        if self._stopping or (self._relistener is not None and not self._relistener.done()):
+            return
+        log.warning("lost the connection that listens for other replicas' events; reconnecting")
+        self._relistener = asyncio.create_task(self._relisten(), name="timestep relay reconnect")
+
+    async def _relisten(self) -> None:
+        delay = RECONNECT_MIN_S
+        while True:
+            try:
+                self._listener = await self._listen()
+                break
+            except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+                log.warning("could not listen again (%s); retrying in %.1fs", error, delay)
+                await asyncio.sleep(delay)  # backoff while the database is away
+                delay = min(delay * 2, RECONNECT_MAX_S)
+        # Whatever was notified while nobody listened is lost: every subscriber re-reads the store.
+        self._bus.nudge_all()
+
+    # Payloads arrive as sent, not through the connection's codecs: unescape them here.
+
+    def _on_stored(self, connection: object, pid: int, channel: str, payload: object) -> None:
+        assert isinstance(payload, str)
+        origin, run_id, _ = unescape(payload).rsplit(":", 2)
+        if origin != self._origin:
+            self._bus.nudge(run_id)
+
+    def _on_delta(self, connection: object, pid: int, channel: str, payload: object) -> None:
+        assert isinstance(payload, str)
+        data = json.loads(unescape(payload))
+        origin = data["origin"]
+        if origin == self._origin:
+            return
+        sender, (number, part) = data["sender"], data["n"]
+        last = self._delivered.get(origin)
+        if last is not None and last[0] == sender and (number, part) <= last[1]:
+            return  # a retry of a notification that had gone through
+        self._delivered[origin] = (sender, (number, part))
+        self._bus.deliver(
+            RunEvent(
+                run_id=data["run_id"],
+                sequence=0,
+                segment=data["segment"],
+                kind=EventKind.TEXT_DELTA,
+                payload=data["payload"],
+                time=datetime.fromisoformat(data["time"]),
+            )
+        )
+
+
+@contextlib.asynccontextmanager
+async def relayed_bus(dsn: str, pool: asyncpg.Pool, origin: str) -> AsyncIterator[EventBus]:
+    """This process's bus, its live events sent to the other replicas and theirs delivered to it."""
+    async with DeltaSender(pool, origin) as deltas:
+        bus = EventBus(forwarder=deltas)
+        async with EventRelay(dsn, bus, origin):
+            yield bus
