@@ -115,7 +115,7 @@ def _bind(
     """The port bound at `address`; OSError(`failure`) if it cannot be (gRPC fails with port 0
     or a RuntimeError, depending on its version)."""
     try:
-        port = (
+        port: int = (
             server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
         )
     except RuntimeError as error:
