@@ -1,5 +1,5 @@
-"""Wiring: database → store → runtime → orchestration (+ durability) → gRPC server, and an
-orderly shutdown."""
+"""The composition root: database → store → runtime → orchestration (+ durability) → gRPC
+server, each resource on one exit stack, and an orderly shutdown that closes them in reverse."""
 
 from __future__ import annotations
 
