@@ -19,8 +19,8 @@ from timestep.runtime.providers import ModelConfig
 from timestep_client import TimestepClient
 
 from tests.conftest import service_config
-from tests.e2e.helpers import WAIT
-from tests.harness import free_port
+from timestep_testing.harness import free_port
+from timestep_testing.helpers import WAIT
 
 CONNECTIONS_CLOSE_S: Final = 10.0  # a closed connection's backend leaves pg_stat_activity soon after
 
