@@ -97,12 +97,12 @@ async def test_every_content_column_of_a_run_comes_back_exactly(store: RunStore,
     await store.cancel_run(with_items.id, CANCELLED)
 
     await store.begin_segment(run.id, 1)
-    stored = await store.append_events(
+    stored = await store.events.append_events(
         run.id, 1, [PendingEvent(EventKind.MESSAGE_OUTPUT, payload(hostile), dedupe_key="1:" + hostile)]
     )
     # A replay of the keyed event stores nothing again.
     assert (
-        await store.append_events(
+        await store.events.append_events(
             run.id, 1, [PendingEvent(EventKind.MESSAGE_OUTPUT, payload(hostile), dedupe_key="1:" + hostile)]
         )
         == []
@@ -151,7 +151,7 @@ async def test_every_content_column_of_a_run_comes_back_exactly(store: RunStore,
     cancelled, _ = await store.cancel_run(run.id, RunError("cancelled", hostile))
     assert cancelled.error == RunError("cancelled", hostile)
 
-    all_events = await store.list_events(run.id, 0)
+    all_events = await store.events.list_events(run.id, 0)
     assert [e.payload for e in all_events if e.kind is EventKind.MESSAGE_OUTPUT] == [payload(hostile)]
     assert stored[0].payload == payload(hostile)
     final = [e.payload for e in events if e.kind is EventKind.FINAL_OUTPUT]
@@ -178,7 +178,7 @@ async def test_session_items_come_back_exactly(pool: asyncpg.Pool) -> None:
 async def test_a_megabyte_of_cjk_comes_back_exactly(store: RunStore) -> None:
     run, _, _ = await store.create_run(NewRun(agent=unique("agent"), input=CJK))
     await store.begin_segment(run.id, 1)
-    await store.append_events(run.id, 1, [PendingEvent(EventKind.MESSAGE_OUTPUT, {"text": CJK})])
+    await store.events.append_events(run.id, 1, [PendingEvent(EventKind.MESSAGE_OUTPUT, {"text": CJK})])
     snapshot = Snapshot("python", "1.0", json.dumps({"input": CJK}, ensure_ascii=False))
     finished, _ = await store.finish_segment(
         run.id,
@@ -191,9 +191,9 @@ async def test_a_megabyte_of_cjk_comes_back_exactly(store: RunStore) -> None:
     assert finished.final_output == CJK
     assert await store.get_run_input(run.id) == CJK
     assert await store.latest_snapshot(run.id) == snapshot
-    assert [e.payload for e in await store.list_events(run.id, 0) if e.kind is EventKind.MESSAGE_OUTPUT] == [
-        {"text": CJK}
-    ]
+    assert [
+        e.payload for e in await store.events.list_events(run.id, 0) if e.kind is EventKind.MESSAGE_OUTPUT
+    ] == [{"text": CJK}]
 
 
 async def test_ordinary_text_is_stored_as_it_is(store: RunStore, pool: asyncpg.Pool) -> None:

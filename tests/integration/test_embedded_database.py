@@ -56,6 +56,6 @@ async def test_embedded_server_starts_migrates_and_stores_a_run(data_dir: Path) 
         stored = await store.get_run(run.id)
         assert stored.status is RunStatus.QUEUED
         assert await store.get_run_input(run.id) == "Hello"
-        assert await store.list_events(run.id, 0) == events
+        assert await store.events.list_events(run.id, 0) == events
     finally:
         await pool.close()

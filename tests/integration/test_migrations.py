@@ -168,6 +168,6 @@ async def test_migrating_an_older_database_applies_only_the_newer_migrations_and
         )
         queued, _ = await store.queue_resume("run_old", "openai")
         assert (queued.status, queued.segment_count, queued.queue_name) == (RunStatus.QUEUED, 2, "openai")
-        assert [e.sequence for e in await store.list_events("run_old", 0)] == [1, 2, 3]
+        assert [e.sequence for e in await store.events.list_events("run_old", 0)] == [1, 2, 3]
     finally:
         await pool.close()

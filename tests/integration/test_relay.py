@@ -255,7 +255,7 @@ async def test_a_runs_deltas_reach_a_follower_elsewhere_before_its_next_stored_e
         replicas.here_bus.publish([delta(run.id, text)])
         # What the segment does before storing an event: wait for the deltas to be sent.
         await replicas.here_bus.forwarded(run.id)
-        stored = await here_store.append_events(
+        stored = await here_store.events.append_events(
             run.id,
             1,
             [PendingEvent(EventKind.MESSAGE_OUTPUT, {"agent": "a", "text": text, "item_json": "{}"})],

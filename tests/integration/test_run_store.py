@@ -28,6 +28,8 @@ from timestep.domain import (
     Snapshot,
     Usage,
 )
+from timestep.durability.journal_store import JournalStore
+from timestep.durability.replica_store import ReplicaStore
 from timestep.errors import (
     AlreadyExistsError,
     FailedPreconditionError,
@@ -35,7 +37,8 @@ from timestep.errors import (
     NotFoundError,
 )
 from timestep.store.database import open_pool
-from timestep.store.runs import EVENTS_CHANNEL, RunStore, SegmentOutcome
+from timestep.store.events import EVENTS_CHANNEL
+from timestep.store.runs import RunStore, SegmentOutcome
 
 SNAPSHOT = Snapshot(
     writer="python",
@@ -179,7 +182,7 @@ async def test_create_run_writes_queued_run_and_its_status_event(store: RunStore
     assert [(e.sequence, e.segment, e.kind, e.payload) for e in events] == [
         (1, 1, EventKind.STATUS_CHANGED, {"status": "queued", "reason": ""})
     ]
-    assert await store.list_events(run.id, 0) == events
+    assert await store.events.list_events(run.id, 0) == events
     assert await store.get_run(run.id) == run
     assert await store.get_run_input(run.id) == [{"role": "user", "content": "Hi"}]
     assert (run.id, 1, "") in await store.queued_segments()
@@ -218,7 +221,7 @@ async def test_create_run_with_same_request_id_returns_the_same_run(
     assert len(first_events) == 1
     assert again_events == []
     assert await pool.fetchval("SELECT count(*) FROM runs WHERE request_id = $1", request.request_id) == 1
-    assert [e.sequence for e in await store.list_events(first.id, 0)] == [1]
+    assert [e.sequence for e in await store.events.list_events(first.id, 0)] == [1]
 
 
 async def test_concurrent_creates_with_one_request_id_make_one_run(
@@ -233,7 +236,7 @@ async def test_concurrent_creates_with_one_request_id_make_one_run(
     assert sum(len(events) for _, events, _ in results) == 1
     assert await pool.fetchval("SELECT count(*) FROM runs WHERE request_id = $1", request.request_id) == 1
     run_id = results[0][0].id
-    assert [e.sequence for e in await store.list_events(run_id, 0)] == [1]
+    assert [e.sequence for e in await store.events.list_events(run_id, 0)] == [1]
 
 
 async def test_reusing_a_request_id_with_other_arguments_is_rejected(
@@ -364,7 +367,7 @@ async def test_concurrent_begins_of_one_segment_write_one_status_event(store: Ru
 
     assert all(began is not None and began.status is RunStatus.RUNNING for began, _ in results)
     assert sorted(len(events) for _, events in results) == [0] * 7 + [1]
-    stored = await store.list_events(run.id, 0)
+    stored = await store.events.list_events(run.id, 0)
     assert [(e.sequence, e.payload["status"]) for e in stored] == [(1, "queued"), (2, "running")]
 
 
@@ -468,7 +471,7 @@ async def test_interrupted_run_resumes_after_every_interruption_is_decided(
         "SELECT segment, total_tokens FROM run_usage WHERE run_id = $1 ORDER BY segment", run.id
     )
     assert [tuple(r) for r in usage_rows] == [(1, 15), (2, 13)]
-    stored = await store.list_events(run.id, 0)
+    stored = await store.events.list_events(run.id, 0)
     assert [e.sequence for e in stored] == list(range(1, done.last_sequence + 1))
     assert [(e.segment, e.payload["status"]) for e in stored if e.kind is EventKind.STATUS_CHANGED] == [
         (1, "queued"),
@@ -661,7 +664,9 @@ async def test_concurrent_appends_get_gapless_increasing_sequences(store: RunSto
             for part in range(3)
         ]
 
-    results = await asyncio.gather(*(store.append_events(run.id, 1, batch(call)) for call in range(20)))
+    results = await asyncio.gather(
+        *(store.events.append_events(run.id, 1, batch(call)) for call in range(20))
+    )
 
     for call, events in enumerate(results):
         sequences = [e.sequence for e in events]
@@ -669,18 +674,18 @@ async def test_concurrent_appends_get_gapless_increasing_sequences(store: RunSto
         assert [e.payload["text"] for e in events] == [f"{call}-{part}" for part in range(3)]
     all_sequences = sorted(e.sequence for events in results for e in events)
     assert all_sequences == list(range(3, 63))
-    stored = await store.list_events(run.id, 0)
+    stored = await store.events.list_events(run.id, 0)
     assert [e.sequence for e in stored] == list(range(1, 63))
     assert (await store.get_run(run.id)).last_sequence == 62
     # list_events pages by sequence.
-    assert [e.sequence for e in await store.list_events(run.id, 10, limit=5)] == [11, 12, 13, 14, 15]
-    assert await store.list_events(run.id, 62) == []
+    assert [e.sequence for e in await store.events.list_events(run.id, 10, limit=5)] == [11, 12, 13, 14, 15]
+    assert await store.events.list_events(run.id, 62) == []
 
 
 async def test_append_nothing_writes_nothing(store: RunStore) -> None:
     run, _, _ = await store.create_run(new_run())
 
-    assert await store.append_events(run.id, 0, []) == []
+    assert await store.events.append_events(run.id, 0, []) == []
     assert (await store.get_run(run.id)).last_sequence == 1
 
 
@@ -703,24 +708,24 @@ async def test_appending_the_same_keyed_events_again_stores_nothing(
     run = await running_run(store)  # sequences 1 and 2
     batch = [message("one", "1:1"), message("two", "1:2")]
 
-    first = await store.append_events(run.id, 1, batch)
+    first = await store.events.append_events(run.id, 1, batch)
     before = await stored_state(pool, run.id)
-    replayed = await store.append_events(run.id, 1, batch)  # a replayed segment emits them again
+    replayed = await store.events.append_events(run.id, 1, batch)  # a replayed segment emits them again
 
     assert [(e.sequence, e.payload["text"]) for e in first] == [(3, "one"), (4, "two")]
     assert replayed == []
     assert (await store.get_run(run.id)).last_sequence == 4
     assert await stored_state(pool, run.id) == before  # not even update_time moved
-    assert await store.list_events(run.id, 2) == first
+    assert await store.events.list_events(run.id, 2) == first
 
 
 async def test_a_partly_replayed_batch_stores_only_its_new_events(
     store: RunStore, pool: asyncpg.Pool
 ) -> None:
     run = await running_run(store)
-    await store.append_events(run.id, 1, [message("one", "1:1"), message("two", "1:2")])  # 3, 4
+    await store.events.append_events(run.id, 1, [message("one", "1:1"), message("two", "1:2")])  # 3, 4
 
-    mixed = await store.append_events(
+    mixed = await store.events.append_events(
         run.id,
         1,
         [
@@ -755,9 +760,9 @@ async def test_events_without_a_key_are_always_stored_and_keys_belong_to_one_run
     run = await running_run(store)
     neighbour = await running_run(store)
 
-    unkeyed = [await store.append_events(run.id, 1, [message("same")]) for _ in range(2)]
-    keyed_here = await store.append_events(run.id, 1, [message("keyed", "1:1")])
-    keyed_there = await store.append_events(neighbour.id, 1, [message("keyed", "1:1")])
+    unkeyed = [await store.events.append_events(run.id, 1, [message("same")]) for _ in range(2)]
+    keyed_here = await store.events.append_events(run.id, 1, [message("keyed", "1:1")])
+    keyed_there = await store.events.append_events(neighbour.id, 1, [message("keyed", "1:1")])
 
     assert [[e.sequence for e in events] for events in unkeyed] == [[3], [4]]
     assert [e.sequence for e in keyed_here] == [5]
@@ -769,12 +774,12 @@ async def test_concurrent_replays_of_one_batch_store_it_once(store: RunStore) ->
     run = await running_run(store)
     batch = [message(str(n), f"1:{n}") for n in range(1, 4)]
 
-    results = await asyncio.gather(*(store.append_events(run.id, 1, batch) for _ in range(10)))
+    results = await asyncio.gather(*(store.events.append_events(run.id, 1, batch) for _ in range(10)))
 
     stored_by = [events for events in results if events]
     assert len(stored_by) == 1
     assert [(e.sequence, e.payload["text"]) for e in stored_by[0]] == [(3, "1"), (4, "2"), (5, "3")]
-    assert [e.sequence for e in await store.list_events(run.id, 0)] == [1, 2, 3, 4, 5]
+    assert [e.sequence for e in await store.events.list_events(run.id, 0)] == [1, 2, 3, 4, 5]
     assert (await store.get_run(run.id)).last_sequence == 5
 
 
@@ -822,10 +827,10 @@ async def test_stored_events_are_notified_once_committed(
     assert await next_notification(notifications, run.id) == f"replica_a:{run.id}:2"
 
     # A listener that hears about sequence N finds the events up to N in the store.
-    appending = asyncio.create_task(store.append_events(run.id, 1, [message("a"), message("b")]))
+    appending = asyncio.create_task(store.events.append_events(run.id, 1, [message("a"), message("b")]))
     payload = await next_notification(notifications, run.id)
     assert payload == f"replica_a:{run.id}:4"
-    assert [e.sequence for e in await reader.list_events(run.id, 0)] == [1, 2, 3, 4]
+    assert [e.sequence for e in await reader.events.list_events(run.id, 0)] == [1, 2, 3, 4]
     assert [e.sequence for e in await appending] == [3, 4]
 
     # A transaction that fails to commit (after everything, NOTIFY included, was done in it)
@@ -835,10 +840,10 @@ async def test_stored_events_are_notified_once_committed(
     with pytest.raises(asyncpg.RaiseError, match="test trigger rejects"):
         await store.finish_segment(run.id, 1, interrupted_outcome("call_x"))  # would store 5, 6, 7
     assert (await reader.get_run(run.id)).last_sequence == 4
-    await store.append_events(run.id, 1, [message("c", "1:1"), message("d", "1:2")])  # 5, 6
+    await store.events.append_events(run.id, 1, [message("c", "1:1"), message("d", "1:2")])  # 5, 6
     assert await next_notification(notifications, run.id) == f"replica_a:{run.id}:6"
-    assert await store.append_events(run.id, 1, [message("c", "1:1")]) == []
-    await store.append_events(run.id, 1, [message("e")])  # 7
+    assert await store.events.append_events(run.id, 1, [message("c", "1:1")]) == []
+    await store.events.append_events(run.id, 1, [message("e")])  # 7
     assert await next_notification(notifications, run.id) == f"replica_a:{run.id}:7"
 
 
@@ -846,7 +851,7 @@ async def test_events_of_a_segment_whose_run_moved_on_are_dropped(store: RunStor
     run = await running_run(store)
     cancelled, _ = await store.cancel_run(run.id, RunError("cancelled", "Stop."))
 
-    assert await store.append_events(run.id, 1, [message("late")]) == []
+    assert await store.events.append_events(run.id, 1, [message("late")]) == []
     assert (await store.get_run(run.id)).last_sequence == cancelled.last_sequence
 
 
@@ -924,7 +929,7 @@ async def test_cancelling_a_running_run_discards_its_segments_outcome(
     store: RunStore, pool: asyncpg.Pool
 ) -> None:
     run = await running_run(store)
-    await store.append_events(run.id, 1, [message("partial")])  # 3
+    await store.events.append_events(run.id, 1, [message("partial")])  # 3
     error = RunError("cancelled", "Cancelled while running.")
 
     cancelled, events = await store.cancel_run(run.id, error)
@@ -1027,16 +1032,20 @@ async def test_queued_segments_lists_exactly_the_queued_runs(store: RunStore) ->
     )
 
 
-async def test_a_tool_call_is_marked_started_only_once(store: RunStore, pool: asyncpg.Pool) -> None:
+async def test_a_tool_call_is_marked_started_only_once(
+    store: RunStore, pool: asyncpg.Pool, journal_store: JournalStore
+) -> None:
     run = await running_run(store)
 
-    assert await store.mark_tool_started(run.id, 1, "call_1", "send_email", "replica_a", "a1") is True
+    assert await journal_store.mark_tool_started(run.id, 1, "call_1", "send_email", "replica_a", "a1") is True
     # The same execution's write repeated (its reply was lost) still finds the call its own.
-    assert await store.mark_tool_started(run.id, 1, "call_1", "send_email", "replica_a", "a1") is True
+    assert await journal_store.mark_tool_started(run.id, 1, "call_1", "send_email", "replica_a", "a1") is True
     # A replay (here on another replica) finds the call already started.
-    assert await store.mark_tool_started(run.id, 1, "call_1", "send_email", "replica_b", "b1") is False
-    assert await store.mark_tool_started(run.id, 1, "call_2", "send_email", "replica_a", "a2") is True
-    assert await store.mark_tool_started(run.id, 2, "call_1", "send_email", "replica_b", "b2") is True
+    assert (
+        await journal_store.mark_tool_started(run.id, 1, "call_1", "send_email", "replica_b", "b1") is False
+    )
+    assert await journal_store.mark_tool_started(run.id, 1, "call_2", "send_email", "replica_a", "a2") is True
+    assert await journal_store.mark_tool_started(run.id, 2, "call_1", "send_email", "replica_b", "b2") is True
 
     rows = await pool.fetch(
         """SELECT segment, call_id, tool_name, executor_id FROM tool_invocations
@@ -1050,12 +1059,14 @@ async def test_a_tool_call_is_marked_started_only_once(store: RunStore, pool: as
     ]
 
 
-async def test_concurrent_starts_of_one_tool_call_mark_it_once(store: RunStore, pool: asyncpg.Pool) -> None:
+async def test_concurrent_starts_of_one_tool_call_mark_it_once(
+    store: RunStore, pool: asyncpg.Pool, journal_store: JournalStore
+) -> None:
     run = await running_run(store)
 
     results = await asyncio.gather(
         *(
-            store.mark_tool_started(run.id, 1, "call_1", "send_email", f"replica_{n}", str(n))
+            journal_store.mark_tool_started(run.id, 1, "call_1", "send_email", f"replica_{n}", str(n))
             for n in range(8)
         )
     )
@@ -1088,30 +1099,30 @@ async def recovered_by(pool: asyncpg.Pool, *executor_ids: str) -> dict[str, str 
 
 
 async def test_dead_replicas_are_claimed_once_by_a_live_replica_and_never_by_themselves(
-    store: RunStore, pool: asyncpg.Pool
+    store: RunStore, pool: asyncpg.Pool, replica_store: ReplicaStore
 ) -> None:
     dead_a, dead_b, quiet, alive, claimer, latecomer = (unique("replica") for _ in range(6))
     ours = {dead_a, dead_b, quiet, alive, claimer, latecomer}
     for executor_id in ours:
-        await store.heartbeat(executor_id)
+        await replica_store.heartbeat(executor_id)
     await silence(pool, 2 * REPLICA_TIMEOUT_S, dead_a, dead_b, claimer)
     await silence(pool, REPLICA_TIMEOUT_S / 2, quiet)  # silent, but not for long enough
 
-    claimed = await store.claim_dead_replicas(claimer, REPLICA_TIMEOUT_S)
+    claimed = await replica_store.claim_dead_replicas(claimer, REPLICA_TIMEOUT_S)
 
     # The claimer's own heartbeat is as stale as the dead ones', yet it does not claim itself.
     assert set(claimed) & ours == {dead_a, dead_b}
-    assert set(await store.claim_dead_replicas(claimer, REPLICA_TIMEOUT_S)) & ours == set()
+    assert set(await replica_store.claim_dead_replicas(claimer, REPLICA_TIMEOUT_S)) & ours == set()
     # The claimer has gone silent too, so another replica claims it and, since nobody alive is
     # recovering them any more, the replicas it had claimed.
-    assert set(await store.claim_dead_replicas(latecomer, REPLICA_TIMEOUT_S)) & ours == {
+    assert set(await replica_store.claim_dead_replicas(latecomer, REPLICA_TIMEOUT_S)) & ours == {
         claimer,
         dead_a,
         dead_b,
     }
     # With a live claimer (the latecomer heartbeats), nothing is claimed twice.
-    await store.heartbeat(latecomer)
-    assert set(await store.claim_dead_replicas(alive, REPLICA_TIMEOUT_S)) & ours == set()
+    await replica_store.heartbeat(latecomer)
+    assert set(await replica_store.claim_dead_replicas(alive, REPLICA_TIMEOUT_S)) & ours == set()
     assert await recovered_by(pool, *ours) == {
         dead_a: latecomer,
         dead_b: latecomer,
@@ -1122,30 +1133,34 @@ async def test_dead_replicas_are_claimed_once_by_a_live_replica_and_never_by_the
     }
 
 
-async def test_concurrent_claimers_claim_each_dead_replica_once(store: RunStore, pool: asyncpg.Pool) -> None:
+async def test_concurrent_claimers_claim_each_dead_replica_once(
+    store: RunStore, pool: asyncpg.Pool, replica_store: ReplicaStore
+) -> None:
     dead = [unique("replica") for _ in range(4)]
     for executor_id in dead:
-        await store.heartbeat(executor_id)
+        await replica_store.heartbeat(executor_id)
     await silence(pool, 2 * REPLICA_TIMEOUT_S, *dead)
     claimers = [unique("claimer") for _ in range(6)]
     for claimer in claimers:  # a replica heartbeats before it looks for dead ones
-        await store.heartbeat(claimer)
+        await replica_store.heartbeat(claimer)
 
     results = await asyncio.gather(
-        *(store.claim_dead_replicas(claimer, REPLICA_TIMEOUT_S) for claimer in claimers)
+        *(replica_store.claim_dead_replicas(claimer, REPLICA_TIMEOUT_S) for claimer in claimers)
     )
 
     claims = [executor_id for claimed in results for executor_id in claimed if executor_id in dead]
     assert sorted(claims) == sorted(dead)
 
 
-async def test_a_heartbeat_unclaims_a_replica(store: RunStore, pool: asyncpg.Pool) -> None:
+async def test_a_heartbeat_unclaims_a_replica(
+    store: RunStore, pool: asyncpg.Pool, replica_store: ReplicaStore
+) -> None:
     revived, claimer = unique("replica"), unique("replica")
-    await store.heartbeat(revived)
+    await replica_store.heartbeat(revived)
     await silence(pool, 2 * REPLICA_TIMEOUT_S, revived)
-    assert revived in await store.claim_dead_replicas(claimer, REPLICA_TIMEOUT_S)
+    assert revived in await replica_store.claim_dead_replicas(claimer, REPLICA_TIMEOUT_S)
 
-    await store.heartbeat(revived)  # it was only slow, and is back
+    await replica_store.heartbeat(revived)  # it was only slow, and is back
 
     assert await recovered_by(pool, revived) == {revived: None}
     assert await pool.fetchval(
@@ -1153,10 +1168,10 @@ async def test_a_heartbeat_unclaims_a_replica(store: RunStore, pool: asyncpg.Poo
            FROM replicas WHERE executor_id = $1""",
         revived,
     )
-    assert revived not in await store.claim_dead_replicas(claimer, REPLICA_TIMEOUT_S)
+    assert revived not in await replica_store.claim_dead_replicas(claimer, REPLICA_TIMEOUT_S)
     # Should it fall silent again, it is claimed again.
     await silence(pool, 2 * REPLICA_TIMEOUT_S, revived)
-    assert revived in await store.claim_dead_replicas(claimer, REPLICA_TIMEOUT_S)
+    assert revived in await replica_store.claim_dead_replicas(claimer, REPLICA_TIMEOUT_S)
 
 
 # ----- listing --------------------------------------------------------------------------------

@@ -19,6 +19,8 @@ from dbos import DBOS, DBOSConfig, Queue, SetWorkflowID
 
 from timestep.durability import workflows
 from timestep.durability.dbos_logs import quiet_cancelled_workflows
+from timestep.durability.journal_store import JournalStore
+from timestep.durability.replica_store import ReplicaStore
 from timestep.durability.replicas import ReplicaMonitor
 from timestep.durability.schedules import DurableSchedules
 from timestep.durability.sweeper import StrandedSweeper
@@ -101,13 +103,13 @@ class DurableEngine:
     ) -> None:
         self._database_url = database_url
         self._executor = executor
-        self._store = store
         self.executor_id = executor_id
         self._limits = limits
-        self._replicas = ReplicaMonitor(store, executor_id, replica_timeout_s)
-        self._sweeper = StrandedSweeper(store, executor.bus, self, stranded_grace_s)
+        replicas = ReplicaStore(executor.pool)
+        self._replicas = ReplicaMonitor(replicas, executor_id, replica_timeout_s)
+        self._sweeper = StrandedSweeper(store, replicas, executor.bus, self, stranded_grace_s)
         self._queues: dict[str, Queue] = {}
-        self._bindings = workflows.Bindings(executor, store, executor_id)
+        self._bindings = workflows.Bindings(executor, JournalStore(executor.pool), executor_id)
 
     def queue_for(self, model_name: str) -> str:
         """The provider's queue when it has a concurrency limit; '' (start at once) otherwise."""

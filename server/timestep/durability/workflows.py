@@ -10,10 +10,10 @@ from typing import Any
 
 from dbos import DBOS
 
+from timestep.durability.journal_store import JournalStore
 from timestep.durability.steps import JournaledSteps
 from timestep.runs.segments import SegmentExecutor
 from timestep.store.retry import retrying
-from timestep.store.runs import RunStore
 
 
 def segment_workflow_id(run_id: str, segment: int) -> str:
@@ -24,7 +24,7 @@ def segment_workflow_id(run_id: str, segment: int) -> str:
 @dataclass
 class Bindings:
     executor: SegmentExecutor
-    store: RunStore
+    journal: JournalStore
     executor_id: str
     # Called by schedule firings to create runs: (schedule name, fire time, spec) -> None.
     fire_schedule: Any = None
@@ -56,7 +56,7 @@ async def run_segment(run_id: str, segment: int) -> None:
 
     async def execute() -> None:
         # Each attempt replays the journal from the start (executing a segment is idempotent).
-        steps = JournaledSteps(bindings.store, run_id, segment, bindings.executor_id)
+        steps = JournaledSteps(bindings.journal, run_id, segment, bindings.executor_id)
         await steps.load()
         await bindings.executor.execute(run_id, segment, steps)
 

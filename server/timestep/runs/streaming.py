@@ -6,7 +6,8 @@ from collections.abc import AsyncIterator
 
 from timestep.domain import EventKind, RunEvent
 from timestep.runs.events import EventBus
-from timestep.store.runs import EVENT_BATCH_SIZE, RunStore
+from timestep.store.events import EVENT_BATCH_SIZE
+from timestep.store.runs import RunStore
 
 
 async def follow_run(
@@ -26,7 +27,7 @@ async def follow_run(
         async def replay() -> AsyncIterator[RunEvent]:
             nonlocal last, stopped
             while True:
-                batch = await store.list_events(run_id, last, EVENT_BATCH_SIZE)
+                batch = await store.events.list_events(run_id, last, EVENT_BATCH_SIZE)
                 for event in batch:
                     last = event.sequence
                     if event.kind is EventKind.STATUS_CHANGED:

@@ -1,23 +1,25 @@
-"""The run store: runs, their events, interruptions, snapshots and usage in PostgreSQL.
+"""The run store: runs, their interruptions, snapshots and usage in PostgreSQL, and every
+transition of a run (its events are written through the event store, `timestep.store.events`).
 
 Every method that changes several rows does so in one transaction, and every status change
 appends its `status_changed` event in that same transaction, so a reader never sees a
 status without its event. Event sequences come from `runs.last_sequence`, bumped under the
 run's row lock: per run, strictly increasing, without gaps.
+
+The transitions stay in this one module (over the usual size) because each is one transaction
+under the run's row lock, and they share its reads and its status changes.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
-from asyncpg.pool import PoolConnectionProxy
 
 from timestep.domain import (
     EventKind,
@@ -42,46 +44,22 @@ from timestep.errors import (
     NotFoundError,
     ResourceExhaustedError,
 )
-from timestep.store.content import escape_texts
+from timestep.store.database import Connection
+from timestep.store.events import EventStore
 from timestep.store.pages import clamp_page_size, decode_page_token, encode_page_token
-from timestep.store.retry import PATIENCE_S, retried, retrying
-from timestep.store.usage import USAGE_COLUMNS, record_segment_usage, usage_from_row
-
-# What pool.acquire() yields; the helpers below take either kind.
-Connection = asyncpg.Connection | PoolConnectionProxy
-
-# Other processes LISTEN here to learn that a run has new stored events
-# ("origin:run_id:last_sequence").
-EVENTS_CHANNEL = "timestep_run_events"
-
-EVENT_BATCH_SIZE = 500
-
-# What a Run is read from: the columns of `runs` (not its input, which can be large; see
-# get_run_input), and, in the same query, its interruptions as JSON (not as an array of the
-# table's row type: asyncpg caches a row type's columns per connection, so a migration adding one
-# would break the reads of replicas still running).
-_RUN_COLUMNS = (
-    "r.id, r.agent, r.current_agent, r.status, r.session_id, r.model, r.final_output, r.error_code, "
-    "r.error_message, r.metadata, r.request_id, r.segment_count, r.last_sequence, r.create_time, "
-    "r.update_time, r.queue_name, r.tenant, r.segment_deadline, "
-    + ", ".join(f"r.usage_{column}" for column in USAGE_COLUMNS)
+from timestep.store.retry import retried
+from timestep.store.rows import (
+    RUN_COLUMNS,
+    RUN_INTERRUPTIONS,
+    interruption_from_row,
+    interruptions_from_json,
+    new_id,
+    run_from_row,
+    run_not_found,
 )
-_RUN_INTERRUPTIONS = (
-    "(SELECT coalesce(jsonb_agg(to_jsonb(i) ORDER BY i.segment, i.create_time, i.id), '[]') "
-    "FROM interruptions i WHERE i.run_id = r.id) AS interruption_rows"
-)
+from timestep.store.usage import record_segment_usage
+
 _BY_ID = "r.id = $1 AND ($2::text IS NULL OR r.tenant = $2)"
-
-
-def new_id(prefix: str) -> str:
-    return f"{prefix}_{uuid.uuid4().hex}"
-
-
-def run_not_found(run_id: str) -> NotFoundError:
-    return NotFoundError(
-        f"No run has id {run_id!r}. List runs with RunService.ListRuns.", reason="RUN_NOT_FOUND"
-    )
-
 
 # How much of a recorded rejection message an error repeats (trailers are small).
 ECHOED_MESSAGE_LENGTH = 1024
@@ -124,27 +102,6 @@ class SegmentOutcome:
     events: Sequence[PendingEvent] = ()
     # The segment's model calls, in order (their usage sums to `usage`).
     model_calls: Sequence[ModelCall] = ()
-
-
-@dataclass(frozen=True)
-class RecordedStep:
-    """A completed model or tool call in the step journal."""
-
-    name: str  # "model:<model name>" or "tool:<tool name>"
-    entry: dict[str, Any]  # its result, as JSON (see timestep.durability.journal)
-
-
-@dataclass(frozen=True)
-class StrandedSegment:
-    """A run segment without a live workflow, claimed for recovery (see `claim_stranded`)."""
-
-    run_id: str
-    segment: int
-    queue_name: str
-    # The workflow's DBOS status ("ERROR", "CANCELLED", ...); None: it was never started.
-    workflow_status: str | None
-    # Recoveries of this segment so far, this one included.
-    attempts: int
 
 
 def _fingerprint(new_run: NewRun) -> str:
@@ -196,76 +153,11 @@ async def _check_active_runs(connection: Connection, tenant: str, max_active_run
         )
 
 
-def _interruption_from_row(row: asyncpg.Record | dict[str, Any]) -> Interruption:
-    return Interruption(
-        id=row["id"],
-        run_id=row["run_id"],
-        segment=row["segment"],
-        agent=row["agent"],
-        tool_name=row["tool_name"],
-        call_id=row["call_id"],
-        arguments_json=row["arguments_json"],
-        status=InterruptionStatus(row["status"]),
-        always=row["always"],
-        message=row["message"],
-        create_time=row["create_time"],
-        decide_time=row["decide_time"],
-    )
-
-
-def _interruptions_from_json(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Interruption rows aggregated as JSON (`_RUN_INTERRUPTIONS`), with their times parsed."""
-    return [
-        {
-            **row,
-            "create_time": datetime.fromisoformat(row["create_time"]),
-            "decide_time": datetime.fromisoformat(row["decide_time"]) if row["decide_time"] else None,
-        }
-        for row in rows
-    ]
-
-
-def _run_from_row(row: asyncpg.Record, interruptions: Sequence[asyncpg.Record | dict[str, Any]]) -> Run:
-    error = RunError(row["error_code"], row["error_message"] or "") if row["error_code"] else None
-    return Run(
-        id=row["id"],
-        agent=row["agent"],
-        current_agent=row["current_agent"],
-        status=RunStatus(row["status"]),
-        session_id=row["session_id"],
-        model=row["model"],
-        final_output=row["final_output"],
-        error=error,
-        metadata=dict(row["metadata"]),
-        request_id=row["request_id"] or "",
-        usage=usage_from_row(row, "usage_"),
-        segment_count=row["segment_count"],
-        last_sequence=row["last_sequence"],
-        create_time=row["create_time"],
-        update_time=row["update_time"],
-        interruptions=[_interruption_from_row(i) for i in interruptions],
-        queue_name=row["queue_name"],
-        tenant=row["tenant"],
-        segment_deadline=row["segment_deadline"],
-    )
-
-
-def _event_from_row(row: asyncpg.Record) -> RunEvent:
-    return RunEvent(
-        run_id=row["run_id"],
-        sequence=row["sequence"],
-        segment=row["segment"],
-        kind=EventKind(row["kind"]),
-        payload=row["payload"],
-        time=row["create_time"],
-    )
-
-
 class RunStore:
     def __init__(self, pool: asyncpg.Pool, origin: str = "") -> None:
         self._pool = pool
-        # Names this process in change notifications, so it can ignore its own.
-        self._origin = origin
+        # Where the transitions' events go (`origin` names this process in their notifications).
+        self.events = EventStore(pool, origin)
 
     # ----- reads -------------------------------------------------------------------------
 
@@ -281,19 +173,19 @@ class RunStore:
     ) -> Run:
         if not lock:
             row = await connection.fetchrow(
-                f"SELECT {_RUN_COLUMNS}, {_RUN_INTERRUPTIONS} FROM runs r WHERE {_BY_ID}", run_id, tenant
+                f"SELECT {RUN_COLUMNS}, {RUN_INTERRUPTIONS} FROM runs r WHERE {_BY_ID}", run_id, tenant
             )
             if row is None:
                 raise run_not_found(run_id)
-            return _run_from_row(row, _interruptions_from_json(row["interruption_rows"]))
+            return run_from_row(row, interruptions_from_json(row["interruption_rows"]))
         # Locked, the interruptions are read after the lock is granted, by a statement of their
         # own: one taken before the lock could miss a decision the previous holder committed.
         row = await connection.fetchrow(
-            f"SELECT {_RUN_COLUMNS} FROM runs r WHERE {_BY_ID} FOR UPDATE", run_id, tenant
+            f"SELECT {RUN_COLUMNS} FROM runs r WHERE {_BY_ID} FOR UPDATE", run_id, tenant
         )
         if row is None:
             raise run_not_found(run_id)
-        return _run_from_row(
+        return run_from_row(
             row,
             await connection.fetch(
                 "SELECT * FROM interruptions WHERE run_id = $1 ORDER BY segment, create_time, id", run_id
@@ -323,11 +215,11 @@ class RunStore:
         where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
         args.append(size + 1)
         rows = await self._pool.fetch(
-            f"""SELECT {_RUN_COLUMNS}, {_RUN_INTERRUPTIONS} FROM runs r {where}
+            f"""SELECT {RUN_COLUMNS}, {RUN_INTERRUPTIONS} FROM runs r {where}
                 ORDER BY create_time DESC, id DESC LIMIT ${len(args)}""",
             *args,
         )
-        runs = [_run_from_row(row, _interruptions_from_json(row["interruption_rows"])) for row in rows[:size]]
+        runs = [run_from_row(row, interruptions_from_json(row["interruption_rows"])) for row in rows[:size]]
         token = _encode_page_token(scope, (runs[-1].create_time, runs[-1].id)) if len(rows) > size else ""
         return Page(runs, token)
 
@@ -337,17 +229,6 @@ class RunStore:
         if value is None:
             raise run_not_found(run_id)
         return value  # type: ignore[no-any-return]
-
-    async def list_events(
-        self, run_id: str, after_sequence: int, limit: int = EVENT_BATCH_SIZE
-    ) -> list[RunEvent]:
-        rows = await self._pool.fetch(
-            "SELECT * FROM run_events WHERE run_id = $1 AND sequence > $2 ORDER BY sequence LIMIT $3",
-            run_id,
-            after_sequence,
-            limit,
-        )
-        return [_event_from_row(row) for row in rows]
 
     async def list_interruptions(
         self, run_id: str, page_size: int, page_token: str, *, tenant: str | None = None
@@ -376,7 +257,7 @@ class RunStore:
             tenant,
             *arguments,
         )
-        items = [_interruption_from_row(row) for row in rows[:size]]
+        items = [interruption_from_row(row) for row in rows[:size]]
         token = _encode_page_token(scope, (items[-1].create_time, items[-1].id)) if len(rows) > size else ""
         return Page(items, token)
 
@@ -395,142 +276,7 @@ class RunStore:
         )
         return [(row["id"], row["segment_count"], row["queue_name"]) for row in rows]
 
-    # ----- the step journal (timestep.durability.steps) ---------------------------------
-
-    @retried
-    async def recorded_steps(self, run_id: str, segment: int) -> dict[str, RecordedStep]:
-        """The completed calls a segment recorded so far, by step ("1", "4.2")."""
-        rows = await self._pool.fetch(
-            "SELECT step, name, entry FROM step_journal WHERE run_id = $1 AND segment = $2",
-            run_id,
-            segment,
-        )
-        return {row["step"]: RecordedStep(row["name"], row["entry"]) for row in rows}
-
-    @retried
-    async def record_step(self, run_id: str, segment: int, step: str, recorded: RecordedStep) -> RecordedStep:
-        """Record a completed call; returns what is recorded for it, which is another
-        execution's result if that one recorded it first."""
-        inserted = await self._pool.fetchval(
-            """INSERT INTO step_journal (run_id, segment, step, name, entry)
-               VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING true""",
-            run_id,
-            segment,
-            step,
-            recorded.name,
-            recorded.entry,
-        )
-        if inserted:
-            return recorded
-        row = await self._pool.fetchrow(
-            "SELECT name, entry FROM step_journal WHERE run_id = $1 AND segment = $2 AND step = $3",
-            run_id,
-            segment,
-            step,
-        )
-        assert row is not None, "the conflicting step is committed"
-        return RecordedStep(row["name"], row["entry"])
-
-    async def segment_superseded(self, run_id: str, segment: int, *, patience_s: float = PATIENCE_S) -> bool:
-        """Whether the run is no longer RUNNING `segment` (it was cancelled, possibly through
-        another replica), so the segment's calls must stop. Waits up to `patience_s` for the
-        database (then DatabaseUnavailableError)."""
-        row = await retrying(
-            lambda: self._pool.fetchrow("SELECT status, segment_count FROM runs WHERE id = $1", run_id),
-            what="segment_superseded",
-            pool=self._pool,
-            patience_s=patience_s,
-        )
-        return row is None or row["status"] != RunStatus.RUNNING.value or row["segment_count"] != segment
-
-    @retried
-    async def mark_tool_started(
-        self, run_id: str, segment: int, call_id: str, tool_name: str, executor_id: str, attempt: str
-    ) -> bool:
-        """Record that a tool call is starting; False if it had started before (a replay).
-
-        `attempt` names this execution of the call: a retry of this write after its reply was
-        lost finds its own marker and still returns True."""
-        marker = await self._pool.fetchval(
-            """WITH inserted AS (
-                   INSERT INTO tool_invocations (run_id, segment, call_id, tool_name, executor_id, attempt)
-                   VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING RETURNING attempt)
-               SELECT attempt FROM inserted
-               UNION ALL
-               SELECT attempt FROM tool_invocations WHERE run_id = $1 AND segment = $2 AND call_id = $3
-               LIMIT 1""",
-            run_id,
-            segment,
-            call_id,
-            tool_name,
-            executor_id,
-            attempt,
-        )
-        return bool(marker == attempt)
-
-    async def heartbeat(self, executor_id: str) -> None:
-        await self._pool.execute(
-            """INSERT INTO replicas (executor_id) VALUES ($1)
-               ON CONFLICT (executor_id) DO UPDATE
-               SET heartbeat_time = clock_timestamp(), recovered_by = NULL""",
-            executor_id,
-        )
-
-    async def claim_dead_replicas(self, claimer: str, timeout_s: float) -> list[str]:
-        """Replicas silent for longer than `timeout_s`, claimed for recovery by `claimer`: those
-        nobody claimed, and those whose claimer died too (recovering again is harmless: what was
-        recovered already belongs to the claimer)."""
-        rows = await self._pool.fetch(
-            """UPDATE replicas AS dead SET recovered_by = $1
-               WHERE dead.executor_id <> $1
-                 AND dead.heartbeat_time < clock_timestamp() - make_interval(secs => $2)
-                 AND (dead.recovered_by IS NULL OR dead.recovered_by <> $1 AND NOT EXISTS (
-                        SELECT 1 FROM replicas AS claimer
-                        WHERE claimer.executor_id = dead.recovered_by
-                          AND claimer.heartbeat_time >= clock_timestamp() - make_interval(secs => $2)))
-               RETURNING dead.executor_id""",
-            claimer,
-            timeout_s,
-        )
-        return [row["executor_id"] for row in rows]
-
-    # ----- stranded segments (timestep.durability.sweeper) -------------------------------
-
-    async def claim_stranded(self, grace_s: float) -> list[StrandedSegment]:
-        """Runs QUEUED or RUNNING whose segment workflow (DBOS's `workflow_status`) is not live
-        (PENDING, ENQUEUED or DELAYED) and has not been for `grace_s` (it ended in error, was
-        cancelled, finished without finishing the run, or was never started), each claimed for
-        one recovery: its attempt is counted here, and no other claim (by any replica) takes it
-        again within `grace_s`."""
-        rows = await self._pool.fetch(
-            """WITH stranded AS (
-                   SELECT r.id, r.segment_count, r.queue_name, w.status AS workflow_status
-                   FROM runs r
-                   LEFT JOIN dbos.workflow_status w
-                          ON w.workflow_uuid = r.id || '/segment-' || r.segment_count
-                   WHERE r.status IN ('queued', 'running')
-                     AND CASE WHEN w.workflow_uuid IS NULL
-                              THEN r.update_time < clock_timestamp() - make_interval(secs => $1)
-                              ELSE w.status NOT IN ('PENDING', 'ENQUEUED', 'DELAYED')
-                                   AND w.updated_at < extract(epoch FROM clock_timestamp()) * 1000 - $1 * 1000
-                         END),
-               claimed AS (
-                   INSERT INTO segment_recoveries AS c (run_id, segment, attempts)
-                   SELECT id, segment_count, 1 FROM stranded
-                   ON CONFLICT (run_id, segment) DO UPDATE
-                   SET attempts = c.attempts + 1, recover_time = clock_timestamp()
-                   WHERE c.recover_time < clock_timestamp() - make_interval(secs => $1)
-                   RETURNING c.run_id, c.segment, c.attempts)
-               SELECT s.id, s.segment_count, s.queue_name, s.workflow_status, c.attempts
-               FROM stranded s JOIN claimed c ON c.run_id = s.id AND c.segment = s.segment_count""",
-            grace_s,
-        )
-        return [
-            StrandedSegment(
-                row["id"], row["segment_count"], row["queue_name"], row["workflow_status"], row["attempts"]
-            )
-            for row in rows
-        ]
+    # ----- transitions -------------------------------------------------------------------
 
     async def fail_stranded(
         self, run_id: str, segment: int, error: RunError
@@ -549,8 +295,6 @@ class RunStore:
                 [PendingEvent(EventKind.ERROR, {"code": error.code, "message": error.message})],
             )
             return await self._get_run(connection, run_id), events
-
-    # ----- transitions -------------------------------------------------------------------
 
     async def create_run(
         self, new_run: NewRun, queue_name: str = "", *, max_active_runs: int = 0
@@ -588,7 +332,7 @@ class RunStore:
                     False,
                 )
             await _check_active_runs(connection, new_run.tenant, max_active_runs)
-            events = await self._append(connection, run_id, 1, [status_changed(RunStatus.QUEUED)])
+            events = await self.events.append_in(connection, run_id, 1, [status_changed(RunStatus.QUEUED)])
             return await self._get_run(connection, run_id), events, True
 
     async def _existing_for_request(self, connection: Connection, new_run: NewRun, fingerprint: str) -> Run:
@@ -634,7 +378,7 @@ class RunStore:
             )
             await self._insert_snapshot(connection, run_id, 1, snapshot)
             inserted = await self._insert_interruptions(connection, run_id, 1, interruptions)
-            events = await self._append(
+            events = await self.events.append_in(
                 connection,
                 run_id,
                 1,
@@ -690,7 +434,9 @@ class RunStore:
             )
             await _lock_tenant(connection, run.tenant, max_active_runs)
             await _check_active_runs(connection, run.tenant, max_active_runs)
-            events = await self._append(connection, run_id, segment, [status_changed(RunStatus.QUEUED)])
+            events = await self.events.append_in(
+                connection, run_id, segment, [status_changed(RunStatus.QUEUED)]
+            )
             return await self._get_run(connection, run_id), events
 
     @retried
@@ -709,22 +455,12 @@ class RunStore:
             await connection.execute(
                 "UPDATE runs SET status = 'running', queue_name = '' WHERE id = $1", run_id
             )
-            events = await self._append(connection, run_id, segment, [status_changed(RunStatus.RUNNING)])
+            events = await self.events.append_in(
+                connection, run_id, segment, [status_changed(RunStatus.RUNNING)]
+            )
             return await self._get_run(connection, run_id), events
 
     @retried
-    async def append_events(
-        self, run_id: str, segment: int, events: Sequence[PendingEvent]
-    ) -> list[RunEvent]:
-        """Store events of a RUNNING segment. Events of a segment whose run has moved on (it was
-        cancelled while the segment was still executing somewhere) are dropped: nothing may
-        follow a run's final status."""
-        try:
-            async with self._pool.acquire() as connection:
-                return await self._append(connection, run_id, segment, events, segment_running=True)
-        except asyncpg.NoDataFoundError:
-            raise run_not_found(run_id) from None
-
     @retried
     async def finish_segment(
         self, run_id: str, segment: int, outcome: SegmentOutcome
@@ -755,7 +491,7 @@ class RunStore:
                 await self._insert_snapshot(connection, run_id, segment, outcome.snapshot)
             pending = await self._insert_interruptions(connection, run_id, segment, outcome.interruptions)
             reason = outcome.error.message if outcome.error else ""
-            events = await self._append(
+            events = await self.events.append_in(
                 connection,
                 run_id,
                 segment,
@@ -837,8 +573,8 @@ class RunStore:
                 message,
             )
             assert row is not None, "the interruption was read under the run's lock"
-            decided = _interruption_from_row(row)
-            events = await self._append(
+            decided = interruption_from_row(row)
+            events = await self.events.append_in(
                 connection,
                 run_id,
                 run.segment_count,
@@ -865,40 +601,9 @@ class RunStore:
             error.code,
             error.message,
         )
-        return await self._append(
+        return await self.events.append_in(
             connection, run.id, run.segment_count, [*events, status_changed(status, error.message)]
         )
-
-    async def _append(
-        self,
-        connection: Connection,
-        run_id: str,
-        segment: int,
-        events: Sequence[PendingEvent],
-        *,
-        segment_running: bool = False,
-    ) -> list[RunEvent]:
-        """Store events with the next sequences, skipping those whose dedupe key is stored already
-        (a replayed segment re-emitting them), and notify other processes after commit; one
-        round trip (`timestep_append_events`, migration 0006).
-
-        The caller holds the run's row lock (or inserted the row in this transaction), so
-        sequences are assigned one appender at a time; with `segment_running` the function takes
-        the lock and stores nothing unless the run is RUNNING in `segment`."""
-        if not events:
-            return []
-        rows = await connection.fetch(
-            "SELECT * FROM timestep_append_events($1, $2, $3, $4, $5, $6, $7, $8)",
-            run_id,
-            segment,
-            escape_texts([e.kind.value for e in events]),
-            [e.payload for e in events],
-            escape_texts([e.dedupe_key for e in events]),
-            EVENTS_CHANNEL,
-            f"{self._origin}:{run_id}:",
-            segment_running,
-        )
-        return sorted((_event_from_row(row) for row in rows), key=lambda e: e.sequence)
 
     async def _insert_snapshot(
         self, connection: Connection, run_id: str, segment: int, snapshot: Snapshot
@@ -936,5 +641,5 @@ class RunStore:
                 item.message,
             )
             assert row is not None, "INSERT … RETURNING returns the row"
-            inserted.append(_interruption_from_row(row))
+            inserted.append(interruption_from_row(row))
         return inserted

@@ -7,11 +7,9 @@ from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
-from asyncpg.pool import PoolConnectionProxy
 
 from timestep.domain import ModelCall, Usage, UsageFilter, UsageGroup, UsageSummary
-
-Connection = asyncpg.Connection | PoolConnectionProxy
+from timestep.store.database import Connection
 
 # The usage columns, in the order of Usage.values().
 USAGE_COLUMNS = (
