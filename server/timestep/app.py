@@ -178,7 +178,7 @@ class TimestepService:
         executor_id = config.executor_id or default_executor_id(config.port)
         pool = await open_pool(dsn)
         models = model_config.provider()
-        store = RunStore(pool, origin=executor_id)
+        store = RunStore(pool, origin=executor_id, max_active_runs=config.limits.max_active_runs)
         bus = EventBus()
         relay = EventRelay(dsn, pool, bus, origin=executor_id)
         await relay.start()

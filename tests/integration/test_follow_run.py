@@ -28,11 +28,12 @@ from timestep.errors import FailedPreconditionError, NotFoundError
 from timestep.runs.events import EventBus
 from timestep.runs.relay import EventRelay
 from timestep.runs.streaming import follow_run
+from timestep.scope import Scope
 from timestep.store.runs import RunStore, SegmentOutcome
 
 
 def follow(store: RunStore, bus: EventBus, run_id: str, after: int) -> AsyncGenerator[RunEvent, None]:
-    return cast(AsyncGenerator[RunEvent, None], follow_run(store, bus, run_id, after))
+    return cast(AsyncGenerator[RunEvent, None], follow_run(store, bus, Scope.ALL, run_id, after))
 
 
 WAIT = 10.0  # an upper bound so a bug fails the test instead of hanging it; never a sleep
@@ -170,7 +171,7 @@ async def test_a_follower_of_a_cancelled_running_run_stops_at_the_cancellation(s
     stream = follow(store, bus, run_id, 0)
     assert [(await next_event(stream)).sequence for _ in range(2)] == [1, 2]
 
-    _, cancelled = await store.cancel_run(run_id, RunError("cancelled", "Stopped by the test."))
+    _, cancelled = await store.cancel_run(Scope.ALL, run_id, RunError("cancelled", "Stopped by the test."))
     bus.publish(cancelled)
 
     assert await drain(stream) == cancelled
@@ -199,11 +200,11 @@ async def test_a_resumed_run_is_followed_through_its_next_segment(store: RunStor
     bus = EventBus()
     # A follower that saw the run pause ends there...
     assert await drain(follow(store, bus, run_id, interrupted.sequence - 1)) == [interrupted]
-    pending = (await store.get_run(run_id)).interruptions[0]
+    pending = (await store.get_run(Scope.ALL, run_id)).interruptions[0]
     _, decided = await store.decide_interruption(
-        run_id, pending.id, InterruptionStatus.APPROVED, always=False, message=""
+        Scope.ALL, run_id, pending.id, InterruptionStatus.APPROVED, always=False, message=""
     )
-    queued_run, queued = await store.queue_resume(run_id, "openai")
+    queued_run, queued = await store.queue_resume(Scope.ALL, run_id, "openai")
 
     # ...and one following on from the pause sees the decision and the next segment.
     stream = follow(store, bus, run_id, interrupted.sequence)

@@ -35,6 +35,7 @@ from timestep.durability.steps import JournaledSteps, NondeterministicReplayErro
 from timestep.runtime.failures import describe_failure
 from timestep.runtime.sdk_internals import output_type_adapter
 from timestep.runtime.steps import SegmentSupersededError
+from timestep.scope import Scope
 from timestep.store.runs import RunStore
 
 WAIT = 10.0  # an upper bound so a bug fails the test instead of hanging it; never a sleep
@@ -197,7 +198,7 @@ async def test_a_call_in_flight_stops_when_its_run_is_cancelled_elsewhere(
 
     call = asyncio.create_task(steps.model_call("gpt-4.1", slow_model))
     await asyncio.wait_for(started.wait(), WAIT)
-    await store.cancel_run(run_id, RunError("cancelled", "Cancelled by the test."))
+    await store.cancel_run(Scope.ALL, run_id, RunError("cancelled", "Cancelled by the test."))
 
     with pytest.raises(SegmentSupersededError, match="no longer running segment 1"):
         await asyncio.wait_for(call, WAIT)
@@ -210,7 +211,7 @@ async def test_a_tool_call_does_not_start_for_a_cancelled_run(
 ) -> None:
     run_id = await running_run(store)
     steps = await journal(journal_store, run_id)
-    await store.cancel_run(run_id, RunError("cancelled", "Cancelled by the test."))
+    await store.cancel_run(Scope.ALL, run_id, RunError("cancelled", "Cancelled by the test."))
     calls = Calls()
 
     with pytest.raises(SegmentSupersededError):

@@ -139,7 +139,6 @@ class DurableSchedules:
                     tenant=tenant,
                 ),
                 wait=False,
-                max_active_runs=self._max_active_runs,
             )
         except ResourceExhaustedError:
             if await self._store.record_miss(tenant, schedule_id, scheduled_time):

@@ -6,12 +6,13 @@ from collections.abc import AsyncIterator
 
 from timestep.domain import EventKind, RunEvent
 from timestep.runs.events import EventBus
+from timestep.scope import Scope
 from timestep.store.events import EVENT_BATCH_SIZE
 from timestep.store.runs import RunStore
 
 
 async def follow_run(
-    store: RunStore, bus: EventBus, run_id: str, after_sequence: int, *, tenant: str | None = None
+    store: RunStore, bus: EventBus, scope: Scope, run_id: str, after_sequence: int
 ) -> AsyncIterator[RunEvent]:
     """Yield the run's events after `after_sequence` until the run stops (finishes or pauses).
 
@@ -19,7 +20,7 @@ async def follow_run(
     live feed; sequence numbers drop the duplicates that overlap.
     """
     with bus.subscribe(run_id) as subscription:
-        run = await store.get_run(run_id, tenant=tenant)  # NotFoundError before anything is sent
+        run = await store.get_run(scope, run_id)  # NotFoundError before anything is sent
         last = after_sequence
         # Whether the newest status change replayed left the run stopped (None: none replayed).
         stopped: bool | None = None

@@ -44,6 +44,7 @@ from timestep.errors import (
     NotFoundError,
     ResourceExhaustedError,
 )
+from timestep.scope import Scope
 from timestep.store.database import Connection
 from timestep.store.events import EventStore
 from timestep.store.pages import clamp_page_size, decode_page_token, encode_page_token
@@ -127,53 +128,24 @@ def _utc(stamp: datetime) -> datetime:
 ACTIVE_RUNS_RETRY_S = 1.0
 
 
-async def _lock_tenant(connection: Connection, tenant: str, max_active_runs: int) -> None:
-    """With a limit on active runs, one transaction at a time may add to a tenant's (so that
-    concurrent calls cannot overshoot it); held until commit."""
-    if max_active_runs:
-        await connection.execute(
-            "SELECT pg_advisory_xact_lock(hashtextextended('timestep.tenant:' || $1, 0))", tenant
-        )
-
-
-async def _check_active_runs(connection: Connection, tenant: str, max_active_runs: int) -> None:
-    """Refuse (rolling the transaction back) when the tenant now has more than `max_active_runs`
-    runs QUEUED or RUNNING, counting the one this transaction adds."""
-    if not max_active_runs:
-        return
-    active = await connection.fetchval(
-        "SELECT count(*) FROM runs WHERE tenant = $1 AND status IN ('queued', 'running')", tenant
-    )
-    if active > max_active_runs:
-        raise ResourceExhaustedError(
-            f"{max_active_runs} runs are already queued or running, the most this service allows at "
-            "once; retry when one of them finishes or pauses.",
-            reason="TOO_MANY_ACTIVE_RUNS",
-            retry_after_s=ACTIVE_RUNS_RETRY_S,
-        )
-
-
 class RunStore:
-    def __init__(self, pool: asyncpg.Pool, origin: str = "") -> None:
+    def __init__(self, pool: asyncpg.Pool, origin: str = "", *, max_active_runs: int = 0) -> None:
         self._pool = pool
+        # The most runs a tenant may have QUEUED or RUNNING at once (0: no limit).
+        self._max_active_runs = max_active_runs
         # Where the transitions' events go (`origin` names this process in their notifications).
         self.events = EventStore(pool, origin)
 
     # ----- reads -------------------------------------------------------------------------
 
-    # A `tenant` argument scopes a call to that tenant's runs: another tenant's run is NOT_FOUND,
-    # exactly like a run that does not exist. None (internal callers) sees every tenant's.
-
-    async def get_run(self, run_id: str, *, tenant: str | None = None) -> Run:
+    async def get_run(self, scope: Scope, run_id: str) -> Run:
         async with self._pool.acquire() as connection:
-            return await self._get_run(connection, run_id, tenant=tenant)
+            return await self._get_run(connection, scope, run_id)
 
-    async def _get_run(
-        self, connection: Connection, run_id: str, *, lock: bool = False, tenant: str | None = None
-    ) -> Run:
+    async def _get_run(self, connection: Connection, scope: Scope, run_id: str, *, lock: bool = False) -> Run:
         if not lock:
             row = await connection.fetchrow(
-                f"SELECT {RUN_COLUMNS}, {RUN_INTERRUPTIONS} FROM runs r WHERE {_BY_ID}", run_id, tenant
+                f"SELECT {RUN_COLUMNS}, {RUN_INTERRUPTIONS} FROM runs r WHERE {_BY_ID}", run_id, scope.only
             )
             if row is None:
                 raise run_not_found(run_id)
@@ -181,7 +153,7 @@ class RunStore:
         # Locked, the interruptions are read after the lock is granted, by a statement of their
         # own: one taken before the lock could miss a decision the previous holder committed.
         row = await connection.fetchrow(
-            f"SELECT {RUN_COLUMNS} FROM runs r WHERE {_BY_ID} FOR UPDATE", run_id, tenant
+            f"SELECT {RUN_COLUMNS} FROM runs r WHERE {_BY_ID} FOR UPDATE", run_id, scope.only
         )
         if row is None:
             raise run_not_found(run_id)
@@ -192,10 +164,12 @@ class RunStore:
             ),
         )
 
-    async def list_runs(self, run_filter: RunFilter, page_size: int, page_token: str) -> Page[Run]:
+    async def list_runs(
+        self, scope: Scope, run_filter: RunFilter, page_size: int, page_token: str
+    ) -> Page[Run]:
         size = clamp_page_size(page_size)
-        scope = hashlib.sha256(repr(run_filter).encode()).hexdigest()[:16]
-        after = _decode_page_token(page_token, scope)
+        token_scope = hashlib.sha256(repr((scope, run_filter)).encode()).hexdigest()[:16]
+        after = _decode_page_token(page_token, token_scope)
         conditions: list[str] = []
         args: list[Any] = []
         for column, value in (
@@ -206,8 +180,8 @@ class RunStore:
             if value:
                 args.append(value)
                 conditions.append(f"{column} = ${len(args)}")
-        if run_filter.tenant is not None:
-            args.append(run_filter.tenant)
+        if scope.only is not None:
+            args.append(scope.only)
             conditions.append(f"tenant = ${len(args)}")
         if after:
             args.extend(after)
@@ -220,7 +194,9 @@ class RunStore:
             *args,
         )
         runs = [run_from_row(row, interruptions_from_json(row["interruption_rows"])) for row in rows[:size]]
-        token = _encode_page_token(scope, (runs[-1].create_time, runs[-1].id)) if len(rows) > size else ""
+        token = (
+            _encode_page_token(token_scope, (runs[-1].create_time, runs[-1].id)) if len(rows) > size else ""
+        )
         return Page(runs, token)
 
     @retried
@@ -231,15 +207,15 @@ class RunStore:
         return value  # type: ignore[no-any-return]
 
     async def list_interruptions(
-        self, run_id: str, page_size: int, page_token: str, *, tenant: str | None = None
+        self, scope: Scope, run_id: str, page_size: int, page_token: str
     ) -> Page[Interruption]:
         """One run's interruptions (`run_id`), or every PENDING interruption of every INTERRUPTED
         run (empty `run_id`); oldest first, a page at a time."""
         size = clamp_page_size(page_size)
-        scope = f"run:{run_id}" if run_id else "pending"
-        after = _decode_page_token(page_token, scope)
+        token_scope = f"run:{run_id}" if run_id else "pending"
+        after = _decode_page_token(page_token, token_scope)
         if run_id:
-            if await self._pool.fetchval(f"SELECT 1 FROM runs r WHERE {_BY_ID}", run_id, tenant) is None:
+            if await self._pool.fetchval(f"SELECT 1 FROM runs r WHERE {_BY_ID}", run_id, scope.only) is None:
                 raise run_not_found(run_id)
             which, arguments = "i.run_id = $5", [run_id]
         else:
@@ -254,11 +230,13 @@ class RunStore:
             after[0] if after else None,
             after[1] if after else "",
             size + 1,
-            tenant,
+            scope.only,
             *arguments,
         )
         items = [interruption_from_row(row) for row in rows[:size]]
-        token = _encode_page_token(scope, (items[-1].create_time, items[-1].id)) if len(rows) > size else ""
+        token = (
+            _encode_page_token(token_scope, (items[-1].create_time, items[-1].id)) if len(rows) > size else ""
+        )
         return Page(items, token)
 
     async def latest_snapshot(self, run_id: str) -> Snapshot | None:
@@ -284,7 +262,7 @@ class RunStore:
         """FAIL a run still QUEUED or RUNNING `segment` whose recoveries kept failing; None if it
         moved on meanwhile."""
         async with self._pool.acquire() as connection, connection.transaction():
-            run = await self._get_run(connection, run_id, lock=True)
+            run = await self._get_run(connection, Scope.ALL, run_id, lock=True)
             if run.segment_count != segment or run.status not in (RunStatus.QUEUED, RunStatus.RUNNING):
                 return None
             events = await self._end(
@@ -294,19 +272,17 @@ class RunStore:
                 error,
                 [PendingEvent(EventKind.ERROR, {"code": error.code, "message": error.message})],
             )
-            return await self._get_run(connection, run_id), events
+            return await self._get_run(connection, Scope.ALL, run_id), events
 
-    async def create_run(
-        self, new_run: NewRun, queue_name: str = "", *, max_active_runs: int = 0
-    ) -> tuple[Run, list[RunEvent], bool]:
+    async def create_run(self, new_run: NewRun, queue_name: str = "") -> tuple[Run, list[RunEvent], bool]:
         """Insert a run QUEUED for its first segment (or find the one its request_id already made).
-        With `max_active_runs`, a new run its tenant has no room for is refused.
+        With a limit on active runs, a new run its tenant has no room for is refused.
 
         Returns the run, the events written and whether it was created by this call.
         """
         fingerprint = _fingerprint(new_run)
         async with self._pool.acquire() as connection, connection.transaction():
-            await _lock_tenant(connection, new_run.tenant, max_active_runs)
+            await self._lock_tenant(connection, new_run.tenant)
             run_id = await connection.fetchval(
                 """INSERT INTO runs (id, agent, current_agent, status, session_id, model, input,
                                      metadata, request_id, request_fingerprint, segment_count, queue_name,
@@ -331,9 +307,9 @@ class RunStore:
                     [],
                     False,
                 )
-            await _check_active_runs(connection, new_run.tenant, max_active_runs)
+            await self._check_active_runs(connection, new_run.tenant)
             events = await self.events.append_in(connection, run_id, 1, [status_changed(RunStatus.QUEUED)])
-            return await self._get_run(connection, run_id), events, True
+            return await self._get_run(connection, Scope.ALL, run_id), events, True
 
     async def _existing_for_request(self, connection: Connection, new_run: NewRun, fingerprint: str) -> Run:
         request_id = new_run.request_id
@@ -350,7 +326,7 @@ class RunStore:
                 "to get the same run back.",
                 reason="REQUEST_ID_REUSED",
             )
-        return await self._get_run(connection, row["id"])
+        return await self._get_run(connection, Scope.ALL, row["id"])
 
     async def import_run(
         self,
@@ -395,21 +371,15 @@ class RunStore:
                     ),
                 ],
             )
-            return await self._get_run(connection, run_id), events
+            return await self._get_run(connection, Scope.ALL, run_id), events
 
     async def queue_resume(
-        self,
-        run_id: str,
-        queue_name: str = "",
-        *,
-        tenant: str | None = None,
-        deadline: datetime | None = None,
-        max_active_runs: int = 0,
+        self, scope: Scope, run_id: str, queue_name: str = "", *, deadline: datetime | None = None
     ) -> tuple[Run, list[RunEvent]]:
         """Queue the next segment of an INTERRUPTED run whose interruptions are all decided
         (to stop at `deadline`, if given)."""
         async with self._pool.acquire() as connection, connection.transaction():
-            run = await self._get_run(connection, run_id, lock=True, tenant=tenant)
+            run = await self._get_run(connection, scope, run_id, lock=True)
             if run.status is not RunStatus.INTERRUPTED:
                 raise FailedPreconditionError(
                     f"Run {run_id} is {run.status.name}; only an INTERRUPTED run can be resumed.",
@@ -432,12 +402,12 @@ class RunStore:
                 queue_name,
                 deadline,
             )
-            await _lock_tenant(connection, run.tenant, max_active_runs)
-            await _check_active_runs(connection, run.tenant, max_active_runs)
+            await self._lock_tenant(connection, run.tenant)
+            await self._check_active_runs(connection, run.tenant)
             events = await self.events.append_in(
                 connection, run_id, segment, [status_changed(RunStatus.QUEUED)]
             )
-            return await self._get_run(connection, run_id), events
+            return await self._get_run(connection, Scope.ALL, run_id), events
 
     @retried
     async def begin_segment(self, run_id: str, segment: int) -> tuple[Run | None, list[RunEvent]]:
@@ -447,7 +417,7 @@ class RunStore:
         Returns None when the segment must not run (the run was cancelled or moved on).
         """
         async with self._pool.acquire() as connection, connection.transaction():
-            run = await self._get_run(connection, run_id, lock=True)
+            run = await self._get_run(connection, Scope.ALL, run_id, lock=True)
             if run.segment_count != segment or run.status not in (RunStatus.QUEUED, RunStatus.RUNNING):
                 return None, []
             if run.status is RunStatus.RUNNING:
@@ -458,7 +428,7 @@ class RunStore:
             events = await self.events.append_in(
                 connection, run_id, segment, [status_changed(RunStatus.RUNNING)]
             )
-            return await self._get_run(connection, run_id), events
+            return await self._get_run(connection, Scope.ALL, run_id), events
 
     @retried
     @retried
@@ -467,7 +437,7 @@ class RunStore:
     ) -> tuple[Run, list[RunEvent]]:
         """Record how a segment ended: usage, output or error, snapshot, interruptions, status."""
         async with self._pool.acquire() as connection, connection.transaction():
-            run = await self._get_run(connection, run_id, lock=True)
+            run = await self._get_run(connection, Scope.ALL, run_id, lock=True)
             if run.status is not RunStatus.RUNNING or run.segment_count != segment:
                 raise FailedPreconditionError(
                     f"Run {run_id} is {run.status.name} in segment {run.segment_count}; "
@@ -509,18 +479,16 @@ class RunStore:
                     status_changed(outcome.status, reason),
                 ],
             )
-            return await self._get_run(connection, run_id), events
+            return await self._get_run(connection, Scope.ALL, run_id), events
 
-    async def cancel_run(
-        self, run_id: str, error: RunError, *, tenant: str | None = None
-    ) -> tuple[Run, list[RunEvent]]:
+    async def cancel_run(self, scope: Scope, run_id: str, error: RunError) -> tuple[Run, list[RunEvent]]:
         """Cancel a QUEUED, RUNNING or INTERRUPTED run.
 
         A segment still executing somewhere finds its run CANCELLED when it tries to finish,
         and its outcome is discarded.
         """
         async with self._pool.acquire() as connection, connection.transaction():
-            run = await self._get_run(connection, run_id, lock=True, tenant=tenant)
+            run = await self._get_run(connection, scope, run_id, lock=True)
             if run.status.is_finished:
                 raise FailedPreconditionError(
                     f"Run {run_id} is already {run.status.name}; only QUEUED, RUNNING or INTERRUPTED runs "
@@ -528,22 +496,22 @@ class RunStore:
                     reason="RUN_FINISHED",
                 )
             events = await self._end(connection, run, RunStatus.CANCELLED, error)
-            return await self._get_run(connection, run_id), events
+            return await self._get_run(connection, Scope.ALL, run_id), events
 
     async def decide_interruption(
         self,
+        scope: Scope,
         run_id: str,
         interruption_id: str,
         decision: InterruptionStatus,
         *,
         always: bool,
         message: str,
-        tenant: str | None = None,
     ) -> tuple[Interruption, list[RunEvent]]:
         """Record an approval or rejection. Repeating the same decision (status, always and
         message alike) changes nothing; any other is FAILED_PRECONDITION."""
         async with self._pool.acquire() as connection, connection.transaction():
-            run = await self._get_run(connection, run_id, lock=True, tenant=tenant)
+            run = await self._get_run(connection, scope, run_id, lock=True)
             found = [i for i in run.interruptions if i.id == interruption_id]
             if not found:
                 raise NotFoundError(
@@ -604,6 +572,31 @@ class RunStore:
         return await self.events.append_in(
             connection, run.id, run.segment_count, [*events, status_changed(status, error.message)]
         )
+
+    async def _lock_tenant(self, connection: Connection, tenant: str) -> None:
+        """With a limit on active runs, one transaction at a time may add to a tenant's (so that
+        concurrent calls cannot overshoot it); held until commit."""
+        if self._max_active_runs:
+            await connection.execute(
+                "SELECT pg_advisory_xact_lock(hashtextextended('timestep.tenant:' || $1, 0))", tenant
+            )
+
+    async def _check_active_runs(self, connection: Connection, tenant: str) -> None:
+        """Refuse (rolling the transaction back) when the tenant now has more runs QUEUED or
+        RUNNING than the limit, counting the one this transaction adds."""
+        limit = self._max_active_runs
+        if not limit:
+            return
+        active = await connection.fetchval(
+            "SELECT count(*) FROM runs WHERE tenant = $1 AND status IN ('queued', 'running')", tenant
+        )
+        if active > limit:
+            raise ResourceExhaustedError(
+                f"{limit} runs are already queued or running, the most this service allows at "
+                "once; retry when one of them finishes or pauses.",
+                reason="TOO_MANY_ACTIVE_RUNS",
+                retry_after_s=ACTIVE_RUNS_RETRY_S,
+            )
 
     async def _insert_snapshot(
         self, connection: Connection, run_id: str, segment: int, snapshot: Snapshot

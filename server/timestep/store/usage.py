@@ -9,6 +9,7 @@ from typing import Any
 import asyncpg
 
 from timestep.domain import ModelCall, Usage, UsageFilter, UsageGroup, UsageSummary
+from timestep.scope import Scope
 from timestep.store.database import Connection
 
 # The usage columns, in the order of Usage.values().
@@ -79,8 +80,8 @@ class UsageStore:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
 
-    async def summarize(self, usage_filter: UsageFilter) -> UsageSummary:
-        """Usage of the model calls made in [start, end), by agent and model."""
+    async def summarize(self, scope: Scope, usage_filter: UsageFilter) -> UsageSummary:
+        """Usage of the model calls of `scope`'s runs made in [start, end), by agent and model."""
         where = """WHERE ($1::timestamptz IS NULL OR call_time >= $1)
                      AND ($2::timestamptz IS NULL OR call_time < $2)
                      AND ($3 = '' OR agent = $3)
@@ -92,7 +93,7 @@ class UsageStore:
             usage_filter.end,
             usage_filter.agent,
             usage_filter.model,
-            usage_filter.tenant,
+            scope.only,
         )
         async with self._pool.acquire() as connection:
             rows = await connection.fetch(
