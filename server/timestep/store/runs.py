@@ -7,7 +7,8 @@ status without its event. Event sequences come from `runs.last_sequence`, bumped
 run's row lock: per run, strictly increasing, without gaps.
 
 The transitions stay in this one module (over the usual size) because each is one transaction
-under the run's row lock, and they share its reads and its status changes.
+under the run's row lock, sharing the locked read of the run and the status change; what they
+write of interruptions is in `timestep.store.interruptions`.
 """
 
 from __future__ import annotations
@@ -41,12 +42,12 @@ from timestep.domain import (
 from timestep.errors import (
     AlreadyExistsError,
     FailedPreconditionError,
-    NotFoundError,
     ResourceExhaustedError,
 )
 from timestep.scope import Scope
 from timestep.store.database import Connection
 from timestep.store.events import EventStore
+from timestep.store.interruptions import decide, insert_interruptions
 from timestep.store.pages import clamp_page_size, decode_page_token, encode_page_token
 from timestep.store.retry import retried
 from timestep.store.rows import (
@@ -61,27 +62,6 @@ from timestep.store.rows import (
 from timestep.store.usage import record_segment_usage
 
 _BY_ID = "r.id = $1 AND ($2::text IS NULL OR r.tenant = $2)"
-
-# How much of a recorded rejection message an error repeats (trailers are small).
-ECHOED_MESSAGE_LENGTH = 1024
-
-
-def already_decided(interruption: Interruption) -> FailedPreconditionError:
-    """The refusal of a decision that differs from the one recorded, which it describes."""
-    recorded = f"{interruption.status.value} with always={str(interruption.always).lower()}"
-    if interruption.message:
-        recorded += " and a message"
-    return FailedPreconditionError(
-        f"Interruption {interruption.id} was already {recorded}; a decision cannot be changed. "
-        "Repeating the recorded decision exactly is harmless.",
-        reason="INTERRUPTION_ALREADY_DECIDED",
-        metadata={
-            "status": interruption.status.value,
-            "always": str(interruption.always).lower(),
-            "message": interruption.message[:ECHOED_MESSAGE_LENGTH],
-            "message_truncated": str(len(interruption.message) > ECHOED_MESSAGE_LENGTH).lower(),
-        },
-    )
 
 
 def status_changed(status: RunStatus, reason: str = "") -> PendingEvent:
@@ -353,7 +333,7 @@ class RunStore:
                 new_run.tenant,
             )
             await self._insert_snapshot(connection, run_id, 1, snapshot)
-            inserted = await self._insert_interruptions(connection, run_id, 1, interruptions)
+            inserted = await insert_interruptions(connection, run_id, 1, interruptions)
             events = await self.events.append_in(
                 connection,
                 run_id,
@@ -459,7 +439,7 @@ class RunStore:
             )
             if outcome.snapshot:
                 await self._insert_snapshot(connection, run_id, segment, outcome.snapshot)
-            pending = await self._insert_interruptions(connection, run_id, segment, outcome.interruptions)
+            pending = await insert_interruptions(connection, run_id, segment, outcome.interruptions)
             reason = outcome.error.message if outcome.error else ""
             events = await self.events.append_in(
                 connection,
@@ -512,36 +492,11 @@ class RunStore:
         message alike) changes nothing; any other is FAILED_PRECONDITION."""
         async with self._pool.acquire() as connection, connection.transaction():
             run = await self._get_run(connection, scope, run_id, lock=True)
-            found = [i for i in run.interruptions if i.id == interruption_id]
-            if not found:
-                raise NotFoundError(
-                    f"Run {run_id} has no interruption {interruption_id!r}. "
-                    "List them with RunService.ListInterruptions.",
-                    reason="INTERRUPTION_NOT_FOUND",
-                )
-            interruption = found[0]
-            if interruption.status is not InterruptionStatus.PENDING:
-                recorded = (interruption.status, interruption.always, interruption.message)
-                if recorded == (decision, always, message):
-                    return interruption, []
-                raise already_decided(interruption)
-            if run.status is not RunStatus.INTERRUPTED or interruption.segment != run.segment_count:
-                raise FailedPreconditionError(
-                    f"Run {run_id} is {run.status.name}; interruptions can only be decided while the run "
-                    "is INTERRUPTED on them.",
-                    reason="RUN_NOT_INTERRUPTED",
-                )
-            row = await connection.fetchrow(
-                """UPDATE interruptions
-                   SET status = $2, always = $3, message = $4, decide_time = clock_timestamp()
-                   WHERE id = $1 RETURNING *""",
-                interruption_id,
-                decision.value,
-                always,
-                message,
+            decided, changed = await decide(
+                connection, run, interruption_id, decision, always=always, message=message
             )
-            assert row is not None, "the interruption was read under the run's lock"
-            decided = interruption_from_row(row)
+            if not changed:  # the recorded decision, repeated
+                return decided, []
             events = await self.events.append_in(
                 connection,
                 run_id,
@@ -610,29 +565,3 @@ class RunStore:
             snapshot.schema_version,
             snapshot.state_json,
         )
-
-    async def _insert_interruptions(
-        self, connection: Connection, run_id: str, segment: int, interruptions: Sequence[NewInterruption]
-    ) -> list[Interruption]:
-        inserted = []
-        for item in interruptions:
-            row = await connection.fetchrow(
-                """INSERT INTO interruptions (id, run_id, segment, agent, tool_name, call_id, arguments_json,
-                                              status, always, message, decide_time)
-                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10,
-                           CASE WHEN $8 = 'pending' THEN NULL ELSE clock_timestamp() END)
-                   RETURNING *""",
-                new_id("int"),
-                run_id,
-                segment,
-                item.agent,
-                item.tool_name,
-                item.call_id,
-                item.arguments_json,
-                item.status.value,
-                item.always,
-                item.message,
-            )
-            assert row is not None, "INSERT … RETURNING returns the row"
-            inserted.append(interruption_from_row(row))
-        return inserted
