@@ -153,8 +153,8 @@ class DurableEngine:
         limits: ScheduleLimits,
         max_active_runs: int,
     ) -> DurableSchedules:
-        """The service's schedules; their firings create runs through `orchestrator`, within
-        `max_active_runs` per tenant."""
+        """The service's schedules; their firings create runs through `orchestrator`, whose store
+        enforces `max_active_runs` (named here only in the log of a firing it refused)."""
         schedules = DurableSchedules(
             orchestrator,
             registry,

@@ -119,6 +119,7 @@ class DurableSchedules:
         self._registry = registry
         self._store = store
         self._limits = limits
+        # The run store enforces it; named here in the log of a firing it refused.
         self._max_active_runs = max_active_runs
 
     async def fire(self, scheduled_time: datetime, context: Any) -> None:
