@@ -19,7 +19,7 @@ from timestep.runtime.providers import ModelConfig
 from timestep.store.database import resolve_server
 from timestep_client import TimestepClient
 
-from tests.harness import temporary_database
+from timestep_testing.harness import temporary_database
 
 REPO = Path(__file__).resolve().parent.parent
 API_KEY = "bench"

@@ -28,7 +28,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.fakes.openai_responses import FakeOpenAI, Turn, text, tool_call
+from timestep_testing.fakes.openai_responses import FakeOpenAI, Turn, text, tool_call
 
 
 def _content_text(content: Any) -> str:

@@ -21,9 +21,9 @@ from timestep_client import InterruptionStatus, RunStatus, TimestepClient
 
 from bench.environment import API_KEY, Bench, database
 from bench.report import Row
-from tests.chaos import soak as chaos_soak
-from tests.chaos import soak_seed
-from tests.harness import FAST_RECONNECT, ServeProcess, free_port
+from timestep_testing.chaos import soak as chaos_soak
+from timestep_testing.chaos import soak_seed
+from timestep_testing.harness import FAST_RECONNECT, ServeProcess, free_port
 
 Scenario = Callable[[Bench], Awaitable[list[Row]]]
 
@@ -605,8 +605,8 @@ async def recovery(bench: Bench) -> list[Row]:
 
 
 async def soak(bench: Bench) -> list[Row]:
-    """The chaos soak of tests/chaos.py (replicas killed and the database restarted under load),
-    its invariants checked, and its figures."""
+    """The chaos soak of timestep_testing/chaos.py (replicas killed and the database restarted
+    under load), its invariants checked, and its figures."""
     seed = soak_seed()
     async with chaos_soak(seed) as world:
         figures = await world.run(bench.iterations(45, 8))

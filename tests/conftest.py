@@ -17,10 +17,10 @@ from timestep.runtime.registry import AgentRegistry
 from timestep.store.database import resolve_server
 from timestep_client import TimestepClient
 
-from tests.fakes.firecrawl import FakeFirecrawl
-from tests.fakes.ollama import FakeOllama
-from tests.fakes.openai_responses import FakeOpenAI
-from tests.harness import create_database, drop_database, temporary_database
+from timestep_testing.fakes.firecrawl import FakeFirecrawl
+from timestep_testing.fakes.ollama import FakeOllama
+from timestep_testing.fakes.openai_responses import FakeOpenAI
+from timestep_testing.harness import create_database, drop_database, temporary_database
 
 TEST_API_KEY = "sk-test-timestep-0123456789"
 FIRECRAWL_TEST_KEY = "fc-test-timestep-31c7a9e2"

@@ -14,8 +14,8 @@ from timestep_client import RunEvent, RunStatus, TimestepClient
 
 from tests.adversarial.conftest import CHANNELS
 from tests.conftest import StartService
-from tests.e2e.helpers import WAIT, EventStream, collect_events, kinds, sequences, statuses
-from tests.fakes.openai_responses import FakeOpenAI, text, tool_call
+from timestep_testing.fakes.openai_responses import FakeOpenAI, text, tool_call
+from timestep_testing.helpers import WAIT, EventStream, collect_events, kinds, sequences, statuses
 
 # Reconnecting to the database after losing it may take a few retries.
 RECOVERY_S: Final = 30.0

@@ -34,9 +34,17 @@ from timestep_client.v1 import agents_pb2, runs_pb2, schedules_pb2, usage_pb2
 
 from tests.adversarial.requests import messages
 from tests.conftest import StartService
-from tests.e2e.helpers import EMAIL_ARGS, WAIT, collect_events, db_state, sequences, tenant_keys, unique
-from tests.fakes.openai_responses import FakeOpenAI, tool_call
-from tests.harness import create_database, database_fingerprint, drop_database
+from timestep_testing.fakes.openai_responses import FakeOpenAI, tool_call
+from timestep_testing.harness import create_database, database_fingerprint, drop_database
+from timestep_testing.helpers import (
+    EMAIL_ARGS,
+    WAIT,
+    collect_events,
+    db_state,
+    sequences,
+    tenant_keys,
+    unique,
+)
 
 CRASHES: Final = frozenset({grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL})
 # One service and database serve every example of a test: that sharing is the point (state

@@ -12,8 +12,8 @@ from typing import Final
 from timestep_client import RunEvent, RunStatus, TimestepClient
 
 from tests.adversarial.conftest import CHANNELS
-from tests.e2e.helpers import collect_events, sequences
-from tests.fakes.openai_responses import FakeOpenAI, text
+from timestep_testing.fakes.openai_responses import FakeOpenAI, text
+from timestep_testing.helpers import collect_events, sequences
 
 RUNS: Final = 50
 SUBSCRIBERS: Final = 200

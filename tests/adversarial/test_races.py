@@ -15,8 +15,8 @@ from timestep_client import InterruptionStatus, Run, RunStatus, TimestepClient
 from timestep_client.v1 import runs_pb2
 
 from tests.adversarial.conftest import CHANNELS
-from tests.e2e.helpers import EMAIL_ARGS, WAIT, collect_events, of_kind, sequences, statuses
-from tests.fakes.openai_responses import FakeOpenAI, text, tool_call
+from timestep_testing.fakes.openai_responses import FakeOpenAI, text, tool_call
+from timestep_testing.helpers import EMAIL_ARGS, WAIT, collect_events, of_kind, sequences, statuses
 
 CALLERS: Final = 20
 RESUMERS: Final = 10

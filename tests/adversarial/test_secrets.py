@@ -18,10 +18,10 @@ from timestep.runtime.registry import AgentRegistry
 from timestep_client import RunEvent, RunStatus, TimestepClient
 
 from tests.conftest import FIRECRAWL_TEST_KEY, TEST_API_KEY, StartService
-from tests.e2e.helpers import WAIT, collect_events, expect_rpc_error
-from tests.fakes.firecrawl import FakeFirecrawl, hit, results
-from tests.fakes.openai_responses import FakeOpenAI, error, text, tool_call
-from tests.harness import assert_no_secret_anywhere
+from timestep_testing.fakes.firecrawl import FakeFirecrawl, hit, results
+from timestep_testing.fakes.openai_responses import FakeOpenAI, error, text, tool_call
+from timestep_testing.harness import assert_no_secret_anywhere
+from timestep_testing.helpers import WAIT, collect_events, expect_rpc_error
 
 FIRECRAWL_KEY = FIRECRAWL_TEST_KEY
 SERVICE_KEY = "ts_adversarial-tenant-key-77c1e0"

@@ -21,12 +21,11 @@ import asyncpg
 import pytest
 from timestep_client import RunEvent, TimestepClient
 
-from tests.durability.agents import TOOL_GATES_ENV, TOOL_LOG_ENV, TOOL_SOCKET_ENV
-from tests.e2e.helpers import is_stop_status
-from tests.fakes.openai_responses import FakeOpenAI
-from tests.harness import ServeProcess, connect, free_port, serve_environment
+from timestep_testing.fakes.openai_responses import FakeOpenAI
+from timestep_testing.gated_agents import AGENTS_OPTION, TOOL_GATES_ENV, TOOL_LOG_ENV, TOOL_SOCKET_ENV
+from timestep_testing.harness import ServeProcess, connect, free_port, serve_environment
+from timestep_testing.helpers import is_stop_status
 
-AGENTS: Final = "tests.durability.agents:AGENTS"
 # Starting imports the Agents SDK and DBOS and migrates the database; two cores may be busy.
 STARTUP_TIMEOUT: Final = 60.0
 SHUTDOWN_TIMEOUT: Final = 20.0
@@ -111,7 +110,7 @@ async def recorded_steps(durable_database: str) -> AsyncIterator[RecordedSteps]:
 
 @dataclass
 class ToolProbe:
-    """The test's side of `tests.durability.agents`' slow tools."""
+    """The test's side of `timestep_testing.gated_agents`' slow tools."""
 
     directory: Path
     announced: list[str] = field(default_factory=list)
@@ -222,7 +221,7 @@ async def launch(
         replica = Replica(
             executor_id,
             free_port(),
-            ["--host", "127.0.0.1", "--agents", AGENTS, *args],
+            ["--host", "127.0.0.1", "--agents", AGENTS_OPTION, *args],
             env,
             startup_timeout_s=STARTUP_TIMEOUT,
             shutdown_timeout_s=SHUTDOWN_TIMEOUT,

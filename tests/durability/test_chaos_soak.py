@@ -1,4 +1,4 @@
-"""The chaos soak (see `tests/chaos.py`): replicas killed and the database restarted under
+"""The chaos soak (see `timestep_testing/chaos.py`): replicas killed and the database restarted under
 continuous load, then every run completes with its invariants held.
 
 Run it alone with `pytest -m soak`; replay a soak with TIMESTEP_SOAK_SEED=<the printed seed>,
@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from tests.chaos import soak, soak_seed
+from timestep_testing.chaos import soak, soak_seed
 
 SECONDS_ENV = "TIMESTEP_SOAK_SECONDS"
 DEFAULT_SECONDS = 45.0

@@ -11,7 +11,15 @@ import asyncpg
 from timestep_client import RunStatus
 
 from tests.durability.conftest import WAIT, LaunchReplica, RecordedSteps, ToolProbe, follow_to_stop
-from tests.e2e.helpers import (
+from timestep_testing.fakes.openai_responses import (
+    FakeOpenAI,
+    function_call,
+    gate,
+    text,
+    tool_call,
+    tool_calls,
+)
+from timestep_testing.helpers import (
     collect_events,
     conversation,
     function_call_outputs,
@@ -19,7 +27,6 @@ from tests.e2e.helpers import (
     pending,
     sequences,
 )
-from tests.fakes.openai_responses import FakeOpenAI, function_call, gate, text, tool_call, tool_calls
 
 
 async def test_kill_during_a_model_call_repeats_only_that_call(

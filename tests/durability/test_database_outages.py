@@ -28,9 +28,9 @@ from grpc_status import rpc_status
 from timestep_client import RunStatus, TimestepClient
 
 from tests.durability.conftest import WAIT, LaunchReplica, ToolProbe, follow_to_stop
-from tests.e2e.helpers import collect_events, sequences
-from tests.fakes.openai_responses import FakeOpenAI, text, tool_call
-from tests.harness import RestartablePostgres, create_database
+from timestep_testing.fakes.openai_responses import FakeOpenAI, text, tool_call
+from timestep_testing.harness import RestartablePostgres, create_database
+from timestep_testing.helpers import collect_events, sequences
 
 # A test's database outage is over in a second or two; recovering from it takes a few retries.
 RECOVERY: Final = 60.0

@@ -22,8 +22,8 @@ from timestep_client import RunStatus
 from timestep_client.v1 import runs_pb2
 
 from tests.durability.conftest import SHUTDOWN_TIMEOUT, WAIT, LaunchReplica, Replica, follow_to_stop
-from tests.e2e.helpers import expect_rpc_error, is_stop_status, sequences
-from tests.fakes.openai_responses import FakeOpenAI, gate, text
+from timestep_testing.fakes.openai_responses import FakeOpenAI, gate, text
+from timestep_testing.helpers import expect_rpc_error, is_stop_status, sequences
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING

@@ -14,10 +14,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from timestep_client import RunStatus
 
 from tests.durability.conftest import WAIT, LaunchReplica
-from tests.e2e.helpers import expect_rpc_error
 from tests.e2e.test_cli import run_cli
-from tests.fakes.openai_responses import FakeOpenAI, gate, text
-from tests.harness import free_port
+from timestep_testing.fakes.openai_responses import FakeOpenAI, gate, text
+from timestep_testing.harness import free_port
+from timestep_testing.helpers import expect_rpc_error
 
 RUNS = "timestep.v1.RunService"
 

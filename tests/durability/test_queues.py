@@ -12,8 +12,8 @@ import asyncpg
 from timestep_client import RunStatus
 
 from tests.durability.conftest import WAIT, LaunchReplica, follow_to_stop
-from tests.e2e.helpers import conversation, statuses
-from tests.fakes.openai_responses import FakeOpenAI, gate, text, tool_call
+from timestep_testing.fakes.openai_responses import FakeOpenAI, gate, text, tool_call
+from timestep_testing.helpers import conversation, statuses
 
 # How much later than its slot a model request may reach the fake: the slot's answer over
 # loopback, then one HTTP request on an open connection from the same process. Milliseconds

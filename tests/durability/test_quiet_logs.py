@@ -11,7 +11,7 @@ from timestep_client import RunStatus, TimestepClient
 from timestep_client.v1 import runs_pb2
 
 from tests.durability.conftest import WAIT, LaunchReplica, Replica, follow_to_stop
-from tests.fakes.openai_responses import FakeOpenAI, gate, text
+from timestep_testing.fakes.openai_responses import FakeOpenAI, gate, text
 
 STREAMS: Final = 3
 FOLLOWERS: Final = 10

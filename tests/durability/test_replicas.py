@@ -8,7 +8,8 @@ import asyncio
 from timestep_client import RunStatus
 
 from tests.durability.conftest import WAIT, LaunchReplica, Replica, follow_to_stop
-from tests.e2e.helpers import (
+from timestep_testing.fakes.openai_responses import FakeOpenAI, function_call, gate, message, response, text
+from timestep_testing.helpers import (
     EMAIL_ARGS,
     EMAIL_SENT,
     EventStream,
@@ -19,7 +20,6 @@ from tests.e2e.helpers import (
     sequences,
     statuses,
 )
-from tests.fakes.openai_responses import FakeOpenAI, function_call, gate, message, response, text
 
 # B's: a replica silent this long is taken for dead by B.
 REPLICA_TIMEOUT = "2"

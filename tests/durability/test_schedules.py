@@ -24,9 +24,9 @@ from timestep_client import Run, RunStatus, TimestepClient
 from timestep_client.v1 import schedules_pb2
 
 from tests.durability.conftest import WAIT
-from tests.e2e.helpers import collect_events, conversation, expect_rpc_error
 from tests.e2e.test_errors import details_of
-from tests.fakes.openai_responses import FakeOpenAI, text
+from timestep_testing.fakes.openai_responses import FakeOpenAI, text
+from timestep_testing.helpers import collect_events, conversation, expect_rpc_error
 
 EVERY_SECOND: Final = "* * * * * *"
 # DBOS notices a paused schedule on its next poll of the schedules table (once a second), so a

@@ -7,7 +7,7 @@ import json
 import grpc
 from timestep_client import TimestepClient
 
-from tests.e2e.helpers import expect_rpc_error
+from timestep_testing.helpers import expect_rpc_error
 
 
 async def test_list_agents_returns_the_assistant_and_the_billing_agent(client: TimestepClient) -> None:

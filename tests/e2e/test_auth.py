@@ -22,7 +22,10 @@ from timestep_client import RunStatus, TimestepClient
 from timestep_client.v1 import runs_pb2, schedules_pb2
 
 from tests.conftest import StartService
-from tests.e2e.helpers import (
+from tests.e2e.test_cli import REPO, cli_environment
+from timestep_testing.fakes.openai_responses import FakeOpenAI, text, tool_call
+from timestep_testing.harness import run_to_completion
+from timestep_testing.helpers import (
     EMAIL_ARGS,
     WAIT,
     collect_events,
@@ -33,9 +36,6 @@ from tests.e2e.helpers import (
     tenant_keys,
     unique,
 )
-from tests.e2e.test_cli import REPO, cli_environment
-from tests.fakes.openai_responses import FakeOpenAI, text, tool_call
-from tests.harness import run_to_completion
 
 ACME_KEY = "ts_acme-test-key-0123456789abcdef"
 GLOBEX_KEY = "ts_globex-test-key-0123456789abcdef"

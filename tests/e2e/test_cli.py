@@ -21,9 +21,9 @@ import pytest
 from timestep.commands.output import USAGE
 from timestep_client import RunStatus, TimestepClient
 
-from tests.e2e.helpers import WAIT
-from tests.fakes.openai_responses import FakeOpenAI, text
-from tests.harness import free_port, run_to_completion
+from timestep_testing.fakes.openai_responses import FakeOpenAI, text
+from timestep_testing.harness import free_port, run_to_completion
+from timestep_testing.helpers import WAIT
 
 REPO: Final = Path(__file__).resolve().parents[2]
 # Starting imports the Agents SDK and migrates the database: allow more than a plain RPC.

@@ -18,10 +18,10 @@ from typing import Any, Final
 from timestep.app import TimestepService
 from timestep_client import Run, RunStatus, TimestepClient
 
-from tests.e2e.helpers import EMAIL_ARGS, EMAIL_SENT, WAIT, function_call_outputs, unique
 from tests.e2e.test_cli import REPO, cli_environment
-from tests.fakes.openai_responses import FakeOpenAI, text, tool_call
-from tests.harness import free_port, run_to_completion
+from timestep_testing.fakes.openai_responses import FakeOpenAI, text, tool_call
+from timestep_testing.harness import free_port, run_to_completion
+from timestep_testing.helpers import EMAIL_ARGS, EMAIL_SENT, WAIT, function_call_outputs, unique
 
 # Each process imports the service package before it talks: allow more than a plain RPC.
 CLI_TIMEOUT: Final = 60.0

@@ -27,10 +27,10 @@ from timestep_client.v1 import runs_pb2, schedules_pb2, usage_pb2
 from timestep_client.v1.runs_pb2 import INTERRUPTION_STATUS_PENDING
 
 from tests.conftest import StartService
-from tests.e2e.helpers import EMAIL_ARGS, WAIT, conversation, unique
 from tests.e2e.test_errors import details_of
-from tests.fakes.openai_responses import FakeOpenAI, text, tool_call
-from tests.harness import ServeProcess, connect, free_port, serve_environment
+from timestep_testing.fakes.openai_responses import FakeOpenAI, text, tool_call
+from timestep_testing.harness import ServeProcess, connect, free_port, serve_environment
+from timestep_testing.helpers import EMAIL_ARGS, WAIT, conversation, unique
 
 ACME_KEY: Final = "ts_acme-cross-tenant-key-0123456789"
 GLOBEX_KEY: Final = "ts_globex-cross-tenant-key-0123456789"

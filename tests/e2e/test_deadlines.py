@@ -15,8 +15,8 @@ from timestep.runtime.providers import ModelConfig
 from timestep_client import RunStatus, TimestepClient
 
 from tests.conftest import TEST_API_KEY, StartService
-from tests.e2e.helpers import EMAIL_ARGS, WAIT, collect_events, expect_rpc_error, of_kind, pending
-from tests.fakes.openai_responses import FakeOpenAI, Usage, gate, response, text, tool_call
+from timestep_testing.fakes.openai_responses import FakeOpenAI, Usage, gate, response, text, tool_call
+from timestep_testing.helpers import EMAIL_ARGS, WAIT, collect_events, expect_rpc_error, of_kind, pending
 
 DEADLINE_S = 1.0
 

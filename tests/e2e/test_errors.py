@@ -35,8 +35,8 @@ from timestep.settings import MAX_SCHEDULE_INPUT_BYTES, Limits
 from timestep_client import RunStatus, TimestepClient
 from timestep_client.v1 import agents_pb2, runs_pb2, schedules_pb2, usage_pb2
 
-from tests.e2e.helpers import EMAIL_ARGS, WAIT, collect_events, db_state, expect_rpc_error, unique
-from tests.fakes.openai_responses import FakeOpenAI, error, text, tool_call
+from timestep_testing.fakes.openai_responses import FakeOpenAI, error, text, tool_call
+from timestep_testing.helpers import EMAIL_ARGS, WAIT, collect_events, db_state, expect_rpc_error, unique
 
 NOT_FOUND: Final = grpc.StatusCode.NOT_FOUND
 INVALID_ARGUMENT: Final = grpc.StatusCode.INVALID_ARGUMENT

@@ -18,9 +18,9 @@ import pytest
 from timestep.app import TimestepService
 from timestep_client import TimestepClient
 
-from tests.e2e.helpers import WAIT
-from tests.fakes.openai_responses import FakeOpenAI, text
-from tests.harness import run_to_completion
+from timestep_testing.fakes.openai_responses import FakeOpenAI, text
+from timestep_testing.harness import run_to_completion
+from timestep_testing.helpers import WAIT
 
 RUN_SERVICE: Final = "timestep.v1.RunService"
 AGENT_SERVICE: Final = "timestep.v1.AgentService"

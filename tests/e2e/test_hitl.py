@@ -8,7 +8,8 @@ import json
 import grpc
 from timestep_client import InterruptionStatus, RunStatus, TimestepClient
 
-from tests.e2e.helpers import (
+from timestep_testing.fakes.openai_responses import FakeOpenAI, function_call, text, tool_call, tool_calls
+from timestep_testing.helpers import (
     EMAIL_ARGS,
     EMAIL_SENT,
     arguments,
@@ -21,7 +22,6 @@ from tests.e2e.helpers import (
     pending,
     sequences,
 )
-from tests.fakes.openai_responses import FakeOpenAI, function_call, text, tool_call, tool_calls
 
 REFUND_ARGS = {"order_id": "A-1001", "amount": 42.5}
 

@@ -23,7 +23,8 @@ from timestep.runtime.providers import ModelConfig
 from timestep_client import InterruptionStatus, RunEvent, RunStatus, TimestepClient
 
 from tests.conftest import StartService
-from tests.e2e.helpers import (
+from timestep_testing.fakes.openai_responses import FakeOpenAI, text, tool_call
+from timestep_testing.helpers import (
     EventStream,
     collect_events,
     conversation,
@@ -33,7 +34,6 @@ from tests.e2e.helpers import (
     pending,
     sequences,
 )
-from tests.fakes.openai_responses import FakeOpenAI, text, tool_call
 
 HOSTILE: Final = (
     "NUL\x00 then a\x00b, emoji 🧪👩\u200d👩\u200d👧, RTL \u200f\u05e9\u05dc\u05d5\u05dd\u200f, "

@@ -16,8 +16,8 @@ from timestep.observability.interceptor import SHUTTING_DOWN
 from timestep_client import TimestepClient
 from timestep_client.v1 import runs_pb2
 
-from tests.e2e.helpers import WAIT, expect_rpc_error
-from tests.fakes.openai_responses import FakeOpenAI, gate, text
+from timestep_testing.fakes.openai_responses import FakeOpenAI, gate, text
+from timestep_testing.helpers import WAIT, expect_rpc_error
 
 
 async def test_drain_turns_health_not_serving_refuses_rpcs_and_ends_streams(

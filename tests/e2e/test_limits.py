@@ -22,7 +22,8 @@ from timestep_client import RunStatus, TimestepClient
 from timestep_client.v1 import agents_pb2, runs_pb2
 
 from tests.conftest import StartService
-from tests.e2e.helpers import (
+from timestep_testing.fakes.openai_responses import FakeOpenAI, gate, text
+from timestep_testing.helpers import (
     WAIT,
     collect_events,
     db_state,
@@ -30,7 +31,6 @@ from tests.e2e.helpers import (
     tenant_keys,
     unique,
 )
-from tests.fakes.openai_responses import FakeOpenAI, gate, text
 
 MAX_MESSAGE_BYTES: Final = Limits().max_message_bytes
 MAX_METADATA_BYTES: Final = Limits().max_metadata_bytes

@@ -9,8 +9,8 @@ from __future__ import annotations
 import grpc
 from timestep_client import Interruption, InterruptionStatus, RunStatus, TimestepClient
 
-from tests.e2e.helpers import EMAIL_ARGS, expect_rpc_error, pending, unique
-from tests.fakes.openai_responses import FakeOpenAI, function_call, text, tool_call, tool_calls
+from timestep_testing.fakes.openai_responses import FakeOpenAI, function_call, text, tool_call, tool_calls
+from timestep_testing.helpers import EMAIL_ARGS, expect_rpc_error, pending, unique
 
 
 async def all_pending_interruptions(client: TimestepClient) -> list[Interruption]:

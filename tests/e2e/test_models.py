@@ -17,7 +17,11 @@ from timestep.runtime.tools import web_search
 from timestep_client import RunStatus, TimestepClient
 
 from tests.conftest import TEST_API_KEY, StartService
-from tests.e2e.helpers import (
+from timestep_testing.fakes.firecrawl import FakeFirecrawl, hit, results
+from timestep_testing.fakes.ollama import FakeOllama
+from timestep_testing.fakes.openai_responses import FakeOpenAI, error, text, tool_call
+from timestep_testing.harness import assert_no_secret_anywhere
+from timestep_testing.helpers import (
     EMAIL_ARGS,
     EMAIL_SENT,
     EventStream,
@@ -28,10 +32,6 @@ from tests.e2e.helpers import (
     pending,
     statuses,
 )
-from tests.fakes.firecrawl import FakeFirecrawl, hit, results
-from tests.fakes.ollama import FakeOllama
-from tests.fakes.openai_responses import FakeOpenAI, error, text, tool_call
-from tests.harness import assert_no_secret_anywhere
 
 OLLAMA_MODEL = "ollama/llama3.2"
 OLLAMA_KEY = "ollama-secret-key-5c1d"

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from timestep.app import TimestepService
 
-from tests.fakes.openai_responses import FakeOpenAI, text, tool_call
+from timestep_testing.fakes.openai_responses import FakeOpenAI, text, tool_call
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 

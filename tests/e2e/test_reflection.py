@@ -11,7 +11,7 @@ from grpc_reflection.v1alpha import reflection_pb2
 from timestep.app import TimestepService
 from timestep_client import TimestepClient
 
-from tests.e2e.helpers import WAIT
+from timestep_testing.helpers import WAIT
 
 VERSIONS: Final = ("grpc.reflection.v1", "grpc.reflection.v1alpha")
 

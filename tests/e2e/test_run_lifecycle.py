@@ -10,7 +10,8 @@ from timestep.runtime.providers import ModelConfig
 from timestep_client import InterruptionStatus, RunStatus, TimestepClient
 
 from tests.conftest import StartService
-from tests.e2e.helpers import (
+from timestep_testing.fakes.openai_responses import FakeOpenAI, error, gate, text, tool_call
+from timestep_testing.helpers import (
     EMAIL_ARGS,
     WAIT,
     EventStream,
@@ -23,7 +24,6 @@ from tests.e2e.helpers import (
     statuses,
     unique,
 )
-from tests.fakes.openai_responses import FakeOpenAI, error, gate, text, tool_call
 
 # ----- creating runs -------------------------------------------------------------------------
 

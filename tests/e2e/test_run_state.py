@@ -14,7 +14,10 @@ from timestep.examples.agents import assistant
 from timestep_client import InterruptionStatus, RunStatus, StateFormat, TimestepClient
 from timestep_client.v1 import runs_pb2
 
-from tests.e2e.helpers import (
+from tests.interop import golden_vectors as golden
+from tests.interop.scenarios import CONTEXT, REJECTION
+from timestep_testing.fakes.openai_responses import FakeOpenAI, function_call, text, tool_call, tool_calls
+from timestep_testing.helpers import (
     EMAIL_ARGS,
     EMAIL_SENT,
     arguments,
@@ -25,9 +28,6 @@ from tests.e2e.helpers import (
     pending,
     unique,
 )
-from tests.fakes.openai_responses import FakeOpenAI, function_call, text, tool_call, tool_calls
-from tests.interop import golden_vectors as golden
-from tests.interop.scenarios import CONTEXT, REJECTION
 
 SCHEMA_VERSION = "1.21"
 

@@ -4,8 +4,15 @@ from __future__ import annotations
 
 from timestep_client import RunStatus, TimestepClient
 
-from tests.e2e.helpers import EMAIL_ARGS, EMAIL_SENT, conversation, function_call_outputs, pending, unique
-from tests.fakes.openai_responses import FakeOpenAI, text, tool_call
+from timestep_testing.fakes.openai_responses import FakeOpenAI, text, tool_call
+from timestep_testing.helpers import (
+    EMAIL_ARGS,
+    EMAIL_SENT,
+    conversation,
+    function_call_outputs,
+    pending,
+    unique,
+)
 
 
 async def test_a_second_run_in_the_same_session_sees_the_first_runs_conversation(

@@ -12,7 +12,8 @@ from timestep.app import ServiceConfig, TimestepService
 from timestep.runtime.providers import ModelConfig
 from timestep_client import RunEvent, RunStatus, TimestepClient
 
-from tests.e2e.helpers import (
+from timestep_testing.fakes.openai_responses import FakeOpenAI, gate, text, tool_call
+from timestep_testing.helpers import (
     EMAIL_ARGS,
     WAIT,
     EventStream,
@@ -27,7 +28,6 @@ from tests.e2e.helpers import (
     unique,
     wait_until,
 )
-from tests.fakes.openai_responses import FakeOpenAI, gate, text, tool_call
 
 is_text_delta = is_kind("text_delta")
 

@@ -25,10 +25,10 @@ from timestep_client import RunStatus, TimestepClient, TlsOptions
 from timestep_client.v1 import agents_pb2
 
 from tests.conftest import StartService
-from tests.e2e.helpers import WAIT, expect_rpc_error
 from tests.e2e.test_cli import REPO, run_cli
 from tests.e2e.test_cli_commands import timestep
-from tests.fakes.openai_responses import FakeOpenAI, text
+from timestep_testing.fakes.openai_responses import FakeOpenAI, text
+from timestep_testing.helpers import WAIT, expect_rpc_error
 
 
 @dataclass(frozen=True)

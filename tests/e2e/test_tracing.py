@@ -9,9 +9,9 @@ from timestep_client import RunStatus, TimestepClient
 from timestep_client.v1 import runs_pb2
 
 from tests.conftest import StartService
-from tests.e2e.helpers import EMAIL_ARGS, WAIT, pending
-from tests.fakes.openai_responses import FakeOpenAI, text, tool_call
-from tests.fakes.otlp import FakeCollector, ReceivedSpan
+from timestep_testing.fakes.openai_responses import FakeOpenAI, text, tool_call
+from timestep_testing.fakes.otlp import FakeCollector, ReceivedSpan
+from timestep_testing.helpers import EMAIL_ARGS, WAIT, pending
 
 CALLER_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 CALLER_SPAN = "00f067aa0ba902b7"

@@ -12,9 +12,9 @@ from timestep.runtime.providers import ModelConfig
 from timestep_client import RunStatus, TimestepClient
 
 from tests.conftest import StartService
-from tests.e2e.helpers import EMAIL_ARGS, collect_events, expect_rpc_error, of_kind, pending
-from tests.fakes.ollama import FakeOllama
-from tests.fakes.openai_responses import FakeOpenAI, Turn, Usage, error, response, text, tool_call
+from timestep_testing.fakes.ollama import FakeOllama
+from timestep_testing.fakes.openai_responses import FakeOpenAI, Turn, Usage, error, response, text, tool_call
+from timestep_testing.helpers import EMAIL_ARGS, collect_events, expect_rpc_error, of_kind, pending
 
 # gpt-4.1 list prices, US dollars per million tokens: input 2.00, cached input 0.50, output 8.00.
 FIRST = Usage(input_tokens=1000, output_tokens=200, cached_tokens=400, reasoning_tokens=50)

@@ -14,9 +14,9 @@ from timestep.runtime.registry import AgentRegistry
 from timestep_client import RunStatus, TimestepClient
 
 from tests.conftest import FIRECRAWL_TEST_KEY, StartService
-from tests.e2e.helpers import collect_events, function_call_outputs, of_kind
-from tests.fakes.firecrawl import FakeFirecrawl, hit, results
-from tests.fakes.openai_responses import FakeOpenAI, text, tool_call
+from timestep_testing.fakes.firecrawl import FakeFirecrawl, hit, results
+from timestep_testing.fakes.openai_responses import FakeOpenAI, text, tool_call
+from timestep_testing.helpers import collect_events, function_call_outputs, of_kind
 
 KEY = FIRECRAWL_TEST_KEY
 SEARCH = {

@@ -28,9 +28,9 @@ from timestep.store.content import ESCAPE
 from timestep.store.runs import RunStore, SegmentOutcome
 from timestep.store.sessions import PostgresSession
 
-from tests.e2e.helpers import conversation
-from tests.fakes.openai_responses import FakeOpenAI, tool_call
 from tests.integration.test_library_api import config, make_agent
+from timestep_testing.fakes.openai_responses import FakeOpenAI, tool_call
+from timestep_testing.helpers import conversation
 
 HOSTILE: Final = {
     "nul": "\x00",

@@ -23,7 +23,7 @@ from agents.stream_events import StreamEvent
 from timestep import PostgresSession, RunStateStore, run_agent
 from timestep.store.database import shared_pool
 
-from tests.fakes.openai_responses import FakeOpenAI, text, tool_call
+from timestep_testing.fakes.openai_responses import FakeOpenAI, text, tool_call
 
 EMAIL_ARGS = {"to": "bob@example.com", "subject": "Hi", "body": "Hello Bob"}
 

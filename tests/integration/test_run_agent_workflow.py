@@ -16,7 +16,7 @@ from timestep import (
 )
 from timestep.examples.agents import assistant
 
-from tests.fakes.openai_responses import FakeOpenAI, text, tool_call
+from timestep_testing.fakes.openai_responses import FakeOpenAI, text, tool_call
 
 
 @pytest.fixture

@@ -22,9 +22,9 @@ from typing import Any, Final
 from timestep.state.codec import convert
 from timestep.state.document import PYTHON, TYPESCRIPT, StateDocument
 
-from tests.fakes.openai_responses import FakeOpenAI
 from tests.interop.scenarios import SCENARIOS, Scenario, python_state, typescript_state
 from tests.interop.typescript import prepare_package
+from timestep_testing.fakes.openai_responses import FakeOpenAI
 
 DIRECTORY: Final = Path(__file__).resolve().parent / "golden"
 _CLOCK_FIELDS: Final = ("created_at", "completed_at")

@@ -14,8 +14,8 @@ from typing import Any, Final
 from agents import Runner, RunState, SQLiteSession
 from timestep.examples.agents import assistant
 
-from tests.e2e.helpers import EMAIL_ARGS, in_process_run_config
-from tests.fakes.openai_responses import (
+from tests.interop.typescript import run_scenario
+from timestep_testing.fakes.openai_responses import (
     FakeOpenAI,
     Turn,
     function_call,
@@ -24,7 +24,7 @@ from tests.fakes.openai_responses import (
     tool_call,
     tool_calls,
 )
-from tests.interop.typescript import run_scenario
+from timestep_testing.helpers import EMAIL_ARGS, in_process_run_config
 
 EVE_ARGS: Final = {**EMAIL_ARGS, "to": "eve@example.com"}
 REFUND_ARGS: Final = {"order_id": "A-1001", "amount": 12.5}

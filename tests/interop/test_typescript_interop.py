@@ -26,11 +26,11 @@ from timestep.app import TimestepService
 from timestep.store.sessions import PostgresSession
 from timestep_client import Run, RunStatus, TimestepClient
 
-from tests.e2e.helpers import EMAIL_ARGS, EMAIL_SENT, function_call_outputs, unique
-from tests.fakes.openai_responses import JSON, FakeOpenAI, Turn, text
 from tests.interop import golden_vectors as golden
 from tests.interop.scenarios import CONTEXT, SCENARIOS, Decision, Scenario
 from tests.interop.typescript import PACKAGE, run_node, run_scenario
+from timestep_testing.fakes.openai_responses import JSON, FakeOpenAI, Turn, text
+from timestep_testing.helpers import EMAIL_ARGS, EMAIL_SENT, function_call_outputs, unique
 
 pytestmark = pytest.mark.usefixtures("typescript_package")
 

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final
 
-from tests.harness import run_to_completion
+from timestep_testing.harness import run_to_completion
 
 PACKAGE: Final = Path(__file__).resolve().parent / "ts"
 NODE_TIMEOUT: Final = 60.0

@@ -11,7 +11,7 @@ from timestep.commands.output import EXIT_CODES, REFUSED, UNAVAILABLE, Progress,
 from timestep.commands.schedules import format_schedule
 from timestep_client.v1 import runs_pb2, schedules_pb2
 
-from tests.harness import REPO
+from timestep_testing.harness import REPO
 
 
 class Terminal(io.StringIO):

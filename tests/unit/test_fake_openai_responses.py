@@ -23,7 +23,7 @@ from agents import (
 from openai.types.responses import Response, ResponseStreamEvent, ResponseTextDeltaEvent
 from pydantic import TypeAdapter
 
-from tests.fakes.openai_responses import (
+from timestep_testing.fakes.openai_responses import (
     INPUT_TOKENS_PER_REQUEST,
     OUTPUT_TOKENS_PER_FUNCTION_CALL,
     FakeOpenAI,

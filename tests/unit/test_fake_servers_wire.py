@@ -8,9 +8,9 @@ from typing import Any
 
 import aiohttp
 
-from tests.fakes.firecrawl import FakeFirecrawl, hit, results
-from tests.fakes.ollama import FakeOllama
-from tests.fakes.openai_responses import INPUT_TOKENS_PER_REQUEST, response, text, tool_call
+from timestep_testing.fakes.firecrawl import FakeFirecrawl, hit, results
+from timestep_testing.fakes.ollama import FakeOllama
+from timestep_testing.fakes.openai_responses import INPUT_TOKENS_PER_REQUEST, response, text, tool_call
 
 
 async def post(url: str, body: dict[str, Any]) -> tuple[int, str, str]:

@@ -15,9 +15,9 @@ from agents import Agent, RunConfig, Runner, function_tool
 from openai.types.responses import ResponseTextDeltaEvent
 from timestep import ModelProviderError, MultiModelProvider, MultiModelProviderMap, OllamaModelProvider
 
-from tests.e2e.helpers import WAIT
-from tests.fakes.ollama import FakeOllama
-from tests.fakes.openai_responses import INPUT_TOKENS_PER_REQUEST, error, gate, text, tool_call
+from timestep_testing.fakes.ollama import FakeOllama
+from timestep_testing.fakes.openai_responses import INPUT_TOKENS_PER_REQUEST, error, gate, text, tool_call
+from timestep_testing.helpers import WAIT
 
 MODEL = "ollama/llama3.2"
 CLOUD_KEY = "ollama-test-key-0123"

@@ -15,8 +15,8 @@ from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from openai.types.responses import ResponseTextDeltaEvent
 from timestep import MultiModelProvider
 
-from tests.fakes.openai_chat import FakeChatCompletions
-from tests.fakes.openai_responses import Usage, error, response, text, tool_call
+from timestep_testing.fakes.openai_chat import FakeChatCompletions
+from timestep_testing.fakes.openai_responses import Usage, error, response, text, tool_call
 
 
 @pytest.fixture

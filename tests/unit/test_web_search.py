@@ -12,8 +12,8 @@ from timestep import web_search
 from timestep.runtime.tools import search_web
 
 from tests.conftest import FIRECRAWL_TEST_KEY
-from tests.fakes.firecrawl import FakeFirecrawl, hit, results
-from tests.fakes.openai_responses import error
+from timestep_testing.fakes.firecrawl import FakeFirecrawl, hit, results
+from timestep_testing.fakes.openai_responses import error
 
 KEY = FIRECRAWL_TEST_KEY
 

@@ -1,5 +1,5 @@
-"""Helpers shared by the end-to-end tests: following event streams with timeouts, reading what
-the fake model was sent, and checking gRPC errors.
+"""Helpers for tests against a running service: following event streams with timeouts, reading
+what the fake model was sent, and checking gRPC errors.
 
 Nothing here sleeps: every wait is bounded by `asyncio.wait_for` and ends as soon as the awaited
 thing happens.
@@ -22,8 +22,8 @@ from timestep.api.auth import ApiKeys, hash_key
 from timestep_client import Interruption, InterruptionStatus, Run, RunEvent, RunStatus, TimestepClient
 from timestep_client.v1 import runs_pb2
 
-from tests.fakes.openai_responses import JSON, FakeOpenAI, ModelTurn
-from tests.fakes.openai_responses import Usage as FakeUsage
+from timestep_testing.fakes.openai_responses import JSON, FakeOpenAI, ModelTurn
+from timestep_testing.fakes.openai_responses import Usage as FakeUsage
 
 WAIT: Final = 10.0
 """Upper bound for any wait on the service or the fake; never used as a sleep."""

@@ -34,9 +34,16 @@ from typing import Any, Final, TypeVar
 import grpc
 from timestep_client import InterruptionStatus, RunEvent, RunStatus, TimestepClient
 
-from tests.durability.agents import TOOL_GATES_ENV, TOOL_LOG_ENV, TOOL_SOCKET_ENV
-from tests.fakes.openai_responses import FakeOpenAI, Turn, text, tool_call
-from tests.harness import REPO, RestartablePostgres, ServeProcess, connect, create_database, free_port
+from timestep_testing.fakes.openai_responses import FakeOpenAI, Turn, text, tool_call
+from timestep_testing.gated_agents import AGENTS_OPTION, TOOL_GATES_ENV, TOOL_LOG_ENV, TOOL_SOCKET_ENV
+from timestep_testing.harness import (
+    RestartablePostgres,
+    ServeProcess,
+    connect,
+    create_database,
+    free_port,
+    serve_environment,
+)
 
 SEED_ENV: Final = "TIMESTEP_SOAK_SEED"
 ARRIVAL_S: Final = 0.8
@@ -359,15 +366,8 @@ async def soak(seed: int, replicas: int = 2) -> Any:
     world = Soak(seed, directory, postgres, model)
     try:
         database = await create_database(postgres.dsn, "timestep_soak")
-        prefixes = ("OPENAI_", "TIMESTEP_", "OLLAMA_", "FIRECRAWL_")
-        env = {key: value for key, value in os.environ.items() if not key.startswith(prefixes)}
-        env.update(
-            PG_CONNECTION_URI=database,
-            OPENAI_API_KEY="soak",
-            OPENAI_BASE_URL=model.base_url,
-            PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
-            **{TOOL_LOG_ENV: str(world.log), TOOL_GATES_ENV: str(directory), TOOL_SOCKET_ENV: ""},
-        )
+        env = serve_environment(database, model.base_url, "soak")
+        env.update({TOOL_LOG_ENV: str(world.log), TOOL_GATES_ENV: str(directory), TOOL_SOCKET_ENV: ""})
         for name in ("soak-a", "soak-b", "soak-c")[:replicas]:
             replica = ServeProcess(
                 name,
@@ -376,7 +376,7 @@ async def soak(seed: int, replicas: int = 2) -> Any:
                     "--host",
                     "127.0.0.1",
                     "--agents",
-                    "tests.durability.agents:AGENTS",
+                    AGENTS_OPTION,
                     "--replica-timeout",
                     REPLICA_TIMEOUT_S,
                 ],

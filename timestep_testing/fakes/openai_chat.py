@@ -9,7 +9,7 @@ value for ``OPENAI_BASE_URL``) answering ``POST /v1/chat/completions`` in the re
   argument pieces, a final chunk with ``finish_reason``, a usage chunk (empty ``choices``) when
   ``stream_options.include_usage`` is set, then ``data: [DONE]``.
 
-Turns and the usage rule are `tests.fakes.openai_responses`'s (``text()``, ``tool_call()``,
+Turns and the usage rule are `timestep_testing.fakes.openai_responses`'s (``text()``, ``tool_call()``,
 ``response(..., usage=Usage(...))``, ``error()``, ``gate()``); usage is reported as
 ``prompt_tokens`` / ``completion_tokens`` with ``cached_tokens`` and ``reasoning_tokens`` details.
 An empty script answers 500 (with ``x-should-retry: false``); other paths 404.
@@ -23,8 +23,8 @@ from typing import Any, Final
 
 from aiohttp import web
 
-from tests.fakes.openai_responses import ErrorTurn, FunctionCall, Message, ModelTurn, Turn, Usage
-from tests.fakes.scripted import JSON, ScriptedServer, json_body
+from timestep_testing.fakes.openai_responses import ErrorTurn, FunctionCall, Message, ModelTurn, Turn, Usage
+from timestep_testing.fakes.scripted import JSON, ScriptedServer, json_body
 
 _ARGUMENT_DELTA_SIZE: Final = 16
 _NO_RETRY: Final = {"x-should-retry": "false"}

@@ -1,5 +1,6 @@
-"""Agents for the durability tests, loaded by `timestep serve --agents tests.durability.agents:AGENTS`
-in the server processes the tests start (the repository root is on their PYTHONPATH).
+"""Agents for the durability tests and the chaos soak, loaded by
+`timestep serve --agents timestep_testing.gated_agents:AGENTS` in the server processes they start
+(the repository root is on their PYTHONPATH).
 
 `worker`'s tools are slow on purpose, so that a test can kill the server while one runs. Each
 call of one (label L) appends "start <tool> L" to the file named by `TOOL_LOG_ENV`, waits until
@@ -20,6 +21,8 @@ from agents.tool_context import ToolContext
 from timestep import not_idempotent
 from timestep.examples.agents import AGENTS as EXAMPLE_AGENTS
 
+# `timestep serve --agents` with this loads `AGENTS`.
+AGENTS_OPTION: Final = f"{__name__}:AGENTS"
 TOOL_LOG_ENV: Final = "TIMESTEP_TEST_TOOL_LOG"
 TOOL_GATES_ENV: Final = "TIMESTEP_TEST_TOOL_GATES"
 TOOL_SOCKET_ENV: Final = "TIMESTEP_TEST_TOOL_SOCKET"

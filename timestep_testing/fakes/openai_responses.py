@@ -56,7 +56,7 @@ from typing import Any, Final, TypeAlias, TypeVar
 
 from aiohttp import web
 
-from tests.fakes.scripted import JSON, ScriptedServer, json_body
+from timestep_testing.fakes.scripted import JSON, ScriptedServer, json_body
 
 __all__ = [
     "DEFAULT_MODEL",

@@ -12,12 +12,12 @@ into ``OLLAMA_HOST``) answering ``POST /api/chat`` the way Ollama does:
 Tool calls carry an ``id`` only when the script gives a ``call_id``: Ollama may omit ids, and
 clients must then make their own.
 
-Turns are `tests.fakes.openai_responses`'s: ``text()``, ``tool_call()``, ``tool_calls()``,
+Turns are `timestep_testing.fakes.openai_responses`'s: ``text()``, ``tool_call()``, ``tool_calls()``,
 ``response()``, ``gate()`` and ``error(status, message, headers=...)``, which answers Ollama's
 error shape ``{"error": message}`` (e.g. 404 ``model "x" not found, try pulling it first``,
 401 ``unauthorized``, 429 with ``Retry-After``). Usage follows FakeOpenAI's rule: 10 input
 tokens per request, output tokens = words of text + 5 per tool call, so
-`tests.e2e.helpers.assert_usage` works for both.
+`timestep_testing.helpers.assert_usage` works for both.
 
 An empty script answers 500 (Ollama's clients do not retry it); any other path answers 404
 ``404 page not found`` like Ollama's router.
@@ -31,8 +31,8 @@ from typing import Any, Final
 
 from aiohttp import web
 
-from tests.fakes.openai_responses import ErrorTurn, FunctionCall, Message, ModelTurn, Turn
-from tests.fakes.scripted import JSON, ScriptedServer, json_body
+from timestep_testing.fakes.openai_responses import ErrorTurn, FunctionCall, Message, ModelTurn, Turn
+from timestep_testing.fakes.scripted import JSON, ScriptedServer, json_body
 
 FAKE_DURATION_NS: Final = 1_000_000
 

@@ -8,7 +8,7 @@ answering ``POST /v2/search`` like Firecrawl's v2 API:
 
 Each request consumes one turn: ``results(hit(url, title, description), ...)`` — of which at
 most the request's ``limit`` are returned, as Firecrawl does — or ``error(status, message)``
-(from `tests.fakes.openai_responses`), answered as ``{"success": false, "error": message}``.
+(from `timestep_testing.fakes.openai_responses`), answered as ``{"success": false, "error": message}``.
 Script ``error(401, "Unauthorized: Invalid token")`` for a refused key. An empty script answers
 500; other paths 404.
 """
@@ -21,8 +21,8 @@ from typing import Any, TypeAlias
 
 from aiohttp import web
 
-from tests.fakes.openai_responses import ErrorTurn
-from tests.fakes.scripted import ScriptedServer, json_body
+from timestep_testing.fakes.openai_responses import ErrorTurn
+from timestep_testing.fakes.scripted import ScriptedServer, json_body
 
 
 @dataclass(frozen=True)
