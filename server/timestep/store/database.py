@@ -20,15 +20,11 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
-from asyncpg.pool import PoolConnectionProxy
 
 from timestep.store import content
 from timestep.store.migrations import migrate
 
 log = logging.getLogger(__name__)
-
-# What pool.acquire() yields; the store's helpers take either kind.
-Connection = asyncpg.Connection | PoolConnectionProxy
 
 DEFAULT_DATABASE_NAME = "timestep"
 LOCAL_SERVER = ("127.0.0.1", 5432)

@@ -13,9 +13,8 @@ import asyncpg
 
 from timestep.domain import PendingEvent, RunEvent
 from timestep.store.content import escape_texts
-from timestep.store.database import Connection
 from timestep.store.retry import retried
-from timestep.store.rows import event_from_row, run_not_found
+from timestep.store.rows import Connection, event_from_row, run_not_found
 
 # Other processes LISTEN here to learn that a run has new stored events
 # ("origin:run_id:last_sequence").

@@ -7,8 +7,7 @@ from collections.abc import Sequence
 
 from timestep.domain import Interruption, InterruptionStatus, NewInterruption, Run, RunStatus
 from timestep.errors import FailedPreconditionError, NotFoundError
-from timestep.store.database import Connection
-from timestep.store.rows import interruption_from_row, new_id
+from timestep.store.rows import Connection, interruption_from_row, new_id
 
 # How much of a recorded rejection message an error repeats (trailers are small).
 ECHOED_MESSAGE_LENGTH = 1024

@@ -1,5 +1,5 @@
-"""What the stores share about runs: how a run, its interruptions and its events are read from
-their rows, and the NOT_FOUND of a run that does not exist."""
+"""What the stores share: the connection type their helpers take, how a run, its interruptions,
+its events and usage are read from their rows, and the NOT_FOUND of a run that does not exist."""
 
 from __future__ import annotations
 
@@ -9,10 +9,38 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 
-from timestep.domain import EventKind, Interruption, InterruptionStatus, Run, RunError, RunEvent, RunStatus
+from timestep.domain import (
+    EventKind,
+    Interruption,
+    InterruptionStatus,
+    Run,
+    RunError,
+    RunEvent,
+    RunStatus,
+    Usage,
+)
 from timestep.errors import NotFoundError
-from timestep.store.usage import USAGE_COLUMNS, usage_from_row
+
+# What pool.acquire() yields; the stores' helpers take either kind.
+Connection = asyncpg.Connection | PoolConnectionProxy
+
+# The usage columns, in the order of Usage.values().
+USAGE_COLUMNS = (
+    "requests",
+    "input_tokens",
+    "output_tokens",
+    "total_tokens",
+    "cached_tokens",
+    "reasoning_tokens",
+    "cost_usd",
+)
+
+
+def usage_from_row(row: asyncpg.Record | dict[str, Any], prefix: str = "") -> Usage:
+    return Usage(*(row[f"{prefix}{column}"] for column in USAGE_COLUMNS))
+
 
 # What a Run is read from: the columns of `runs` (not its input, which can be large; see
 # get_run_input), and, in the same query, its interruptions as JSON (not as an array of the

@@ -45,7 +45,6 @@ from timestep.errors import (
     ResourceExhaustedError,
 )
 from timestep.scope import Scope
-from timestep.store.database import Connection
 from timestep.store.events import EventStore
 from timestep.store.interruptions import decide, insert_interruptions
 from timestep.store.pages import clamp_page_size, decode_page_token, encode_page_token
@@ -53,6 +52,7 @@ from timestep.store.retry import retried
 from timestep.store.rows import (
     RUN_COLUMNS,
     RUN_INTERRUPTIONS,
+    Connection,
     interruption_from_row,
     interruptions_from_json,
     new_id,

@@ -4,28 +4,12 @@ finishing transaction) and summaries over model calls for UsageService.GetUsage.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import asyncpg
 
 from timestep.domain import ModelCall, Usage, UsageFilter, UsageGroup, UsageSummary
 from timestep.scope import Scope
-from timestep.store.database import Connection
-
-# The usage columns, in the order of Usage.values().
-USAGE_COLUMNS = (
-    "requests",
-    "input_tokens",
-    "output_tokens",
-    "total_tokens",
-    "cached_tokens",
-    "reasoning_tokens",
-    "cost_usd",
-)
-
-
-def usage_from_row(row: asyncpg.Record | dict[str, Any], prefix: str = "") -> Usage:
-    return Usage(*(row[f"{prefix}{column}"] for column in USAGE_COLUMNS))
+from timestep.store.rows import USAGE_COLUMNS, Connection, usage_from_row
 
 
 async def record_segment_usage(
