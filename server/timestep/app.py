@@ -190,7 +190,7 @@ class TimestepService:
             models = model_config.provider()
             # Closed once the segments have stopped.
             stack.push_async_callback(models.aclose)
-            store = RunStore(pool, origin=executor_id)
+            store = RunStore(pool, origin=executor_id, max_active_runs=config.limits.max_active_runs)
             executor = SegmentExecutor(
                 store,
                 bus,

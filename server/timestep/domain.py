@@ -138,8 +138,6 @@ class UsageFilter:
     end: datetime | None = None
     agent: str = ""
     model: str = ""
-    # Only this tenant's runs; None: every tenant's (internal callers).
-    tenant: str | None = None
 
 
 @dataclass(frozen=True)
@@ -357,8 +355,6 @@ class RunFilter:
     agent: str = ""
     status: RunStatus | None = None
     session_id: str = ""
-    # Only this tenant's runs; None: every tenant's (internal callers).
-    tenant: str | None = None
 
 
 @dataclass(frozen=True)

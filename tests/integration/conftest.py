@@ -6,6 +6,8 @@ from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
+from timestep.durability.journal_store import JournalStore
+from timestep.durability.replica_store import ReplicaStore
 from timestep.store.database import open_pool
 from timestep.store.runs import RunStore
 
@@ -23,3 +25,13 @@ async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
 @pytest.fixture
 def store(pool: asyncpg.Pool) -> RunStore:
     return RunStore(pool)
+
+
+@pytest.fixture
+def journal_store(pool: asyncpg.Pool) -> JournalStore:
+    return JournalStore(pool)
+
+
+@pytest.fixture
+def replica_store(pool: asyncpg.Pool) -> ReplicaStore:
+    return ReplicaStore(pool)

@@ -23,6 +23,7 @@ from timestep.domain import (
     Snapshot,
     Usage,
 )
+from timestep.scope import Scope
 from timestep.store.content import ESCAPE
 from timestep.store.runs import RunStore, SegmentOutcome
 from timestep.store.sessions import PostgresSession
@@ -89,20 +90,20 @@ async def test_every_content_column_of_a_run_comes_back_exactly(store: RunStore,
     # The same request finds the same run (the fingerprint and request id compare as stored).
     again, _, created_again = await store.create_run(new_run)
     assert (again.id, created_again) == (run.id, False)
-    listed = await store.list_runs(RunFilter(session_id=new_run.session_id), 10, "")
+    listed = await store.list_runs(Scope.ALL, RunFilter(session_id=new_run.session_id), 10, "")
     assert [r.id for r in listed.items] == [run.id]
 
     with_items, _, _ = await store.create_run(NewRun(agent=unique("agent"), input=items))
     assert await store.get_run_input(with_items.id) == items
-    await store.cancel_run(with_items.id, CANCELLED)
+    await store.cancel_run(Scope.ALL, with_items.id, CANCELLED)
 
     await store.begin_segment(run.id, 1)
-    stored = await store.append_events(
+    stored = await store.events.append_events(
         run.id, 1, [PendingEvent(EventKind.MESSAGE_OUTPUT, payload(hostile), dedupe_key="1:" + hostile)]
     )
     # A replay of the keyed event stores nothing again.
     assert (
-        await store.append_events(
+        await store.events.append_events(
             run.id, 1, [PendingEvent(EventKind.MESSAGE_OUTPUT, payload(hostile), dedupe_key="1:" + hostile)]
         )
         == []
@@ -137,21 +138,24 @@ async def test_every_content_column_of_a_run_comes_back_exactly(store: RunStore,
         "call" + hostile,
         json.dumps({"body": hostile}) + hostile,
     )
-    listed_pending = await store.list_interruptions("", 500, "")
+    listed_pending = await store.list_interruptions(Scope.ALL, "", 500, "")
     assert pending in listed_pending.items or listed_pending.next_page_token
 
     decided, _ = await store.decide_interruption(
-        run.id, pending.id, InterruptionStatus.REJECTED, always=False, message=hostile
+        Scope.ALL, run.id, pending.id, InterruptionStatus.REJECTED, always=False, message=hostile
     )
     assert decided.message == hostile
-    reread = await store.get_run(run.id)
+    reread = await store.get_run(Scope.ALL, run.id)
     assert reread.interruptions == [decided]
-    assert reread == (await store.list_runs(RunFilter(session_id=new_run.session_id), 10, "")).items[0]
+    assert (
+        reread
+        == (await store.list_runs(Scope.ALL, RunFilter(session_id=new_run.session_id), 10, "")).items[0]
+    )
 
-    cancelled, _ = await store.cancel_run(run.id, RunError("cancelled", hostile))
+    cancelled, _ = await store.cancel_run(Scope.ALL, run.id, RunError("cancelled", hostile))
     assert cancelled.error == RunError("cancelled", hostile)
 
-    all_events = await store.list_events(run.id, 0)
+    all_events = await store.events.list_events(run.id, 0)
     assert [e.payload for e in all_events if e.kind is EventKind.MESSAGE_OUTPUT] == [payload(hostile)]
     assert stored[0].payload == payload(hostile)
     final = [e.payload for e in events if e.kind is EventKind.FINAL_OUTPUT]
@@ -178,7 +182,7 @@ async def test_session_items_come_back_exactly(pool: asyncpg.Pool) -> None:
 async def test_a_megabyte_of_cjk_comes_back_exactly(store: RunStore) -> None:
     run, _, _ = await store.create_run(NewRun(agent=unique("agent"), input=CJK))
     await store.begin_segment(run.id, 1)
-    await store.append_events(run.id, 1, [PendingEvent(EventKind.MESSAGE_OUTPUT, {"text": CJK})])
+    await store.events.append_events(run.id, 1, [PendingEvent(EventKind.MESSAGE_OUTPUT, {"text": CJK})])
     snapshot = Snapshot("python", "1.0", json.dumps({"input": CJK}, ensure_ascii=False))
     finished, _ = await store.finish_segment(
         run.id,
@@ -191,9 +195,9 @@ async def test_a_megabyte_of_cjk_comes_back_exactly(store: RunStore) -> None:
     assert finished.final_output == CJK
     assert await store.get_run_input(run.id) == CJK
     assert await store.latest_snapshot(run.id) == snapshot
-    assert [e.payload for e in await store.list_events(run.id, 0) if e.kind is EventKind.MESSAGE_OUTPUT] == [
-        {"text": CJK}
-    ]
+    assert [
+        e.payload for e in await store.events.list_events(run.id, 0) if e.kind is EventKind.MESSAGE_OUTPUT
+    ] == [{"text": CJK}]
 
 
 async def test_ordinary_text_is_stored_as_it_is(store: RunStore, pool: asyncpg.Pool) -> None:
@@ -201,7 +205,7 @@ async def test_ordinary_text_is_stored_as_it_is(store: RunStore, pool: asyncpg.P
     text unchanged (what other tools reading the database see)."""
     text = "plain é 漢字 🧪 \u200f"
     run, _, _ = await store.create_run(NewRun(agent=unique("agent"), input=text, metadata={"k": text}))
-    await store.cancel_run(run.id, CANCELLED)
+    await store.cancel_run(Scope.ALL, run.id, CANCELLED)
 
     row = await pool.fetchrow(
         "SELECT input #>> '{}' AS input, metadata ->> 'k' AS k FROM runs WHERE id = $1", run.id

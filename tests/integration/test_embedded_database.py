@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from timestep.domain import NewRun, RunStatus
+from timestep.scope import Scope
 from timestep.store.database import (
     DEFAULT_DATABASE_NAME,
     _start_embedded_server,
@@ -53,9 +54,9 @@ async def test_embedded_server_starts_migrates_and_stores_a_run(data_dir: Path) 
         )
 
         assert created
-        stored = await store.get_run(run.id)
+        stored = await store.get_run(Scope.ALL, run.id)
         assert stored.status is RunStatus.QUEUED
         assert await store.get_run_input(run.id) == "Hello"
-        assert await store.list_events(run.id, 0) == events
+        assert await store.events.list_events(run.id, 0) == events
     finally:
         await pool.close()

@@ -28,11 +28,12 @@ from timestep.errors import FailedPreconditionError, NotFoundError
 from timestep.runs.events import EventBus
 from timestep.runs.relay import relayed_bus
 from timestep.runs.streaming import follow_run
+from timestep.scope import Scope
 from timestep.store.runs import RunStore, SegmentOutcome
 
 
 def follow(store: RunStore, bus: EventBus, run_id: str, after: int) -> AsyncGenerator[RunEvent, None]:
-    return cast(AsyncGenerator[RunEvent, None], follow_run(store, bus, run_id, after))
+    return cast(AsyncGenerator[RunEvent, None], follow_run(store, bus, Scope.ALL, run_id, after))
 
 
 WAIT = 10.0  # an upper bound so a bug fails the test instead of hanging it; never a sleep
@@ -71,9 +72,9 @@ async def finish(store: RunStore, run_id: str) -> list[RunEvent]:
 
 async def test_a_stopped_run_replays_from_the_cursor_and_ends(store: RunStore) -> None:
     run_id = await running_run(store)
-    await store.append_events(run_id, 1, [message("one")])
+    await store.events.append_events(run_id, 1, [message("one")])
     await finish(store, run_id)
-    stored = await store.list_events(run_id, 0)
+    stored = await store.events.list_events(run_id, 0)
     bus = EventBus()
 
     everything = await drain(follow(store, bus, run_id, 0))
@@ -93,20 +94,20 @@ async def test_live_events_follow_the_replay_exactly_once(store: RunStore) -> No
     assert [(await next_event(stream)).sequence for _ in range(2)] == [1, 2]
     assert bus.subscriber_count(run_id) == 1
 
-    first = await store.append_events(run_id, 1, [message("a"), message("b")])  # 3, 4
+    first = await store.events.append_events(run_id, 1, [message("a"), message("b")])  # 3, 4
     bus.publish(first)
     assert [(await next_event(stream)).sequence for _ in range(2)] == [3, 4]
 
     # A live-only delta passes through; re-published durable events are dropped.
     delta = RunEvent(run_id, 0, 1, EventKind.TEXT_DELTA, {"delta": "x"}, datetime.now(UTC))
-    second = await store.append_events(run_id, 1, [message("c")])  # 5
+    second = await store.events.append_events(run_id, 1, [message("c")])  # 5
     bus.publish([*first, delta, *second])
     assert await next_event(stream) == delta
     assert (await next_event(stream)).sequence == 5
 
     # A missed publish (6 never published) is filled from the store.
-    missed = await store.append_events(run_id, 1, [message("d")])  # 6
-    published = await store.append_events(run_id, 1, [message("e")])  # 7
+    missed = await store.events.append_events(run_id, 1, [message("d")])  # 6
+    published = await store.events.append_events(run_id, 1, [message("e")])  # 7
     bus.publish(published)
     assert [await next_event(stream) for _ in range(2)] == [*missed, *published]
 
@@ -124,7 +125,7 @@ async def test_a_follower_that_overflows_rereads_the_store(store: RunStore) -> N
     stream = follow(store, bus, run_id, 0)
     assert [(await next_event(stream)).sequence for _ in range(2)] == [1, 2]
 
-    burst = await store.append_events(run_id, 1, [message(str(n)) for n in range(5)])  # 3..7
+    burst = await store.events.append_events(run_id, 1, [message(str(n)) for n in range(5)])  # 3..7
     bus.publish(burst)  # more than the buffer holds: the subscriber is told to re-read
     finished = await finish(store, run_id)
     bus.publish(finished)
@@ -152,7 +153,7 @@ async def test_a_nudge_makes_a_follower_read_events_stored_by_another_process(st
 
     # Another process stores events: nothing is published here, only the nudge its
     # notification causes.
-    elsewhere = await store.append_events(run_id, 1, [message("a"), message("b")])  # 3, 4
+    elsewhere = await store.events.append_events(run_id, 1, [message("a"), message("b")])  # 3, 4
     bus.nudge(run_id)
     assert [await next_event(stream) for _ in range(2)] == elsewhere
 
@@ -170,7 +171,7 @@ async def test_a_follower_of_a_cancelled_running_run_stops_at_the_cancellation(s
     stream = follow(store, bus, run_id, 0)
     assert [(await next_event(stream)).sequence for _ in range(2)] == [1, 2]
 
-    _, cancelled = await store.cancel_run(run_id, RunError("cancelled", "Stopped by the test."))
+    _, cancelled = await store.cancel_run(Scope.ALL, run_id, RunError("cancelled", "Stopped by the test."))
     bus.publish(cancelled)
 
     assert await drain(stream) == cancelled
@@ -178,7 +179,7 @@ async def test_a_follower_of_a_cancelled_running_run_stops_at_the_cancellation(s
     # The segment that was running cannot add its outcome after the stop.
     with pytest.raises(FailedPreconditionError):
         await finish(store, run_id)
-    assert await store.list_events(run_id, 2) == cancelled
+    assert await store.events.list_events(run_id, 2) == cancelled
 
 
 async def test_a_resumed_run_is_followed_through_its_next_segment(store: RunStore) -> None:
@@ -199,11 +200,11 @@ async def test_a_resumed_run_is_followed_through_its_next_segment(store: RunStor
     bus = EventBus()
     # A follower that saw the run pause ends there...
     assert await drain(follow(store, bus, run_id, interrupted.sequence - 1)) == [interrupted]
-    pending = (await store.get_run(run_id)).interruptions[0]
+    pending = (await store.get_run(Scope.ALL, run_id)).interruptions[0]
     _, decided = await store.decide_interruption(
-        run_id, pending.id, InterruptionStatus.APPROVED, always=False, message=""
+        Scope.ALL, run_id, pending.id, InterruptionStatus.APPROVED, always=False, message=""
     )
-    queued_run, queued = await store.queue_resume(run_id, "openai")
+    queued_run, queued = await store.queue_resume(Scope.ALL, run_id, "openai")
 
     # ...and one following on from the pause sees the decision and the next segment.
     stream = follow(store, bus, run_id, interrupted.sequence)
@@ -241,7 +242,7 @@ async def test_a_follower_on_another_replica_gets_stored_and_live_events(
         here_bus.publish([delta])
         assert await next_event(stream) == delta
 
-        stored = await here_store.append_events(run_id, 1, [message("Hello")])
+        stored = await here_store.events.append_events(run_id, 1, [message("Hello")])
         here_bus.publish(stored)
         assert await next_event(stream) == stored[0]
 

@@ -20,6 +20,7 @@ from timestep.domain import EventKind, NewRun, PendingEvent, RunEvent, RunStatus
 from timestep.runs.events import EventBus, Subscription
 from timestep.runs.relay import DELTAS_CHANNEL, relayed_bus
 from timestep.runs.streaming import follow_run
+from timestep.scope import Scope
 from timestep.store.content import ESCAPE
 from timestep.store.database import open_pool
 from timestep.store.runs import RunStore, SegmentOutcome
@@ -247,13 +248,13 @@ async def test_a_runs_deltas_reach_a_follower_elsewhere_before_its_next_stored_e
     await here_store.begin_segment(run.id, 1)
     text = CJK * 5  # 100,000 characters: many notifications
     async with relays(database_url, pool, pool) as replicas:
-        stream = follow_run(there_store, replicas.there_bus, run.id, 0)
+        stream = follow_run(there_store, replicas.there_bus, Scope.ALL, run.id, 0)
         assert [(await asyncio.wait_for(anext(stream), WAIT)).sequence for _ in range(2)] == [1, 2]
 
         replicas.here_bus.publish([delta(run.id, text)])
         # What the segment does before storing an event: wait for the deltas to be sent.
         await replicas.here_bus.forwarded(run.id)
-        stored = await here_store.append_events(
+        stored = await here_store.events.append_events(
             run.id,
             1,
             [PendingEvent(EventKind.MESSAGE_OUTPUT, {"agent": "a", "text": text, "item_json": "{}"})],

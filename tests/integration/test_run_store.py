@@ -28,14 +28,18 @@ from timestep.domain import (
     Snapshot,
     Usage,
 )
+from timestep.durability.journal_store import JournalStore
+from timestep.durability.replica_store import ReplicaStore
 from timestep.errors import (
     AlreadyExistsError,
     FailedPreconditionError,
     InvalidArgumentError,
     NotFoundError,
 )
+from timestep.scope import Scope
 from timestep.store.database import open_pool
-from timestep.store.runs import EVENTS_CHANNEL, RunStore, SegmentOutcome
+from timestep.store.events import EVENTS_CHANNEL
+from timestep.store.runs import RunStore, SegmentOutcome
 
 SNAPSHOT = Snapshot(
     writer="python",
@@ -179,8 +183,8 @@ async def test_create_run_writes_queued_run_and_its_status_event(store: RunStore
     assert [(e.sequence, e.segment, e.kind, e.payload) for e in events] == [
         (1, 1, EventKind.STATUS_CHANGED, {"status": "queued", "reason": ""})
     ]
-    assert await store.list_events(run.id, 0) == events
-    assert await store.get_run(run.id) == run
+    assert await store.events.list_events(run.id, 0) == events
+    assert await store.get_run(Scope.ALL, run.id) == run
     assert await store.get_run_input(run.id) == [{"role": "user", "content": "Hi"}]
     assert (run.id, 1, "") in await store.queued_segments()
 
@@ -189,7 +193,7 @@ async def test_create_run_records_its_queue(store: RunStore) -> None:
     run, _, _ = await store.create_run(new_run(), queue_name="openai")
 
     assert run.queue_name == "openai"
-    assert (await store.get_run(run.id)).queue_name == "openai"
+    assert (await store.get_run(Scope.ALL, run.id)).queue_name == "openai"
     assert (run.id, 1, "openai") in await store.queued_segments()
 
 
@@ -218,7 +222,7 @@ async def test_create_run_with_same_request_id_returns_the_same_run(
     assert len(first_events) == 1
     assert again_events == []
     assert await pool.fetchval("SELECT count(*) FROM runs WHERE request_id = $1", request.request_id) == 1
-    assert [e.sequence for e in await store.list_events(first.id, 0)] == [1]
+    assert [e.sequence for e in await store.events.list_events(first.id, 0)] == [1]
 
 
 async def test_concurrent_creates_with_one_request_id_make_one_run(
@@ -233,7 +237,7 @@ async def test_concurrent_creates_with_one_request_id_make_one_run(
     assert sum(len(events) for _, events, _ in results) == 1
     assert await pool.fetchval("SELECT count(*) FROM runs WHERE request_id = $1", request.request_id) == 1
     run_id = results[0][0].id
-    assert [e.sequence for e in await store.list_events(run_id, 0)] == [1]
+    assert [e.sequence for e in await store.events.list_events(run_id, 0)] == [1]
 
 
 async def test_reusing_a_request_id_with_other_arguments_is_rejected(
@@ -314,7 +318,7 @@ async def test_segment_that_completes(store: RunStore, pool: asyncpg.Pool) -> No
     done = await stored_state(pool, run.id)
     assert await store.begin_segment(run.id, 1) == (None, [])
     with pytest.raises(FailedPreconditionError) as raised:
-        await store.queue_resume(run.id)
+        await store.queue_resume(Scope.ALL, run.id)
     assert raised.value.reason == "RUN_NOT_RESUMABLE"
     assert await stored_state(pool, run.id) == done
 
@@ -364,7 +368,7 @@ async def test_concurrent_begins_of_one_segment_write_one_status_event(store: Ru
 
     assert all(began is not None and began.status is RunStatus.RUNNING for began, _ in results)
     assert sorted(len(events) for _, events in results) == [0] * 7 + [1]
-    stored = await store.list_events(run.id, 0)
+    stored = await store.events.list_events(run.id, 0)
     assert [(e.sequence, e.payload["status"]) for e in stored] == [(1, "queued"), (2, "running")]
 
 
@@ -394,10 +398,10 @@ async def test_a_queued_or_running_run_cannot_be_resumed(store: RunStore, pool: 
     for run_id, status in ((queued.id, RunStatus.QUEUED), (running.id, RunStatus.RUNNING)):
         before = await stored_state(pool, run_id)
         with pytest.raises(FailedPreconditionError) as raised:
-            await store.queue_resume(run_id)
+            await store.queue_resume(Scope.ALL, run_id)
         assert raised.value.reason == "RUN_NOT_RESUMABLE"
         assert await stored_state(pool, run_id) == before
-        assert (await store.get_run(run_id)).status is status
+        assert (await store.get_run(Scope.ALL, run_id)).status is status
 
 
 async def test_interrupted_run_resumes_after_every_interruption_is_decided(
@@ -421,23 +425,27 @@ async def test_interrupted_run_resumes_after_every_interruption_is_decided(
     assert await store.latest_snapshot(run.id) == SNAPSHOT
 
     with pytest.raises(FailedPreconditionError) as raised:
-        await store.queue_resume(run.id)
+        await store.queue_resume(Scope.ALL, run.id)
     assert raised.value.reason == "INTERRUPTIONS_PENDING"
     # Neither the finished segment nor the next one begins without a resume.
     assert await store.begin_segment(run.id, 1) == (None, [])
     assert await store.begin_segment(run.id, 2) == (None, [])
 
     first, second = paused.interruptions
-    await store.decide_interruption(run.id, first.id, InterruptionStatus.APPROVED, always=False, message="")
+    await store.decide_interruption(
+        Scope.ALL, run.id, first.id, InterruptionStatus.APPROVED, always=False, message=""
+    )
     with pytest.raises(FailedPreconditionError) as raised:
-        await store.queue_resume(run.id)  # one is still pending
+        await store.queue_resume(Scope.ALL, run.id)  # one is still pending
     assert raised.value.reason == "INTERRUPTIONS_PENDING"
     await store.decide_interruption(
-        run.id, second.id, InterruptionStatus.REJECTED, always=True, message="No."
+        Scope.ALL, run.id, second.id, InterruptionStatus.REJECTED, always=True, message="No."
     )
-    assert (await store.get_run(run.id)).status is RunStatus.INTERRUPTED  # deciding does not resume
+    assert (
+        await store.get_run(Scope.ALL, run.id)
+    ).status is RunStatus.INTERRUPTED  # deciding does not resume
 
-    queued, queue_events = await store.queue_resume(run.id, "openai")
+    queued, queue_events = await store.queue_resume(Scope.ALL, run.id, "openai")
     assert queued.status is RunStatus.QUEUED
     assert (queued.segment_count, queued.queue_name) == (2, "openai")
     assert queued.pending_interruptions == []
@@ -446,7 +454,7 @@ async def test_interrupted_run_resumes_after_every_interruption_is_decided(
     ]
     assert (run.id, 2, "openai") in await store.queued_segments()
     with pytest.raises(FailedPreconditionError) as raised:
-        await store.queue_resume(run.id)  # a second resume must not skip a segment
+        await store.queue_resume(Scope.ALL, run.id)  # a second resume must not skip a segment
     assert raised.value.reason == "RUN_NOT_RESUMABLE"
     assert await store.begin_segment(run.id, 1) == (None, [])  # a late replay of the old segment
 
@@ -468,7 +476,7 @@ async def test_interrupted_run_resumes_after_every_interruption_is_decided(
         "SELECT segment, total_tokens FROM run_usage WHERE run_id = $1 ORDER BY segment", run.id
     )
     assert [tuple(r) for r in usage_rows] == [(1, 15), (2, 13)]
-    stored = await store.list_events(run.id, 0)
+    stored = await store.events.list_events(run.id, 0)
     assert [e.sequence for e in stored] == list(range(1, done.last_sequence + 1))
     assert [(e.segment, e.payload["status"]) for e in stored if e.kind is EventKind.STATUS_CHANGED] == [
         (1, "queued"),
@@ -485,7 +493,7 @@ async def test_deciding_an_interruption_twice(store: RunStore) -> None:
     pending = run.interruptions[0]
 
     decided, events = await store.decide_interruption(
-        run.id, pending.id, InterruptionStatus.APPROVED, always=True, message=""
+        Scope.ALL, run.id, pending.id, InterruptionStatus.APPROVED, always=True, message=""
     )
     assert decided.status is InterruptionStatus.APPROVED
     assert decided.always is True
@@ -493,21 +501,21 @@ async def test_deciding_an_interruption_twice(store: RunStore) -> None:
     assert [(e.kind, e.payload["status"], e.payload["id"]) for e in events] == [
         (EventKind.INTERRUPTION_DECIDED, "approved", pending.id)
     ]
-    last_sequence = (await store.get_run(run.id)).last_sequence
+    last_sequence = (await store.get_run(Scope.ALL, run.id)).last_sequence
 
     same, same_events = await store.decide_interruption(
-        run.id, pending.id, InterruptionStatus.APPROVED, always=True, message=""
+        Scope.ALL, run.id, pending.id, InterruptionStatus.APPROVED, always=True, message=""
     )
     assert same_events == []
     assert same == decided
-    assert (await store.get_run(run.id)).last_sequence == last_sequence
+    assert (await store.get_run(Scope.ALL, run.id)).last_sequence == last_sequence
 
     with pytest.raises(FailedPreconditionError) as raised:
         await store.decide_interruption(
-            run.id, pending.id, InterruptionStatus.REJECTED, always=False, message=""
+            Scope.ALL, run.id, pending.id, InterruptionStatus.REJECTED, always=False, message=""
         )
     assert raised.value.reason == "INTERRUPTION_ALREADY_DECIDED"
-    after = await store.get_run(run.id)
+    after = await store.get_run(Scope.ALL, run.id)
     assert after.last_sequence == last_sequence
     assert after.interruptions[0].status is InterruptionStatus.APPROVED
 
@@ -517,7 +525,7 @@ async def test_deciding_an_unknown_interruption(store: RunStore) -> None:
 
     with pytest.raises(NotFoundError) as raised:
         await store.decide_interruption(
-            run.id, "int_nope", InterruptionStatus.APPROVED, always=False, message=""
+            Scope.ALL, run.id, "int_nope", InterruptionStatus.APPROVED, always=False, message=""
         )
 
     assert raised.value.reason == "INTERRUPTION_NOT_FOUND"
@@ -525,14 +533,14 @@ async def test_deciding_an_unknown_interruption(store: RunStore) -> None:
 
 async def test_unknown_run_is_not_found(store: RunStore) -> None:
     with pytest.raises(NotFoundError) as raised:
-        await store.get_run("run_does_not_exist")
+        await store.get_run(Scope.ALL, "run_does_not_exist")
     assert raised.value.reason == "RUN_NOT_FOUND"
     with pytest.raises(NotFoundError):
         await store.get_run_input("run_does_not_exist")
     transitions: list[Callable[[], Awaitable[object]]] = [
         lambda: store.begin_segment("run_does_not_exist", 1),
-        lambda: store.queue_resume("run_does_not_exist"),
-        lambda: store.cancel_run("run_does_not_exist", RunError("cancelled", "test")),
+        lambda: store.queue_resume(Scope.ALL, "run_does_not_exist"),
+        lambda: store.cancel_run(Scope.ALL, "run_does_not_exist", RunError("cancelled", "test")),
     ]
     for transition in transitions:
         with pytest.raises(NotFoundError) as raised:
@@ -624,7 +632,7 @@ async def test_a_failing_begin_segment_leaves_the_run_queued(
         await store.begin_segment(run.id, 1)
 
     assert await stored_state(pool, run.id) == before
-    after = await store.get_run(run.id)
+    after = await store.get_run(Scope.ALL, run.id)
     assert (after.status, after.segment_count, after.queue_name) == (RunStatus.QUEUED, 1, "openai")
 
 
@@ -634,16 +642,16 @@ async def test_a_failing_queue_resume_leaves_the_run_interrupted(
     agent = unique("atomic")
     run = await interrupted_run(store, "call_1", agent=agent)
     await store.decide_interruption(
-        run.id, run.interruptions[0].id, InterruptionStatus.APPROVED, always=False, message=""
+        Scope.ALL, run.id, run.interruptions[0].id, InterruptionStatus.APPROVED, always=False, message=""
     )
     await reject_status_events(agent, RunStatus.QUEUED)
     before = await stored_state(pool, run.id)
 
     with pytest.raises(asyncpg.RaiseError):
-        await store.queue_resume(run.id, "openai")
+        await store.queue_resume(Scope.ALL, run.id, "openai")
 
     assert await stored_state(pool, run.id) == before
-    after = await store.get_run(run.id)
+    after = await store.get_run(Scope.ALL, run.id)
     assert (after.status, after.segment_count, after.queue_name) == (RunStatus.INTERRUPTED, 1, "")
 
 
@@ -661,7 +669,9 @@ async def test_concurrent_appends_get_gapless_increasing_sequences(store: RunSto
             for part in range(3)
         ]
 
-    results = await asyncio.gather(*(store.append_events(run.id, 1, batch(call)) for call in range(20)))
+    results = await asyncio.gather(
+        *(store.events.append_events(run.id, 1, batch(call)) for call in range(20))
+    )
 
     for call, events in enumerate(results):
         sequences = [e.sequence for e in events]
@@ -669,19 +679,19 @@ async def test_concurrent_appends_get_gapless_increasing_sequences(store: RunSto
         assert [e.payload["text"] for e in events] == [f"{call}-{part}" for part in range(3)]
     all_sequences = sorted(e.sequence for events in results for e in events)
     assert all_sequences == list(range(3, 63))
-    stored = await store.list_events(run.id, 0)
+    stored = await store.events.list_events(run.id, 0)
     assert [e.sequence for e in stored] == list(range(1, 63))
-    assert (await store.get_run(run.id)).last_sequence == 62
+    assert (await store.get_run(Scope.ALL, run.id)).last_sequence == 62
     # list_events pages by sequence.
-    assert [e.sequence for e in await store.list_events(run.id, 10, limit=5)] == [11, 12, 13, 14, 15]
-    assert await store.list_events(run.id, 62) == []
+    assert [e.sequence for e in await store.events.list_events(run.id, 10, limit=5)] == [11, 12, 13, 14, 15]
+    assert await store.events.list_events(run.id, 62) == []
 
 
 async def test_append_nothing_writes_nothing(store: RunStore) -> None:
     run, _, _ = await store.create_run(new_run())
 
-    assert await store.append_events(run.id, 0, []) == []
-    assert (await store.get_run(run.id)).last_sequence == 1
+    assert await store.events.append_events(run.id, 0, []) == []
+    assert (await store.get_run(Scope.ALL, run.id)).last_sequence == 1
 
 
 def message(text: str, key: str | None = None) -> PendingEvent:
@@ -703,24 +713,24 @@ async def test_appending_the_same_keyed_events_again_stores_nothing(
     run = await running_run(store)  # sequences 1 and 2
     batch = [message("one", "1:1"), message("two", "1:2")]
 
-    first = await store.append_events(run.id, 1, batch)
+    first = await store.events.append_events(run.id, 1, batch)
     before = await stored_state(pool, run.id)
-    replayed = await store.append_events(run.id, 1, batch)  # a replayed segment emits them again
+    replayed = await store.events.append_events(run.id, 1, batch)  # a replayed segment emits them again
 
     assert [(e.sequence, e.payload["text"]) for e in first] == [(3, "one"), (4, "two")]
     assert replayed == []
-    assert (await store.get_run(run.id)).last_sequence == 4
+    assert (await store.get_run(Scope.ALL, run.id)).last_sequence == 4
     assert await stored_state(pool, run.id) == before  # not even update_time moved
-    assert await store.list_events(run.id, 2) == first
+    assert await store.events.list_events(run.id, 2) == first
 
 
 async def test_a_partly_replayed_batch_stores_only_its_new_events(
     store: RunStore, pool: asyncpg.Pool
 ) -> None:
     run = await running_run(store)
-    await store.append_events(run.id, 1, [message("one", "1:1"), message("two", "1:2")])  # 3, 4
+    await store.events.append_events(run.id, 1, [message("one", "1:1"), message("two", "1:2")])  # 3, 4
 
-    mixed = await store.append_events(
+    mixed = await store.events.append_events(
         run.id,
         1,
         [
@@ -737,7 +747,7 @@ async def test_a_partly_replayed_batch_stores_only_its_new_events(
         (6, 1, "four"),
         (7, 1, "unkeyed"),
     ]
-    assert (await store.get_run(run.id)).last_sequence == 7
+    assert (await store.get_run(Scope.ALL, run.id)).last_sequence == 7
     assert await stored_keys(pool, run.id) == [
         (1, None),
         (2, None),
@@ -755,9 +765,9 @@ async def test_events_without_a_key_are_always_stored_and_keys_belong_to_one_run
     run = await running_run(store)
     neighbour = await running_run(store)
 
-    unkeyed = [await store.append_events(run.id, 1, [message("same")]) for _ in range(2)]
-    keyed_here = await store.append_events(run.id, 1, [message("keyed", "1:1")])
-    keyed_there = await store.append_events(neighbour.id, 1, [message("keyed", "1:1")])
+    unkeyed = [await store.events.append_events(run.id, 1, [message("same")]) for _ in range(2)]
+    keyed_here = await store.events.append_events(run.id, 1, [message("keyed", "1:1")])
+    keyed_there = await store.events.append_events(neighbour.id, 1, [message("keyed", "1:1")])
 
     assert [[e.sequence for e in events] for events in unkeyed] == [[3], [4]]
     assert [e.sequence for e in keyed_here] == [5]
@@ -769,13 +779,13 @@ async def test_concurrent_replays_of_one_batch_store_it_once(store: RunStore) ->
     run = await running_run(store)
     batch = [message(str(n), f"1:{n}") for n in range(1, 4)]
 
-    results = await asyncio.gather(*(store.append_events(run.id, 1, batch) for _ in range(10)))
+    results = await asyncio.gather(*(store.events.append_events(run.id, 1, batch) for _ in range(10)))
 
     stored_by = [events for events in results if events]
     assert len(stored_by) == 1
     assert [(e.sequence, e.payload["text"]) for e in stored_by[0]] == [(3, "1"), (4, "2"), (5, "3")]
-    assert [e.sequence for e in await store.list_events(run.id, 0)] == [1, 2, 3, 4, 5]
-    assert (await store.get_run(run.id)).last_sequence == 5
+    assert [e.sequence for e in await store.events.list_events(run.id, 0)] == [1, 2, 3, 4, 5]
+    assert (await store.get_run(Scope.ALL, run.id)).last_sequence == 5
 
 
 Notifications = asyncio.Queue[str]
@@ -822,10 +832,10 @@ async def test_stored_events_are_notified_once_committed(
     assert await next_notification(notifications, run.id) == f"replica_a:{run.id}:2"
 
     # A listener that hears about sequence N finds the events up to N in the store.
-    appending = asyncio.create_task(store.append_events(run.id, 1, [message("a"), message("b")]))
+    appending = asyncio.create_task(store.events.append_events(run.id, 1, [message("a"), message("b")]))
     payload = await next_notification(notifications, run.id)
     assert payload == f"replica_a:{run.id}:4"
-    assert [e.sequence for e in await reader.list_events(run.id, 0)] == [1, 2, 3, 4]
+    assert [e.sequence for e in await reader.events.list_events(run.id, 0)] == [1, 2, 3, 4]
     assert [e.sequence for e in await appending] == [3, 4]
 
     # A transaction that fails to commit (after everything, NOTIFY included, was done in it)
@@ -834,20 +844,20 @@ async def test_stored_events_are_notified_once_committed(
     await reject_status_events(agent, RunStatus.INTERRUPTED, at_commit=True)
     with pytest.raises(asyncpg.RaiseError, match="test trigger rejects"):
         await store.finish_segment(run.id, 1, interrupted_outcome("call_x"))  # would store 5, 6, 7
-    assert (await reader.get_run(run.id)).last_sequence == 4
-    await store.append_events(run.id, 1, [message("c", "1:1"), message("d", "1:2")])  # 5, 6
+    assert (await reader.get_run(Scope.ALL, run.id)).last_sequence == 4
+    await store.events.append_events(run.id, 1, [message("c", "1:1"), message("d", "1:2")])  # 5, 6
     assert await next_notification(notifications, run.id) == f"replica_a:{run.id}:6"
-    assert await store.append_events(run.id, 1, [message("c", "1:1")]) == []
-    await store.append_events(run.id, 1, [message("e")])  # 7
+    assert await store.events.append_events(run.id, 1, [message("c", "1:1")]) == []
+    await store.events.append_events(run.id, 1, [message("e")])  # 7
     assert await next_notification(notifications, run.id) == f"replica_a:{run.id}:7"
 
 
 async def test_events_of_a_segment_whose_run_moved_on_are_dropped(store: RunStore) -> None:
     run = await running_run(store)
-    cancelled, _ = await store.cancel_run(run.id, RunError("cancelled", "Stop."))
+    cancelled, _ = await store.cancel_run(Scope.ALL, run.id, RunError("cancelled", "Stop."))
 
-    assert await store.append_events(run.id, 1, [message("late")]) == []
-    assert (await store.get_run(run.id)).last_sequence == cancelled.last_sequence
+    assert await store.events.append_events(run.id, 1, [message("late")]) == []
+    assert (await store.get_run(Scope.ALL, run.id)).last_sequence == cancelled.last_sequence
 
 
 async def test_every_transition_notifies_with_the_stores_origin(
@@ -860,13 +870,13 @@ async def test_every_transition_notifies_with_the_stores_origin(
     finished, _ = await store.finish_segment(run.id, 1, interrupted_outcome("call_1"))
     assert await next_notification(notifications, run.id) == f":{run.id}:{finished.last_sequence}"
     await store.decide_interruption(
-        run.id, finished.interruptions[0].id, InterruptionStatus.APPROVED, always=False, message=""
+        Scope.ALL, run.id, finished.interruptions[0].id, InterruptionStatus.APPROVED, always=False, message=""
     )
-    queued, _ = await store.queue_resume(run.id)
+    queued, _ = await store.queue_resume(Scope.ALL, run.id)
     decision, resume = queued.last_sequence - 1, queued.last_sequence
     assert await next_notification(notifications, run.id) == f":{run.id}:{decision}"
     assert await next_notification(notifications, run.id) == f":{run.id}:{resume}"
-    cancelled, _ = await store.cancel_run(run.id, RunError("cancelled", "test"))
+    cancelled, _ = await store.cancel_run(Scope.ALL, run.id, RunError("cancelled", "test"))
     assert await next_notification(notifications, run.id) == f":{run.id}:{cancelled.last_sequence}"
 
 
@@ -877,7 +887,7 @@ async def test_cancelling_an_interrupted_run(store: RunStore) -> None:
     run = await interrupted_run(store, "call_1")
     error = RunError("CANCELLED", "Cancelled by the test.")
 
-    cancelled, events = await store.cancel_run(run.id, error)
+    cancelled, events = await store.cancel_run(Scope.ALL, run.id, error)
 
     assert cancelled.status is RunStatus.CANCELLED
     assert cancelled.error == error
@@ -886,14 +896,14 @@ async def test_cancelling_an_interrupted_run(store: RunStore) -> None:
     ]
     with pytest.raises(FailedPreconditionError) as raised:
         await store.decide_interruption(
-            run.id, run.interruptions[0].id, InterruptionStatus.APPROVED, always=False, message=""
+            Scope.ALL, run.id, run.interruptions[0].id, InterruptionStatus.APPROVED, always=False, message=""
         )
     assert raised.value.reason == "RUN_NOT_INTERRUPTED"
     with pytest.raises(FailedPreconditionError) as not_resumable:
-        await store.queue_resume(run.id)
+        await store.queue_resume(Scope.ALL, run.id)
     assert not_resumable.value.reason == "RUN_NOT_RESUMABLE"
     with pytest.raises(FailedPreconditionError) as again:
-        await store.cancel_run(run.id, error)
+        await store.cancel_run(Scope.ALL, run.id, error)
     assert again.value.reason == "RUN_FINISHED"
 
 
@@ -903,7 +913,7 @@ async def test_cancelling_a_queued_run_keeps_its_segment_from_beginning(
     run, _, _ = await store.create_run(new_run(), queue_name="openai")
     error = RunError("cancelled", "Cancelled before it began.")
 
-    cancelled, events = await store.cancel_run(run.id, error)
+    cancelled, events = await store.cancel_run(Scope.ALL, run.id, error)
 
     assert cancelled.status is RunStatus.CANCELLED
     assert cancelled.error == error
@@ -924,10 +934,10 @@ async def test_cancelling_a_running_run_discards_its_segments_outcome(
     store: RunStore, pool: asyncpg.Pool
 ) -> None:
     run = await running_run(store)
-    await store.append_events(run.id, 1, [message("partial")])  # 3
+    await store.events.append_events(run.id, 1, [message("partial")])  # 3
     error = RunError("cancelled", "Cancelled while running.")
 
-    cancelled, events = await store.cancel_run(run.id, error)
+    cancelled, events = await store.cancel_run(Scope.ALL, run.id, error)
 
     assert cancelled.status is RunStatus.CANCELLED
     assert cancelled.error == error
@@ -956,7 +966,7 @@ async def test_cancelling_a_running_run_discards_its_segments_outcome(
     # ...nor begin again when recovery replays it.
     assert await store.begin_segment(run.id, 1) == (None, [])
     assert await stored_state(pool, run.id) == before
-    assert (await store.get_run(run.id)).final_output == ""
+    assert (await store.get_run(Scope.ALL, run.id)).final_output == ""
 
 
 async def test_a_finished_run_cannot_be_cancelled(store: RunStore, pool: asyncpg.Pool) -> None:
@@ -973,12 +983,12 @@ async def test_a_finished_run_cannot_be_cancelled(store: RunStore, pool: asyncpg
         ),
     )
     cancelled, _, _ = await store.create_run(new_run())
-    await store.cancel_run(cancelled.id, RunError("cancelled", "first"))
+    await store.cancel_run(Scope.ALL, cancelled.id, RunError("cancelled", "first"))
 
     for run_id in (completed.id, failed.id, cancelled.id):
         before = await stored_state(pool, run_id)
         with pytest.raises(FailedPreconditionError) as raised:
-            await store.cancel_run(run_id, RunError("cancelled", "second"))
+            await store.cancel_run(Scope.ALL, run_id, RunError("cancelled", "second"))
         assert raised.value.reason == "RUN_FINISHED"
         assert await stored_state(pool, run_id) == before
 
@@ -992,10 +1002,10 @@ async def test_a_failing_cancel_leaves_the_run_running(
     before = await stored_state(pool, run.id)
 
     with pytest.raises(asyncpg.RaiseError):
-        await store.cancel_run(run.id, RunError("cancelled", "test"))
+        await store.cancel_run(Scope.ALL, run.id, RunError("cancelled", "test"))
 
     assert await stored_state(pool, run.id) == before
-    after = await store.get_run(run.id)
+    after = await store.get_run(Scope.ALL, run.id)
     assert (after.status, after.error) == (RunStatus.RUNNING, None)
 
 
@@ -1007,13 +1017,18 @@ async def test_queued_segments_lists_exactly_the_queued_runs(store: RunStore) ->
     unqueued, _, _ = await store.create_run(new_run())
     resumed = await interrupted_run(store, "call_1")
     await store.decide_interruption(
-        resumed.id, resumed.interruptions[0].id, InterruptionStatus.APPROVED, always=False, message=""
+        Scope.ALL,
+        resumed.id,
+        resumed.interruptions[0].id,
+        InterruptionStatus.APPROVED,
+        always=False,
+        message="",
     )
-    await store.queue_resume(resumed.id, "ollama")
+    await store.queue_resume(Scope.ALL, resumed.id, "ollama")
     running = await running_run(store)
     paused = await interrupted_run(store, "call_2")
     cancelled, _, _ = await store.create_run(new_run(), queue_name="openai")
-    await store.cancel_run(cancelled.id, RunError("cancelled", "test"))
+    await store.cancel_run(Scope.ALL, cancelled.id, RunError("cancelled", "test"))
     completed = await running_run(store)
     await store.finish_segment(
         completed.id, 1, SegmentOutcome(status=RunStatus.COMPLETED, current_agent="a", usage=Usage())
@@ -1027,16 +1042,20 @@ async def test_queued_segments_lists_exactly_the_queued_runs(store: RunStore) ->
     )
 
 
-async def test_a_tool_call_is_marked_started_only_once(store: RunStore, pool: asyncpg.Pool) -> None:
+async def test_a_tool_call_is_marked_started_only_once(
+    store: RunStore, pool: asyncpg.Pool, journal_store: JournalStore
+) -> None:
     run = await running_run(store)
 
-    assert await store.mark_tool_started(run.id, 1, "call_1", "send_email", "replica_a", "a1") is True
+    assert await journal_store.mark_tool_started(run.id, 1, "call_1", "send_email", "replica_a", "a1") is True
     # The same execution's write repeated (its reply was lost) still finds the call its own.
-    assert await store.mark_tool_started(run.id, 1, "call_1", "send_email", "replica_a", "a1") is True
+    assert await journal_store.mark_tool_started(run.id, 1, "call_1", "send_email", "replica_a", "a1") is True
     # A replay (here on another replica) finds the call already started.
-    assert await store.mark_tool_started(run.id, 1, "call_1", "send_email", "replica_b", "b1") is False
-    assert await store.mark_tool_started(run.id, 1, "call_2", "send_email", "replica_a", "a2") is True
-    assert await store.mark_tool_started(run.id, 2, "call_1", "send_email", "replica_b", "b2") is True
+    assert (
+        await journal_store.mark_tool_started(run.id, 1, "call_1", "send_email", "replica_b", "b1") is False
+    )
+    assert await journal_store.mark_tool_started(run.id, 1, "call_2", "send_email", "replica_a", "a2") is True
+    assert await journal_store.mark_tool_started(run.id, 2, "call_1", "send_email", "replica_b", "b2") is True
 
     rows = await pool.fetch(
         """SELECT segment, call_id, tool_name, executor_id FROM tool_invocations
@@ -1050,12 +1069,14 @@ async def test_a_tool_call_is_marked_started_only_once(store: RunStore, pool: as
     ]
 
 
-async def test_concurrent_starts_of_one_tool_call_mark_it_once(store: RunStore, pool: asyncpg.Pool) -> None:
+async def test_concurrent_starts_of_one_tool_call_mark_it_once(
+    store: RunStore, pool: asyncpg.Pool, journal_store: JournalStore
+) -> None:
     run = await running_run(store)
 
     results = await asyncio.gather(
         *(
-            store.mark_tool_started(run.id, 1, "call_1", "send_email", f"replica_{n}", str(n))
+            journal_store.mark_tool_started(run.id, 1, "call_1", "send_email", f"replica_{n}", str(n))
             for n in range(8)
         )
     )
@@ -1088,30 +1109,30 @@ async def recovered_by(pool: asyncpg.Pool, *executor_ids: str) -> dict[str, str 
 
 
 async def test_dead_replicas_are_claimed_once_by_a_live_replica_and_never_by_themselves(
-    store: RunStore, pool: asyncpg.Pool
+    store: RunStore, pool: asyncpg.Pool, replica_store: ReplicaStore
 ) -> None:
     dead_a, dead_b, quiet, alive, claimer, latecomer = (unique("replica") for _ in range(6))
     ours = {dead_a, dead_b, quiet, alive, claimer, latecomer}
     for executor_id in ours:
-        await store.heartbeat(executor_id)
+        await replica_store.heartbeat(executor_id)
     await silence(pool, 2 * REPLICA_TIMEOUT_S, dead_a, dead_b, claimer)
     await silence(pool, REPLICA_TIMEOUT_S / 2, quiet)  # silent, but not for long enough
 
-    claimed = await store.claim_dead_replicas(claimer, REPLICA_TIMEOUT_S)
+    claimed = await replica_store.claim_dead_replicas(claimer, REPLICA_TIMEOUT_S)
 
     # The claimer's own heartbeat is as stale as the dead ones', yet it does not claim itself.
     assert set(claimed) & ours == {dead_a, dead_b}
-    assert set(await store.claim_dead_replicas(claimer, REPLICA_TIMEOUT_S)) & ours == set()
+    assert set(await replica_store.claim_dead_replicas(claimer, REPLICA_TIMEOUT_S)) & ours == set()
     # The claimer has gone silent too, so another replica claims it and, since nobody alive is
     # recovering them any more, the replicas it had claimed.
-    assert set(await store.claim_dead_replicas(latecomer, REPLICA_TIMEOUT_S)) & ours == {
+    assert set(await replica_store.claim_dead_replicas(latecomer, REPLICA_TIMEOUT_S)) & ours == {
         claimer,
         dead_a,
         dead_b,
     }
     # With a live claimer (the latecomer heartbeats), nothing is claimed twice.
-    await store.heartbeat(latecomer)
-    assert set(await store.claim_dead_replicas(alive, REPLICA_TIMEOUT_S)) & ours == set()
+    await replica_store.heartbeat(latecomer)
+    assert set(await replica_store.claim_dead_replicas(alive, REPLICA_TIMEOUT_S)) & ours == set()
     assert await recovered_by(pool, *ours) == {
         dead_a: latecomer,
         dead_b: latecomer,
@@ -1122,30 +1143,34 @@ async def test_dead_replicas_are_claimed_once_by_a_live_replica_and_never_by_the
     }
 
 
-async def test_concurrent_claimers_claim_each_dead_replica_once(store: RunStore, pool: asyncpg.Pool) -> None:
+async def test_concurrent_claimers_claim_each_dead_replica_once(
+    store: RunStore, pool: asyncpg.Pool, replica_store: ReplicaStore
+) -> None:
     dead = [unique("replica") for _ in range(4)]
     for executor_id in dead:
-        await store.heartbeat(executor_id)
+        await replica_store.heartbeat(executor_id)
     await silence(pool, 2 * REPLICA_TIMEOUT_S, *dead)
     claimers = [unique("claimer") for _ in range(6)]
     for claimer in claimers:  # a replica heartbeats before it looks for dead ones
-        await store.heartbeat(claimer)
+        await replica_store.heartbeat(claimer)
 
     results = await asyncio.gather(
-        *(store.claim_dead_replicas(claimer, REPLICA_TIMEOUT_S) for claimer in claimers)
+        *(replica_store.claim_dead_replicas(claimer, REPLICA_TIMEOUT_S) for claimer in claimers)
     )
 
     claims = [executor_id for claimed in results for executor_id in claimed if executor_id in dead]
     assert sorted(claims) == sorted(dead)
 
 
-async def test_a_heartbeat_unclaims_a_replica(store: RunStore, pool: asyncpg.Pool) -> None:
+async def test_a_heartbeat_unclaims_a_replica(
+    store: RunStore, pool: asyncpg.Pool, replica_store: ReplicaStore
+) -> None:
     revived, claimer = unique("replica"), unique("replica")
-    await store.heartbeat(revived)
+    await replica_store.heartbeat(revived)
     await silence(pool, 2 * REPLICA_TIMEOUT_S, revived)
-    assert revived in await store.claim_dead_replicas(claimer, REPLICA_TIMEOUT_S)
+    assert revived in await replica_store.claim_dead_replicas(claimer, REPLICA_TIMEOUT_S)
 
-    await store.heartbeat(revived)  # it was only slow, and is back
+    await replica_store.heartbeat(revived)  # it was only slow, and is back
 
     assert await recovered_by(pool, revived) == {revived: None}
     assert await pool.fetchval(
@@ -1153,10 +1178,10 @@ async def test_a_heartbeat_unclaims_a_replica(store: RunStore, pool: asyncpg.Poo
            FROM replicas WHERE executor_id = $1""",
         revived,
     )
-    assert revived not in await store.claim_dead_replicas(claimer, REPLICA_TIMEOUT_S)
+    assert revived not in await replica_store.claim_dead_replicas(claimer, REPLICA_TIMEOUT_S)
     # Should it fall silent again, it is claimed again.
     await silence(pool, 2 * REPLICA_TIMEOUT_S, revived)
-    assert revived in await store.claim_dead_replicas(claimer, REPLICA_TIMEOUT_S)
+    assert revived in await replica_store.claim_dead_replicas(claimer, REPLICA_TIMEOUT_S)
 
 
 # ----- listing --------------------------------------------------------------------------------
@@ -1178,34 +1203,34 @@ async def test_list_runs_pages_newest_first_and_filters(store: RunStore) -> None
     pages: list[list[str]] = []
     token = ""
     while True:
-        page = await store.list_runs(RunFilter(agent=agent), 2, token)
+        page = await store.list_runs(Scope.ALL, RunFilter(agent=agent), 2, token)
         pages.append([run.id for run in page.items])
         token = page.next_page_token
         if not token:
             break
     assert pages == [newest_first[0:2], newest_first[2:4], newest_first[4:5]]
 
-    everything = await store.list_runs(RunFilter(agent=agent), 0, "")
+    everything = await store.list_runs(Scope.ALL, RunFilter(agent=agent), 0, "")
     assert [run.id for run in everything.items] == newest_first
     assert everything.next_page_token == ""
 
-    exact = await store.list_runs(RunFilter(agent=agent), 5, "")
+    exact = await store.list_runs(Scope.ALL, RunFilter(agent=agent), 5, "")
     assert len(exact.items) == 5
     assert exact.next_page_token == ""
 
-    running = await store.list_runs(RunFilter(agent=agent, status=RunStatus.RUNNING), 10, "")
+    running = await store.list_runs(Scope.ALL, RunFilter(agent=agent, status=RunStatus.RUNNING), 10, "")
     assert [run.id for run in running.items] == newest_first[:2]
     assert all(run.status is RunStatus.RUNNING for run in running.items)
 
-    by_session = await store.list_runs(RunFilter(session_id=session), 10, "")
+    by_session = await store.list_runs(Scope.ALL, RunFilter(session_id=session), 10, "")
     assert [run.id for run in by_session.items] == created[1::-1]
 
     combined = await store.list_runs(
-        RunFilter(agent=agent, session_id=session, status=RunStatus.QUEUED), 10, ""
+        Scope.ALL, RunFilter(agent=agent, session_id=session, status=RunStatus.QUEUED), 10, ""
     )
     assert [run.id for run in combined.items] == created[1::-1]
 
-    nothing = await store.list_runs(RunFilter(agent=unique("nobody")), 10, "")
+    nothing = await store.list_runs(Scope.ALL, RunFilter(agent=unique("nobody")), 10, "")
     assert nothing.items == []
     assert nothing.next_page_token == ""
 
@@ -1214,17 +1239,17 @@ async def test_list_runs_rejects_bad_page_arguments(store: RunStore) -> None:
     agent = unique("lister")
     for _ in range(2):
         await store.create_run(new_run(agent))
-    first = await store.list_runs(RunFilter(agent=agent), 1, "")
+    first = await store.list_runs(Scope.ALL, RunFilter(agent=agent), 1, "")
     assert first.next_page_token
 
     with pytest.raises(InvalidArgumentError) as other_filter:
-        await store.list_runs(RunFilter(agent=unique("other")), 1, first.next_page_token)
+        await store.list_runs(Scope.ALL, RunFilter(agent=unique("other")), 1, first.next_page_token)
     assert other_filter.value.field == "page_token"
     with pytest.raises(InvalidArgumentError) as garbage:
-        await store.list_runs(RunFilter(agent=agent), 1, "not-a-token")
+        await store.list_runs(Scope.ALL, RunFilter(agent=agent), 1, "not-a-token")
     assert garbage.value.field == "page_token"
     with pytest.raises(InvalidArgumentError) as negative:
-        await store.list_runs(RunFilter(agent=agent), -1, "")
+        await store.list_runs(Scope.ALL, RunFilter(agent=agent), -1, "")
     assert negative.value.field == "page_size"
 
 
@@ -1232,16 +1257,21 @@ async def test_list_pending_interruptions(store: RunStore) -> None:
     waiting = await interrupted_run(store, "call_1", "call_2")
     decided = await interrupted_run(store, "call_3")
     await store.decide_interruption(
-        decided.id, decided.interruptions[0].id, InterruptionStatus.APPROVED, always=False, message=""
+        Scope.ALL,
+        decided.id,
+        decided.interruptions[0].id,
+        InterruptionStatus.APPROVED,
+        always=False,
+        message="",
     )
     cancelled = await interrupted_run(store, "call_4")
-    await store.cancel_run(cancelled.id, RunError("CANCELLED", "test"))
+    await store.cancel_run(Scope.ALL, cancelled.id, RunError("CANCELLED", "test"))
 
     listed: list[str] = []
     token = ""
     pages = 0
     while True:
-        page = await store.list_interruptions("", 2, token)
+        page = await store.list_interruptions(Scope.ALL, "", 2, token)
         assert len(page.items) <= 2
         assert all(i.status is InterruptionStatus.PENDING for i in page.items)
         listed += [i.id for i in page.items]
@@ -1258,7 +1288,7 @@ async def test_list_pending_interruptions(store: RunStore) -> None:
     if len(listed) > 2:
         assert pages > 1
     with pytest.raises(InvalidArgumentError):
-        await store.list_interruptions("", 2, "bogus")
+        await store.list_interruptions(Scope.ALL, "", 2, "bogus")
 
 
 async def test_runs_are_still_read_after_a_newer_build_adds_an_interruptions_column(
@@ -1269,11 +1299,11 @@ async def test_runs_are_still_read_after_a_newer_build_adds_an_interruptions_col
     try:
         store = RunStore(pool)
         run = await interrupted_run(store, "call_1")
-        before = await store.get_run(run.id)
+        before = await store.get_run(Scope.ALL, run.id)
         await pool.execute("ALTER TABLE interruptions ADD COLUMN added_by_a_newer_build text")
 
-        after = await store.get_run(run.id)
-        listed = await store.list_runs(RunFilter(agent=run.agent), 10, "")
+        after = await store.get_run(Scope.ALL, run.id)
+        listed = await store.list_runs(Scope.ALL, RunFilter(agent=run.agent), 10, "")
     finally:
         await pool.close()
 

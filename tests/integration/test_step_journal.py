@@ -30,11 +30,13 @@ from openai.types.responses import Response, ResponseFunctionToolCall
 from pydantic import BaseModel
 from timestep.domain import NewRun, RunError
 from timestep.durability.journal import JournalIncompatibleError
+from timestep.durability.journal_store import JournalStore, RecordedStep
 from timestep.durability.steps import JournaledSteps, NondeterministicReplayError, not_idempotent
 from timestep.runtime.failures import describe_failure
 from timestep.runtime.sdk_internals import output_type_adapter
 from timestep.runtime.steps import SegmentSupersededError
-from timestep.store.runs import RecordedStep, RunStore
+from timestep.scope import Scope
+from timestep.store.runs import RunStore
 
 WAIT = 10.0  # an upper bound so a bug fails the test instead of hanging it; never a sleep
 
@@ -47,7 +49,7 @@ async def running_run(store: RunStore) -> str:
     return run.id
 
 
-async def journal(store: RunStore, run_id: str) -> JournaledSteps:
+async def journal(store: JournalStore, run_id: str) -> JournaledSteps:
     """The steps of segment 1 as an execution (first or recovered) of it sees them."""
     steps = JournaledSteps(store, run_id, 1, "test-executor")
     await steps.load()
@@ -115,15 +117,16 @@ class Calls:
 
 async def test_a_recovered_segment_replays_recorded_calls_in_order_without_making_them(
     store: RunStore,
+    journal_store: JournalStore,
 ) -> None:
     run_id = await running_run(store)
     calls = Calls()
-    first = await journal(store, run_id)
+    first = await journal(journal_store, run_id)
     answer = reply("answer 1")
     assert await first.model_call("gpt-4.1", calls.returning(answer)) is answer
     assert await first.tool_call(tool_named("lookup"), "call_1", calls.returning(["row"])) == ["row"]
 
-    recovered = await journal(store, run_id)
+    recovered = await journal(journal_store, run_id)
     assert said(await recovered.model_call("gpt-4.1", calls.returning(reply("answer 2")))) == "answer 1"
     assert await recovered.tool_call(tool_named("lookup"), "call_1", calls.returning(["other"])) == ["row"]
     # The first call past what was recorded runs.
@@ -132,12 +135,14 @@ async def test_a_recovered_segment_replays_recorded_calls_in_order_without_makin
     assert calls.made == ["answer 1", "['row']", "new"]
 
 
-async def test_a_replay_that_asks_for_another_call_than_the_recorded_one_stops(store: RunStore) -> None:
+async def test_a_replay_that_asks_for_another_call_than_the_recorded_one_stops(
+    store: RunStore, journal_store: JournalStore
+) -> None:
     run_id = await running_run(store)
     calls = Calls()
-    await (await journal(store, run_id)).model_call("gpt-4.1", calls.returning(reply("recorded")))
+    await (await journal(journal_store, run_id)).model_call("gpt-4.1", calls.returning(reply("recorded")))
 
-    recovered = await journal(store, run_id)
+    recovered = await journal(journal_store, run_id)
     expected = re.escape("recorded 'model:gpt-4.1' as call 1")
     with pytest.raises(NondeterministicReplayError, match=expected) as stopped:
         await recovered.tool_call(tool_named("send_email"), "call_1", calls.returning("sent"))
@@ -147,6 +152,7 @@ async def test_a_replay_that_asks_for_another_call_than_the_recorded_one_stops(s
 
 async def test_a_failed_attempt_leaves_no_trace_so_its_retry_replays_in_the_same_place(
     store: RunStore,
+    journal_store: JournalStore,
 ) -> None:
     run_id = await running_run(store)
     calls = Calls()
@@ -154,28 +160,32 @@ async def test_a_failed_attempt_leaves_no_trace_so_its_retry_replays_in_the_same
     async def unreachable() -> Response:
         raise ConnectionError("the model server is down")
 
-    first = await journal(store, run_id)
+    first = await journal(journal_store, run_id)
     with pytest.raises(ConnectionError):
         await first.model_call("gpt-4.1", unreachable)
     assert said(await first.model_call("gpt-4.1", calls.returning(reply("retried")))) == "retried"
     assert await first.tool_call(tool_named("lookup"), "call_1", calls.returning("row")) == "row"
 
-    recovered = await journal(store, run_id)
+    recovered = await journal(journal_store, run_id)
     assert said(await recovered.model_call("gpt-4.1", calls.returning(reply("again")))) == "retried"
     assert await recovered.tool_call(tool_named("lookup"), "call_1", calls.returning("other")) == "row"
     assert calls.made == ["retried", "'row'"]
 
 
-async def test_two_executions_of_one_call_keep_the_result_recorded_first(store: RunStore) -> None:
+async def test_two_executions_of_one_call_keep_the_result_recorded_first(
+    store: RunStore, journal_store: JournalStore
+) -> None:
     run_id = await running_run(store)
-    one, other = await journal(store, run_id), await journal(store, run_id)
+    one, other = await journal(journal_store, run_id), await journal(journal_store, run_id)
     assert said(await one.model_call("gpt-4.1", Calls().returning(reply("first")))) == "first"
     assert said(await other.model_call("gpt-4.1", Calls().returning(reply("second")))) == "first"
 
 
-async def test_a_call_in_flight_stops_when_its_run_is_cancelled_elsewhere(store: RunStore) -> None:
+async def test_a_call_in_flight_stops_when_its_run_is_cancelled_elsewhere(
+    store: RunStore, journal_store: JournalStore
+) -> None:
     run_id = await running_run(store)
-    steps = await journal(store, run_id)
+    steps = await journal(journal_store, run_id)
     started, stopped = asyncio.Event(), asyncio.Event()
 
     async def slow_model() -> str:
@@ -188,24 +198,26 @@ async def test_a_call_in_flight_stops_when_its_run_is_cancelled_elsewhere(store:
 
     call = asyncio.create_task(steps.model_call("gpt-4.1", slow_model))
     await asyncio.wait_for(started.wait(), WAIT)
-    await store.cancel_run(run_id, RunError("cancelled", "Cancelled by the test."))
+    await store.cancel_run(Scope.ALL, run_id, RunError("cancelled", "Cancelled by the test."))
 
     with pytest.raises(SegmentSupersededError, match="no longer running segment 1"):
         await asyncio.wait_for(call, WAIT)
     assert stopped.is_set()
-    assert await store.recorded_steps(run_id, 1) == {}
+    assert await journal_store.recorded_steps(run_id, 1) == {}
 
 
-async def test_a_tool_call_does_not_start_for_a_cancelled_run(store: RunStore) -> None:
+async def test_a_tool_call_does_not_start_for_a_cancelled_run(
+    store: RunStore, journal_store: JournalStore
+) -> None:
     run_id = await running_run(store)
-    steps = await journal(store, run_id)
-    await store.cancel_run(run_id, RunError("cancelled", "Cancelled by the test."))
+    steps = await journal(journal_store, run_id)
+    await store.cancel_run(Scope.ALL, run_id, RunError("cancelled", "Cancelled by the test."))
     calls = Calls()
 
     with pytest.raises(SegmentSupersededError):
         await steps.tool_call(not_idempotent(tool_named("charge_card")), "call_1", calls.returning("charged"))
     assert calls.made == []
-    assert await store.recorded_steps(run_id, 1) == {}
+    assert await journal_store.recorded_steps(run_id, 1) == {}
 
 
 # ----- the format: JSON that replays as the SDK needs it ------------------------------------------
@@ -241,25 +253,29 @@ def sent_to_model(tool: FunctionTool, value: Any) -> Any:
     return item["output"]
 
 
-async def record_and_replay(store: RunStore, tool: FunctionTool, value: Any) -> tuple[Any, Any]:
+async def record_and_replay(
+    store: RunStore, journal_store: JournalStore, tool: FunctionTool, value: Any
+) -> tuple[Any, Any]:
     """What the first execution and a recovered one get from a tool call that returned `value`."""
     run_id = await running_run(store)
-    first = await (await journal(store, run_id)).tool_call(tool, "call_1", Calls().returning(value))
+    first = await (await journal(journal_store, run_id)).tool_call(tool, "call_1", Calls().returning(value))
     calls = Calls()
-    replayed = await (await journal(store, run_id)).tool_call(tool, "call_1", calls.returning("again"))
+    replayed = await (await journal(journal_store, run_id)).tool_call(
+        tool, "call_1", calls.returning("again")
+    )
     assert calls.made == []
     return first, replayed
 
 
 async def test_a_tool_result_that_cannot_be_pickled_is_recorded_and_replays_as_the_model_saw_it(
-    store: RunStore,
+    store: RunStore, journal_store: JournalStore
 ) -> None:
     report = Report(3)
     with pytest.raises(TypeError):
         pickle.dumps(report)  # what the journal used to store
     tool = tool_named("report")
 
-    first, replayed = await record_and_replay(store, tool, report)
+    first, replayed = await record_and_replay(store, journal_store, tool, report)
 
     assert first is report  # the first execution gets the tool's own value
     assert replayed == "Report of 3 rows"
@@ -288,9 +304,9 @@ def find_person(name: str) -> Person:
     ids=["string", "json", "text-output", "output-list", "file-output", "declared-output-type"],
 )
 async def test_structured_tool_results_replay_as_equal_values(
-    store: RunStore, tool: FunctionTool, value: Any
+    store: RunStore, journal_store: JournalStore, tool: FunctionTool, value: Any
 ) -> None:
-    _, replayed = await record_and_replay(store, tool, value)
+    _, replayed = await record_and_replay(store, journal_store, tool, value)
 
     assert replayed == value
     assert type(replayed) is type(value)
@@ -302,10 +318,12 @@ async def test_structured_tool_results_replay_as_equal_values(
     [(1, 2), Person(name="Ada", age=36), {1: "a non-string key"}, float("nan"), Color.RED],
     ids=["tuple", "undeclared-model", "int-key", "nan", "str-enum"],
 )
-async def test_other_tool_results_replay_as_the_text_the_model_saw(store: RunStore, value: Any) -> None:
+async def test_other_tool_results_replay_as_the_text_the_model_saw(
+    store: RunStore, journal_store: JournalStore, value: Any
+) -> None:
     tool = tool_named("plain")
 
-    _, replayed = await record_and_replay(store, tool, value)
+    _, replayed = await record_and_replay(store, journal_store, tool, value)
 
     assert replayed == str(value)
     assert sent_to_model(tool, replayed) == sent_to_model(tool, value)
@@ -368,12 +386,16 @@ def rich_response() -> Response:
     return response
 
 
-async def test_a_model_response_round_trips_through_the_journal(store: RunStore) -> None:
+async def test_a_model_response_round_trips_through_the_journal(
+    store: RunStore, journal_store: JournalStore
+) -> None:
     original = rich_response()
     run_id = await running_run(store)
-    await (await journal(store, run_id)).model_call("gpt-4.1", Calls().returning(original))
+    await (await journal(journal_store, run_id)).model_call("gpt-4.1", Calls().returning(original))
 
-    replayed = await (await journal(store, run_id)).model_call("gpt-4.1", Calls().returning(reply("no")))
+    replayed = await (await journal(journal_store, run_id)).model_call(
+        "gpt-4.1", Calls().returning(reply("no"))
+    )
 
     assert isinstance(replayed, Response)
     # What the SDK reads of a completed response, and the items as it sends them back.
@@ -392,7 +414,9 @@ async def test_a_model_response_round_trips_through_the_journal(store: RunStore)
     )
 
 
-async def test_a_non_streamed_model_response_round_trips_through_the_journal(store: RunStore) -> None:
+async def test_a_non_streamed_model_response_round_trips_through_the_journal(
+    store: RunStore, journal_store: JournalStore
+) -> None:
     source = rich_response()
     assert source.usage is not None
     original = ModelResponse(
@@ -410,24 +434,26 @@ async def test_a_non_streamed_model_response_round_trips_through_the_journal(sto
         raw_usage={"prompt_tokens": 1000},
     )
     run_id = await running_run(store)
-    await (await journal(store, run_id)).model_call("gpt-4.1", Calls().returning(original))
+    await (await journal(journal_store, run_id)).model_call("gpt-4.1", Calls().returning(original))
 
-    replayed = await (await journal(store, run_id)).model_call("gpt-4.1", Calls().returning(reply("no")))
+    replayed = await (await journal(journal_store, run_id)).model_call(
+        "gpt-4.1", Calls().returning(reply("no"))
+    )
 
     assert replayed == original
 
 
 @pytest.mark.parametrize("version", [0, 2, None])
 async def test_an_entry_of_another_format_version_fails_the_call_clearly(
-    store: RunStore, version: int | None
+    store: RunStore, version: int | None, journal_store: JournalStore
 ) -> None:
     run_id = await running_run(store)
     other = RecordedStep("model:gpt-4.1", {"version": version, "kind": "response", "answer": "?"})
-    await store.record_step(run_id, 1, "1", other)
+    await journal_store.record_step(run_id, 1, "1", other)
     calls = Calls()
 
     with pytest.raises(JournalIncompatibleError, match=f"format version {version}, ") as refused:
-        await (await journal(store, run_id)).model_call("gpt-4.1", calls.returning(reply("no")))
+        await (await journal(journal_store, run_id)).model_call("gpt-4.1", calls.returning(reply("no")))
 
     assert calls.made == []
     assert describe_failure(refused.value).code == "journal_incompatible"
@@ -437,17 +463,21 @@ async def test_an_entry_of_another_format_version_fails_the_call_clearly(
     assert describe_failure(wrapped) == RunError("journal_incompatible", refused.value.message)
 
 
-async def test_an_entry_its_classes_no_longer_accept_fails_the_call_clearly(store: RunStore) -> None:
+async def test_an_entry_its_classes_no_longer_accept_fails_the_call_clearly(
+    store: RunStore, journal_store: JournalStore
+) -> None:
     run_id = await running_run(store)
     entry = {"version": 1, "kind": "tool_output", "value": {"type": "image"}}  # neither url nor id
-    await store.record_step(run_id, 1, "1", RecordedStep("tool:plain", entry))
+    await journal_store.record_step(run_id, 1, "1", RecordedStep("tool:plain", entry))
 
     with pytest.raises(JournalIncompatibleError, match="does not fit the classes"):
-        await (await journal(store, run_id)).tool_call(tool_named("plain"), "call_1", Calls().returning("no"))
+        await (await journal(journal_store, run_id)).tool_call(
+            tool_named("plain"), "call_1", Calls().returning("no")
+        )
 
 
 async def test_a_segment_an_older_build_recorded_as_pickles_is_replayed_as_unrecorded(
-    store: RunStore, pool: asyncpg.Pool
+    store: RunStore, pool: asyncpg.Pool, journal_store: JournalStore
 ) -> None:
     run_id = await running_run(store)
     await pool.execute(
@@ -458,7 +488,7 @@ async def test_a_segment_an_older_build_recorded_as_pickles_is_replayed_as_unrec
     )
     calls = Calls()
 
-    replayed = await (await journal(store, run_id)).model_call(
+    replayed = await (await journal(journal_store, run_id)).model_call(
         "gpt-4.1", calls.returning(reply("called again"))
     )
 
@@ -473,9 +503,11 @@ class Exploding:
         return (pytest.fail, ("a pickle from the database was read",))
 
 
-async def test_calls_made_inside_a_replayed_call_do_not_shift_the_calls_after_it(store: RunStore) -> None:
+async def test_calls_made_inside_a_replayed_call_do_not_shift_the_calls_after_it(
+    store: RunStore, journal_store: JournalStore
+) -> None:
     run_id = await running_run(store)
-    first = await journal(store, run_id)
+    first = await journal(journal_store, run_id)
 
     async def agent_as_tool() -> str:
         # The run of an agent used as a tool makes its own model calls inside the tool's call.
@@ -485,7 +517,7 @@ async def test_calls_made_inside_a_replayed_call_do_not_shift_the_calls_after_it
     await first.tool_call(tool_named("ask_expert"), "call_1", agent_as_tool)
     await first.model_call("gpt-4.1", Calls().returning(reply("outer answer")))
 
-    recovered = await journal(store, run_id)
+    recovered = await journal(journal_store, run_id)
     calls = Calls()
     told = await recovered.tool_call(tool_named("ask_expert"), "call_1", calls.returning("not again"))
     after = await recovered.model_call("gpt-4.1", calls.returning(reply("not again")))
@@ -493,4 +525,4 @@ async def test_calls_made_inside_a_replayed_call_do_not_shift_the_calls_after_it
     assert told == "the inner agent said inner answer"
     assert said(after) == "outer answer"
     assert calls.made == []
-    assert sorted(await store.recorded_steps(run_id, 1)) == ["1", "1.1", "2"]
+    assert sorted(await journal_store.recorded_steps(run_id, 1)) == ["1", "1.1", "2"]

@@ -23,6 +23,7 @@ from typing import Any
 import grpc
 
 from timestep.observability.interceptor import OPEN_METHOD_PREFIXES, with_behavior
+from timestep.scope import Scope
 from timestep.settings import ConfigurationError
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,11 @@ _tenant: ContextVar[str] = ContextVar("timestep_tenant", default=DEFAULT_TENANT)
 def current_tenant() -> str:
     """The calling tenant (read it at the start of a servicer method)."""
     return _tenant.get()
+
+
+def current_scope() -> Scope:
+    """What the caller may see: its tenant's runs only (read it at the start of a servicer method)."""
+    return Scope.tenant(current_tenant())
 
 
 def hash_key(key: str) -> str:

@@ -1,5 +1,5 @@
 """RunService: proto in, domain calls on the orchestrator, proto out. Every call is scoped to
-the caller's tenant (`current_tenant()`, bound by the auth interceptor)."""
+the caller's tenant (`current_scope()`, bound by the auth interceptor)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from timestep_client.v1 import runs_pb2, runs_pb2_grpc
 
 from timestep import ids
 from timestep.api import convert, validation
-from timestep.api.auth import current_tenant
+from timestep.api.auth import current_scope, current_tenant
 from timestep.api.errors import server_streaming, unary
 from timestep.domain import InterruptionStatus, NewRun, RunFilter
 from timestep.errors import FailedPreconditionError, InvalidArgumentError
@@ -35,14 +35,12 @@ class RunService(runs_pb2_grpc.RunServiceServicer):  # type: ignore[misc]
             tenant=current_tenant(),
             deadline=_waiting_deadline(context, request.wait),
         )
-        run = await self._runs.create_run(
-            new_run, wait=request.wait, max_active_runs=self.limits.max_active_runs
-        )
+        run = await self._runs.create_run(new_run, wait=request.wait)
         return runs_pb2.CreateRunResponse(run=convert.run_to_proto(run))
 
     @unary
     async def GetRun(self, request: runs_pb2.GetRunRequest, context: Context) -> runs_pb2.GetRunResponse:
-        run = await self._runs.get_run(validation.require_run_id(request.run_id), tenant=current_tenant())
+        run = await self._runs.get_run(current_scope(), validation.require_run_id(request.run_id))
         return runs_pb2.GetRunResponse(run=convert.run_to_proto(run))
 
     @unary
@@ -53,9 +51,8 @@ class RunService(runs_pb2_grpc.RunServiceServicer):  # type: ignore[misc]
             agent=request.agent,
             status=convert.run_status_from_proto(request.status),
             session_id=ids.session_id(request.session_id),
-            tenant=current_tenant(),
         )
-        page = await self._runs.list_runs(run_filter, request.page_size, request.page_token)
+        page = await self._runs.list_runs(current_scope(), run_filter, request.page_size, request.page_token)
         return runs_pb2.ListRunsResponse(
             runs=[convert.run_to_proto(run) for run in page.items], next_page_token=page.next_page_token
         )
@@ -65,13 +62,13 @@ class RunService(runs_pb2_grpc.RunServiceServicer):  # type: ignore[misc]
         self, request: runs_pb2.StreamRunEventsRequest, context: Context
     ) -> AsyncIterator[runs_pb2.StreamRunEventsResponse]:
         run_id = validation.require_run_id(request.run_id)
-        tenant = current_tenant()  # before the first yield: later steps run in other tasks
+        scope = current_scope()  # before the first yield: later steps run in other tasks
         if request.after_sequence < 0:
             raise InvalidArgumentError(
                 "after_sequence must be 0 (whole history) or the last sequence you received.",
                 field="after_sequence",
             )
-        async for event in self._runs.follow(run_id, request.after_sequence, tenant=tenant):
+        async for event in self._runs.follow(scope, run_id, request.after_sequence):
             yield runs_pb2.StreamRunEventsResponse(event=convert.event_to_proto(event))
 
     @unary
@@ -79,10 +76,7 @@ class RunService(runs_pb2_grpc.RunServiceServicer):  # type: ignore[misc]
         self, request: runs_pb2.ListInterruptionsRequest, context: Context
     ) -> runs_pb2.ListInterruptionsResponse:
         page = await self._runs.list_interruptions(
-            request.run_id,
-            request.page_size,
-            request.page_token,
-            tenant=current_tenant(),
+            current_scope(), request.run_id, request.page_size, request.page_token
         )
         return runs_pb2.ListInterruptionsResponse(
             interruptions=[convert.interruption_to_proto(i) for i in page.items],
@@ -94,11 +88,11 @@ class RunService(runs_pb2_grpc.RunServiceServicer):  # type: ignore[misc]
         self, request: runs_pb2.ApproveInterruptionRequest, context: Context
     ) -> runs_pb2.ApproveInterruptionResponse:
         interruption = await self._runs.decide(
+            current_scope(),
             validation.require_run_id(request.run_id),
             validation.require_interruption_id(request.interruption_id),
             InterruptionStatus.APPROVED,
             always=request.always,
-            tenant=current_tenant(),
         )
         return runs_pb2.ApproveInterruptionResponse(interruption=convert.interruption_to_proto(interruption))
 
@@ -107,12 +101,12 @@ class RunService(runs_pb2_grpc.RunServiceServicer):  # type: ignore[misc]
         self, request: runs_pb2.RejectInterruptionRequest, context: Context
     ) -> runs_pb2.RejectInterruptionResponse:
         interruption = await self._runs.decide(
+            current_scope(),
             validation.require_run_id(request.run_id),
             validation.require_interruption_id(request.interruption_id),
             InterruptionStatus.REJECTED,
             always=request.always,
             message=request.message,
-            tenant=current_tenant(),
         )
         return runs_pb2.RejectInterruptionResponse(interruption=convert.interruption_to_proto(interruption))
 
@@ -121,11 +115,10 @@ class RunService(runs_pb2_grpc.RunServiceServicer):  # type: ignore[misc]
         self, request: runs_pb2.ResumeRunRequest, context: Context
     ) -> runs_pb2.ResumeRunResponse:
         run = await self._runs.resume_run(
+            current_scope(),
             validation.require_run_id(request.run_id),
             wait=request.wait,
-            tenant=current_tenant(),
             deadline=_waiting_deadline(context, request.wait),
-            max_active_runs=self.limits.max_active_runs,
         )
         return runs_pb2.ResumeRunResponse(run=convert.run_to_proto(run))
 
@@ -134,7 +127,7 @@ class RunService(runs_pb2_grpc.RunServiceServicer):  # type: ignore[misc]
         self, request: runs_pb2.CancelRunRequest, context: Context
     ) -> runs_pb2.CancelRunResponse:
         run = await self._runs.cancel_run(
-            validation.require_run_id(request.run_id), request.reason, tenant=current_tenant()
+            current_scope(), validation.require_run_id(request.run_id), request.reason
         )
         return runs_pb2.CancelRunResponse(run=convert.run_to_proto(run))
 
@@ -144,9 +137,9 @@ class RunService(runs_pb2_grpc.RunServiceServicer):  # type: ignore[misc]
     ) -> runs_pb2.GetRunStateResponse:
         try:
             export = await self._runs.get_run_state(
+                current_scope(),
                 validation.require_run_id(request.run_id),
                 convert.state_format_from_proto(request.format),
-                tenant=current_tenant(),
             )
         except UnsupportedStateError as error:
             # The run's stored state, not the request, is what cannot be converted.

@@ -6,7 +6,7 @@ from grpc.aio import ServicerContext as Context
 from timestep_client.v1 import usage_pb2, usage_pb2_grpc
 
 from timestep.api import convert, validation
-from timestep.api.auth import current_tenant
+from timestep.api.auth import current_scope
 from timestep.api.errors import unary
 from timestep.domain import UsageFilter
 from timestep.errors import InvalidArgumentError
@@ -31,7 +31,7 @@ class UsageService(usage_pb2_grpc.UsageServiceServicer):  # type: ignore[misc]
                 field="end_time",
             )
         summary = await self._usage.summarize(
-            UsageFilter(start, end, request.agent, request.model, tenant=current_tenant())
+            current_scope(), UsageFilter(start, end, request.agent, request.model)
         )
         return usage_pb2.GetUsageResponse(
             total=convert.usage_to_proto(summary.total),

@@ -21,6 +21,8 @@ from dbos import DBOS, DBOSConfig, Queue, SetWorkflowID
 
 from timestep.durability import workflows
 from timestep.durability.dbos_logs import quiet_cancelled_workflows
+from timestep.durability.journal_store import JournalStore
+from timestep.durability.replica_store import ReplicaStore
 from timestep.durability.replicas import ReplicaMonitor
 from timestep.durability.sweeper import StrandedSweeper
 from timestep.runs.segments import SegmentExecutor
@@ -99,12 +101,13 @@ class DurableEngine:
     ) -> None:
         self._database_url = database_url
         self._executor = executor
-        self._store = store
         self.executor_id = executor_id
         self._limits = limits
-        self._replicas = ReplicaMonitor(store, executor_id, replica_timeout_s)
-        self._sweeper = StrandedSweeper(store, executor.bus, self, stranded_grace_s)
+        replicas = ReplicaStore(executor.pool)
+        self._replicas = ReplicaMonitor(replicas, executor_id, replica_timeout_s)
+        self._sweeper = StrandedSweeper(store, replicas, executor.bus, self, stranded_grace_s)
         self._queues: dict[str, Queue] = {}
+        self._journal = JournalStore(executor.pool)
         # The asyncio tasks executing segment workflows here, to stop a cancelled one at once.
         self._running: dict[str, asyncio.Task[Any]] = {}
 
@@ -122,7 +125,7 @@ class DurableEngine:
         async with contextlib.AsyncExitStack() as stack:
             workflows.bind(
                 workflows.Bindings(
-                    self._executor, self._store, self.executor_id, fire_schedule, self._running
+                    self._executor, self._journal, self.executor_id, fire_schedule, self._running
                 )
             )
             stack.callback(workflows.bind, None)

@@ -22,8 +22,8 @@ import logging
 import time
 
 from timestep.durability.dbos_internals import recover_pending_workflows
+from timestep.durability.replica_store import ReplicaStore
 from timestep.store.retry import is_transient
-from timestep.store.runs import RunStore
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ MAX_HEARTBEAT_PERIOD_S = 0.5
 
 
 class ReplicaMonitor:
-    def __init__(self, store: RunStore, executor_id: str, timeout_s: float) -> None:
+    def __init__(self, store: ReplicaStore, executor_id: str, timeout_s: float) -> None:
         self._store = store
         self._executor_id = executor_id
         self._timeout_s = timeout_s

@@ -119,6 +119,7 @@ class DurableSchedules:
         self._registry = registry
         self._store = store
         self._limits = limits
+        # The run store enforces it; named here in the log of a firing it refused.
         self._max_active_runs = max_active_runs
 
     async def fire(self, scheduled_time: datetime, context: Any) -> None:
@@ -139,7 +140,6 @@ class DurableSchedules:
                     tenant=tenant,
                 ),
                 wait=False,
-                max_active_runs=self._max_active_runs,
             )
         except ResourceExhaustedError:
             if await self._store.record_miss(tenant, schedule_id, scheduled_time):

@@ -37,9 +37,9 @@ from timestep.durability.journal import (
     encode_model_result,
     encode_tool_output,
 )
+from timestep.durability.journal_store import JournalStore, RecordedStep
 from timestep.runtime.steps import SegmentSupersededError, StepReplayError
 from timestep.store.retry import PATIENCE_S, DatabaseUnavailableError
-from timestep.store.runs import RecordedStep, RunStore
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ class JournaledSteps:
     and the numbers of the calls after it stay the same.
     """
 
-    def __init__(self, store: RunStore, run_id: str, segment: int, executor_id: str) -> None:
+    def __init__(self, store: JournalStore, run_id: str, segment: int, executor_id: str) -> None:
         self._store = store
         self._run_id = run_id
         self._segment = segment

@@ -5,7 +5,7 @@ DBOS recovers PENDING workflows (of a restarted replica, or of a dead one throug
 stayed away longer than the store waits for it, a bug), was cancelled without its run being
 cancelled, or was never started (its launcher died between queueing the run and launching it)
 leaves its run stranded. Every replica sweeps for such runs every `grace / 2` seconds; a run
-stranded for longer than the grace is claimed by one replica (`RunStore.claim_stranded`) and
+stranded for longer than the grace is claimed by one replica (`ReplicaStore.claim_stranded`) and
 its segment started again under the same workflow id: the ended workflow's record is deleted
 and the segment launched anew, so it replays its step journal (completed calls are not made
 again). A segment recovered `MAX_RECOVERIES` times that is stranded once more is FAILED with
@@ -22,10 +22,11 @@ from typing import Final
 from dbos import DBOS
 
 from timestep.domain import RunError, RunErrorCode
+from timestep.durability.replica_store import ReplicaStore, StrandedSegment
 from timestep.durability.workflows import segment_workflow_id
 from timestep.runs.events import EventBus
 from timestep.runs.launcher import SegmentLauncher
-from timestep.store.runs import RunStore, StrandedSegment
+from timestep.store.runs import RunStore
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +34,16 @@ MAX_RECOVERIES: Final = 3
 
 
 class StrandedSweeper:
-    def __init__(self, store: RunStore, bus: EventBus, launcher: SegmentLauncher, grace_s: float) -> None:
+    def __init__(
+        self,
+        store: RunStore,
+        replicas: ReplicaStore,
+        bus: EventBus,
+        launcher: SegmentLauncher,
+        grace_s: float,
+    ) -> None:
         self._store = store
+        self._replicas = replicas
         self._bus = bus
         self._launcher = launcher
         self._grace_s = grace_s
@@ -59,7 +68,7 @@ class StrandedSweeper:
 
     async def sweep(self) -> None:
         """Recover (or fail) the runs stranded for longer than the grace period."""
-        for stranded in await self._store.claim_stranded(self._grace_s):
+        for stranded in await self._replicas.claim_stranded(self._grace_s):
             if stranded.attempts > MAX_RECOVERIES:
                 await self._fail(stranded)
             else:

@@ -11,10 +11,10 @@ from typing import Any
 
 from dbos import DBOS
 
+from timestep.durability.journal_store import JournalStore
 from timestep.durability.steps import JournaledSteps
 from timestep.runs.segments import SegmentExecutor
 from timestep.store.retry import retrying
-from timestep.store.runs import RunStore
 
 
 def segment_workflow_id(run_id: str, segment: int) -> str:
@@ -29,7 +29,7 @@ FireSchedule = Callable[[datetime, Any], Awaitable[None]]
 @dataclass(frozen=True)
 class Bindings:
     executor: SegmentExecutor
-    store: RunStore
+    journal: JournalStore
     executor_id: str
     fire_schedule: FireSchedule
     # The asyncio tasks executing segment workflows here, to stop a cancelled one at once.
@@ -60,7 +60,7 @@ async def run_segment(run_id: str, segment: int) -> None:
 
     async def execute() -> None:
         # Each attempt replays the journal from the start (executing a segment is idempotent).
-        steps = JournaledSteps(bindings.store, run_id, segment, bindings.executor_id)
+        steps = JournaledSteps(bindings.journal, run_id, segment, bindings.executor_id)
         await steps.load()
         await bindings.executor.execute(run_id, segment, steps)
 

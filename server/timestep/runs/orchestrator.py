@@ -4,7 +4,7 @@ The API layer calls only this class. It validates against the current state, mak
 transition through the store (one transaction each), publishes the committed events, and
 hands queued segments to the SegmentLauncher (in-process tasks or durable workflows).
 
-Methods the API calls take the caller's `tenant`: a run of another tenant is NOT_FOUND.
+Methods the API calls take the caller's `Scope`: a run of another tenant is NOT_FOUND.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from timestep.runtime.registry import AgentRegistry
 from timestep.runtime.runner import apply_decisions
 from timestep.runtime.state_sdk import export_state, load_state
 from timestep.runtime.translate import interruption_for
+from timestep.scope import Scope
 from timestep.state.codec import convert, recorded_decisions
 from timestep.state.document import PYTHON, StateDocument
 from timestep.store.runs import RunStore
@@ -72,58 +73,47 @@ class RunOrchestrator:
 
     # ----- reads -------------------------------------------------------------------------
 
-    async def get_run(self, run_id: str, *, tenant: str | None = None) -> Run:
-        run = await self._store.get_run(run_id, tenant=tenant)
+    async def get_run(self, scope: Scope, run_id: str) -> Run:
+        run = await self._store.get_run(scope, run_id)
         if run.status is RunStatus.QUEUED and run.queue_name:
             position = await self._launcher.queue_position(run.id, run.segment_count, run.queue_name)
             return replace(run, queue_position=position)
         return run
 
-    async def list_runs(self, run_filter: RunFilter, page_size: int, page_token: str) -> Page[Run]:
-        return await self._store.list_runs(run_filter, page_size, page_token)
+    async def list_runs(
+        self, scope: Scope, run_filter: RunFilter, page_size: int, page_token: str
+    ) -> Page[Run]:
+        return await self._store.list_runs(scope, run_filter, page_size, page_token)
 
     async def list_interruptions(
-        self, run_id: str, page_size: int, page_token: str, *, tenant: str | None = None
+        self, scope: Scope, run_id: str, page_size: int, page_token: str
     ) -> Page[Interruption]:
-        return await self._store.list_interruptions(run_id, page_size, page_token, tenant=tenant)
+        return await self._store.list_interruptions(scope, run_id, page_size, page_token)
 
-    def follow(
-        self, run_id: str, after_sequence: int, *, tenant: str | None = None
-    ) -> AsyncIterator[RunEvent]:
-        return follow_run(self._store, self._bus, run_id, after_sequence, tenant=tenant)
+    def follow(self, scope: Scope, run_id: str, after_sequence: int) -> AsyncIterator[RunEvent]:
+        return follow_run(self._store, self._bus, scope, run_id, after_sequence)
 
     # ----- transitions -------------------------------------------------------------------
 
-    async def create_run(self, new_run: NewRun, *, wait: bool, max_active_runs: int = 0) -> Run:
+    async def create_run(self, new_run: NewRun, *, wait: bool) -> Run:
+        """Create a run of `new_run.tenant` (the caller's: it is that tenant's alone)."""
         agent = self._registry.get(new_run.agent)  # NOT_FOUND before anything is written
         queue_name = self._launcher.queue_for(new_run.model or _model_name(agent.model))
-        run, events, created = await self._store.create_run(
-            new_run, queue_name, max_active_runs=max_active_runs
-        )
+        run, events, created = await self._store.create_run(new_run, queue_name)
         self._bus.publish(events)
         if created:
             await self._launcher.launch(run.id, run.segment_count, queue_name)
         return await self._wait_if(run, wait)
 
     async def resume_run(
-        self,
-        run_id: str,
-        *,
-        wait: bool,
-        tenant: str | None = None,
-        deadline: datetime | None = None,
-        max_active_runs: int = 0,
+        self, scope: Scope, run_id: str, *, wait: bool, deadline: datetime | None = None
     ) -> Run:
         """Queue the run's next segment; with `deadline` (a waiting caller's), the segment stops
         when it passes."""
-        run = await self._store.get_run(run_id, tenant=tenant)
+        run = await self._store.get_run(scope, run_id)
         model = run.model or _model_name(self._registry.get(run.agent).model)
         run, events = await self._store.queue_resume(
-            run_id,
-            self._launcher.queue_for(model),
-            tenant=tenant,
-            deadline=deadline,
-            max_active_runs=max_active_runs,
+            scope, run_id, self._launcher.queue_for(model), deadline=deadline
         )
         self._bus.publish(events)
         await self._launcher.launch(run.id, run.segment_count, run.queue_name)
@@ -131,35 +121,33 @@ class RunOrchestrator:
 
     async def decide(
         self,
+        scope: Scope,
         run_id: str,
         interruption_id: str,
         decision: InterruptionStatus,
         *,
         always: bool,
         message: str = "",
-        tenant: str | None = None,
     ) -> Interruption:
         interruption, events = await self._store.decide_interruption(
-            run_id, interruption_id, decision, always=always, message=message, tenant=tenant
+            scope, run_id, interruption_id, decision, always=always, message=message
         )
         self._bus.publish(events)
         return interruption
 
-    async def cancel_run(self, run_id: str, reason: str, *, tenant: str | None = None) -> Run:
+    async def cancel_run(self, scope: Scope, run_id: str, reason: str) -> Run:
         run, events = await self._store.cancel_run(
-            run_id, RunError(RunErrorCode.CANCELLED, reason or "Cancelled by CancelRun."), tenant=tenant
+            scope, run_id, RunError(RunErrorCode.CANCELLED, reason or "Cancelled by CancelRun.")
         )
         self._bus.publish(events)
         await self._launcher.stop(run_id, run.segment_count)
         return run
 
-    async def get_run_state(
-        self, run_id: str, state_format: str = PYTHON, *, tenant: str | None = None
-    ) -> RunStateExport:
+    async def get_run_state(self, scope: Scope, run_id: str, state_format: str = PYTHON) -> RunStateExport:
         """The paused run's RunState JSON, in `state_format` (PYTHON or TYPESCRIPT), with the
         decisions recorded so far applied. Raises `UnsupportedStateError` when the stored state
         cannot be converted to that format."""
-        run = await self._store.get_run(run_id, tenant=tenant)
+        run = await self._store.get_run(scope, run_id)
         snapshot = await self._store.latest_snapshot(run_id)
         if run.status is not RunStatus.INTERRUPTED or snapshot is None:
             raise FailedPreconditionError(
@@ -228,9 +216,10 @@ class RunOrchestrator:
     async def _wait_if(self, run: Run, wait: bool) -> Run:
         if not wait or run.status.is_stopped:
             return run
-        async for _ in self.follow(run.id, run.last_sequence):
+        scope = Scope.tenant(run.tenant)  # the caller's, who just created or resumed the run
+        async for _ in self.follow(scope, run.id, run.last_sequence):
             pass
-        return await self._store.get_run(run.id)
+        return await self._store.get_run(scope, run.id)
 
 
 def _model_name(model: object) -> str:

@@ -44,7 +44,7 @@ import asyncpg
 from timestep.domain import EventKind, RunEvent
 from timestep.runs.events import EventBus, merge_text_deltas
 from timestep.store.content import escape, unescape
-from timestep.store.runs import EVENTS_CHANNEL
+from timestep.store.events import EVENTS_CHANNEL
 
 log = logging.getLogger(__name__)
 

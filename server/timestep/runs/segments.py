@@ -62,7 +62,7 @@ class RunJournal:
         self._ordinal += 1
         keyed = replace(event, dedupe_key=f"{self._segment}:{self._ordinal}")
         await self._bus.forwarded(self._run_id)
-        self._bus.publish(await self._store.append_events(self._run_id, self._segment, [keyed]))
+        self._bus.publish(await self._store.events.append_events(self._run_id, self._segment, [keyed]))
 
     async def on_text_delta(self, payload: dict[str, Any]) -> None:
         live = RunEvent(self._run_id, 0, self._segment, EventKind.TEXT_DELTA, payload, datetime.now(UTC))

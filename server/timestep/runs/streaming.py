@@ -6,11 +6,13 @@ from collections.abc import AsyncIterator
 
 from timestep.domain import EventKind, RunEvent
 from timestep.runs.events import EventBus
-from timestep.store.runs import EVENT_BATCH_SIZE, RunStore
+from timestep.scope import Scope
+from timestep.store.events import EVENT_BATCH_SIZE
+from timestep.store.runs import RunStore
 
 
 async def follow_run(
-    store: RunStore, bus: EventBus, run_id: str, after_sequence: int, *, tenant: str | None = None
+    store: RunStore, bus: EventBus, scope: Scope, run_id: str, after_sequence: int
 ) -> AsyncIterator[RunEvent]:
     """Yield the run's events after `after_sequence` until the run stops (finishes or pauses).
 
@@ -18,7 +20,7 @@ async def follow_run(
     live feed; sequence numbers drop the duplicates that overlap.
     """
     with bus.subscribe(run_id) as subscription:
-        run = await store.get_run(run_id, tenant=tenant)  # NotFoundError before anything is sent
+        run = await store.get_run(scope, run_id)  # NotFoundError before anything is sent
         last = after_sequence
         # Whether the newest status change replayed left the run stopped (None: none replayed).
         stopped: bool | None = None
@@ -26,7 +28,7 @@ async def follow_run(
         async def replay() -> AsyncIterator[RunEvent]:
             nonlocal last, stopped
             while True:
-                batch = await store.list_events(run_id, last, EVENT_BATCH_SIZE)
+                batch = await store.events.list_events(run_id, last, EVENT_BATCH_SIZE)
                 for event in batch:
                     last = event.sequence
                     if event.kind is EventKind.STATUS_CHANGED:

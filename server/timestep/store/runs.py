@@ -1,23 +1,26 @@
-"""The run store: runs, their events, interruptions, snapshots and usage in PostgreSQL.
+"""The run store: runs, their interruptions, snapshots and usage in PostgreSQL, and every
+transition of a run (its events are written through the event store, `timestep.store.events`).
 
 Every method that changes several rows does so in one transaction, and every status change
 appends its `status_changed` event in that same transaction, so a reader never sees a
 status without its event. Event sequences come from `runs.last_sequence`, bumped under the
 run's row lock: per run, strictly increasing, without gaps.
+
+The transitions stay in this one module (over the usual size) because each is one transaction
+under the run's row lock, sharing the locked read of the run and the status change; what they
+write of interruptions is in `timestep.store.interruptions`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
-from asyncpg.pool import PoolConnectionProxy
 
 from timestep.domain import (
     EventKind,
@@ -39,70 +42,26 @@ from timestep.domain import (
 from timestep.errors import (
     AlreadyExistsError,
     FailedPreconditionError,
-    NotFoundError,
     ResourceExhaustedError,
 )
-from timestep.store.content import escape_texts
+from timestep.scope import Scope
+from timestep.store.events import EventStore
+from timestep.store.interruptions import decide, insert_interruptions
 from timestep.store.pages import clamp_page_size, decode_page_token, encode_page_token
-from timestep.store.retry import PATIENCE_S, retried, retrying
-from timestep.store.usage import USAGE_COLUMNS, record_segment_usage, usage_from_row
-
-# What pool.acquire() yields; the helpers below take either kind.
-Connection = asyncpg.Connection | PoolConnectionProxy
-
-# Other processes LISTEN here to learn that a run has new stored events
-# ("origin:run_id:last_sequence").
-EVENTS_CHANNEL = "timestep_run_events"
-
-EVENT_BATCH_SIZE = 500
-
-# What a Run is read from: the columns of `runs` (not its input, which can be large; see
-# get_run_input), and, in the same query, its interruptions as JSON (not as an array of the
-# table's row type: asyncpg caches a row type's columns per connection, so a migration adding one
-# would break the reads of replicas still running).
-_RUN_COLUMNS = (
-    "r.id, r.agent, r.current_agent, r.status, r.session_id, r.model, r.final_output, r.error_code, "
-    "r.error_message, r.metadata, r.request_id, r.segment_count, r.last_sequence, r.create_time, "
-    "r.update_time, r.queue_name, r.tenant, r.segment_deadline, "
-    + ", ".join(f"r.usage_{column}" for column in USAGE_COLUMNS)
+from timestep.store.retry import retried
+from timestep.store.rows import (
+    RUN_COLUMNS,
+    RUN_INTERRUPTIONS,
+    Connection,
+    interruption_from_row,
+    interruptions_from_json,
+    new_id,
+    run_from_row,
+    run_not_found,
 )
-_RUN_INTERRUPTIONS = (
-    "(SELECT coalesce(jsonb_agg(to_jsonb(i) ORDER BY i.segment, i.create_time, i.id), '[]') "
-    "FROM interruptions i WHERE i.run_id = r.id) AS interruption_rows"
-)
+from timestep.store.usage import record_segment_usage
+
 _BY_ID = "r.id = $1 AND ($2::text IS NULL OR r.tenant = $2)"
-
-
-def new_id(prefix: str) -> str:
-    return f"{prefix}_{uuid.uuid4().hex}"
-
-
-def run_not_found(run_id: str) -> NotFoundError:
-    return NotFoundError(
-        f"No run has id {run_id!r}. List runs with RunService.ListRuns.", reason="RUN_NOT_FOUND"
-    )
-
-
-# How much of a recorded rejection message an error repeats (trailers are small).
-ECHOED_MESSAGE_LENGTH = 1024
-
-
-def already_decided(interruption: Interruption) -> FailedPreconditionError:
-    """The refusal of a decision that differs from the one recorded, which it describes."""
-    recorded = f"{interruption.status.value} with always={str(interruption.always).lower()}"
-    if interruption.message:
-        recorded += " and a message"
-    return FailedPreconditionError(
-        f"Interruption {interruption.id} was already {recorded}; a decision cannot be changed. "
-        "Repeating the recorded decision exactly is harmless.",
-        reason="INTERRUPTION_ALREADY_DECIDED",
-        metadata={
-            "status": interruption.status.value,
-            "always": str(interruption.always).lower(),
-            "message": interruption.message[:ECHOED_MESSAGE_LENGTH],
-            "message_truncated": str(len(interruption.message) > ECHOED_MESSAGE_LENGTH).lower(),
-        },
-    )
 
 
 def status_changed(status: RunStatus, reason: str = "") -> PendingEvent:
@@ -124,27 +83,6 @@ class SegmentOutcome:
     events: Sequence[PendingEvent] = ()
     # The segment's model calls, in order (their usage sums to `usage`).
     model_calls: Sequence[ModelCall] = ()
-
-
-@dataclass(frozen=True)
-class RecordedStep:
-    """A completed model or tool call in the step journal."""
-
-    name: str  # "model:<model name>" or "tool:<tool name>"
-    entry: dict[str, Any]  # its result, as JSON (see timestep.durability.journal)
-
-
-@dataclass(frozen=True)
-class StrandedSegment:
-    """A run segment without a live workflow, claimed for recovery (see `claim_stranded`)."""
-
-    run_id: str
-    segment: int
-    queue_name: str
-    # The workflow's DBOS status ("ERROR", "CANCELLED", ...); None: it was never started.
-    workflow_status: str | None
-    # Recoveries of this segment so far, this one included.
-    attempts: int
 
 
 def _fingerprint(new_run: NewRun) -> str:
@@ -170,140 +108,48 @@ def _utc(stamp: datetime) -> datetime:
 ACTIVE_RUNS_RETRY_S = 1.0
 
 
-async def _lock_tenant(connection: Connection, tenant: str, max_active_runs: int) -> None:
-    """With a limit on active runs, one transaction at a time may add to a tenant's (so that
-    concurrent calls cannot overshoot it); held until commit."""
-    if max_active_runs:
-        await connection.execute(
-            "SELECT pg_advisory_xact_lock(hashtextextended('timestep.tenant:' || $1, 0))", tenant
-        )
-
-
-async def _check_active_runs(connection: Connection, tenant: str, max_active_runs: int) -> None:
-    """Refuse (rolling the transaction back) when the tenant now has more than `max_active_runs`
-    runs QUEUED or RUNNING, counting the one this transaction adds."""
-    if not max_active_runs:
-        return
-    active = await connection.fetchval(
-        "SELECT count(*) FROM runs WHERE tenant = $1 AND status IN ('queued', 'running')", tenant
-    )
-    if active > max_active_runs:
-        raise ResourceExhaustedError(
-            f"{max_active_runs} runs are already queued or running, the most this service allows at "
-            "once; retry when one of them finishes or pauses.",
-            reason="TOO_MANY_ACTIVE_RUNS",
-            retry_after_s=ACTIVE_RUNS_RETRY_S,
-        )
-
-
-def _interruption_from_row(row: asyncpg.Record | dict[str, Any]) -> Interruption:
-    return Interruption(
-        id=row["id"],
-        run_id=row["run_id"],
-        segment=row["segment"],
-        agent=row["agent"],
-        tool_name=row["tool_name"],
-        call_id=row["call_id"],
-        arguments_json=row["arguments_json"],
-        status=InterruptionStatus(row["status"]),
-        always=row["always"],
-        message=row["message"],
-        create_time=row["create_time"],
-        decide_time=row["decide_time"],
-    )
-
-
-def _interruptions_from_json(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Interruption rows aggregated as JSON (`_RUN_INTERRUPTIONS`), with their times parsed."""
-    return [
-        {
-            **row,
-            "create_time": datetime.fromisoformat(row["create_time"]),
-            "decide_time": datetime.fromisoformat(row["decide_time"]) if row["decide_time"] else None,
-        }
-        for row in rows
-    ]
-
-
-def _run_from_row(row: asyncpg.Record, interruptions: Sequence[asyncpg.Record | dict[str, Any]]) -> Run:
-    error = RunError(row["error_code"], row["error_message"] or "") if row["error_code"] else None
-    return Run(
-        id=row["id"],
-        agent=row["agent"],
-        current_agent=row["current_agent"],
-        status=RunStatus(row["status"]),
-        session_id=row["session_id"],
-        model=row["model"],
-        final_output=row["final_output"],
-        error=error,
-        metadata=dict(row["metadata"]),
-        request_id=row["request_id"] or "",
-        usage=usage_from_row(row, "usage_"),
-        segment_count=row["segment_count"],
-        last_sequence=row["last_sequence"],
-        create_time=row["create_time"],
-        update_time=row["update_time"],
-        interruptions=[_interruption_from_row(i) for i in interruptions],
-        queue_name=row["queue_name"],
-        tenant=row["tenant"],
-        segment_deadline=row["segment_deadline"],
-    )
-
-
-def _event_from_row(row: asyncpg.Record) -> RunEvent:
-    return RunEvent(
-        run_id=row["run_id"],
-        sequence=row["sequence"],
-        segment=row["segment"],
-        kind=EventKind(row["kind"]),
-        payload=row["payload"],
-        time=row["create_time"],
-    )
-
-
 class RunStore:
-    def __init__(self, pool: asyncpg.Pool, origin: str = "") -> None:
+    def __init__(self, pool: asyncpg.Pool, origin: str = "", *, max_active_runs: int = 0) -> None:
         self._pool = pool
-        # Names this process in change notifications, so it can ignore its own.
-        self._origin = origin
+        # The most runs a tenant may have QUEUED or RUNNING at once (0: no limit).
+        self._max_active_runs = max_active_runs
+        # Where the transitions' events go (`origin` names this process in their notifications).
+        self.events = EventStore(pool, origin)
 
     # ----- reads -------------------------------------------------------------------------
 
-    # A `tenant` argument scopes a call to that tenant's runs: another tenant's run is NOT_FOUND,
-    # exactly like a run that does not exist. None (internal callers) sees every tenant's.
-
-    async def get_run(self, run_id: str, *, tenant: str | None = None) -> Run:
+    async def get_run(self, scope: Scope, run_id: str) -> Run:
         async with self._pool.acquire() as connection:
-            return await self._get_run(connection, run_id, tenant=tenant)
+            return await self._get_run(connection, scope, run_id)
 
-    async def _get_run(
-        self, connection: Connection, run_id: str, *, lock: bool = False, tenant: str | None = None
-    ) -> Run:
+    async def _get_run(self, connection: Connection, scope: Scope, run_id: str, *, lock: bool = False) -> Run:
         if not lock:
             row = await connection.fetchrow(
-                f"SELECT {_RUN_COLUMNS}, {_RUN_INTERRUPTIONS} FROM runs r WHERE {_BY_ID}", run_id, tenant
+                f"SELECT {RUN_COLUMNS}, {RUN_INTERRUPTIONS} FROM runs r WHERE {_BY_ID}", run_id, scope.only
             )
             if row is None:
                 raise run_not_found(run_id)
-            return _run_from_row(row, _interruptions_from_json(row["interruption_rows"]))
+            return run_from_row(row, interruptions_from_json(row["interruption_rows"]))
         # Locked, the interruptions are read after the lock is granted, by a statement of their
         # own: one taken before the lock could miss a decision the previous holder committed.
         row = await connection.fetchrow(
-            f"SELECT {_RUN_COLUMNS} FROM runs r WHERE {_BY_ID} FOR UPDATE", run_id, tenant
+            f"SELECT {RUN_COLUMNS} FROM runs r WHERE {_BY_ID} FOR UPDATE", run_id, scope.only
         )
         if row is None:
             raise run_not_found(run_id)
-        return _run_from_row(
+        return run_from_row(
             row,
             await connection.fetch(
                 "SELECT * FROM interruptions WHERE run_id = $1 ORDER BY segment, create_time, id", run_id
             ),
         )
 
-    async def list_runs(self, run_filter: RunFilter, page_size: int, page_token: str) -> Page[Run]:
+    async def list_runs(
+        self, scope: Scope, run_filter: RunFilter, page_size: int, page_token: str
+    ) -> Page[Run]:
         size = clamp_page_size(page_size)
-        scope = hashlib.sha256(repr(run_filter).encode()).hexdigest()[:16]
-        after = _decode_page_token(page_token, scope)
+        token_scope = hashlib.sha256(repr((scope, run_filter)).encode()).hexdigest()[:16]
+        after = _decode_page_token(page_token, token_scope)
         conditions: list[str] = []
         args: list[Any] = []
         for column, value in (
@@ -314,8 +160,8 @@ class RunStore:
             if value:
                 args.append(value)
                 conditions.append(f"{column} = ${len(args)}")
-        if run_filter.tenant is not None:
-            args.append(run_filter.tenant)
+        if scope.only is not None:
+            args.append(scope.only)
             conditions.append(f"tenant = ${len(args)}")
         if after:
             args.extend(after)
@@ -323,12 +169,14 @@ class RunStore:
         where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
         args.append(size + 1)
         rows = await self._pool.fetch(
-            f"""SELECT {_RUN_COLUMNS}, {_RUN_INTERRUPTIONS} FROM runs r {where}
+            f"""SELECT {RUN_COLUMNS}, {RUN_INTERRUPTIONS} FROM runs r {where}
                 ORDER BY create_time DESC, id DESC LIMIT ${len(args)}""",
             *args,
         )
-        runs = [_run_from_row(row, _interruptions_from_json(row["interruption_rows"])) for row in rows[:size]]
-        token = _encode_page_token(scope, (runs[-1].create_time, runs[-1].id)) if len(rows) > size else ""
+        runs = [run_from_row(row, interruptions_from_json(row["interruption_rows"])) for row in rows[:size]]
+        token = (
+            _encode_page_token(token_scope, (runs[-1].create_time, runs[-1].id)) if len(rows) > size else ""
+        )
         return Page(runs, token)
 
     @retried
@@ -338,27 +186,16 @@ class RunStore:
             raise run_not_found(run_id)
         return value  # type: ignore[no-any-return]
 
-    async def list_events(
-        self, run_id: str, after_sequence: int, limit: int = EVENT_BATCH_SIZE
-    ) -> list[RunEvent]:
-        rows = await self._pool.fetch(
-            "SELECT * FROM run_events WHERE run_id = $1 AND sequence > $2 ORDER BY sequence LIMIT $3",
-            run_id,
-            after_sequence,
-            limit,
-        )
-        return [_event_from_row(row) for row in rows]
-
     async def list_interruptions(
-        self, run_id: str, page_size: int, page_token: str, *, tenant: str | None = None
+        self, scope: Scope, run_id: str, page_size: int, page_token: str
     ) -> Page[Interruption]:
         """One run's interruptions (`run_id`), or every PENDING interruption of every INTERRUPTED
         run (empty `run_id`); oldest first, a page at a time."""
         size = clamp_page_size(page_size)
-        scope = f"run:{run_id}" if run_id else "pending"
-        after = _decode_page_token(page_token, scope)
+        token_scope = f"run:{run_id}" if run_id else "pending"
+        after = _decode_page_token(page_token, token_scope)
         if run_id:
-            if await self._pool.fetchval(f"SELECT 1 FROM runs r WHERE {_BY_ID}", run_id, tenant) is None:
+            if await self._pool.fetchval(f"SELECT 1 FROM runs r WHERE {_BY_ID}", run_id, scope.only) is None:
                 raise run_not_found(run_id)
             which, arguments = "i.run_id = $5", [run_id]
         else:
@@ -373,11 +210,13 @@ class RunStore:
             after[0] if after else None,
             after[1] if after else "",
             size + 1,
-            tenant,
+            scope.only,
             *arguments,
         )
-        items = [_interruption_from_row(row) for row in rows[:size]]
-        token = _encode_page_token(scope, (items[-1].create_time, items[-1].id)) if len(rows) > size else ""
+        items = [interruption_from_row(row) for row in rows[:size]]
+        token = (
+            _encode_page_token(token_scope, (items[-1].create_time, items[-1].id)) if len(rows) > size else ""
+        )
         return Page(items, token)
 
     async def latest_snapshot(self, run_id: str) -> Snapshot | None:
@@ -395,142 +234,7 @@ class RunStore:
         )
         return [(row["id"], row["segment_count"], row["queue_name"]) for row in rows]
 
-    # ----- the step journal (timestep.durability.steps) ---------------------------------
-
-    @retried
-    async def recorded_steps(self, run_id: str, segment: int) -> dict[str, RecordedStep]:
-        """The completed calls a segment recorded so far, by step ("1", "4.2")."""
-        rows = await self._pool.fetch(
-            "SELECT step, name, entry FROM step_journal WHERE run_id = $1 AND segment = $2",
-            run_id,
-            segment,
-        )
-        return {row["step"]: RecordedStep(row["name"], row["entry"]) for row in rows}
-
-    @retried
-    async def record_step(self, run_id: str, segment: int, step: str, recorded: RecordedStep) -> RecordedStep:
-        """Record a completed call; returns what is recorded for it, which is another
-        execution's result if that one recorded it first."""
-        inserted = await self._pool.fetchval(
-            """INSERT INTO step_journal (run_id, segment, step, name, entry)
-               VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING true""",
-            run_id,
-            segment,
-            step,
-            recorded.name,
-            recorded.entry,
-        )
-        if inserted:
-            return recorded
-        row = await self._pool.fetchrow(
-            "SELECT name, entry FROM step_journal WHERE run_id = $1 AND segment = $2 AND step = $3",
-            run_id,
-            segment,
-            step,
-        )
-        assert row is not None, "the conflicting step is committed"
-        return RecordedStep(row["name"], row["entry"])
-
-    async def segment_superseded(self, run_id: str, segment: int, *, patience_s: float = PATIENCE_S) -> bool:
-        """Whether the run is no longer RUNNING `segment` (it was cancelled, possibly through
-        another replica), so the segment's calls must stop. Waits up to `patience_s` for the
-        database (then DatabaseUnavailableError)."""
-        row = await retrying(
-            lambda: self._pool.fetchrow("SELECT status, segment_count FROM runs WHERE id = $1", run_id),
-            what="segment_superseded",
-            pool=self._pool,
-            patience_s=patience_s,
-        )
-        return row is None or row["status"] != RunStatus.RUNNING.value or row["segment_count"] != segment
-
-    @retried
-    async def mark_tool_started(
-        self, run_id: str, segment: int, call_id: str, tool_name: str, executor_id: str, attempt: str
-    ) -> bool:
-        """Record that a tool call is starting; False if it had started before (a replay).
-
-        `attempt` names this execution of the call: a retry of this write after its reply was
-        lost finds its own marker and still returns True."""
-        marker = await self._pool.fetchval(
-            """WITH inserted AS (
-                   INSERT INTO tool_invocations (run_id, segment, call_id, tool_name, executor_id, attempt)
-                   VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING RETURNING attempt)
-               SELECT attempt FROM inserted
-               UNION ALL
-               SELECT attempt FROM tool_invocations WHERE run_id = $1 AND segment = $2 AND call_id = $3
-               LIMIT 1""",
-            run_id,
-            segment,
-            call_id,
-            tool_name,
-            executor_id,
-            attempt,
-        )
-        return bool(marker == attempt)
-
-    async def heartbeat(self, executor_id: str) -> None:
-        await self._pool.execute(
-            """INSERT INTO replicas (executor_id) VALUES ($1)
-               ON CONFLICT (executor_id) DO UPDATE
-               SET heartbeat_time = clock_timestamp(), recovered_by = NULL""",
-            executor_id,
-        )
-
-    async def claim_dead_replicas(self, claimer: str, timeout_s: float) -> list[str]:
-        """Replicas silent for longer than `timeout_s`, claimed for recovery by `claimer`: those
-        nobody claimed, and those whose claimer died too (recovering again is harmless: what was
-        recovered already belongs to the claimer)."""
-        rows = await self._pool.fetch(
-            """UPDATE replicas AS dead SET recovered_by = $1
-               WHERE dead.executor_id <> $1
-                 AND dead.heartbeat_time < clock_timestamp() - make_interval(secs => $2)
-                 AND (dead.recovered_by IS NULL OR dead.recovered_by <> $1 AND NOT EXISTS (
-                        SELECT 1 FROM replicas AS claimer
-                        WHERE claimer.executor_id = dead.recovered_by
-                          AND claimer.heartbeat_time >= clock_timestamp() - make_interval(secs => $2)))
-               RETURNING dead.executor_id""",
-            claimer,
-            timeout_s,
-        )
-        return [row["executor_id"] for row in rows]
-
-    # ----- stranded segments (timestep.durability.sweeper) -------------------------------
-
-    async def claim_stranded(self, grace_s: float) -> list[StrandedSegment]:
-        """Runs QUEUED or RUNNING whose segment workflow (DBOS's `workflow_status`) is not live
-        (PENDING, ENQUEUED or DELAYED) and has not been for `grace_s` (it ended in error, was
-        cancelled, finished without finishing the run, or was never started), each claimed for
-        one recovery: its attempt is counted here, and no other claim (by any replica) takes it
-        again within `grace_s`."""
-        rows = await self._pool.fetch(
-            """WITH stranded AS (
-                   SELECT r.id, r.segment_count, r.queue_name, w.status AS workflow_status
-                   FROM runs r
-                   LEFT JOIN dbos.workflow_status w
-                          ON w.workflow_uuid = r.id || '/segment-' || r.segment_count
-                   WHERE r.status IN ('queued', 'running')
-                     AND CASE WHEN w.workflow_uuid IS NULL
-                              THEN r.update_time < clock_timestamp() - make_interval(secs => $1)
-                              ELSE w.status NOT IN ('PENDING', 'ENQUEUED', 'DELAYED')
-                                   AND w.updated_at < extract(epoch FROM clock_timestamp()) * 1000 - $1 * 1000
-                         END),
-               claimed AS (
-                   INSERT INTO segment_recoveries AS c (run_id, segment, attempts)
-                   SELECT id, segment_count, 1 FROM stranded
-                   ON CONFLICT (run_id, segment) DO UPDATE
-                   SET attempts = c.attempts + 1, recover_time = clock_timestamp()
-                   WHERE c.recover_time < clock_timestamp() - make_interval(secs => $1)
-                   RETURNING c.run_id, c.segment, c.attempts)
-               SELECT s.id, s.segment_count, s.queue_name, s.workflow_status, c.attempts
-               FROM stranded s JOIN claimed c ON c.run_id = s.id AND c.segment = s.segment_count""",
-            grace_s,
-        )
-        return [
-            StrandedSegment(
-                row["id"], row["segment_count"], row["queue_name"], row["workflow_status"], row["attempts"]
-            )
-            for row in rows
-        ]
+    # ----- transitions -------------------------------------------------------------------
 
     async def fail_stranded(
         self, run_id: str, segment: int, error: RunError
@@ -538,7 +242,7 @@ class RunStore:
         """FAIL a run still QUEUED or RUNNING `segment` whose recoveries kept failing; None if it
         moved on meanwhile."""
         async with self._pool.acquire() as connection, connection.transaction():
-            run = await self._get_run(connection, run_id, lock=True)
+            run = await self._get_run(connection, Scope.ALL, run_id, lock=True)
             if run.segment_count != segment or run.status not in (RunStatus.QUEUED, RunStatus.RUNNING):
                 return None
             events = await self._end(
@@ -548,21 +252,17 @@ class RunStore:
                 error,
                 [PendingEvent(EventKind.ERROR, {"code": error.code, "message": error.message})],
             )
-            return await self._get_run(connection, run_id), events
+            return await self._get_run(connection, Scope.ALL, run_id), events
 
-    # ----- transitions -------------------------------------------------------------------
-
-    async def create_run(
-        self, new_run: NewRun, queue_name: str = "", *, max_active_runs: int = 0
-    ) -> tuple[Run, list[RunEvent], bool]:
+    async def create_run(self, new_run: NewRun, queue_name: str = "") -> tuple[Run, list[RunEvent], bool]:
         """Insert a run QUEUED for its first segment (or find the one its request_id already made).
-        With `max_active_runs`, a new run its tenant has no room for is refused.
+        With a limit on active runs, a new run its tenant has no room for is refused.
 
         Returns the run, the events written and whether it was created by this call.
         """
         fingerprint = _fingerprint(new_run)
         async with self._pool.acquire() as connection, connection.transaction():
-            await _lock_tenant(connection, new_run.tenant, max_active_runs)
+            await self._lock_tenant(connection, new_run.tenant)
             run_id = await connection.fetchval(
                 """INSERT INTO runs (id, agent, current_agent, status, session_id, model, input,
                                      metadata, request_id, request_fingerprint, segment_count, queue_name,
@@ -587,9 +287,9 @@ class RunStore:
                     [],
                     False,
                 )
-            await _check_active_runs(connection, new_run.tenant, max_active_runs)
-            events = await self._append(connection, run_id, 1, [status_changed(RunStatus.QUEUED)])
-            return await self._get_run(connection, run_id), events, True
+            await self._check_active_runs(connection, new_run.tenant)
+            events = await self.events.append_in(connection, run_id, 1, [status_changed(RunStatus.QUEUED)])
+            return await self._get_run(connection, Scope.ALL, run_id), events, True
 
     async def _existing_for_request(self, connection: Connection, new_run: NewRun, fingerprint: str) -> Run:
         request_id = new_run.request_id
@@ -606,7 +306,7 @@ class RunStore:
                 "to get the same run back.",
                 reason="REQUEST_ID_REUSED",
             )
-        return await self._get_run(connection, row["id"])
+        return await self._get_run(connection, Scope.ALL, row["id"])
 
     async def import_run(
         self,
@@ -633,8 +333,8 @@ class RunStore:
                 new_run.tenant,
             )
             await self._insert_snapshot(connection, run_id, 1, snapshot)
-            inserted = await self._insert_interruptions(connection, run_id, 1, interruptions)
-            events = await self._append(
+            inserted = await insert_interruptions(connection, run_id, 1, interruptions)
+            events = await self.events.append_in(
                 connection,
                 run_id,
                 1,
@@ -651,21 +351,15 @@ class RunStore:
                     ),
                 ],
             )
-            return await self._get_run(connection, run_id), events
+            return await self._get_run(connection, Scope.ALL, run_id), events
 
     async def queue_resume(
-        self,
-        run_id: str,
-        queue_name: str = "",
-        *,
-        tenant: str | None = None,
-        deadline: datetime | None = None,
-        max_active_runs: int = 0,
+        self, scope: Scope, run_id: str, queue_name: str = "", *, deadline: datetime | None = None
     ) -> tuple[Run, list[RunEvent]]:
         """Queue the next segment of an INTERRUPTED run whose interruptions are all decided
         (to stop at `deadline`, if given)."""
         async with self._pool.acquire() as connection, connection.transaction():
-            run = await self._get_run(connection, run_id, lock=True, tenant=tenant)
+            run = await self._get_run(connection, scope, run_id, lock=True)
             if run.status is not RunStatus.INTERRUPTED:
                 raise FailedPreconditionError(
                     f"Run {run_id} is {run.status.name}; only an INTERRUPTED run can be resumed.",
@@ -688,10 +382,12 @@ class RunStore:
                 queue_name,
                 deadline,
             )
-            await _lock_tenant(connection, run.tenant, max_active_runs)
-            await _check_active_runs(connection, run.tenant, max_active_runs)
-            events = await self._append(connection, run_id, segment, [status_changed(RunStatus.QUEUED)])
-            return await self._get_run(connection, run_id), events
+            await self._lock_tenant(connection, run.tenant)
+            await self._check_active_runs(connection, run.tenant)
+            events = await self.events.append_in(
+                connection, run_id, segment, [status_changed(RunStatus.QUEUED)]
+            )
+            return await self._get_run(connection, Scope.ALL, run_id), events
 
     @retried
     async def begin_segment(self, run_id: str, segment: int) -> tuple[Run | None, list[RunEvent]]:
@@ -701,7 +397,7 @@ class RunStore:
         Returns None when the segment must not run (the run was cancelled or moved on).
         """
         async with self._pool.acquire() as connection, connection.transaction():
-            run = await self._get_run(connection, run_id, lock=True)
+            run = await self._get_run(connection, Scope.ALL, run_id, lock=True)
             if run.segment_count != segment or run.status not in (RunStatus.QUEUED, RunStatus.RUNNING):
                 return None, []
             if run.status is RunStatus.RUNNING:
@@ -709,29 +405,19 @@ class RunStore:
             await connection.execute(
                 "UPDATE runs SET status = 'running', queue_name = '' WHERE id = $1", run_id
             )
-            events = await self._append(connection, run_id, segment, [status_changed(RunStatus.RUNNING)])
-            return await self._get_run(connection, run_id), events
+            events = await self.events.append_in(
+                connection, run_id, segment, [status_changed(RunStatus.RUNNING)]
+            )
+            return await self._get_run(connection, Scope.ALL, run_id), events
 
     @retried
-    async def append_events(
-        self, run_id: str, segment: int, events: Sequence[PendingEvent]
-    ) -> list[RunEvent]:
-        """Store events of a RUNNING segment. Events of a segment whose run has moved on (it was
-        cancelled while the segment was still executing somewhere) are dropped: nothing may
-        follow a run's final status."""
-        try:
-            async with self._pool.acquire() as connection:
-                return await self._append(connection, run_id, segment, events, segment_running=True)
-        except asyncpg.NoDataFoundError:
-            raise run_not_found(run_id) from None
-
     @retried
     async def finish_segment(
         self, run_id: str, segment: int, outcome: SegmentOutcome
     ) -> tuple[Run, list[RunEvent]]:
         """Record how a segment ended: usage, output or error, snapshot, interruptions, status."""
         async with self._pool.acquire() as connection, connection.transaction():
-            run = await self._get_run(connection, run_id, lock=True)
+            run = await self._get_run(connection, Scope.ALL, run_id, lock=True)
             if run.status is not RunStatus.RUNNING or run.segment_count != segment:
                 raise FailedPreconditionError(
                     f"Run {run_id} is {run.status.name} in segment {run.segment_count}; "
@@ -753,9 +439,9 @@ class RunStore:
             )
             if outcome.snapshot:
                 await self._insert_snapshot(connection, run_id, segment, outcome.snapshot)
-            pending = await self._insert_interruptions(connection, run_id, segment, outcome.interruptions)
+            pending = await insert_interruptions(connection, run_id, segment, outcome.interruptions)
             reason = outcome.error.message if outcome.error else ""
-            events = await self._append(
+            events = await self.events.append_in(
                 connection,
                 run_id,
                 segment,
@@ -773,18 +459,16 @@ class RunStore:
                     status_changed(outcome.status, reason),
                 ],
             )
-            return await self._get_run(connection, run_id), events
+            return await self._get_run(connection, Scope.ALL, run_id), events
 
-    async def cancel_run(
-        self, run_id: str, error: RunError, *, tenant: str | None = None
-    ) -> tuple[Run, list[RunEvent]]:
+    async def cancel_run(self, scope: Scope, run_id: str, error: RunError) -> tuple[Run, list[RunEvent]]:
         """Cancel a QUEUED, RUNNING or INTERRUPTED run.
 
         A segment still executing somewhere finds its run CANCELLED when it tries to finish,
         and its outcome is discarded.
         """
         async with self._pool.acquire() as connection, connection.transaction():
-            run = await self._get_run(connection, run_id, lock=True, tenant=tenant)
+            run = await self._get_run(connection, scope, run_id, lock=True)
             if run.status.is_finished:
                 raise FailedPreconditionError(
                     f"Run {run_id} is already {run.status.name}; only QUEUED, RUNNING or INTERRUPTED runs "
@@ -792,53 +476,28 @@ class RunStore:
                     reason="RUN_FINISHED",
                 )
             events = await self._end(connection, run, RunStatus.CANCELLED, error)
-            return await self._get_run(connection, run_id), events
+            return await self._get_run(connection, Scope.ALL, run_id), events
 
     async def decide_interruption(
         self,
+        scope: Scope,
         run_id: str,
         interruption_id: str,
         decision: InterruptionStatus,
         *,
         always: bool,
         message: str,
-        tenant: str | None = None,
     ) -> tuple[Interruption, list[RunEvent]]:
         """Record an approval or rejection. Repeating the same decision (status, always and
         message alike) changes nothing; any other is FAILED_PRECONDITION."""
         async with self._pool.acquire() as connection, connection.transaction():
-            run = await self._get_run(connection, run_id, lock=True, tenant=tenant)
-            found = [i for i in run.interruptions if i.id == interruption_id]
-            if not found:
-                raise NotFoundError(
-                    f"Run {run_id} has no interruption {interruption_id!r}. "
-                    "List them with RunService.ListInterruptions.",
-                    reason="INTERRUPTION_NOT_FOUND",
-                )
-            interruption = found[0]
-            if interruption.status is not InterruptionStatus.PENDING:
-                recorded = (interruption.status, interruption.always, interruption.message)
-                if recorded == (decision, always, message):
-                    return interruption, []
-                raise already_decided(interruption)
-            if run.status is not RunStatus.INTERRUPTED or interruption.segment != run.segment_count:
-                raise FailedPreconditionError(
-                    f"Run {run_id} is {run.status.name}; interruptions can only be decided while the run "
-                    "is INTERRUPTED on them.",
-                    reason="RUN_NOT_INTERRUPTED",
-                )
-            row = await connection.fetchrow(
-                """UPDATE interruptions
-                   SET status = $2, always = $3, message = $4, decide_time = clock_timestamp()
-                   WHERE id = $1 RETURNING *""",
-                interruption_id,
-                decision.value,
-                always,
-                message,
+            run = await self._get_run(connection, scope, run_id, lock=True)
+            decided, changed = await decide(
+                connection, run, interruption_id, decision, always=always, message=message
             )
-            assert row is not None, "the interruption was read under the run's lock"
-            decided = _interruption_from_row(row)
-            events = await self._append(
+            if not changed:  # the recorded decision, repeated
+                return decided, []
+            events = await self.events.append_in(
                 connection,
                 run_id,
                 run.segment_count,
@@ -865,40 +524,34 @@ class RunStore:
             error.code,
             error.message,
         )
-        return await self._append(
+        return await self.events.append_in(
             connection, run.id, run.segment_count, [*events, status_changed(status, error.message)]
         )
 
-    async def _append(
-        self,
-        connection: Connection,
-        run_id: str,
-        segment: int,
-        events: Sequence[PendingEvent],
-        *,
-        segment_running: bool = False,
-    ) -> list[RunEvent]:
-        """Store events with the next sequences, skipping those whose dedupe key is stored already
-        (a replayed segment re-emitting them), and notify other processes after commit; one
-        round trip (`timestep_append_events`, migration 0006).
+    async def _lock_tenant(self, connection: Connection, tenant: str) -> None:
+        """With a limit on active runs, one transaction at a time may add to a tenant's (so that
+        concurrent calls cannot overshoot it); held until commit."""
+        if self._max_active_runs:
+            await connection.execute(
+                "SELECT pg_advisory_xact_lock(hashtextextended('timestep.tenant:' || $1, 0))", tenant
+            )
 
-        The caller holds the run's row lock (or inserted the row in this transaction), so
-        sequences are assigned one appender at a time; with `segment_running` the function takes
-        the lock and stores nothing unless the run is RUNNING in `segment`."""
-        if not events:
-            return []
-        rows = await connection.fetch(
-            "SELECT * FROM timestep_append_events($1, $2, $3, $4, $5, $6, $7, $8)",
-            run_id,
-            segment,
-            escape_texts([e.kind.value for e in events]),
-            [e.payload for e in events],
-            escape_texts([e.dedupe_key for e in events]),
-            EVENTS_CHANNEL,
-            f"{self._origin}:{run_id}:",
-            segment_running,
+    async def _check_active_runs(self, connection: Connection, tenant: str) -> None:
+        """Refuse (rolling the transaction back) when the tenant now has more runs QUEUED or
+        RUNNING than the limit, counting the one this transaction adds."""
+        limit = self._max_active_runs
+        if not limit:
+            return
+        active = await connection.fetchval(
+            "SELECT count(*) FROM runs WHERE tenant = $1 AND status IN ('queued', 'running')", tenant
         )
-        return sorted((_event_from_row(row) for row in rows), key=lambda e: e.sequence)
+        if active > limit:
+            raise ResourceExhaustedError(
+                f"{limit} runs are already queued or running, the most this service allows at "
+                "once; retry when one of them finishes or pauses.",
+                reason="TOO_MANY_ACTIVE_RUNS",
+                retry_after_s=ACTIVE_RUNS_RETRY_S,
+            )
 
     async def _insert_snapshot(
         self, connection: Connection, run_id: str, segment: int, snapshot: Snapshot
@@ -912,29 +565,3 @@ class RunStore:
             snapshot.schema_version,
             snapshot.state_json,
         )
-
-    async def _insert_interruptions(
-        self, connection: Connection, run_id: str, segment: int, interruptions: Sequence[NewInterruption]
-    ) -> list[Interruption]:
-        inserted = []
-        for item in interruptions:
-            row = await connection.fetchrow(
-                """INSERT INTO interruptions (id, run_id, segment, agent, tool_name, call_id, arguments_json,
-                                              status, always, message, decide_time)
-                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10,
-                           CASE WHEN $8 = 'pending' THEN NULL ELSE clock_timestamp() END)
-                   RETURNING *""",
-                new_id("int"),
-                run_id,
-                segment,
-                item.agent,
-                item.tool_name,
-                item.call_id,
-                item.arguments_json,
-                item.status.value,
-                item.always,
-                item.message,
-            )
-            assert row is not None, "INSERT … RETURNING returns the row"
-            inserted.append(_interruption_from_row(row))
-        return inserted

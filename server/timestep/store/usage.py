@@ -4,29 +4,12 @@ finishing transaction) and summaries over model calls for UsageService.GetUsage.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import asyncpg
-from asyncpg.pool import PoolConnectionProxy
 
 from timestep.domain import ModelCall, Usage, UsageFilter, UsageGroup, UsageSummary
-
-Connection = asyncpg.Connection | PoolConnectionProxy
-
-# The usage columns, in the order of Usage.values().
-USAGE_COLUMNS = (
-    "requests",
-    "input_tokens",
-    "output_tokens",
-    "total_tokens",
-    "cached_tokens",
-    "reasoning_tokens",
-    "cost_usd",
-)
-
-
-def usage_from_row(row: asyncpg.Record | dict[str, Any], prefix: str = "") -> Usage:
-    return Usage(*(row[f"{prefix}{column}"] for column in USAGE_COLUMNS))
+from timestep.scope import Scope
+from timestep.store.rows import USAGE_COLUMNS, Connection, usage_from_row
 
 
 async def record_segment_usage(
@@ -81,8 +64,8 @@ class UsageStore:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
 
-    async def summarize(self, usage_filter: UsageFilter) -> UsageSummary:
-        """Usage of the model calls made in [start, end), by agent and model."""
+    async def summarize(self, scope: Scope, usage_filter: UsageFilter) -> UsageSummary:
+        """Usage of the model calls of `scope`'s runs made in [start, end), by agent and model."""
         where = """WHERE ($1::timestamptz IS NULL OR call_time >= $1)
                      AND ($2::timestamptz IS NULL OR call_time < $2)
                      AND ($3 = '' OR agent = $3)
@@ -94,7 +77,7 @@ class UsageStore:
             usage_filter.end,
             usage_filter.agent,
             usage_filter.model,
-            usage_filter.tenant,
+            scope.only,
         )
         async with self._pool.acquire() as connection:
             rows = await connection.fetch(
