@@ -138,6 +138,7 @@ class TimestepService:
         metrics: Metrics,
         metrics_port: int | None,
         health_port: int | None,
+        database_monitor: DatabaseMonitor,
     ) -> None:
         # What `stop` closes, in the reverse order of opening.
         self._resources = resources
@@ -154,6 +155,7 @@ class TimestepService:
         # The bound metrics port and plaintext health port, when they are on.
         self.metrics_port = metrics_port
         self.health_port = health_port
+        self._database_monitor = database_monitor
         self._stopped = False
 
     @classmethod
@@ -298,6 +300,7 @@ class TimestepService:
                 metrics=metrics,
                 metrics_port=metrics_port,
                 health_port=health_port,
+                database_monitor=database_monitor,
             )
 
     @property
@@ -322,6 +325,9 @@ class TimestepService:
             return
         self._stopped = True
         self._shutdown.grace, self._shutdown.began = grace, time.monotonic()
+        # From here on health is the drain's: no probe may report SERVING again, and none delays
+        # the server's stop (a call arriving while it stops is CANCELLED rather than refused).
+        await self._database_monitor.stop()
         await self.drain()
         await self._resources.aclose()
 
