@@ -8,7 +8,6 @@ Calls that reach the service during an outage fail with UNAVAILABLE and a RetryI
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from typing import Final
 
@@ -18,6 +17,7 @@ from grpc_health.v1.health import aio as health_aio
 
 from timestep.api.server import set_health
 from timestep.observability.interceptor import Drain
+from timestep.periodic import Periodic
 
 log = logging.getLogger(__name__)
 
@@ -32,21 +32,13 @@ class DatabaseMonitor:
         self._health = health
         self._drain = drain
         self.reachable = True
-        self._task: asyncio.Task[None] | None = None
+        self._probes = Periodic("timestep database monitor", PROBE_PERIOD_S, self.probe, at_once=True)
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="timestep database monitor")
+        self._probes.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-
-    async def _run(self) -> None:
-        while True:
-            await self.probe()
-            await asyncio.sleep(PROBE_PERIOD_S)  # the probe period, not a synchronisation
+        await self._probes.stop()
 
     async def probe(self) -> None:
         """Probe the database once and report the result through health checking."""

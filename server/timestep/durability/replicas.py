@@ -17,12 +17,12 @@ outage every heartbeat is stale, live replicas' too.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 
 from timestep.durability.dbos_internals import recover_pending_workflows
 from timestep.durability.replica_store import ReplicaStore
+from timestep.periodic import Periodic
 from timestep.store.retry import is_transient
 
 log = logging.getLogger(__name__)
@@ -36,40 +36,35 @@ class ReplicaMonitor:
         self._executor_id = executor_id
         self._timeout_s = timeout_s
         self._period_s = min(timeout_s / 3, MAX_HEARTBEAT_PERIOD_S)
-        self._task: asyncio.Task[None] | None = None
+        self._beats = Periodic("timestep replica monitor", self._period_s, self._beat)
         self._database_away = False
         # Since when this replica's heartbeats have been succeeding (None: the last one failed).
         self._heartbeating_since: float | None = time.monotonic()
 
     async def start(self) -> None:
         await self._store.heartbeat(self._executor_id)
-        self._task = asyncio.create_task(self._run(), name="timestep replica monitor")
+        self._beats.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await self._beats.stop()
 
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self._period_s)  # the heartbeat period, not a synchronisation
-            try:
-                await self._store.heartbeat(self._executor_id)
-                self._database_away = False
-                if self._heartbeating_since is None:
-                    self._heartbeating_since = time.monotonic()
-                if time.monotonic() - self._heartbeating_since < self._timeout_s:
-                    # After a database outage every replica's heartbeat is stale: live ones are
-                    # told from dead ones only once they have had the timeout to heartbeat again.
-                    continue
-                for dead in await self._store.claim_dead_replicas(self._executor_id, self._timeout_s):
-                    log.warning("replica %s stopped heartbeating; recovering its workflows", dead)
-                    await asyncio.to_thread(recover_pending_workflows, [dead])
-            except Exception as error:
-                self._heartbeating_since = None
-                if not is_transient(error):
-                    log.exception("replica monitor round failed; trying again next round")
-                elif not self._database_away:  # once per outage, not every round of it
-                    log.warning("replica monitor: the database is unreachable (%s); retrying", error)
-                self._database_away = is_transient(error)
+    async def _beat(self) -> None:
+        try:
+            await self._store.heartbeat(self._executor_id)
+            self._database_away = False
+            if self._heartbeating_since is None:
+                self._heartbeating_since = time.monotonic()
+            if time.monotonic() - self._heartbeating_since < self._timeout_s:
+                # After a database outage every replica's heartbeat is stale: live ones are
+                # told from dead ones only once they have had the timeout to heartbeat again.
+                return
+            for dead in await self._store.claim_dead_replicas(self._executor_id, self._timeout_s):
+                log.warning("replica %s stopped heartbeating; recovering its workflows", dead)
+                await asyncio.to_thread(recover_pending_workflows, [dead])
+        except Exception as error:
+            self._heartbeating_since = None
+            if not is_transient(error):
+                log.exception("replica monitor round failed; trying again next round")
+            elif not self._database_away:  # once per outage, not every round of it
+                log.warning("replica monitor: the database is unreachable (%s); retrying", error)
+            self._database_away = is_transient(error)

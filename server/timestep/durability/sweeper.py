@@ -14,8 +14,6 @@ the error code `recovery_failed`, never left as it is.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from typing import Final
 
@@ -24,6 +22,7 @@ from dbos import DBOS
 from timestep.domain import RunError, RunErrorCode
 from timestep.durability.replica_store import ReplicaStore, StrandedSegment
 from timestep.durability.workflows import segment_workflow_id
+from timestep.periodic import Periodic
 from timestep.runs.events import EventBus
 from timestep.runs.launcher import SegmentLauncher
 from timestep.store.runs import RunStore
@@ -47,24 +46,19 @@ class StrandedSweeper:
         self._bus = bus
         self._launcher = launcher
         self._grace_s = grace_s
-        self._task: asyncio.Task[None] | None = None
+        self._sweeps = Periodic("timestep stranded-run sweeper", grace_s / 2, self._sweep_round)
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="timestep stranded-run sweeper")
+        self._sweeps.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await self._sweeps.stop()
 
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self._grace_s / 2)  # the sweep period, not a synchronisation
-            try:
-                await self.sweep()
-            except Exception as error:  # the database may be away: next round
-                log.warning("sweeping for stranded runs failed (%s); trying again next round", error)
+    async def _sweep_round(self) -> None:
+        try:
+            await self.sweep()
+        except Exception as error:  # the database may be away: next round
+            log.warning("sweeping for stranded runs failed (%s); trying again next round", error)
 
     async def sweep(self) -> None:
         """Recover (or fail) the runs stranded for longer than the grace period."""
