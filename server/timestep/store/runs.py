@@ -6,7 +6,9 @@ appends its `status_changed` event in that same transaction, so a reader never s
 status without its event. Event sequences come from `runs.last_sequence`, bumped under the
 run's row lock: per run, strictly increasing, without gaps.
 
-The transitions stay in this one module (over the usual size) because each is one transaction
+Which transitions apply, and to what status, is decided by `timestep.runs.transitions` (pure
+functions of the run read under its row lock); this module writes what they decide. The
+transitions stay in this one module (over the usual size) because each is one transaction
 under the run's row lock, sharing the locked read of the run and the status change; what they
 write of interruptions is in `timestep.store.interruptions`.
 """
@@ -39,14 +41,12 @@ from timestep.domain import (
     Snapshot,
     Usage,
 )
-from timestep.errors import (
-    AlreadyExistsError,
-    FailedPreconditionError,
-    ResourceExhaustedError,
-)
+from timestep.errors import AlreadyExistsError, ResourceExhaustedError
+from timestep.runs import transitions
+from timestep.runs.transitions import Change, Keep, Refusal, status_changed
 from timestep.scope import Scope
 from timestep.store.events import EventStore
-from timestep.store.interruptions import decide, insert_interruptions
+from timestep.store.interruptions import insert_interruptions, record_decision
 from timestep.store.pages import clamp_page_size, decode_page_token, encode_page_token
 from timestep.store.retry import retried
 from timestep.store.rows import (
@@ -62,10 +62,6 @@ from timestep.store.rows import (
 from timestep.store.usage import record_segment_usage
 
 _BY_ID = "r.id = $1 AND ($2::text IS NULL OR r.tenant = $2)"
-
-
-def status_changed(status: RunStatus, reason: str = "") -> PendingEvent:
-    return PendingEvent(EventKind.STATUS_CHANGED, {"status": status.value, "reason": reason})
 
 
 @dataclass(frozen=True)
@@ -243,12 +239,13 @@ class RunStore:
         moved on meanwhile."""
         async with self._pool.acquire() as connection, connection.transaction():
             run = await self._get_run(connection, Scope.ALL, run_id, lock=True)
-            if run.segment_count != segment or run.status not in (RunStatus.QUEUED, RunStatus.RUNNING):
+            change = transitions.fail_stranded(run, segment, error.message)
+            if isinstance(change, Refusal):
                 return None
             events = await self._end(
                 connection,
                 run,
-                RunStatus.FAILED,
+                change,
                 error,
                 [PendingEvent(EventKind.ERROR, {"code": error.code, "message": error.message})],
             )
@@ -360,33 +357,22 @@ class RunStore:
         (to stop at `deadline`, if given)."""
         async with self._pool.acquire() as connection, connection.transaction():
             run = await self._get_run(connection, scope, run_id, lock=True)
-            if run.status is not RunStatus.INTERRUPTED:
-                raise FailedPreconditionError(
-                    f"Run {run_id} is {run.status.name}; only an INTERRUPTED run can be resumed.",
-                    reason="RUN_NOT_RESUMABLE",
-                )
-            if run.pending_interruptions:
-                ids = ", ".join(i.id for i in run.pending_interruptions)
-                raise FailedPreconditionError(
-                    f"Run {run_id} still has undecided interruptions ({ids}). Approve or reject each "
-                    "with ApproveInterruption / RejectInterruption, then resume.",
-                    reason="INTERRUPTIONS_PENDING",
-                )
-            segment = run.segment_count + 1
+            change = transitions.resume(run)
+            if isinstance(change, Refusal):
+                raise change.error()
             await connection.execute(
                 """UPDATE runs
-                   SET status = 'queued', segment_count = $2, queue_name = $3, segment_deadline = $4
+                   SET status = $2, segment_count = $3, queue_name = $4, segment_deadline = $5
                    WHERE id = $1""",
                 run_id,
-                segment,
+                change.status.value,
+                change.segment,
                 queue_name,
                 deadline,
             )
             await self._lock_tenant(connection, run.tenant)
             await self._check_active_runs(connection, run.tenant)
-            events = await self.events.append_in(
-                connection, run_id, segment, [status_changed(RunStatus.QUEUED)]
-            )
+            events = await self.events.append_in(connection, run_id, change.segment, [change.event])
             return await self._get_run(connection, Scope.ALL, run_id), events
 
     @retried
@@ -398,16 +384,15 @@ class RunStore:
         """
         async with self._pool.acquire() as connection, connection.transaction():
             run = await self._get_run(connection, Scope.ALL, run_id, lock=True)
-            if run.segment_count != segment or run.status not in (RunStatus.QUEUED, RunStatus.RUNNING):
+            change = transitions.begin_segment(run, segment)
+            if isinstance(change, Refusal):
                 return None, []
-            if run.status is RunStatus.RUNNING:
+            if isinstance(change, Keep):
                 return run, []
             await connection.execute(
-                "UPDATE runs SET status = 'running', queue_name = '' WHERE id = $1", run_id
+                "UPDATE runs SET status = $2, queue_name = '' WHERE id = $1", run_id, change.status.value
             )
-            events = await self.events.append_in(
-                connection, run_id, segment, [status_changed(RunStatus.RUNNING)]
-            )
+            events = await self.events.append_in(connection, run_id, segment, [change.event])
             return await self._get_run(connection, Scope.ALL, run_id), events
 
     @retried
@@ -418,12 +403,11 @@ class RunStore:
         """Record how a segment ended: usage, output or error, snapshot, interruptions, status."""
         async with self._pool.acquire() as connection, connection.transaction():
             run = await self._get_run(connection, Scope.ALL, run_id, lock=True)
-            if run.status is not RunStatus.RUNNING or run.segment_count != segment:
-                raise FailedPreconditionError(
-                    f"Run {run_id} is {run.status.name} in segment {run.segment_count}; "
-                    f"segment {segment} can no longer finish it.",
-                    reason="SEGMENT_SUPERSEDED",
-                )
+            change = transitions.finish_segment(
+                run, segment, outcome.status, outcome.error.message if outcome.error else ""
+            )
+            if isinstance(change, Refusal):
+                raise change.error()
             total = run.usage + outcome.usage
             await record_segment_usage(connection, run_id, segment, outcome.usage, total, outcome.model_calls)
             await connection.execute(
@@ -431,7 +415,7 @@ class RunStore:
                           error_message = $6
                    WHERE id = $1""",
                 run_id,
-                outcome.status.value,
+                change.status.value,
                 outcome.current_agent,
                 outcome.final_output,
                 outcome.error.code if outcome.error else None,
@@ -440,7 +424,6 @@ class RunStore:
             if outcome.snapshot:
                 await self._insert_snapshot(connection, run_id, segment, outcome.snapshot)
             pending = await insert_interruptions(connection, run_id, segment, outcome.interruptions)
-            reason = outcome.error.message if outcome.error else ""
             events = await self.events.append_in(
                 connection,
                 run_id,
@@ -456,7 +439,7 @@ class RunStore:
                             "calls": [call.to_payload() for call in outcome.model_calls],
                         },
                     ),
-                    status_changed(outcome.status, reason),
+                    change.event,
                 ],
             )
             return await self._get_run(connection, Scope.ALL, run_id), events
@@ -469,13 +452,10 @@ class RunStore:
         """
         async with self._pool.acquire() as connection, connection.transaction():
             run = await self._get_run(connection, scope, run_id, lock=True)
-            if run.status.is_finished:
-                raise FailedPreconditionError(
-                    f"Run {run_id} is already {run.status.name}; only QUEUED, RUNNING or INTERRUPTED runs "
-                    "can be cancelled.",
-                    reason="RUN_FINISHED",
-                )
-            events = await self._end(connection, run, RunStatus.CANCELLED, error)
+            change = transitions.cancel(run, error.message)
+            if isinstance(change, Refusal):
+                raise change.error()
+            events = await self._end(connection, run, change, error)
             return await self._get_run(connection, Scope.ALL, run_id), events
 
     async def decide_interruption(
@@ -492,11 +472,14 @@ class RunStore:
         message alike) changes nothing; any other is FAILED_PRECONDITION."""
         async with self._pool.acquire() as connection, connection.transaction():
             run = await self._get_run(connection, scope, run_id, lock=True)
-            decided, changed = await decide(
-                connection, run, interruption_id, decision, always=always, message=message
+            verdict = transitions.decide(run, interruption_id, decision, always=always, message=message)
+            if isinstance(verdict, Refusal):
+                raise verdict.error()
+            if isinstance(verdict, Keep):  # the recorded decision, repeated
+                return next(i for i in run.interruptions if i.id == interruption_id), []
+            decided = await record_decision(
+                connection, verdict.interruption.id, decision, always=always, message=message
             )
-            if not changed:  # the recorded decision, repeated
-                return decided, []
             events = await self.events.append_in(
                 connection,
                 run_id,
@@ -511,22 +494,20 @@ class RunStore:
         self,
         connection: Connection,
         run: Run,
-        status: RunStatus,
+        change: Change,
         error: RunError,
         events: Sequence[PendingEvent] = (),
     ) -> list[RunEvent]:
-        """End a run (locked by the caller) with `status` and `error`, after `events`."""
+        """End a run (locked by the caller) as `change` decided, with `error`, after `events`."""
         await connection.execute(
             """UPDATE runs SET status = $2, error_code = $3, error_message = $4, queue_name = ''
                WHERE id = $1""",
             run.id,
-            status.value,
+            change.status.value,
             error.code,
             error.message,
         )
-        return await self.events.append_in(
-            connection, run.id, run.segment_count, [*events, status_changed(status, error.message)]
-        )
+        return await self.events.append_in(connection, run.id, change.segment, [*events, change.event])
 
     async def _lock_tenant(self, connection: Connection, tenant: str) -> None:
         """With a limit on active runs, one transaction at a time may add to a tenant's (so that

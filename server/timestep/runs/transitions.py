@@ -1,0 +1,186 @@
+"""The run state machine as pure decisions: given a run as the store read it under its row lock
+and a command, what changes (or why the command is refused). No I/O here: the store
+(`timestep.store.runs`) writes what these decide, in the command's transaction.
+
+    QUEUED ──begin──▶ RUNNING ──finish──▶ COMPLETED | FAILED | INTERRUPTED
+    INTERRUPTED ──(decide each interruption) resume──▶ QUEUED (next segment)
+    QUEUED | RUNNING | INTERRUPTED ──cancel──▶ CANCELLED
+    QUEUED | RUNNING ──fail stranded──▶ FAILED
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+from timestep.domain import EventKind, Interruption, InterruptionStatus, PendingEvent, Run, RunStatus
+from timestep.errors import FailedPreconditionError, NotFoundError, TimestepError
+
+# How much of a recorded rejection message an error repeats (trailers are small).
+ECHOED_MESSAGE_LENGTH = 1024
+
+# The statuses a segment can end a run in.
+SEGMENT_ENDINGS = frozenset({RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.INTERRUPTED})
+
+
+def status_changed(status: RunStatus, reason: str = "") -> PendingEvent:
+    return PendingEvent(EventKind.STATUS_CHANGED, {"status": status.value, "reason": reason})
+
+
+@dataclass(frozen=True)
+class Change:
+    """Move the run to `status` in `segment`, announced by `event`."""
+
+    status: RunStatus
+    segment: int
+    reason: str = ""
+
+    @property
+    def event(self) -> PendingEvent:
+        return status_changed(self.status, self.reason)
+
+
+@dataclass(frozen=True)
+class Keep:
+    """Write nothing: the command was already applied (a repeat, e.g. on recovery)."""
+
+
+@dataclass(frozen=True)
+class Record:
+    """Record the decision of a pending interruption; the run's status stays."""
+
+    interruption: Interruption
+
+
+class RefusalKind(enum.Enum):
+    NOT_FOUND = "not_found"
+    FAILED_PRECONDITION = "failed_precondition"
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why a command does not apply to the run as it is."""
+
+    kind: RefusalKind
+    reason: str
+    message: str
+    metadata: dict[str, str] = field(default_factory=dict)
+
+    def error(self) -> TimestepError:
+        if self.kind is RefusalKind.NOT_FOUND:
+            return NotFoundError(self.message, reason=self.reason)
+        return FailedPreconditionError(self.message, reason=self.reason, metadata=self.metadata or None)
+
+
+def _precondition(reason: str, message: str, metadata: dict[str, str] | None = None) -> Refusal:
+    return Refusal(RefusalKind.FAILED_PRECONDITION, reason, message, metadata or {})
+
+
+def _superseded(run: Run, segment: int) -> Refusal:
+    return _precondition(
+        "SEGMENT_SUPERSEDED",
+        f"Run {run.id} is {run.status.name} in segment {run.segment_count}; "
+        f"segment {segment} can no longer finish it.",
+    )
+
+
+def _segment_live(run: Run, segment: int) -> bool:
+    return run.segment_count == segment and run.status in (RunStatus.QUEUED, RunStatus.RUNNING)
+
+
+def begin_segment(run: Run, segment: int) -> Change | Keep | Refusal:
+    """QUEUED → RUNNING; a run already RUNNING `segment` is kept (recovery repeats this)."""
+    if not _segment_live(run, segment):
+        return _superseded(run, segment)
+    if run.status is RunStatus.RUNNING:
+        return Keep()
+    return Change(RunStatus.RUNNING, segment)
+
+
+def finish_segment(run: Run, segment: int, status: RunStatus, reason: str = "") -> Change | Refusal:
+    """RUNNING `segment` → how it ended (`status`, one of SEGMENT_ENDINGS)."""
+    if status not in SEGMENT_ENDINGS:
+        raise ValueError(f"a segment cannot end a run {status.name}")
+    if run.status is not RunStatus.RUNNING or run.segment_count != segment:
+        return _superseded(run, segment)
+    return Change(status, segment, reason)
+
+
+def fail_stranded(run: Run, segment: int, reason: str) -> Change | Refusal:
+    """QUEUED or RUNNING `segment` → FAILED, when its recoveries kept failing."""
+    if not _segment_live(run, segment):
+        return _superseded(run, segment)
+    return Change(RunStatus.FAILED, segment, reason)
+
+
+def cancel(run: Run, reason: str) -> Change | Refusal:
+    """QUEUED, RUNNING or INTERRUPTED → CANCELLED."""
+    if run.status.is_finished:
+        return _precondition(
+            "RUN_FINISHED",
+            f"Run {run.id} is already {run.status.name}; only QUEUED, RUNNING or INTERRUPTED runs "
+            "can be cancelled.",
+        )
+    return Change(RunStatus.CANCELLED, run.segment_count, reason)
+
+
+def resume(run: Run) -> Change | Refusal:
+    """INTERRUPTED with every interruption decided → QUEUED for the next segment."""
+    if run.status is not RunStatus.INTERRUPTED:
+        return _precondition(
+            "RUN_NOT_RESUMABLE", f"Run {run.id} is {run.status.name}; only an INTERRUPTED run can be resumed."
+        )
+    if run.pending_interruptions:
+        ids = ", ".join(i.id for i in run.pending_interruptions)
+        return _precondition(
+            "INTERRUPTIONS_PENDING",
+            f"Run {run.id} still has undecided interruptions ({ids}). Approve or reject each "
+            "with ApproveInterruption / RejectInterruption, then resume.",
+        )
+    return Change(RunStatus.QUEUED, run.segment_count + 1)
+
+
+def already_decided(interruption: Interruption) -> Refusal:
+    """The refusal of a decision that differs from the one recorded, which it describes."""
+    recorded = f"{interruption.status.value} with always={str(interruption.always).lower()}"
+    if interruption.message:
+        recorded += " and a message"
+    return _precondition(
+        "INTERRUPTION_ALREADY_DECIDED",
+        f"Interruption {interruption.id} was already {recorded}; a decision cannot be changed. "
+        "Repeating the recorded decision exactly is harmless.",
+        {
+            "status": interruption.status.value,
+            "always": str(interruption.always).lower(),
+            "message": interruption.message[:ECHOED_MESSAGE_LENGTH],
+            "message_truncated": str(len(interruption.message) > ECHOED_MESSAGE_LENGTH).lower(),
+        },
+    )
+
+
+def decide(
+    run: Run, interruption_id: str, decision: InterruptionStatus, *, always: bool, message: str
+) -> Record | Keep | Refusal:
+    """Approve or reject a pending interruption of the INTERRUPTED run's current segment.
+    Repeating the recorded decision exactly (status, always and message) is kept; any other
+    decision of a decided interruption is refused."""
+    found = [i for i in run.interruptions if i.id == interruption_id]
+    if not found:
+        return Refusal(
+            RefusalKind.NOT_FOUND,
+            "INTERRUPTION_NOT_FOUND",
+            f"Run {run.id} has no interruption {interruption_id!r}. "
+            "List them with RunService.ListInterruptions.",
+        )
+    interruption = found[0]
+    if interruption.status is not InterruptionStatus.PENDING:
+        if (interruption.status, interruption.always, interruption.message) == (decision, always, message):
+            return Keep()
+        return already_decided(interruption)
+    if run.status is not RunStatus.INTERRUPTED or interruption.segment != run.segment_count:
+        return _precondition(
+            "RUN_NOT_INTERRUPTED",
+            f"Run {run.id} is {run.status.name}; interruptions can only be decided while the run "
+            "is INTERRUPTED on them.",
+        )
+    return Record(interruption)
