@@ -29,9 +29,12 @@ class EventStore:
         # Names this process in change notifications, so it can ignore its own.
         self._origin = origin
 
+    @retried
     async def list_events(
         self, run_id: str, after_sequence: int, limit: int = EVENT_BATCH_SIZE
     ) -> list[RunEvent]:
+        """Events after `after_sequence`, in order. Waits out the database, so an open event
+        stream carries on across dropped connections instead of ending."""
         rows = await self._pool.fetch(
             "SELECT * FROM run_events WHERE run_id = $1 AND sequence > $2 ORDER BY sequence LIMIT $3",
             run_id,

@@ -396,7 +396,6 @@ class RunStore:
             return await self._get_run(connection, Scope.ALL, run_id), events
 
     @retried
-    @retried
     async def finish_segment(
         self, run_id: str, segment: int, outcome: SegmentOutcome
     ) -> tuple[Run, list[RunEvent]]:
