@@ -20,6 +20,7 @@ from timestep.domain import (
     Usage,
 )
 from timestep.errors import InvalidArgumentError
+from timestep.run_feed import FeedCursor, RunChange
 from timestep.runtime.registry import AgentInfo
 from timestep.state.document import PYTHON
 
@@ -195,6 +196,18 @@ def event_to_proto(event: RunEvent) -> runs_pb2.RunEvent:
         case EventKind.REASONING:
             message.reasoning.CopyFrom(runs_pb2.ReasoningOutput(**p))
     return message
+
+
+def run_change_to_proto(change: RunChange | FeedCursor) -> runs_pb2.WatchRunsResponse:
+    """A WatchRuns message: a change of a run, or a bookmark (a cursor alone)."""
+    if isinstance(change, FeedCursor):
+        return runs_pb2.WatchRunsResponse(cursor=change.encode())
+    return runs_pb2.WatchRunsResponse(
+        cursor=change.cursor.encode(),
+        run_id=change.event.run_id,
+        agent=change.agent,
+        event=event_to_proto(change.event),
+    )
 
 
 def agent_to_proto(info: AgentInfo) -> agents_pb2.Agent:

@@ -16,6 +16,7 @@ from timestep.api.auth import current_scope, current_tenant
 from timestep.api.errors import server_streaming, unary
 from timestep.domain import InterruptionStatus, NewRun, RunFilter
 from timestep.errors import FailedPreconditionError, InvalidArgumentError
+from timestep.run_feed import FeedCursor
 from timestep.runs.orchestrator import RunOrchestrator
 from timestep.settings import Limits
 from timestep.state.errors import StateCodecError, UnsupportedStateError
@@ -70,6 +71,15 @@ class RunService(runs_pb2_grpc.RunServiceServicer):  # type: ignore[misc]
             )
         async for event in self._runs.follow(scope, run_id, request.after_sequence):
             yield runs_pb2.StreamRunEventsResponse(event=convert.event_to_proto(event))
+
+    @server_streaming
+    async def WatchRuns(
+        self, request: runs_pb2.WatchRunsRequest, context: Context
+    ) -> AsyncIterator[runs_pb2.WatchRunsResponse]:
+        scope = current_scope()  # before the first yield: later steps run in other tasks
+        cursor = FeedCursor.decode(request.cursor) if request.cursor else None
+        async for change in self._runs.watch(scope, cursor):
+            yield convert.run_change_to_proto(change)
 
     @unary
     async def ListInterruptions(

@@ -28,9 +28,11 @@ from timestep.domain import (
     Snapshot,
 )
 from timestep.errors import FailedPreconditionError, InvalidArgumentError
+from timestep.run_feed import FeedCursor, RunChange
 from timestep.runs.events import EventBus
 from timestep.runs.launcher import SegmentLauncher
 from timestep.runs.streaming import follow_run
+from timestep.runs.watch import watch_runs
 from timestep.runtime import sdk_internals
 from timestep.runtime.registry import AgentRegistry
 from timestep.runtime.runner import apply_decisions
@@ -92,6 +94,9 @@ class RunOrchestrator:
 
     def follow(self, scope: Scope, run_id: str, after_sequence: int) -> AsyncIterator[RunEvent]:
         return follow_run(self._store, self._bus, scope, run_id, after_sequence)
+
+    def watch(self, scope: Scope, cursor: FeedCursor | None) -> AsyncIterator[RunChange | FeedCursor]:
+        return watch_runs(self._store.feed, self._bus, scope, cursor)
 
     # ----- transitions -------------------------------------------------------------------
 

@@ -46,6 +46,7 @@ from timestep.runs import transitions
 from timestep.runs.transitions import Change, Keep, Refusal, status_changed
 from timestep.scope import Scope
 from timestep.store.events import EventStore
+from timestep.store.feed import RunFeed
 from timestep.store.interruptions import insert_interruptions, record_decision
 from timestep.store.pages import clamp_page_size, decode_page_token, encode_page_token
 from timestep.store.retry import retried
@@ -111,6 +112,8 @@ class RunStore:
         self._max_active_runs = max_active_runs
         # Where the transitions' events go (`origin` names this process in their notifications).
         self.events = EventStore(pool, origin)
+        # The tenant-wide feed of run changes the events feed (WatchRuns).
+        self.feed = RunFeed(pool)
 
     # ----- reads -------------------------------------------------------------------------
 

@@ -1,0 +1,139 @@
+"""WatchRuns: a tenant's run changes across runs, live, each exactly once, and only that tenant's;
+a watcher that reconnects with its last cursor continues without gaps or repeats."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+from typing import Final
+
+import grpc
+import pytest
+from timestep.app import TimestepService
+from timestep.runtime.providers import ModelConfig
+from timestep_client import TimestepClient
+from timestep_client.v1 import runs_pb2
+
+from tests.conftest import StartService
+from timestep_testing.fakes.openai_responses import FakeOpenAI, tool_call
+from timestep_testing.helpers import EMAIL_ARGS, WAIT, expect_rpc_error, tenant_keys, unique, wait_until
+
+ACME_KEY: Final = "ts_acme-watch-key-0123456789"
+GLOBEX_KEY: Final = "ts_globex-watch-key-0123456789"
+FEED_KINDS: Final = ("status_changed", "interruption", "interruption_decided")
+RUNS_PER_TENANT: Final = 25
+
+
+class Watcher:
+    """A WatchRuns subscriber collecting every change in a background task."""
+
+    def __init__(self, client: TimestepClient, cursor: str = "") -> None:
+        self.changes: list[runs_pb2.WatchRunsResponse] = []
+        self.bookmark = asyncio.Event()
+        self.cursor = ""
+        self._task = asyncio.create_task(self._collect(client, cursor))
+
+    async def _collect(self, client: TimestepClient, cursor: str) -> None:
+        async for change in client.watch_runs(cursor):
+            self.cursor = change.cursor
+            if change.HasField("event"):
+                self.changes.append(change)
+            else:
+                self.bookmark.set()
+
+    def keys(self) -> list[tuple[str, int]]:
+        return [(change.run_id, change.event.sequence) for change in self.changes]
+
+    async def close(self) -> None:
+        self._task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await self._task
+
+
+@pytest.fixture
+async def service(start_service: StartService, model_config: ModelConfig) -> AsyncIterator[TimestepService]:
+    keys = tenant_keys(ACME_KEY, GLOBEX_KEY)
+    async with start_service(model_config, api_keys=keys) as running:
+        yield running
+
+
+async def feed_of(client: TimestepClient, run_ids: list[str]) -> set[tuple[str, int]]:
+    """The stored changes of these runs: what a watcher of their tenant must have received."""
+    expected = set()
+    for run_id in run_ids:
+        async for event in client.stream_events(run_id):
+            if event.sequence and event.WhichOneof("kind") in FEED_KINDS:
+                expected.add((run_id, event.sequence))
+    return expected
+
+
+async def test_each_tenant_sees_its_own_run_changes_exactly_once_and_resumes_from_a_cursor(
+    service: TimestepService, fake_openai: FakeOpenAI
+) -> None:
+    address = f"127.0.0.1:{service.port}"
+    async with AsyncExitStack() as stack:
+        acme = await stack.enter_async_context(TimestepClient(address, api_key=ACME_KEY))
+        globex = await stack.enter_async_context(TimestepClient(address, api_key=GLOBEX_KEY))
+        watchers = {"acme": Watcher(acme), "globex": Watcher(globex)}
+        for watcher in watchers.values():
+            stack.push_async_callback(watcher.close)
+            await asyncio.wait_for(watcher.bookmark.wait(), WAIT)
+
+        fake_openai.script(
+            *(tool_call("send_email", EMAIL_ARGS, call_id=unique("call")) for _ in range(2 * RUNS_PER_TENANT))
+        )
+        clients = {"acme": acme, "globex": globex}
+        runs = {
+            name: list(
+                await asyncio.gather(
+                    *(client.create_run("assistant", f"Tell Bob, {name} {n}") for n in range(RUNS_PER_TENANT))
+                )
+            )
+            for name, client in clients.items()
+        }
+        run_ids = {name: [run.id for run in tenant_runs] for name, tenant_runs in runs.items()}
+
+        def interrupted(name: str) -> bool:
+            paused = {c.run_id for c in watchers[name].changes if c.event.WhichOneof("kind") == "interruption"}
+            return paused >= set(run_ids[name])
+
+        await wait_until(lambda: interrupted("acme") and interrupted("globex"), timeout=60)
+        # A decision is a change too: approve acme's first run.
+        [interruption] = (await acme.get_run(run_ids["acme"][0])).interruptions
+        await acme.approve(run_ids["acme"][0], interruption.id)
+        await wait_until(
+            lambda: any(c.event.WhichOneof("kind") == "interruption_decided" for c in watchers["acme"].changes)
+        )
+
+        for name, client in clients.items():
+            expected = await feed_of(client, run_ids[name])
+            await wait_until(lambda name=name, expected=expected: len(watchers[name].changes) >= len(expected))
+            received = watchers[name].keys()
+            assert len(received) == len(set(received)), f"{name} received a change twice"
+            assert set(received) == expected, f"{name} received another tenant's change, or missed one"
+            assert {c.agent for c in watchers[name].changes} == {"assistant"}
+            for run_id in run_ids[name]:  # each run's changes in order
+                sequences = [s for r, s in received if r == run_id]
+                assert sequences == sorted(sequences)
+
+        # A watcher that reconnects after the 10th change gets exactly the rest.
+        first = watchers["acme"].changes
+        resumed = Watcher(acme, first[9].cursor)
+        stack.push_async_callback(resumed.close)
+        await wait_until(lambda: len(resumed.changes) >= len(first) - 10)
+        assert resumed.keys() == watchers["acme"].keys()[10:]
+        assert not resumed.bookmark.is_set(), "a watcher with a cursor gets no bookmark"
+
+
+async def test_a_cursor_the_service_did_not_issue_is_invalid_argument(service: TimestepService) -> None:
+    async with TimestepClient(f"127.0.0.1:{service.port}", api_key=ACME_KEY) as client:
+        call = client.runs.WatchRuns(runs_pb2.WatchRunsRequest(cursor="yesterday"), timeout=WAIT)
+        error = await expect_rpc_error(call.read(), grpc.StatusCode.INVALID_ARGUMENT)
+        assert "cursor" in (error.details() or "")
+
+
+async def test_watching_without_a_key_is_unauthenticated(service: TimestepService) -> None:
+    async with TimestepClient(f"127.0.0.1:{service.port}") as client:
+        call = client.runs.WatchRuns(runs_pb2.WatchRunsRequest(), timeout=WAIT)
+        await expect_rpc_error(call.read(), grpc.StatusCode.UNAUTHENTICATED)
