@@ -94,21 +94,22 @@ async def test_each_tenant_sees_its_own_run_changes_exactly_once_and_resumes_fro
         }
         run_ids = {name: [run.id for run in tenant_runs] for name, tenant_runs in runs.items()}
 
+        def of_kind(name: str, kind: str) -> set[str]:
+            return {c.run_id for c in watchers[name].changes if c.event.WhichOneof("kind") == kind}
+
         def interrupted(name: str) -> bool:
-            paused = {c.run_id for c in watchers[name].changes if c.event.WhichOneof("kind") == "interruption"}
-            return paused >= set(run_ids[name])
+            return of_kind(name, "interruption") >= set(run_ids[name])
 
         await wait_until(lambda: interrupted("acme") and interrupted("globex"), timeout=60)
         # A decision is a change too: approve acme's first run.
         [interruption] = (await acme.get_run(run_ids["acme"][0])).interruptions
         await acme.approve(run_ids["acme"][0], interruption.id)
-        await wait_until(
-            lambda: any(c.event.WhichOneof("kind") == "interruption_decided" for c in watchers["acme"].changes)
-        )
+        await wait_until(lambda: bool(of_kind("acme", "interruption_decided")))
 
         for name, client in clients.items():
             expected = await feed_of(client, run_ids[name])
-            await wait_until(lambda name=name, expected=expected: len(watchers[name].changes) >= len(expected))
+            changes = watchers[name].changes
+            await wait_until(lambda changes=changes, expected=expected: len(changes) >= len(expected))
             received = watchers[name].keys()
             assert len(received) == len(set(received)), f"{name} received a change twice"
             assert set(received) == expected, f"{name} received another tenant's change, or missed one"
