@@ -17,7 +17,9 @@ from grpc_health.v1.health import aio as health_aio
 from timestep.api.auth import ApiKeys, AuthInterceptor, check_exposure
 from timestep.api.availability import DatabaseMonitor
 from timestep.api.errors import MalformedRequests
+from timestep.api.http.server import HttpServer, HttpTls, start_http_server
 from timestep.api.server import (
+    add_services,
     build_server,
     server_options,
     set_not_serving,
@@ -82,6 +84,10 @@ class ServiceConfig:
     replica_timeout_s: float = DEFAULT_REPLICA_TIMEOUT_S
     # A run QUEUED or RUNNING without a live segment workflow this long is recovered (or failed).
     stranded_grace_s: float = DEFAULT_STRANDED_GRACE_S
+    # Every RPC over Connect and gRPC-Web, and the console, on this port (0: any free port);
+    # None: no HTTP port. Browsers on other origins may call it only if named in cors_origins.
+    http_port: int | None = None
+    cors_origins: tuple[str, ...] = ()
     # Prometheus metrics over HTTP on this port (0: any free port); None: no metrics endpoint.
     metrics_port: int | None = None
     metrics_host: str = "127.0.0.1"
@@ -138,6 +144,7 @@ class TimestepService:
         metrics: Metrics,
         metrics_port: int | None,
         health_port: int | None,
+        http_port: int | None,
         database_monitor: DatabaseMonitor,
     ) -> None:
         # What `stop` closes, in the reverse order of opening.
@@ -152,9 +159,10 @@ class TimestepService:
         self.health = health
         self._drain = drain
         self.metrics = metrics
-        # The bound metrics port and plaintext health port, when they are on.
+        # The bound metrics, plaintext health and HTTP ports, when they are on.
         self.metrics_port = metrics_port
         self.health_port = health_port
+        self.http_port = http_port
         self._database_monitor = database_monitor
         self._stopped = False
 
@@ -257,25 +265,43 @@ class TimestepService:
                 stack.push_async_callback(health_server.stop, 0)
                 log.info("health checks (plaintext) on %s:%s", config.health_host, health_port)
             drain = Drain()
+            usage = UsageStore(pool)
+            # Outermost first: metrics and access logs also count refused calls.
+            interceptors = [
+                *([tracing.interceptor()] if tracing else []),
+                ServiceInterceptor(metrics, drain),
+                AuthInterceptor(config.api_keys, protect_open_methods=config.authenticate_health),
+                MalformedRequests(),
+            ]
             server, port = await build_server(
                 orchestrator,
                 registry,
-                UsageStore(pool),
+                usage,
                 schedules,
                 health,
                 f"{config.host}:{config.port}",
-                # Outermost first: metrics and access logs also count refused calls.
-                interceptors=[
-                    *([tracing.interceptor()] if tracing else []),
-                    ServiceInterceptor(metrics, drain),
-                    AuthInterceptor(config.api_keys, protect_open_methods=config.authenticate_health),
-                    MalformedRequests(),
-                ],
+                interceptors=interceptors,
                 options=server_options(config.keepalive_time_ms, config.keepalive_timeout_ms, config.limits),
                 limits=config.limits,
                 credentials=credentials,
             )
             stack.push_async_callback(_stop_server, server, shutdown)
+            http_port: int | None = None
+            if config.http_port is not None:
+                http_server, http_port = await start_http_server(
+                    lambda collector: add_services(
+                        collector, orchestrator, registry, usage, schedules, health, config.limits
+                    ),
+                    interceptors,
+                    config.limits,
+                    (config.host, config.http_port),
+                    cors_origins=config.cors_origins,
+                    tls=HttpTls(config.tls_cert_file, config.tls_key_file, config.tls_client_ca_file)
+                    if config.tls_cert_file and config.tls_key_file
+                    else None,
+                )
+                stack.push_async_callback(_stop_http_server, http_server, shutdown)
+                log.info("HTTP (Connect, gRPC-Web, console) on %s:%s", config.host, http_port)
             database_monitor = DatabaseMonitor(pool, health, drain)
             database_monitor.start()
             stack.push_async_callback(database_monitor.stop)
@@ -300,6 +326,7 @@ class TimestepService:
                 metrics=metrics,
                 metrics_port=metrics_port,
                 health_port=health_port,
+                http_port=http_port,
                 database_monitor=database_monitor,
             )
 
@@ -330,6 +357,10 @@ class TimestepService:
         await self._database_monitor.stop()
         await self.drain()
         await self._resources.aclose()
+
+
+async def _stop_http_server(server: HttpServer, shutdown: _Shutdown) -> None:
+    await server.stop(shutdown.grace)
 
 
 async def _stop_server(server: grpc.aio.Server, shutdown: _Shutdown) -> None:

@@ -17,6 +17,7 @@ from timestep.commands.output import USAGE
 from timestep.observability.logging import LOG_FORMATS, configure_logging
 from timestep.settings import (
     DEFAULT_AGENTS,
+    DEFAULT_HTTP_PORT,
     DEFAULT_KEEPALIVE_TIME_MS,
     DEFAULT_KEEPALIVE_TIMEOUT_MS,
     DEFAULT_MAX_TURNS,
@@ -103,6 +104,22 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: %(default)s)",
     )
     operations = serve.add_argument_group("operations")
+    operations.add_argument(
+        "--http-port",
+        type=int,
+        default=int(os.environ.get("TIMESTEP_HTTP_PORT", str(DEFAULT_HTTP_PORT))),
+        help="serve every RPC over HTTP (Connect: JSON POST and streams; gRPC-Web) and the web "
+        "console at http://HOST:PORT/, with the same API keys and TLS; 0 turns it off "
+        "(default: TIMESTEP_HTTP_PORT, else %(default)s)",
+    )
+    operations.add_argument(
+        "--cors-origin",
+        action="append",
+        default=[o for o in os.environ.get("TIMESTEP_CORS_ORIGINS", "").split(",") if o],
+        metavar="ORIGIN",
+        help="let browser pages from ORIGIN (e.g. https://app.example.com) call the HTTP port; "
+        "repeat for several (default: TIMESTEP_CORS_ORIGINS, comma-separated; none)",
+    )
     operations.add_argument(
         "--metrics-port",
         type=int,
@@ -418,6 +435,8 @@ def main(argv: list[str] | None = None) -> None:
         provider_limits=dict(args.provider_limit),
         replica_timeout_s=args.replica_timeout,
         stranded_grace_s=args.stranded_grace,
+        http_port=args.http_port or None,
+        cors_origins=tuple(args.cors_origin),
         metrics_port=args.metrics_port or None,
         metrics_host=args.metrics_host,
         health_port=args.health_port or None,

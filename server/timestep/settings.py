@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 DEFAULT_PORT = 50051
+DEFAULT_HTTP_PORT = 8080
 DEFAULT_AGENTS = "timestep.examples.agents:AGENTS"
 DEFAULT_MAX_TURNS = 10
 # A replica silent this long is presumed dead and its segments are recovered elsewhere.

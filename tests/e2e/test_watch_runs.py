@@ -108,8 +108,8 @@ async def test_each_tenant_sees_its_own_run_changes_exactly_once_and_resumes_fro
 
         for name, client in clients.items():
             expected = await feed_of(client, run_ids[name])
-            changes = watchers[name].changes
-            await wait_until(lambda changes=changes, expected=expected: len(changes) >= len(expected))
+            changes, count = watchers[name].changes, len(expected)
+            await wait_until(lambda: len(changes) >= count)  # noqa: B023 - awaited in this iteration
             received = watchers[name].keys()
             assert len(received) == len(set(received)), f"{name} received a change twice"
             assert set(received) == expected, f"{name} received another tenant's change, or missed one"

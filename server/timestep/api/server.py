@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -29,12 +30,14 @@ from timestep.runtime.registry import AgentRegistry
 from timestep.settings import DEFAULT_KEEPALIVE_TIME_MS, DEFAULT_KEEPALIVE_TIMEOUT_MS, Limits
 from timestep.store.usage import UsageStore
 
-SERVICE_NAMES = (
-    runs_pb2.DESCRIPTOR.services_by_name["RunService"].full_name,
-    agents_pb2.DESCRIPTOR.services_by_name["AgentService"].full_name,
-    usage_pb2.DESCRIPTOR.services_by_name["UsageService"].full_name,
-    schedules_pb2.DESCRIPTOR.services_by_name["ScheduleService"].full_name,
+SERVICES = (
+    runs_pb2.DESCRIPTOR.services_by_name["RunService"],
+    agents_pb2.DESCRIPTOR.services_by_name["AgentService"],
+    usage_pb2.DESCRIPTOR.services_by_name["UsageService"],
+    schedules_pb2.DESCRIPTOR.services_by_name["ScheduleService"],
 )
+SERVICE_NAMES = tuple(service.full_name for service in SERVICES)
+HEALTH_SERVICE = health_pb2.DESCRIPTOR.services_by_name["Health"]
 
 
 # Keepalive: ping an idle connection every `keepalive_time_ms` and drop it if the ping is not
@@ -64,6 +67,24 @@ def server_options(
     ]
 
 
+def add_services(
+    server: Any,
+    orchestrator: RunOrchestrator,
+    registry: AgentRegistry,
+    usage: UsageStore,
+    schedules: Schedules,
+    health: health_aio.HealthServicer,
+    limits: Limits,
+) -> None:
+    """Register our services and health checking on `server`: a grpc server, or anything that
+    collects method handlers as one (the HTTP port's, `timestep.api.http`)."""
+    runs_pb2_grpc.add_RunServiceServicer_to_server(RunService(orchestrator, limits), server)
+    agents_pb2_grpc.add_AgentServiceServicer_to_server(AgentService(registry, limits), server)
+    usage_pb2_grpc.add_UsageServiceServicer_to_server(UsageService(usage, limits), server)
+    schedules_pb2_grpc.add_ScheduleServiceServicer_to_server(ScheduleService(schedules, limits), server)
+    health_pb2_grpc.add_HealthServicer_to_server(health, server)
+
+
 async def build_server(
     orchestrator: RunOrchestrator,
     registry: AgentRegistry,
@@ -82,12 +103,8 @@ async def build_server(
     server = grpc.aio.server(
         interceptors=list(interceptors), options=list(options if options is not None else server_options())
     )
-    runs_pb2_grpc.add_RunServiceServicer_to_server(RunService(orchestrator, limits), server)
-    agents_pb2_grpc.add_AgentServiceServicer_to_server(AgentService(registry, limits), server)
-    usage_pb2_grpc.add_UsageServiceServicer_to_server(UsageService(usage, limits), server)
-    schedules_pb2_grpc.add_ScheduleServiceServicer_to_server(ScheduleService(schedules, limits), server)
-    health_pb2_grpc.add_HealthServicer_to_server(health, server)
-    enable_reflection((*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name), server)
+    add_services(server, orchestrator, registry, usage, schedules, health, limits)
+    enable_reflection((*SERVICE_NAMES, HEALTH_SERVICE.full_name), server)
     port = _bind(
         server, address, credentials, f"could not bind {address}; is another process using the port?"
     )
