@@ -80,6 +80,8 @@ def service_config(database_url: str) -> ServiceConfig:
     # segments another one left behind (or the runs store tests leave QUEUED without a workflow).
     return ServiceConfig(
         port=0,
+        # The HTTP port too (any free port): the error table checks Connect against gRPC.
+        http_port=0,
         database_url=database_url,
         executor_id=f"test-{uuid.uuid4().hex[:8]}",
         replica_timeout_s=3600,
