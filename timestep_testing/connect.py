@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import struct
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -111,6 +112,31 @@ async def call_message(
     except json_format.SerializeToJsonError:
         body = request.SerializeToString()
     return await call(session, base_url, path, body, api_key=api_key, streaming=method.server_streaming)
+
+
+async def stream(
+    session: aiohttp.ClientSession, base_url: str, path: str, body: dict[str, Any], *, api_key: str = ""
+) -> AsyncIterator[dict[str, Any]]:
+    """A server stream's JSON messages as they arrive; raises ConnectStreamError if it ends with
+    an error."""
+    headers = {"content-type": STREAMING_JSON, **({"authorization": f"Bearer {api_key}"} if api_key else {})}
+    data = json.dumps(body).encode()
+    envelope = struct.pack(">BI", 0, len(data)) + data
+    async with session.post(base_url + path, data=envelope, headers=headers) as response:
+        while True:
+            flags, size = struct.unpack(">BI", await response.content.readexactly(5))
+            message = json.loads(await response.content.readexactly(size))
+            if flags & END_STREAM_FLAG:
+                if "error" in message:
+                    raise ConnectStreamError(message["error"])
+                return
+            yield message
+
+
+class ConnectStreamError(Exception):
+    def __init__(self, error: dict[str, Any]) -> None:
+        super().__init__(f"{error.get('code')}: {error.get('message')}")
+        self.error = error
 
 
 def _timeout() -> aiohttp.ClientTimeout:

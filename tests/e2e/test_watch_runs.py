@@ -1,21 +1,26 @@
-"""WatchRuns: a tenant's run changes across runs, live, each exactly once, and only that tenant's;
-a watcher that reconnects with its last cursor continues without gaps or repeats."""
+"""WatchRuns over gRPC and Connect: a tenant's run changes across runs, live, each exactly once,
+and only that tenant's; a watcher that reconnects with its last cursor continues without gaps or
+repeats."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
+from dataclasses import dataclass
 from typing import Final
 
+import aiohttp
 import grpc
 import pytest
+from google.protobuf import json_format
 from timestep.app import TimestepService
 from timestep.runtime.providers import ModelConfig
 from timestep_client import TimestepClient
 from timestep_client.v1 import runs_pb2
 
 from tests.conftest import StartService
+from timestep_testing import connect
 from timestep_testing.fakes.openai_responses import FakeOpenAI, tool_call
 from timestep_testing.helpers import EMAIL_ARGS, WAIT, expect_rpc_error, tenant_keys, unique, wait_until
 
@@ -26,17 +31,17 @@ RUNS_PER_TENANT: Final = 25
 
 
 class Watcher:
-    """A WatchRuns subscriber collecting every change in a background task."""
+    """A WatchRuns subscriber collecting every change in a background task, over gRPC (the
+    client's) or, given an HTTP session and port, over Connect JSON."""
 
-    def __init__(self, client: TimestepClient, cursor: str = "") -> None:
+    def __init__(self, client: TimestepClient, cursor: str = "", *, http: ConnectWatch | None = None) -> None:
         self.changes: list[runs_pb2.WatchRunsResponse] = []
         self.bookmark = asyncio.Event()
-        self.cursor = ""
-        self._task = asyncio.create_task(self._collect(client, cursor))
+        changes = client.watch_runs(cursor) if http is None else http.changes(cursor)
+        self._task = asyncio.create_task(self._collect(changes))
 
-    async def _collect(self, client: TimestepClient, cursor: str) -> None:
-        async for change in client.watch_runs(cursor):
-            self.cursor = change.cursor
+    async def _collect(self, changes: AsyncIterator[runs_pb2.WatchRunsResponse]) -> None:
+        async for change in changes:
             if change.HasField("event"):
                 self.changes.append(change)
             else:
@@ -49,6 +54,20 @@ class Watcher:
         self._task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await self._task
+
+
+@dataclass(frozen=True)
+class ConnectWatch:
+    session: aiohttp.ClientSession
+    base_url: str
+    api_key: str
+
+    async def changes(self, cursor: str) -> AsyncIterator[runs_pb2.WatchRunsResponse]:
+        path = "/timestep.v1.RunService/WatchRuns"
+        async for message in connect.stream(
+            self.session, self.base_url, path, {"cursor": cursor}, api_key=self.api_key
+        ):
+            yield json_format.ParseDict(message, runs_pb2.WatchRunsResponse())
 
 
 @pytest.fixture
@@ -75,7 +94,14 @@ async def test_each_tenant_sees_its_own_run_changes_exactly_once_and_resumes_fro
     async with AsyncExitStack() as stack:
         acme = await stack.enter_async_context(TimestepClient(address, api_key=ACME_KEY))
         globex = await stack.enter_async_context(TimestepClient(address, api_key=GLOBEX_KEY))
-        watchers = {"acme": Watcher(acme), "globex": Watcher(globex)}
+        session = await stack.enter_async_context(aiohttp.ClientSession())
+        base_url = f"http://127.0.0.1:{service.http_port}"
+        watchers = {
+            "acme": Watcher(acme),
+            "globex": Watcher(globex),
+            "acme over Connect": Watcher(acme, http=ConnectWatch(session, base_url, ACME_KEY)),
+            "globex over Connect": Watcher(globex, http=ConnectWatch(session, base_url, GLOBEX_KEY)),
+        }
         for watcher in watchers.values():
             stack.push_async_callback(watcher.close)
             await asyncio.wait_for(watcher.bookmark.wait(), WAIT)
@@ -97,30 +123,35 @@ async def test_each_tenant_sees_its_own_run_changes_exactly_once_and_resumes_fro
         def of_kind(name: str, kind: str) -> set[str]:
             return {c.run_id for c in watchers[name].changes if c.event.WhichOneof("kind") == kind}
 
-        def interrupted(name: str) -> bool:
-            return of_kind(name, "interruption") >= set(run_ids[name])
+        def interrupted(watcher: str) -> bool:
+            return of_kind(watcher, "interruption") >= set(run_ids[watcher.split()[0]])
 
-        await wait_until(lambda: interrupted("acme") and interrupted("globex"), timeout=60)
+        await wait_until(lambda: all(interrupted(name) for name in watchers), timeout=60)
         # A decision is a change too: approve acme's first run.
         [interruption] = (await acme.get_run(run_ids["acme"][0])).interruptions
         await acme.approve(run_ids["acme"][0], interruption.id)
         await wait_until(lambda: bool(of_kind("acme", "interruption_decided")))
+        await wait_until(lambda: bool(of_kind("acme over Connect", "interruption_decided")))
 
-        for name, client in clients.items():
-            expected = await feed_of(client, run_ids[name])
+        for name in watchers:
+            tenant = name.split()[0]
+            expected = await feed_of(clients[tenant], run_ids[tenant])
             changes, count = watchers[name].changes, len(expected)
             await wait_until(lambda: len(changes) >= count)  # noqa: B023 - awaited in this iteration
             received = watchers[name].keys()
             assert len(received) == len(set(received)), f"{name} received a change twice"
             assert set(received) == expected, f"{name} received another tenant's change, or missed one"
             assert {c.agent for c in watchers[name].changes} == {"assistant"}
-            for run_id in run_ids[name]:  # each run's changes in order
+            for run_id in run_ids[tenant]:  # each run's changes in order
                 sequences = [s for r, s in received if r == run_id]
                 assert sequences == sorted(sequences)
 
-        # A watcher that reconnects after the 10th change gets exactly the rest.
+        # Both transports deliver one feed, in commit order.
+        assert watchers["acme over Connect"].keys() == watchers["acme"].keys()
+        # A watcher that reconnects after the 10th change gets exactly the rest (a cursor from
+        # one transport works on the other).
         first = watchers["acme"].changes
-        resumed = Watcher(acme, first[9].cursor)
+        resumed = Watcher(acme, first[9].cursor, http=ConnectWatch(session, base_url, ACME_KEY))
         stack.push_async_callback(resumed.close)
         await wait_until(lambda: len(resumed.changes) >= len(first) - 10)
         assert resumed.keys() == watchers["acme"].keys()[10:]
