@@ -20,7 +20,9 @@ import grpc
 import uvicorn
 from connectrpc.compat import google_protobuf_codecs
 from connectrpc.server import ConnectASGIApplication
+from starlette.exceptions import HTTPException
 from starlette.middleware.cors import CORSMiddleware
+from starlette.responses import PlainTextResponse
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -100,7 +102,10 @@ def http_app(
                 ]
             await send(message)
 
-        await console(scope, receive, with_policy)
+        try:
+            await console(scope, receive, with_policy)
+        except HTTPException as error:  # no such file (/favicon.ico), or not a GET
+            await PlainTextResponse(error.detail, error.status_code)(scope, receive, send)
 
     if not cors_origins:
         return app
