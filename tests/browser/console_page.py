@@ -36,7 +36,9 @@ WAIT_S: Final = 15.0
 def browser_missing() -> str:
     """Why the browser tests cannot run here ('' when they can)."""
     missing = [path for path in (CHROMIUM, CHROMEDRIVER) if shutil.which(path) is None]
-    return f"{' and '.join(missing)} not installed (apt-get install chromium chromium-driver)" if missing else ""
+    if not missing:
+        return ""
+    return f"{' and '.join(missing)} not installed (apt-get install chromium chromium-driver)"
 
 
 class ConsolePage:
