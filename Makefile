@@ -4,8 +4,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 INTEROP := tests/interop/ts
+CLIENT_TS := clients/typescript
+CONSOLE_BUILT := server/timestep/console
 
-.PHONY: serve test bench lint proto check-proto buf-lint clean
+.PHONY: serve test bench lint proto check-proto buf-lint console check-console browser screenshots clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,24 +24,40 @@ $(INTEROP)/node_modules/.bin/tsc: $(INTEROP)/package.json $(INTEROP)/package-loc
 	npm ci --prefix $(INTEROP) --silent --no-audit --no-fund
 	touch $@
 
+# The TypeScript client package; it also builds the console (esbuild).
+$(CLIENT_TS)/node_modules/.bin/tsc: $(CLIENT_TS)/package.json $(CLIENT_TS)/package-lock.json
+	npm ci --prefix $(CLIENT_TS) --silent --no-audit --no-fund
+	touch $@
+
+# Debian's Chromium and chromedriver for tests/browser (no downloaded browser builds).
+browser:
+	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	  else \
+	    echo "tests/browser need Debian's chromium and chromium-driver: sudo apt-get install chromium chromium-driver"; \
+	  fi; \
+	fi
+
 ## serve: install and start the service on localhost:50051 (embedded PostgreSQL if none is configured)
 serve: $(STAMP)
 	$(BIN)/timestep serve
 
 ## test: install and run the whole test suite
-test: $(STAMP) $(INTEROP)/node_modules/.bin/tsc
+test: $(STAMP) $(INTEROP)/node_modules/.bin/tsc $(CLIENT_TS)/node_modules/.bin/tsc browser
 	$(BIN)/python -m pytest tests
 
 ## bench: the benchmarks against the in-process SDK (docs/benchmarks.md); ~4 min on 2 cores
 bench: $(STAMP)
 	$(BIN)/python -m bench --json bench-results.json
 
-## lint: ruff, mypy, buf lint and a check that generated code matches the protos
-lint: $(STAMP) node_modules/.bin/buf check-proto
+## lint: ruff, mypy, buf lint and checks that generated code and the console's build are current
+lint: $(STAMP) node_modules/.bin/buf check-proto check-console
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	node_modules/.bin/buf lint
+	@if git rev-parse --verify -q main >/dev/null; then node_modules/.bin/buf breaking --against '.git#branch=main'; fi
 
 ## proto: regenerate the Python modules from proto/
 proto: $(STAMP)
@@ -48,5 +66,17 @@ proto: $(STAMP)
 check-proto: $(STAMP)
 	$(BIN)/python scripts/generate_protos.py --check
 
+## console: rebuild the web console (console/ → server/timestep/console, which is committed)
+console: $(CLIENT_TS)/node_modules/.bin/tsc
+	npm run --silent --prefix $(CLIENT_TS) console
+
+check-console: $(CLIENT_TS)/node_modules/.bin/tsc
+	@out=$$(mktemp -d) && CONSOLE_OUT=$$out npm run --silent --prefix $(CLIENT_TS) console >/dev/null && \
+	  diff -r $$out $(CONSOLE_BUILT) >/dev/null || { echo "server/timestep/console is stale: run make console"; exit 1; }
+
+## screenshots: the browser tests, saving the README's screenshots into docs/
+screenshots: $(STAMP) browser
+	TIMESTEP_SCREENSHOTS=docs $(BIN)/python -m pytest tests/browser
+
 clean:
-	rm -rf $(VENV) node_modules $(INTEROP)/node_modules .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) node_modules $(INTEROP)/node_modules $(CLIENT_TS)/node_modules .mypy_cache .ruff_cache .pytest_cache
