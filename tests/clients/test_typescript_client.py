@@ -4,6 +4,7 @@ answers each run with a send_email call and, after the decision, a text."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from collections.abc import AsyncIterator
@@ -44,12 +45,13 @@ async def service(start_service: StartService, model_config: ModelConfig) -> Asy
 async def test_the_typescript_client_passes_its_tests_against_the_service(
     service: TimestepService, fake_openai: FakeOpenAI
 ) -> None:
-    transports = 1
+    transports = 2  # gRPC and Connect
     for answer in AFTER_DECISION * transports:
         fake_openai.script(tool_call("send_email", EMAIL_ARGS, call_id=unique("call")), text(answer))
     environment = {
         **os.environ,
         "TIMESTEP_GRPC_URL": f"http://127.0.0.1:{service.port}",
+        "TIMESTEP_HTTP_URL": f"http://127.0.0.1:{service.http_port}",
         "TIMESTEP_API_KEY": API_KEY,
     }
     code, stdout, stderr = await run_to_completion(
@@ -57,3 +59,22 @@ async def test_the_typescript_client_passes_its_tests_against_the_service(
     )
     assert code == 0, f"the TypeScript client's tests failed:\n{stdout}\n{stderr}"
     assert "# fail 0" in stdout
+
+
+@pytest.mark.usefixtures("built_package")
+async def test_the_package_packs_with_its_built_modules_and_types() -> None:
+    code, stdout, stderr = await run_to_completion(
+        "npm", "pack", "--dry-run", "--json", "--ignore-scripts", limit_s=NODE_TIMEOUT, cwd=PACKAGE
+    )
+    assert code == 0, stderr
+    [packed] = json.loads(stdout)
+    files = {entry["path"] for entry in packed["files"]}
+    assert packed["name"] == "@timestep/client"
+    assert {
+        "package.json",
+        "dist/src/index.js",
+        "dist/src/index.d.ts",
+        "dist/src/web.js",
+        "dist/src/node.js",
+    } <= files
+    assert not any(path.startswith(("test/", "dist/test/", "src/")) for path in files)
