@@ -130,8 +130,9 @@ export async function runPage(runId: string, signal: AbortSignal): Promise<void>
       download(`${runId}.${format === StateFormat.TYPESCRIPT ? 'typescript' : 'python'}.json`, state.stateJson);
     }, false);
   try {
-    await refresh();
-    await follow();
+    // Subscribe at once (tokens are live-only: the sooner, the fewer a just-resumed run's page
+    // misses); the header fills in meanwhile.
+    await Promise.all([follow(), refresh()]);
   } catch (error) {
     report(error);
   }

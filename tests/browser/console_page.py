@@ -89,6 +89,12 @@ class ConsolePage:
         )
         return self.driver.find_element(By.CSS_SELECTOR, css)
 
+    def wait_for_count(self, css: str, count: int) -> None:
+        WebDriverWait(self.driver, WAIT_S).until(
+            lambda driver: len(driver.find_elements(By.CSS_SELECTOR, css)) >= count,
+            f"fewer than {count} of {css!r}; page: {self.text('main')!r}",
+        )
+
     def click(self, css: str) -> None:
         self.wait_for(css).click()
 

@@ -64,10 +64,10 @@ async def test_a_person_approves_and_rejects_in_the_console_and_follows_the_answ
     await in_browser(page.use_key, ACME_KEY)
     await in_browser(page.wait_for_text, "main [role=status]", "No approvals are waiting")
 
-    rest_of_answer = asyncio.Event()
+    answer, rest_of_answer = asyncio.Event(), asyncio.Event()
     fake_openai.script(
         tool_call("send_email", EMAIL_ARGS, call_id=unique("call")),
-        text(ANSWER, pause_after_first_delta=rest_of_answer),
+        text(ANSWER, hold=answer, pause_after_first_delta=rest_of_answer),
     )
     async with TimestepClient(address, api_key=ACME_KEY) as acme:
         run = await acme.create_run("assistant", "Email Bob that I am late", wait=True, timeout=WAIT)
@@ -81,7 +81,11 @@ async def test_a_person_approves_and_rejects_in_the_console_and_follows_the_answ
 
         await in_browser(page.click, f"{card} button.primary")
         await in_browser(page.wait_for_text, "main h1", run.id)
-        # The first token is on the page while the model is still generating the rest.
+        # The page follows the resumed run (QUEUED, RUNNING, INTERRUPTED, QUEUED, RUNNING so far):
+        # now the model starts answering, and its first token is on the page while it is still
+        # generating the rest.
+        await in_browser(page.wait_for_count, "li[data-kind=statusChanged]", 5)
+        answer.set()
         await in_browser(page.wait_for_text, "li.live", "Done:")
         assert (await acme.get_run(run.id)).status == RunStatus.RUN_STATUS_RUNNING
         await in_browser(page.screenshot, SCREENSHOTS / "console-streaming.png")
