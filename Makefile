@@ -19,8 +19,9 @@ node_modules/.bin/buf: package.json package-lock.json
 	npm ci --silent --no-audit --no-fund
 	touch $@
 
-# The TypeScript side of the interop tests (tests/interop/ts); the tests generate and compile it.
-$(INTEROP)/node_modules/.bin/tsc: $(INTEROP)/package.json $(INTEROP)/package-lock.json
+# The TypeScript side of the interop tests (tests/interop/ts), on the TypeScript client; the tests
+# build both.
+$(INTEROP)/node_modules/.bin/tsc: $(INTEROP)/package.json $(INTEROP)/package-lock.json $(CLIENT_TS)/node_modules/.bin/tsc
 	npm ci --prefix $(INTEROP) --silent --no-audit --no-fund
 	touch $@
 

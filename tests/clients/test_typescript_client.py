@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Final
 
 import pytest
@@ -19,10 +17,10 @@ from tests.conftest import StartService
 from timestep_testing.fakes.openai_responses import FakeOpenAI, text, tool_call
 from timestep_testing.harness import run_to_completion
 from timestep_testing.helpers import EMAIL_ARGS, tenant_keys, unique
+from timestep_testing.typescript import CLIENT_PACKAGE, build_client
 
-PACKAGE: Final = Path(__file__).resolve().parents[2] / "clients" / "typescript"
 NODE_TIMEOUT: Final = 120.0
-"""Upper bound for the build and for the tests (never a sleep)."""
+"""Upper bound for the tests (never a sleep)."""
 API_KEY: Final = "ts_typescript-client-key-0123456789"
 # What the model answers after the decision, in the order each transport's tests decide.
 AFTER_DECISION: Final = ("The email was sent.", "OK, I did not send it.")
@@ -30,9 +28,7 @@ AFTER_DECISION: Final = ("The email was sent.", "OK, I did not send it.")
 
 @pytest.fixture(scope="module")
 def built_package() -> None:
-    if not (PACKAGE / "node_modules" / ".bin" / "tsc").exists():
-        raise RuntimeError(f"The TypeScript client is not installed: `npm ci` in {PACKAGE} (`make test`).")
-    subprocess.run(["npm", "run", "--silent", "build"], cwd=PACKAGE, check=True, timeout=NODE_TIMEOUT)
+    build_client()
 
 
 @pytest.fixture
@@ -55,7 +51,7 @@ async def test_the_typescript_client_passes_its_tests_against_the_service(
         "TIMESTEP_API_KEY": API_KEY,
     }
     code, stdout, stderr = await run_to_completion(
-        "npm", "test", "--silent", limit_s=NODE_TIMEOUT, cwd=PACKAGE, env=environment
+        "npm", "test", "--silent", limit_s=NODE_TIMEOUT, cwd=CLIENT_PACKAGE, env=environment
     )
     assert code == 0, f"the TypeScript client's tests failed:\n{stdout}\n{stderr}"
     assert "# fail 0" in stdout
@@ -64,7 +60,7 @@ async def test_the_typescript_client_passes_its_tests_against_the_service(
 @pytest.mark.usefixtures("built_package")
 async def test_the_package_packs_with_its_built_modules_and_types() -> None:
     code, stdout, stderr = await run_to_completion(
-        "npm", "pack", "--dry-run", "--json", "--ignore-scripts", limit_s=NODE_TIMEOUT, cwd=PACKAGE
+        "npm", "pack", "--dry-run", "--json", "--ignore-scripts", limit_s=NODE_TIMEOUT, cwd=CLIENT_PACKAGE
     )
     assert code == 0, stderr
     [packed] = json.loads(stdout)
