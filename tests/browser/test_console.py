@@ -1,8 +1,9 @@
 """The web console in a real headless Chromium: a paused run appears in the inbox without a
 reload, a person approves it in the page, the run page streams the answer's tokens as the model
 generates them and ends COMPLETED; another is rejected with a message and the model's reply
-shows; another tenant's key sees neither. Screenshots go to $TIMESTEP_SCREENSHOTS (default
-build/screenshots; `make screenshots` writes the README's, in docs/).
+shows; another tenant's key sees neither, and starts a run of its own from the form.
+Screenshots go to $TIMESTEP_SCREENSHOTS (default build/screenshots; `make screenshots` writes the
+README's, in docs/).
 """
 
 from __future__ import annotations
@@ -112,6 +113,17 @@ async def test_a_person_approves_and_rejects_in_the_console_and_follows_the_answ
     await in_browser(page.go, "runs")
     await in_browser(page.wait_for_text, "tbody", "No runs match.")
     assert await in_browser(page.count, f"a[href='#/runs/{run.id}']") == 0
+
+    # The new-run form starts a run of that tenant, whose page follows it; the run list finds it.
+    fake_openai.script(text("Hello from globex."))
+    await in_browser(page.go, "new")
+    await in_browser(page.wait_for, "select[name=agent] option[value=assistant]")
+    await in_browser(page.type, "textarea[name=input]", "Say hello")
+    await in_browser(page.click, "form button[type=submit]")
+    await in_browser(page.wait_for_text, "#final-output", "Hello from globex.")
+    await in_browser(page.go, "runs?status=COMPLETED")
+    await in_browser(page.wait_for_text, "tbody", "COMPLETED")
+    assert await in_browser(page.count, "tbody tr") == 1
 
 
 async def test_the_inbox_fits_a_phone(service: TimestepService, fake_openai: FakeOpenAI) -> None:
