@@ -1,6 +1,6 @@
 """The run feed (WatchRuns' source) on real PostgreSQL: entries in commit-safe order, each
 tenant's own, and never passed over by a cursor while an older transaction could still commit
-one before it."""
+one before it; transactions of other databases on the server hold nothing back."""
 
 from __future__ import annotations
 
@@ -62,6 +62,23 @@ async def test_entries_of_a_transaction_still_open_hold_back_the_ones_after_them
     rest = await store.feed.after(scope, batch.changes[0].cursor)
     assert [c.event.run_id for c in rest.changes] == [late]
     assert (await store.feed.after(scope, batch.changes[-1].cursor)).changes == []
+
+
+async def test_a_transaction_in_another_database_holds_nothing_back(
+    store: RunStore, database_url: str
+) -> None:
+    tenant = f"feed-{uuid.uuid4().hex[:8]}"
+    other = await asyncpg.connect(database_url.rsplit("/", 1)[0] + "/postgres")
+    try:
+        async with other.transaction():
+            await other.fetchval("SELECT pg_current_xact_id()")  # running, with a transaction id
+            start = await store.feed.head()
+            run_id = await new_run(store, tenant)
+            batch = await store.feed.after(Scope.tenant(tenant), start)
+    finally:
+        await other.close()
+    assert not batch.held_back
+    assert [c.event.run_id for c in batch.changes] == [run_id]
 
 
 async def test_a_tenant_reads_only_its_own_entries(store: RunStore) -> None:
