@@ -40,7 +40,7 @@ def server_options(
         ("grpc.http2.min_ping_interval_without_data_ms", MIN_CLIENT_PING_INTERVAL_MS),
         ("grpc.http2.max_pings_without_data", 0),
         ("grpc.keepalive_permit_without_calls", 1),
-        # Transport limits, enforced by gRPC before a request reaches a servicer.
+        # Transport limits, enforced by gRPC before a request reaches a handler.
         ("grpc.max_receive_message_length", limits.max_message_bytes),
         # gRPC rejects metadata between the soft and the hard limit only at random: make them one.
         ("grpc.max_metadata_size", limits.max_metadata_bytes),
