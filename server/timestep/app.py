@@ -16,15 +16,16 @@ from grpc_health.v1.health import aio as health_aio
 
 from timestep.api.auth import ApiKeys, AuthInterceptor, check_exposure
 from timestep.api.availability import DatabaseMonitor
-from timestep.api.errors import MalformedRequests
-from timestep.api.http.server import HttpServer, HttpTls, start_http_server
-from timestep.api.server import (
+from timestep.api.grpc.server import (
     add_services,
     build_server,
     server_options,
     set_not_serving,
     start_health_server,
 )
+from timestep.api.grpc.servicers import MalformedRequests
+from timestep.api.handlers import services
+from timestep.api.http.server import HttpServer, HttpTls, start_http_server
 from timestep.api.tls import server_credentials
 from timestep.durability.engine import DurableEngine, default_executor_id
 from timestep.durability.schedules import DurableSchedules
@@ -265,7 +266,8 @@ class TimestepService:
                 stack.push_async_callback(health_server.stop, 0)
                 log.info("health checks (plaintext) on %s:%s", config.health_host, health_port)
             drain = Drain()
-            usage = UsageStore(pool)
+            # One set of handlers, served over gRPC and (on the HTTP port) Connect.
+            handlers = services(orchestrator, registry, UsageStore(pool), schedules, config.limits)
             # Outermost first: metrics and access logs also count refused calls.
             interceptors = [
                 *([tracing.interceptor()] if tracing else []),
@@ -274,10 +276,7 @@ class TimestepService:
                 MalformedRequests(),
             ]
             server, port = await build_server(
-                orchestrator,
-                registry,
-                usage,
-                schedules,
+                handlers,
                 health,
                 f"{config.host}:{config.port}",
                 interceptors=interceptors,
@@ -289,9 +288,7 @@ class TimestepService:
             http_port: int | None = None
             if config.http_port is not None:
                 http_server, http_port = await start_http_server(
-                    lambda collector: add_services(
-                        collector, orchestrator, registry, usage, schedules, health, config.limits
-                    ),
+                    lambda collector: add_services(collector, handlers, health, config.limits),
                     interceptors,
                     config.limits,
                     (config.host, config.http_port),

@@ -6,8 +6,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from timestep.domain import RunEvent
 from timestep.errors import InvalidArgumentError
+from timestep.event_types import RunEvent
 
 _CURSOR = re.compile(r"^(\d{1,20}):([A-Za-z0-9_]{0,100}):(\d{1,19})$")
 

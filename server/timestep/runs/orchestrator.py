@@ -22,12 +22,12 @@ from timestep.domain import (
     Run,
     RunError,
     RunErrorCode,
-    RunEvent,
     RunFilter,
     RunStatus,
     Snapshot,
 )
 from timestep.errors import FailedPreconditionError, InvalidArgumentError
+from timestep.event_types import RunEvent
 from timestep.run_feed import FeedCursor, RunChange
 from timestep.runs.events import EventBus
 from timestep.runs.launcher import SegmentLauncher

@@ -107,31 +107,36 @@ class HandlerCollector:
     """Stands in for a grpc server when the services register: keeps their method handlers."""
 
     def __init__(self) -> None:
-        self.handlers: dict[str, grpc.RpcMethodHandler] = {}
+        self._generic: list[grpc.GenericRpcHandler] = []
+        self._registered: dict[str, grpc.RpcMethodHandler] = {}
 
-    def add_generic_rpc_handlers(self, generic_handlers: Iterable[Any]) -> None:
-        """The generated registration also calls `add_registered_method_handlers` with the same
-        handlers, by name: those are kept."""
+    def add_generic_rpc_handlers(self, generic_handlers: Iterable[grpc.GenericRpcHandler]) -> None:
+        self._generic.extend(generic_handlers)
 
     def add_registered_method_handlers(
         self, service: str, handlers: Mapping[str, grpc.RpcMethodHandler]
     ) -> None:
         for name, handler in handlers.items():
-            self.handlers[f"/{service}/{name}"] = handler
+            self._registered[f"/{service}/{name}"] = handler
+
+    async def lookup(self, details: Any) -> grpc.RpcMethodHandler | None:
+        """The handler of the method `details` names, as the grpc server would find it."""
+        if (handler := self._registered.get(details.method)) is not None:
+            return handler
+        for generic in self._generic:
+            if (handler := generic.service(details)) is not None:
+                return handler
+        return None
 
 
 def connect_endpoints(
     services: Sequence[ServiceDescriptor],
-    handlers: Mapping[str, grpc.RpcMethodHandler],
+    handlers: HandlerCollector,
     interceptors: Sequence[grpc.aio.ServerInterceptor],
 ) -> dict[str, ConnectEndpoint]:
     """A Connect endpoint for every unary and server-streaming method of `services`, keyed by
     its path ("/timestep.v1.RunService/CreateRun")."""
-
-    async def lookup(details: Any) -> grpc.RpcMethodHandler | None:
-        return handlers.get(details.method)
-
-    chain: Continuation = lookup
+    chain: Continuation = handlers.lookup
     for interceptor in reversed(interceptors):
         chain = functools.partial(interceptor.intercept_service, chain)
 

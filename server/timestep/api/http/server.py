@@ -26,8 +26,8 @@ from starlette.responses import PlainTextResponse
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from timestep.api.grpc.server import HEALTH_SERVICE, SERVICES
 from timestep.api.http.bridge import ConnectEndpoint, HandlerCollector, connect_endpoints
-from timestep.api.server import HEALTH_SERVICE, SERVICES
 from timestep.settings import Limits
 
 log = logging.getLogger(__name__)
@@ -186,7 +186,7 @@ async def start_http_server(
     `interceptors`, and the console; returns it started and its bound port."""
     collector = HandlerCollector()
     register(collector)
-    endpoints = connect_endpoints((*SERVICES, HEALTH_SERVICE), collector.handlers, interceptors)
+    endpoints = connect_endpoints((*SERVICES, HEALTH_SERVICE), collector, interceptors)
     app = http_app(endpoints, read_max_bytes=limits.max_message_bytes, cors_origins=cors_origins)
     server = HttpServer(app, max_header_bytes=limits.max_metadata_bytes, tls=tls)
     port = await server.start(*address)
