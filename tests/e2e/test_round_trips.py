@@ -27,8 +27,13 @@ async def test_a_hitl_cycle_takes_at_most_25_database_round_trips(
             async with TimestepClient(f"127.0.0.1:{service.port}") as client:
                 counts = []
                 for cycle in range(CYCLES + 1):  # the first warms the statement caches
+                    import timestep_testing.pg_proxy as P
+
+                    P.TRACE = []
                     fake_openai.script(tool_call("send_email", EMAIL_ARGS), text("Sent."))
                     counts.append(await hitl_round_trips(client, proxy, "assistant", "Tell Bob"))
+                    print("\n".join(P.TRACE))
+                    print("=====")
     print(counts)
     totals = [count.total for count in counts[1:]]
     assert statistics.median(totals) <= MOST_ROUND_TRIPS, counts

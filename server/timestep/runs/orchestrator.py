@@ -1,8 +1,9 @@
 """RunOrchestrator: create, resume, decide, cancel, import and follow runs.
 
-The API layer calls only this class. It validates against the current state, makes each
-transition through the store (one transaction each), publishes the committed events, and
-hands queued segments to the SegmentLauncher (in-process tasks or durable workflows).
+The API layer calls only this class. It validates against the current state, decides each
+transition and has the store apply it (one statement each, `timestep.runs.apply`), publishes
+the committed events, and hands queued segments to the SegmentLauncher (in-process tasks
+or durable workflows).
 
 Methods the API calls take the caller's `Scope`: a run of another tenant is NOT_FOUND.
 """
@@ -28,6 +29,7 @@ from timestep.domain import (
     Snapshot,
 )
 from timestep.errors import FailedPreconditionError, InvalidArgumentError
+from timestep.runs.apply import RunTransitions
 from timestep.runs.events import EventBus
 from timestep.runs.launcher import SegmentLauncher
 from timestep.runs.streaming import follow_run
@@ -62,6 +64,7 @@ class RunOrchestrator:
         self._bus = bus
         self._registry = registry
         self._launcher = launcher
+        self._transitions = RunTransitions(store)
 
     # ----- lifecycle ---------------------------------------------------------------------
 
@@ -112,8 +115,8 @@ class RunOrchestrator:
         when it passes."""
         run = await self._store.get_run(scope, run_id)
         model = run.model or _model_name(self._registry.get(run.agent).model)
-        run, events = await self._store.queue_resume(
-            scope, run_id, self._launcher.queue_for(model), deadline=deadline
+        run, events = await self._transitions.queue_resume(
+            scope, run_id, self._launcher.queue_for(model), deadline=deadline, run=run
         )
         self._bus.publish(events)
         await self._launcher.launch(run.id, run.segment_count, run.queue_name)
@@ -129,14 +132,14 @@ class RunOrchestrator:
         always: bool,
         message: str = "",
     ) -> Interruption:
-        interruption, events = await self._store.decide_interruption(
+        interruption, events = await self._transitions.decide_interruption(
             scope, run_id, interruption_id, decision, always=always, message=message
         )
         self._bus.publish(events)
         return interruption
 
     async def cancel_run(self, scope: Scope, run_id: str, reason: str) -> Run:
-        run, events = await self._store.cancel_run(
+        run, events = await self._transitions.cancel_run(
             scope, run_id, RunError(RunErrorCode.CANCELLED, reason or "Cancelled by CancelRun.")
         )
         self._bus.publish(events)

@@ -15,9 +15,11 @@ from typing import Any
 
 import asyncpg
 
+from timestep.changes import SegmentOutcome
 from timestep.domain import EventKind, PendingEvent, Run, RunError, RunErrorCode, RunEvent, RunStatus
 from timestep.errors import FailedPreconditionError
 from timestep.observability.context import run_id_var
+from timestep.runs.apply import RunTransitions
 from timestep.runs.events import EventBus
 from timestep.runtime.failures import caused_by, describe_failure
 from timestep.runtime.models import MultiModelProvider
@@ -26,7 +28,6 @@ from timestep.runtime.providers import ModelConfig
 from timestep.runtime.registry import AgentRegistry
 from timestep.runtime.runner import (
     AgentInput,
-    SegmentResult,
     apply_decisions,
     default_run_config,
     execute_segment,
@@ -35,10 +36,8 @@ from timestep.runtime.state_sdk import load_state
 from timestep.runtime.steps import SegmentSupersededError, StepRunner
 from timestep.runtime.usage import UsageRecorder, model_name_for
 from timestep.settings import DEFAULT_MAX_TURNS
-from timestep.state.codec import describe
-from timestep.state.document import PYTHON
 from timestep.store.retry import database_unavailable, retrying
-from timestep.store.runs import RunStore, SegmentOutcome
+from timestep.store.runs import RunStore
 from timestep.store.sessions import PostgresSession
 
 log = logging.getLogger(__name__)
@@ -92,7 +91,8 @@ class SegmentExecutor:
         cancelled meanwhile is left as it is.
         """
         run_id_var.set(run_id)  # log lines of this segment carry its run id
-        run, events = await self.store.begin_segment(run_id, segment)
+        transitions = RunTransitions(self.store)
+        run, events = await transitions.begin_segment(run_id, segment)
         self.bus.publish(events)
         if run is None:
             log.info("run %s segment %s will not run: the run was cancelled or moved on", run_id, segment)
@@ -103,8 +103,10 @@ class SegmentExecutor:
             log.info("run %s segment %s stopped: %s", run_id, segment, superseded)
             return
         await self.bus.forwarded(run_id)
+        # Decided first on the run as it began: appending the segment's events leaves its
+        # version as it was, so only another transition (a cancel) makes this read it again.
         try:
-            _, events = await self.store.finish_segment(run_id, segment, outcome)
+            _, events = await transitions.finish_segment(run_id, segment, outcome, run=run)
         except FailedPreconditionError as superseded:
             log.info("run %s segment %s: outcome discarded (%s)", run_id, segment, superseded.message)
             # Possibly our own write, repeated after its reply was lost: its events were never
@@ -130,7 +132,7 @@ class SegmentExecutor:
                 error = RunError(RunErrorCode.MODEL_NOT_CONFIGURED, problem)
                 return _failed(run, error, recorder)
             async with deadline:
-                result = await execute_segment(
+                return await execute_segment(
                     agent,
                     await self._input_for(run, segment),
                     session=(
@@ -157,7 +159,6 @@ class SegmentExecutor:
                 raise  # not the run's failure: the segment is executed again once the database is back
             log.exception("run %s segment %s failed", run.id, segment)
             return _failed(run, describe_failure(exc), recorder)
-        return _outcome_of(result)
 
     async def _input_for(self, run: Run, segment: int) -> AgentInput:
         """The original input for a run's first segment; the decided snapshot for later ones."""
@@ -196,28 +197,4 @@ def _failed(run: Run, error: RunError, recorder: UsageRecorder) -> SegmentOutcom
         error=error,
         events=[PendingEvent(EventKind.ERROR, {"code": error.code, "message": error.message})],
         model_calls=recorder.calls,
-    )
-
-
-def _outcome_of(result: SegmentResult) -> SegmentOutcome:
-    if result.state_json is not None:
-        snapshot = describe(result.state_json)
-        assert snapshot.writer == PYTHON
-        return SegmentOutcome(
-            RunStatus.INTERRUPTED,
-            result.last_agent,
-            result.usage,
-            snapshot=snapshot,
-            interruptions=result.interruptions,
-            model_calls=result.model_calls,
-        )
-    return SegmentOutcome(
-        RunStatus.COMPLETED,
-        result.last_agent,
-        result.usage,
-        final_output=result.final_output,
-        model_calls=result.model_calls,
-        events=[
-            PendingEvent(EventKind.FINAL_OUTPUT, {"agent": result.last_agent, "output": result.final_output})
-        ],
     )

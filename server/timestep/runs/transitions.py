@@ -13,7 +13,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
-from timestep.domain import EventKind, Interruption, InterruptionStatus, PendingEvent, Run, RunStatus
+from timestep.changes import status_changed
+from timestep.domain import Interruption, InterruptionStatus, PendingEvent, Run, RunStatus
 from timestep.errors import FailedPreconditionError, NotFoundError, TimestepError
 
 # How much of a recorded rejection message an error repeats (trailers are small).
@@ -21,10 +22,6 @@ ECHOED_MESSAGE_LENGTH = 1024
 
 # The statuses a segment can end a run in.
 SEGMENT_ENDINGS = frozenset({RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.INTERRUPTED})
-
-
-def status_changed(status: RunStatus, reason: str = "") -> PendingEvent:
-    return PendingEvent(EventKind.STATUS_CHANGED, {"status": status.value, "reason": reason})
 
 
 @dataclass(frozen=True)

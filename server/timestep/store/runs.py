@@ -18,35 +18,31 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
 
+from timestep.changes import RunChange, status_changed
 from timestep.domain import (
     EventKind,
     Interruption,
     InterruptionStatus,
-    ModelCall,
     NewInterruption,
     NewRun,
     Page,
     PendingEvent,
     Run,
-    RunError,
     RunEvent,
     RunFilter,
     RunStatus,
     Snapshot,
-    Usage,
 )
-from timestep.errors import AlreadyExistsError, ResourceExhaustedError
-from timestep.runs import transitions
-from timestep.runs.transitions import Change, Keep, Refusal, status_changed
+from timestep.errors import AlreadyExistsError
 from timestep.scope import Scope
-from timestep.store.events import EventStore
-from timestep.store.interruptions import insert_interruptions, record_decision
+from timestep.store.changes import apply_change, too_many_active_runs
+from timestep.store.events import EVENTS_CHANNEL, EventStore
+from timestep.store.interruptions import insert_interruptions
 from timestep.store.pages import clamp_page_size, decode_page_token, encode_page_token
 from timestep.store.retry import retried
 from timestep.store.rows import (
@@ -59,26 +55,8 @@ from timestep.store.rows import (
     run_from_row,
     run_not_found,
 )
-from timestep.store.usage import record_segment_usage
 
 _BY_ID = "r.id = $1 AND ($2::text IS NULL OR r.tenant = $2)"
-
-
-@dataclass(frozen=True)
-class SegmentOutcome:
-    """How a segment ended; written by `RunStore.finish_segment` in one transaction."""
-
-    status: RunStatus
-    current_agent: str
-    usage: Usage
-    final_output: str = ""
-    error: RunError | None = None
-    snapshot: Snapshot | None = None
-    interruptions: Sequence[NewInterruption] = ()
-    # Events that belong before the status change (final output, error...).
-    events: Sequence[PendingEvent] = ()
-    # The segment's model calls, in order (their usage sums to `usage`).
-    model_calls: Sequence[ModelCall] = ()
 
 
 def _fingerprint(new_run: NewRun) -> str:
@@ -98,10 +76,6 @@ def _utc(stamp: datetime) -> datetime:
     """A token's time as the service wrote it: in UTC (astimezone overflows for year 1 with a
     later offset, which only a forged token holds)."""
     return stamp.replace(tzinfo=UTC) if stamp.tzinfo is None else stamp.astimezone(UTC)
-
-
-# How soon a caller refused for its number of active runs should try again.
-ACTIVE_RUNS_RETRY_S = 1.0
 
 
 class RunStore:
@@ -232,25 +206,6 @@ class RunStore:
 
     # ----- transitions -------------------------------------------------------------------
 
-    async def fail_stranded(
-        self, run_id: str, segment: int, error: RunError
-    ) -> tuple[Run, list[RunEvent]] | None:
-        """FAIL a run still QUEUED or RUNNING `segment` whose recoveries kept failing; None if it
-        moved on meanwhile."""
-        async with self._pool.acquire() as connection, connection.transaction():
-            run = await self._get_run(connection, Scope.ALL, run_id, lock=True)
-            change = transitions.fail_stranded(run, segment, error.message)
-            if isinstance(change, Refusal):
-                return None
-            events = await self._end(
-                connection,
-                run,
-                change,
-                error,
-                [PendingEvent(EventKind.ERROR, {"code": error.code, "message": error.message})],
-            )
-            return await self._get_run(connection, Scope.ALL, run_id), events
-
     async def create_run(self, new_run: NewRun, queue_name: str = "") -> tuple[Run, list[RunEvent], bool]:
         """Insert a run QUEUED for its first segment (or find the one its request_id already made).
         With a limit on active runs, a new run its tenant has no room for is refused.
@@ -350,163 +305,20 @@ class RunStore:
             )
             return await self._get_run(connection, Scope.ALL, run_id), events
 
-    async def queue_resume(
-        self, scope: Scope, run_id: str, queue_name: str = "", *, deadline: datetime | None = None
-    ) -> tuple[Run, list[RunEvent]]:
-        """Queue the next segment of an INTERRUPTED run whose interruptions are all decided
-        (to stop at `deadline`, if given)."""
-        async with self._pool.acquire() as connection, connection.transaction():
-            run = await self._get_run(connection, scope, run_id, lock=True)
-            change = transitions.resume(run)
-            if isinstance(change, Refusal):
-                raise change.error()
-            await connection.execute(
-                """UPDATE runs
-                   SET status = $2, segment_count = $3, queue_name = $4, segment_deadline = $5
-                   WHERE id = $1""",
-                run_id,
-                change.status.value,
-                change.segment,
-                queue_name,
-                deadline,
-            )
-            await self._lock_tenant(connection, run.tenant)
-            await self._check_active_runs(connection, run.tenant)
-            events = await self.events.append_in(connection, run_id, change.segment, [change.event])
-            return await self._get_run(connection, Scope.ALL, run_id), events
-
     @retried
-    async def begin_segment(self, run_id: str, segment: int) -> tuple[Run | None, list[RunEvent]]:
-        """Move a run QUEUED for `segment` to RUNNING.
-
-        Idempotent for recovery: a run already RUNNING in `segment` is returned unchanged.
-        Returns None when the segment must not run (the run was cancelled or moved on).
-        """
-        async with self._pool.acquire() as connection, connection.transaction():
-            run = await self._get_run(connection, Scope.ALL, run_id, lock=True)
-            change = transitions.begin_segment(run, segment)
-            if isinstance(change, Refusal):
-                return None, []
-            if isinstance(change, Keep):
-                return run, []
-            await connection.execute(
-                "UPDATE runs SET status = $2, queue_name = '' WHERE id = $1", run_id, change.status.value
-            )
-            events = await self.events.append_in(connection, run_id, segment, [change.event])
-            return await self._get_run(connection, Scope.ALL, run_id), events
-
-    @retried
-    async def finish_segment(
-        self, run_id: str, segment: int, outcome: SegmentOutcome
-    ) -> tuple[Run, list[RunEvent]]:
-        """Record how a segment ended: usage, output or error, snapshot, interruptions, status."""
-        async with self._pool.acquire() as connection, connection.transaction():
-            run = await self._get_run(connection, Scope.ALL, run_id, lock=True)
-            change = transitions.finish_segment(
-                run, segment, outcome.status, outcome.error.message if outcome.error else ""
-            )
-            if isinstance(change, Refusal):
-                raise change.error()
-            total = run.usage + outcome.usage
-            await record_segment_usage(connection, run_id, segment, outcome.usage, total, outcome.model_calls)
-            await connection.execute(
-                """UPDATE runs SET status = $2, current_agent = $3, final_output = $4, error_code = $5,
-                          error_message = $6
-                   WHERE id = $1""",
-                run_id,
-                change.status.value,
-                outcome.current_agent,
-                outcome.final_output,
-                outcome.error.code if outcome.error else None,
-                outcome.error.message if outcome.error else None,
-            )
-            if outcome.snapshot:
-                await self._insert_snapshot(connection, run_id, segment, outcome.snapshot)
-            pending = await insert_interruptions(connection, run_id, segment, outcome.interruptions)
-            events = await self.events.append_in(
-                connection,
-                run_id,
-                segment,
-                [
-                    *outcome.events,
-                    *(PendingEvent(EventKind.INTERRUPTION, i.to_payload()) for i in pending),
-                    PendingEvent(
-                        EventKind.USAGE,
-                        {
-                            "segment": outcome.usage.to_dict(),
-                            "total": total.to_dict(),
-                            "calls": [call.to_payload() for call in outcome.model_calls],
-                        },
-                    ),
-                    change.event,
-                ],
-            )
-            return await self._get_run(connection, Scope.ALL, run_id), events
-
-    async def cancel_run(self, scope: Scope, run_id: str, error: RunError) -> tuple[Run, list[RunEvent]]:
-        """Cancel a QUEUED, RUNNING or INTERRUPTED run.
-
-        A segment still executing somewhere finds its run CANCELLED when it tries to finish,
-        and its outcome is discarded.
-        """
-        async with self._pool.acquire() as connection, connection.transaction():
-            run = await self._get_run(connection, scope, run_id, lock=True)
-            change = transitions.cancel(run, error.message)
-            if isinstance(change, Refusal):
-                raise change.error()
-            events = await self._end(connection, run, change, error)
-            return await self._get_run(connection, Scope.ALL, run_id), events
-
-    async def decide_interruption(
-        self,
-        scope: Scope,
-        run_id: str,
-        interruption_id: str,
-        decision: InterruptionStatus,
-        *,
-        always: bool,
-        message: str,
-    ) -> tuple[Interruption, list[RunEvent]]:
-        """Record an approval or rejection. Repeating the same decision (status, always and
-        message alike) changes nothing; any other is FAILED_PRECONDITION."""
-        async with self._pool.acquire() as connection, connection.transaction():
-            run = await self._get_run(connection, scope, run_id, lock=True)
-            verdict = transitions.decide(run, interruption_id, decision, always=always, message=message)
-            if isinstance(verdict, Refusal):
-                raise verdict.error()
-            if isinstance(verdict, Keep):  # the recorded decision, repeated
-                return next(i for i in run.interruptions if i.id == interruption_id), []
-            decided = await record_decision(
-                connection, verdict.interruption.id, decision, always=always, message=message
-            )
-            events = await self.events.append_in(
-                connection,
-                run_id,
-                run.segment_count,
-                [PendingEvent(EventKind.INTERRUPTION_DECIDED, decided.to_payload())],
-            )
-            return decided, events
+    async def apply(self, change: RunChange) -> list[RunEvent] | None:
+        """Write a decided transition in one statement: its events, or None when the run moved
+        past the version it was decided from (nothing written). Repeating it after a lost reply
+        finds the run moved on, so it is safe to retry."""
+        return await apply_change(
+            self._pool,
+            change,
+            notify_channel=EVENTS_CHANNEL,
+            origin=self.events.origin,
+            max_active_runs=self._max_active_runs,
+        )
 
     # ----- helpers -----------------------------------------------------------------------
-
-    async def _end(
-        self,
-        connection: Connection,
-        run: Run,
-        change: Change,
-        error: RunError,
-        events: Sequence[PendingEvent] = (),
-    ) -> list[RunEvent]:
-        """End a run (locked by the caller) as `change` decided, with `error`, after `events`."""
-        await connection.execute(
-            """UPDATE runs SET status = $2, error_code = $3, error_message = $4, queue_name = ''
-               WHERE id = $1""",
-            run.id,
-            change.status.value,
-            error.code,
-            error.message,
-        )
-        return await self.events.append_in(connection, run.id, change.segment, [*events, change.event])
 
     async def _lock_tenant(self, connection: Connection, tenant: str) -> None:
         """With a limit on active runs, one transaction at a time may add to a tenant's (so that
@@ -526,12 +338,7 @@ class RunStore:
             "SELECT count(*) FROM runs WHERE tenant = $1 AND status IN ('queued', 'running')", tenant
         )
         if active > limit:
-            raise ResourceExhaustedError(
-                f"{limit} runs are already queued or running, the most this service allows at "
-                "once; retry when one of them finishes or pauses.",
-                reason="TOO_MANY_ACTIVE_RUNS",
-                retry_after_s=ACTIVE_RUNS_RETRY_S,
-            )
+            raise too_many_active_runs(limit)
 
     async def _insert_snapshot(
         self, connection: Connection, run_id: str, segment: int, snapshot: Snapshot
