@@ -20,6 +20,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from timestep_client import InterruptionStatus, RunStatus, TimestepClient
 
+_DBOS_APPLICATION = b"application_name\0dbos_transact\0"
 _SSL_REQUEST = 80877103
 _GSSENC_REQUEST = 80877104
 # The messages after which a client waits for the server.
@@ -28,7 +29,7 @@ _ROUND_TRIP_ENDS = frozenset(b"SQ")
 
 class RoundTripProxy:
     """`async with RoundTripProxy(dsn) as proxy:` connect to `proxy.dsn` instead of `dsn`;
-    `proxy.round_trips` counts so far."""
+    `proxy.round_trips` and `proxy.dbos_round_trips` count so far."""
 
     def __init__(self, dsn: str) -> None:
         self._dsn = urlsplit(dsn)
@@ -37,14 +38,18 @@ class RoundTripProxy:
         self._thread = threading.Thread(target=self._loop.run_forever, name="round-trip-proxy", daemon=True)
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        # The service's own round trips, and DBOS's (its connections name their application).
         self.round_trips = 0
+        self.dbos_round_trips = 0
         self.port = 0
 
     async def __aenter__(self) -> RoundTripProxy:
         # A loop of its own: DBOS connects with blocking calls from the service's loop.
         self._thread.start()
         self._server = await asyncio.wrap_future(
-            asyncio.run_coroutine_threadsafe(asyncio.start_server(self._connection, "127.0.0.1", 0), self._loop)
+            asyncio.run_coroutine_threadsafe(
+                asyncio.start_server(self._connection, "127.0.0.1", 0), self._loop
+            )
         )
         self.port = self._server.sockets[0].getsockname()[1]
         return self
@@ -71,7 +76,9 @@ class RoundTripProxy:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self._server.wait_closed()
 
-    async def _connection(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
+    async def _connection(
+        self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter
+    ) -> None:
         task = asyncio.current_task()
         assert task is not None
         self._tasks.add(task)
@@ -83,7 +90,9 @@ class RoundTripProxy:
             server_reader, server_writer = await asyncio.open_connection(*self._upstream)
             server_writer.write(startup)
             async with asyncio.TaskGroup() as group:
-                group.create_task(self._frontend(client_reader, server_writer))
+                group.create_task(
+                    self._frontend(client_reader, server_writer, dbos=_DBOS_APPLICATION in startup)
+                )
                 group.create_task(_pipe(server_reader, client_writer))
         except* (ConnectionError, asyncio.IncompleteReadError):
             pass
@@ -93,13 +102,19 @@ class RoundTripProxy:
                 if writer is not None:
                     writer.close()
 
-    async def _frontend(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        """Forward the client's messages, counting those that end a round trip."""
+    async def _frontend(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, dbos: bool
+    ) -> None:
+        """Forward the client's messages, counting those that end a round trip (apart for
+        DBOS's connections)."""
         while True:
             header = await reader.readexactly(5)
             body = await reader.readexactly(struct.unpack("!I", header[1:])[0] - 4)
             if header[0] in _ROUND_TRIP_ENDS:
-                self.round_trips += 1
+                if dbos:
+                    self.dbos_round_trips += 1
+                else:
+                    self.round_trips += 1
             writer.write(header + body)
             if header[0] == ord("X"):  # Terminate
                 await writer.drain()
@@ -140,6 +155,8 @@ class HitlRoundTrips:
     create: int  # CreateRun(wait) until the run pauses for approval
     approve: int  # ApproveInterruption of each pending interruption
     resume: int  # ResumeRun(wait) until the run completes
+    # DBOS's, over the whole cycle (workflow rows of the two segments).
+    dbos: int = 0
 
     @property
     def total(self) -> int:
@@ -151,6 +168,7 @@ async def hitl_round_trips(
 ) -> HitlRoundTrips:
     """Run one HITL cycle (CreateRun → paused → approve → ResumeRun → completed), counting."""
     start = proxy.round_trips
+    dbos_start = proxy.dbos_round_trips
     run = await client.create_run(agent, prompt, wait=True)
     created = proxy.round_trips
     if run.status != RunStatus.RUN_STATUS_INTERRUPTED:
@@ -162,4 +180,6 @@ async def hitl_round_trips(
     run = await client.resume(run.id, wait=True)
     if run.status != RunStatus.RUN_STATUS_COMPLETED:
         raise AssertionError(f"the resumed HITL run ended {RunStatus.Name(run.status)} {run.error}")
-    return HitlRoundTrips(created - start, approved - created, proxy.round_trips - approved)
+    return HitlRoundTrips(
+        created - start, approved - created, proxy.round_trips - approved, proxy.dbos_round_trips - dbos_start
+    )

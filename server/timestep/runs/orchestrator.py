@@ -220,7 +220,7 @@ class RunOrchestrator:
         if not wait or run.status.is_stopped:
             return run
         scope = Scope.tenant(run.tenant)  # the caller's, who just created or resumed the run
-        async for _ in self.follow(scope, run.id, run.last_sequence):
+        async for _ in follow_run(self._store, self._bus, scope, run.id, run.last_sequence, run=run):
             pass
         return await self._store.get_run(scope, run.id)
 

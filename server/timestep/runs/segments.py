@@ -16,7 +16,16 @@ from typing import Any
 import asyncpg
 
 from timestep.changes import SegmentOutcome
-from timestep.domain import EventKind, PendingEvent, Run, RunError, RunErrorCode, RunEvent, RunStatus
+from timestep.domain import (
+    EventKind,
+    PendingEvent,
+    Run,
+    RunError,
+    RunErrorCode,
+    RunEvent,
+    RunStatus,
+    Snapshot,
+)
 from timestep.errors import FailedPreconditionError
 from timestep.observability.context import run_id_var
 from timestep.runs.apply import RunTransitions
@@ -36,7 +45,7 @@ from timestep.runtime.state_sdk import load_state
 from timestep.runtime.steps import SegmentSupersededError, StepRunner
 from timestep.runtime.usage import UsageRecorder, model_name_for
 from timestep.settings import DEFAULT_MAX_TURNS
-from timestep.store.retry import database_unavailable, retrying
+from timestep.store.retry import database_unavailable
 from timestep.store.runs import RunStore
 from timestep.store.sessions import PostgresSession
 
@@ -92,13 +101,14 @@ class SegmentExecutor:
         """
         run_id_var.set(run_id)  # log lines of this segment carry its run id
         transitions = RunTransitions(self.store)
-        run, events = await transitions.begin_segment(run_id, segment)
+        read, start = await self.store.segment_start(run_id, segment)
+        run, events = await transitions.begin_segment(run_id, segment, run=read)
         self.bus.publish(events)
         if run is None:
             log.info("run %s segment %s will not run: the run was cancelled or moved on", run_id, segment)
             return
         try:
-            outcome = await self._run_to_outcome(run, segment, steps)
+            outcome = await self._run_to_outcome(run, segment, start, steps)
         except SegmentSupersededError as superseded:
             log.info("run %s segment %s stopped: %s", run_id, segment, superseded)
             return
@@ -116,7 +126,9 @@ class SegmentExecutor:
         self.bus.publish(events)
         log.info("run %s segment %s ended %s", run_id, segment, outcome.status.value)
 
-    async def _run_to_outcome(self, run: Run, segment: int, steps: StepRunner) -> SegmentOutcome:
+    async def _run_to_outcome(
+        self, run: Run, segment: int, start: str | list[Any] | Snapshot | None, steps: StepRunner
+    ) -> SegmentOutcome:
         # A waiting caller's deadline propagates into the segment: its model and tool calls are
         # cancelled when it passes (also when a recovered segment starts after it passed).
         deadline = asyncio.timeout_at(_loop_time(run.segment_deadline))
@@ -134,7 +146,7 @@ class SegmentExecutor:
             async with deadline:
                 return await execute_segment(
                     agent,
-                    await self._input_for(run, segment),
+                    await self._input_for(run, segment, start),
                     session=(
                         PostgresSession(run.session_key, self.pool, replay_key=f"{run.id}/{segment}")
                         if run.session_id
@@ -160,15 +172,15 @@ class SegmentExecutor:
             log.exception("run %s segment %s failed", run.id, segment)
             return _failed(run, describe_failure(exc), recorder)
 
-    async def _input_for(self, run: Run, segment: int) -> AgentInput:
+    async def _input_for(
+        self, run: Run, segment: int, start: str | list[Any] | Snapshot | None
+    ) -> AgentInput:
         """The original input for a run's first segment; the decided snapshot for later ones."""
-        if segment == 1:
-            return await self.store.get_run_input(run.id)
-        snapshot = await retrying(
-            lambda: self.store.latest_snapshot(run.id), what="latest_snapshot", pool=self.pool
-        )
-        assert snapshot is not None, f"run {run.id} resumed without a snapshot"
-        state = await load_state(self.registry.get(run.agent), snapshot.state_json)
+        if not isinstance(start, Snapshot):
+            assert segment == 1, f"run {run.id} resumed without a snapshot"
+            assert start is not None, f"run {run.id} has no input"
+            return start
+        state = await load_state(self.registry.get(run.agent), start.state_json)
         apply_decisions(state, [i for i in run.interruptions if i.segment == segment - 1])
         return state
 

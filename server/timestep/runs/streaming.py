@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-from timestep.domain import EventKind, RunEvent
+from timestep.domain import EventKind, Run, RunEvent
 from timestep.runs.events import EventBus
 from timestep.scope import Scope
 from timestep.store.events import EVENT_BATCH_SIZE
@@ -12,7 +12,7 @@ from timestep.store.runs import RunStore
 
 
 async def follow_run(
-    store: RunStore, bus: EventBus, scope: Scope, run_id: str, after_sequence: int
+    store: RunStore, bus: EventBus, scope: Scope, run_id: str, after_sequence: int, *, run: Run | None = None
 ) -> AsyncIterator[RunEvent]:
     """Yield the run's events after `after_sequence` until the run stops (finishes or pauses).
 
@@ -20,7 +20,8 @@ async def follow_run(
     live feed; sequence numbers drop the duplicates that overlap.
     """
     with bus.subscribe(run_id) as subscription:
-        run = await store.get_run(scope, run_id)  # NotFoundError before anything is sent
+        if run is None:  # (a caller that just changed the run passes it as it became)
+            run = await store.get_run(scope, run_id)  # NotFoundError before anything is sent
         last = after_sequence
         # Whether the newest status change replayed left the run stopped (None: none replayed).
         stopped: bool | None = None

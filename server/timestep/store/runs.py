@@ -1,16 +1,12 @@
-"""The run store: runs, their interruptions, snapshots and usage in PostgreSQL, and every
-transition of a run (its events are written through the event store, `timestep.store.events`).
+"""The run store: runs, their interruptions, snapshots and usage in PostgreSQL.
 
-Every method that changes several rows does so in one transaction, and every status change
-appends its `status_changed` event in that same transaction, so a reader never sees a
-status without its event. Event sequences come from `runs.last_sequence`, bumped under the
-run's row lock: per run, strictly increasing, without gaps.
-
-Which transitions apply, and to what status, is decided by `timestep.runs.transitions` (pure
-functions of the run read under its row lock); this module writes what they decide. The
-transitions stay in this one module (over the usual size) because each is one transaction
-under the run's row lock, sharing the locked read of the run and the status change; what they
-write of interruptions is in `timestep.store.interruptions`.
+A run's transitions are decided in `timestep.runs` (`timestep.runs.transitions`, applied by
+`timestep.runs.apply`) and written here by `apply` in one statement
+(`timestep.store.changes`): a compare-and-set on the run's version that also stores the rows
+decided with it and appends its events, so a reader never sees a status without its event.
+Creating and importing a run insert it with its first events in one transaction. Event
+sequences come from `runs.last_sequence`, bumped under the run's row lock: per run, strictly
+increasing, without gaps.
 """
 
 from __future__ import annotations
@@ -150,6 +146,30 @@ class RunStore:
         return Page(runs, token)
 
     @retried
+    async def segment_start(self, run_id: str, segment: int) -> tuple[Run, str | list[Any] | Snapshot | None]:
+        """The run and what segment `segment` starts from, in one query: the run's input for
+        the first segment, the latest snapshot for later ones (None if there is none)."""
+        row = await self._pool.fetchrow(
+            f"""SELECT {RUN_COLUMNS}, {RUN_INTERRUPTIONS},
+                       CASE WHEN $2 = 1 THEN r.input END AS input, s.writer, s.schema_version, s.state_json
+                FROM runs r LEFT JOIN LATERAL (
+                    SELECT writer, schema_version, state_json FROM run_state_snapshots
+                    WHERE run_id = r.id AND $2 > 1 ORDER BY segment DESC LIMIT 1) s ON true
+                WHERE r.id = $1""",
+            run_id,
+            segment,
+        )
+        if row is None:
+            raise run_not_found(run_id)
+        run = run_from_row(row, interruptions_from_json(row["interruption_rows"]))
+        if segment == 1:
+            return run, row["input"]
+        snapshot = (
+            Snapshot(row["writer"], row["schema_version"], row["state_json"]) if row["writer"] else None
+        )
+        return run, snapshot
+
+    @retried
     async def get_run_input(self, run_id: str) -> str | list[Any]:
         value = await self._pool.fetchval("SELECT input FROM runs WHERE id = $1", run_id)
         if value is None:
@@ -213,35 +233,57 @@ class RunStore:
         Returns the run, the events written and whether it was created by this call.
         """
         fingerprint = _fingerprint(new_run)
-        async with self._pool.acquire() as connection, connection.transaction():
-            await self._lock_tenant(connection, new_run.tenant)
-            run_id = await connection.fetchval(
-                """INSERT INTO runs (id, agent, current_agent, status, session_id, model, input,
-                                     metadata, request_id, request_fingerprint, segment_count, queue_name,
-                                     tenant, segment_deadline)
-                   VALUES ($1, $2, $2, 'queued', $3, $4, $5, $6, NULLIF($7, ''), $8, 1, $9, $10, $11)
-                   ON CONFLICT (tenant, request_id) DO NOTHING RETURNING id""",
-                new_id("run"),
-                new_run.agent,
-                new_run.session_id,
-                new_run.model,
-                new_run.input,
-                new_run.metadata,
-                new_run.request_id,
-                fingerprint,
-                queue_name,
-                new_run.tenant,
-                new_run.deadline,
-            )
-            if run_id is None:
-                return (
-                    await self._existing_for_request(connection, new_run, fingerprint),
-                    [],
-                    False,
-                )
-            await self._check_active_runs(connection, new_run.tenant)
-            events = await self.events.append_in(connection, run_id, 1, [status_changed(RunStatus.QUEUED)])
-            return await self._get_run(connection, Scope.ALL, run_id), events, True
+        async with self._pool.acquire() as connection:
+            if self._max_active_runs:
+                async with connection.transaction():
+                    await self._lock_tenant(connection, new_run.tenant)
+                    created = await self._insert_run(connection, new_run, fingerprint, queue_name)
+                    if created is not None:
+                        await self._check_active_runs(connection, new_run.tenant)
+            else:
+                created = await self._insert_run(connection, new_run, fingerprint, queue_name)
+            if created is None:
+                return await self._existing_for_request(connection, new_run, fingerprint), [], False
+            return created[0], created[1], True
+
+    async def _insert_run(
+        self, connection: Connection, new_run: NewRun, fingerprint: str, queue_name: str
+    ) -> tuple[Run, list[RunEvent]] | None:
+        """Insert the run with its first event (sequence 1: no other appender can know the run
+        yet) and notify, in one statement; None when its request_id was used already."""
+        queued = status_changed(RunStatus.QUEUED)
+        row = await connection.fetchrow(
+            f"""WITH inserted AS (
+                    INSERT INTO runs AS r (id, agent, current_agent, status, session_id, model, input,
+                                           metadata, request_id, request_fingerprint, segment_count,
+                                           queue_name, tenant, segment_deadline, last_sequence)
+                    VALUES ($1, $2, $2, 'queued', $3, $4, $5, $6, NULLIF($7, ''), $8, 1, $9, $10, $11, 1)
+                    ON CONFLICT (tenant, request_id) DO NOTHING RETURNING {RUN_COLUMNS}),
+                event AS (
+                    INSERT INTO run_events (run_id, sequence, segment, kind, payload)
+                    SELECT id, 1, 1, $12, $13 FROM inserted RETURNING create_time AS event_time),
+                notified AS (SELECT pg_notify($14, $15 || id || ':1') AS sent FROM inserted)
+                SELECT * FROM inserted, event, notified""",
+            new_id("run"),
+            new_run.agent,
+            new_run.session_id,
+            new_run.model,
+            new_run.input,
+            new_run.metadata,
+            new_run.request_id,
+            fingerprint,
+            queue_name,
+            new_run.tenant,
+            new_run.deadline,
+            queued.kind.value,
+            queued.payload,
+            EVENTS_CHANNEL,
+            f"{self.events.origin}:",
+        )
+        if row is None:
+            return None
+        event = RunEvent(row["id"], 1, 1, queued.kind, queued.payload, row["event_time"])
+        return run_from_row(row, []), [event]
 
     async def _existing_for_request(self, connection: Connection, new_run: NewRun, fingerprint: str) -> Run:
         request_id = new_run.request_id
