@@ -88,7 +88,7 @@ async def test_every_content_column_of_a_run_comes_back_exactly(store: RunStore,
         new_run.request_id,
         new_run.metadata,
     )
-    assert await store.get_run_input(run.id) == hostile
+    assert (await store.segment_start(run.id, 1))[1] == hostile
     # The same request finds the same run (the fingerprint and request id compare as stored).
     again, _, created_again = await store.create_run(new_run)
     assert (again.id, created_again) == (run.id, False)
@@ -96,7 +96,7 @@ async def test_every_content_column_of_a_run_comes_back_exactly(store: RunStore,
     assert [r.id for r in listed.items] == [run.id]
 
     with_items, _, _ = await store.create_run(NewRun(agent=unique("agent"), input=items))
-    assert await store.get_run_input(with_items.id) == items
+    assert (await store.segment_start(with_items.id, 1))[1] == items
     await RunTransitions(store).cancel_run(Scope.ALL, with_items.id, CANCELLED)
 
     await RunTransitions(store).begin_segment(run.id, 1)
@@ -195,7 +195,7 @@ async def test_a_megabyte_of_cjk_comes_back_exactly(store: RunStore) -> None:
     )
 
     assert finished.final_output == CJK
-    assert await store.get_run_input(run.id) == CJK
+    assert (await store.segment_start(run.id, 1))[1] == CJK
     assert await store.latest_snapshot(run.id) == snapshot
     assert [
         e.payload for e in await store.events.list_events(run.id, 0) if e.kind is EventKind.MESSAGE_OUTPUT

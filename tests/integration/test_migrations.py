@@ -164,7 +164,7 @@ async def test_migrating_an_older_database_applies_only_the_newer_migrations_and
         run = await store.get_run(Scope.ALL, "run_old")
         assert (run.status, run.segment_count, run.last_sequence) == (RunStatus.INTERRUPTED, 1, 1)
         assert [i.id for i in run.pending_interruptions] == ["int_old"]
-        assert await store.get_run_input("run_old") == "Hi"
+        assert (await store.segment_start("run_old", 1))[1] == "Hi"
         await RunTransitions(store).decide_interruption(
             Scope.ALL, "run_old", "int_old", InterruptionStatus.APPROVED, always=False, message=""
         )

@@ -187,7 +187,7 @@ async def test_create_run_writes_queued_run_and_its_status_event(store: RunStore
     ]
     assert await store.events.list_events(run.id, 0) == events
     assert await store.get_run(Scope.ALL, run.id) == run
-    assert await store.get_run_input(run.id) == [{"role": "user", "content": "Hi"}]
+    assert (await store.segment_start(run.id, 1))[1] == [{"role": "user", "content": "Hi"}]
     assert (run.id, 1, "") in await store.queued_segments()
 
 
@@ -543,7 +543,7 @@ async def test_unknown_run_is_not_found(store: RunStore) -> None:
         await store.get_run(Scope.ALL, "run_does_not_exist")
     assert raised.value.reason == "RUN_NOT_FOUND"
     with pytest.raises(NotFoundError):
-        await store.get_run_input("run_does_not_exist")
+        await store.segment_start("run_does_not_exist", 1)
     transitions: list[Callable[[], Awaitable[object]]] = [
         lambda: RunTransitions(store).begin_segment("run_does_not_exist", 1),
         lambda: RunTransitions(store).queue_resume(Scope.ALL, "run_does_not_exist"),

@@ -43,7 +43,7 @@ def usage_from_row(row: asyncpg.Record | dict[str, Any], prefix: str = "") -> Us
 
 
 # What a Run is read from: the columns of `runs` (not its input, which can be large; see
-# get_run_input), and, in the same query, its interruptions as JSON (not as an array of the
+# RunStore.segment_start), and, in the same query, its interruptions as JSON (not as an array of the
 # table's row type: asyncpg caches a row type's columns per connection, so a migration adding one
 # would break the reads of replicas still running).
 RUN_COLUMNS = (

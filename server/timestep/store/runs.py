@@ -88,27 +88,13 @@ class RunStore:
         async with self._pool.acquire() as connection:
             return await self._get_run(connection, scope, run_id)
 
-    async def _get_run(self, connection: Connection, scope: Scope, run_id: str, *, lock: bool = False) -> Run:
-        if not lock:
-            row = await connection.fetchrow(
-                f"SELECT {RUN_COLUMNS}, {RUN_INTERRUPTIONS} FROM runs r WHERE {_BY_ID}", run_id, scope.only
-            )
-            if row is None:
-                raise run_not_found(run_id)
-            return run_from_row(row, interruptions_from_json(row["interruption_rows"]))
-        # Locked, the interruptions are read after the lock is granted, by a statement of their
-        # own: one taken before the lock could miss a decision the previous holder committed.
+    async def _get_run(self, connection: Connection, scope: Scope, run_id: str) -> Run:
         row = await connection.fetchrow(
-            f"SELECT {RUN_COLUMNS} FROM runs r WHERE {_BY_ID} FOR UPDATE", run_id, scope.only
+            f"SELECT {RUN_COLUMNS}, {RUN_INTERRUPTIONS} FROM runs r WHERE {_BY_ID}", run_id, scope.only
         )
         if row is None:
             raise run_not_found(run_id)
-        return run_from_row(
-            row,
-            await connection.fetch(
-                "SELECT * FROM interruptions WHERE run_id = $1 ORDER BY segment, create_time, id", run_id
-            ),
-        )
+        return run_from_row(row, interruptions_from_json(row["interruption_rows"]))
 
     async def list_runs(
         self, scope: Scope, run_filter: RunFilter, page_size: int, page_token: str
@@ -168,13 +154,6 @@ class RunStore:
             Snapshot(row["writer"], row["schema_version"], row["state_json"]) if row["writer"] else None
         )
         return run, snapshot
-
-    @retried
-    async def get_run_input(self, run_id: str) -> str | list[Any]:
-        value = await self._pool.fetchval("SELECT input FROM runs WHERE id = $1", run_id)
-        if value is None:
-            raise run_not_found(run_id)
-        return value  # type: ignore[no-any-return]
 
     async def list_interruptions(
         self, scope: Scope, run_id: str, page_size: int, page_token: str
