@@ -30,9 +30,9 @@ from timestep.domain import (
 )
 from timestep.errors import FailedPreconditionError, InvalidArgumentError
 from timestep.runs.apply import RunTransitions
-from timestep.runs.events import EventBus
+from timestep.runs.events import EventBus, Subscription
 from timestep.runs.launcher import SegmentLauncher
-from timestep.runs.streaming import follow_run
+from timestep.runs.streaming import follow_changed, follow_run
 from timestep.runtime import sdk_internals
 from timestep.runtime.registry import AgentRegistry
 from timestep.runtime.runner import apply_decisions
@@ -41,6 +41,7 @@ from timestep.runtime.translate import interruption_for
 from timestep.scope import Scope
 from timestep.state.codec import convert, recorded_decisions
 from timestep.state.document import PYTHON, StateDocument
+from timestep.store.rows import new_id
 from timestep.store.runs import RunStore
 
 log = logging.getLogger(__name__)
@@ -102,11 +103,15 @@ class RunOrchestrator:
         """Create a run of `new_run.tenant` (the caller's: it is that tenant's alone)."""
         agent = self._registry.get(new_run.agent)  # NOT_FOUND before anything is written
         queue_name = self._launcher.queue_for(new_run.model or _model_name(agent.model))
-        run, events, created = await self._store.create_run(new_run, queue_name)
-        self._bus.publish(events)
-        if created:
+        run_id = new_id("run")
+        # Subscribed before the run exists, a waiting caller needs no read of its events.
+        with self._bus.subscribe(run_id) as subscription:
+            run, events, created = await self._store.create_run(new_run, queue_name, run_id=run_id)
+            self._bus.publish(events)
+            if not created:  # the run this request_id already made, wherever it is now
+                return await self._wait_if(run, wait)
             await self._launcher.launch(run.id, run.segment_count, queue_name)
-        return await self._wait_if(run, wait)
+            return await self._wait_if(run, wait, subscription)
 
     async def resume_run(
         self, scope: Scope, run_id: str, *, wait: bool, deadline: datetime | None = None
@@ -115,12 +120,13 @@ class RunOrchestrator:
         when it passes."""
         run = await self._store.get_run(scope, run_id)
         model = run.model or _model_name(self._registry.get(run.agent).model)
-        run, events = await self._transitions.queue_resume(
-            scope, run_id, self._launcher.queue_for(model), deadline=deadline, run=run
-        )
-        self._bus.publish(events)
-        await self._launcher.launch(run.id, run.segment_count, run.queue_name)
-        return await self._wait_if(run, wait)
+        with self._bus.subscribe(run_id) as subscription:  # before the transition: see create_run
+            run, events = await self._transitions.queue_resume(
+                scope, run_id, self._launcher.queue_for(model), deadline=deadline, run=run
+            )
+            self._bus.publish(events)
+            await self._launcher.launch(run.id, run.segment_count, run.queue_name)
+            return await self._wait_if(run, wait, subscription)
 
     async def decide(
         self,
@@ -216,11 +222,18 @@ class RunOrchestrator:
 
     # ----- helpers -----------------------------------------------------------------------
 
-    async def _wait_if(self, run: Run, wait: bool) -> Run:
+    async def _wait_if(self, run: Run, wait: bool, subscription: Subscription | None = None) -> Run:
+        """With `wait`, the run once it stops; `subscription`, when the caller subscribed before
+        the transition that left the run as `run`, is followed without reading the events."""
         if not wait or run.status.is_stopped:
             return run
         scope = Scope.tenant(run.tenant)  # the caller's, who just created or resumed the run
-        async for _ in follow_run(self._store, self._bus, scope, run.id, run.last_sequence, run=run):
+        followed = (
+            follow_changed(self._store, subscription, run)
+            if subscription is not None
+            else follow_run(self._store, self._bus, scope, run.id, run.last_sequence)
+        )
+        async for _ in followed:
             pass
         return await self._store.get_run(scope, run.id)
 

@@ -205,28 +205,31 @@ class RunStore:
 
     # ----- transitions -------------------------------------------------------------------
 
-    async def create_run(self, new_run: NewRun, queue_name: str = "") -> tuple[Run, list[RunEvent], bool]:
+    async def create_run(
+        self, new_run: NewRun, queue_name: str = "", *, run_id: str | None = None
+    ) -> tuple[Run, list[RunEvent], bool]:
         """Insert a run QUEUED for its first segment (or find the one its request_id already made).
         With a limit on active runs, a new run its tenant has no room for is refused.
 
-        Returns the run, the events written and whether it was created by this call.
+        Returns the run, the events written and whether it was created by this call (with
+        `run_id` as its id, if given).
         """
         fingerprint = _fingerprint(new_run)
         async with self._pool.acquire() as connection:
             if self._max_active_runs:
                 async with connection.transaction():
                     await self._lock_tenant(connection, new_run.tenant)
-                    created = await self._insert_run(connection, new_run, fingerprint, queue_name)
+                    created = await self._insert_run(connection, new_run, fingerprint, queue_name, run_id)
                     if created is not None:
                         await self._check_active_runs(connection, new_run.tenant)
             else:
-                created = await self._insert_run(connection, new_run, fingerprint, queue_name)
+                created = await self._insert_run(connection, new_run, fingerprint, queue_name, run_id)
             if created is None:
                 return await self._existing_for_request(connection, new_run, fingerprint), [], False
             return created[0], created[1], True
 
     async def _insert_run(
-        self, connection: Connection, new_run: NewRun, fingerprint: str, queue_name: str
+        self, connection: Connection, new_run: NewRun, fingerprint: str, queue_name: str, run_id: str | None
     ) -> tuple[Run, list[RunEvent]] | None:
         """Insert the run with its first event (sequence 1: no other appender can know the run
         yet) and notify, in one statement; None when its request_id was used already."""
@@ -243,7 +246,7 @@ class RunStore:
                     SELECT id, 1, 1, $12, $13 FROM inserted RETURNING create_time AS event_time),
                 notified AS (SELECT pg_notify($14, $15 || id || ':1') AS sent FROM inserted)
                 SELECT * FROM inserted, event, notified""",
-            new_id("run"),
+            run_id or new_id("run"),
             new_run.agent,
             new_run.session_id,
             new_run.model,
