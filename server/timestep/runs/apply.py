@@ -8,7 +8,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from timestep.changes import RunChange, SegmentOutcome, SegmentUsage
 from timestep.domain import (
@@ -46,11 +46,12 @@ class RunTransitions:
         self._store = store
 
     async def apply(
-        self, scope: Scope, run_id: str, decide: Decide, *, run: Run | None = None
+        self, scope: Scope, run_id: str, decide: Decide, *, run: Run | None = None, segment: bool = False
     ) -> tuple[Run, list[RunEvent]] | Refusal:
         """Decide on `run` (or the run as read now) and apply: the run as it became and the
         events written; the run unchanged and no events when the decision is to keep it; the
-        refusal when the command does not apply."""
+        refusal when the command does not apply. A `segment`'s own transitions wait out the
+        database (see `RunStore.apply`)."""
         for _ in range(ATTEMPTS):
             if run is None:
                 run = await self._store.get_run(scope, run_id)
@@ -59,7 +60,7 @@ class RunTransitions:
                 return decision
             if isinstance(decision, Keep):
                 return run, []
-            events = await self._store.apply(decision)
+            events = await self._store.apply(decision, wait_out_database=segment)
             if events is not None:
                 last = events[-1]
                 return (
@@ -79,10 +80,10 @@ class RunTransitions:
         )
 
     async def required(
-        self, scope: Scope, run_id: str, decide: Decide, *, run: Run | None = None
+        self, scope: Scope, run_id: str, decide: Decide, *, run: Run | None = None, segment: bool = False
     ) -> tuple[Run, list[RunEvent]]:
         """`apply`, raising a refusal as its error."""
-        applied = await self.apply(scope, run_id, decide, run=run)
+        applied = await self.apply(scope, run_id, decide, run=run, segment=segment)
         if isinstance(applied, Refusal):
             raise applied.error()
         return applied
@@ -94,7 +95,7 @@ class RunTransitions:
     ) -> tuple[Run | None, list[RunEvent]]:
         """Move a run QUEUED for `segment` to RUNNING; a run already RUNNING `segment` is
         returned unchanged (recovery repeats this); None when the segment must not run."""
-        begun = await self.apply(Scope.ALL, run_id, begin_segment(segment), run=run)
+        begun = await self.apply(Scope.ALL, run_id, begin_segment(segment), run=run, segment=True)
         return (None, []) if isinstance(begun, Refusal) else begun
 
     async def finish_segment(
@@ -102,7 +103,7 @@ class RunTransitions:
     ) -> tuple[Run, list[RunEvent]]:
         """Record how a segment ended: usage, output or error, snapshot, interruptions, status
         (FAILED_PRECONDITION when the run moved on)."""
-        return await self.required(Scope.ALL, run_id, finish_segment(segment, outcome), run=run)
+        return await self.required(Scope.ALL, run_id, finish_segment(segment, outcome), run=run, segment=True)
 
     async def fail_stranded(
         self, run_id: str, segment: int, error: RunError
@@ -235,7 +236,8 @@ def decide_interruption(
 
 
 def new_interruptions(run_id: str, segment: int, found: Sequence[NewInterruption]) -> list[Interruption]:
-    """The interruptions a segment paused on (or an imported state holds), with their ids."""
+    """The interruptions a segment paused on, with their ids. Their times are a microsecond
+    apart, so that they list in the order the segment paused on them (by time, then id)."""
     now = _now()
     return [
         Interruption(
@@ -249,10 +251,10 @@ def new_interruptions(run_id: str, segment: int, found: Sequence[NewInterruption
             status=item.status,
             always=item.always,
             message=item.message,
-            create_time=now,
+            create_time=now + timedelta(microseconds=index),
             decide_time=None if item.status is InterruptionStatus.PENDING else now,
         )
-        for item in found
+        for index, item in enumerate(found)
     ]
 
 

@@ -9,7 +9,7 @@ from typing import Any
 import asyncpg
 
 from timestep.changes import RunChange
-from timestep.domain import Interruption, RunEvent
+from timestep.domain import RunEvent
 from timestep.errors import ResourceExhaustedError
 from timestep.store.content import escape_texts
 from timestep.store.rows import USAGE_COLUMNS, Connection, event_from_row
@@ -35,16 +35,12 @@ def _run_columns(change: RunChange) -> dict[str, Any]:
     }
 
 
-def _interruption_row(interruption: Interruption) -> dict[str, Any]:
-    return {**interruption.to_payload(), "status": interruption.status.value}
-
-
 def _extras(change: RunChange) -> dict[str, Any]:
     extras: dict[str, Any] = {}
     if change.interruptions:
-        extras["interruptions"] = [_interruption_row(i) for i in change.interruptions]
+        extras["interruptions"] = [i.to_payload() for i in change.interruptions]
     if change.decision is not None:
-        extras["decision"] = _interruption_row(change.decision)
+        extras["decision"] = change.decision.to_payload()
     if change.snapshot is not None:
         snapshot = change.snapshot
         extras["snapshot"] = {

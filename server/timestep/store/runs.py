@@ -40,7 +40,7 @@ from timestep.store.changes import apply_change, too_many_active_runs
 from timestep.store.events import EVENTS_CHANNEL, EventStore
 from timestep.store.interruptions import insert_interruptions
 from timestep.store.pages import clamp_page_size, decode_page_token, encode_page_token
-from timestep.store.retry import retried
+from timestep.store.retry import retried, retrying
 from timestep.store.rows import (
     RUN_COLUMNS,
     RUN_INTERRUPTIONS,
@@ -329,18 +329,27 @@ class RunStore:
             )
             return await self._get_run(connection, Scope.ALL, run_id), events
 
-    @retried
-    async def apply(self, change: RunChange) -> list[RunEvent] | None:
+    async def apply(self, change: RunChange, *, wait_out_database: bool = False) -> list[RunEvent] | None:
         """Write a decided transition in one statement: its events, or None when the run moved
-        past the version it was decided from (nothing written). Repeating it after a lost reply
-        finds the run moved on, so it is safe to retry."""
-        return await apply_change(
-            self._pool,
-            change,
-            notify_channel=EVENTS_CHANNEL,
-            origin=self.events.origin,
-            max_active_runs=self._max_active_runs,
-        )
+        past the version it was decided from (nothing written).
+
+        With `wait_out_database` (a segment's own transitions), a failed attempt is repeated
+        while the database is away: a write whose reply was lost finds the run moved on, and
+        deciding again on it tells the repeat apart (beginning again is kept, finishing again
+        is refused as superseded, as for any outcome of a run that moved on)."""
+
+        async def write() -> list[RunEvent] | None:
+            return await apply_change(
+                self._pool,
+                change,
+                notify_channel=EVENTS_CHANNEL,
+                origin=self.events.origin,
+                max_active_runs=self._max_active_runs,
+            )
+
+        if wait_out_database:
+            return await retrying(write, what="apply", pool=self._pool)
+        return await write()
 
     # ----- helpers -----------------------------------------------------------------------
 
