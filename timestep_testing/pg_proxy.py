@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import struct
 import threading
 from dataclasses import dataclass
@@ -33,7 +34,10 @@ class RoundTripProxy:
 
     def __init__(self, dsn: str) -> None:
         self._dsn = urlsplit(dsn)
-        self._upstream = (self._dsn.hostname or "127.0.0.1", self._dsn.port or 5432)
+        host = self._dsn.hostname or "127.0.0.1"
+        if host != "localhost" and not ipaddress.ip_address(host).is_loopback:
+            raise ValueError(f"the round-trip proxy relays to loopback databases only, not {host}")
+        self._upstream = (host, self._dsn.port or 5432)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="round-trip-proxy", daemon=True)
         self._server: asyncio.Server | None = None
