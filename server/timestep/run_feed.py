@@ -36,7 +36,7 @@ class FeedCursor:
 
 
 @dataclass(frozen=True)
-class RunChange:
+class FeedEntry:
     """One entry of the feed: a stored event of a run that started with `agent`."""
 
     cursor: FeedCursor

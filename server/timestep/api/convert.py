@@ -25,7 +25,7 @@ from timestep.event_types import (
     ToolOutput,
     UsageReported,
 )
-from timestep.run_feed import FeedCursor, RunChange
+from timestep.run_feed import FeedCursor, FeedEntry
 from timestep.runtime.registry import AgentInfo
 from timestep.state.document import PYTHON
 
@@ -231,7 +231,7 @@ def event_to_proto(event: RunEvent) -> runs_pb2.RunEvent:
     return message
 
 
-def run_change_to_proto(change: RunChange | FeedCursor) -> runs_pb2.WatchRunsResponse:
+def feed_entry_to_proto(change: FeedEntry | FeedCursor) -> runs_pb2.WatchRunsResponse:
     """A WatchRuns message: a change of a run, or a bookmark (a cursor alone)."""
     if isinstance(change, FeedCursor):
         return runs_pb2.WatchRunsResponse(cursor=change.encode())

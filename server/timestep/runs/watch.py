@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
-from timestep.run_feed import FeedCursor, RunChange
+from timestep.run_feed import FeedCursor, FeedEntry
 from timestep.runs.events import EventBus
 from timestep.scope import Scope
 from timestep.store.feed import FEED_BATCH_SIZE, RunFeed
@@ -23,7 +23,7 @@ IDLE_REREAD_S = 30.0
 
 async def watch_runs(
     feed: RunFeed, bus: EventBus, scope: Scope, cursor: FeedCursor | None
-) -> AsyncIterator[RunChange | FeedCursor]:
+) -> AsyncIterator[FeedEntry | FeedCursor]:
     """Yield the scope's changes after `cursor`; with None, first the current position (a
     bookmark), then the changes after it. Never ends by itself."""
     with bus.watch() as woken:

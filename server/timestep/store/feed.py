@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from timestep.run_feed import FeedCursor, RunChange
+from timestep.run_feed import FeedCursor, FeedEntry
 from timestep.scope import Scope
 from timestep.store.retry import retried
 from timestep.store.rows import event_from_row
@@ -43,7 +43,7 @@ _HORIZON = """
 
 @dataclass(frozen=True)
 class FeedBatch:
-    changes: list[RunChange]
+    changes: list[FeedEntry]
     # Entries after these exist but wait for an older transaction to finish.
     held_back: bool
 
@@ -80,10 +80,10 @@ class RunFeed:
             cursor.sequence,
             limit,
         )
-        changes: list[RunChange] = []
+        changes: list[FeedEntry] = []
         for row in rows:
             if row["held"]:
                 return FeedBatch(changes, held_back=True)
             position = FeedCursor(row["feed_txid"], row["run_id"], row["sequence"])
-            changes.append(RunChange(position, row["agent"], event_from_row(row)))
+            changes.append(FeedEntry(position, row["agent"], event_from_row(row)))
         return FeedBatch(changes, held_back=False)

@@ -69,7 +69,7 @@ class RunHandlers:
     ) -> AsyncIterator[runs_pb2.WatchRunsResponse]:
         cursor = FeedCursor.decode(request.cursor) if request.cursor else None
         async for change in self._runs.watch(call.scope, cursor):
-            yield convert.run_change_to_proto(change)
+            yield convert.feed_entry_to_proto(change)
 
     async def ListInterruptions(
         self, request: runs_pb2.ListInterruptionsRequest, call: CallContext
