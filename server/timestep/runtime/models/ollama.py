@@ -31,7 +31,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
@@ -46,14 +45,13 @@ from agents.handoffs import Handoff
 from agents.items import TResponseInputItem, TResponseStreamEvent
 from agents.models.chatcmpl_converter import Converter
 from agents.models.chatcmpl_stream_handler import ChatCmplStreamHandler
-from agents.models.fake_id import FAKE_RESPONSES_ID
 from agents.tracing import generation_span
 from openai import AsyncStream
 from openai.types.chat import ChatCompletionChunk, ChatCompletionMessage, ChatCompletionMessageParam
-from openai.types.responses import Response
 from openai.types.responses.response_prompt_param import ResponsePromptParam
 
 from timestep.domain import RunErrorCode
+from timestep.runtime.models.chat_completions import completion_chunk, initial_response, message_text
 from timestep.runtime.models.errors import ModelNotConfiguredError, ModelProviderError
 
 DEFAULT_OLLAMA_HOST = "http://localhost:11434"
@@ -258,7 +256,7 @@ class OllamaModel(Model):
             async with self._chat(body) as response:
                 chunks = cast(AsyncStream[ChatCompletionChunk], self._chunks(response))
                 async for event in ChatCmplStreamHandler.handle_stream(
-                    _initial_response(self.target.requested, model_settings),
+                    initial_response(self.target.requested, model_settings),
                     chunks,
                     model=self.target.requested,
                 ):
@@ -396,13 +394,13 @@ def ollama_messages(messages: Iterable[ChatCompletionMessageParam], target: Olla
             converted.append(
                 {
                     "role": "tool",
-                    "content": _text(content),
+                    "content": message_text(content),
                     "tool_name": tool_names.get(call_id, ""),
                     "tool_call_id": call_id,
                 }
             )
             continue
-        entry: JSON = {"role": "system" if role == "developer" else role, "content": _text(content)}
+        entry: JSON = {"role": "system" if role == "developer" else role, "content": message_text(content)}
         images = _images(content, target)
         if images:
             entry["images"] = images
@@ -420,18 +418,6 @@ def ollama_messages(messages: Iterable[ChatCompletionMessageParam], target: Olla
             entry["tool_calls"] = calls
         converted.append(entry)
     return converted
-
-
-def _text(content: Any) -> str:
-    if content is None:
-        return ""
-    if isinstance(content, str):
-        return content
-    return "".join(
-        part.get("text") or part.get("refusal") or ""
-        for part in content
-        if part.get("type") in ("text", "refusal")
-    )
 
 
 def _images(content: Any, target: OllamaTarget) -> list[str]:
@@ -507,48 +493,23 @@ class _ChunkStream:
 
     def chunk(self, data: Mapping[str, Any]) -> ChatCompletionChunk:
         message = data.get("message") or {}
-        calls = [
-            {
-                "index": self._tool_calls + position,
-                "id": call_id,
-                "type": "function",
-                "function": {"name": name, "arguments": arguments},
-            }
-            for position, (call_id, name, arguments) in enumerate(_tool_calls(message))
-        ]
+        calls = _tool_calls(message)
+        first_index = self._tool_calls
         self._tool_calls += len(calls)
         done = bool(data.get("done"))
         finish = None
         if done:
             finish = "length" if data.get("done_reason") == "length" else "stop"
             finish = "tool_calls" if self._tool_calls else finish
-        usage = _usage(data)
-        return ChatCompletionChunk.model_validate(
-            {
-                "id": self._id,
-                "object": "chat.completion.chunk",
-                "created": int(time.time()),
-                "model": self._model,
-                "choices": [
-                    {
-                        "index": 0,
-                        "delta": {
-                            "role": "assistant",
-                            "content": message.get("content") or None,
-                            "tool_calls": calls or None,
-                            "reasoning": message.get("thinking") or None,
-                        },
-                        "finish_reason": finish,
-                    }
-                ],
-                "usage": {
-                    "prompt_tokens": usage.input_tokens,
-                    "completion_tokens": usage.output_tokens,
-                    "total_tokens": usage.total_tokens,
-                }
-                if done
-                else None,
-            }
+        return completion_chunk(
+            self._id,
+            self._model,
+            content=message.get("content"),
+            tool_calls=calls,
+            first_tool_index=first_index,
+            reasoning=message.get("thinking"),
+            finish_reason=finish,
+            usage=_usage(data) if done else None,
         )
 
 
@@ -561,22 +522,6 @@ def _usage(data: Mapping[str, Any]) -> Usage:
         input_tokens=input_tokens,
         output_tokens=output_tokens,
         total_tokens=input_tokens + output_tokens,
-    )
-
-
-def _initial_response(model: str, model_settings: ModelSettings) -> Response:
-    return Response(
-        id=FAKE_RESPONSES_ID,
-        created_at=time.time(),
-        model=model,
-        object="response",
-        output=[],
-        tool_choice="auto",
-        top_p=model_settings.top_p,
-        temperature=model_settings.temperature,
-        tools=[],
-        parallel_tool_calls=False,
-        reasoning=model_settings.reasoning,
     )
 
 
