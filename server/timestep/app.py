@@ -34,12 +34,12 @@ from timestep.runs.orchestrator import RunOrchestrator
 from timestep.runs.relay import relayed_bus
 from timestep.runs.schedules import NoSchedules, Schedules
 from timestep.runs.segments import SegmentExecutor
+from timestep.runtime.models import ModelProviderError, MultiModelProvider
 from timestep.runtime.models.request_limits import RequestLimiter
 from timestep.runtime.providers import ModelConfig
 from timestep.runtime.registry import AgentRegistry, load_agents
 from timestep.runtime.runner import openai_tracing
 from timestep.settings import (
-    DEFAULT_AGENTS,
     DEFAULT_KEEPALIVE_TIME_MS,
     DEFAULT_KEEPALIVE_TIMEOUT_MS,
     DEFAULT_MAX_TURNS,
@@ -47,6 +47,7 @@ from timestep.settings import (
     DEFAULT_REPLICA_TIMEOUT_S,
     DEFAULT_SHUTDOWN_GRACE_S,
     DEFAULT_STRANDED_GRACE_S,
+    ConfigurationError,
     Limits,
     ProviderLimits,
     ScheduleLimits,
@@ -67,7 +68,9 @@ log = logging.getLogger(__name__)
 class ServiceConfig:
     host: str = "127.0.0.1"
     port: int = DEFAULT_PORT
-    agents: str = DEFAULT_AGENTS
+    # module:attribute of the agents; None: the example agents, on OpenAI when it is configured,
+    # else on the local model.
+    agents: str | None = None
     # None: PG_CONNECTION_URI, else localhost:5432, else embedded PostgreSQL.
     database_url: str | None = None
     max_turns: int = DEFAULT_MAX_TURNS
@@ -179,7 +182,7 @@ class TimestepService:
             if tracing is not None:
                 # Exports the spans still buffered, over blocking HTTP: off the event loop.
                 stack.push_async_callback(asyncio.to_thread, tracing.shutdown)
-            registry = registry or load_agents(config.agents)
+            registry = registry or load_agents(config.agents or model_config.example_agents())
             dsn = config.database_url
             if dsn is None:
                 target = await resolve_database()
@@ -192,6 +195,7 @@ class TimestepService:
             models = model_config.provider()
             # Closed once the segments have stopped.
             stack.push_async_callback(models.aclose)
+            await _prepare_models(models, registry, model_config, examples=config.agents is None)
             store = RunStore(pool, origin=executor_id, max_active_runs=config.limits.max_active_runs)
             executor = SegmentExecutor(
                 store,
@@ -335,6 +339,25 @@ class TimestepService:
 async def _stop_server(server: grpc.aio.Server, shutdown: _Shutdown) -> None:
     await server.stop(shutdown.grace)
     log.info("gRPC server stopped after %.1fs", time.monotonic() - shutdown.began)
+
+
+async def _prepare_models(
+    models: MultiModelProvider, registry: AgentRegistry, model_config: ModelConfig, *, examples: bool
+) -> None:
+    """Get the agents' models ready (the local model loads), so that one which cannot run stops
+    the start with the reason; and say when the example agents run on the local model."""
+    for model in sorted({registry.describe(name).model for name in registry.names()}):
+        try:
+            await models.prepare(model)
+        except ModelProviderError as error:
+            raise ConfigurationError(f"the agents' model {model} cannot run: {error.message}") from error
+    if examples and not model_config.openai_configured:
+        log.warning(
+            "No OPENAI_API_KEY or OPENAI_BASE_URL is set: the example agents run on the local model "
+            "(%s), a small model for trying Timestep out, not for quality; the assistant's first turn "
+            "always calls send_email. Set OPENAI_API_KEY to run them on OpenAI.",
+            model_config.local_provider().describe(),
+        )
 
 
 def _start_tracing(config: ServiceConfig) -> Tracing | None:
