@@ -26,6 +26,7 @@ from timestep.api.server import (
 from timestep.api.tls import server_credentials
 from timestep.durability.engine import DurableEngine, default_executor_id
 from timestep.durability.schedules import DurableSchedules
+from timestep.examples.agents import local_agents
 from timestep.observability.interceptor import Drain, ServiceInterceptor
 from timestep.observability.metrics import Metrics, MetricsServer
 from timestep.runs.events import EventBus
@@ -40,6 +41,7 @@ from timestep.runtime.providers import ModelConfig
 from timestep.runtime.registry import AgentRegistry, load_agents
 from timestep.runtime.runner import openai_tracing
 from timestep.settings import (
+    DEFAULT_AGENTS,
     DEFAULT_KEEPALIVE_TIME_MS,
     DEFAULT_KEEPALIVE_TIMEOUT_MS,
     DEFAULT_MAX_TURNS,
@@ -47,6 +49,7 @@ from timestep.settings import (
     DEFAULT_REPLICA_TIMEOUT_S,
     DEFAULT_SHUTDOWN_GRACE_S,
     DEFAULT_STRANDED_GRACE_S,
+    LOCAL_PREFIX,
     ConfigurationError,
     Limits,
     ProviderLimits,
@@ -69,7 +72,7 @@ class ServiceConfig:
     host: str = "127.0.0.1"
     port: int = DEFAULT_PORT
     # module:attribute of the agents; None: the example agents, on OpenAI when it is configured,
-    # else on the local model.
+    # else on the local model (timestep.examples.agents:AGENTS or local_agents()).
     agents: str | None = None
     # None: PG_CONNECTION_URI, else localhost:5432, else embedded PostgreSQL.
     database_url: str | None = None
@@ -182,7 +185,9 @@ class TimestepService:
             if tracing is not None:
                 # Exports the spans still buffered, over blocking HTTP: off the event loop.
                 stack.push_async_callback(asyncio.to_thread, tracing.shutdown)
-            registry = registry or load_agents(config.agents or model_config.example_agents())
+            registry = registry or (
+                load_agents(config.agents) if config.agents else _example_agents(model_config)
+            )
             dsn = config.database_url
             if dsn is None:
                 target = await resolve_database()
@@ -339,6 +344,14 @@ class TimestepService:
 async def _stop_server(server: grpc.aio.Server, shutdown: _Shutdown) -> None:
     await server.stop(shutdown.grace)
     log.info("gRPC server stopped after %.1fs", time.monotonic() - shutdown.began)
+
+
+def _example_agents(model_config: ModelConfig) -> AgentRegistry:
+    """The example agents: on OpenAI when it is configured, else on the local model, so that they
+    run out of the box."""
+    if model_config.openai_configured:
+        return load_agents(DEFAULT_AGENTS)
+    return AgentRegistry(local_agents(f"{LOCAL_PREFIX}/{model_config.local_provider().model_name}"))
 
 
 async def _prepare_models(

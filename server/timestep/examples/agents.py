@@ -63,6 +63,11 @@ def example_agents(model: str, assistant_settings: ModelSettings | None = None) 
     return [assistant, billing]
 
 
+def local_agents(model: str = LOCAL_MODEL) -> list[Agent[Any]]:
+    """The example agents on the local model `model`, the assistant's first turn calling send_email."""
+    return example_agents(model, ModelSettings(tool_choice="send_email"))
+
+
 AGENTS: list[Agent[Any]] = example_agents(DEFAULT_MODEL)
 assistant, billing = AGENTS
-LOCAL_AGENTS: list[Agent[Any]] = example_agents(LOCAL_MODEL, ModelSettings(tool_choice="send_email"))
+LOCAL_AGENTS: list[Agent[Any]] = local_agents()

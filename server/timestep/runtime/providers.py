@@ -15,13 +15,7 @@ from timestep.runtime.models import (
 from timestep.runtime.models.ollama import OLLAMA_CLOUD_URL
 from timestep.runtime.pricing import PriceTable
 from timestep.runtime.secrets import remember_secrets
-from timestep.settings import (
-    DEFAULT_AGENTS,
-    LOCAL_EXAMPLE_AGENTS,
-    LOCAL_MODEL_ENV,
-    LOCAL_PREFIX,
-    OLLAMA_PREFIX,
-)
+from timestep.settings import LOCAL_MODEL_ENV, LOCAL_PREFIX, OLLAMA_PREFIX
 
 
 @dataclass(frozen=True)
@@ -58,11 +52,6 @@ class ModelConfig:
     def openai_configured(self) -> bool:
         """An OpenAI key or an OpenAI-compatible endpoint is configured."""
         return bool(self.openai_api_key or self.openai_base_url)
-
-    def example_agents(self) -> str:
-        """The example agents for these models: on OpenAI when it is configured, else on the
-        local model, so that they run out of the box."""
-        return DEFAULT_AGENTS if self.openai_configured else LOCAL_EXAMPLE_AGENTS
 
     def provider(self) -> MultiModelProvider:
         """Routes model names by prefix: OpenAI (no prefix or openai/), Ollama (ollama/) and the
