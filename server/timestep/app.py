@@ -188,6 +188,11 @@ class TimestepService:
             registry = registry or (
                 load_agents(config.agents) if config.agents else _example_agents(model_config)
             )
+            models = model_config.provider()
+            # Closed once the segments have stopped.
+            stack.push_async_callback(models.aclose)
+            # Before the database: a model that cannot run stops the start with nothing touched.
+            await _prepare_models(models, registry, model_config, examples=config.agents is None)
             dsn = config.database_url
             if dsn is None:
                 target = await resolve_database()
@@ -197,10 +202,6 @@ class TimestepService:
             pool = await open_pool(dsn)
             stack.push_async_callback(pool.close)
             bus = await stack.enter_async_context(relayed_bus(dsn, pool, origin=executor_id))
-            models = model_config.provider()
-            # Closed once the segments have stopped.
-            stack.push_async_callback(models.aclose)
-            await _prepare_models(models, registry, model_config, examples=config.agents is None)
             store = RunStore(pool, origin=executor_id, max_active_runs=config.limits.max_active_runs)
             executor = SegmentExecutor(
                 store,

@@ -8,19 +8,26 @@ file llama.cpp cannot load, and the real model's runs, are the `local_model` tie
 
 from __future__ import annotations
 
+import asyncio
+import os
+import signal
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import pytest
 from timestep.app import TimestepService
+from timestep.commands.output import USAGE
 from timestep.runtime.providers import ModelConfig
 from timestep.settings import ConfigurationError
 from timestep_client import RunEvent, RunStatus, TimestepClient
 
 from tests.conftest import TEST_API_KEY, StartService
+from tests.e2e.test_readme import python_quickstart
 from timestep_testing.fakes.openai_responses import FakeOpenAI
+from timestep_testing.harness import REPO, ServeProcess, free_port, run_to_completion
 from timestep_testing.helpers import EventStream, arguments, is_stop_status, of_kind, pending
 
 MODEL: Final = "local/gemma3-270m"
@@ -194,3 +201,79 @@ async def test_with_openai_configured_the_example_agents_stay_on_openai(
         agents = {agent.name: agent.model for agent in await client.list_agents()}
 
     assert agents == {"assistant": "gpt-4.1", "billing": "gpt-4.1"}
+
+
+# ----- `timestep serve` without OpenAI: what a newcomer sees ------------------------------------
+
+
+def newcomer_environment(database_url: str, **overrides: str) -> dict[str, str]:
+    """This process's environment without any model provider or Timestep setting: no keys."""
+    prefixes = ("OPENAI_", "TIMESTEP_", "OLLAMA_", "FIRECRAWL_")
+    env = {key: value for key, value in os.environ.items() if not key.startswith(prefixes)}
+    env.update(PG_CONNECTION_URI=database_url, **overrides)
+    return env
+
+
+async def serve_until_exit(env: dict[str, str], *, python_prelude: str = "") -> tuple[int, str]:
+    """Run `timestep serve` (after `python_prelude`) to its exit; returns its code and stderr."""
+    program = f"{python_prelude}\nfrom timestep.cli import main\nmain()"
+    code, _, stderr = await run_to_completion(
+        sys.executable, "-c", program, "serve", "--port", str(free_port()), env=env, cwd=REPO, limit_s=60
+    )
+    return code, stderr
+
+
+async def test_serve_without_llama_cpp_python_says_which_command_installs_it(database_url: str) -> None:
+    # An import of a module whose sys.modules entry is None fails: llama-cpp-python is "not installed".
+    code, stderr = await serve_until_exit(
+        newcomer_environment(database_url), python_prelude="import sys; sys.modules['llama_cpp'] = None"
+    )
+
+    assert code == USAGE, stderr
+    [line] = [line for line in stderr.splitlines() if line.startswith("timestep:")]
+    assert "the agents' model local/gemma3-270m cannot run" in line
+    assert "llama-cpp-python, which is not installed" in line
+    assert "pip install 'timestep[local]'" in line
+    assert "Traceback" not in stderr
+
+
+async def test_serve_with_a_local_model_file_that_is_not_gguf_exits_with_one_line_naming_it(
+    database_url: str, tmp_path: Path
+) -> None:
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a model")
+
+    code, stderr = await serve_until_exit(newcomer_environment(database_url, TIMESTEP_LOCAL_MODEL=str(notes)))
+
+    assert code == USAGE, stderr
+    [line] = [line for line in stderr.splitlines() if line.startswith("timestep:")]
+    assert f"TIMESTEP_LOCAL_MODEL names {notes}, which is not a GGUF model file" in line
+    assert "Traceback" not in stderr
+
+
+@local_model
+@pytest.mark.timeout(900)
+async def test_a_newcomer_without_keys_runs_the_readme_quickstart_to_completion(
+    durable_database: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    server = ServeProcess(
+        "newcomer",
+        free_port(),
+        ["--host", "127.0.0.1"],
+        newcomer_environment(durable_database),
+        startup_timeout_s=LOCAL_WAIT,
+    )
+    await server.start()
+    try:
+        source = python_quickstart().replace("localhost:50051", server.address)
+        namespace: dict[str, Any] = {}
+        exec(compile(source.replace("asyncio.run(main())", ""), "README.md", "exec"), namespace)
+        await asyncio.wait_for(namespace["main"](), LOCAL_WAIT)
+    finally:
+        await server.end(signal.SIGTERM)
+
+    printed = capsys.readouterr().out
+    assert "the example agents run on the local model (local/gemma3-270m" in server.log
+    assert "approving send_email({" in printed
+    # After the approval: the completed run's final output.
+    assert printed.split("approving send_email(", 1)[1].split("\n", 1)[1].strip(), printed

@@ -219,7 +219,7 @@ class LlamaEngine:
                 f"the reply it does not fit the {llama.n_ctx()} tokens {model!r} holds. Shorten the "
                 "input or the conversation (a session), or lower ModelSettings.max_tokens.",
             )
-        from llama_cpp import LlamaGrammar
+        from llama_cpp.llama_grammar import LlamaGrammar
 
         grammar = (
             LlamaGrammar.from_json_schema(json.dumps(request.schema), verbose=False)
