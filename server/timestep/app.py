@@ -36,6 +36,7 @@ from timestep.runs.relay import relayed_bus
 from timestep.runs.schedules import NoSchedules, Schedules
 from timestep.runs.segments import SegmentExecutor
 from timestep.runtime.models import ModelProviderError, MultiModelProvider
+from timestep.runtime.models.errors import LocalModelNotInstalledError
 from timestep.runtime.models.request_limits import RequestLimiter
 from timestep.runtime.providers import ModelConfig
 from timestep.runtime.registry import AgentRegistry, load_agents
@@ -363,6 +364,10 @@ async def _prepare_models(
     for model in sorted({registry.describe(name).model for name in registry.names()}):
         try:
             await models.prepare(model)
+        except LocalModelNotInstalledError as error:
+            # Not fatal: a service installed without the `local` extra still serves runs on other
+            # models (CreateRun.model); runs on this one fail with the same message.
+            log.warning("the agents' model %s cannot run until it is installed: %s", model, error.message)
         except ModelProviderError as error:
             raise ConfigurationError(f"the agents' model {model} cannot run: {error.message}") from error
     if examples and not model_config.openai_configured:

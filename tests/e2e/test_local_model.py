@@ -27,7 +27,7 @@ from timestep_client import RunEvent, RunStatus, TimestepClient
 from tests.conftest import TEST_API_KEY, StartService
 from tests.e2e.test_readme import python_quickstart
 from timestep_testing.fakes.openai_responses import FakeOpenAI
-from timestep_testing.harness import REPO, ServeProcess, free_port, run_to_completion
+from timestep_testing.harness import REPO, ServeProcess, connect, free_port, run_to_completion
 from timestep_testing.helpers import EventStream, arguments, is_stop_status, of_kind, pending
 
 MODEL: Final = "local/gemma3-270m"
@@ -214,27 +214,36 @@ def newcomer_environment(database_url: str, **overrides: str) -> dict[str, str]:
     return env
 
 
-async def serve_until_exit(env: dict[str, str], *, python_prelude: str = "") -> tuple[int, str]:
-    """Run `timestep serve` (after `python_prelude`) to its exit; returns its code and stderr."""
-    program = f"{python_prelude}\nfrom timestep.cli import main\nmain()"
+async def serve_until_exit(env: dict[str, str]) -> tuple[int, str]:
+    """Run `timestep serve` to its exit; returns its code and stderr."""
     code, _, stderr = await run_to_completion(
-        sys.executable, "-c", program, "serve", "--port", str(free_port()), env=env, cwd=REPO, limit_s=60
+        sys.executable, "-m", "timestep", "serve", "--port", str(free_port()), env=env, cwd=REPO, limit_s=60
     )
     return code, stderr
 
 
-async def test_serve_without_llama_cpp_python_says_which_command_installs_it(database_url: str) -> None:
-    # An import of a module whose sys.modules entry is None fails: llama-cpp-python is "not installed".
-    code, stderr = await serve_until_exit(
-        newcomer_environment(database_url), python_prelude="import sys; sys.modules['llama_cpp'] = None"
-    )
+async def test_without_llama_cpp_python_the_service_starts_and_says_which_command_installs_it(
+    durable_database: str, tmp_path: Path
+) -> None:
+    # llama-cpp-python as a machine without it has it: its import fails.
+    shadow = tmp_path / "llama_cpp"
+    shadow.mkdir()
+    (shadow / "__init__.py").write_text("raise ImportError(\"No module named 'llama_cpp'\")\n")
+    env = newcomer_environment(durable_database)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(tmp_path), env.get("PYTHONPATH")]))
+    server = ServeProcess("no-llama", free_port(), ["--host", "127.0.0.1"], env)
+    await server.start()
+    try:
+        async with connect(server.address) as client:
+            run = await client.create_run("assistant", "Hello", wait=True)
+    finally:
+        await server.end(signal.SIGTERM)
 
-    assert code == USAGE, stderr
-    [line] = [line for line in stderr.splitlines() if line.startswith("timestep:")]
-    assert "the agents' model local/gemma3-270m cannot run" in line
-    assert "llama-cpp-python, which is not installed" in line
-    assert "pip install 'timestep[local]'" in line
-    assert "Traceback" not in stderr
+    assert "cannot run until it is installed" in server.log, server.log
+    assert run.status == RunStatus.RUN_STATUS_FAILED
+    assert run.error.code == "model_not_configured"
+    assert "llama-cpp-python, which is not installed" in run.error.message
+    assert "pip install 'timestep[local]'" in run.error.message
 
 
 async def test_serve_with_a_local_model_file_that_is_not_gguf_exits_with_one_line_naming_it(

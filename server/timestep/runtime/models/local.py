@@ -28,7 +28,7 @@ from openai.types.chat import ChatCompletionChunk, ChatCompletionMessage
 from openai.types.responses.response_prompt_param import ResponsePromptParam
 
 from timestep.runtime.models.chat_completions import completion_chunk, initial_response
-from timestep.runtime.models.errors import ModelNotConfiguredError
+from timestep.runtime.models.errors import LocalModelNotInstalledError, ModelNotConfiguredError
 from timestep.runtime.models.llama_engine import (
     Generation,
     GenerationRequest,
@@ -38,7 +38,7 @@ from timestep.runtime.models.llama_engine import (
     llama_cpp_problem,
     process_engine,
 )
-from timestep.runtime.models.local_files import model_file_problem
+from timestep.runtime.models.local_files import model_file_problem, packaged_model_problem
 from timestep.runtime.models.local_prompt import (
     ToolCall,
     ToolSpec,
@@ -91,7 +91,14 @@ class LocalModelProvider(ModelProvider):
                 f"{LOCAL_MODEL_ENV} to the GGUF file of the model you want (it is then called "
                 f"{LOCAL_PREFIX}/<file name without .gguf>) and restart the service."
             )
-        return model_file_problem(self.spec.model_file) or llama_cpp_problem()
+        return self.not_installed() or (
+            model_file_problem(self.spec.model_file) if self.spec.model_file else None
+        )
+
+    def not_installed(self) -> str | None:
+        """What of the `local` extra is missing (llama-cpp-python, the packaged model), with the
+        command that installs it, or None."""
+        return llama_cpp_problem() or (None if self.spec.model_file else packaged_model_problem())
 
     def get_model(self, model_name: str | None) -> Model:
         problem = self.missing(model_name)
@@ -101,7 +108,11 @@ class LocalModelProvider(ModelProvider):
 
     async def prepare(self, model_name: str | None) -> None:
         """Load the model now rather than at the first call; a model that cannot be loaded
-        raises `ModelNotConfiguredError` saying why."""
+        raises `ModelNotConfiguredError` saying why (`LocalModelNotInstalledError` when the
+        `local` extra is not installed)."""
+        not_installed = self.not_installed()
+        if not_installed is not None:
+            raise LocalModelNotInstalledError(not_installed)
         problem = self.missing(model_name)
         if problem is not None:
             raise ModelNotConfiguredError(problem)

