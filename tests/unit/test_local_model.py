@@ -21,6 +21,7 @@ from timestep.runtime.models.local_prompt import (
     prompt_messages,
     read_call,
 )
+from timestep.runtime.pricing import Price, PriceTable
 from timestep.runtime.providers import ModelConfig
 from timestep.settings import local_model_name, provider_limits_key
 
@@ -221,9 +222,10 @@ def test_a_local_model_of_another_name_is_not_configured_and_the_message_names_t
     assert routed.missing("local/tiny") is None
 
 
-def test_the_local_prefix_is_known_and_has_limits_of_its_own() -> None:
+def test_the_local_prefix_is_known_has_limits_of_its_own_and_costs_nothing() -> None:
     assert "local" in MultiModelProvider(openai_api_key="").known_prefixes()
     assert provider_limits_key("local/gemma3-270m", {}) == "local"
+    assert PriceTable().price_of("local/gemma3-270m") == Price(0.0, 0.0, 0.0)
 
 
 def test_openai_counts_as_configured_with_a_key_or_an_endpoint() -> None:
