@@ -419,7 +419,10 @@ def otlp_endpoint(given: str | None) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "serve" and args.local_model_threads < 0:
+        parser.error("--local-model-threads must be 0 (half the cores) or more")
     if args.command == "api-keys":
         sys.exit(create_api_key(args.tenant, args.json))
     if args.command != "serve":

@@ -260,6 +260,23 @@ async def test_serve_with_a_local_model_file_that_is_not_gguf_exits_with_one_lin
     assert "Traceback" not in stderr
 
 
+async def test_a_negative_thread_count_is_a_usage_error(database_url: str) -> None:
+    code, _, stderr = await run_to_completion(
+        sys.executable,
+        "-m",
+        "timestep",
+        "serve",
+        "--local-model-threads",
+        "-1",
+        env=newcomer_environment(database_url),
+        cwd=REPO,
+        limit_s=60,
+    )
+
+    assert code == USAGE
+    assert "--local-model-threads must be 0 (half the cores) or more" in stderr
+
+
 @local_model
 @pytest.mark.timeout(900)
 async def test_a_newcomer_without_keys_runs_the_readme_quickstart_to_completion(
