@@ -54,7 +54,7 @@ def llama_cpp_problem() -> str | None:
     """Why llama.cpp cannot run here (llama-cpp-python is not installed), or None."""
     try:
         importlib.import_module("llama_cpp")
-    except ImportError as error:
+    except (ImportError, OSError, RuntimeError) as error:  # absent, or its library would not load
         return (
             f"The local model needs llama-cpp-python, which is not installed ({error}). Install it "
             f"with {LOCAL_INSTALL} (it compiles llama.cpp, about 11 minutes on 2 cores the first "
