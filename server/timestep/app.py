@@ -29,6 +29,7 @@ from timestep.api.http.server import HttpServer, HttpTls, start_http_server
 from timestep.api.tls import server_credentials
 from timestep.durability.engine import DurableEngine, default_executor_id
 from timestep.durability.schedules import DurableSchedules
+from timestep.examples.agents import local_agents
 from timestep.observability.interceptor import Drain, ServiceInterceptor
 from timestep.observability.metrics import Metrics, MetricsServer
 from timestep.runs.events import EventBus
@@ -37,6 +38,8 @@ from timestep.runs.orchestrator import RunOrchestrator
 from timestep.runs.relay import relayed_bus
 from timestep.runs.schedules import NoSchedules, Schedules
 from timestep.runs.segments import SegmentExecutor
+from timestep.runtime.models import ModelProviderError, MultiModelProvider
+from timestep.runtime.models.errors import LocalModelNotInstalledError
 from timestep.runtime.models.request_limits import RequestLimiter
 from timestep.runtime.providers import ModelConfig
 from timestep.runtime.registry import AgentRegistry, load_agents
@@ -50,6 +53,8 @@ from timestep.settings import (
     DEFAULT_REPLICA_TIMEOUT_S,
     DEFAULT_SHUTDOWN_GRACE_S,
     DEFAULT_STRANDED_GRACE_S,
+    LOCAL_PREFIX,
+    ConfigurationError,
     Limits,
     ProviderLimits,
     ScheduleLimits,
@@ -70,7 +75,9 @@ log = logging.getLogger(__name__)
 class ServiceConfig:
     host: str = "127.0.0.1"
     port: int = DEFAULT_PORT
-    agents: str = DEFAULT_AGENTS
+    # module:attribute of the agents; None: the example agents, on OpenAI when it is configured,
+    # else on the local model (timestep.examples.agents:AGENTS or local_agents()).
+    agents: str | None = None
     # None: PG_CONNECTION_URI, else localhost:5432, else embedded PostgreSQL.
     database_url: str | None = None
     max_turns: int = DEFAULT_MAX_TURNS
@@ -188,7 +195,14 @@ class TimestepService:
             if tracing is not None:
                 # Exports the spans still buffered, over blocking HTTP: off the event loop.
                 stack.push_async_callback(asyncio.to_thread, tracing.shutdown)
-            registry = registry or load_agents(config.agents)
+            registry = registry or (
+                load_agents(config.agents) if config.agents else _example_agents(model_config)
+            )
+            models = model_config.provider()
+            # Closed once the segments have stopped.
+            stack.push_async_callback(models.aclose)
+            # Before the database: a model that cannot run stops the start with nothing touched.
+            await _prepare_models(models, registry, model_config, examples=config.agents is None)
             dsn = config.database_url
             if dsn is None:
                 target = await resolve_database()
@@ -198,9 +212,6 @@ class TimestepService:
             pool = await open_pool(dsn)
             stack.push_async_callback(pool.close)
             bus = await stack.enter_async_context(relayed_bus(dsn, pool, origin=executor_id))
-            models = model_config.provider()
-            # Closed once the segments have stopped.
-            stack.push_async_callback(models.aclose)
             store = RunStore(pool, origin=executor_id, max_active_runs=config.limits.max_active_runs)
             executor = SegmentExecutor(
                 store,
@@ -363,6 +374,37 @@ async def _stop_http_server(server: HttpServer, shutdown: _Shutdown) -> None:
 async def _stop_server(server: grpc.aio.Server, shutdown: _Shutdown) -> None:
     await server.stop(shutdown.grace)
     log.info("gRPC server stopped after %.1fs", time.monotonic() - shutdown.began)
+
+
+def _example_agents(model_config: ModelConfig) -> AgentRegistry:
+    """The example agents: on OpenAI when it is configured, else on the local model, so that they
+    run out of the box."""
+    if model_config.openai_configured:
+        return load_agents(DEFAULT_AGENTS)
+    return AgentRegistry(local_agents(f"{LOCAL_PREFIX}/{model_config.local_provider().model_name}"))
+
+
+async def _prepare_models(
+    models: MultiModelProvider, registry: AgentRegistry, model_config: ModelConfig, *, examples: bool
+) -> None:
+    """Get the agents' models ready (the local model loads), so that one which cannot run stops
+    the start with the reason; and say when the example agents run on the local model."""
+    for model in sorted({registry.describe(name).model for name in registry.names()}):
+        try:
+            await models.prepare(model)
+        except LocalModelNotInstalledError as error:
+            # Not fatal: a service installed without the `local` extra still serves runs on other
+            # models (CreateRun.model); runs on this one fail with the same message.
+            log.warning("the agents' model %s cannot run until it is installed: %s", model, error.message)
+        except ModelProviderError as error:
+            raise ConfigurationError(f"the agents' model {model} cannot run: {error.message}") from error
+    if examples and not model_config.openai_configured:
+        log.warning(
+            "No OPENAI_API_KEY or OPENAI_BASE_URL is set: the example agents run on the local model "
+            "(%s), a small model for trying Timestep out, not for quality; the assistant's first turn "
+            "always calls send_email. Set OPENAI_API_KEY to run them on OpenAI.",
+            model_config.local_provider().describe(),
+        )
 
 
 def _start_tracing(config: ServiceConfig) -> Tracing | None:

