@@ -18,6 +18,8 @@ import asyncpg
 import grpc
 import pytest
 from agents import OpenAIProvider, RunConfig
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
 from timestep.api.auth import ApiKeys, hash_key
 from timestep_client import Interruption, InterruptionStatus, Run, RunEvent, RunStatus, TimestepClient
 from timestep_client.v1 import runs_pb2
@@ -53,6 +55,28 @@ async def expect_rpc_error(call: Awaitable[object], code: grpc.StatusCode) -> gr
     error: grpc.aio.AioRpcError = caught.value
     assert error.code() == code, f"expected {code}, got {error.code()}: {error.details()}"
     return error
+
+
+def _details(error: grpc.aio.AioRpcError, kind: type[Any]) -> list[Any]:
+    status = rpc_status.from_call(error)
+    assert status is not None, f"no google.rpc.Status in {error}"
+    found = []
+    for detail in status.details:
+        message = kind()
+        if detail.Unpack(message):
+            found.append(message)
+    return found
+
+
+def error_reason(error: grpc.aio.AioRpcError) -> str:
+    """The ErrorInfo reason of a failed call."""
+    [info] = _details(error, error_details_pb2.ErrorInfo)
+    return str(info.reason)
+
+
+def violated_fields(error: grpc.aio.AioRpcError) -> list[str]:
+    """The fields a BadRequest of a failed call names, in order."""
+    return [v.field for bad in _details(error, error_details_pb2.BadRequest) for v in bad.field_violations]
 
 
 async def wait_until(condition: Callable[[], bool], timeout: float = WAIT) -> None:  # noqa: ASYNC109

@@ -26,6 +26,7 @@ from timestep.api.server import (
 from timestep.api.tls import server_credentials
 from timestep.durability.engine import DurableEngine, default_executor_id
 from timestep.durability.schedules import DurableSchedules
+from timestep.durability.webhooks import WebhookDispatcher
 from timestep.observability.interceptor import Drain, ServiceInterceptor
 from timestep.observability.metrics import Metrics, MetricsServer
 from timestep.runs.events import EventBus
@@ -50,12 +51,16 @@ from timestep.settings import (
     Limits,
     ProviderLimits,
     ScheduleLimits,
+    WebhookSettings,
 )
 from timestep.store.database import open_pool, redact, resolve_database
 from timestep.store.request_slots import RequestSlots
 from timestep.store.runs import RunStore
 from timestep.store.schedules import ScheduleStore
 from timestep.store.usage import UsageStore
+from timestep.store.webhooks import WebhookStore
+from timestep.webhooks.client import ClientSettings, WebhookClient
+from timestep.webhooks.service import Webhooks
 
 if TYPE_CHECKING:
     from timestep.observability.tracing import Tracing
@@ -109,6 +114,8 @@ class ServiceConfig:
     # OpenTelemetry: export traces with OTLP/HTTP to this collector (None: no tracing).
     otlp_endpoint: str | None = None
     otel_service_name: str = "timestep"
+    # Webhook destinations, timeouts and retries.
+    webhooks: WebhookSettings = field(default_factory=WebhookSettings)
 
 
 @dataclass
@@ -209,7 +216,10 @@ class TimestepService:
                 ),
             )
             schedules: Schedules
+            webhooks: Webhooks | None = None
             if config.durable:
+                webhooks = Webhooks(WebhookStore(pool), store, allow_private=config.webhooks.allow_private)
+                dispatcher = _webhook_dispatcher(stack, pool, webhooks, config.webhooks)
                 engine = DurableEngine(
                     dsn,
                     executor,
@@ -229,6 +239,8 @@ class TimestepService:
                 )
                 # Recovers this replica's pending segments and firings.
                 await stack.enter_async_context(engine.running(durable_schedules.fire))
+                dispatcher.start()
+                stack.push_async_callback(dispatcher.stop)
                 schedules = durable_schedules
             else:
                 launcher = InProcessLauncher(executor)
@@ -262,6 +274,7 @@ class TimestepService:
                 registry,
                 UsageStore(pool),
                 schedules,
+                webhooks,
                 health,
                 f"{config.host}:{config.port}",
                 # Outermost first: metrics and access logs also count refused calls.
@@ -335,6 +348,25 @@ class TimestepService:
 async def _stop_server(server: grpc.aio.Server, shutdown: _Shutdown) -> None:
     await server.stop(shutdown.grace)
     log.info("gRPC server stopped after %.1fs", time.monotonic() - shutdown.began)
+
+
+def _webhook_dispatcher(
+    stack: contextlib.AsyncExitStack, pool: asyncpg.Pool, webhooks: Webhooks, settings: WebhookSettings
+) -> WebhookDispatcher:
+    """The webhook delivery workflows' dispatcher, bound before DBOS launches (which recovers
+    pending deliveries at once); its HTTP client closes after DBOS has stopped."""
+    client = WebhookClient(
+        ClientSettings(
+            allow_private=settings.allow_private,
+            connect_timeout_s=settings.connect_timeout_s,
+            read_timeout_s=settings.read_timeout_s,
+        )
+    )
+    stack.push_async_callback(client.aclose)
+    dispatcher = WebhookDispatcher(WebhookStore(pool), webhooks, client, settings)
+    dispatcher.bind()
+    stack.callback(dispatcher.unbind)
+    return dispatcher
 
 
 def _start_tracing(config: ServiceConfig) -> Tracing | None:

@@ -28,6 +28,7 @@ from timestep.settings import (
     Limits,
     ProviderLimits,
     ScheduleLimits,
+    WebhookSettings,
 )
 
 if TYPE_CHECKING:
@@ -198,6 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_tls_options(serve)
     add_limit_options(serve)
     add_schedule_options(serve)
+    add_webhook_options(serve)
     client_commands.add_commands(commands)
     add_api_key_commands(commands)
     return parser
@@ -346,6 +348,63 @@ def add_schedule_options(serve: argparse.ArgumentParser) -> None:
     )
 
 
+def add_webhook_options(serve: argparse.ArgumentParser) -> None:
+    webhooks = serve.add_argument_group(
+        "webhooks",
+        "Events are POSTed to webhooks signed per Standard Webhooks; failed deliveries are retried\n"
+        "with exponential backoff and jitter, durably, until the retry window has passed.",
+    )
+    webhooks.add_argument(
+        "--webhook-allow-private",
+        action="store_true",
+        help="allow webhook destinations on loopback, private and link-local addresses (refused by "
+        "default; cloud metadata addresses are always refused)",
+    )
+    defaults = WebhookSettings()
+    for flag, name, what in (
+        ("--webhook-connect-timeout", "connect_timeout_s", "seconds to connect to a receiver"),
+        ("--webhook-read-timeout", "read_timeout_s", "seconds to wait for each read of a receiver's answer"),
+        (
+            "--webhook-retry-initial",
+            "retry_initial_s",
+            "seconds before the first retry (each next waits twice as long)",
+        ),
+        ("--webhook-retry-max", "retry_max_s", "the longest wait between two retries, in seconds"),
+        (
+            "--webhook-retry-window",
+            "retry_window_s",
+            "seconds of retrying after which a delivery is given up",
+        ),
+    ):
+        webhooks.add_argument(
+            flag,
+            type=float,
+            dest=f"webhook_{name}",
+            metavar="SECONDS",
+            default=getattr(defaults, name),
+            help=f"{what} (default: %(default)s)",
+        )
+
+
+def webhook_settings(args: argparse.Namespace) -> WebhookSettings:
+    try:
+        return WebhookSettings(
+            allow_private=args.webhook_allow_private,
+            **{
+                name: getattr(args, f"webhook_{name}")
+                for name in (
+                    "connect_timeout_s",
+                    "read_timeout_s",
+                    "retry_initial_s",
+                    "retry_max_s",
+                    "retry_window_s",
+                )
+            },
+        )
+    except ValueError as error:
+        raise ConfigurationError(f"webhook options: {error}") from error
+
+
 def parse_provider_limit(text: str) -> tuple[str, ProviderLimits]:
     provider, _, settings = text.partition(":")
     values: dict[str, str] = dict(part.split("=", 1) for part in settings.split(",") if "=" in part)
@@ -439,6 +498,7 @@ def main(argv: list[str] | None = None) -> None:
     from timestep.api.auth import ApiKeys
 
     try:
+        config = dataclasses.replace(config, webhooks=webhook_settings(args))
         api_keys = ApiKeys.load(os.environ.get("TIMESTEP_API_KEYS", ""), args.api_keys_file)
         asyncio.run(serve(dataclasses.replace(config, api_keys=api_keys), args.shutdown_grace))
     except ConfigurationError as error:  # bad TLS or price files, key entries, no keys on a public address

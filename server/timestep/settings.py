@@ -114,3 +114,34 @@ class Limits:
     # Runs QUEUED or RUNNING at once per tenant (0: no limit); a CreateRun or ResumeRun beyond it
     # is RESOURCE_EXHAUSTED with a RetryInfo.
     max_active_runs: int = 0
+
+
+@dataclass(frozen=True)
+class WebhookSettings:
+    """How webhooks are delivered: which destinations are allowed, how long an attempt may take,
+    and how failed deliveries are retried (exponential backoff with jitter, for a bounded time)."""
+
+    # Allow loopback, private and link-local destinations (receivers on the service's network).
+    allow_private: bool = False
+    connect_timeout_s: float = 5.0
+    read_timeout_s: float = 10.0
+    # The first retry waits about this long, each next one twice as long, up to retry_max_s.
+    retry_initial_s: float = 5.0
+    retry_max_s: float = 3600.0
+    # A delivery is given up (FAILED) once its retries would wait longer than this in all.
+    retry_window_s: float = 24 * 3600.0
+    # How often each replica looks for new deliveries to start.
+    dispatch_interval_s: float = 0.5
+
+    def __post_init__(self) -> None:
+        for name in (
+            "connect_timeout_s",
+            "read_timeout_s",
+            "retry_initial_s",
+            "retry_max_s",
+            "dispatch_interval_s",
+        ):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be a positive number of seconds")
+        if self.retry_window_s < 0:
+            raise ValueError("retry_window_s must not be negative")

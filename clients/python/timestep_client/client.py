@@ -1,5 +1,5 @@
-"""TimestepClient: an async client for RunService, AgentService and UsageService (and the raw
-ScheduleService stub, `client.schedules`).
+"""TimestepClient: an async client for RunService, AgentService, UsageService and WebhookService
+(and the raw ScheduleService stub, `client.schedules`).
 
 async with TimestepClient("localhost:50051") as client:
     run = await client.create_run("assistant", "Email Bob that I'm late", wait=True)
@@ -31,6 +31,8 @@ from timestep_client.v1 import (
     schedules_pb2_grpc,
     usage_pb2,
     usage_pb2_grpc,
+    webhooks_pb2,
+    webhooks_pb2_grpc,
 )
 
 # Status codes after which re-subscribing to a stream is worth trying.
@@ -116,6 +118,7 @@ class TimestepClient:
         self.agents = agents_pb2_grpc.AgentServiceStub(self.channel)
         self.usage = usage_pb2_grpc.UsageServiceStub(self.channel)
         self.schedules = schedules_pb2_grpc.ScheduleServiceStub(self.channel)
+        self.webhooks = webhooks_pb2_grpc.WebhookServiceStub(self.channel)
 
     async def __aenter__(self) -> TimestepClient:
         return self
@@ -301,4 +304,58 @@ class TimestepClient:
                 stamp.FromDatetime(value)
                 getattr(request, field).CopyFrom(stamp)
         response: usage_pb2.GetUsageResponse = await self.usage.GetUsage(request)
+        return response
+
+    # ----- webhooks ----------------------------------------------------------------------
+
+    async def create_webhook(
+        self, url: str, event_types: Sequence[str] = (), *, description: str = ""
+    ) -> webhooks_pb2.CreateWebhookResponse:
+        """Subscribe `url` to `event_types` (none: all run events); the response's `secret` (for
+        verifying signatures) is shown only now."""
+        request = webhooks_pb2.CreateWebhookRequest(
+            url=url, event_types=list(event_types), description=description
+        )
+        response: webhooks_pb2.CreateWebhookResponse = await self.webhooks.CreateWebhook(request)
+        return response
+
+    async def get_webhook(self, webhook_id: str) -> webhooks_pb2.Webhook:
+        response: webhooks_pb2.GetWebhookResponse = await self.webhooks.GetWebhook(
+            webhooks_pb2.GetWebhookRequest(webhook_id=webhook_id)
+        )
+        return response.webhook
+
+    async def list_webhooks(
+        self, *, page_size: int = 0, page_token: str = ""
+    ) -> webhooks_pb2.ListWebhooksResponse:
+        response: webhooks_pb2.ListWebhooksResponse = await self.webhooks.ListWebhooks(
+            webhooks_pb2.ListWebhooksRequest(page_size=page_size, page_token=page_token)
+        )
+        return response
+
+    async def delete_webhook(self, webhook_id: str) -> None:
+        await self.webhooks.DeleteWebhook(webhooks_pb2.DeleteWebhookRequest(webhook_id=webhook_id))
+
+    async def rotate_webhook_secret(self, webhook_id: str) -> webhooks_pb2.RotateWebhookSecretResponse:
+        """A new signing secret for the webhook (in the response, shown only now)."""
+        response: webhooks_pb2.RotateWebhookSecretResponse = await self.webhooks.RotateWebhookSecret(
+            webhooks_pb2.RotateWebhookSecretRequest(webhook_id=webhook_id)
+        )
+        return response
+
+    async def send_test_event(self, webhook_id: str) -> webhooks_pb2.WebhookDelivery:
+        response: webhooks_pb2.SendTestEventResponse = await self.webhooks.SendTestEvent(
+            webhooks_pb2.SendTestEventRequest(webhook_id=webhook_id)
+        )
+        return response.delivery
+
+    async def list_webhook_deliveries(
+        self, webhook_id: str, *, page_size: int = 0, page_token: str = ""
+    ) -> webhooks_pb2.ListWebhookDeliveriesResponse:
+        """The webhook's deliveries, newest first, each with its attempts."""
+        response: webhooks_pb2.ListWebhookDeliveriesResponse = await self.webhooks.ListWebhookDeliveries(
+            webhooks_pb2.ListWebhookDeliveriesRequest(
+                webhook_id=webhook_id, page_size=page_size, page_token=page_token
+            )
+        )
         return response

@@ -16,6 +16,8 @@ from timestep_client.v1 import (
     schedules_pb2_grpc,
     usage_pb2,
     usage_pb2_grpc,
+    webhooks_pb2,
+    webhooks_pb2_grpc,
 )
 
 from timestep.api.agent_service import AgentService
@@ -23,17 +25,20 @@ from timestep.api.reflection import enable_reflection
 from timestep.api.run_service import RunService
 from timestep.api.schedule_service import ScheduleService
 from timestep.api.usage_service import UsageService
+from timestep.api.webhook_service import WebhookService
 from timestep.runs.orchestrator import RunOrchestrator
 from timestep.runs.schedules import Schedules
 from timestep.runtime.registry import AgentRegistry
 from timestep.settings import DEFAULT_KEEPALIVE_TIME_MS, DEFAULT_KEEPALIVE_TIMEOUT_MS, Limits
 from timestep.store.usage import UsageStore
+from timestep.webhooks.service import Webhooks
 
 SERVICE_NAMES = (
     runs_pb2.DESCRIPTOR.services_by_name["RunService"].full_name,
     agents_pb2.DESCRIPTOR.services_by_name["AgentService"].full_name,
     usage_pb2.DESCRIPTOR.services_by_name["UsageService"].full_name,
     schedules_pb2.DESCRIPTOR.services_by_name["ScheduleService"].full_name,
+    webhooks_pb2.DESCRIPTOR.services_by_name["WebhookService"].full_name,
 )
 
 
@@ -69,6 +74,7 @@ async def build_server(
     registry: AgentRegistry,
     usage: UsageStore,
     schedules: Schedules,
+    webhooks: Webhooks | None,
     health: health_aio.HealthServicer,
     address: str,
     *,
@@ -86,6 +92,7 @@ async def build_server(
     agents_pb2_grpc.add_AgentServiceServicer_to_server(AgentService(registry, limits), server)
     usage_pb2_grpc.add_UsageServiceServicer_to_server(UsageService(usage, limits), server)
     schedules_pb2_grpc.add_ScheduleServiceServicer_to_server(ScheduleService(schedules, limits), server)
+    webhooks_pb2_grpc.add_WebhookServiceServicer_to_server(WebhookService(webhooks, limits), server)
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     enable_reflection((*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name), server)
     port = _bind(

@@ -33,6 +33,7 @@ from timestep.settings import (
     MAX_SCHEDULE_INPUT_BYTES,
     Limits,
 )
+from timestep.webhooks.destinations import MAX_URL_LENGTH
 
 FIELD_TOO_LONG: Final = "FIELD_TOO_LONG"
 TIMESTAMP_OUT_OF_RANGE: Final = "TIMESTAMP_OUT_OF_RANGE"
@@ -93,6 +94,11 @@ CAPS: Final[dict[str, Cap]] = {
     "message": _TEXT,
     "reason": _TEXT,
     "state_json": Cap(lambda limits: limits.max_state_bytes, in_bytes=True, reason="STATE_TOO_LARGE"),
+    **dict.fromkeys(("webhook_id", "description", "decided_by"), _ID),
+    **dict.fromkeys(("url", "webhook_url"), Cap(lambda _: MAX_URL_LENGTH)),
+    "approval_expiry_message": _TEXT,
+    # Edited tool arguments: as large as a run's input may be.
+    "arguments_json": Cap(lambda limits: limits.max_input_bytes, in_bytes=True),
 }
 # Where a field name means something else in one message ("<message full name>.<field>").
 CAP_OVERRIDES: Final[dict[str, Cap]] = {
