@@ -22,7 +22,7 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 from timestep.api.auth import ApiKeys, hash_key
 from timestep_client import Interruption, InterruptionStatus, Run, RunEvent, RunStatus, TimestepClient
-from timestep_client.v1 import runs_pb2
+from timestep_client.v1 import runs_pb2, webhooks_pb2
 
 from timestep_testing.fakes.openai_responses import JSON, FakeOpenAI, ModelTurn
 from timestep_testing.fakes.openai_responses import Usage as FakeUsage
@@ -88,6 +88,44 @@ async def wait_until(condition: Callable[[], bool], timeout: float = WAIT) -> No
             await asyncio.sleep(0.005)
 
     await asyncio.wait_for(check(), timeout)
+
+
+DeliveryList = list[webhooks_pb2.WebhookDelivery]
+
+
+async def deliveries_when(
+    client: TimestepClient,
+    webhook_id: str,
+    condition: Callable[[DeliveryList], bool],
+    timeout: float = WAIT,  # noqa: ASYNC109
+) -> DeliveryList:
+    """The webhook's deliveries (newest first) once `condition` holds for them: deliveries and
+    attempts are recorded in the database as they happen, and nothing announces them."""
+
+    async def poll() -> DeliveryList:
+        # Nothing announces it, so it is polled (bounded by `timeout` below).
+        while not condition(found := list((await client.list_webhook_deliveries(webhook_id)).deliveries)):  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
+        return found
+
+    return await asyncio.wait_for(poll(), timeout)
+
+
+async def settled_deliveries(
+    client: TimestepClient,
+    webhook_id: str,
+    count: int,
+    timeout: float = WAIT,  # noqa: ASYNC109
+) -> DeliveryList:
+    """The webhook's deliveries once there are `count` and none is pending any more."""
+    return await deliveries_when(
+        client,
+        webhook_id,
+        lambda found: (
+            len(found) == count and all(d.status != webhooks_pb2.DELIVERY_STATUS_PENDING for d in found)
+        ),
+        timeout,
+    )
 
 
 # ----- events --------------------------------------------------------------------------------

@@ -5,7 +5,6 @@ connection is made."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -24,10 +23,10 @@ from timestep_testing.fakes.webhook_receiver import WebhookReceiver, verified
 from timestep_testing.harness import assert_no_secret_anywhere
 from timestep_testing.helpers import (
     EMAIL_ARGS,
-    WAIT,
     error_reason,
     expect_rpc_error,
     pending,
+    settled_deliveries,
     violated_fields,
 )
 
@@ -47,20 +46,6 @@ async def webhook_service(
         yield client
 
 
-async def settled(client: TimestepClient, webhook_id: str, count: int) -> list[webhooks_pb2.WebhookDelivery]:
-    """The webhook's deliveries once there are `count` and none is pending any more (a delivery
-    is marked done in the database right after its receiver answered: nothing announces it)."""
-
-    async def poll() -> list[webhooks_pb2.WebhookDelivery]:
-        while True:
-            found = list((await client.list_webhook_deliveries(webhook_id)).deliveries)
-            if len(found) == count and all(d.status != webhooks_pb2.DELIVERY_STATUS_PENDING for d in found):
-                return found
-            await asyncio.sleep(0.02)
-
-    return await asyncio.wait_for(poll(), WAIT)
-
-
 async def test_a_paused_run_reaches_a_signed_webhook_with_its_pending_interruptions_then_its_completion(
     start_service: StartService, model_config: ModelConfig, durable_database: str, fake_openai: FakeOpenAI
 ) -> None:
@@ -76,7 +61,7 @@ async def test_a_paused_run_reaches_a_signed_webhook_with_its_pending_interrupti
         await client.approve(run.id, waiting.id)
         await client.resume(run.id, wait=True)
         [completed] = await receiver.wait_for("run.completed")
-        deliveries = await settled(client, created.webhook.id, 2)
+        deliveries = await settled_deliveries(client, created.webhook.id, 2)
 
     assert created.secret.startswith("whsec_")
     assert list(created.webhook.event_types) == [
@@ -117,7 +102,7 @@ async def test_a_receiver_that_fails_gets_the_event_again_under_the_same_id_unti
         created = await client.create_webhook(receiver.url, ["run.completed"])
         delivery = await client.send_test_event(created.webhook.id)
         received = await receiver.wait_for("webhook.test", times=3)
-        [listed] = await settled(client, created.webhook.id, 1)
+        [listed] = await settled_deliveries(client, created.webhook.id, 1)
 
     assert delivery.status == webhooks_pb2.DELIVERY_STATUS_PENDING
     assert {r.id for r in received} == {delivery.id}
@@ -144,7 +129,7 @@ async def test_a_delivery_is_given_up_once_its_retry_window_has_passed(
         created = await client.create_webhook(receiver.url)
         await client.send_test_event(created.webhook.id)
         await receiver.wait_for("webhook.test", times=2)
-        [listed] = await settled(client, created.webhook.id, 1)
+        [listed] = await settled_deliveries(client, created.webhook.id, 1)
 
     assert listed.status == webhooks_pb2.DELIVERY_STATUS_FAILED
     assert listed.HasField("finish_time")
