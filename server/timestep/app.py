@@ -30,6 +30,7 @@ from timestep.durability.webhooks import WebhookDispatcher
 from timestep.observability.interceptor import Drain, ServiceInterceptor
 from timestep.observability.metrics import Metrics, MetricsServer
 from timestep.runs.events import EventBus
+from timestep.runs.expiry import ApprovalExpiry
 from timestep.runs.launcher import InProcessLauncher
 from timestep.runs.orchestrator import RunOrchestrator
 from timestep.runs.relay import relayed_bus
@@ -48,6 +49,7 @@ from timestep.settings import (
     DEFAULT_REPLICA_TIMEOUT_S,
     DEFAULT_SHUTDOWN_GRACE_S,
     DEFAULT_STRANDED_GRACE_S,
+    ApprovalSettings,
     Limits,
     ProviderLimits,
     ScheduleLimits,
@@ -116,6 +118,8 @@ class ServiceConfig:
     otel_service_name: str = "timestep"
     # Webhook destinations, timeouts and retries.
     webhooks: WebhookSettings = field(default_factory=WebhookSettings)
+    # Runs' default approval timeout and expiry message.
+    approvals: ApprovalSettings = field(default_factory=ApprovalSettings)
 
 
 @dataclass
@@ -229,7 +233,9 @@ class TimestepService:
                     replica_timeout_s=config.replica_timeout_s,
                     stranded_grace_s=config.stranded_grace_s,
                 )
-                orchestrator = RunOrchestrator(store, bus, registry, engine)
+                orchestrator = RunOrchestrator(
+                    store, bus, registry, engine, approvals=config.approvals, webhooks=webhooks
+                )
                 durable_schedules = DurableSchedules(
                     orchestrator,
                     registry,
@@ -245,9 +251,12 @@ class TimestepService:
             else:
                 launcher = InProcessLauncher(executor)
                 stack.push_async_callback(launcher.close)
-                orchestrator = RunOrchestrator(store, bus, registry, launcher)
+                orchestrator = RunOrchestrator(store, bus, registry, launcher, approvals=config.approvals)
                 schedules = NoSchedules()
             await orchestrator.relaunch_queued()
+            expiry = ApprovalExpiry(orchestrator, config.approvals.check_interval_s)
+            expiry.start()
+            stack.push_async_callback(expiry.stop)
             metrics = Metrics(pool)
             metrics_port: int | None = None
             if config.metrics_port is not None:

@@ -10,6 +10,7 @@ import logging
 import os
 import signal
 import sys
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from timestep import commands as client_commands
@@ -17,6 +18,7 @@ from timestep.commands.output import USAGE
 from timestep.observability.logging import LOG_FORMATS, configure_logging
 from timestep.settings import (
     DEFAULT_AGENTS,
+    DEFAULT_EXPIRY_MESSAGE,
     DEFAULT_KEEPALIVE_TIME_MS,
     DEFAULT_KEEPALIVE_TIMEOUT_MS,
     DEFAULT_MAX_TURNS,
@@ -24,6 +26,7 @@ from timestep.settings import (
     DEFAULT_REPLICA_TIMEOUT_S,
     DEFAULT_SHUTDOWN_GRACE_S,
     DEFAULT_STRANDED_GRACE_S,
+    ApprovalSettings,
     ConfigurationError,
     Limits,
     ProviderLimits,
@@ -200,6 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_limit_options(serve)
     add_schedule_options(serve)
     add_webhook_options(serve)
+    add_approval_options(serve)
     client_commands.add_commands(commands)
     add_api_key_commands(commands)
     return parser
@@ -386,6 +390,34 @@ def add_webhook_options(serve: argparse.ArgumentParser) -> None:
         )
 
 
+def add_approval_options(serve: argparse.ArgumentParser) -> None:
+    approvals = serve.add_argument_group("approvals")
+    approvals.add_argument(
+        "--approval-timeout",
+        type=float,
+        metavar="SECONDS",
+        default=0.0,
+        help="default time an interruption may wait for a decision before it is rejected by itself "
+        "(CreateRun's approval_timeout overrides it; 0: wait forever; default: %(default)s)",
+    )
+    approvals.add_argument(
+        "--approval-expiry-message",
+        metavar="TEXT",
+        default=DEFAULT_EXPIRY_MESSAGE,
+        help="what the model is told about a tool call whose approval expired (CreateRun's "
+        "approval_expiry_message overrides it)",
+    )
+
+
+def approval_settings(args: argparse.Namespace) -> ApprovalSettings:
+    if args.approval_timeout < 0:
+        raise ConfigurationError("--approval-timeout must not be negative (0: wait forever)")
+    return ApprovalSettings(
+        timeout=timedelta(seconds=args.approval_timeout) if args.approval_timeout else None,
+        expiry_message=args.approval_expiry_message,
+    )
+
+
 def webhook_settings(args: argparse.Namespace) -> WebhookSettings:
     try:
         return WebhookSettings(
@@ -498,7 +530,9 @@ def main(argv: list[str] | None = None) -> None:
     from timestep.api.auth import ApiKeys
 
     try:
-        config = dataclasses.replace(config, webhooks=webhook_settings(args))
+        config = dataclasses.replace(
+            config, webhooks=webhook_settings(args), approvals=approval_settings(args)
+        )
         api_keys = ApiKeys.load(os.environ.get("TIMESTEP_API_KEYS", ""), args.api_keys_file)
         asyncio.run(serve(dataclasses.replace(config, api_keys=api_keys), args.shutdown_grace))
     except ConfigurationError as error:  # bad TLS or price files, key entries, no keys on a public address

@@ -4,6 +4,7 @@ command line can describe `serve` without loading gRPC servicers, DBOS or the Ag
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 
 DEFAULT_PORT = 50051
 DEFAULT_AGENTS = "timestep.examples.agents:AGENTS"
@@ -145,3 +146,25 @@ class WebhookSettings:
                 raise ValueError(f"{name} must be a positive number of seconds")
         if self.retry_window_s < 0:
             raise ValueError("retry_window_s must not be negative")
+
+
+# What the model is told when nobody decided on a tool call in time.
+DEFAULT_EXPIRY_MESSAGE = (
+    "Nobody approved this tool call in time, so it was not run. Do not assume it happened; tell the "
+    "user it is still awaiting approval or ask them how to proceed."
+)
+# How often each replica looks for approvals that have timed out.
+EXPIRY_CHECK_INTERVAL_S = 0.5
+
+
+@dataclass(frozen=True)
+class ApprovalSettings:
+    """Defaults of runs' approvals: how long an interruption may wait for a decision (None:
+    forever; a run's own approval_timeout wins) and what the model is told when it expires."""
+
+    timeout: timedelta | None = None
+    expiry_message: str = DEFAULT_EXPIRY_MESSAGE
+    check_interval_s: float = EXPIRY_CHECK_INTERVAL_S
+
+
+DEFAULT_APPROVALS = ApprovalSettings()

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
+from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
 from timestep_client.v1 import agents_pb2, runs_pb2
 
@@ -94,6 +95,14 @@ def timestamp(value: datetime | str | None) -> Timestamp | None:
     return stamp
 
 
+def duration(value: timedelta | None) -> Duration | None:
+    if value is None:
+        return None
+    proto = Duration()
+    proto.FromTimedelta(value)
+    return proto
+
+
 def usage_to_proto(usage: Usage | dict[str, Any]) -> runs_pb2.Usage:
     values = usage.to_dict() if isinstance(usage, Usage) else usage
     return runs_pb2.Usage(**values)
@@ -130,6 +139,11 @@ def interruption_to_proto(interruption: Interruption | dict[str, Any]) -> runs_p
         create_time=timestamp(data["create_time"]),
         decide_time=timestamp(data["decide_time"]),
         segment=data["segment"],
+        # Events stored before these existed lack them.
+        approved_arguments_json=data.get("approved_arguments_json", ""),
+        decided_by=data.get("decided_by", ""),
+        expire_time=timestamp(data.get("expire_time")),
+        expired=data.get("expired", False),
     )
 
 
@@ -153,6 +167,9 @@ def run_to_proto(run: Run) -> runs_pb2.Run:
         segment_count=run.segment_count,
         queue=run.queue_name if run.status is RunStatus.QUEUED else "",
         queue_position=run.queue_position,
+        webhook_id=run.webhook_id,
+        approval_timeout=duration(run.approval.timeout),
+        auto_resume_on_expiry=run.approval.auto_resume,
     )
 
 
@@ -178,6 +195,8 @@ def event_to_proto(event: RunEvent) -> runs_pb2.RunEvent:
             message.interruption.CopyFrom(interruption_to_proto(p))
         case EventKind.INTERRUPTION_DECIDED:
             message.interruption_decided.CopyFrom(interruption_to_proto(p))
+        case EventKind.INTERRUPTION_EXPIRED:
+            message.interruption_expired.CopyFrom(interruption_to_proto(p))
         case EventKind.FINAL_OUTPUT:
             message.final_output.CopyFrom(runs_pb2.FinalOutput(**p))
         case EventKind.ERROR:

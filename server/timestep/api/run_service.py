@@ -35,8 +35,10 @@ class RunService(runs_pb2_grpc.RunServiceServicer):  # type: ignore[misc]
             tenant=current_tenant(),
             deadline=_waiting_deadline(context, request.wait),
         )
-        run = await self._runs.create_run(new_run, wait=request.wait)
-        return runs_pb2.CreateRunResponse(run=convert.run_to_proto(run))
+        created = await self._runs.create(new_run, wait=request.wait)
+        return runs_pb2.CreateRunResponse(
+            run=convert.run_to_proto(created.run), webhook_secret=created.webhook_secret
+        )
 
     @unary
     async def GetRun(self, request: runs_pb2.GetRunRequest, context: Context) -> runs_pb2.GetRunResponse:
@@ -87,28 +89,41 @@ class RunService(runs_pb2_grpc.RunServiceServicer):  # type: ignore[misc]
     async def ApproveInterruption(
         self, request: runs_pb2.ApproveInterruptionRequest, context: Context
     ) -> runs_pb2.ApproveInterruptionResponse:
-        interruption = await self._runs.decide(
+        interruption, run = await self._runs.decide_and_resume(
             current_scope(),
             validation.require_run_id(request.run_id),
             validation.require_interruption_id(request.interruption_id),
             InterruptionStatus.APPROVED,
             always=request.always,
+            arguments_json=request.arguments_json,
+            decided_by=request.decided_by,
+            resume=request.resume,
+            wait=request.resume and request.wait,
+            deadline=_waiting_deadline(context, request.resume and request.wait),
         )
-        return runs_pb2.ApproveInterruptionResponse(interruption=convert.interruption_to_proto(interruption))
+        return runs_pb2.ApproveInterruptionResponse(
+            interruption=convert.interruption_to_proto(interruption), run=convert.run_to_proto(run)
+        )
 
     @unary
     async def RejectInterruption(
         self, request: runs_pb2.RejectInterruptionRequest, context: Context
     ) -> runs_pb2.RejectInterruptionResponse:
-        interruption = await self._runs.decide(
+        interruption, run = await self._runs.decide_and_resume(
             current_scope(),
             validation.require_run_id(request.run_id),
             validation.require_interruption_id(request.interruption_id),
             InterruptionStatus.REJECTED,
             always=request.always,
             message=request.message,
+            decided_by=request.decided_by,
+            resume=request.resume,
+            wait=request.resume and request.wait,
+            deadline=_waiting_deadline(context, request.resume and request.wait),
         )
-        return runs_pb2.RejectInterruptionResponse(interruption=convert.interruption_to_proto(interruption))
+        return runs_pb2.RejectInterruptionResponse(
+            interruption=convert.interruption_to_proto(interruption), run=convert.run_to_proto(run)
+        )
 
     @unary
     async def ResumeRun(

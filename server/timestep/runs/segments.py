@@ -36,7 +36,8 @@ from timestep.runtime.steps import SegmentSupersededError, StepRunner
 from timestep.runtime.usage import UsageRecorder, model_name_for
 from timestep.settings import DEFAULT_MAX_TURNS
 from timestep.state.codec import describe
-from timestep.state.document import PYTHON
+from timestep.state.document import PYTHON, StateDocument
+from timestep.state.edits import edited_arguments, with_arguments
 from timestep.store.retry import database_unavailable, retrying
 from timestep.store.runs import RunStore, SegmentOutcome
 from timestep.store.sessions import PostgresSession
@@ -167,8 +168,10 @@ class SegmentExecutor:
             lambda: self.store.latest_snapshot(run.id), what="latest_snapshot", pool=self.pool
         )
         assert snapshot is not None, f"run {run.id} resumed without a snapshot"
-        state = await load_state(self.registry.get(run.agent), snapshot.state_json)
-        apply_decisions(state, [i for i in run.interruptions if i.segment == segment - 1])
+        decided = [i for i in run.interruptions if i.segment == segment - 1]
+        document = with_arguments(StateDocument.parse(snapshot.state_json), edited_arguments(decided))
+        state = await load_state(self.registry.get(run.agent), document)
+        apply_decisions(state, decided)
         return state
 
 

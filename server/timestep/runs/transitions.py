@@ -6,12 +6,14 @@ and a command, what changes (or why the command is refused). No I/O here: the st
     INTERRUPTED ──(decide each interruption) resume──▶ QUEUED (next segment)
     QUEUED | RUNNING | INTERRUPTED ──cancel──▶ CANCELLED
     QUEUED | RUNNING ──fail stranded──▶ FAILED
+    INTERRUPTED ──expire (approvals timed out)──▶ INTERRUPTED, or QUEUED with auto-resume
 """
 
 from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from timestep.domain import EventKind, Interruption, InterruptionStatus, PendingEvent, Run, RunStatus
 from timestep.errors import FailedPreconditionError, NotFoundError, TimestepError
@@ -145,6 +147,10 @@ def already_decided(interruption: Interruption) -> Refusal:
     recorded = f"{interruption.status.value} with always={str(interruption.always).lower()}"
     if interruption.message:
         recorded += " and a message"
+    if interruption.approved_arguments_json:
+        recorded += " and edited arguments"
+    if interruption.expired:
+        recorded += " (its approval expired)"
     return _precondition(
         "INTERRUPTION_ALREADY_DECIDED",
         f"Interruption {interruption.id} was already {recorded}; a decision cannot be changed. "
@@ -159,11 +165,18 @@ def already_decided(interruption: Interruption) -> Refusal:
 
 
 def decide(
-    run: Run, interruption_id: str, decision: InterruptionStatus, *, always: bool, message: str
+    run: Run,
+    interruption_id: str,
+    decision: InterruptionStatus,
+    *,
+    always: bool,
+    message: str,
+    arguments_json: str = "",
 ) -> Record | Keep | Refusal:
-    """Approve or reject a pending interruption of the INTERRUPTED run's current segment.
-    Repeating the recorded decision exactly (status, always and message) is kept; any other
-    decision of a decided interruption is refused."""
+    """Approve or reject a pending interruption of the INTERRUPTED run's current segment (an
+    approval with `arguments_json` runs the tool with them instead of the proposed ones).
+    Repeating the recorded decision exactly (status, always, message and edited arguments) is
+    kept, whoever repeats it; any other decision of a decided interruption is refused."""
     found = [i for i in run.interruptions if i.id == interruption_id]
     if not found:
         return Refusal(
@@ -174,7 +187,13 @@ def decide(
         )
     interruption = found[0]
     if interruption.status is not InterruptionStatus.PENDING:
-        if (interruption.status, interruption.always, interruption.message) == (decision, always, message):
+        recorded = (
+            interruption.status,
+            interruption.always,
+            interruption.message,
+            interruption.approved_arguments_json,
+        )
+        if recorded == (decision, always, message, arguments_json):
             return Keep()
         return already_decided(interruption)
     if run.status is not RunStatus.INTERRUPTED or interruption.segment != run.segment_count:
@@ -184,3 +203,28 @@ def decide(
             "is INTERRUPTED on them.",
         )
     return Record(interruption)
+
+
+@dataclass(frozen=True)
+class Expire:
+    """Reject the pending interruptions whose approval timed out (`due`), each announced by an
+    `interruption_expired` event; with `resume`, also queue the run's next segment."""
+
+    due: list[Interruption]
+    resume: Change | None
+
+
+def expire(run: Run, now: datetime, *, room_to_resume: bool) -> Expire | Keep:
+    """An INTERRUPTED run's pending interruptions whose expire time has passed at `now` are
+    rejected; when that leaves none pending and the run auto-resumes on expiry (and its tenant
+    has room for another active run), it is queued for its next segment. Anything else (decided
+    meanwhile, already expired by another replica, the run moved on) is kept as it is."""
+    if run.status is not RunStatus.INTERRUPTED:
+        return Keep()
+    pending = run.pending_interruptions
+    due = [i for i in pending if i.expire_time is not None and i.expire_time <= now]
+    if not due:
+        return Keep()
+    resumes = run.approval.auto_resume and room_to_resume and len(due) == len(pending)
+    change = Change(RunStatus.QUEUED, run.segment_count + 1, "approvals expired") if resumes else None
+    return Expire(due, change)

@@ -25,6 +25,7 @@ from typing import Any
 import asyncpg
 
 from timestep.domain import (
+    Decision,
     EventKind,
     Interruption,
     InterruptionStatus,
@@ -99,6 +100,9 @@ def _utc(stamp: datetime) -> datetime:
     later offset, which only a forged token holds)."""
     return stamp.replace(tzinfo=UTC) if stamp.tzinfo is None else stamp.astimezone(UTC)
 
+
+# Who `decided_by` names for an interruption whose approval expired.
+EXPIRY_DECIDER = "timestep:expiry"
 
 # How soon a caller refused for its number of active runs should try again.
 ACTIVE_RUNS_RETRY_S = 1.0
@@ -263,8 +267,10 @@ class RunStore:
             run_id = await connection.fetchval(
                 """INSERT INTO runs (id, agent, current_agent, status, session_id, model, input,
                                      metadata, request_id, request_fingerprint, segment_count, queue_name,
-                                     tenant, segment_deadline)
-                   VALUES ($1, $2, $2, 'queued', $3, $4, $5, $6, NULLIF($7, ''), $8, 1, $9, $10, $11)
+                                     tenant, segment_deadline, approval_timeout, auto_resume_on_expiry,
+                                     approval_expiry_message)
+                   VALUES ($1, $2, $2, 'queued', $3, $4, $5, $6, NULLIF($7, ''), $8, 1, $9, $10, $11, $12,
+                           $13, $14)
                    ON CONFLICT (tenant, request_id) DO NOTHING RETURNING id""",
                 new_id("run"),
                 new_run.agent,
@@ -277,6 +283,9 @@ class RunStore:
                 queue_name,
                 new_run.tenant,
                 new_run.deadline,
+                new_run.approval.timeout,
+                new_run.approval.auto_resume,
+                new_run.approval.expiry_message,
             )
             if run_id is None:
                 return (
@@ -462,22 +471,29 @@ class RunStore:
         scope: Scope,
         run_id: str,
         interruption_id: str,
-        decision: InterruptionStatus,
+        status: InterruptionStatus,
         *,
         always: bool,
         message: str,
+        arguments_json: str = "",
+        decided_by: str = "",
     ) -> tuple[Interruption, list[RunEvent]]:
-        """Record an approval or rejection. Repeating the same decision (status, always and
-        message alike) changes nothing; any other is FAILED_PRECONDITION."""
+        """Record an approval (with `arguments_json` to run instead of the proposed ones, if
+        given) or rejection. Repeating the same decision (status, always, message and edited
+        arguments alike) changes nothing; any other is FAILED_PRECONDITION."""
         async with self._pool.acquire() as connection, connection.transaction():
             run = await self._get_run(connection, scope, run_id, lock=True)
-            verdict = transitions.decide(run, interruption_id, decision, always=always, message=message)
+            verdict = transitions.decide(
+                run, interruption_id, status, always=always, message=message, arguments_json=arguments_json
+            )
             if isinstance(verdict, Refusal):
                 raise verdict.error()
             if isinstance(verdict, Keep):  # the recorded decision, repeated
                 return next(i for i in run.interruptions if i.id == interruption_id), []
             decided = await record_decision(
-                connection, verdict.interruption.id, decision, always=always, message=message
+                connection,
+                verdict.interruption.id,
+                Decision(status, always, message, arguments_json, decided_by),
             )
             events = await self.events.append_in(
                 connection,
@@ -487,7 +503,69 @@ class RunStore:
             )
             return decided, events
 
+    async def expiring_runs(self, now: datetime) -> list[str]:
+        """The INTERRUPTED runs with a pending interruption whose expire time has passed."""
+        rows = await self._pool.fetch(
+            """SELECT DISTINCT i.run_id FROM interruptions i JOIN runs r ON r.id = i.run_id
+               WHERE i.status = 'pending' AND i.expire_time <= $1
+                 AND r.status = 'interrupted' AND i.segment = r.segment_count""",
+            now,
+        )
+        return [row["run_id"] for row in rows]
+
+    async def expire_interruptions(
+        self, run_id: str, now: datetime, default_message: str, queue_name: str = ""
+    ) -> tuple[Run, list[RunEvent]] | None:
+        """Reject the run's interruptions whose approval timed out (with the run's expiry message,
+        else `default_message`), and queue its next segment (on `queue_name`) if it auto-resumes;
+        None when there was nothing to expire (decided meanwhile, or expired by another replica)."""
+        async with self._pool.acquire() as connection, connection.transaction():
+            run = await self._get_run(connection, Scope.ALL, run_id, lock=True)
+            await self._lock_tenant(connection, run.tenant)
+            verdict = transitions.expire(
+                run, now, room_to_resume=await self._has_room(connection, run.tenant)
+            )
+            if isinstance(verdict, Keep):
+                return None
+            message = run.approval.expiry_message or default_message
+            pending: list[PendingEvent] = []
+            for interruption in verdict.due:
+                decided = await record_decision(
+                    connection,
+                    interruption.id,
+                    Decision(InterruptionStatus.REJECTED, message=message, decided_by=EXPIRY_DECIDER),
+                    expired=True,
+                )
+                pending += [
+                    PendingEvent(EventKind.INTERRUPTION_EXPIRED, decided.to_payload()),
+                    PendingEvent(EventKind.INTERRUPTION_DECIDED, decided.to_payload()),
+                ]
+            if verdict.resume is not None:
+                await connection.execute(
+                    """UPDATE runs SET status = $2, segment_count = $3, queue_name = $4,
+                                      segment_deadline = NULL
+                       WHERE id = $1""",
+                    run_id,
+                    verdict.resume.status.value,
+                    verdict.resume.segment,
+                    queue_name,
+                )
+                pending.append(verdict.resume.event)
+            events = await self.events.append_in(
+                connection, run_id, verdict.resume.segment if verdict.resume else run.segment_count, pending
+            )
+            return await self._get_run(connection, Scope.ALL, run_id), events
+
     # ----- helpers -----------------------------------------------------------------------
+
+    async def _has_room(self, connection: Connection, tenant: str) -> bool:
+        """Whether the tenant may have one more run QUEUED or RUNNING."""
+        if not self._max_active_runs:
+            return True
+        active = await connection.fetchval(
+            "SELECT count(*) FROM runs WHERE tenant = $1 AND status IN ('queued', 'running')", tenant
+        )
+        return bool(active < self._max_active_runs)
 
     async def _end(
         self,
