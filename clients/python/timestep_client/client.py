@@ -15,7 +15,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -145,8 +145,16 @@ class TimestepClient:
         wait: bool = False,
         metadata: Mapping[str, str] | None = None,
         timeout: float | None = None,
+        approval_timeout: timedelta | None = None,
+        auto_resume_on_expiry: bool = False,
+        approval_expiry_message: str = "",
+        webhook_url: str = "",
     ) -> runs_pb2.Run:
-        """Start a run with plain-text `input` or Responses-API `input_items`."""
+        """Start a run with plain-text `input` or Responses-API `input_items`. With
+        `approval_timeout`, each of its interruptions is rejected by itself once it has waited
+        that long (the model is told `approval_expiry_message`), and with `auto_resume_on_expiry`
+        the run then resumes. With `webhook_url`, the run's events are POSTed there, signed: get
+        its secret with `rotate_webhook_secret(run.webhook_id)`."""
         request = runs_pb2.CreateRunRequest(
             agent=agent,
             input=input,
@@ -156,7 +164,12 @@ class TimestepClient:
             request_id=request_id,
             wait=wait,
             metadata=dict(metadata or {}),
+            auto_resume_on_expiry=auto_resume_on_expiry,
+            approval_expiry_message=approval_expiry_message,
+            webhook_url=webhook_url,
         )
+        if approval_timeout is not None:
+            request.approval_timeout.FromTimedelta(approval_timeout)
         response: runs_pb2.CreateRunResponse = await self.runs.CreateRun(request, timeout=timeout)
         return response.run
 
@@ -225,22 +238,98 @@ class TimestepClient:
         return response
 
     async def approve(
-        self, run_id: str, interruption_id: str, *, always: bool = False
+        self,
+        run_id: str,
+        interruption_id: str,
+        *,
+        always: bool = False,
+        arguments: Mapping[str, Any] | None = None,
+        decided_by: str = "",
     ) -> runs_pb2.Interruption:
+        """Approve a pending tool call; with `arguments`, the tool runs with them instead of the
+        arguments the model proposed (they must match the tool's parameters)."""
+        return (
+            await self.approve_and_resume(
+                run_id,
+                interruption_id,
+                always=always,
+                arguments=arguments,
+                decided_by=decided_by,
+                resume=False,
+            )
+        ).interruption
+
+    async def approve_and_resume(
+        self,
+        run_id: str,
+        interruption_id: str,
+        *,
+        always: bool = False,
+        arguments: Mapping[str, Any] | None = None,
+        decided_by: str = "",
+        resume: bool = True,
+        wait: bool = False,
+        timeout: float | None = None,
+    ) -> runs_pb2.ApproveInterruptionResponse:
+        """Approve, and resume the run in the same call if that was its last undecided
+        interruption (with `wait`, return once it stops again): the response has the
+        interruption and the run."""
         request = runs_pb2.ApproveInterruptionRequest(
-            run_id=run_id, interruption_id=interruption_id, always=always
+            run_id=run_id,
+            interruption_id=interruption_id,
+            always=always,
+            arguments_json=json.dumps(dict(arguments)) if arguments is not None else "",
+            decided_by=decided_by,
+            resume=resume,
+            wait=wait,
         )
-        response: runs_pb2.ApproveInterruptionResponse = await self.runs.ApproveInterruption(request)
-        return response.interruption
+        response: runs_pb2.ApproveInterruptionResponse = await self.runs.ApproveInterruption(
+            request, timeout=timeout
+        )
+        return response
 
     async def reject(
-        self, run_id: str, interruption_id: str, message: str = "", *, always: bool = False
+        self,
+        run_id: str,
+        interruption_id: str,
+        message: str = "",
+        *,
+        always: bool = False,
+        decided_by: str = "",
     ) -> runs_pb2.Interruption:
+        return (
+            await self.reject_and_resume(
+                run_id, interruption_id, message, always=always, decided_by=decided_by, resume=False
+            )
+        ).interruption
+
+    async def reject_and_resume(
+        self,
+        run_id: str,
+        interruption_id: str,
+        message: str = "",
+        *,
+        always: bool = False,
+        decided_by: str = "",
+        resume: bool = True,
+        wait: bool = False,
+        timeout: float | None = None,
+    ) -> runs_pb2.RejectInterruptionResponse:
+        """Reject (the model is told `message`), and resume the run in the same call if that was
+        its last undecided interruption (with `wait`, return once it stops again)."""
         request = runs_pb2.RejectInterruptionRequest(
-            run_id=run_id, interruption_id=interruption_id, message=message, always=always
+            run_id=run_id,
+            interruption_id=interruption_id,
+            message=message,
+            always=always,
+            decided_by=decided_by,
+            resume=resume,
+            wait=wait,
         )
-        response: runs_pb2.RejectInterruptionResponse = await self.runs.RejectInterruption(request)
-        return response.interruption
+        response: runs_pb2.RejectInterruptionResponse = await self.runs.RejectInterruption(
+            request, timeout=timeout
+        )
+        return response
 
     async def resume(self, run_id: str, *, wait: bool = False, timeout: float | None = None) -> runs_pb2.Run:
         request = runs_pb2.ResumeRunRequest(run_id=run_id, wait=wait)
