@@ -4,13 +4,14 @@ without a database."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 
 import pytest
-from timestep.domain import Interruption, InterruptionStatus, Run, RunStatus, Usage
+from timestep.domain import ApprovalPolicy, Interruption, InterruptionStatus, Run, RunStatus, Usage
 from timestep.errors import FailedPreconditionError, NotFoundError
 from timestep.runs import transitions
-from timestep.runs.transitions import Change, Keep, Record, Refusal
+from timestep.runs.transitions import Change, Expire, Keep, Record, Refusal
 
 # P: paused, i.e. INTERRUPTED.
 Q, R, P, C, F, X = (
@@ -32,6 +33,7 @@ def interruption(
     status: InterruptionStatus = InterruptionStatus.PENDING,
     always: bool = False,
     message: str = "",
+    expire_time: datetime | None = None,
 ) -> Interruption:
     return Interruption(
         id=id,
@@ -46,10 +48,11 @@ def interruption(
         message=message,
         create_time=NOW,
         decide_time=None if status is InterruptionStatus.PENDING else NOW,
+        expire_time=expire_time,
     )
 
 
-def run(status: RunStatus, *interruptions: Interruption) -> Run:
+def run(status: RunStatus, *interruptions: Interruption, auto_resume: bool = False) -> Run:
     return Run(
         id="run_1",
         agent="a",
@@ -67,12 +70,24 @@ def run(status: RunStatus, *interruptions: Interruption) -> Run:
         create_time=NOW,
         update_time=NOW,
         interruptions=list(interruptions),
+        approval=ApprovalPolicy(timedelta(seconds=1), auto_resume=auto_resume),
     )
 
 
 APPROVED = interruption(status=InterruptionStatus.APPROVED, always=True, message="ok")
 PENDING = interruption()
 PENDING_EARLIER = interruption(segment=SEGMENT - 1)
+DUE = interruption(expire_time=NOW - timedelta(seconds=1))
+NOT_DUE = interruption("int_2", expire_time=NOW + timedelta(seconds=1))
+NEVER_DUE = interruption("int_3")
+
+
+def _expire(*interruptions: Interruption, auto_resume: bool = True, room: bool = True) -> Command:
+    return lambda status: transitions.expire(
+        run(status, *interruptions, auto_resume=auto_resume), NOW, room_to_resume=room
+    )
+
+
 Command = Callable[[RunStatus], object]
 
 
@@ -101,6 +116,13 @@ COMMANDS: dict[str, Command] = {
     "decide again, other always": _decide(APPROVED, always=False),
     "decide again, other message": _decide(APPROVED, message="other"),
     "decide unknown": _decide(APPROVED, id="int_9"),
+    "expire due, auto-resume": _expire(DUE),
+    "expire due, no auto-resume": _expire(DUE, auto_resume=False),
+    "expire due, auto-resume without room": _expire(DUE, room=False),
+    "expire due, another still pending": _expire(DUE, NOT_DUE),
+    "expire due, another never expiring": _expire(DUE, NEVER_DUE),
+    "expire, none due": _expire(NOT_DUE, NEVER_DUE),
+    "expire, decided": _expire(APPROVED),
 }
 
 SUPERSEDED = "SEGMENT_SUPERSEDED"
@@ -134,6 +156,13 @@ TABLE: dict[str, tuple[object, ...]] = {
     "decide again, other always": (ALREADY,) * 6,
     "decide again, other message": (ALREADY,) * 6,
     "decide unknown": ("INTERRUPTION_NOT_FOUND",) * 6,
+    "expire due, auto-resume": ("keep", "keep", ("expire", "int_1", Q, 3)) + ("keep",) * 3,
+    "expire due, no auto-resume": ("keep", "keep", ("expire", "int_1")) + ("keep",) * 3,
+    "expire due, auto-resume without room": ("keep", "keep", ("expire", "int_1")) + ("keep",) * 3,
+    "expire due, another still pending": ("keep", "keep", ("expire", "int_1")) + ("keep",) * 3,
+    "expire due, another never expiring": ("keep", "keep", ("expire", "int_1")) + ("keep",) * 3,
+    "expire, none due": ("keep",) * 6,
+    "expire, decided": ("keep",) * 6,
 }
 STATUSES = (Q, R, P, C, F, X)
 
@@ -151,6 +180,9 @@ def _summary(outcome: object) -> object:
         return "keep"
     if isinstance(outcome, Record):
         return "record"
+    if isinstance(outcome, Expire):
+        due = ("expire", *(i.id for i in outcome.due))
+        return (*due, outcome.resume.status, outcome.resume.segment) if outcome.resume else due
     assert isinstance(outcome, Refusal), outcome
     return outcome.reason
 
@@ -238,3 +270,27 @@ def test_a_changed_decision_is_refused_with_the_recorded_one() -> None:
         "message": "x" * 1024,
         "message_truncated": "true",
     }
+
+
+def test_an_expiry_that_resumes_announces_it() -> None:
+    outcome = transitions.expire(run(P, DUE, auto_resume=True), NOW, room_to_resume=True)
+    assert isinstance(outcome, Expire)
+    assert outcome.resume is not None
+    assert outcome.resume.event.payload == {"status": "queued", "reason": "approvals expired"}
+
+
+def test_an_edit_is_part_of_the_decision() -> None:
+    edited = replace(APPROVED, approved_arguments_json='{"a": 1}')
+    assert isinstance(
+        transitions.decide(run(P, edited), "int_1", InterruptionStatus.APPROVED, always=True, message="ok"),
+        Refusal,
+    )
+    repeated = transitions.decide(
+        run(P, edited),
+        "int_1",
+        InterruptionStatus.APPROVED,
+        always=True,
+        message="ok",
+        arguments_json='{"a": 1}',
+    )
+    assert repeated == Keep()
