@@ -94,7 +94,7 @@ CAPS: Final[dict[str, Cap]] = {
     "message": _TEXT,
     "reason": _TEXT,
     "state_json": Cap(lambda limits: limits.max_state_bytes, in_bytes=True, reason="STATE_TOO_LARGE"),
-    **dict.fromkeys(("webhook_id", "description", "decided_by"), _ID),
+    **dict.fromkeys(("webhook_id", "description", "decided_by", "event_types"), _ID),
     **dict.fromkeys(("url", "webhook_url"), Cap(lambda _: MAX_URL_LENGTH)),
     "approval_expiry_message": _TEXT,
     # Edited tool arguments: as large as a run's input may be.
@@ -135,8 +135,9 @@ def check_request(request: Message, limits: Limits) -> None:
     for field, value in request.ListFields():
         if is_map(field):
             check_metadata(field.name, dict(value))
-        elif field.type == FieldDescriptor.TYPE_STRING and not field.is_repeated:
-            cap_of(field).check(field.name, value, limits)
+        elif field.type == FieldDescriptor.TYPE_STRING:
+            for item in value if field.is_repeated else [value]:
+                cap_of(field).check(field.name, item, limits)
         elif is_timestamp(field):
             check_timestamp(field.name, value)
 
