@@ -29,6 +29,7 @@ from timestep_testing.helpers import (
     function_call_outputs,
     of_kind,
     pending,
+    unique,
     violated_fields,
 )
 
@@ -70,6 +71,22 @@ async def test_an_edited_call_runs_with_the_edited_arguments_and_the_model_sees_
     [announced] = of_kind(events, "interruption_decided")
     assert json.loads(announced.approved_arguments_json) == EDITED
     assert announced.decided_by == "alice@example.com"
+
+
+async def test_the_conversation_remembers_an_edited_call_as_it_ran(
+    client: TimestepClient, fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.script(
+        tool_call("send_email", EMAIL_ARGS, call_id="call_session"), text("Sent to Carol."), text("Carol.")
+    )
+    run = await client.create_run("assistant", "Email Bob I'm late", session_id=unique("edits"), wait=True)
+    await client.approve_and_resume(run.id, pending(run)[0].id, arguments=EDITED, wait=True)
+
+    await client.create_run("assistant", "Whom did you email?", session_id=run.session_id, wait=True)
+
+    later = fake_openai.requests[2]
+    assert function_calls(later) == {"call_session": json.dumps(EDITED)}
+    assert function_call_outputs(later) == {"call_session": EDITED_SENT}
 
 
 @pytest.mark.parametrize(

@@ -60,6 +60,7 @@ from timestep.store.rows import (
     run_from_row,
     run_not_found,
 )
+from timestep.store.sessions import edit_session_call
 from timestep.store.usage import record_segment_usage
 
 _BY_ID = "r.id = $1 AND ($2::text IS NULL OR r.tenant = $2)"
@@ -495,6 +496,8 @@ class RunStore:
                 verdict.interruption.id,
                 Decision(status, always, message, arguments_json, decided_by),
             )
+            if arguments_json and run.session_id:
+                await edit_session_call(connection, run.session_key, decided.call_id, arguments_json)
             events = await self.events.append_in(
                 connection,
                 run_id,
