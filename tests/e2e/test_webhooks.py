@@ -27,6 +27,7 @@ from timestep_testing.helpers import (
     expect_rpc_error,
     pending,
     settled_deliveries,
+    tenant_keys,
     violated_fields,
 )
 
@@ -261,3 +262,33 @@ async def test_a_run_cancelled_while_paused_is_announced(
     assert receiver.of_type("run.interrupted") == []
     event = verified(cancelled, created.secret)
     assert event["data"]["run"]["error"] == {"code": "cancelled", "message": "changed my mind"}
+
+
+async def test_a_tenants_webhooks_hear_only_its_runs_and_are_not_found_by_another_tenant(
+    start_service: StartService, model_config: ModelConfig, durable_database: str, fake_openai: FakeOpenAI
+) -> None:
+    keys = tenant_keys("key-acme", "key-globex")
+    fake_openai.script(text("For globex."), text("For acme."))
+    async with (
+        WebhookReceiver() as receiver,
+        start_service(model_config, database_url=durable_database, webhooks=FAST, api_keys=keys) as service,
+        TimestepClient(f"127.0.0.1:{service.port}", api_key="key-acme") as acme,
+        TimestepClient(f"127.0.0.1:{service.port}", api_key="key-globex") as globex,
+    ):
+        created = await acme.create_webhook(receiver.url, ["run.completed"])
+        hidden = await expect_rpc_error(globex.get_webhook(created.webhook.id), grpc.StatusCode.NOT_FOUND)
+        not_deleted = await expect_rpc_error(
+            globex.delete_webhook(created.webhook.id), grpc.StatusCode.NOT_FOUND
+        )
+        listed = await globex.list_webhooks()
+        await globex.create_run("assistant", "Hi", wait=True)
+        acme_run = await acme.create_run("assistant", "Hi", wait=True)
+        [completed] = await receiver.wait_for("run.completed")
+        deliveries = (await acme.list_webhook_deliveries(created.webhook.id)).deliveries
+
+    assert error_reason(hidden) == error_reason(not_deleted) == "WEBHOOK_NOT_FOUND"
+    # Created with the events, in their transactions: globex's run made none for acme's webhook.
+    assert [d.run_id for d in deliveries] == [acme_run.id]
+    assert list(listed.webhooks) == []
+    assert verified(completed, created.secret)["data"]["run"]["id"] == acme_run.id
+    assert len(receiver.received) == 1
