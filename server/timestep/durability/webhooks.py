@@ -69,9 +69,12 @@ def _bound() -> _Bindings:
 
 @DBOS.step(name="timestep.webhook_body")
 async def _body(delivery_id: str) -> str | None:
+    """The body every attempt sends; None when there is nothing to deliver any more (the
+    webhook, or the run the event was about, was deleted)."""
     bindings = _bound()
     delivery = await bindings.store.delivery(delivery_id)
-    return None if delivery is None else (await bindings.webhooks.body(delivery)).decode()
+    body = None if delivery is None else await bindings.webhooks.body(delivery)
+    return None if body is None else body.decode()
 
 
 @DBOS.step(name="timestep.webhook_attempt")
@@ -115,6 +118,7 @@ async def deliver_webhook(delivery_id: str) -> None:
 async def _deliver(delivery_id: str, settings: WebhookSettings) -> None:
     body = await _body(delivery_id)
     if body is None:
+        await _finish(delivery_id, DeliveryStatus.FAILED.value)  # if the webhook is still there
         return
     waited = 0.0
     number = 0

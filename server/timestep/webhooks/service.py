@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from timestep.domain import Interruption, Page, Run, RunEvent
-from timestep.errors import InvalidArgumentError
+from timestep.errors import InvalidArgumentError, NotFoundError
 from timestep.scope import Scope
 from timestep.store.runs import RunStore
 from timestep.store.webhooks import WebhookStore
@@ -111,14 +111,21 @@ class Webhooks:
     ) -> Page[Delivery]:
         return await self._store.list_deliveries(scope, webhook_id, page_size, page_token)
 
-    async def body(self, delivery: Delivery) -> bytes:
-        """What every attempt of `delivery` sends: {"type", "timestamp", "data"}."""
+    async def body(self, delivery: Delivery) -> bytes | None:
+        """What every attempt of `delivery` sends: {"type", "timestamp", "data"}; None when its
+        run is gone (deleted meanwhile), so there is nothing to tell."""
         data: dict[str, Any]
         if delivery.event_type == TEST_EVENT_TYPE:
             timestamp, data = delivery.create_time, {"webhook_id": delivery.webhook_id}
         else:
-            run = await self._runs.get_run(Scope.ALL, delivery.run_id)
-            [event] = await self._runs.events.list_events(delivery.run_id, delivery.sequence - 1, limit=1)
+            try:
+                run = await self._runs.get_run(Scope.ALL, delivery.run_id)
+            except NotFoundError:
+                return None
+            events = await self._runs.events.list_events(delivery.run_id, delivery.sequence - 1, limit=1)
+            if not events:
+                return None
+            event = events[0]
             timestamp, data = event.time, {"run": run_payload(run)}
             if delivery.event_type == "run.interrupted":
                 data["interruptions"] = _pending_at(event, run.interruptions)
