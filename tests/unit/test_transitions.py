@@ -11,7 +11,7 @@ import pytest
 from timestep.domain import ApprovalPolicy, Interruption, InterruptionStatus, Run, RunStatus, Usage
 from timestep.errors import FailedPreconditionError, NotFoundError
 from timestep.runs import transitions
-from timestep.runs.transitions import Change, Expire, Keep, Record, Refusal
+from timestep.runs.transitions import Change, Keep, Record, Refusal
 
 # P: paused, i.e. INTERRUPTED.
 Q, R, P, C, F, X = (
@@ -80,14 +80,9 @@ PENDING_EARLIER = interruption(segment=SEGMENT - 1)
 DUE = interruption(expire_time=NOW - timedelta(seconds=1))
 NOT_DUE = interruption("int_2", expire_time=NOW + timedelta(seconds=1))
 NEVER_DUE = interruption("int_3")
-
-
-def _expire(*interruptions: Interruption, auto_resume: bool = True, room: bool = True) -> Command:
-    return lambda status: transitions.expire(
-        run(status, *interruptions, auto_resume=auto_resume), NOW, room_to_resume=room
-    )
-
-
+EXPIRED = replace(
+    interruption(status=InterruptionStatus.REJECTED, message="late", expire_time=NOW), expired=True
+)
 Command = Callable[[RunStatus], object]
 
 
@@ -97,6 +92,14 @@ def _decide(
     return lambda status: transitions.decide(
         run(status, *interruptions), id, InterruptionStatus.APPROVED, always=always, message=message
     )
+
+
+def _expire(*interruptions: Interruption, id: str = "int_1") -> Command:
+    return lambda status: transitions.expire(run(status, *interruptions), id, NOW)
+
+
+def _resume_on_expiry(*interruptions: Interruption, auto_resume: bool = True) -> Command:
+    return lambda status: transitions.resume_on_expiry(run(status, *interruptions, auto_resume=auto_resume))
 
 
 COMMANDS: dict[str, Command] = {
@@ -116,13 +119,15 @@ COMMANDS: dict[str, Command] = {
     "decide again, other always": _decide(APPROVED, always=False),
     "decide again, other message": _decide(APPROVED, message="other"),
     "decide unknown": _decide(APPROVED, id="int_9"),
-    "expire due, auto-resume": _expire(DUE),
-    "expire due, no auto-resume": _expire(DUE, auto_resume=False),
-    "expire due, auto-resume without room": _expire(DUE, room=False),
-    "expire due, another still pending": _expire(DUE, NOT_DUE),
-    "expire due, another never expiring": _expire(DUE, NEVER_DUE),
-    "expire, none due": _expire(NOT_DUE, NEVER_DUE),
-    "expire, decided": _expire(APPROVED),
+    "expire due": _expire(DUE),
+    "expire not yet due": _expire(NOT_DUE, id="int_2"),
+    "expire never due": _expire(NEVER_DUE, id="int_3"),
+    "expire decided": _expire(APPROVED),
+    "expire due of an earlier segment": _expire(replace(DUE, segment=SEGMENT - 1)),
+    "resume on expiry": _resume_on_expiry(EXPIRED),
+    "resume on expiry, not asked": _resume_on_expiry(EXPIRED, auto_resume=False),
+    "resume on expiry, one pending": _resume_on_expiry(EXPIRED, NOT_DUE),
+    "resume on expiry, none expired": _resume_on_expiry(APPROVED),
 }
 
 SUPERSEDED = "SEGMENT_SUPERSEDED"
@@ -156,13 +161,15 @@ TABLE: dict[str, tuple[object, ...]] = {
     "decide again, other always": (ALREADY,) * 6,
     "decide again, other message": (ALREADY,) * 6,
     "decide unknown": ("INTERRUPTION_NOT_FOUND",) * 6,
-    "expire due, auto-resume": ("keep", "keep", ("expire", "int_1", Q, 3)) + ("keep",) * 3,
-    "expire due, no auto-resume": ("keep", "keep", ("expire", "int_1")) + ("keep",) * 3,
-    "expire due, auto-resume without room": ("keep", "keep", ("expire", "int_1")) + ("keep",) * 3,
-    "expire due, another still pending": ("keep", "keep", ("expire", "int_1")) + ("keep",) * 3,
-    "expire due, another never expiring": ("keep", "keep", ("expire", "int_1")) + ("keep",) * 3,
-    "expire, none due": ("keep",) * 6,
-    "expire, decided": ("keep",) * 6,
+    "expire due": ("keep", "keep", "record") + ("keep",) * 3,
+    "expire not yet due": ("keep",) * 6,
+    "expire never due": ("keep",) * 6,
+    "expire decided": ("keep",) * 6,
+    "expire due of an earlier segment": ("keep",) * 6,
+    "resume on expiry": ("keep", "keep", (Q, 3)) + ("keep",) * 3,
+    "resume on expiry, not asked": ("keep",) * 6,
+    "resume on expiry, one pending": ("keep",) * 6,
+    "resume on expiry, none expired": ("keep",) * 6,
 }
 STATUSES = (Q, R, P, C, F, X)
 
@@ -180,9 +187,6 @@ def _summary(outcome: object) -> object:
         return "keep"
     if isinstance(outcome, Record):
         return "record"
-    if isinstance(outcome, Expire):
-        due = ("expire", *(i.id for i in outcome.due))
-        return (*due, outcome.resume.status, outcome.resume.segment) if outcome.resume else due
     assert isinstance(outcome, Refusal), outcome
     return outcome.reason
 
@@ -272,11 +276,10 @@ def test_a_changed_decision_is_refused_with_the_recorded_one() -> None:
     }
 
 
-def test_an_expiry_that_resumes_announces_it() -> None:
-    outcome = transitions.expire(run(P, DUE, auto_resume=True), NOW, room_to_resume=True)
-    assert isinstance(outcome, Expire)
-    assert outcome.resume is not None
-    assert outcome.resume.event.payload == {"status": "queued", "reason": "approvals expired"}
+def test_a_resume_on_expiry_announces_it() -> None:
+    change = transitions.resume_on_expiry(run(P, EXPIRED, auto_resume=True))
+    assert isinstance(change, Change)
+    assert change.event.payload == {"status": "queued", "reason": "approvals expired"}
 
 
 def test_an_edit_is_part_of_the_decision() -> None:

@@ -27,7 +27,7 @@ from timestep.domain import (
     RunStatus,
     Snapshot,
 )
-from timestep.errors import FailedPreconditionError, InvalidArgumentError
+from timestep.errors import FailedPreconditionError, InvalidArgumentError, ResourceExhaustedError
 from timestep.runs.events import EventBus
 from timestep.runs.launcher import SegmentLauncher
 from timestep.runs.streaming import follow_run
@@ -248,23 +248,29 @@ class RunOrchestrator:
             check_arguments(self._registry, found[0].agent, found[0].tool_name, arguments_json)
 
     async def expire_due(self, now: datetime) -> None:
-        """Reject every pending interruption whose approval has timed out, and resume the runs
-        that resume on expiry. Every replica calls this; each expiry happens once (under the
-        run's row lock, only while the interruption is pending)."""
-        for run_id in await self._store.expiring_runs(now):
+        """Reject every pending interruption whose approval has timed out, then resume the runs
+        that resume on expiry once none is left pending. Every replica calls this; each expiry
+        and each resume happens once (a transition that applies only while the interruption is
+        pending, or the run INTERRUPTED)."""
+        for run_id, interruption_id in await self._store.expiring(now):
+            expired = await self._store.expire_interruption(
+                run_id, interruption_id, now, self._expiry_message
+            )
+            if expired is not None:
+                self._bus.publish(expired[1])
+                log.info("run %s: the approval of %s expired", run_id, interruption_id)
+        for run_id in await self._store.resumable_on_expiry():
             run = await self._store.get_run(Scope.ALL, run_id)
             queue_name = self._launcher.queue_for(
                 run.model or _model_name(self._registry.get(run.agent).model)
             )
-            expired = await self._store.expire_interruptions(run_id, now, self._expiry_message, queue_name)
-            if expired is None:
-                continue
-            run, events = expired
-            self._bus.publish(events)
-            log.info(
-                "run %s: approvals expired%s", run_id, ", resuming" if run.status is RunStatus.QUEUED else ""
-            )
-            if run.status is RunStatus.QUEUED:
+            try:
+                resumed = await self._store.resume_on_expiry(run_id, queue_name)
+            except ResourceExhaustedError:
+                continue  # its tenant is at --max-active-runs: the next round tries again
+            if resumed is not None:
+                run, events = resumed
+                self._bus.publish(events)
                 await self._launcher.launch(run.id, run.segment_count, run.queue_name)
 
     async def cancel_run(self, scope: Scope, run_id: str, reason: str) -> Run:

@@ -6,7 +6,7 @@ and a command, what changes (or why the command is refused). No I/O here: the st
     INTERRUPTED ──(decide each interruption) resume──▶ QUEUED (next segment)
     QUEUED | RUNNING | INTERRUPTED ──cancel──▶ CANCELLED
     QUEUED | RUNNING ──fail stranded──▶ FAILED
-    INTERRUPTED ──expire (approvals timed out)──▶ INTERRUPTED, or QUEUED with auto-resume
+    INTERRUPTED ──expire (an approval timed out)──▶ INTERRUPTED ──resume on expiry──▶ QUEUED
 """
 
 from __future__ import annotations
@@ -205,26 +205,26 @@ def decide(
     return Record(interruption)
 
 
-@dataclass(frozen=True)
-class Expire:
-    """Reject the pending interruptions whose approval timed out (`due`), each announced by an
-    `interruption_expired` event; with `resume`, also queue the run's next segment."""
-
-    due: list[Interruption]
-    resume: Change | None
-
-
-def expire(run: Run, now: datetime, *, room_to_resume: bool) -> Expire | Keep:
-    """An INTERRUPTED run's pending interruptions whose expire time has passed at `now` are
-    rejected; when that leaves none pending and the run auto-resumes on expiry (and its tenant
-    has room for another active run), it is queued for its next segment. Anything else (decided
-    meanwhile, already expired by another replica, the run moved on) is kept as it is."""
-    if run.status is not RunStatus.INTERRUPTED:
+def expire(run: Run, interruption_id: str, now: datetime) -> Record | Keep:
+    """Reject a pending interruption of the INTERRUPTED run's current segment whose expire time
+    has passed at `now`; anything else (decided meanwhile, expired already, the run moved on) is
+    kept as it is."""
+    due = [
+        i
+        for i in run.pending_interruptions
+        if i.id == interruption_id and i.expire_time is not None and i.expire_time <= now
+    ]
+    if run.status is not RunStatus.INTERRUPTED or not due:
         return Keep()
-    pending = run.pending_interruptions
-    due = [i for i in pending if i.expire_time is not None and i.expire_time <= now]
-    if not due:
+    return Record(due[0])
+
+
+def resume_on_expiry(run: Run) -> Change | Keep:
+    """INTERRUPTED, asking to resume on expiry, with every interruption of its segment decided
+    and one of them expired → QUEUED for the next segment; anything else is kept."""
+    expired = any(i.expired for i in run.interruptions if i.segment == run.segment_count)
+    if run.status is not RunStatus.INTERRUPTED or not run.approval.auto_resume or not expired:
         return Keep()
-    resumes = run.approval.auto_resume and room_to_resume and len(due) == len(pending)
-    change = Change(RunStatus.QUEUED, run.segment_count + 1, "approvals expired") if resumes else None
-    return Expire(due, change)
+    if run.pending_interruptions:
+        return Keep()
+    return Change(RunStatus.QUEUED, run.segment_count + 1, "approvals expired")

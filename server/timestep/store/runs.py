@@ -506,69 +506,87 @@ class RunStore:
             )
             return decided, events
 
-    async def expiring_runs(self, now: datetime) -> list[str]:
-        """The INTERRUPTED runs with a pending interruption whose expire time has passed."""
+    async def expiring(self, now: datetime) -> list[tuple[str, str]]:
+        """(run id, interruption id) of each pending interruption of an INTERRUPTED run whose
+        expire time has passed at `now`."""
         rows = await self._pool.fetch(
-            """SELECT DISTINCT i.run_id FROM interruptions i JOIN runs r ON r.id = i.run_id
+            """SELECT i.run_id, i.id FROM interruptions i JOIN runs r ON r.id = i.run_id
                WHERE i.status = 'pending' AND i.expire_time <= $1
-                 AND r.status = 'interrupted' AND i.segment = r.segment_count""",
+                 AND r.status = 'interrupted' AND i.segment = r.segment_count
+               ORDER BY i.expire_time, i.id""",
             now,
         )
-        return [row["run_id"] for row in rows]
+        return [(row["run_id"], row["id"]) for row in rows]
 
-    async def expire_interruptions(
-        self, run_id: str, now: datetime, default_message: str, queue_name: str = ""
-    ) -> tuple[Run, list[RunEvent]] | None:
-        """Reject the run's interruptions whose approval timed out (with the run's expiry message,
-        else `default_message`), and queue its next segment (on `queue_name`) if it auto-resumes;
-        None when there was nothing to expire (decided meanwhile, or expired by another replica)."""
+    async def resumable_on_expiry(self) -> list[str]:
+        """The INTERRUPTED runs that resume on expiry whose interruptions are all decided, one
+        of them by expiry (`timestep.runs.transitions.resume_on_expiry`)."""
+        rows = await self._pool.fetch(
+            """SELECT r.id FROM runs r
+               WHERE r.status = 'interrupted' AND r.auto_resume_on_expiry
+                 AND EXISTS (SELECT 1 FROM interruptions i
+                             WHERE i.run_id = r.id AND i.segment = r.segment_count AND i.expired)
+                 AND NOT EXISTS (SELECT 1 FROM interruptions i
+                                 WHERE i.run_id = r.id AND i.segment = r.segment_count
+                                   AND i.status = 'pending')"""
+        )
+        return [row["id"] for row in rows]
+
+    async def expire_interruption(
+        self, run_id: str, interruption_id: str, now: datetime, default_message: str
+    ) -> tuple[Interruption, list[RunEvent]] | None:
+        """Reject an interruption whose approval timed out, telling the model the run's expiry
+        message (else `default_message`); None when there is nothing to expire (decided
+        meanwhile, or expired by another replica)."""
         async with self._pool.acquire() as connection, connection.transaction():
             run = await self._get_run(connection, Scope.ALL, run_id, lock=True)
-            await self._lock_tenant(connection, run.tenant)
-            verdict = transitions.expire(
-                run, now, room_to_resume=await self._has_room(connection, run.tenant)
-            )
+            verdict = transitions.expire(run, interruption_id, now)
             if isinstance(verdict, Keep):
                 return None
-            message = run.approval.expiry_message or default_message
-            pending: list[PendingEvent] = []
-            for interruption in verdict.due:
-                decided = await record_decision(
-                    connection,
-                    interruption.id,
-                    Decision(InterruptionStatus.REJECTED, message=message, decided_by=EXPIRY_DECIDER),
-                    expired=True,
-                )
-                pending += [
+            decided = await record_decision(
+                connection,
+                verdict.interruption.id,
+                Decision(
+                    InterruptionStatus.REJECTED,
+                    message=run.approval.expiry_message or default_message,
+                    decided_by=EXPIRY_DECIDER,
+                ),
+                expired=True,
+            )
+            events = await self.events.append_in(
+                connection,
+                run_id,
+                run.segment_count,
+                [
                     PendingEvent(EventKind.INTERRUPTION_EXPIRED, decided.to_payload()),
                     PendingEvent(EventKind.INTERRUPTION_DECIDED, decided.to_payload()),
-                ]
-            if verdict.resume is not None:
-                await connection.execute(
-                    """UPDATE runs SET status = $2, segment_count = $3, queue_name = $4,
-                                      segment_deadline = NULL
-                       WHERE id = $1""",
-                    run_id,
-                    verdict.resume.status.value,
-                    verdict.resume.segment,
-                    queue_name,
-                )
-                pending.append(verdict.resume.event)
-            events = await self.events.append_in(
-                connection, run_id, verdict.resume.segment if verdict.resume else run.segment_count, pending
+                ],
             )
+            return decided, events
+
+    async def resume_on_expiry(self, run_id: str, queue_name: str) -> tuple[Run, list[RunEvent]] | None:
+        """Queue the next segment of a run that resumes once expiry has decided its approvals;
+        None when it does not (any more). A tenant at its limit of active runs is refused
+        (RESOURCE_EXHAUSTED), to be tried again."""
+        async with self._pool.acquire() as connection, connection.transaction():
+            run = await self._get_run(connection, Scope.ALL, run_id, lock=True)
+            change = transitions.resume_on_expiry(run)
+            if isinstance(change, Keep):
+                return None
+            await connection.execute(
+                """UPDATE runs SET status = $2, segment_count = $3, queue_name = $4, segment_deadline = NULL
+                   WHERE id = $1""",
+                run_id,
+                change.status.value,
+                change.segment,
+                queue_name,
+            )
+            await self._lock_tenant(connection, run.tenant)
+            await self._check_active_runs(connection, run.tenant)
+            events = await self.events.append_in(connection, run_id, change.segment, [change.event])
             return await self._get_run(connection, Scope.ALL, run_id), events
 
     # ----- helpers -----------------------------------------------------------------------
-
-    async def _has_room(self, connection: Connection, tenant: str) -> bool:
-        """Whether the tenant may have one more run QUEUED or RUNNING."""
-        if not self._max_active_runs:
-            return True
-        active = await connection.fetchval(
-            "SELECT count(*) FROM runs WHERE tenant = $1 AND status IN ('queued', 'running')", tenant
-        )
-        return bool(active < self._max_active_runs)
 
     async def _end(
         self,
