@@ -24,9 +24,9 @@ from typing import Any, Final
 
 from dbos import DBOS, SetWorkflowID
 
+from timestep.outages import is_transient
 from timestep.periodic import Periodic
 from timestep.settings import WebhookSettings
-from timestep.store.retry import is_transient
 from timestep.store.webhooks import WebhookStore
 from timestep.webhooks.client import WebhookClient
 from timestep.webhooks.service import Webhooks

@@ -8,9 +8,9 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime
 
+from timestep.outages import is_transient
 from timestep.periodic import Periodic
 from timestep.runs.orchestrator import RunOrchestrator
-from timestep.store.retry import is_transient
 
 log = logging.getLogger(__name__)
 

@@ -15,8 +15,9 @@ import enum
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from timestep.domain import EventKind, Interruption, InterruptionStatus, PendingEvent, Run, RunStatus
+from timestep.domain import Interruption, InterruptionStatus, PendingEvent, Run, RunStatus
 from timestep.errors import FailedPreconditionError, NotFoundError, TimestepError
+from timestep.event_types import StatusChanged, pending
 
 # How much of a recorded rejection message an error repeats (trailers are small).
 ECHOED_MESSAGE_LENGTH = 1024
@@ -26,7 +27,7 @@ SEGMENT_ENDINGS = frozenset({RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.IN
 
 
 def status_changed(status: RunStatus, reason: str = "") -> PendingEvent:
-    return PendingEvent(EventKind.STATUS_CHANGED, {"status": status.value, "reason": reason})
+    return pending(StatusChanged(status, reason))
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,9 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from timestep.domain import Interruption, Page, Run, RunEvent
+from timestep.domain import Interruption, Page, Run
 from timestep.errors import InvalidArgumentError, NotFoundError
+from timestep.event_types import InterruptionRaised, RunEvent
 from timestep.scope import Scope
 from timestep.store.runs import RunStore
 from timestep.store.webhooks import WebhookStore
@@ -49,7 +50,7 @@ def run_payload(run: Run) -> dict[str, Any]:
 def _pending_at(event: RunEvent, interruptions: list[Interruption]) -> list[dict[str, Any]]:
     """The interruptions of the event's segment that were pending when it happened."""
     return [
-        i.to_payload()
+        InterruptionRaised(i).to_json()
         for i in interruptions
         if i.segment == event.segment and (i.decide_time is None or i.decide_time > event.time)
     ]

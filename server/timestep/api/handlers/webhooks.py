@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from grpc.aio import ServicerContext as Context
-from timestep_client.v1 import webhooks_pb2, webhooks_pb2_grpc
+from timestep_client.v1 import webhooks_pb2
 
 from timestep.api import convert, validation
-from timestep.api.auth import current_scope
-from timestep.api.errors import unary
+from timestep.api.handlers.context import CallContext
 from timestep.errors import FailedPreconditionError
-from timestep.settings import Limits
 from timestep.webhooks.service import Webhooks
 from timestep.webhooks.types import Attempt, Delivery, Webhook
 
@@ -62,10 +59,9 @@ def need_durability() -> FailedPreconditionError:
     )
 
 
-class WebhookService(webhooks_pb2_grpc.WebhookServiceServicer):  # type: ignore[misc]
-    def __init__(self, webhooks: Webhooks | None, limits: Limits) -> None:
+class WebhookHandlers:
+    def __init__(self, webhooks: Webhooks | None) -> None:
         self._hooks = webhooks
-        self.limits = limits
 
     @property
     def _webhooks(self) -> Webhooks:
@@ -73,58 +69,51 @@ class WebhookService(webhooks_pb2_grpc.WebhookServiceServicer):  # type: ignore[
             raise need_durability()
         return self._hooks
 
-    @unary
     async def CreateWebhook(
-        self, request: webhooks_pb2.CreateWebhookRequest, context: Context
+        self, request: webhooks_pb2.CreateWebhookRequest, call: CallContext
     ) -> webhooks_pb2.CreateWebhookResponse:
         webhook, secret = await self._webhooks.create(
-            current_scope(), request.url, list(request.event_types), request.description
+            call.scope, request.url, list(request.event_types), request.description
         )
         return webhooks_pb2.CreateWebhookResponse(webhook=webhook_to_proto(webhook), secret=secret)
 
-    @unary
     async def GetWebhook(
-        self, request: webhooks_pb2.GetWebhookRequest, context: Context
+        self, request: webhooks_pb2.GetWebhookRequest, call: CallContext
     ) -> webhooks_pb2.GetWebhookResponse:
-        webhook = await self._webhooks.get(current_scope(), _webhook_id(request.webhook_id))
+        webhook = await self._webhooks.get(call.scope, _webhook_id(request.webhook_id))
         return webhooks_pb2.GetWebhookResponse(webhook=webhook_to_proto(webhook))
 
-    @unary
     async def ListWebhooks(
-        self, request: webhooks_pb2.ListWebhooksRequest, context: Context
+        self, request: webhooks_pb2.ListWebhooksRequest, call: CallContext
     ) -> webhooks_pb2.ListWebhooksResponse:
-        page = await self._webhooks.list(current_scope(), request.page_size, request.page_token)
+        page = await self._webhooks.list(call.scope, request.page_size, request.page_token)
         return webhooks_pb2.ListWebhooksResponse(
             webhooks=[webhook_to_proto(w) for w in page.items], next_page_token=page.next_page_token
         )
 
-    @unary
     async def DeleteWebhook(
-        self, request: webhooks_pb2.DeleteWebhookRequest, context: Context
+        self, request: webhooks_pb2.DeleteWebhookRequest, call: CallContext
     ) -> webhooks_pb2.DeleteWebhookResponse:
-        await self._webhooks.delete(current_scope(), _webhook_id(request.webhook_id))
+        await self._webhooks.delete(call.scope, _webhook_id(request.webhook_id))
         return webhooks_pb2.DeleteWebhookResponse()
 
-    @unary
     async def RotateWebhookSecret(
-        self, request: webhooks_pb2.RotateWebhookSecretRequest, context: Context
+        self, request: webhooks_pb2.RotateWebhookSecretRequest, call: CallContext
     ) -> webhooks_pb2.RotateWebhookSecretResponse:
-        webhook, secret = await self._webhooks.rotate(current_scope(), _webhook_id(request.webhook_id))
+        webhook, secret = await self._webhooks.rotate(call.scope, _webhook_id(request.webhook_id))
         return webhooks_pb2.RotateWebhookSecretResponse(webhook=webhook_to_proto(webhook), secret=secret)
 
-    @unary
     async def SendTestEvent(
-        self, request: webhooks_pb2.SendTestEventRequest, context: Context
+        self, request: webhooks_pb2.SendTestEventRequest, call: CallContext
     ) -> webhooks_pb2.SendTestEventResponse:
-        delivery = await self._webhooks.send_test(current_scope(), _webhook_id(request.webhook_id))
+        delivery = await self._webhooks.send_test(call.scope, _webhook_id(request.webhook_id))
         return webhooks_pb2.SendTestEventResponse(delivery=delivery_to_proto(delivery))
 
-    @unary
     async def ListWebhookDeliveries(
-        self, request: webhooks_pb2.ListWebhookDeliveriesRequest, context: Context
+        self, request: webhooks_pb2.ListWebhookDeliveriesRequest, call: CallContext
     ) -> webhooks_pb2.ListWebhookDeliveriesResponse:
         page = await self._webhooks.list_deliveries(
-            current_scope(), _webhook_id(request.webhook_id), request.page_size, request.page_token
+            call.scope, _webhook_id(request.webhook_id), request.page_size, request.page_token
         )
         return webhooks_pb2.ListWebhookDeliveriesResponse(
             deliveries=[delivery_to_proto(d) for d in page.items], next_page_token=page.next_page_token
