@@ -21,6 +21,7 @@ from timestep_client import InterruptionStatus, RunStatus, TimestepClient
 
 from bench.environment import API_KEY, Bench, database
 from bench.report import Row
+from bench.round_trips import round_trips
 from timestep_testing.chaos import soak as chaos_soak
 from timestep_testing.chaos import soak_seed
 from timestep_testing.harness import FAST_RECONNECT, ServeProcess, free_port
@@ -633,4 +634,5 @@ SCENARIOS: dict[str, Scenario] = {
     "growth": growth,
     "recovery": recovery,
     "soak": soak,
+    "round_trips": round_trips,
 }

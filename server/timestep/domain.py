@@ -257,6 +257,9 @@ class Run:
     approval: ApprovalPolicy = field(default_factory=ApprovalPolicy)
     # The run's own webhook (CreateRun's webhook_url), if it has one.
     webhook_id: str = ""
+    # How many transitions the run has made: a transition applies only to the version it was
+    # decided from.
+    version: int = 0
 
     @property
     def session_key(self) -> str:
@@ -314,19 +317,6 @@ class PendingEvent:
     payload: dict[str, Any]
     # Events of a segment that may be replayed carry "segment:ordinal"; stored once.
     dedupe_key: str | None = None
-
-
-@dataclass(frozen=True)
-class Decision:
-    """A decision on an interruption: approve (optionally with edited arguments) or reject (with
-    the message the model is told), possibly for later calls too (`always`), by someone."""
-
-    status: InterruptionStatus
-    always: bool = False
-    message: str = ""
-    # Approved with these arguments instead of the proposed ones ('' for as proposed).
-    arguments_json: str = ""
-    decided_by: str = ""
 
 
 @dataclass(frozen=True)

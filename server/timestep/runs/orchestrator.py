@@ -1,8 +1,9 @@
 """RunOrchestrator: create, resume, decide, cancel, import and follow runs.
 
-The API layer calls only this class. It validates against the current state, makes each
-transition through the store (one transaction each), publishes the committed events, and
-hands queued segments to the SegmentLauncher (in-process tasks or durable workflows).
+The API layer calls only this class. It validates against the current state, decides each
+transition and has the store apply it (one statement each, `timestep.runs.apply`), publishes
+the committed events, and hands queued segments to the SegmentLauncher (in-process tasks
+or durable workflows).
 
 Methods the API calls take the caller's `Scope`: a run of another tenant is NOT_FOUND.
 """
@@ -28,9 +29,10 @@ from timestep.domain import (
 )
 from timestep.errors import FailedPreconditionError, InvalidArgumentError, ResourceExhaustedError
 from timestep.event_types import RunEvent
-from timestep.runs.events import EventBus
+from timestep.runs.apply import RunTransitions
+from timestep.runs.events import EventBus, Subscription
 from timestep.runs.launcher import SegmentLauncher
-from timestep.runs.streaming import follow_run
+from timestep.runs.streaming import follow_changed, follow_run
 from timestep.runtime import sdk_internals
 from timestep.runtime.registry import AgentRegistry
 from timestep.runtime.runner import apply_decisions
@@ -42,6 +44,7 @@ from timestep.settings import DEFAULT_APPROVALS, ApprovalSettings
 from timestep.state.codec import convert, recorded_decisions
 from timestep.state.document import PYTHON, StateDocument
 from timestep.state.edits import edited_arguments, with_arguments
+from timestep.store.rows import new_id
 from timestep.store.runs import RunStore
 from timestep.webhooks.service import Webhooks
 
@@ -84,6 +87,7 @@ class RunOrchestrator:
         self._expiry_message = approvals.expiry_message
         # Runs' own webhooks (CreateRun's webhook_url); None: this service has none.
         self._webhooks = webhooks
+        self._transitions = RunTransitions(store)
 
     # ----- lifecycle ---------------------------------------------------------------------
 
@@ -130,14 +134,18 @@ class RunOrchestrator:
         if new_run.approval.timeout is None and self._default_timeout is not None:
             new_run = replace(new_run, approval=replace(new_run.approval, timeout=self._default_timeout))
         queue_name = self._launcher.queue_for(new_run.model or _model_name(agent.model))
-        run, events, created = await self._store.create_run(new_run, queue_name)
-        self._bus.publish(events)
-        secret = ""
-        if created:
+        run_id = new_id("run")
+        # Subscribed before the run exists, a waiting caller needs no read of its events.
+        with self._bus.subscribe(run_id) as subscription:
+            run, events, created = await self._store.create_run(new_run, queue_name, run_id=run_id)
+            self._bus.publish(events)
+            if not created:  # the run this request_id already made, wherever it is now
+                return CreatedRun(await self._wait_if(run, wait))
+            secret = ""
             if new_run.webhook_url:  # before the segment starts: no event of the run is missed
                 _, secret = await self._run_webhooks().create_for_run(run, new_run.webhook_url)
             await self._launcher.launch(run.id, run.segment_count, queue_name)
-        return CreatedRun(await self._wait_if(run, wait), secret)
+            return CreatedRun(await self._wait_if(run, wait, subscription), secret)
 
     def _run_webhooks(self) -> Webhooks:
         if self._webhooks is None:
@@ -155,12 +163,13 @@ class RunOrchestrator:
         when it passes."""
         run = await self._store.get_run(scope, run_id)
         model = run.model or _model_name(self._registry.get(run.agent).model)
-        run, events = await self._store.queue_resume(
-            scope, run_id, self._launcher.queue_for(model), deadline=deadline
-        )
-        self._bus.publish(events)
-        await self._launcher.launch(run.id, run.segment_count, run.queue_name)
-        return await self._wait_if(run, wait)
+        with self._bus.subscribe(run_id) as subscription:  # before the transition: see create_run
+            run, events = await self._transitions.queue_resume(
+                scope, run_id, self._launcher.queue_for(model), deadline=deadline, run=run
+            )
+            self._bus.publish(events)
+            await self._launcher.launch(run.id, run.segment_count, run.queue_name)
+            return await self._wait_if(run, wait, subscription)
 
     async def decide(
         self,
@@ -178,7 +187,7 @@ class RunOrchestrator:
         against the tool's parameter schema) instead of the arguments the model proposed."""
         if arguments_json:
             await self._check_edit(scope, run_id, interruption_id, always, arguments_json)
-        interruption, events = await self._store.decide_interruption(
+        interruption, events = await self._transitions.decide_interruption(
             scope,
             run_id,
             interruption_id,
@@ -253,9 +262,7 @@ class RunOrchestrator:
         and each resume happens once (a transition that applies only while the interruption is
         pending, or the run INTERRUPTED)."""
         for run_id, interruption_id in await self._store.expiring(now):
-            expired = await self._store.expire_interruption(
-                run_id, interruption_id, now, self._expiry_message
-            )
+            expired = await self._transitions.expire(run_id, interruption_id, now, self._expiry_message)
             if expired is not None:
                 self._bus.publish(expired[1])
                 log.info("run %s: the approval of %s expired", run_id, interruption_id)
@@ -265,7 +272,7 @@ class RunOrchestrator:
                 run.model or _model_name(self._registry.get(run.agent).model)
             )
             try:
-                resumed = await self._store.resume_on_expiry(run_id, queue_name)
+                resumed = await self._transitions.resume_on_expiry(run_id, queue_name)
             except ResourceExhaustedError:
                 continue  # its tenant is at --max-active-runs: the next round tries again
             if resumed is not None:
@@ -274,7 +281,7 @@ class RunOrchestrator:
                 await self._launcher.launch(run.id, run.segment_count, run.queue_name)
 
     async def cancel_run(self, scope: Scope, run_id: str, reason: str) -> Run:
-        run, events = await self._store.cancel_run(
+        run, events = await self._transitions.cancel_run(
             scope, run_id, RunError(RunErrorCode.CANCELLED, reason or "Cancelled by CancelRun.")
         )
         self._bus.publish(events)
@@ -351,11 +358,18 @@ class RunOrchestrator:
 
     # ----- helpers -----------------------------------------------------------------------
 
-    async def _wait_if(self, run: Run, wait: bool) -> Run:
+    async def _wait_if(self, run: Run, wait: bool, subscription: Subscription | None = None) -> Run:
+        """With `wait`, the run once it stops; `subscription`, when the caller subscribed before
+        the transition that left the run as `run`, is followed without reading the events."""
         if not wait or run.status.is_stopped:
             return run
         scope = Scope.tenant(run.tenant)  # the caller's, who just created or resumed the run
-        async for _ in self.follow(scope, run.id, run.last_sequence):
+        followed = (
+            follow_changed(self._store, subscription, run)
+            if subscription is not None
+            else follow_run(self._store, self._bus, scope, run.id, run.last_sequence)
+        )
+        async for _ in followed:
             pass
         return await self._store.get_run(scope, run.id)
 

@@ -11,13 +11,23 @@ import asyncio
 import logging
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from typing import Any
 
 import asyncpg
 
-from timestep.domain import PendingEvent, Run, RunError, RunErrorCode, RunStatus
+from timestep.changes import SegmentOutcome
+from timestep.domain import (
+    PendingEvent,
+    Run,
+    RunError,
+    RunErrorCode,
+    RunStatus,
+    Snapshot,
+)
 from timestep.errors import FailedPreconditionError
-from timestep.event_types import FinalOutput, RunEvent, RunFailed, TextDelta, pending
+from timestep.event_types import RunEvent, RunFailed, TextDelta, pending
 from timestep.observability.context import run_id_var
+from timestep.runs.apply import RunTransitions
 from timestep.runs.events import EventBus
 from timestep.runtime.failures import caused_by, describe_failure
 from timestep.runtime.models import MultiModelProvider
@@ -26,7 +36,6 @@ from timestep.runtime.providers import ModelConfig
 from timestep.runtime.registry import AgentRegistry
 from timestep.runtime.runner import (
     AgentInput,
-    SegmentResult,
     apply_decisions,
     default_run_config,
     execute_segment,
@@ -35,11 +44,10 @@ from timestep.runtime.state_sdk import load_state
 from timestep.runtime.steps import SegmentSupersededError, StepRunner
 from timestep.runtime.usage import UsageRecorder, model_name_for
 from timestep.settings import DEFAULT_MAX_TURNS
-from timestep.state.codec import describe
-from timestep.state.document import PYTHON, StateDocument
+from timestep.state.document import StateDocument
 from timestep.state.edits import edited_arguments, with_arguments
-from timestep.store.retry import database_unavailable, retrying
-from timestep.store.runs import RunStore, SegmentOutcome
+from timestep.store.retry import database_unavailable
+from timestep.store.runs import RunStore
 from timestep.store.sessions import PostgresSession
 
 log = logging.getLogger(__name__)
@@ -93,19 +101,23 @@ class SegmentExecutor:
         cancelled meanwhile is left as it is.
         """
         run_id_var.set(run_id)  # log lines of this segment carry its run id
-        run, events = await self.store.begin_segment(run_id, segment)
+        transitions = RunTransitions(self.store)
+        read, start = await self.store.segment_start(run_id, segment)
+        run, events = await transitions.begin_segment(run_id, segment, run=read)
         self.bus.publish(events)
         if run is None:
             log.info("run %s segment %s will not run: the run was cancelled or moved on", run_id, segment)
             return
         try:
-            outcome = await self._run_to_outcome(run, segment, steps)
+            outcome = await self._run_to_outcome(run, segment, start, steps)
         except SegmentSupersededError as superseded:
             log.info("run %s segment %s stopped: %s", run_id, segment, superseded)
             return
         await self.bus.forwarded(run_id)
+        # Decided first on the run as it began: appending the segment's events leaves its
+        # version as it was, so only another transition (a cancel) makes this read it again.
         try:
-            _, events = await self.store.finish_segment(run_id, segment, outcome)
+            _, events = await transitions.finish_segment(run_id, segment, outcome, run=run)
         except FailedPreconditionError as superseded:
             log.info("run %s segment %s: outcome discarded (%s)", run_id, segment, superseded.message)
             # Possibly our own write, repeated after its reply was lost: its events were never
@@ -115,7 +127,9 @@ class SegmentExecutor:
         self.bus.publish(events)
         log.info("run %s segment %s ended %s", run_id, segment, outcome.status.value)
 
-    async def _run_to_outcome(self, run: Run, segment: int, steps: StepRunner) -> SegmentOutcome:
+    async def _run_to_outcome(
+        self, run: Run, segment: int, start: str | list[Any] | Snapshot | None, steps: StepRunner
+    ) -> SegmentOutcome:
         # A waiting caller's deadline propagates into the segment: its model and tool calls are
         # cancelled when it passes (also when a recovered segment starts after it passed).
         deadline = asyncio.timeout_at(_loop_time(run.segment_deadline))
@@ -131,9 +145,9 @@ class SegmentExecutor:
                 error = RunError(RunErrorCode.MODEL_NOT_CONFIGURED, problem)
                 return _failed(run, error, recorder)
             async with deadline:
-                result = await execute_segment(
+                return await execute_segment(
                     agent,
-                    await self._input_for(run, segment),
+                    await self._input_for(run, segment, start),
                     session=(
                         PostgresSession(run.session_key, self.pool, replay_key=f"{run.id}/{segment}")
                         if run.session_id
@@ -158,18 +172,17 @@ class SegmentExecutor:
                 raise  # not the run's failure: the segment is executed again once the database is back
             log.exception("run %s segment %s failed", run.id, segment)
             return _failed(run, describe_failure(exc), recorder)
-        return _outcome_of(result)
 
-    async def _input_for(self, run: Run, segment: int) -> AgentInput:
+    async def _input_for(
+        self, run: Run, segment: int, start: str | list[Any] | Snapshot | None
+    ) -> AgentInput:
         """The original input for a run's first segment; the decided snapshot for later ones."""
-        if segment == 1:
-            return await self.store.get_run_input(run.id)
-        snapshot = await retrying(
-            lambda: self.store.latest_snapshot(run.id), what="latest_snapshot", pool=self.pool
-        )
-        assert snapshot is not None, f"run {run.id} resumed without a snapshot"
+        if not isinstance(start, Snapshot):
+            assert segment == 1, f"run {run.id} resumed without a snapshot"
+            assert start is not None, f"run {run.id} has no input"
+            return start
         decided = [i for i in run.interruptions if i.segment == segment - 1]
-        document = with_arguments(StateDocument.parse(snapshot.state_json), edited_arguments(decided))
+        document = with_arguments(StateDocument.parse(start.state_json), edited_arguments(decided))
         state = await load_state(self.registry.get(run.agent), document)
         apply_decisions(state, decided)
         return state
@@ -199,26 +212,4 @@ def _failed(run: Run, error: RunError, recorder: UsageRecorder) -> SegmentOutcom
         error=error,
         events=[pending(RunFailed(error))],
         model_calls=recorder.calls,
-    )
-
-
-def _outcome_of(result: SegmentResult) -> SegmentOutcome:
-    if result.state_json is not None:
-        snapshot = describe(result.state_json)
-        assert snapshot.writer == PYTHON
-        return SegmentOutcome(
-            RunStatus.INTERRUPTED,
-            result.last_agent,
-            result.usage,
-            snapshot=snapshot,
-            interruptions=result.interruptions,
-            model_calls=result.model_calls,
-        )
-    return SegmentOutcome(
-        RunStatus.COMPLETED,
-        result.last_agent,
-        result.usage,
-        final_output=result.final_output,
-        model_calls=result.model_calls,
-        events=[pending(FinalOutput(result.last_agent, result.final_output))],
     )

@@ -15,19 +15,15 @@ import enum
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from timestep.changes import status_changed
 from timestep.domain import Interruption, InterruptionStatus, PendingEvent, Run, RunStatus
 from timestep.errors import FailedPreconditionError, NotFoundError, TimestepError
-from timestep.event_types import StatusChanged, pending
 
 # How much of a recorded rejection message an error repeats (trailers are small).
 ECHOED_MESSAGE_LENGTH = 1024
 
 # The statuses a segment can end a run in.
 SEGMENT_ENDINGS = frozenset({RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.INTERRUPTED})
-
-
-def status_changed(status: RunStatus, reason: str = "") -> PendingEvent:
-    return pending(StatusChanged(status, reason))
 
 
 @dataclass(frozen=True)

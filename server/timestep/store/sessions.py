@@ -13,7 +13,6 @@ from agents import SessionSettings, TResponseInputItem
 from timestep.store.content import escape_texts
 from timestep.store.database import shared_pool
 from timestep.store.retry import retrying
-from timestep.store.rows import Connection
 
 
 class PostgresSession:
@@ -121,17 +120,3 @@ def _model_dump(value: Any) -> Any:
     if dump is None:
         raise TypeError(f"cannot store {type(value).__name__} in a session")
     return dump(exclude_unset=True)
-
-
-async def edit_session_call(
-    connection: Connection, session_key: str, call_id: str, arguments_json: str
-) -> None:
-    """Give the function call `call_id` of a session's history the arguments an approver edited
-    it to run with, so that later runs of the conversation see the call as it ran."""
-    await connection.execute(
-        """UPDATE session_items SET item = jsonb_set(item, '{arguments}', to_jsonb($3::text))
-           WHERE session_id = $1 AND item ->> 'type' = 'function_call' AND item ->> 'call_id' = $2""",
-        session_key,
-        call_id,
-        arguments_json,
-    )
