@@ -122,10 +122,6 @@ class WebhookStore:
             raise webhook_not_found(webhook_id)
         return _webhook(row)
 
-    async def of_run(self, run_id: str) -> Webhook | None:
-        row = await self._pool.fetchrow(f"SELECT {_WEBHOOK_COLUMNS} FROM webhooks WHERE run_id = $1", run_id)
-        return _webhook(row) if row else None
-
     async def list_webhooks(self, scope: Scope, page_size: int, page_token: str) -> Page[Webhook]:
         size = clamp_page_size(page_size)
         after = _page_after(page_token, "webhooks")

@@ -88,9 +88,6 @@ class Webhooks:
         webhook = await self._store.create(run.tenant, url, list(RUN_EVENT_TYPES), secret, run_id=run.id)
         return webhook, secret
 
-    async def of_run(self, run_id: str) -> Webhook | None:
-        return await self._store.of_run(run_id)
-
     async def get(self, scope: Scope, webhook_id: str) -> Webhook:
         return await self._store.get(scope, webhook_id)
 
