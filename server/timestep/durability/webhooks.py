@@ -79,13 +79,15 @@ async def _body(delivery_id: str) -> str | None:
 
 @DBOS.step(name="timestep.webhook_attempt")
 async def _attempt(delivery_id: str, number: int, body: str) -> str:
+    """Attempt `number` of the delivery (as the workflow counts them, for its backoff; the
+    store numbers what it records, repeats after a crash included)."""
     bindings = _bound()
     target = await bindings.store.target(delivery_id)
     if target is None:  # the webhook was deleted
         return GONE
     started = datetime.now(UTC)
     outcome = await bindings.client.send(target, delivery_id, body.encode())
-    await bindings.store.record_attempt(delivery_id, number, started, outcome)
+    await bindings.store.record_attempt(delivery_id, started, outcome)
     if not outcome.delivered:
         log.info(
             "webhook delivery %s attempt %d failed: %s",

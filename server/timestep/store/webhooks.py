@@ -234,20 +234,18 @@ class WebhookStore:
         return Target(row["url"], row["secret"]) if row else None
 
     @retried
-    async def record_attempt(
-        self, delivery_id: str, number: int, started: datetime, outcome: AttemptOutcome
-    ) -> None:
-        """Record an attempt (again, if a recovered delivery repeats it: the latest is kept)."""
+    async def record_attempt(self, delivery_id: str, started: datetime, outcome: AttemptOutcome) -> None:
+        """Record an attempt as the delivery's next one. An attempt repeated after a crash (its
+        outcome was recorded here, not yet by the workflow) is recorded again, as what it is:
+        another attempt. (Waiting out the database keeps the delivery going; a write whose reply
+        was lost may list its attempt twice.)"""
         await self._pool.execute(
             """INSERT INTO webhook_attempts
                    (delivery_id, number, attempt_time, response_code, latency_ms, error, response_prefix)
-               SELECT $1, $2, $3, $4, $5, $6, $7 WHERE EXISTS (SELECT 1 FROM webhook_deliveries WHERE id = $1)
-               ON CONFLICT (delivery_id, number) DO UPDATE SET
-                   attempt_time = EXCLUDED.attempt_time, response_code = EXCLUDED.response_code,
-                   latency_ms = EXCLUDED.latency_ms, error = EXCLUDED.error,
-                   response_prefix = EXCLUDED.response_prefix""",
+               SELECT $1, coalesce(max(a.number), 0) + 1, $2, $3, $4, $5, $6
+               FROM webhook_deliveries d LEFT JOIN webhook_attempts a ON a.delivery_id = d.id
+               WHERE d.id = $1 GROUP BY d.id""",
             delivery_id,
-            number,
             started,
             outcome.response_code,
             outcome.latency_ms,
