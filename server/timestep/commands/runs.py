@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from datetime import timedelta
 
 from timestep_client import TimestepClient
 from timestep_client.v1 import runs_pb2
@@ -75,6 +76,28 @@ def add_commands(
         "--metadata", action="append", default=[], type=key_value, metavar="KEY=VALUE", help="repeatable"
     )
     create.add_argument("--wait", action="store_true", help="wait until the run stops, showing progress")
+    create.add_argument(
+        "--approval-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="reject each tool call awaiting approval by itself after this long (at least 1)",
+    )
+    create.add_argument(
+        "--auto-resume-on-expiry", action="store_true", help="resume the run by itself once approvals expire"
+    )
+    create.add_argument(
+        "--approval-expiry-message",
+        default="",
+        metavar="TEXT",
+        help="what the model is told when one expires",
+    )
+    create.add_argument(
+        "--webhook-url",
+        default="",
+        metavar="URL",
+        help="also POST this run's events there, signed (get the secret with "
+        "`timestep webhooks rotate <the run's webhook_id>`)",
+    )
     create.set_defaults(handler=create_run)
 
 
@@ -158,6 +181,10 @@ async def create_run(client: TimestepClient, args: argparse.Namespace, output: O
         model=args.model,
         request_id=args.request_id,
         metadata=dict(args.metadata),
+        approval_timeout=timedelta(seconds=args.approval_timeout) if args.approval_timeout else None,
+        auto_resume_on_expiry=args.auto_resume_on_expiry,
+        approval_expiry_message=args.approval_expiry_message,
+        webhook_url=args.webhook_url,
     )
     if args.wait:
         run = await wait_for(client, run)

@@ -11,18 +11,20 @@ from typing import Any
 
 from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
 from google.protobuf.message import Message
-from timestep_client.v1 import agents_pb2, runs_pb2, schedules_pb2, usage_pb2
+from timestep_client.v1 import agents_pb2, runs_pb2, schedules_pb2, usage_pb2, webhooks_pb2
 
 from timestep.api.handlers.agents import AgentHandlers
 from timestep.api.handlers.context import CallContext
 from timestep.api.handlers.runs import RunHandlers
 from timestep.api.handlers.schedules import ScheduleHandlers
 from timestep.api.handlers.usage import UsageHandlers, UsageSummaries
+from timestep.api.handlers.webhooks import WebhookHandlers
 from timestep.api.validation import check_request
 from timestep.runs.orchestrator import RunOrchestrator
 from timestep.runs.schedules import Schedules
 from timestep.runtime.registry import AgentRegistry
 from timestep.settings import Limits
+from timestep.webhooks.service import Webhooks
 
 UnaryHandler = Callable[[Any, CallContext], Awaitable[Message]]
 StreamHandler = Callable[[Any, CallContext], AsyncIterator[Message]]
@@ -46,6 +48,7 @@ def services(
     registry: AgentRegistry,
     usage: UsageSummaries,
     schedules: Schedules,
+    webhooks: Webhooks | None,
     limits: Limits,
 ) -> list[Service]:
     """Every service of the contract with its handlers."""
@@ -54,6 +57,7 @@ def services(
         Service(agents_pb2.DESCRIPTOR.services_by_name["AgentService"], AgentHandlers(registry)),
         Service(usage_pb2.DESCRIPTOR.services_by_name["UsageService"], UsageHandlers(usage)),
         Service(schedules_pb2.DESCRIPTOR.services_by_name["ScheduleService"], ScheduleHandlers(schedules)),
+        Service(webhooks_pb2.DESCRIPTOR.services_by_name["WebhookService"], WebhookHandlers(webhooks)),
     ]
 
 
