@@ -62,9 +62,10 @@ async def test_metrics_endpoint_counts_rpcs_runs_queues_and_tokens(
         queued = await client.create_run("assistant", "After you.")
         queued = await client.get_run(queued.id)
         during = await scrape(metrics_port)
-        held.set()
+        # Cancelled while still held: released first, the run could complete before its cancel.
         await client.cancel(holding.id)
         await client.cancel(queued.id)
+        held.set()
 
     assert done.status == RunStatus.RUN_STATUS_COMPLETED, done
     assert queued.status == RunStatus.RUN_STATUS_QUEUED, queued
