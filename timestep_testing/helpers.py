@@ -18,6 +18,8 @@ import asyncpg
 import grpc
 import pytest
 from agents import OpenAIProvider, RunConfig
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
 from timestep.api.auth import ApiKeys, hash_key
 from timestep_client import Interruption, InterruptionStatus, Run, RunEvent, RunStatus, TimestepClient
 from timestep_client.v1 import runs_pb2
@@ -53,6 +55,18 @@ async def expect_rpc_error(call: Awaitable[object], code: grpc.StatusCode) -> gr
     error: grpc.aio.AioRpcError = caught.value
     assert error.code() == code, f"expected {code}, got {error.code()}: {error.details()}"
     return error
+
+
+def error_info(error: grpc.aio.AioRpcError) -> error_details_pb2.ErrorInfo:
+    """The google.rpc.ErrorInfo an error of the service carries (its reason and metadata)."""
+    status = rpc_status.from_call(error)
+    assert status is not None, f"no google.rpc.Status in {error}"
+    for detail in status.details:
+        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            info = error_details_pb2.ErrorInfo()
+            detail.Unpack(info)
+            return info
+    raise AssertionError(f"no ErrorInfo in {error}")
 
 
 async def wait_until(condition: Callable[[], bool], timeout: float = WAIT) -> None:  # noqa: ASYNC109

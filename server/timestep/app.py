@@ -28,8 +28,9 @@ from timestep.durability.engine import DurableEngine, default_executor_id
 from timestep.durability.schedules import DurableSchedules
 from timestep.observability.interceptor import Drain, ServiceInterceptor
 from timestep.observability.metrics import Metrics, MetricsServer
+from timestep.runs.deletion import RunDeleter
 from timestep.runs.events import EventBus
-from timestep.runs.launcher import InProcessLauncher
+from timestep.runs.launcher import InProcessLauncher, SegmentLauncher
 from timestep.runs.orchestrator import RunOrchestrator
 from timestep.runs.relay import relayed_bus
 from timestep.runs.schedules import NoSchedules, Schedules
@@ -52,9 +53,11 @@ from timestep.settings import (
     ScheduleLimits,
 )
 from timestep.store.database import open_pool, redact, resolve_database
+from timestep.store.deletion import DeletionStore
 from timestep.store.request_slots import RequestSlots
 from timestep.store.runs import RunStore
 from timestep.store.schedules import ScheduleStore
+from timestep.store.session_store import SessionStore
 from timestep.store.usage import UsageStore
 
 if TYPE_CHECKING:
@@ -209,6 +212,7 @@ class TimestepService:
                 ),
             )
             schedules: Schedules
+            launcher: SegmentLauncher
             if config.durable:
                 engine = DurableEngine(
                     dsn,
@@ -219,6 +223,7 @@ class TimestepService:
                     replica_timeout_s=config.replica_timeout_s,
                     stranded_grace_s=config.stranded_grace_s,
                 )
+                launcher = engine
                 orchestrator = RunOrchestrator(store, bus, registry, engine)
                 durable_schedules = DurableSchedules(
                     orchestrator,
@@ -231,11 +236,14 @@ class TimestepService:
                 await stack.enter_async_context(engine.running(durable_schedules.fire))
                 schedules = durable_schedules
             else:
-                launcher = InProcessLauncher(executor)
-                stack.push_async_callback(launcher.close)
+                in_process = InProcessLauncher(executor)
+                stack.push_async_callback(in_process.close)
+                launcher = in_process
                 orchestrator = RunOrchestrator(store, bus, registry, launcher)
                 schedules = NoSchedules()
             await orchestrator.relaunch_queued()
+            sessions = SessionStore(pool)
+            deleter = RunDeleter(DeletionStore(pool, sessions), orchestrator, launcher)
             metrics = Metrics(pool)
             metrics_port: int | None = None
             if config.metrics_port is not None:
@@ -259,6 +267,8 @@ class TimestepService:
             drain = Drain()
             server, port = await build_server(
                 orchestrator,
+                deleter,
+                sessions,
                 registry,
                 UsageStore(pool),
                 schedules,

@@ -247,6 +247,8 @@ class Run:
     tenant: str = ""
     # When the current segment must stop: the deadline of the caller waiting for it, if any.
     segment_deadline: datetime | None = None
+    # Retention never deletes a kept run.
+    keep: bool = False
 
     @property
     def session_key(self) -> str:
@@ -278,6 +280,8 @@ class NewRun:
     # The deadline of a caller that waits for the first segment (not part of the request's
     # identity: a retry may carry a later one).
     deadline: datetime | None = None
+    # Retention never deletes a kept run.
+    keep: bool = False
 
     def fingerprint_fields(self) -> dict[str, Any]:
         """The arguments an idempotency key is bound to."""
@@ -389,3 +393,39 @@ class Schedule:
     # Firings skipped because the tenant had its maximum of active runs, and the last one's time.
     missed_fires: int = 0
     last_missed_time: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Session:
+    """A conversation: the runs of one tenant that named a session id, and the items they added."""
+
+    id: str
+    item_count: int
+    run_count: int
+    # The agents its runs started with, by name.
+    agents: list[str]
+    create_time: datetime
+    last_activity_time: datetime
+
+
+@dataclass(frozen=True)
+class SessionItem:
+    """One item of a session's history: the Agents SDK item as JSON data."""
+
+    # Increases with every item stored: the history's order.
+    id: int
+    item: Any
+    # The run whose segment added it ('' for items added outside any run).
+    run_id: str
+    create_time: datetime
+
+
+@dataclass(frozen=True)
+class Deletion:
+    """What a delete removed."""
+
+    runs: int = 0
+    session_items: int = 0
+
+    def __add__(self, other: Deletion) -> Deletion:
+        return Deletion(self.runs + other.runs, self.session_items + other.session_items)

@@ -11,6 +11,7 @@ from timestep_client.v1.runs_pb2 import (
     RunStatus,
     StateFormat,
 )
+from timestep_client.v1.sessions_pb2 import Session, SessionItem
 
 __all__ = [
     "Agent",
@@ -19,6 +20,8 @@ __all__ = [
     "Run",
     "RunEvent",
     "RunStatus",
+    "Session",
+    "SessionItem",
     "StateFormat",
     "TimestepClient",
     "TlsOptions",

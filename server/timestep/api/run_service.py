@@ -16,14 +16,16 @@ from timestep.api.auth import current_scope, current_tenant
 from timestep.api.errors import server_streaming, unary
 from timestep.domain import InterruptionStatus, NewRun, RunFilter
 from timestep.errors import FailedPreconditionError, InvalidArgumentError
+from timestep.runs.deletion import RunDeleter
 from timestep.runs.orchestrator import RunOrchestrator
 from timestep.settings import Limits
 from timestep.state.errors import StateCodecError, UnsupportedStateError
 
 
 class RunService(runs_pb2_grpc.RunServiceServicer):  # type: ignore[misc]
-    def __init__(self, orchestrator: RunOrchestrator, limits: Limits) -> None:
+    def __init__(self, orchestrator: RunOrchestrator, deleter: RunDeleter, limits: Limits) -> None:
         self._runs = orchestrator
+        self._deleter = deleter
         self.limits = limits
 
     @unary
@@ -176,6 +178,27 @@ class RunService(runs_pb2_grpc.RunServiceServicer):  # type: ignore[misc]
             format=convert.state_format_to_proto(snapshot.writer),
             schema_version=snapshot.schema_version,
         )
+
+    @unary
+    async def DeleteRun(
+        self, request: runs_pb2.DeleteRunRequest, context: Context
+    ) -> runs_pb2.DeleteRunResponse:
+        deleted = await self._deleter.delete_run(
+            current_scope(),
+            validation.require_run_id(request.run_id),
+            force=request.force,
+            allow_missing=request.allow_missing,
+        )
+        if deleted is None:
+            return runs_pb2.DeleteRunResponse(deleted=False)
+        return runs_pb2.DeleteRunResponse(deleted=True, deleted_session_items=deleted.session_items)
+
+    @unary
+    async def KeepRun(self, request: runs_pb2.KeepRunRequest, context: Context) -> runs_pb2.KeepRunResponse:
+        scope = current_scope()
+        run_id = validation.require_run_id(request.run_id)
+        await self._deleter.keep(scope, run_id, request.keep)
+        return runs_pb2.KeepRunResponse(run=convert.run_to_proto(await self._runs.get_run(scope, run_id)))
 
 
 def _waiting_deadline(context: Context, wait: bool) -> datetime | None:

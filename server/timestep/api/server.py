@@ -14,6 +14,8 @@ from timestep_client.v1 import (
     runs_pb2_grpc,
     schedules_pb2,
     schedules_pb2_grpc,
+    sessions_pb2,
+    sessions_pb2_grpc,
     usage_pb2,
     usage_pb2_grpc,
 )
@@ -22,11 +24,14 @@ from timestep.api.agent_service import AgentService
 from timestep.api.reflection import enable_reflection
 from timestep.api.run_service import RunService
 from timestep.api.schedule_service import ScheduleService
+from timestep.api.session_service import SessionService
 from timestep.api.usage_service import UsageService
+from timestep.runs.deletion import RunDeleter
 from timestep.runs.orchestrator import RunOrchestrator
 from timestep.runs.schedules import Schedules
 from timestep.runtime.registry import AgentRegistry
 from timestep.settings import DEFAULT_KEEPALIVE_TIME_MS, DEFAULT_KEEPALIVE_TIMEOUT_MS, Limits
+from timestep.store.session_store import SessionStore
 from timestep.store.usage import UsageStore
 
 SERVICE_NAMES = (
@@ -34,6 +39,7 @@ SERVICE_NAMES = (
     agents_pb2.DESCRIPTOR.services_by_name["AgentService"].full_name,
     usage_pb2.DESCRIPTOR.services_by_name["UsageService"].full_name,
     schedules_pb2.DESCRIPTOR.services_by_name["ScheduleService"].full_name,
+    sessions_pb2.DESCRIPTOR.services_by_name["SessionService"].full_name,
 )
 
 
@@ -66,6 +72,8 @@ def server_options(
 
 async def build_server(
     orchestrator: RunOrchestrator,
+    deleter: RunDeleter,
+    sessions: SessionStore,
     registry: AgentRegistry,
     usage: UsageStore,
     schedules: Schedules,
@@ -82,7 +90,8 @@ async def build_server(
     server = grpc.aio.server(
         interceptors=list(interceptors), options=list(options if options is not None else server_options())
     )
-    runs_pb2_grpc.add_RunServiceServicer_to_server(RunService(orchestrator, limits), server)
+    runs_pb2_grpc.add_RunServiceServicer_to_server(RunService(orchestrator, deleter, limits), server)
+    sessions_pb2_grpc.add_SessionServiceServicer_to_server(SessionService(sessions, deleter, limits), server)
     agents_pb2_grpc.add_AgentServiceServicer_to_server(AgentService(registry, limits), server)
     usage_pb2_grpc.add_UsageServiceServicer_to_server(UsageService(usage, limits), server)
     schedules_pb2_grpc.add_ScheduleServiceServicer_to_server(ScheduleService(schedules, limits), server)

@@ -248,6 +248,7 @@ def new_run_from_create(request: runs_pb2.CreateRunRequest, limits: Limits) -> N
         model=request.model,
         request_id=ids.request_id(request.request_id),
         metadata=dict(request.metadata),
+        keep=request.keep,
     )
 
 

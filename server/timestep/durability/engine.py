@@ -27,6 +27,7 @@ from timestep.durability.replicas import ReplicaMonitor
 from timestep.durability.sweeper import StrandedSweeper
 from timestep.runs.segments import SegmentExecutor
 from timestep.settings import DEFAULT_STRANDED_GRACE_S, ProviderLimits, provider_limits_key
+from timestep.store.retry import retrying
 from timestep.store.runs import RunStore
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,10 @@ APP_NAME = "timestep"
 QUEUE_PREFIX = "timestep-"
 # How often queues look for work: the most a queued segment waits on an idle service.
 QUEUE_POLLING_INTERVAL_S = 0.05
+# How long forgetting a run waits for its segment workflows to record their end, and how often
+# it looks.
+WORKFLOW_END_WAIT_S = 5.0
+WORKFLOW_END_POLL_S = 0.05
 
 
 def default_executor_id(port: int) -> str:
@@ -108,6 +113,7 @@ class DurableEngine:
         self._sweeper = StrandedSweeper(store, replicas, executor.bus, self, stranded_grace_s)
         self._queues: dict[str, Queue] = {}
         self._journal = JournalStore(executor.pool)
+        self._pool = executor.pool
         # The asyncio tasks executing segment workflows here, to stop a cancelled one at once.
         self._running: dict[str, asyncio.Task[Any]] = {}
 
@@ -186,6 +192,43 @@ class DurableEngine:
                 name, polling_interval_sec=QUEUE_POLLING_INTERVAL_S, on_conflict="never_update"
             )
         return self._queues[name]
+
+    async def forget(self, run_id: str, segments: int) -> None:
+        """Delete the segments' workflow records (status, inputs, outputs, steps), and the
+        records other workflows (a schedule's firing, the segment before it on the session) keep
+        of having started them: nothing of DBOS's still names the run."""
+        workflow_ids = [workflows.segment_workflow_id(run_id, n) for n in range(1, segments + 1)]
+        await self._ended(workflow_ids)
+        await DBOS.delete_workflows_async(workflow_ids, delete_children=True)
+        # A parent's record of a child it started is only read when the parent replays, and a
+        # parent that started a segment of a finished run has ended.
+        await retrying(
+            lambda: self._pool.execute(
+                "DELETE FROM dbos.operation_outputs WHERE child_workflow_id = ANY($1::text[])", workflow_ids
+            ),
+            what="forget workflow records",
+            pool=self._pool,
+        )
+
+    async def _ended(self, workflow_ids: list[str]) -> None:
+        """Wait (a while) until these workflows have recorded how they ended: a segment that
+        finished its run is still recording its own end for a moment, which would otherwise be
+        written after its records were deleted. One that does not end in time (its replica
+        died) is deleted all the same: recovery then finds nothing to recover."""
+        deadline = asyncio.get_running_loop().time() + WORKFLOW_END_WAIT_S
+        while asyncio.get_running_loop().time() < deadline:
+            live = await retrying(
+                lambda: self._pool.fetchval(
+                    """SELECT count(*) FROM dbos.workflow_status
+                       WHERE workflow_uuid = ANY($1::text[]) AND status IN ('PENDING', 'ENQUEUED', 'DELAYED')""",
+                    workflow_ids,
+                ),
+                what="workflow status",
+                pool=self._pool,
+            )
+            if not live:
+                return
+            await asyncio.sleep(WORKFLOW_END_POLL_S)  # DBOS announces no workflow's end
 
     async def stop(self, run_id: str, segment: int) -> None:
         workflow_id = workflows.segment_workflow_id(run_id, segment)

@@ -31,6 +31,11 @@ class SegmentLauncher(Protocol):
         """How many segments wait ahead of that one on its queue."""
         ...
 
+    async def forget(self, run_id: str, segments: int) -> None:
+        """Delete what was recorded of executing the run's segments 1 to `segments` (the run is
+        being deleted; none of them executes)."""
+        ...
+
 
 class InProcessLauncher:
     """Segments as tasks of this process: no queues, and a crash loses the running segments."""
@@ -54,6 +59,9 @@ class InProcessLauncher:
 
     async def queue_position(self, run_id: str, segment: int, queue_name: str) -> int:
         return 0
+
+    async def forget(self, run_id: str, segments: int) -> None:
+        return  # tasks record nothing
 
     async def stop(self, run_id: str, segment: int) -> None:
         task = self._tasks.get((run_id, segment))

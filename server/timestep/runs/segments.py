@@ -134,7 +134,13 @@ class SegmentExecutor:
                     agent,
                     await self._input_for(run, segment),
                     session=(
-                        PostgresSession(run.session_key, self.pool, replay_key=f"{run.id}/{segment}")
+                        PostgresSession(
+                            run.session_key,
+                            self.pool,
+                            replay_key=f"{run.id}/{segment}",
+                            run_id=run.id,
+                            segment=segment,
+                        )
                         if run.session_id
                         else None
                     ),

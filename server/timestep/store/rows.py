@@ -49,7 +49,7 @@ def usage_from_row(row: asyncpg.Record | dict[str, Any], prefix: str = "") -> Us
 RUN_COLUMNS = (
     "r.id, r.agent, r.current_agent, r.status, r.session_id, r.model, r.final_output, r.error_code, "
     "r.error_message, r.metadata, r.request_id, r.segment_count, r.last_sequence, r.create_time, "
-    "r.update_time, r.queue_name, r.tenant, r.segment_deadline, "
+    "r.update_time, r.queue_name, r.tenant, r.segment_deadline, r.keep, "
     + ", ".join(f"r.usage_{column}" for column in USAGE_COLUMNS)
 )
 RUN_INTERRUPTIONS = (
@@ -119,6 +119,7 @@ def run_from_row(row: asyncpg.Record, interruptions: Sequence[asyncpg.Record | d
         queue_name=row["queue_name"],
         tenant=row["tenant"],
         segment_deadline=row["segment_deadline"],
+        keep=row["keep"],
     )
 
 

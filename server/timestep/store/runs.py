@@ -263,8 +263,8 @@ class RunStore:
             run_id = await connection.fetchval(
                 """INSERT INTO runs (id, agent, current_agent, status, session_id, model, input,
                                      metadata, request_id, request_fingerprint, segment_count, queue_name,
-                                     tenant, segment_deadline)
-                   VALUES ($1, $2, $2, 'queued', $3, $4, $5, $6, NULLIF($7, ''), $8, 1, $9, $10, $11)
+                                     tenant, segment_deadline, keep)
+                   VALUES ($1, $2, $2, 'queued', $3, $4, $5, $6, NULLIF($7, ''), $8, 1, $9, $10, $11, $12)
                    ON CONFLICT (tenant, request_id) DO NOTHING RETURNING id""",
                 new_id("run"),
                 new_run.agent,
@@ -277,6 +277,7 @@ class RunStore:
                 queue_name,
                 new_run.tenant,
                 new_run.deadline,
+                new_run.keep,
             )
             if run_id is None:
                 return (

@@ -49,7 +49,7 @@ STATE_FORMAT_PYTHON: StateFormat
 STATE_FORMAT_TYPESCRIPT: StateFormat
 
 class Run(_message.Message):
-    __slots__ = ("id", "agent", "status", "session_id", "model", "final_output", "interruptions", "usage", "error", "metadata", "create_time", "update_time", "request_id", "current_agent", "last_sequence", "segment_count", "queue", "queue_position")
+    __slots__ = ("id", "agent", "status", "session_id", "model", "final_output", "interruptions", "usage", "error", "metadata", "create_time", "update_time", "request_id", "current_agent", "last_sequence", "segment_count", "queue", "queue_position", "keep")
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -75,6 +75,7 @@ class Run(_message.Message):
     SEGMENT_COUNT_FIELD_NUMBER: _ClassVar[int]
     QUEUE_FIELD_NUMBER: _ClassVar[int]
     QUEUE_POSITION_FIELD_NUMBER: _ClassVar[int]
+    KEEP_FIELD_NUMBER: _ClassVar[int]
     id: str
     agent: str
     status: RunStatus
@@ -93,7 +94,8 @@ class Run(_message.Message):
     segment_count: int
     queue: str
     queue_position: int
-    def __init__(self, id: _Optional[str] = ..., agent: _Optional[str] = ..., status: _Optional[_Union[RunStatus, str]] = ..., session_id: _Optional[str] = ..., model: _Optional[str] = ..., final_output: _Optional[str] = ..., interruptions: _Optional[_Iterable[_Union[Interruption, _Mapping]]] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., error: _Optional[_Union[RunError, _Mapping]] = ..., metadata: _Optional[_Mapping[str, str]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., request_id: _Optional[str] = ..., current_agent: _Optional[str] = ..., last_sequence: _Optional[int] = ..., segment_count: _Optional[int] = ..., queue: _Optional[str] = ..., queue_position: _Optional[int] = ...) -> None: ...
+    keep: bool
+    def __init__(self, id: _Optional[str] = ..., agent: _Optional[str] = ..., status: _Optional[_Union[RunStatus, str]] = ..., session_id: _Optional[str] = ..., model: _Optional[str] = ..., final_output: _Optional[str] = ..., interruptions: _Optional[_Iterable[_Union[Interruption, _Mapping]]] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., error: _Optional[_Union[RunError, _Mapping]] = ..., metadata: _Optional[_Mapping[str, str]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., request_id: _Optional[str] = ..., current_agent: _Optional[str] = ..., last_sequence: _Optional[int] = ..., segment_count: _Optional[int] = ..., queue: _Optional[str] = ..., queue_position: _Optional[int] = ..., keep: _Optional[bool] = ...) -> None: ...
 
 class Interruption(_message.Message):
     __slots__ = ("id", "run_id", "agent", "tool_name", "call_id", "arguments_json", "status", "always", "message", "create_time", "decide_time", "segment")
@@ -164,7 +166,7 @@ class RunError(_message.Message):
     def __init__(self, code: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
 
 class CreateRunRequest(_message.Message):
-    __slots__ = ("agent", "input", "input_items_json", "session_id", "model", "request_id", "wait", "metadata")
+    __slots__ = ("agent", "input", "input_items_json", "session_id", "model", "request_id", "wait", "metadata", "keep")
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -180,6 +182,7 @@ class CreateRunRequest(_message.Message):
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     WAIT_FIELD_NUMBER: _ClassVar[int]
     METADATA_FIELD_NUMBER: _ClassVar[int]
+    KEEP_FIELD_NUMBER: _ClassVar[int]
     agent: str
     input: str
     input_items_json: str
@@ -188,7 +191,8 @@ class CreateRunRequest(_message.Message):
     request_id: str
     wait: bool
     metadata: _containers.ScalarMap[str, str]
-    def __init__(self, agent: _Optional[str] = ..., input: _Optional[str] = ..., input_items_json: _Optional[str] = ..., session_id: _Optional[str] = ..., model: _Optional[str] = ..., request_id: _Optional[str] = ..., wait: _Optional[bool] = ..., metadata: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    keep: bool
+    def __init__(self, agent: _Optional[str] = ..., input: _Optional[str] = ..., input_items_json: _Optional[str] = ..., session_id: _Optional[str] = ..., model: _Optional[str] = ..., request_id: _Optional[str] = ..., wait: _Optional[bool] = ..., metadata: _Optional[_Mapping[str, str]] = ..., keep: _Optional[bool] = ...) -> None: ...
 
 class CreateRunResponse(_message.Message):
     __slots__ = ("run",)
@@ -443,6 +447,38 @@ class CancelRunRequest(_message.Message):
     def __init__(self, run_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class CancelRunResponse(_message.Message):
+    __slots__ = ("run",)
+    RUN_FIELD_NUMBER: _ClassVar[int]
+    run: Run
+    def __init__(self, run: _Optional[_Union[Run, _Mapping]] = ...) -> None: ...
+
+class DeleteRunRequest(_message.Message):
+    __slots__ = ("run_id", "force", "allow_missing")
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    FORCE_FIELD_NUMBER: _ClassVar[int]
+    ALLOW_MISSING_FIELD_NUMBER: _ClassVar[int]
+    run_id: str
+    force: bool
+    allow_missing: bool
+    def __init__(self, run_id: _Optional[str] = ..., force: _Optional[bool] = ..., allow_missing: _Optional[bool] = ...) -> None: ...
+
+class DeleteRunResponse(_message.Message):
+    __slots__ = ("deleted", "deleted_session_items")
+    DELETED_FIELD_NUMBER: _ClassVar[int]
+    DELETED_SESSION_ITEMS_FIELD_NUMBER: _ClassVar[int]
+    deleted: bool
+    deleted_session_items: int
+    def __init__(self, deleted: _Optional[bool] = ..., deleted_session_items: _Optional[int] = ...) -> None: ...
+
+class KeepRunRequest(_message.Message):
+    __slots__ = ("run_id", "keep")
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    KEEP_FIELD_NUMBER: _ClassVar[int]
+    run_id: str
+    keep: bool
+    def __init__(self, run_id: _Optional[str] = ..., keep: _Optional[bool] = ...) -> None: ...
+
+class KeepRunResponse(_message.Message):
     __slots__ = ("run",)
     RUN_FIELD_NUMBER: _ClassVar[int]
     run: Run
