@@ -60,7 +60,8 @@ async def test_deleting_a_run_leaves_no_row_naming_it_and_changes_nothing_else(
     assert doomed.status == RunStatus.RUN_STATUS_COMPLETED
     deleted = await client.delete_run(doomed.id)
 
-    assert deleted.deleted and deleted.deleted_session_items >= 4
+    assert deleted.deleted
+    assert deleted.deleted_session_items >= 4
     await assert_no_secret_anywhere(durable_database, [doomed.id])
     after = await database_fingerprint(durable_database, CHANGE_ON_THEIR_OWN)
     assert sorted(t for t in before if before[t] != after.get(t)) == []
@@ -79,7 +80,9 @@ async def test_deleting_a_run_leaves_no_row_naming_it_and_changes_nothing_else(
     assert (await client.get_session(session)).item_count == 2
 
 
-async def test_a_deleted_runs_usage_no_longer_counts(own_client: TimestepClient, fake_openai: FakeOpenAI) -> None:
+async def test_a_deleted_runs_usage_no_longer_counts(
+    own_client: TimestepClient, fake_openai: FakeOpenAI
+) -> None:
     client = own_client
     start = datetime.now(UTC) - timedelta(minutes=1)
     fake_openai.script(text("one"), text("two"))
@@ -183,4 +186,3 @@ async def _other_rows(database_url: str, session: str) -> list[tuple[str, int]]:
     finally:
         await connection.close()
     return [(row["id"], row["events"]) for row in rows] + [("items", items)]
-

@@ -80,11 +80,14 @@ async def test_sessions_are_listed_newest_activity_first_and_filtered_by_agent(
     listed = [s.id for s in (await client.list_sessions(page_size=500)).sessions]
     assert [s for s in listed if s in (older, newer, billing)] == [older, billing, newer]
     by_billing = [s.id for s in (await client.list_sessions(agent="billing", page_size=500)).sessions]
-    assert billing in by_billing and older not in by_billing and newer not in by_billing
+    assert billing in by_billing
+    assert older not in by_billing
+    assert newer not in by_billing
 
     first = await client.list_sessions(page_size=1)
     second = await client.list_sessions(page_size=1, page_token=first.next_page_token)
-    assert first.sessions[0].id == listed[0] and second.sessions[0].id == listed[1]
+    assert first.sessions[0].id == listed[0]
+    assert second.sessions[0].id == listed[1]
 
 
 async def test_an_unknown_or_invalid_session_is_refused_with_its_reason(client: TimestepClient) -> None:

@@ -219,8 +219,8 @@ class DurableEngine:
         while asyncio.get_running_loop().time() < deadline:
             live = await retrying(
                 lambda: self._pool.fetchval(
-                    """SELECT count(*) FROM dbos.workflow_status
-                       WHERE workflow_uuid = ANY($1::text[]) AND status IN ('PENDING', 'ENQUEUED', 'DELAYED')""",
+                    """SELECT count(*) FROM dbos.workflow_status WHERE workflow_uuid = ANY($1::text[])
+                         AND status IN ('PENDING', 'ENQUEUED', 'DELAYED')""",
                     workflow_ids,
                 ),
                 what="workflow status",
