@@ -30,9 +30,10 @@ from timestep.observability.interceptor import Drain, ServiceInterceptor
 from timestep.observability.metrics import Metrics, MetricsServer
 from timestep.runs.deletion import RunDeleter
 from timestep.runs.events import EventBus
-from timestep.runs.launcher import InProcessLauncher, SegmentLauncher
+from timestep.runs.launcher import InProcessLauncher
 from timestep.runs.orchestrator import RunOrchestrator
 from timestep.runs.relay import relayed_bus
+from timestep.runs.retention import RetentionSweeper
 from timestep.runs.schedules import NoSchedules, Schedules
 from timestep.runs.segments import SegmentExecutor
 from timestep.runtime.models.request_limits import RequestLimiter
@@ -48,8 +49,10 @@ from timestep.settings import (
     DEFAULT_REPLICA_TIMEOUT_S,
     DEFAULT_SHUTDOWN_GRACE_S,
     DEFAULT_STRANDED_GRACE_S,
+    ConfigurationError,
     Limits,
     ProviderLimits,
+    RetentionPolicy,
     ScheduleLimits,
 )
 from timestep.store.database import open_pool, redact, resolve_database
@@ -112,6 +115,8 @@ class ServiceConfig:
     # OpenTelemetry: export traces with OTLP/HTTP to this collector (None: no tracing).
     otlp_endpoint: str | None = None
     otel_service_name: str = "timestep"
+    # Delete finished runs this old on a durable sweep (None: keep everything).
+    retention: RetentionPolicy | None = None
 
 
 @dataclass
@@ -176,6 +181,10 @@ class TimestepService:
         credentials = server_credentials(config.tls_cert_file, config.tls_key_file, config.tls_client_ca_file)
         model_config = model_config or ModelConfig.from_env()
         check_exposure(config.host, config.api_keys, allow_unauthenticated=config.allow_unauthenticated)
+        if config.retention is not None and not config.durable:
+            raise ConfigurationError(
+                "--retention deletes runs on durable sweeps: drop --no-durability, or --retention."
+            )
         shutdown = _Shutdown()
         async with contextlib.AsyncExitStack() as stack:
             tracing = _start_tracing(config)
@@ -212,7 +221,8 @@ class TimestepService:
                 ),
             )
             schedules: Schedules
-            launcher: SegmentLauncher
+            deleter: RunDeleter
+            sessions = SessionStore(pool)
             if config.durable:
                 engine = DurableEngine(
                     dsn,
@@ -223,8 +233,8 @@ class TimestepService:
                     replica_timeout_s=config.replica_timeout_s,
                     stranded_grace_s=config.stranded_grace_s,
                 )
-                launcher = engine
                 orchestrator = RunOrchestrator(store, bus, registry, engine)
+                deleter = RunDeleter(DeletionStore(pool, sessions), orchestrator, engine)
                 durable_schedules = DurableSchedules(
                     orchestrator,
                     registry,
@@ -233,17 +243,17 @@ class TimestepService:
                     max_active_runs=config.limits.max_active_runs,
                 )
                 # Recovers this replica's pending segments and firings.
-                await stack.enter_async_context(engine.running(durable_schedules.fire))
+                await stack.enter_async_context(
+                    engine.running(durable_schedules.fire, RetentionSweeper(deleter), config.retention)
+                )
                 schedules = durable_schedules
             else:
-                in_process = InProcessLauncher(executor)
-                stack.push_async_callback(in_process.close)
-                launcher = in_process
+                launcher = InProcessLauncher(executor)
+                stack.push_async_callback(launcher.close)
                 orchestrator = RunOrchestrator(store, bus, registry, launcher)
+                deleter = RunDeleter(DeletionStore(pool, sessions), orchestrator, launcher)
                 schedules = NoSchedules()
             await orchestrator.relaunch_queued()
-            sessions = SessionStore(pool)
-            deleter = RunDeleter(DeletionStore(pool, sessions), orchestrator, launcher)
             metrics = Metrics(pool)
             metrics_port: int | None = None
             if config.metrics_port is not None:

@@ -22,12 +22,16 @@ from timestep.settings import (
     DEFAULT_MAX_TURNS,
     DEFAULT_PORT,
     DEFAULT_REPLICA_TIMEOUT_S,
+    DEFAULT_RETENTION_BATCH,
+    DEFAULT_RETENTION_SWEEP_S,
     DEFAULT_SHUTDOWN_GRACE_S,
     DEFAULT_STRANDED_GRACE_S,
     ConfigurationError,
     Limits,
     ProviderLimits,
+    RetentionPolicy,
     ScheduleLimits,
+    parse_duration,
 )
 
 if TYPE_CHECKING:
@@ -194,6 +198,27 @@ def build_parser() -> argparse.ArgumentParser:
         "ended in error, or was never started) before a replica starts it again; checked every "
         "half of it (default: %(default)s)",
     )
+    retention = serve.add_argument_group("retention")
+    retention.add_argument(
+        "--retention",
+        type=duration,
+        metavar="AGE",
+        help="delete finished runs unchanged for longer than AGE (e.g. 30d, 12h), with everything "
+        "stored for them, unless kept (KeepRun); default: keep everything",
+    )
+    retention.add_argument(
+        "--retention-batch",
+        type=int,
+        default=DEFAULT_RETENTION_BATCH,
+        help="at most this many runs deleted per sweep (default: %(default)s)",
+    )
+    retention.add_argument(
+        "--retention-sweep-every",
+        type=duration,
+        default=DEFAULT_RETENTION_SWEEP_S,
+        metavar="INTERVAL",
+        help="how often a sweep runs, on one replica at a time (default: 1m)",
+    )
     add_auth_options(serve)
     add_tls_options(serve)
     add_limit_options(serve)
@@ -346,6 +371,13 @@ def add_schedule_options(serve: argparse.ArgumentParser) -> None:
     )
 
 
+def duration(text: str) -> int:
+    try:
+        return parse_duration(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from error
+
+
 def parse_provider_limit(text: str) -> tuple[str, ProviderLimits]:
     provider, _, settings = text.partition(":")
     values: dict[str, str] = dict(part.split("=", 1) for part in settings.split(",") if "=" in part)
@@ -440,7 +472,13 @@ def main(argv: list[str] | None = None) -> None:
 
     try:
         api_keys = ApiKeys.load(os.environ.get("TIMESTEP_API_KEYS", ""), args.api_keys_file)
-        asyncio.run(serve(dataclasses.replace(config, api_keys=api_keys), args.shutdown_grace))
+        retention = (
+            RetentionPolicy(args.retention, args.retention_batch, args.retention_sweep_every)
+            if args.retention
+            else None
+        )
+        config = dataclasses.replace(config, api_keys=api_keys, retention=retention)
+        asyncio.run(serve(config, args.shutdown_grace))
     except ConfigurationError as error:  # bad TLS or price files, key entries, no keys on a public address
         print(f"timestep: {error}", file=sys.stderr)
         sys.exit(USAGE)

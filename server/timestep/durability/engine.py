@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import socket
 from collections.abc import AsyncIterator
@@ -25,8 +26,14 @@ from timestep.durability.journal_store import JournalStore
 from timestep.durability.replica_store import ReplicaStore
 from timestep.durability.replicas import ReplicaMonitor
 from timestep.durability.sweeper import StrandedSweeper
+from timestep.runs.retention import RetentionSweeper
 from timestep.runs.segments import SegmentExecutor
-from timestep.settings import DEFAULT_STRANDED_GRACE_S, ProviderLimits, provider_limits_key
+from timestep.settings import (
+    DEFAULT_STRANDED_GRACE_S,
+    ProviderLimits,
+    RetentionPolicy,
+    provider_limits_key,
+)
 from timestep.store.retry import retrying
 from timestep.store.runs import RunStore
 
@@ -35,6 +42,8 @@ log = logging.getLogger(__name__)
 DURABLE_APP_VERSION = "timestep-1"
 APP_NAME = "timestep"
 QUEUE_PREFIX = "timestep-"
+# The DBOS schedule of retention sweeps.
+RETENTION_SCHEDULE = "timestep.retention"
 # How often queues look for work: the most a queued segment waits on an idle service.
 QUEUE_POLLING_INTERVAL_S = 0.05
 # How long forgetting a run waits for its segment workflows to record their end, and how often
@@ -84,6 +93,25 @@ def shutdown_dbos() -> None:
         asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor())
 
 
+async def _schedule_retention(policy: RetentionPolicy | None) -> None:
+    """One retention schedule for all replicas, as the replica that started last says (give
+    them all the same --retention): DBOS fires each tick once, on one of them."""
+    if policy is None:
+        if await DBOS.get_schedule_async(RETENTION_SCHEDULE) is not None:
+            await DBOS.delete_schedule_async(RETENTION_SCHEDULE)
+        return
+    await DBOS.apply_schedules_async(
+        [
+            {
+                "schedule_name": RETENTION_SCHEDULE,
+                "workflow_fn": workflows.retention_sweep,
+                "schedule": policy.cron(),
+                "context": dataclasses.asdict(policy),
+            }
+        ]
+    )
+
+
 def _queued(limits: ProviderLimits | None) -> bool:
     """Only a concurrency limit needs a queue: request limits are held at each model request."""
     return limits is not None and limits.concurrency is not None
@@ -123,15 +151,20 @@ class DurableEngine:
         return QUEUE_PREFIX + provider if _queued(self._limits.get(provider)) else ""
 
     @contextlib.asynccontextmanager
-    async def running(self, fire_schedule: workflows.FireSchedule) -> AsyncIterator[None]:
+    async def running(
+        self,
+        fire_schedule: workflows.FireSchedule,
+        retention: RetentionSweeper,
+        policy: RetentionPolicy | None = None,
+    ) -> AsyncIterator[None]:
         """DBOS for the service while in the context (recovering this replica's pending segments
-        and firings), its workflows bound to this engine and to `fire_schedule`. Leaving it, or a
-        failure while starting, stops executing segments (they stay pending, recovered later)
-        and DBOS."""
+        and firings), its workflows bound to this engine, to `fire_schedule` and to `retention`,
+        whose sweeps `policy` schedules (none without one). Leaving it, or a failure while
+        starting, stops executing segments (they stay pending, recovered later) and DBOS."""
         async with contextlib.AsyncExitStack() as stack:
             workflows.bind(
                 workflows.Bindings(
-                    self._executor, self._journal, self.executor_id, fire_schedule, self._running
+                    self._executor, self._journal, self.executor_id, fire_schedule, self._running, retention
                 )
             )
             stack.callback(workflows.bind, None)
@@ -139,6 +172,7 @@ class DurableEngine:
             stack.callback(shutdown_dbos)
             stack.push_async_callback(self._cancel_running)
             ensure_dbos_launched()
+            await _schedule_retention(policy)
             # Only providers with a concurrency limit get queues: each one polls the database while idle.
             for provider, limits in sorted(self._limits.items()):
                 if not _queued(limits):

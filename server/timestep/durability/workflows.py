@@ -13,7 +13,9 @@ from dbos import DBOS
 
 from timestep.durability.journal_store import JournalStore
 from timestep.durability.steps import JournaledSteps
+from timestep.runs.retention import RetentionSweeper
 from timestep.runs.segments import SegmentExecutor
+from timestep.settings import RetentionPolicy
 from timestep.store.retry import retrying
 
 
@@ -34,6 +36,7 @@ class Bindings:
     fire_schedule: FireSchedule
     # The asyncio tasks executing segment workflows here, to stop a cancelled one at once.
     running: dict[str, asyncio.Task[Any]]
+    retention: RetentionSweeper
 
 
 _bindings: Bindings | None = None
@@ -78,3 +81,30 @@ FIRE_SCHEDULE = "timestep.fire_schedule"
 @DBOS.workflow(name=FIRE_SCHEDULE)
 async def fire_schedule(scheduled_time: datetime, context: Any) -> None:
     await bound().fire_schedule(scheduled_time, context)
+
+
+RETENTION_SWEEP = "timestep.retention_sweep"
+# The sweeps' own workflow records are deleted once they are this old.
+SWEEP_RECORDS_KEPT_S = 3600
+
+
+@DBOS.workflow(name=RETENTION_SWEEP)
+async def retention_sweep(scheduled_time: datetime, context: Any) -> None:
+    """One retention sweep, with the policy of the replica that scheduled it (`context`), then
+    the records of earlier sweeps: a sweep a minute must not grow DBOS's tables either."""
+    bindings = bound()
+    await bindings.retention.sweep(RetentionPolicy(**context))
+    pool = bindings.executor.pool
+    ended = await retrying(
+        lambda: pool.fetch(
+            """SELECT workflow_uuid FROM dbos.workflow_status
+               WHERE name = $1 AND status IN ('SUCCESS', 'ERROR', 'CANCELLED')
+                 AND updated_at < extract(epoch FROM clock_timestamp()) * 1000 - $2 * 1000""",
+            RETENTION_SWEEP,
+            SWEEP_RECORDS_KEPT_S,
+        ),
+        what="ended retention sweeps",
+        pool=pool,
+    )
+    if ended:
+        await DBOS.delete_workflows_async([row["workflow_uuid"] for row in ended])

@@ -86,6 +86,7 @@ class RunDeleter:
             for run in chunk:
                 await self._launcher.forget(run.id, run.segment_count)
             deleted += await self._store.delete_expired([run.id for run in chunk], older_than)
+        await self._store.record_sweep(deleted)
         return deleted
 
     async def keep(self, scope: Scope, run_id: str, keep: bool) -> None:

@@ -140,6 +140,15 @@ class DeletionStore:
             )
             return await _delete_runs(connection, [row["id"] for row in still])
 
+    async def record_sweep(self, deleted: Deletion) -> None:
+        """Add a retention sweep's deletions to the totals the metrics report."""
+        await self._pool.execute(
+            """UPDATE retention_totals SET runs = runs + $1, session_items = session_items + $2,
+                      last_sweep_time = clock_timestamp()""",
+            deleted.runs,
+            deleted.session_items,
+        )
+
     @retried
     async def set_keep(self, scope: Scope, run_id: str, keep: bool) -> None:
         updated = await self._pool.fetchval(

@@ -18,3 +18,12 @@ WHERE status IN ('completed', 'failed', 'cancelled') AND NOT keep;
 
 -- Sessions are listed per tenant, newest activity first.
 CREATE INDEX runs_by_tenant_session ON runs (tenant, session_id) WHERE session_id <> '';
+
+-- What retention deleted so far, by every replica's sweeps (the metrics report it).
+CREATE TABLE retention_totals (
+    only_row        boolean PRIMARY KEY DEFAULT true CHECK (only_row),
+    runs            bigint NOT NULL DEFAULT 0,
+    session_items   bigint NOT NULL DEFAULT 0,
+    last_sweep_time timestamptz
+);
+INSERT INTO retention_totals DEFAULT VALUES;
