@@ -38,6 +38,19 @@ FINISHED_STATUSES = frozenset({RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.
 STOPPED_STATUSES = FINISHED_STATUSES | {RunStatus.INTERRUPTED}
 
 
+class MultitaskStrategy(enum.StrEnum):
+    """What a new run of a busy session does (see CreateRunRequest.multitask_strategy)."""
+
+    REJECT = "reject"
+    ENQUEUE = "enqueue"
+    INTERRUPT = "interrupt"
+    ROLLBACK = "rollback"
+
+
+# Runs of a session that hold or wait for its turn.
+SESSION_ACTIVE_STATUSES = frozenset({RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.INTERRUPTED})
+
+
 class InterruptionStatus(enum.StrEnum):
     PENDING = "pending"
     APPROVED = "approved"
@@ -282,6 +295,8 @@ class NewRun:
     deadline: datetime | None = None
     # Retention never deletes a kept run.
     keep: bool = False
+    # What to do if the session is busy (None: the service's default).
+    multitask_strategy: MultitaskStrategy | None = None
 
     def fingerprint_fields(self) -> dict[str, Any]:
         """The arguments an idempotency key is bound to."""

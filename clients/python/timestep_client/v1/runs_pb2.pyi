@@ -28,6 +28,14 @@ class InterruptionStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     INTERRUPTION_STATUS_APPROVED: _ClassVar[InterruptionStatus]
     INTERRUPTION_STATUS_REJECTED: _ClassVar[InterruptionStatus]
 
+class MultitaskStrategy(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    MULTITASK_STRATEGY_UNSPECIFIED: _ClassVar[MultitaskStrategy]
+    MULTITASK_STRATEGY_REJECT: _ClassVar[MultitaskStrategy]
+    MULTITASK_STRATEGY_ENQUEUE: _ClassVar[MultitaskStrategy]
+    MULTITASK_STRATEGY_INTERRUPT: _ClassVar[MultitaskStrategy]
+    MULTITASK_STRATEGY_ROLLBACK: _ClassVar[MultitaskStrategy]
+
 class StateFormat(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     STATE_FORMAT_UNSPECIFIED: _ClassVar[StateFormat]
@@ -44,6 +52,11 @@ INTERRUPTION_STATUS_UNSPECIFIED: InterruptionStatus
 INTERRUPTION_STATUS_PENDING: InterruptionStatus
 INTERRUPTION_STATUS_APPROVED: InterruptionStatus
 INTERRUPTION_STATUS_REJECTED: InterruptionStatus
+MULTITASK_STRATEGY_UNSPECIFIED: MultitaskStrategy
+MULTITASK_STRATEGY_REJECT: MultitaskStrategy
+MULTITASK_STRATEGY_ENQUEUE: MultitaskStrategy
+MULTITASK_STRATEGY_INTERRUPT: MultitaskStrategy
+MULTITASK_STRATEGY_ROLLBACK: MultitaskStrategy
 STATE_FORMAT_UNSPECIFIED: StateFormat
 STATE_FORMAT_PYTHON: StateFormat
 STATE_FORMAT_TYPESCRIPT: StateFormat
@@ -166,7 +179,7 @@ class RunError(_message.Message):
     def __init__(self, code: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
 
 class CreateRunRequest(_message.Message):
-    __slots__ = ("agent", "input", "input_items_json", "session_id", "model", "request_id", "wait", "metadata", "keep")
+    __slots__ = ("agent", "input", "input_items_json", "session_id", "model", "request_id", "wait", "metadata", "keep", "multitask_strategy")
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -183,6 +196,7 @@ class CreateRunRequest(_message.Message):
     WAIT_FIELD_NUMBER: _ClassVar[int]
     METADATA_FIELD_NUMBER: _ClassVar[int]
     KEEP_FIELD_NUMBER: _ClassVar[int]
+    MULTITASK_STRATEGY_FIELD_NUMBER: _ClassVar[int]
     agent: str
     input: str
     input_items_json: str
@@ -192,7 +206,8 @@ class CreateRunRequest(_message.Message):
     wait: bool
     metadata: _containers.ScalarMap[str, str]
     keep: bool
-    def __init__(self, agent: _Optional[str] = ..., input: _Optional[str] = ..., input_items_json: _Optional[str] = ..., session_id: _Optional[str] = ..., model: _Optional[str] = ..., request_id: _Optional[str] = ..., wait: _Optional[bool] = ..., metadata: _Optional[_Mapping[str, str]] = ..., keep: _Optional[bool] = ...) -> None: ...
+    multitask_strategy: MultitaskStrategy
+    def __init__(self, agent: _Optional[str] = ..., input: _Optional[str] = ..., input_items_json: _Optional[str] = ..., session_id: _Optional[str] = ..., model: _Optional[str] = ..., request_id: _Optional[str] = ..., wait: _Optional[bool] = ..., metadata: _Optional[_Mapping[str, str]] = ..., keep: _Optional[bool] = ..., multitask_strategy: _Optional[_Union[MultitaskStrategy, str]] = ...) -> None: ...
 
 class CreateRunResponse(_message.Message):
     __slots__ = ("run",)

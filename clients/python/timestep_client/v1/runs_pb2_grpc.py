@@ -155,7 +155,8 @@ class RunServiceServicer:
         TOO_MANY_INPUT_ITEMS: more input items than the server's limit, 1000 by default;
         FIELD_TOO_LONG); NOT_FOUND (AGENT_NOT_FOUND); ALREADY_EXISTS (REQUEST_ID_REUSED);
         RESOURCE_EXHAUSTED (TOO_MANY_ACTIVE_RUNS, with a RetryInfo: the tenant has as many runs
-        QUEUED or RUNNING as the server allows).
+        QUEUED or RUNNING as the server allows); FAILED_PRECONDITION (SESSION_BUSY: the session has
+        an active run and the multitask_strategy is REJECT).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
