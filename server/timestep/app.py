@@ -24,6 +24,7 @@ from timestep.api.server import (
     start_health_server,
 )
 from timestep.api.tls import server_credentials
+from timestep.domain import MultitaskStrategy
 from timestep.durability.engine import DurableEngine, default_executor_id
 from timestep.durability.schedules import DurableSchedules
 from timestep.observability.interceptor import Drain, ServiceInterceptor
@@ -117,6 +118,8 @@ class ServiceConfig:
     otel_service_name: str = "timestep"
     # Delete finished runs this old on a durable sweep (None: keep everything).
     retention: RetentionPolicy | None = None
+    # What CreateRun does in a busy session when the request names no strategy.
+    default_multitask_strategy: MultitaskStrategy = MultitaskStrategy.ENQUEUE
 
 
 @dataclass

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from timestep import commands as client_commands
 from timestep.commands.output import USAGE
+from timestep.domain import MultitaskStrategy
 from timestep.observability.logging import LOG_FORMATS, configure_logging
 from timestep.settings import (
     DEFAULT_AGENTS,
@@ -197,6 +198,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds a run may stay QUEUED or RUNNING without a live segment workflow (one that "
         "ended in error, or was never started) before a replica starts it again; checked every "
         "half of it (default: %(default)s)",
+    )
+    serve.add_argument(
+        "--default-multitask-strategy",
+        choices=[strategy.value for strategy in MultitaskStrategy],
+        default=MultitaskStrategy.ENQUEUE.value,
+        help="what CreateRun does when the session has an active run and the request names no "
+        "strategy: reject it, enqueue it (wait its turn), interrupt (cancel the active run) or "
+        "rollback (cancel it and remove its items) (default: %(default)s)",
     )
     retention = serve.add_argument_group("retention")
     retention.add_argument(
@@ -467,6 +476,7 @@ def main(argv: list[str] | None = None) -> None:
         otlp_endpoint=otlp_endpoint(args.otlp_endpoint),
         otel_service_name=os.environ.get("OTEL_SERVICE_NAME", "timestep"),
         allow_unauthenticated=args.allow_unauthenticated,
+        default_multitask_strategy=MultitaskStrategy(args.default_multitask_strategy),
     )
     from timestep.api.auth import ApiKeys
 

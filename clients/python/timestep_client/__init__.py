@@ -6,6 +6,7 @@ from timestep_client.v1.agents_pb2 import Agent
 from timestep_client.v1.runs_pb2 import (
     Interruption,
     InterruptionStatus,
+    MultitaskStrategy,
     Run,
     RunEvent,
     RunStatus,
@@ -17,6 +18,7 @@ __all__ = [
     "Agent",
     "Interruption",
     "InterruptionStatus",
+    "MultitaskStrategy",
     "Run",
     "RunEvent",
     "RunStatus",

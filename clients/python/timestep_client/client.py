@@ -145,10 +145,12 @@ class TimestepClient:
         wait: bool = False,
         metadata: Mapping[str, str] | None = None,
         keep: bool = False,
+        multitask_strategy: runs_pb2.MultitaskStrategy = runs_pb2.MULTITASK_STRATEGY_UNSPECIFIED,
         timeout: float | None = None,
     ) -> runs_pb2.Run:
         """Start a run with plain-text `input` or Responses-API `input_items` (`keep`: never
-        deleted by the service's retention)."""
+        deleted by the service's retention; `multitask_strategy`: what to do if the session has
+        an active run, the service's default when unspecified)."""
         request = runs_pb2.CreateRunRequest(
             agent=agent,
             input=input,
@@ -159,6 +161,7 @@ class TimestepClient:
             wait=wait,
             metadata=dict(metadata or {}),
             keep=keep,
+            multitask_strategy=multitask_strategy,
         )
         response: runs_pb2.CreateRunResponse = await self.runs.CreateRun(request, timeout=timeout)
         return response.run

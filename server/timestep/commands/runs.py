@@ -19,6 +19,9 @@ from timestep.commands.output import (
 )
 
 STATUSES = [name.removeprefix("RUN_STATUS_").lower() for name in runs_pb2.RunStatus.keys()[1:]]
+STRATEGIES = [
+    name.removeprefix("MULTITASK_STRATEGY_").lower() for name in runs_pb2.MultitaskStrategy.keys()[1:]
+]
 
 
 def add_commands(
@@ -89,6 +92,12 @@ def add_commands(
     )
     create.add_argument("--wait", action="store_true", help="wait until the run stops, showing progress")
     create.add_argument("--keep", action="store_true", help="never delete the run by retention")
+    create.add_argument(
+        "--multitask-strategy",
+        choices=STRATEGIES,
+        help="if the session has an active run: reject, enqueue (wait for it), interrupt (cancel "
+        "it) or rollback (cancel it and remove its items); default: the service's",
+    )
     create.set_defaults(handler=create_run)
 
 
@@ -190,6 +199,9 @@ async def create_run(client: TimestepClient, args: argparse.Namespace, output: O
         request_id=args.request_id,
         metadata=dict(args.metadata),
         keep=args.keep,
+        multitask_strategy=runs_pb2.MultitaskStrategy.Value(  # type: ignore[arg-type]
+            f"MULTITASK_STRATEGY_{(args.multitask_strategy or 'unspecified').upper()}"
+        ),
     )
     if args.wait:
         run = await wait_for(client, run)
