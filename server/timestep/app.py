@@ -236,7 +236,9 @@ class TimestepService:
                     replica_timeout_s=config.replica_timeout_s,
                     stranded_grace_s=config.stranded_grace_s,
                 )
-                orchestrator = RunOrchestrator(store, bus, registry, engine)
+                orchestrator = RunOrchestrator(
+                    store, bus, registry, engine, default_strategy=config.default_multitask_strategy
+                )
                 deleter = RunDeleter(DeletionStore(pool, sessions), orchestrator, engine)
                 durable_schedules = DurableSchedules(
                     orchestrator,
@@ -253,7 +255,9 @@ class TimestepService:
             else:
                 launcher = InProcessLauncher(executor)
                 stack.push_async_callback(launcher.close)
-                orchestrator = RunOrchestrator(store, bus, registry, launcher)
+                orchestrator = RunOrchestrator(
+                    store, bus, registry, launcher, default_strategy=config.default_multitask_strategy
+                )
                 deleter = RunDeleter(DeletionStore(pool, sessions), orchestrator, launcher)
                 schedules = NoSchedules()
             await orchestrator.relaunch_queued()

@@ -164,7 +164,13 @@ class DurableEngine:
         async with contextlib.AsyncExitStack() as stack:
             workflows.bind(
                 workflows.Bindings(
-                    self._executor, self._journal, self.executor_id, fire_schedule, self._running, retention
+                    self._executor,
+                    self._journal,
+                    self.executor_id,
+                    fire_schedule,
+                    self._running,
+                    retention,
+                    self.launch,
                 )
             )
             stack.callback(workflows.bind, None)

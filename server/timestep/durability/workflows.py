@@ -17,6 +17,7 @@ from timestep.runs.retention import RetentionSweeper
 from timestep.runs.segments import SegmentExecutor
 from timestep.settings import RetentionPolicy
 from timestep.store.retry import retrying
+from timestep.store.session_turns import Turn
 
 
 def segment_workflow_id(run_id: str, segment: int) -> str:
@@ -37,6 +38,8 @@ class Bindings:
     # The asyncio tasks executing segment workflows here, to stop a cancelled one at once.
     running: dict[str, asyncio.Task[Any]]
     retention: RetentionSweeper
+    # Launches a segment (the next run of a session, once a segment ended its run).
+    launch: Callable[[str, int, str], Awaitable[None]]
 
 
 _bindings: Bindings | None = None
@@ -61,18 +64,20 @@ async def run_segment(run_id: str, segment: int) -> None:
     if task is not None:
         bindings.running[workflow_id] = task
 
-    async def execute() -> None:
+    async def execute() -> Turn | None:
         # Each attempt replays the journal from the start (executing a segment is idempotent).
         steps = JournaledSteps(bindings.journal, run_id, segment, bindings.executor_id)
         await steps.load()
-        await bindings.executor.execute(run_id, segment, steps)
+        return await bindings.executor.execute(run_id, segment, steps)
 
     try:
         # The store waits out the database at each durable write; this catches what escapes
         # elsewhere. A segment that still ends in error is recovered by the sweeper.
-        await retrying(execute, what=f"segment {workflow_id}", pool=bindings.executor.pool)
+        turn = await retrying(execute, what=f"segment {workflow_id}", pool=bindings.executor.pool)
     finally:
         bindings.running.pop(workflow_id, None)
+    if turn is not None:  # the next run of the session
+        await bindings.launch(turn.run_id, turn.segment, turn.queue_name)
 
 
 FIRE_SCHEDULE = "timestep.fire_schedule"

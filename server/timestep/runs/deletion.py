@@ -48,7 +48,10 @@ class RunDeleter:
                     raise run_active(run_id, record.status.value)
                 await self._cancel(scope, record.id)
             await self._launcher.forget(record.id, record.segment_count)
-            return await self._store.delete_run(scope, run_id)
+            deleted = await self._store.delete_run(scope, run_id)
+            # A deleted INTERRUPTED run held its session's turn.
+            await self._runs.launch_next(record.tenant, record.session_id)
+            return deleted
         except NotFoundError:
             if allow_missing:
                 return None

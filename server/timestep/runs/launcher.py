@@ -51,11 +51,14 @@ class InProcessLauncher:
         key = (run_id, segment)
         if key in self._tasks:
             return
-        task = asyncio.create_task(
-            self._executor.execute(run_id, segment, DirectSteps()), name=f"{run_id}/{segment}"
-        )
+        task = asyncio.create_task(self._execute(run_id, segment), name=f"{run_id}/{segment}")
         self._tasks[key] = task
         task.add_done_callback(lambda _: self._tasks.pop(key, None))
+
+    async def _execute(self, run_id: str, segment: int) -> None:
+        turn = await self._executor.execute(run_id, segment, DirectSteps())
+        if turn is not None:  # the next run of the session
+            await self.launch(turn.run_id, turn.segment, turn.queue_name)
 
     async def queue_position(self, run_id: str, segment: int, queue_name: str) -> int:
         return 0

@@ -17,6 +17,7 @@ from datetime import datetime
 from timestep.domain import (
     Interruption,
     InterruptionStatus,
+    MultitaskStrategy,
     NewRun,
     Page,
     Run,
@@ -56,12 +57,20 @@ class RunStateExport:
 
 class RunOrchestrator:
     def __init__(
-        self, store: RunStore, bus: EventBus, registry: AgentRegistry, launcher: SegmentLauncher
+        self,
+        store: RunStore,
+        bus: EventBus,
+        registry: AgentRegistry,
+        launcher: SegmentLauncher,
+        *,
+        default_strategy: MultitaskStrategy = MultitaskStrategy.ENQUEUE,
     ) -> None:
         self._store = store
         self._bus = bus
         self._registry = registry
         self._launcher = launcher
+        # What a new run of a busy session does when its request names no strategy.
+        self._default_strategy = default_strategy
 
     # ----- lifecycle ---------------------------------------------------------------------
 
@@ -99,10 +108,15 @@ class RunOrchestrator:
         """Create a run of `new_run.tenant` (the caller's: it is that tenant's alone)."""
         agent = self._registry.get(new_run.agent)  # NOT_FOUND before anything is written
         queue_name = self._launcher.queue_for(new_run.model or _model_name(agent.model))
-        run, events, created = await self._store.create_run(new_run, queue_name)
+        strategy = new_run.multitask_strategy or self._default_strategy
+        run, events, created = await self._store.create_run(new_run, queue_name, strategy)
         self._bus.publish(events)
         if created:
-            await self._launcher.launch(run.id, run.segment_count, queue_name)
+            # Runs of the session it interrupted stop where they execute.
+            for event in events:
+                if event.run_id != run.id and event.stopped_status is RunStatus.CANCELLED:
+                    await self._launcher.stop(event.run_id, event.segment)
+            await self._launch_turn(run)
         return await self._wait_if(run, wait)
 
     async def resume_run(
@@ -116,7 +130,7 @@ class RunOrchestrator:
             scope, run_id, self._launcher.queue_for(model), deadline=deadline
         )
         self._bus.publish(events)
-        await self._launcher.launch(run.id, run.segment_count, run.queue_name)
+        await self._launch_turn(run)
         return await self._wait_if(run, wait)
 
     async def decide(
@@ -141,6 +155,7 @@ class RunOrchestrator:
         )
         self._bus.publish(events)
         await self._launcher.stop(run_id, run.segment_count)
+        await self._launch_turn(run)
         return run
 
     async def get_run_state(self, scope: Scope, run_id: str, state_format: str = PYTHON) -> RunStateExport:
@@ -211,7 +226,23 @@ class RunOrchestrator:
         self._bus.publish(events)
         return run, snapshot
 
+    async def launch_next(self, tenant: str, session_id: str) -> None:
+        """Launch the segment of the run whose turn it is now in the session, if any (after a
+        run of it ended, or was deleted)."""
+        turn = await self._store.next_turn(tenant, session_id)
+        if turn is not None:
+            await self._launcher.launch(turn.run_id, turn.segment, turn.queue_name)
+
     # ----- helpers -----------------------------------------------------------------------
+
+    async def _launch_turn(self, run: Run) -> None:
+        """Launch `run`'s segment, or in a session the segment of the run whose turn it is (which
+        a run waiting for its turn re-checks once its own write is committed: a run that ended
+        meanwhile may have looked for the next turn before this one could be seen)."""
+        if run.session_id:
+            await self.launch_next(run.tenant, run.session_id)
+        elif run.status is RunStatus.QUEUED:
+            await self._launcher.launch(run.id, run.segment_count, run.queue_name)
 
     async def _wait_if(self, run: Run, wait: bool) -> Run:
         if not wait or run.status.is_stopped:

@@ -21,6 +21,7 @@ from timestep.scope import Scope
 from timestep.store.retry import retried
 from timestep.store.rows import Connection, run_not_found
 from timestep.store.session_store import SessionStore, session_not_found
+from timestep.store.session_turns import remove_items_of
 
 _EXECUTING = (RunStatus.QUEUED.value, RunStatus.RUNNING.value)
 _FINISHED = [RunStatus.COMPLETED.value, RunStatus.FAILED.value, RunStatus.CANCELLED.value]
@@ -33,6 +34,8 @@ class RunRecord:
     id: str
     segment_count: int
     status: RunStatus
+    tenant: str = ""
+    session_id: str = ""
 
 
 def run_active(run_id: str, status: str) -> FailedPreconditionError:
@@ -71,11 +74,16 @@ class DeletionStore:
     @retried
     async def find_run(self, scope: Scope, run_id: str) -> RunRecord | None:
         row = await self._pool.fetchrow(
-            "SELECT id, segment_count, status FROM runs WHERE id = $1 AND ($2::text IS NULL OR tenant = $2)",
+            """SELECT id, segment_count, status, tenant, session_id FROM runs
+               WHERE id = $1 AND ($2::text IS NULL OR tenant = $2)""",
             run_id,
             scope.only,
         )
-        return None if row is None else RunRecord(row["id"], row["segment_count"], RunStatus(row["status"]))
+        if row is None:
+            return None
+        return RunRecord(
+            row["id"], row["segment_count"], RunStatus(row["status"]), row["tenant"], row["session_id"]
+        )
 
     async def delete_run(self, scope: Scope, run_id: str) -> Deletion:
         """Delete a run that is not QUEUED or RUNNING, with the session items it added."""
@@ -164,13 +172,9 @@ class DeletionStore:
 
 async def _delete_runs(connection: Connection, run_ids: Sequence[str]) -> Deletion:
     """Delete runs (locked by the caller) and the session items they added."""
-    items = await connection.fetchval(
-        """WITH d AS (DELETE FROM session_items WHERE run_id = ANY($1::text[]) RETURNING 1)
-           SELECT count(*) FROM d""",
-        list(run_ids),
-    )
+    items = await remove_items_of(connection, list(run_ids))
     runs = await connection.fetchval(
         "WITH d AS (DELETE FROM runs WHERE id = ANY($1::text[]) RETURNING 1) SELECT count(*) FROM d",
         list(run_ids),
     )
-    return Deletion(runs=int(runs), session_items=int(items))
+    return Deletion(runs=int(runs), session_items=items)

@@ -29,12 +29,14 @@ from timestep.domain import (
     Interruption,
     InterruptionStatus,
     ModelCall,
+    MultitaskStrategy,
     NewInterruption,
     NewRun,
     Page,
     PendingEvent,
     Run,
     RunError,
+    RunErrorCode,
     RunEvent,
     RunFilter,
     RunStatus,
@@ -59,6 +61,7 @@ from timestep.store.rows import (
     run_from_row,
     run_not_found,
 )
+from timestep.store.session_turns import MAY_START, Turn, next_turn, remove_items_of, runs_ahead
 from timestep.store.usage import record_segment_usage
 
 _BY_ID = "r.id = $1 AND ($2::text IS NULL OR r.tenant = $2)"
@@ -224,11 +227,16 @@ class RunStore:
         return Snapshot(row["writer"], row["schema_version"], row["state_json"]) if row else None
 
     async def queued_segments(self) -> list[tuple[str, int, str]]:
-        """(run id, segment, queue) of every QUEUED run."""
+        """(run id, segment, queue) of every QUEUED run whose turn it is in its session."""
         rows = await self._pool.fetch(
-            "SELECT id, segment_count, queue_name FROM runs WHERE status = 'queued'"
+            f"SELECT id, segment_count, queue_name FROM runs r WHERE status = 'queued' AND {MAY_START}"
         )
         return [(row["id"], row["segment_count"], row["queue_name"]) for row in rows]
+
+    @retried
+    async def next_turn(self, tenant: str, session_id: str) -> Turn | None:
+        """The QUEUED run of the session whose turn it is now, if any."""
+        return await next_turn(self._pool, tenant, session_id) if session_id else None
 
     # ----- transitions -------------------------------------------------------------------
 
@@ -251,11 +259,20 @@ class RunStore:
             )
             return await self._get_run(connection, Scope.ALL, run_id), events
 
-    async def create_run(self, new_run: NewRun, queue_name: str = "") -> tuple[Run, list[RunEvent], bool]:
+    async def create_run(
+        self,
+        new_run: NewRun,
+        queue_name: str = "",
+        strategy: MultitaskStrategy = MultitaskStrategy.ENQUEUE,
+    ) -> tuple[Run, list[RunEvent], bool]:
         """Insert a run QUEUED for its first segment (or find the one its request_id already made).
-        With a limit on active runs, a new run its tenant has no room for is refused.
+        With a limit on active runs, a new run its tenant has no room for is refused. A new run
+        of a busy session is admitted as `strategy` says (`transitions.admit`): refused, left to
+        wait its turn, or the runs ahead of it cancelled (and, rolling back, their items removed)
+        in the same transaction.
 
-        Returns the run, the events written and whether it was created by this call.
+        Returns the run, the events written (the cancelled runs' too) and whether it was created
+        by this call.
         """
         fingerprint = _fingerprint(new_run)
         async with self._pool.acquire() as connection, connection.transaction():
@@ -286,8 +303,28 @@ class RunStore:
                     False,
                 )
             await self._check_active_runs(connection, new_run.tenant)
-            events = await self.events.append_in(connection, run_id, 1, [status_changed(RunStatus.QUEUED)])
+            run = await self._get_run(connection, Scope.ALL, run_id)
+            admission = transitions.admit(
+                run, await runs_ahead(connection, run) if run.session_id else [], strategy
+            )
+            if isinstance(admission, Refusal):
+                raise admission.error()
+            events = []
+            for ahead, planned in admission.cancel:
+                events += await self._supersede(connection, ahead.id, planned.reason)
+            if admission.rollback:
+                await remove_items_of(connection, [ahead.id for ahead, _ in admission.cancel])
+            events += await self.events.append_in(connection, run_id, 1, [admission.event])
             return await self._get_run(connection, Scope.ALL, run_id), events, True
+
+    async def _supersede(self, connection: Connection, run_id: str, reason: str) -> list[RunEvent]:
+        """Cancel a run ahead of a new run of its session (INTERRUPT, ROLLBACK); one that
+        finished meanwhile is left as it is."""
+        run = await self._get_run(connection, Scope.ALL, run_id, lock=True)
+        change = transitions.cancel(run, reason)
+        if isinstance(change, Refusal):
+            return []
+        return await self._end(connection, run, change, RunError(RunErrorCode.CANCELLED, reason))
 
     async def _existing_for_request(self, connection: Connection, new_run: NewRun, fingerprint: str) -> Run:
         request_id = new_run.request_id
@@ -385,7 +422,8 @@ class RunStore:
         """
         async with self._pool.acquire() as connection, connection.transaction():
             run = await self._get_run(connection, Scope.ALL, run_id, lock=True)
-            change = transitions.begin_segment(run, segment)
+            ahead = await runs_ahead(connection, run) if run.session_id else []
+            change = transitions.begin_segment(run, segment, ahead=ahead[0] if ahead else None)
             if isinstance(change, Refusal):
                 return None, []
             if isinstance(change, Keep):

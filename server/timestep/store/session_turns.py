@@ -1,0 +1,76 @@
+"""Whose turn it is in a session: its runs take turns in the order they arrived (`session_seq`,
+assigned under the session's lock when a run is inserted; see migration 0031). A run whose
+session has an active run (QUEUED, RUNNING or INTERRUPTED) ahead of it waits."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+import asyncpg
+
+from timestep.domain import Run
+from timestep.store.rows import (
+    RUN_COLUMNS,
+    RUN_INTERRUPTIONS,
+    Connection,
+    interruptions_from_json,
+    run_from_row,
+)
+
+# The runs of `r`'s session that are ahead of it and active (a run from before session turns,
+# without a number, is ahead of every run that has one). Used as `{AHEAD_OF.format(run="r")}`.
+AHEAD_OF: Final = """
+    SELECT 1 FROM runs o
+    WHERE o.tenant = {run}.tenant AND o.session_id = {run}.session_id AND o.id <> {run}.id
+      AND o.status IN ('queued', 'running', 'interrupted')
+      AND coalesce(o.session_seq, 0) < coalesce({run}.session_seq, 0)"""
+# A QUEUED run that may start: no run of its session is ahead of it.
+MAY_START: Final = f"(r.session_id = '' OR NOT EXISTS ({AHEAD_OF.format(run='r')}))"
+
+
+@dataclass(frozen=True)
+class Turn:
+    """A QUEUED run whose turn it is: its segment to launch, on its queue."""
+
+    run_id: str
+    segment: int
+    queue_name: str
+
+
+async def runs_ahead(connection: Connection, run: Run) -> list[Run]:
+    """The active runs of `run`'s session ahead of it, in turn order."""
+    rows = await connection.fetch(
+        f"""SELECT {RUN_COLUMNS}, {RUN_INTERRUPTIONS} FROM runs r
+            WHERE EXISTS (SELECT 1 FROM runs me WHERE me.id = $1
+                          AND r.tenant = me.tenant AND r.session_id = me.session_id AND r.id <> me.id
+                          AND coalesce(r.session_seq, 0) < coalesce(me.session_seq, 0))
+              AND r.status IN ('queued', 'running', 'interrupted')
+            ORDER BY coalesce(r.session_seq, 0), r.create_time""",
+        run.id,
+    )
+    return [run_from_row(row, interruptions_from_json(row["interruption_rows"])) for row in rows]
+
+
+async def next_turn(pool: asyncpg.Pool, tenant: str, session_id: str) -> Turn | None:
+    """The session's first active run, if it is QUEUED (its turn has come); None otherwise."""
+    row = await pool.fetchrow(
+        """SELECT id, segment_count, queue_name, status FROM runs
+           WHERE tenant = $1 AND session_id = $2 AND status IN ('queued', 'running', 'interrupted')
+           ORDER BY coalesce(session_seq, 0), create_time LIMIT 1""",
+        tenant,
+        session_id,
+    )
+    if row is None or row["status"] != "queued":
+        return None
+    return Turn(row["id"], row["segment_count"], row["queue_name"])
+
+
+async def remove_items_of(connection: Connection, run_ids: list[str]) -> int:
+    """Remove the session items these runs added (a rollback); how many there were."""
+    removed = await connection.fetchval(
+        """WITH d AS (DELETE FROM session_items WHERE run_id = ANY($1::text[]) RETURNING 1)
+           SELECT count(*) FROM d""",
+        run_ids,
+    )
+    return int(removed)
