@@ -21,6 +21,7 @@ from timestep_client import InterruptionStatus, RunStatus, TimestepClient
 
 from bench.environment import API_KEY, Bench, database
 from bench.report import Row
+from bench.retention import retention
 from timestep_testing.chaos import soak as chaos_soak
 from timestep_testing.chaos import soak_seed
 from timestep_testing.harness import FAST_RECONNECT, ServeProcess, free_port
@@ -632,5 +633,6 @@ SCENARIOS: dict[str, Scenario] = {
     "durability": durability,
     "growth": growth,
     "recovery": recovery,
+    "retention": retention,
     "soak": soak,
 }
