@@ -89,24 +89,20 @@ async def fire_schedule(scheduled_time: datetime, context: Any) -> None:
 
 
 RETENTION_SWEEP = "timestep.retention_sweep"
-# The sweeps' own workflow records are deleted once they are this old.
-SWEEP_RECORDS_KEPT_S = 3600
 
 
 @DBOS.workflow(name=RETENTION_SWEEP)
 async def retention_sweep(scheduled_time: datetime, context: Any) -> None:
     """One retention sweep, with the policy of the replica that scheduled it (`context`), then
-    the records of earlier sweeps: a sweep a minute must not grow DBOS's tables either."""
+    the records of the sweeps before it: a sweep a minute must not grow DBOS's tables either."""
     bindings = bound()
     await bindings.retention.sweep(RetentionPolicy(**context))
     pool = bindings.executor.pool
     ended = await retrying(
         lambda: pool.fetch(
             """SELECT workflow_uuid FROM dbos.workflow_status
-               WHERE name = $1 AND status IN ('SUCCESS', 'ERROR', 'CANCELLED')
-                 AND updated_at < extract(epoch FROM clock_timestamp()) * 1000 - $2 * 1000""",
+               WHERE name = $1 AND status IN ('SUCCESS', 'ERROR', 'CANCELLED')""",
             RETENTION_SWEEP,
-            SWEEP_RECORDS_KEPT_S,
         ),
         what="ended retention sweeps",
         pool=pool,
