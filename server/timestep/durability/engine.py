@@ -14,7 +14,7 @@ import contextlib
 import dataclasses
 import logging
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -233,11 +233,18 @@ class DurableEngine:
             )
         return self._queues[name]
 
-    async def forget(self, run_id: str, segments: int) -> None:
-        """Delete the segments' workflow records (status, inputs, outputs, steps), and the
+    async def forget(self, runs: Sequence[tuple[str, int]]) -> None:
+        """Delete the runs' segment workflow records (status, inputs, outputs, steps), and the
         records other workflows (a schedule's firing, the segment before it on the session) keep
-        of having started them: nothing of DBOS's still names the run."""
-        workflow_ids = [workflows.segment_workflow_id(run_id, n) for n in range(1, segments + 1)]
+        of having started them: nothing of DBOS's still names the runs. One DBOS call for all of
+        them (within a retention sweep, each call is a step the sweep records)."""
+        workflow_ids = [
+            workflows.segment_workflow_id(run_id, n)
+            for run_id, segments in runs
+            for n in range(1, segments + 1)
+        ]
+        if not workflow_ids:
+            return
         await self._ended(workflow_ids)
         await DBOS.delete_workflows_async(workflow_ids, delete_children=True)
         # A parent's record of a child it started is only read when the parent replays, and a

@@ -47,7 +47,7 @@ class RunDeleter:
                 if not force:
                     raise run_active(run_id, record.status.value)
                 await self._cancel(scope, record.id)
-            await self._launcher.forget(record.id, record.segment_count)
+            await self._launcher.forget([(record.id, record.segment_count)])
             deleted = await self._store.delete_run(scope, run_id)
             # A deleted INTERRUPTED run held its session's turn.
             await self._runs.launch_next(record.tenant, record.session_id)
@@ -68,8 +68,7 @@ class RunDeleter:
         for run in executing:
             await self._cancel(scope, run.id)
         if delete_runs:
-            for run in runs:
-                await self._launcher.forget(run.id, run.segment_count)
+            await self._launcher.forget([(run.id, run.segment_count) for run in runs])
         try:
             return await self._store.delete_session(
                 scope, session_id, [run.id for run in runs] if delete_runs else []
@@ -86,8 +85,7 @@ class RunDeleter:
         expired = await self._store.expired_runs(older_than, limit)
         for start in range(0, len(expired), RETENTION_CHUNK):
             chunk: list[RunRecord] = expired[start : start + RETENTION_CHUNK]
-            for run in chunk:
-                await self._launcher.forget(run.id, run.segment_count)
+            await self._launcher.forget([(run.id, run.segment_count) for run in chunk])
             deleted += await self._store.delete_expired([run.id for run in chunk], older_than)
         await self._store.record_sweep(deleted)
         return deleted

@@ -8,6 +8,7 @@ it" (`stop`). `InProcessLauncher` runs segments as asyncio tasks of this process
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from typing import Protocol
 
 from timestep.runs.segments import SegmentExecutor
@@ -31,9 +32,9 @@ class SegmentLauncher(Protocol):
         """How many segments wait ahead of that one on its queue."""
         ...
 
-    async def forget(self, run_id: str, segments: int) -> None:
-        """Delete what was recorded of executing the run's segments 1 to `segments` (the run is
-        being deleted; none of them executes)."""
+    async def forget(self, runs: Sequence[tuple[str, int]]) -> None:
+        """Delete what was recorded of executing these runs' segments, each given as (run id,
+        its segment count) (the runs are being deleted; none of their segments executes)."""
         ...
 
 
@@ -63,7 +64,7 @@ class InProcessLauncher:
     async def queue_position(self, run_id: str, segment: int, queue_name: str) -> int:
         return 0
 
-    async def forget(self, run_id: str, segments: int) -> None:
+    async def forget(self, runs: Sequence[tuple[str, int]]) -> None:
         return  # tasks record nothing
 
     async def stop(self, run_id: str, segment: int) -> None:
