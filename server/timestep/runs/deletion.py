@@ -65,7 +65,8 @@ class RunDeleter:
         executing = [run for run in runs if run.status in _EXECUTING]
         if executing and not force:
             raise session_active(session_id, executing[0].id)
-        for run in executing:
+        # The last first: cancelling a run launches the next one of its session, if any waits.
+        for run in reversed(executing):
             await self._cancel(scope, run.id)
         if delete_runs:
             await self._launcher.forget([(run.id, run.segment_count) for run in runs])
