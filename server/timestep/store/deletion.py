@@ -65,7 +65,8 @@ class DeletionStore:
     async def runs_of_session(self, scope: Scope, session_id: str) -> list[RunRecord]:
         rows = await self._pool.fetch(
             """SELECT id, segment_count, status FROM runs
-               WHERE session_id = $1 AND ($2::text IS NULL OR tenant = $2) ORDER BY coalesce(session_seq, 0), create_time""",
+               WHERE session_id = $1 AND ($2::text IS NULL OR tenant = $2)
+               ORDER BY coalesce(session_seq, 0), create_time""",
             session_id,
             scope.only,
         )
