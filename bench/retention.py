@@ -24,7 +24,8 @@ from timestep_testing.harness import FAST_RECONNECT, ServeProcess, free_port
 WORKERS = 16
 # Runs per session: sessions' items expire with their runs.
 RUNS_PER_SESSION = 10
-RETENTION = ["--retention", "20s", "--retention-sweep-every", "5s", "--retention-batch", "2000"]
+# (age, sweep interval): a full run's, a smoke run's.
+POLICY = {False: ("20s", "5s"), True: ("2s", "1s")}
 
 _TABLES = (
     "SELECT table_schema, table_name FROM information_schema.tables "
@@ -110,7 +111,9 @@ async def _all_expired(database_url: str, timeout: float = 600) -> None:  # noqa
 
 
 async def retention(bench: Bench) -> list[Row]:
-    count = bench.iterations(10_000, 200)
+    count = bench.iterations(10_000, 50)
+    age, every = POLICY[bench.smoke]
+    flags = ["--retention", age, "--retention-sweep-every", every, "--retention-batch", "2000"]
     async with database("timestep_bench_retention") as database_url:
         environment = {
             **os.environ,
@@ -118,9 +121,7 @@ async def retention(bench: Bench) -> list[Row]:
             "OPENAI_API_KEY": API_KEY,
             "OPENAI_BASE_URL": bench.fake.base_url,
         }
-        server = ServeProcess(
-            "bench-retention", free_port(), ["--log-level", "WARNING", *RETENTION], environment
-        )
+        server = ServeProcess("bench-retention", free_port(), ["--log-level", "WARNING", *flags], environment)
         await server.start()
         client = TimestepClient(channel=grpc.aio.insecure_channel(server.address, options=FAST_RECONNECT))
         try:
@@ -130,12 +131,12 @@ async def retention(bench: Bench) -> list[Row]:
             created_s, expired_s, peak = await _wave(client, database_url, count)
             first = await _sizes(database_url)
             # A smaller second wave: enough to show whether the first one's space is reused.
-            await _wave(client, database_url, max(count // 10, 200))
+            await _wave(client, database_url, bench.iterations(count // 10, count))
             second = await _sizes(database_url)
         finally:
             await client.close()
             await server.end(signal.SIGTERM)
-    note = f"{count} runs ({count // RUNS_PER_SESSION} sessions), retention 20 s, a sweep every 5 s"
+    note = f"{count} runs ({count // RUNS_PER_SESSION} sessions), --retention {age}, a sweep every {every}"
     start_note = "at the start"
     return [
         Row("retention", "runs created per second", "runs/s", [count / created_s], note=note),

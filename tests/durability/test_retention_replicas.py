@@ -43,4 +43,5 @@ async def test_two_replicas_sweep_each_expired_run_away_once_and_keep_kept_runs(
             await expect_rpc_error(on_b.get_run(run.id), grpc.StatusCode.NOT_FOUND)
 
     assert still.keep
+    assert totals is not None
     assert (totals["runs"], totals["session_items"]) == (RUNS, 2 * RUNS)
