@@ -16,13 +16,14 @@ from grpc_health.v1.health import aio as health_aio
 
 from timestep.api.auth import ApiKeys, AuthInterceptor, check_exposure
 from timestep.api.availability import DatabaseMonitor
-from timestep.api.errors import MalformedRequests
-from timestep.api.server import (
+from timestep.api.grpc.server import (
     build_server,
     server_options,
     set_not_serving,
     start_health_server,
 )
+from timestep.api.grpc.servicers import MalformedRequests
+from timestep.api.handlers import services
 from timestep.api.tls import server_credentials
 from timestep.domain import MultitaskStrategy
 from timestep.durability.engine import DurableEngine, default_executor_id
@@ -283,12 +284,9 @@ class TimestepService:
                 log.info("health checks (plaintext) on %s:%s", config.health_host, health_port)
             drain = Drain()
             server, port = await build_server(
-                orchestrator,
-                deleter,
-                sessions,
-                registry,
-                UsageStore(pool),
-                schedules,
+                services(
+                    orchestrator, registry, UsageStore(pool), schedules, config.limits, sessions, deleter
+                ),
                 health,
                 f"{config.host}:{config.port}",
                 # Outermost first: metrics and access logs also count refused calls.

@@ -58,20 +58,20 @@ class InterruptionStatus(enum.StrEnum):
 
 
 class EventKind(enum.StrEnum):
-    """Kinds of run events. Payload keys are listed beside each kind."""
+    """Kinds of run events; each has its dataclass in `timestep.event_types`."""
 
-    STATUS_CHANGED = "status_changed"  # status, reason
-    MESSAGE_OUTPUT = "message_output"  # agent, text, item_json
-    TOOL_CALLED = "tool_called"  # agent, tool_name, call_id, arguments_json, item_json
-    TOOL_OUTPUT = "tool_output"  # agent, call_id, output, item_json
-    HANDOFF = "handoff"  # from_agent, to_agent
-    INTERRUPTION = "interruption"  # an Interruption as a dict (see Interruption.to_payload)
-    INTERRUPTION_DECIDED = "interruption_decided"  # same shape as INTERRUPTION
-    FINAL_OUTPUT = "final_output"  # agent, output
-    ERROR = "error"  # code, message
-    USAGE = "usage"  # segment, total (each a Usage dict), calls (ModelCall payloads)
-    TEXT_DELTA = "text_delta"  # agent, delta, item_id (live only, never stored)
-    REASONING = "reasoning"  # agent, item_json
+    STATUS_CHANGED = "status_changed"
+    MESSAGE_OUTPUT = "message_output"
+    TOOL_CALLED = "tool_called"
+    TOOL_OUTPUT = "tool_output"
+    HANDOFF = "handoff"
+    INTERRUPTION = "interruption"
+    INTERRUPTION_DECIDED = "interruption_decided"
+    FINAL_OUTPUT = "final_output"
+    ERROR = "error"
+    USAGE = "usage"
+    TEXT_DELTA = "text_delta"  # live only, never stored
+    REASONING = "reasoning"
 
 
 @dataclass(frozen=True)
@@ -132,15 +132,6 @@ class ModelCall:
     usage: Usage
     priced: bool
     time: datetime
-
-    def to_payload(self) -> dict[str, Any]:
-        return {
-            "agent": self.agent,
-            "model": self.model,
-            "usage": self.usage.to_dict(),
-            "priced": self.priced,
-            "time": self.time.isoformat(),
-        }
 
 
 @dataclass(frozen=True)
@@ -215,22 +206,6 @@ class Interruption:
     message: str
     create_time: datetime
     decide_time: datetime | None
-
-    def to_payload(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "run_id": self.run_id,
-            "segment": self.segment,
-            "agent": self.agent,
-            "tool_name": self.tool_name,
-            "call_id": self.call_id,
-            "arguments_json": self.arguments_json,
-            "status": self.status.value,
-            "always": self.always,
-            "message": self.message,
-            "create_time": self.create_time.isoformat(),
-            "decide_time": self.decide_time.isoformat() if self.decide_time else None,
-        }
 
 
 @dataclass(frozen=True)
@@ -310,32 +285,9 @@ class NewRun:
 
 
 @dataclass(frozen=True)
-class RunEvent:
-    """A run event. Stored events have sequence >= 1; live-only events (text deltas) have 0."""
-
-    run_id: str
-    sequence: int
-    segment: int
-    kind: EventKind
-    payload: dict[str, Any]
-    time: datetime
-
-    @property
-    def is_durable(self) -> bool:
-        return self.sequence > 0
-
-    @property
-    def stopped_status(self) -> RunStatus | None:
-        """The status this event moved the run to, if it stopped the run."""
-        if self.kind is not EventKind.STATUS_CHANGED:
-            return None
-        status = RunStatus(self.payload["status"])
-        return status if status.is_stopped else None
-
-
-@dataclass(frozen=True)
 class PendingEvent:
-    """An event to be stored; the database assigns its sequence and time."""
+    """An event to be stored, as the store takes it: its kind and JSON (`event_types.pending`
+    builds one from a typed event); the database assigns its sequence and time."""
 
     kind: EventKind
     payload: dict[str, Any]

@@ -1,4 +1,5 @@
-"""Domain errors. Each maps to exactly one gRPC status code in `timestep.api.errors`.
+"""Domain errors. Each maps to exactly one status code (`timestep.api.errors` describes it, each
+transport renders it).
 
 Messages are written for the person who has to act on them: what was wrong and what to do.
 """
@@ -60,3 +61,8 @@ class UnavailableError(TimestepError):
     def __init__(self, message: str, *, reason: str, retry_after_s: float) -> None:
         super().__init__(message, reason=reason)
         self.retry_after_s = retry_after_s
+
+
+class DatabaseUnavailableError(Exception):
+    """The database stayed unreachable for as long as a durable operation waits for it (not a
+    TimestepError: the API answers it, like any transient database error, with UnavailableError)."""

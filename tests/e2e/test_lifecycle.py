@@ -10,7 +10,7 @@ import asyncio
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from timestep.api.server import SERVICE_NAMES
+from timestep.api.grpc.server import SERVICE_NAMES
 from timestep.app import TimestepService
 from timestep.observability.interceptor import SHUTTING_DOWN
 from timestep_client import TimestepClient

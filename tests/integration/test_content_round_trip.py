@@ -16,13 +16,13 @@ from timestep.domain import (
     InterruptionStatus,
     NewInterruption,
     NewRun,
-    PendingEvent,
     RunError,
     RunFilter,
     RunStatus,
     Snapshot,
     Usage,
 )
+from timestep.event_types import FinalOutput, MessageOutput, pending
 from timestep.scope import Scope
 from timestep.store.content import ESCAPE
 from timestep.store.runs import RunStore, SegmentOutcome
@@ -63,9 +63,11 @@ def hostile(request: pytest.FixtureRequest) -> str:
     return text
 
 
-def payload(value: str) -> dict[str, Any]:
-    """A JSON payload with `value` in keys and values, nested."""
-    return {"text": value, value: [value, {"k": value}], "n": 1}
+def message(value: str) -> MessageOutput:
+    """A message event with `value` in every field, its item JSON with `value` in keys and values,
+    nested."""
+    item = {"text": value, value: [value, {"k": value}], "n": 1}
+    return MessageOutput(agent="a" + value, text=value, item_json=json.dumps(item, ensure_ascii=False))
 
 
 async def test_every_content_column_of_a_run_comes_back_exactly(store: RunStore, hostile: str) -> None:
@@ -99,13 +101,11 @@ async def test_every_content_column_of_a_run_comes_back_exactly(store: RunStore,
 
     await store.begin_segment(run.id, 1)
     stored = await store.events.append_events(
-        run.id, 1, [PendingEvent(EventKind.MESSAGE_OUTPUT, payload(hostile), dedupe_key="1:" + hostile)]
+        run.id, 1, [pending(message(hostile), dedupe_key="1:" + hostile)]
     )
     # A replay of the keyed event stores nothing again.
     assert (
-        await store.events.append_events(
-            run.id, 1, [PendingEvent(EventKind.MESSAGE_OUTPUT, payload(hostile), dedupe_key="1:" + hostile)]
-        )
+        await store.events.append_events(run.id, 1, [pending(message(hostile), dedupe_key="1:" + hostile)])
         == []
     )
     snapshot = Snapshot("python", "1.0", json.dumps({"input": hostile}, ensure_ascii=False) + hostile)
@@ -126,23 +126,23 @@ async def test_every_content_column_of_a_run_comes_back_exactly(store: RunStore,
                     arguments_json=json.dumps({"body": hostile}) + hostile,
                 )
             ],
-            events=[PendingEvent(EventKind.FINAL_OUTPUT, {"agent": "a", "output": hostile})],
+            events=[pending(FinalOutput("a", hostile))],
         ),
     )
     assert (interrupted.current_agent, interrupted.final_output) == ("assistant" + hostile, hostile)
     assert await store.latest_snapshot(run.id) == snapshot
-    [pending] = interrupted.interruptions
-    assert (pending.agent, pending.tool_name, pending.call_id, pending.arguments_json) == (
+    [waiting] = interrupted.interruptions
+    assert (waiting.agent, waiting.tool_name, waiting.call_id, waiting.arguments_json) == (
         "assistant" + hostile,
         "send_email" + hostile,
         "call" + hostile,
         json.dumps({"body": hostile}) + hostile,
     )
     listed_pending = await store.list_interruptions(Scope.ALL, "", 500, "")
-    assert pending in listed_pending.items or listed_pending.next_page_token
+    assert waiting in listed_pending.items or listed_pending.next_page_token
 
     decided, _ = await store.decide_interruption(
-        Scope.ALL, run.id, pending.id, InterruptionStatus.REJECTED, always=False, message=hostile
+        Scope.ALL, run.id, waiting.id, InterruptionStatus.REJECTED, always=False, message=hostile
     )
     assert decided.message == hostile
     reread = await store.get_run(Scope.ALL, run.id)
@@ -156,10 +156,10 @@ async def test_every_content_column_of_a_run_comes_back_exactly(store: RunStore,
     assert cancelled.error == RunError("cancelled", hostile)
 
     all_events = await store.events.list_events(run.id, 0)
-    assert [e.payload for e in all_events if e.kind is EventKind.MESSAGE_OUTPUT] == [payload(hostile)]
-    assert stored[0].payload == payload(hostile)
-    final = [e.payload for e in events if e.kind is EventKind.FINAL_OUTPUT]
-    assert final == [{"agent": "a", "output": hostile}]
+    assert [e.data for e in all_events if e.kind is EventKind.MESSAGE_OUTPUT] == [message(hostile)]
+    assert stored[0].data == message(hostile)
+    final = [e.data for e in events if e.kind is EventKind.FINAL_OUTPUT]
+    assert final == [FinalOutput("a", hostile)]
     assert [e.payload["reason"] for e in all_events if e.kind is EventKind.STATUS_CHANGED][-1] == hostile
     decided_events = [e.payload for e in all_events if e.kind is EventKind.INTERRUPTION_DECIDED]
     assert [d["message"] for d in decided_events] == [hostile]
@@ -182,7 +182,7 @@ async def test_session_items_come_back_exactly(pool: asyncpg.Pool) -> None:
 async def test_a_megabyte_of_cjk_comes_back_exactly(store: RunStore) -> None:
     run, _, _ = await store.create_run(NewRun(agent=unique("agent"), input=CJK))
     await store.begin_segment(run.id, 1)
-    await store.events.append_events(run.id, 1, [PendingEvent(EventKind.MESSAGE_OUTPUT, {"text": CJK})])
+    await store.events.append_events(run.id, 1, [pending(MessageOutput("a", CJK, "{}"))])
     snapshot = Snapshot("python", "1.0", json.dumps({"input": CJK}, ensure_ascii=False))
     finished, _ = await store.finish_segment(
         run.id,
@@ -196,8 +196,8 @@ async def test_a_megabyte_of_cjk_comes_back_exactly(store: RunStore) -> None:
     assert await store.get_run_input(run.id) == CJK
     assert await store.latest_snapshot(run.id) == snapshot
     assert [
-        e.payload for e in await store.events.list_events(run.id, 0) if e.kind is EventKind.MESSAGE_OUTPUT
-    ] == [{"text": CJK}]
+        e.data for e in await store.events.list_events(run.id, 0) if e.kind is EventKind.MESSAGE_OUTPUT
+    ] == [MessageOutput("a", CJK, "{}")]
 
 
 async def test_ordinary_text_is_stored_as_it_is(store: RunStore, pool: asyncpg.Pool) -> None:

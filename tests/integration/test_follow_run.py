@@ -19,12 +19,12 @@ from timestep.domain import (
     NewRun,
     PendingEvent,
     RunError,
-    RunEvent,
     RunStatus,
     Snapshot,
     Usage,
 )
 from timestep.errors import FailedPreconditionError, NotFoundError
+from timestep.event_types import RunEvent, TextDelta
 from timestep.runs.events import EventBus
 from timestep.runs.relay import relayed_bus
 from timestep.runs.streaming import follow_run
@@ -99,7 +99,7 @@ async def test_live_events_follow_the_replay_exactly_once(store: RunStore) -> No
     assert [(await next_event(stream)).sequence for _ in range(2)] == [3, 4]
 
     # A live-only delta passes through; re-published durable events are dropped.
-    delta = RunEvent(run_id, 0, 1, EventKind.TEXT_DELTA, {"delta": "x"}, datetime.now(UTC))
+    delta = RunEvent(run_id, 0, 1, TextDelta("a", "x", "msg_1"), datetime.now(UTC))
     second = await store.events.append_events(run_id, 1, [message("c")])  # 5
     bus.publish([*first, delta, *second])
     assert await next_event(stream) == delta
@@ -238,7 +238,7 @@ async def test_a_follower_on_another_replica_gets_stored_and_live_events(
         stream = follow(there_store, there_bus, run_id, 0)
         assert [(await next_event(stream)).sequence for _ in range(2)] == [1, 2]
 
-        delta = RunEvent(run_id, 0, 1, EventKind.TEXT_DELTA, {"delta": "Hel"}, datetime.now(UTC))
+        delta = RunEvent(run_id, 0, 1, TextDelta("a", "Hel", "msg_1"), datetime.now(UTC))
         here_bus.publish([delta])
         assert await next_event(stream) == delta
 

@@ -16,7 +16,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
-from timestep.domain import EventKind, NewRun, PendingEvent, RunEvent, RunStatus, Usage
+from timestep.domain import EventKind, NewRun, PendingEvent, RunStatus, Usage
+from timestep.event_types import RunEvent, TextDelta
 from timestep.runs.events import EventBus, Subscription
 from timestep.runs.relay import DELTAS_CHANNEL, relayed_bus
 from timestep.runs.streaming import follow_run
@@ -37,8 +38,7 @@ def delta(run_id: str, text: str, item_id: str = "msg_1") -> RunEvent:
         run_id,
         0,
         1,
-        EventKind.TEXT_DELTA,
-        {"agent": "a", "item_id": item_id, "delta": text},
+        TextDelta(agent="a", delta=text, item_id=item_id),
         datetime.now(UTC),
     )
 

@@ -9,7 +9,8 @@ import grpc
 from google.protobuf.message import Message
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
-from timestep.api.errors import ERROR_DOMAIN, status_code_for, to_rpc_status
+from timestep.api.errors import ERROR_DOMAIN, describe
+from timestep.api.grpc.status import status_code_for, to_rpc_status
 from timestep.errors import FailedPreconditionError, ResourceExhaustedError
 from timestep_client.v1 import runs_pb2, schedules_pb2
 
@@ -37,9 +38,9 @@ def test_resource_exhausted_carries_retry_info() -> None:
         "Too many streams; retry later.", reason="TOO_MANY_STREAMS", retry_after_s=1.5
     )
 
-    status = to_rpc_status(error)
+    status = to_rpc_status(describe(error))
 
-    assert status_code_for(error) == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert status_code_for(describe(error)) == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert status.code == grpc.StatusCode.RESOURCE_EXHAUSTED
     info, retry = details(status)
     assert info == error_details_pb2.ErrorInfo(reason="TOO_MANY_STREAMS", domain=ERROR_DOMAIN)
@@ -52,9 +53,9 @@ def test_a_precondition_failure_names_its_own_subject_before_the_requests_run() 
     own = FailedPreconditionError("No schedules.", reason="SCHEDULES_NEED_DURABILITY", subject="schedules")
     of_run = FailedPreconditionError("Run run_1 is COMPLETED.", reason="RUN_FINISHED")
 
-    [_, own_failure] = details(to_rpc_status(own, request))
-    [_, run_failure] = details(to_rpc_status(of_run, request))
-    [_, no_run_failure] = details(to_rpc_status(of_run, schedules_pb2.GetScheduleRequest()))
+    [_, own_failure] = details(to_rpc_status(describe(own, request)))
+    [_, run_failure] = details(to_rpc_status(describe(of_run, request)))
+    [_, no_run_failure] = details(to_rpc_status(describe(of_run, schedules_pb2.GetScheduleRequest())))
 
     assert isinstance(own_failure, error_details_pb2.PreconditionFailure)
     assert [(v.type, v.subject) for v in own_failure.violations] == [

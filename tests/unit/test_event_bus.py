@@ -7,7 +7,7 @@ import asyncio
 from datetime import UTC, datetime
 
 import pytest
-from timestep.domain import EventKind, RunEvent
+from timestep.event_types import MessageOutput, RunEvent, TextDelta
 from timestep.runs.events import EventBus
 
 
@@ -16,8 +16,7 @@ def event(run_id: str, sequence: int) -> RunEvent:
         run_id=run_id,
         sequence=sequence,
         segment=1,
-        kind=EventKind.MESSAGE_OUTPUT,
-        payload={"text": f"{run_id}-{sequence}"},
+        data=MessageOutput(agent="a", text=f"{run_id}-{sequence}", item_json="{}"),
         time=datetime.now(UTC),
     )
 
@@ -120,8 +119,7 @@ def delta(run_id: str, text: str, item_id: str = "msg_1", agent: str = "assistan
         run_id=run_id,
         sequence=0,
         segment=1,
-        kind=EventKind.TEXT_DELTA,
-        payload={"agent": agent, "delta": text, "item_id": item_id},
+        data=TextDelta(agent=agent, delta=text, item_id=item_id),
         time=datetime.now(UTC),
     )
 

@@ -2,9 +2,10 @@
 
 Operators configure keys as `tenant:sha256:<hex digest>` entries (never the keys themselves); a
 client sends its key as `authorization: Bearer <key>` metadata. The interceptor hashes what it
-receives, looks the digest up, and binds the key's tenant for the servicers, which pass it to
-every read and write: each tenant sees only its own runs, interruptions, states, schedules and
-usage. With no keys configured every caller is the default tenant "".
+receives, looks the digest up, and binds the key's tenant, which the gRPC adapter puts in each
+handler's `CallContext` and the handlers pass to every read and write: each tenant sees only its
+own runs, interruptions, states, schedules and usage. With no keys configured every caller is the
+default tenant "".
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ from typing import Any
 import grpc
 
 from timestep.observability.interceptor import OPEN_METHOD_PREFIXES, with_behavior
-from timestep.scope import Scope
 from timestep.settings import ConfigurationError
 
 log = logging.getLogger(__name__)
@@ -34,18 +34,13 @@ KEY_PREFIX = "ts_"
 TENANT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _DIGEST = re.compile(r"^sha256:([0-9a-f]{64})$")
 
-# The tenant of the RPC being served; the auth interceptor sets it before the servicer runs.
+# The tenant of the RPC being served; the auth interceptor sets it before the handler runs.
 _tenant: ContextVar[str] = ContextVar("timestep_tenant", default=DEFAULT_TENANT)
 
 
 def current_tenant() -> str:
-    """The calling tenant (read it at the start of a servicer method)."""
+    """The calling tenant (read it in the RPC's own task, before a stream's first response)."""
     return _tenant.get()
-
-
-def current_scope() -> Scope:
-    """What the caller may see: its tenant's runs only (read it at the start of a servicer method)."""
-    return Scope.tenant(current_tenant())
 
 
 def hash_key(key: str) -> str:

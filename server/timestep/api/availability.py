@@ -15,7 +15,7 @@ import asyncpg
 from grpc_health.v1 import health_pb2
 from grpc_health.v1.health import aio as health_aio
 
-from timestep.api.server import set_health
+from timestep.api.grpc.server import set_health
 from timestep.observability.interceptor import Drain
 from timestep.periodic import Periodic
 

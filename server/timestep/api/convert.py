@@ -4,22 +4,27 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
 from timestep_client.v1 import agents_pb2, runs_pb2
 
-from timestep.domain import (
-    EventKind,
-    Interruption,
-    InterruptionStatus,
-    Run,
-    RunError,
-    RunEvent,
-    RunStatus,
-    Usage,
-)
+from timestep.domain import Interruption, InterruptionStatus, ModelCall, Run, RunError, RunStatus, Usage
 from timestep.errors import InvalidArgumentError
+from timestep.event_types import (
+    FinalOutput,
+    Handoff,
+    InterruptionDecided,
+    InterruptionRaised,
+    MessageOutput,
+    Reasoning,
+    RunEvent,
+    RunFailed,
+    StatusChanged,
+    TextDelta,
+    ToolCalled,
+    ToolOutput,
+    UsageReported,
+)
 from timestep.runtime.registry import AgentInfo
 from timestep.state.document import PYTHON
 
@@ -78,34 +83,33 @@ def proto_string(value: str, *, json_text: bool = False) -> str:
     return _SURROGATE.sub("\ufffd", value)
 
 
-def _proto_strings(data: dict[str, Any]) -> dict[str, Any]:
-    """`data`'s string values as `proto_string` makes them (fields named `*_json` are JSON)."""
-    return {
-        key: proto_string(value, json_text=key.endswith("_json")) if isinstance(value, str) else value
-        for key, value in data.items()
-    }
-
-
-def timestamp(value: datetime | str | None) -> Timestamp | None:
+def timestamp(value: datetime | None) -> Timestamp | None:
     if value is None:
         return None
     stamp = Timestamp()
-    stamp.FromDatetime(datetime.fromisoformat(value) if isinstance(value, str) else value)
+    stamp.FromDatetime(value)
     return stamp
 
 
-def usage_to_proto(usage: Usage | dict[str, Any]) -> runs_pb2.Usage:
-    values = usage.to_dict() if isinstance(usage, Usage) else usage
-    return runs_pb2.Usage(**values)
+def usage_to_proto(usage: Usage) -> runs_pb2.Usage:
+    return runs_pb2.Usage(
+        requests=usage.requests,
+        input_tokens=usage.input_tokens,
+        output_tokens=usage.output_tokens,
+        total_tokens=usage.total_tokens,
+        cached_tokens=usage.cached_tokens,
+        reasoning_tokens=usage.reasoning_tokens,
+        cost_usd=usage.cost_usd,
+    )
 
 
-def model_call_to_proto(call: dict[str, Any]) -> runs_pb2.ModelCallUsage:
+def model_call_to_proto(call: ModelCall) -> runs_pb2.ModelCallUsage:
     return runs_pb2.ModelCallUsage(
-        agent=proto_string(call["agent"]),
-        model=proto_string(call["model"]),
-        usage=usage_to_proto(call["usage"]),
-        priced=call["priced"],
-        time=timestamp(call["time"]),
+        agent=proto_string(call.agent),
+        model=proto_string(call.model),
+        usage=usage_to_proto(call.usage),
+        priced=call.priced,
+        time=timestamp(call.time),
     )
 
 
@@ -113,23 +117,20 @@ def error_to_proto(error: RunError | None) -> runs_pb2.RunError | None:
     return runs_pb2.RunError(code=error.code, message=proto_string(error.message)) if error else None
 
 
-def interruption_to_proto(interruption: Interruption | dict[str, Any]) -> runs_pb2.Interruption:
-    data = _proto_strings(
-        interruption.to_payload() if isinstance(interruption, Interruption) else interruption
-    )
+def interruption_to_proto(interruption: Interruption) -> runs_pb2.Interruption:
     return runs_pb2.Interruption(
-        id=data["id"],
-        run_id=data["run_id"],
-        agent=data["agent"],
-        tool_name=data["tool_name"],
-        call_id=data["call_id"],
-        arguments_json=data["arguments_json"],
-        status=interruption_status_to_proto(InterruptionStatus(data["status"])),
-        always=data["always"],
-        message=data["message"],
-        create_time=timestamp(data["create_time"]),
-        decide_time=timestamp(data["decide_time"]),
-        segment=data["segment"],
+        id=interruption.id,
+        run_id=interruption.run_id,
+        agent=proto_string(interruption.agent),
+        tool_name=proto_string(interruption.tool_name),
+        call_id=proto_string(interruption.call_id),
+        arguments_json=proto_string(interruption.arguments_json, json_text=True),
+        status=interruption_status_to_proto(interruption.status),
+        always=interruption.always,
+        message=proto_string(interruption.message),
+        create_time=timestamp(interruption.create_time),
+        decide_time=timestamp(interruption.decide_time),
+        segment=interruption.segment,
     )
 
 
@@ -161,40 +162,72 @@ def event_to_proto(event: RunEvent) -> runs_pb2.RunEvent:
     message = runs_pb2.RunEvent(
         sequence=event.sequence, time=timestamp(event.time), run_id=event.run_id, segment=event.segment
     )
-    p = _proto_strings(event.payload)
-    match event.kind:
-        case EventKind.STATUS_CHANGED:
+    match event.data:
+        case StatusChanged(status=status, reason=reason):
             message.status_changed.CopyFrom(
-                runs_pb2.StatusChanged(status=run_status_to_proto(RunStatus(p["status"])), reason=p["reason"])
+                runs_pb2.StatusChanged(status=run_status_to_proto(status), reason=proto_string(reason))
             )
-        case EventKind.MESSAGE_OUTPUT:
-            message.message_output.CopyFrom(runs_pb2.MessageOutput(**p))
-        case EventKind.TOOL_CALLED:
-            message.tool_called.CopyFrom(runs_pb2.ToolCalled(**p))
-        case EventKind.TOOL_OUTPUT:
-            message.tool_output.CopyFrom(runs_pb2.ToolOutput(**p))
-        case EventKind.HANDOFF:
-            message.handoff.CopyFrom(runs_pb2.Handoff(**p))
-        case EventKind.INTERRUPTION:
-            message.interruption.CopyFrom(interruption_to_proto(p))
-        case EventKind.INTERRUPTION_DECIDED:
-            message.interruption_decided.CopyFrom(interruption_to_proto(p))
-        case EventKind.FINAL_OUTPUT:
-            message.final_output.CopyFrom(runs_pb2.FinalOutput(**p))
-        case EventKind.ERROR:
-            message.error.CopyFrom(runs_pb2.RunError(**p))
-        case EventKind.USAGE:
-            message.usage.CopyFrom(
-                runs_pb2.UsageReported(
-                    segment=usage_to_proto(p["segment"]),
-                    total=usage_to_proto(p["total"]),
-                    calls=[model_call_to_proto(call) for call in p.get("calls", [])],
+        case MessageOutput(agent=agent, text=text, item_json=item_json):
+            message.message_output.CopyFrom(
+                runs_pb2.MessageOutput(
+                    agent=proto_string(agent),
+                    text=proto_string(text),
+                    item_json=proto_string(item_json, json_text=True),
                 )
             )
-        case EventKind.TEXT_DELTA:
-            message.text_delta.CopyFrom(runs_pb2.TextDelta(**p))
-        case EventKind.REASONING:
-            message.reasoning.CopyFrom(runs_pb2.ReasoningOutput(**p))
+        case ToolCalled() as called:
+            message.tool_called.CopyFrom(
+                runs_pb2.ToolCalled(
+                    agent=proto_string(called.agent),
+                    tool_name=proto_string(called.tool_name),
+                    call_id=proto_string(called.call_id),
+                    arguments_json=proto_string(called.arguments_json, json_text=True),
+                    item_json=proto_string(called.item_json, json_text=True),
+                )
+            )
+        case ToolOutput() as output:
+            message.tool_output.CopyFrom(
+                runs_pb2.ToolOutput(
+                    agent=proto_string(output.agent),
+                    call_id=proto_string(output.call_id),
+                    output=proto_string(output.output),
+                    item_json=proto_string(output.item_json, json_text=True),
+                )
+            )
+        case Handoff(from_agent=from_agent, to_agent=to_agent):
+            message.handoff.CopyFrom(
+                runs_pb2.Handoff(from_agent=proto_string(from_agent), to_agent=proto_string(to_agent))
+            )
+        case InterruptionRaised(interruption=interruption):
+            message.interruption.CopyFrom(interruption_to_proto(interruption))
+        case InterruptionDecided(interruption=interruption):
+            message.interruption_decided.CopyFrom(interruption_to_proto(interruption))
+        case FinalOutput(agent=agent, output=final):
+            message.final_output.CopyFrom(
+                runs_pb2.FinalOutput(agent=proto_string(agent), output=proto_string(final))
+            )
+        case RunFailed(error=error):
+            message.error.CopyFrom(runs_pb2.RunError(code=error.code, message=proto_string(error.message)))
+        case UsageReported(segment=segment, total=total, calls=calls):
+            message.usage.CopyFrom(
+                runs_pb2.UsageReported(
+                    segment=usage_to_proto(segment),
+                    total=usage_to_proto(total),
+                    calls=[model_call_to_proto(call) for call in calls],
+                )
+            )
+        case TextDelta(agent=agent, delta=delta, item_id=item_id):
+            message.text_delta.CopyFrom(
+                runs_pb2.TextDelta(
+                    agent=proto_string(agent), delta=proto_string(delta), item_id=proto_string(item_id)
+                )
+            )
+        case Reasoning(agent=agent, item_json=item_json):
+            message.reasoning.CopyFrom(
+                runs_pb2.ReasoningOutput(
+                    agent=proto_string(agent), item_json=proto_string(item_json, json_text=True)
+                )
+            )
     return message
 
 

@@ -16,6 +16,7 @@ from dbos import DBOS, SetWorkflowID
 
 from timestep.domain import NewInterruption, PendingEvent
 from timestep.durability.steps import DbosSteps
+from timestep.event_types import TextDelta
 from timestep.runtime.runner import execute_segment, run_config_or_default
 from timestep.runtime.state_sdk import export_state, load_state
 from timestep.store.sessions import PostgresSession
@@ -36,7 +37,7 @@ class _Silent:
     async def on_item(self, event: PendingEvent) -> None:
         return None
 
-    async def on_text_delta(self, payload: dict[str, Any]) -> None:
+    async def on_text_delta(self, delta: TextDelta) -> None:
         return None
 
 

@@ -22,8 +22,8 @@ import time
 
 from timestep.durability.dbos_internals import recover_pending_workflows
 from timestep.durability.replica_store import ReplicaStore
+from timestep.outages import is_transient
 from timestep.periodic import Periodic
-from timestep.store.retry import is_transient
 
 log = logging.getLogger(__name__)
 

@@ -38,8 +38,9 @@ from timestep.durability.journal import (
     encode_tool_output,
 )
 from timestep.durability.journal_store import JournalStore, RecordedStep
+from timestep.errors import DatabaseUnavailableError
 from timestep.runtime.steps import SegmentSupersededError, StepReplayError
-from timestep.store.retry import PATIENCE_S, DatabaseUnavailableError
+from timestep.store.retry import PATIENCE_S
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from dataclasses import replace
 from typing import Protocol
 
-from timestep.domain import EventKind, RunEvent
+from timestep.event_types import RunEvent, TextDelta
 
 DEFAULT_SUBSCRIBER_BUFFER = 1024
 
@@ -26,17 +26,17 @@ DEFAULT_SUBSCRIBER_BUFFER = 1024
 def merge_text_deltas(first: RunEvent, second: RunEvent) -> RunEvent | None:
     """One text delta with both texts, when `second` continues `first` (same run, segment,
     agent and output item); None otherwise."""
-    if first.kind is not EventKind.TEXT_DELTA or second.kind is not EventKind.TEXT_DELTA:
+    a, b = first.data, second.data
+    if not isinstance(a, TextDelta) or not isinstance(b, TextDelta):
         return None
-    a, b = first.payload, second.payload
-    if (first.run_id, first.segment, a["agent"], a["item_id"]) != (
+    if (first.run_id, first.segment, a.agent, a.item_id) != (
         second.run_id,
         second.segment,
-        b["agent"],
-        b["item_id"],
+        b.agent,
+        b.item_id,
     ):
         return None
-    return replace(first, payload={**a, "delta": a["delta"] + b["delta"]})
+    return replace(first, data=replace(a, delta=a.delta + b.delta))
 
 
 class Subscription:

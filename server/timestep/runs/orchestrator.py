@@ -23,12 +23,12 @@ from timestep.domain import (
     Run,
     RunError,
     RunErrorCode,
-    RunEvent,
     RunFilter,
     RunStatus,
     Snapshot,
 )
 from timestep.errors import FailedPreconditionError, InvalidArgumentError
+from timestep.event_types import RunEvent
 from timestep.runs.events import EventBus
 from timestep.runs.launcher import SegmentLauncher
 from timestep.runs.streaming import follow_run

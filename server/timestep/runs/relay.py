@@ -36,12 +36,14 @@ import json
 import logging
 import uuid
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
 import asyncpg
 
-from timestep.domain import EventKind, RunEvent
+from timestep.domain import EventKind
+from timestep.event_types import RunEvent, TextDelta, event_from_json
 from timestep.runs.events import EventBus, merge_text_deltas
 from timestep.store.content import escape, unescape
 from timestep.store.events import EVENTS_CHANNEL
@@ -167,7 +169,7 @@ class DeltaSender:
             while not self._outbox.empty():
                 ticket, event = self._outbox.get_nowait()
                 merged = merge_text_deltas(batch[-1][1], event)
-                if merged is not None and len(merged.payload["delta"]) <= MAX_MERGED_CHARS:
+                if merged is not None and len(_text(merged).delta) <= MAX_MERGED_CHARS:
                     batch[-1] = (ticket, merged)
                 else:
                     batch.append((ticket, event))
@@ -183,6 +185,7 @@ class DeltaSender:
     def _payloads(self, event: RunEvent) -> list[str]:
         """The notifications (JSON, unescaped) that carry `event`, in order."""
         number = next(self._numbers)
+        text = _text(event)
 
         def build(delta: str, part: int) -> str:
             message: dict[str, Any] = {
@@ -191,13 +194,13 @@ class DeltaSender:
                 "n": [number, part],
                 "run_id": event.run_id,
                 "segment": event.segment,
-                "payload": {**event.payload, "delta": delta},
+                "payload": replace(text, delta=delta).to_json(),
                 "time": event.time.isoformat(),
             }
             return json.dumps(message, ensure_ascii=False)
 
         try:
-            return split_payloads(build, event.payload["delta"])
+            return split_payloads(build, text.delta)
         except ValueError as error:
             log.error("cannot relay a text delta of run %s to other replicas: %s", event.run_id, error)
             return []
@@ -306,8 +309,7 @@ class EventRelay:
                 run_id=data["run_id"],
                 sequence=0,
                 segment=data["segment"],
-                kind=EventKind.TEXT_DELTA,
-                payload=data["payload"],
+                data=event_from_json(EventKind.TEXT_DELTA, data["payload"]),
                 time=datetime.fromisoformat(data["time"]),
             )
         )
@@ -320,3 +322,9 @@ async def relayed_bus(dsn: str, pool: asyncpg.Pool, origin: str) -> AsyncIterato
         bus = EventBus(forwarder=deltas)
         async with EventRelay(dsn, bus, origin):
             yield bus
+
+
+def _text(event: RunEvent) -> TextDelta:
+    """The text delta `event` carries (only text deltas are relayed)."""
+    assert isinstance(event.data, TextDelta)
+    return event.data

@@ -11,12 +11,12 @@ import asyncio
 import logging
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any
 
 import asyncpg
 
-from timestep.domain import EventKind, PendingEvent, Run, RunError, RunErrorCode, RunEvent, RunStatus
+from timestep.domain import PendingEvent, Run, RunError, RunErrorCode, RunStatus
 from timestep.errors import FailedPreconditionError
+from timestep.event_types import FinalOutput, RunEvent, RunFailed, TextDelta, pending
 from timestep.observability.context import run_id_var
 from timestep.runs.events import EventBus
 from timestep.runtime.failures import caused_by, describe_failure
@@ -65,8 +65,8 @@ class RunJournal:
         await self._bus.forwarded(self._run_id)
         self._bus.publish(await self._store.events.append_events(self._run_id, self._segment, [keyed]))
 
-    async def on_text_delta(self, payload: dict[str, Any]) -> None:
-        live = RunEvent(self._run_id, 0, self._segment, EventKind.TEXT_DELTA, payload, datetime.now(UTC))
+    async def on_text_delta(self, delta: TextDelta) -> None:
+        live = RunEvent(self._run_id, 0, self._segment, delta, datetime.now(UTC))
         self._bus.publish([live])
 
 
@@ -209,7 +209,7 @@ def _failed(run: Run, error: RunError, recorder: UsageRecorder) -> SegmentOutcom
         run.current_agent,
         recorder.total(),
         error=error,
-        events=[PendingEvent(EventKind.ERROR, {"code": error.code, "message": error.message})],
+        events=[pending(RunFailed(error))],
         model_calls=recorder.calls,
     )
 
@@ -232,7 +232,5 @@ def _outcome_of(result: SegmentResult) -> SegmentOutcome:
         result.usage,
         final_output=result.final_output,
         model_calls=result.model_calls,
-        events=[
-            PendingEvent(EventKind.FINAL_OUTPUT, {"agent": result.last_agent, "output": result.final_output})
-        ],
+        events=[pending(FinalOutput(result.last_agent, result.final_output))],
     )

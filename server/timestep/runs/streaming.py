@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-from timestep.domain import EventKind, RunEvent
+from timestep.domain import EventKind
+from timestep.event_types import RunEvent
 from timestep.runs.events import EventBus
 from timestep.scope import Scope
 from timestep.store.events import EVENT_BATCH_SIZE

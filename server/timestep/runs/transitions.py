@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 
 from timestep.domain import (
     SESSION_ACTIVE_STATUSES,
-    EventKind,
     Interruption,
     InterruptionStatus,
     MultitaskStrategy,
@@ -27,6 +26,7 @@ from timestep.domain import (
     RunStatus,
 )
 from timestep.errors import FailedPreconditionError, NotFoundError, TimestepError
+from timestep.event_types import StatusChanged, pending
 
 # How much of a recorded rejection message an error repeats (trailers are small).
 ECHOED_MESSAGE_LENGTH = 1024
@@ -36,7 +36,7 @@ SEGMENT_ENDINGS = frozenset({RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.IN
 
 
 def status_changed(status: RunStatus, reason: str = "") -> PendingEvent:
-    return PendingEvent(EventKind.STATUS_CHANGED, {"status": status.value, "reason": reason})
+    return pending(StatusChanged(status, reason))
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from agents.stream_events import StreamEvent
 from timestep.domain import Interruption as Decision
 from timestep.domain import InterruptionStatus, ModelCall, NewInterruption, PendingEvent, Usage
 from timestep.errors import FailedPreconditionError
+from timestep.event_types import TextDelta
 from timestep.runtime import sdk_internals
 from timestep.runtime.models.request_limits import RateLimitedProvider, RequestLimiter
 from timestep.runtime.pricing import PriceTable
@@ -114,7 +115,7 @@ class SegmentListener(Protocol):
 
     async def on_item(self, event: PendingEvent) -> None: ...
 
-    async def on_text_delta(self, payload: dict[str, Any]) -> None: ...
+    async def on_text_delta(self, delta: TextDelta) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -156,7 +157,7 @@ async def execute_segment(
     current_agent = [starting.name]
 
     async def on_delta(delta: str, item_id: str) -> None:
-        await listener.on_text_delta({"agent": current_agent[0], "delta": delta, "item_id": item_id})
+        await listener.on_text_delta(TextDelta(current_agent[0], delta, item_id))
 
     async def on_event(event: StreamEvent) -> None:
         if event.type == "run_item_stream_event":

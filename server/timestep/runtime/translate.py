@@ -19,7 +19,8 @@ from agents import (
 from pydantic import BaseModel
 from pydantic_core import PydanticSerializationError
 
-from timestep.domain import EventKind, NewInterruption, PendingEvent
+from timestep.domain import NewInterruption, PendingEvent
+from timestep.event_types import Handoff, MessageOutput, Reasoning, ToolCalled, ToolOutput, pending
 
 
 def to_json_text(value: Any) -> str:
@@ -49,37 +50,30 @@ def event_for_item(item: RunItem) -> PendingEvent | None:
     agent = item.agent.name
     raw = item.raw_item
     if isinstance(item, MessageOutputItem):
-        return PendingEvent(
-            EventKind.MESSAGE_OUTPUT,
-            {"agent": agent, "text": ItemHelpers.text_message_output(item), "item_json": to_json_text(raw)},
-        )
+        return pending(MessageOutput(agent, ItemHelpers.text_message_output(item), to_json_text(raw)))
     if isinstance(item, ToolCallItem | HandoffCallItem):
-        return PendingEvent(
-            EventKind.TOOL_CALLED,
-            {
-                "agent": agent,
-                "tool_name": _field(raw, "name") or "",
-                "call_id": _field(raw, "call_id") or "",
-                "arguments_json": _field(raw, "arguments") or "",
-                "item_json": to_json_text(raw),
-            },
+        return pending(
+            ToolCalled(
+                agent=agent,
+                tool_name=_field(raw, "name") or "",
+                call_id=_field(raw, "call_id") or "",
+                arguments_json=_field(raw, "arguments") or "",
+                item_json=to_json_text(raw),
+            )
         )
     if isinstance(item, ToolCallOutputItem):
-        return PendingEvent(
-            EventKind.TOOL_OUTPUT,
-            {
-                "agent": agent,
-                "call_id": _field(raw, "call_id") or "",
-                "output": output_text(item.output),
-                "item_json": to_json_text(raw),
-            },
+        return pending(
+            ToolOutput(
+                agent=agent,
+                call_id=_field(raw, "call_id") or "",
+                output=output_text(item.output),
+                item_json=to_json_text(raw),
+            )
         )
     if isinstance(item, HandoffOutputItem):
-        return PendingEvent(
-            EventKind.HANDOFF, {"from_agent": item.source_agent.name, "to_agent": item.target_agent.name}
-        )
+        return pending(Handoff(item.source_agent.name, item.target_agent.name))
     if isinstance(item, ReasoningItem):
-        return PendingEvent(EventKind.REASONING, {"agent": agent, "item_json": to_json_text(raw)})
+        return pending(Reasoning(agent, to_json_text(raw)))
     return None  # approvals become interruptions when the segment ends; the rest is not reported
 
 

@@ -23,6 +23,10 @@ Python does not record, so the result leaves out: `modelResponses[].providerData
 response), usage `endpoint`s, `currentTurnSessionInputItems` (only used when a run paused
 without a session resumes with one). Python's `tool_use_tracker` lists every tool use;
 TypeScript keeps each tool once (the SDKs only ask whether an agent used tools).
+
+Longer than the service's ~450-line modules on purpose: this is one direction of one conversion,
+its steps share the conversion being built and are read top to bottom against the other SDK's
+format; split, each half would reach into the other's private helpers.
 """
 
 from __future__ import annotations

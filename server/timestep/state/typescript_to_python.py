@@ -23,6 +23,10 @@ response), usage `endpoint`s, `tool_call_output_item.executionStatus`,
 `currentTurnSessionInputItems` (input to save if a run paused without a session resumes with
 one; Python does not do that). A TypeScript state records the descriptions of the last
 response's tools only, so only those `tool_call_item`s carry a `description` (informational).
+
+Longer than the service's ~450-line modules on purpose: this is one direction of one conversion,
+its steps share the conversion being built and are read top to bottom against the other SDK's
+format; split, each half would reach into the other's private helpers.
 """
 
 from __future__ import annotations

@@ -11,7 +11,8 @@ from collections.abc import Sequence
 
 import asyncpg
 
-from timestep.domain import PendingEvent, RunEvent
+from timestep.domain import PendingEvent
+from timestep.event_types import RunEvent
 from timestep.store.content import escape_texts
 from timestep.store.retry import retried
 from timestep.store.rows import Connection, event_from_row, run_not_found

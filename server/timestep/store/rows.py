@@ -17,11 +17,11 @@ from timestep.domain import (
     InterruptionStatus,
     Run,
     RunError,
-    RunEvent,
     RunStatus,
     Usage,
 )
 from timestep.errors import NotFoundError
+from timestep.event_types import RunEvent, event_from_json
 
 # What pool.acquire() yields; the stores' helpers take either kind.
 Connection = asyncpg.Connection | PoolConnectionProxy
@@ -128,7 +128,6 @@ def event_from_row(row: asyncpg.Record) -> RunEvent:
         run_id=row["run_id"],
         sequence=row["sequence"],
         segment=row["segment"],
-        kind=EventKind(row["kind"]),
-        payload=row["payload"],
+        data=event_from_json(EventKind(row["kind"]), row["payload"]),
         time=row["create_time"],
     )

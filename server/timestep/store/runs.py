@@ -25,7 +25,6 @@ from typing import Any
 import asyncpg
 
 from timestep.domain import (
-    EventKind,
     Interruption,
     InterruptionStatus,
     ModelCall,
@@ -37,13 +36,20 @@ from timestep.domain import (
     Run,
     RunError,
     RunErrorCode,
-    RunEvent,
     RunFilter,
     RunStatus,
     Snapshot,
     Usage,
 )
 from timestep.errors import AlreadyExistsError, ResourceExhaustedError
+from timestep.event_types import (
+    InterruptionDecided,
+    InterruptionRaised,
+    RunEvent,
+    RunFailed,
+    UsageReported,
+    pending,
+)
 from timestep.runs import transitions
 from timestep.runs.transitions import Change, Keep, Refusal, status_changed
 from timestep.scope import Scope
@@ -255,7 +261,7 @@ class RunStore:
                 run,
                 change,
                 error,
-                [PendingEvent(EventKind.ERROR, {"code": error.code, "message": error.message})],
+                [pending(RunFailed(error))],
             )
             return await self._get_run(connection, Scope.ALL, run_id), events
 
@@ -374,9 +380,9 @@ class RunStore:
                 run_id,
                 1,
                 [
-                    *(PendingEvent(EventKind.INTERRUPTION, i.to_payload()) for i in inserted),
+                    *(pending(InterruptionRaised(i)) for i in inserted),
                     *(
-                        PendingEvent(EventKind.INTERRUPTION_DECIDED, i.to_payload())
+                        pending(InterruptionDecided(i))
                         for i in inserted
                         if i.status is not InterruptionStatus.PENDING
                     ),
@@ -461,22 +467,15 @@ class RunStore:
             )
             if outcome.snapshot:
                 await self._insert_snapshot(connection, run_id, segment, outcome.snapshot)
-            pending = await insert_interruptions(connection, run_id, segment, outcome.interruptions)
+            raised = await insert_interruptions(connection, run_id, segment, outcome.interruptions)
             events = await self.events.append_in(
                 connection,
                 run_id,
                 segment,
                 [
                     *outcome.events,
-                    *(PendingEvent(EventKind.INTERRUPTION, i.to_payload()) for i in pending),
-                    PendingEvent(
-                        EventKind.USAGE,
-                        {
-                            "segment": outcome.usage.to_dict(),
-                            "total": total.to_dict(),
-                            "calls": [call.to_payload() for call in outcome.model_calls],
-                        },
-                    ),
+                    *(pending(InterruptionRaised(i)) for i in raised),
+                    pending(UsageReported(outcome.usage, total, tuple(outcome.model_calls))),
                     change.event,
                 ],
             )
@@ -522,7 +521,7 @@ class RunStore:
                 connection,
                 run_id,
                 run.segment_count,
-                [PendingEvent(EventKind.INTERRUPTION_DECIDED, decided.to_payload())],
+                [pending(InterruptionDecided(decided))],
             )
             return decided, events
 

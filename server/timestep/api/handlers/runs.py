@@ -1,19 +1,16 @@
 """RunService: proto in, domain calls on the orchestrator, proto out. Every call is scoped to
-the caller's tenant (`current_scope()`, bound by the auth interceptor)."""
+the caller's tenant (`CallContext.scope`)."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
 
-from grpc.aio import ServicerContext as Context
-from timestep_client.v1 import runs_pb2, runs_pb2_grpc
+from timestep_client.v1 import runs_pb2
 
 from timestep import ids
 from timestep.api import convert, validation
-from timestep.api.auth import current_scope, current_tenant
-from timestep.api.errors import server_streaming, unary
+from timestep.api.handlers.context import CallContext
 from timestep.domain import InterruptionStatus, NewRun, RunFilter
 from timestep.errors import FailedPreconditionError, InvalidArgumentError
 from timestep.runs.deletion import RunDeleter
@@ -22,75 +19,68 @@ from timestep.settings import Limits
 from timestep.state.errors import StateCodecError, UnsupportedStateError
 
 
-class RunService(runs_pb2_grpc.RunServiceServicer):  # type: ignore[misc]
+class RunHandlers:
     def __init__(self, orchestrator: RunOrchestrator, deleter: RunDeleter, limits: Limits) -> None:
         self._runs = orchestrator
         self._deleter = deleter
-        self.limits = limits
+        self._limits = limits
 
-    @unary
     async def CreateRun(
-        self, request: runs_pb2.CreateRunRequest, context: Context
+        self, request: runs_pb2.CreateRunRequest, call: CallContext
     ) -> runs_pb2.CreateRunResponse:
         new_run = replace(
-            validation.new_run_from_create(request, self.limits),
-            tenant=current_tenant(),
-            deadline=_waiting_deadline(context, request.wait),
+            validation.new_run_from_create(request, self._limits),
+            tenant=call.tenant,
+            deadline=call.waiting_deadline(request.wait),
         )
         run = await self._runs.create_run(new_run, wait=request.wait)
         return runs_pb2.CreateRunResponse(run=convert.run_to_proto(run))
 
-    @unary
-    async def GetRun(self, request: runs_pb2.GetRunRequest, context: Context) -> runs_pb2.GetRunResponse:
-        run = await self._runs.get_run(current_scope(), validation.require_run_id(request.run_id))
+    async def GetRun(self, request: runs_pb2.GetRunRequest, call: CallContext) -> runs_pb2.GetRunResponse:
+        run = await self._runs.get_run(call.scope, validation.require_run_id(request.run_id))
         return runs_pb2.GetRunResponse(run=convert.run_to_proto(run))
 
-    @unary
     async def ListRuns(
-        self, request: runs_pb2.ListRunsRequest, context: Context
+        self, request: runs_pb2.ListRunsRequest, call: CallContext
     ) -> runs_pb2.ListRunsResponse:
         run_filter = RunFilter(
             agent=request.agent,
             status=convert.run_status_from_proto(request.status),
             session_id=ids.session_id(request.session_id),
         )
-        page = await self._runs.list_runs(current_scope(), run_filter, request.page_size, request.page_token)
+        page = await self._runs.list_runs(call.scope, run_filter, request.page_size, request.page_token)
         return runs_pb2.ListRunsResponse(
             runs=[convert.run_to_proto(run) for run in page.items], next_page_token=page.next_page_token
         )
 
-    @server_streaming
     async def StreamRunEvents(
-        self, request: runs_pb2.StreamRunEventsRequest, context: Context
+        self, request: runs_pb2.StreamRunEventsRequest, call: CallContext
     ) -> AsyncIterator[runs_pb2.StreamRunEventsResponse]:
         run_id = validation.require_run_id(request.run_id)
-        scope = current_scope()  # before the first yield: later steps run in other tasks
         if request.after_sequence < 0:
             raise InvalidArgumentError(
                 "after_sequence must be 0 (whole history) or the last sequence you received.",
                 field="after_sequence",
             )
-        async for event in self._runs.follow(scope, run_id, request.after_sequence):
+        async for event in self._runs.follow(call.scope, run_id, request.after_sequence):
             yield runs_pb2.StreamRunEventsResponse(event=convert.event_to_proto(event))
 
-    @unary
     async def ListInterruptions(
-        self, request: runs_pb2.ListInterruptionsRequest, context: Context
+        self, request: runs_pb2.ListInterruptionsRequest, call: CallContext
     ) -> runs_pb2.ListInterruptionsResponse:
         page = await self._runs.list_interruptions(
-            current_scope(), request.run_id, request.page_size, request.page_token
+            call.scope, request.run_id, request.page_size, request.page_token
         )
         return runs_pb2.ListInterruptionsResponse(
             interruptions=[convert.interruption_to_proto(i) for i in page.items],
             next_page_token=page.next_page_token,
         )
 
-    @unary
     async def ApproveInterruption(
-        self, request: runs_pb2.ApproveInterruptionRequest, context: Context
+        self, request: runs_pb2.ApproveInterruptionRequest, call: CallContext
     ) -> runs_pb2.ApproveInterruptionResponse:
         interruption = await self._runs.decide(
-            current_scope(),
+            call.scope,
             validation.require_run_id(request.run_id),
             validation.require_interruption_id(request.interruption_id),
             InterruptionStatus.APPROVED,
@@ -98,12 +88,11 @@ class RunService(runs_pb2_grpc.RunServiceServicer):  # type: ignore[misc]
         )
         return runs_pb2.ApproveInterruptionResponse(interruption=convert.interruption_to_proto(interruption))
 
-    @unary
     async def RejectInterruption(
-        self, request: runs_pb2.RejectInterruptionRequest, context: Context
+        self, request: runs_pb2.RejectInterruptionRequest, call: CallContext
     ) -> runs_pb2.RejectInterruptionResponse:
         interruption = await self._runs.decide(
-            current_scope(),
+            call.scope,
             validation.require_run_id(request.run_id),
             validation.require_interruption_id(request.interruption_id),
             InterruptionStatus.REJECTED,
@@ -112,34 +101,31 @@ class RunService(runs_pb2_grpc.RunServiceServicer):  # type: ignore[misc]
         )
         return runs_pb2.RejectInterruptionResponse(interruption=convert.interruption_to_proto(interruption))
 
-    @unary
     async def ResumeRun(
-        self, request: runs_pb2.ResumeRunRequest, context: Context
+        self, request: runs_pb2.ResumeRunRequest, call: CallContext
     ) -> runs_pb2.ResumeRunResponse:
         run = await self._runs.resume_run(
-            current_scope(),
+            call.scope,
             validation.require_run_id(request.run_id),
             wait=request.wait,
-            deadline=_waiting_deadline(context, request.wait),
+            deadline=call.waiting_deadline(request.wait),
         )
         return runs_pb2.ResumeRunResponse(run=convert.run_to_proto(run))
 
-    @unary
     async def CancelRun(
-        self, request: runs_pb2.CancelRunRequest, context: Context
+        self, request: runs_pb2.CancelRunRequest, call: CallContext
     ) -> runs_pb2.CancelRunResponse:
         run = await self._runs.cancel_run(
-            current_scope(), validation.require_run_id(request.run_id), request.reason
+            call.scope, validation.require_run_id(request.run_id), request.reason
         )
         return runs_pb2.CancelRunResponse(run=convert.run_to_proto(run))
 
-    @unary
     async def GetRunState(
-        self, request: runs_pb2.GetRunStateRequest, context: Context
+        self, request: runs_pb2.GetRunStateRequest, call: CallContext
     ) -> runs_pb2.GetRunStateResponse:
         try:
             export = await self._runs.get_run_state(
-                current_scope(),
+                call.scope,
                 validation.require_run_id(request.run_id),
                 convert.state_format_from_proto(request.format),
             )
@@ -154,9 +140,8 @@ class RunService(runs_pb2_grpc.RunServiceServicer):  # type: ignore[misc]
             session_id=export.session_id,
         )
 
-    @unary
     async def ImportRunState(
-        self, request: runs_pb2.ImportRunStateRequest, context: Context
+        self, request: runs_pb2.ImportRunStateRequest, call: CallContext
     ) -> runs_pb2.ImportRunStateResponse:
         agent = validation.require(request.agent, "agent", "name the registered agent the state belongs to")
         state_json = validation.require_state_json(request.state_json)
@@ -165,11 +150,11 @@ class RunService(runs_pb2_grpc.RunServiceServicer):  # type: ignore[misc]
             input=[],
             session_id=ids.session_id(request.session_id),
             metadata=dict(request.metadata),
-            tenant=current_tenant(),
+            tenant=call.tenant,
         )
         try:
             run, snapshot = await self._runs.import_run_state(
-                new_run, state_json, max_message_bytes=self.limits.max_text_bytes
+                new_run, state_json, max_message_bytes=self._limits.max_text_bytes
             )
         except StateCodecError as error:
             raise InvalidArgumentError(error.message, field="state_json", reason=error.reason) from error
@@ -179,12 +164,11 @@ class RunService(runs_pb2_grpc.RunServiceServicer):  # type: ignore[misc]
             schema_version=snapshot.schema_version,
         )
 
-    @unary
     async def DeleteRun(
-        self, request: runs_pb2.DeleteRunRequest, context: Context
+        self, request: runs_pb2.DeleteRunRequest, call: CallContext
     ) -> runs_pb2.DeleteRunResponse:
         deleted = await self._deleter.delete_run(
-            current_scope(),
+            call.scope,
             validation.require_run_id(request.run_id),
             force=request.force,
             allow_missing=request.allow_missing,
@@ -193,18 +177,9 @@ class RunService(runs_pb2_grpc.RunServiceServicer):  # type: ignore[misc]
             return runs_pb2.DeleteRunResponse(deleted=False)
         return runs_pb2.DeleteRunResponse(deleted=True, deleted_session_items=deleted.session_items)
 
-    @unary
-    async def KeepRun(self, request: runs_pb2.KeepRunRequest, context: Context) -> runs_pb2.KeepRunResponse:
-        scope = current_scope()
+    async def KeepRun(self, request: runs_pb2.KeepRunRequest, call: CallContext) -> runs_pb2.KeepRunResponse:
         run_id = validation.require_run_id(request.run_id)
-        await self._deleter.keep(scope, run_id, request.keep)
-        return runs_pb2.KeepRunResponse(run=convert.run_to_proto(await self._runs.get_run(scope, run_id)))
-
-
-def _waiting_deadline(context: Context, wait: bool) -> datetime | None:
-    """The deadline of a caller that waits for the segment it starts: the segment stops when it
-    passes (nobody is waiting any more). A caller that does not wait has detached from the run."""
-    remaining = context.time_remaining()
-    if not wait or remaining is None:
-        return None
-    return datetime.now(UTC) + timedelta(seconds=remaining)
+        await self._deleter.keep(call.scope, run_id, request.keep)
+        return runs_pb2.KeepRunResponse(
+            run=convert.run_to_proto(await self._runs.get_run(call.scope, run_id))
+        )

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from grpc.aio import ServicerContext as Context
-from timestep_client.v1 import schedules_pb2, schedules_pb2_grpc
+from timestep_client.v1 import schedules_pb2
 
 from timestep import ids
 from timestep.api import convert, validation
-from timestep.api.auth import current_tenant
-from timestep.api.errors import unary
+from timestep.api.handlers.context import CallContext
 from timestep.domain import Schedule, ScheduleSpec
 from timestep.runs.schedules import Schedules
-from timestep.settings import Limits
 
 
 def schedule_to_proto(schedule: Schedule) -> schedules_pb2.Schedule:
@@ -31,14 +28,12 @@ def schedule_to_proto(schedule: Schedule) -> schedules_pb2.Schedule:
     )
 
 
-class ScheduleService(schedules_pb2_grpc.ScheduleServiceServicer):  # type: ignore[misc]
-    def __init__(self, schedules: Schedules, limits: Limits) -> None:
+class ScheduleHandlers:
+    def __init__(self, schedules: Schedules) -> None:
         self._schedules = schedules
-        self.limits = limits
 
-    @unary
     async def CreateSchedule(
-        self, request: schedules_pb2.CreateScheduleRequest, context: Context
+        self, request: schedules_pb2.CreateScheduleRequest, call: CallContext
     ) -> schedules_pb2.CreateScheduleResponse:
         spec = ScheduleSpec(
             cron=validation.require(request.cron, "cron", 'give a cron expression such as "0 9 * * 1-5"'),
@@ -51,44 +46,39 @@ class ScheduleService(schedules_pb2_grpc.ScheduleServiceServicer):  # type: igno
             metadata=dict(request.metadata),
         )
         schedule_id = ids.schedule_id(request.schedule_id, required=False)
-        schedule = await self._schedules.create(schedule_id, spec, tenant=current_tenant())
+        schedule = await self._schedules.create(schedule_id, spec, tenant=call.tenant)
         return schedules_pb2.CreateScheduleResponse(schedule=schedule_to_proto(schedule))
 
-    @unary
     async def GetSchedule(
-        self, request: schedules_pb2.GetScheduleRequest, context: Context
+        self, request: schedules_pb2.GetScheduleRequest, call: CallContext
     ) -> schedules_pb2.GetScheduleResponse:
-        schedule = await self._schedules.get(ids.schedule_id(request.schedule_id), tenant=current_tenant())
+        schedule = await self._schedules.get(ids.schedule_id(request.schedule_id), tenant=call.tenant)
         return schedules_pb2.GetScheduleResponse(schedule=schedule_to_proto(schedule))
 
-    @unary
     async def ListSchedules(
-        self, request: schedules_pb2.ListSchedulesRequest, context: Context
+        self, request: schedules_pb2.ListSchedulesRequest, call: CallContext
     ) -> schedules_pb2.ListSchedulesResponse:
         page = await self._schedules.list(
-            tenant=current_tenant(), page_size=request.page_size, page_token=request.page_token
+            tenant=call.tenant, page_size=request.page_size, page_token=request.page_token
         )
         return schedules_pb2.ListSchedulesResponse(
             schedules=[schedule_to_proto(s) for s in page.items], next_page_token=page.next_page_token
         )
 
-    @unary
     async def PauseSchedule(
-        self, request: schedules_pb2.PauseScheduleRequest, context: Context
+        self, request: schedules_pb2.PauseScheduleRequest, call: CallContext
     ) -> schedules_pb2.PauseScheduleResponse:
-        schedule = await self._schedules.pause(ids.schedule_id(request.schedule_id), tenant=current_tenant())
+        schedule = await self._schedules.pause(ids.schedule_id(request.schedule_id), tenant=call.tenant)
         return schedules_pb2.PauseScheduleResponse(schedule=schedule_to_proto(schedule))
 
-    @unary
     async def ResumeSchedule(
-        self, request: schedules_pb2.ResumeScheduleRequest, context: Context
+        self, request: schedules_pb2.ResumeScheduleRequest, call: CallContext
     ) -> schedules_pb2.ResumeScheduleResponse:
-        schedule = await self._schedules.resume(ids.schedule_id(request.schedule_id), tenant=current_tenant())
+        schedule = await self._schedules.resume(ids.schedule_id(request.schedule_id), tenant=call.tenant)
         return schedules_pb2.ResumeScheduleResponse(schedule=schedule_to_proto(schedule))
 
-    @unary
     async def DeleteSchedule(
-        self, request: schedules_pb2.DeleteScheduleRequest, context: Context
+        self, request: schedules_pb2.DeleteScheduleRequest, call: CallContext
     ) -> schedules_pb2.DeleteScheduleResponse:
-        await self._schedules.delete(ids.schedule_id(request.schedule_id), tenant=current_tenant())
+        await self._schedules.delete(ids.schedule_id(request.schedule_id), tenant=call.tenant)
         return schedules_pb2.DeleteScheduleResponse()

@@ -2,26 +2,29 @@
 
 from __future__ import annotations
 
-from grpc.aio import ServicerContext as Context
-from timestep_client.v1 import usage_pb2, usage_pb2_grpc
+from typing import Protocol
+
+from timestep_client.v1 import usage_pb2
 
 from timestep.api import convert, validation
-from timestep.api.auth import current_scope
-from timestep.api.errors import unary
-from timestep.domain import UsageFilter
+from timestep.api.handlers.context import CallContext
+from timestep.domain import UsageFilter, UsageSummary
 from timestep.errors import InvalidArgumentError
-from timestep.settings import Limits
-from timestep.store.usage import UsageStore
+from timestep.scope import Scope
 
 
-class UsageService(usage_pb2_grpc.UsageServiceServicer):  # type: ignore[misc]
-    def __init__(self, usage: UsageStore, limits: Limits) -> None:
+class UsageSummaries(Protocol):
+    """Where usage is summed (the store's `UsageStore`, given by the composition root)."""
+
+    async def summarize(self, scope: Scope, usage_filter: UsageFilter) -> UsageSummary: ...
+
+
+class UsageHandlers:
+    def __init__(self, usage: UsageSummaries) -> None:
         self._usage = usage
-        self.limits = limits
 
-    @unary
     async def GetUsage(
-        self, request: usage_pb2.GetUsageRequest, context: Context
+        self, request: usage_pb2.GetUsageRequest, call: CallContext
     ) -> usage_pb2.GetUsageResponse:
         start = validation.optional_time(request, "start_time")
         end = validation.optional_time(request, "end_time")
@@ -31,7 +34,7 @@ class UsageService(usage_pb2_grpc.UsageServiceServicer):  # type: ignore[misc]
                 field="end_time",
             )
         summary = await self._usage.summarize(
-            current_scope(), UsageFilter(start, end, request.agent, request.model)
+            call.scope, UsageFilter(start, end, request.agent, request.model)
         )
         return usage_pb2.GetUsageResponse(
             total=convert.usage_to_proto(summary.total),

@@ -3,18 +3,30 @@
 from __future__ import annotations
 
 import json
+from typing import Protocol
 
-from grpc.aio import ServicerContext as Context
-from timestep_client.v1 import sessions_pb2, sessions_pb2_grpc
+from timestep_client.v1 import sessions_pb2
 
 from timestep import ids
 from timestep.api import convert
-from timestep.api.auth import current_scope
-from timestep.api.errors import unary
-from timestep.domain import Session, SessionItem
+from timestep.api.handlers.context import CallContext
+from timestep.domain import Page, Session, SessionItem
 from timestep.runs.deletion import RunDeleter
-from timestep.settings import Limits
-from timestep.store.session_store import SessionStore
+from timestep.scope import Scope
+
+
+class SessionReads(Protocol):
+    """Where sessions are read (the store's `SessionStore`, given by the composition root)."""
+
+    async def list_sessions(
+        self, scope: Scope, agent: str, page_size: int, page_token: str
+    ) -> Page[Session]: ...
+
+    async def get_session(self, scope: Scope, session_id: str) -> Session: ...
+
+    async def list_items(
+        self, scope: Scope, session_id: str, page_size: int, page_token: str
+    ) -> Page[SessionItem]: ...
 
 
 def session_to_proto(session: Session) -> sessions_pb2.Session:
@@ -37,38 +49,34 @@ def item_to_proto(item: SessionItem) -> sessions_pb2.SessionItem:
     )
 
 
-class SessionService(sessions_pb2_grpc.SessionServiceServicer):  # type: ignore[misc]
-    def __init__(self, sessions: SessionStore, deleter: RunDeleter, limits: Limits) -> None:
+class SessionHandlers:
+    def __init__(self, sessions: SessionReads, deleter: RunDeleter) -> None:
         self._sessions = sessions
         self._deleter = deleter
-        self.limits = limits
 
-    @unary
     async def ListSessions(
-        self, request: sessions_pb2.ListSessionsRequest, context: Context
+        self, request: sessions_pb2.ListSessionsRequest, call: CallContext
     ) -> sessions_pb2.ListSessionsResponse:
         page = await self._sessions.list_sessions(
-            current_scope(), request.agent, request.page_size, request.page_token
+            call.scope, request.agent, request.page_size, request.page_token
         )
         return sessions_pb2.ListSessionsResponse(
             sessions=[session_to_proto(s) for s in page.items], next_page_token=page.next_page_token
         )
 
-    @unary
     async def GetSession(
-        self, request: sessions_pb2.GetSessionRequest, context: Context
+        self, request: sessions_pb2.GetSessionRequest, call: CallContext
     ) -> sessions_pb2.GetSessionResponse:
         session = await self._sessions.get_session(
-            current_scope(), ids.session_id(request.session_id, required=True)
+            call.scope, ids.session_id(request.session_id, required=True)
         )
         return sessions_pb2.GetSessionResponse(session=session_to_proto(session))
 
-    @unary
     async def ListSessionItems(
-        self, request: sessions_pb2.ListSessionItemsRequest, context: Context
+        self, request: sessions_pb2.ListSessionItemsRequest, call: CallContext
     ) -> sessions_pb2.ListSessionItemsResponse:
         page = await self._sessions.list_items(
-            current_scope(),
+            call.scope,
             ids.session_id(request.session_id, required=True),
             request.page_size,
             request.page_token,
@@ -77,12 +85,11 @@ class SessionService(sessions_pb2_grpc.SessionServiceServicer):  # type: ignore[
             items=[item_to_proto(i) for i in page.items], next_page_token=page.next_page_token
         )
 
-    @unary
     async def DeleteSession(
-        self, request: sessions_pb2.DeleteSessionRequest, context: Context
+        self, request: sessions_pb2.DeleteSessionRequest, call: CallContext
     ) -> sessions_pb2.DeleteSessionResponse:
         deleted = await self._deleter.delete_session(
-            current_scope(),
+            call.scope,
             ids.session_id(request.session_id, required=True),
             delete_runs=request.delete_runs,
             force=request.force,

@@ -7,32 +7,12 @@ from collections.abc import Sequence
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
-from timestep_client.v1 import (
-    agents_pb2,
-    agents_pb2_grpc,
-    runs_pb2,
-    runs_pb2_grpc,
-    schedules_pb2,
-    schedules_pb2_grpc,
-    sessions_pb2,
-    sessions_pb2_grpc,
-    usage_pb2,
-    usage_pb2_grpc,
-)
+from timestep_client.v1 import agents_pb2, runs_pb2, schedules_pb2, sessions_pb2, usage_pb2
 
-from timestep.api.agent_service import AgentService
-from timestep.api.reflection import enable_reflection
-from timestep.api.run_service import RunService
-from timestep.api.schedule_service import ScheduleService
-from timestep.api.session_service import SessionService
-from timestep.api.usage_service import UsageService
-from timestep.runs.deletion import RunDeleter
-from timestep.runs.orchestrator import RunOrchestrator
-from timestep.runs.schedules import Schedules
-from timestep.runtime.registry import AgentRegistry
+from timestep.api.grpc.reflection import enable_reflection
+from timestep.api.grpc.servicers import generic_handler
+from timestep.api.handlers import Service
 from timestep.settings import DEFAULT_KEEPALIVE_TIME_MS, DEFAULT_KEEPALIVE_TIMEOUT_MS, Limits
-from timestep.store.session_store import SessionStore
-from timestep.store.usage import UsageStore
 
 SERVICE_NAMES = (
     runs_pb2.DESCRIPTOR.services_by_name["RunService"].full_name,
@@ -61,7 +41,7 @@ def server_options(
         ("grpc.http2.min_ping_interval_without_data_ms", MIN_CLIENT_PING_INTERVAL_MS),
         ("grpc.http2.max_pings_without_data", 0),
         ("grpc.keepalive_permit_without_calls", 1),
-        # Transport limits, enforced by gRPC before a request reaches a servicer.
+        # Transport limits, enforced by gRPC before a request reaches a handler.
         ("grpc.max_receive_message_length", limits.max_message_bytes),
         # gRPC rejects metadata between the soft and the hard limit only at random: make them one.
         ("grpc.max_metadata_size", limits.max_metadata_bytes),
@@ -71,12 +51,7 @@ def server_options(
 
 
 async def build_server(
-    orchestrator: RunOrchestrator,
-    deleter: RunDeleter,
-    sessions: SessionStore,
-    registry: AgentRegistry,
-    usage: UsageStore,
-    schedules: Schedules,
+    services: Sequence[Service],
     health: health_aio.HealthServicer,
     address: str,
     *,
@@ -85,16 +60,12 @@ async def build_server(
     limits: Limits = DEFAULT_LIMITS,
     credentials: grpc.ServerCredentials | None = None,
 ) -> tuple[grpc.aio.Server, int]:
-    """A started server bound to `address` (TLS with `credentials`, else plaintext), whose
+    """A started server of `services` bound to `address` (TLS with `credentials`, else plaintext), whose
     `health` turns SERVING once it serves; returns it and the bound port."""
     server = grpc.aio.server(
         interceptors=list(interceptors), options=list(options if options is not None else server_options())
     )
-    runs_pb2_grpc.add_RunServiceServicer_to_server(RunService(orchestrator, deleter, limits), server)
-    sessions_pb2_grpc.add_SessionServiceServicer_to_server(SessionService(sessions, deleter, limits), server)
-    agents_pb2_grpc.add_AgentServiceServicer_to_server(AgentService(registry, limits), server)
-    usage_pb2_grpc.add_UsageServiceServicer_to_server(UsageService(usage, limits), server)
-    schedules_pb2_grpc.add_ScheduleServiceServicer_to_server(ScheduleService(schedules, limits), server)
+    server.add_generic_rpc_handlers([generic_handler(service, limits) for service in services])
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     enable_reflection((*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name), server)
     port = _bind(
