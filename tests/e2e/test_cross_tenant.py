@@ -22,7 +22,7 @@ from grpc_status import rpc_status
 from timestep.api.auth import ApiKeys, hash_key
 from timestep.app import TimestepService
 from timestep.runtime.providers import ModelConfig
-from timestep_client import RunStatus, TimestepClient
+from timestep_client import MultitaskStrategy, RunStatus, TimestepClient
 from timestep_client.v1 import runs_pb2, schedules_pb2, sessions_pb2, usage_pb2
 from timestep_client.v1.runs_pb2 import INTERRUPTION_STATUS_PENDING
 
@@ -330,19 +330,6 @@ async def test_no_tenant_reaches_another_tenants_objects_through_any_rpc(
     await clients["anonymous"].schedules.DeleteSchedule(
         schedules_pb2.DeleteScheduleRequest(schedule_id=SCHEDULE)
     )
-    # A session is each tenant's own: a later run in "s1" sees only its own tenant's history.
-    for tenant, client in clients.items():
-        fake_openai.script(text("Noted."))
-        await client.create_run(
-            "assistant", "What was the code word?", session_id=SESSION, wait=True, timeout=WAIT
-        )
-        seen = " ".join(content for _, content in conversation(fake_openai.requests[-1]))
-        for other, theirs in owned.items():
-            if other != tenant and theirs.said in seen:
-                problems.append(f"{tenant}'s session {SESSION!r} shows {other}'s conversation")
-        if owned[tenant].said not in seen:
-            problems.append(f"{tenant}'s session {SESSION!r} lost its own conversation")
-
     # The owners' objects are as they made them: nothing above paused, decided or deleted them.
     for tenant, thing in owned.items():
         run = await thing.client.get_run(thing.run_id)
@@ -356,5 +343,27 @@ async def test_no_tenant_reaches_another_tenants_objects_through_any_rpc(
             expected[SCHEDULE] = schedules_pb2.SCHEDULE_STATE_ACTIVE
         if states != expected:
             problems.append(f"{tenant}'s schedules changed: {states}")
+
+    # A session is each tenant's own: a later run in "s1" sees only its own tenant's history, and
+    # interrupting the run that holds "s1" (paused on its approval) cancels that tenant's run only.
+    for n, (tenant, client) in enumerate(clients.items()):
+        fake_openai.script(text("Noted."))
+        await client.create_run(
+            "assistant",
+            "What was the code word?",
+            session_id=SESSION,
+            wait=True,
+            timeout=WAIT,
+            multitask_strategy=MultitaskStrategy.MULTITASK_STRATEGY_INTERRUPT,
+        )
+        seen = " ".join(content for _, content in conversation(fake_openai.requests[-1]))
+        for other, theirs in owned.items():
+            if other != tenant and theirs.said in seen:
+                problems.append(f"{tenant}'s session {SESSION!r} shows {other}'s conversation")
+        if owned[tenant].said not in seen:
+            problems.append(f"{tenant}'s session {SESSION!r} lost its own conversation")
+        for later in list(owned.values())[n + 1 :]:
+            if (await later.client.get_run(later.run_id)).status != RunStatus.RUN_STATUS_INTERRUPTED:
+                problems.append(f"{tenant}'s run in {SESSION!r} interrupted another tenant's")
 
     assert not problems, "\n".join(problems)
