@@ -22,6 +22,7 @@ from timestep_client import InterruptionStatus, RunStatus, TimestepClient
 from bench.environment import API_KEY, Bench, database
 from bench.report import Row
 from bench.retention import retention
+from bench.round_trips import round_trips
 from timestep_testing.chaos import soak as chaos_soak
 from timestep_testing.chaos import soak_seed
 from timestep_testing.harness import FAST_RECONNECT, ServeProcess, free_port
@@ -635,4 +636,5 @@ SCENARIOS: dict[str, Scenario] = {
     "recovery": recovery,
     "retention": retention,
     "soak": soak,
+    "round_trips": round_trips,
 }

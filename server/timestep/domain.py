@@ -235,6 +235,9 @@ class Run:
     tenant: str = ""
     # When the current segment must stop: the deadline of the caller waiting for it, if any.
     segment_deadline: datetime | None = None
+    # How many transitions the run has made: a transition applies only to the version it was
+    # decided from.
+    version: int = 0
     # Retention never deletes a kept run.
     keep: bool = False
 

@@ -99,7 +99,7 @@ class InterruptionRaised:
     interruption: Interruption
 
     def to_json(self) -> dict[str, Any]:
-        return _interruption_json(self.interruption)
+        return interruption_json(self.interruption)
 
 
 @dataclass(frozen=True)
@@ -108,7 +108,7 @@ class InterruptionDecided:
     interruption: Interruption
 
     def to_json(self) -> dict[str, Any]:
-        return _interruption_json(self.interruption)
+        return interruption_json(self.interruption)
 
 
 @dataclass(frozen=True)
@@ -280,7 +280,8 @@ class _Texts:
         return value if isinstance(value, str) else ""
 
 
-def _interruption_json(interruption: Interruption) -> dict[str, Any]:
+def interruption_json(interruption: Interruption) -> dict[str, Any]:
+    """An interruption as stored JSON (in its events, and as a transition hands it to the store)."""
     return {
         "id": interruption.id,
         "run_id": interruption.run_id,

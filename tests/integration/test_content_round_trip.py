@@ -11,6 +11,7 @@ from typing import Any, Final
 import asyncpg
 import pytest
 from timestep import RunStateStore, run_agent
+from timestep.changes import SegmentOutcome
 from timestep.domain import (
     EventKind,
     InterruptionStatus,
@@ -23,9 +24,10 @@ from timestep.domain import (
     Usage,
 )
 from timestep.event_types import FinalOutput, MessageOutput, pending
+from timestep.runs.apply import RunTransitions
 from timestep.scope import Scope
 from timestep.store.content import ESCAPE
-from timestep.store.runs import RunStore, SegmentOutcome
+from timestep.store.runs import RunStore
 from timestep.store.sessions import PostgresSession
 
 from tests.integration.test_library_api import config, make_agent
@@ -88,7 +90,7 @@ async def test_every_content_column_of_a_run_comes_back_exactly(store: RunStore,
         new_run.request_id,
         new_run.metadata,
     )
-    assert await store.get_run_input(run.id) == hostile
+    assert (await store.segment_start(run.id, 1))[1] == hostile
     # The same request finds the same run (the fingerprint and request id compare as stored).
     again, _, created_again = await store.create_run(new_run)
     assert (again.id, created_again) == (run.id, False)
@@ -96,10 +98,10 @@ async def test_every_content_column_of_a_run_comes_back_exactly(store: RunStore,
     assert [r.id for r in listed.items] == [run.id]
 
     with_items, _, _ = await store.create_run(NewRun(agent=unique("agent"), input=items))
-    assert await store.get_run_input(with_items.id) == items
-    await store.cancel_run(Scope.ALL, with_items.id, CANCELLED)
+    assert (await store.segment_start(with_items.id, 1))[1] == items
+    await RunTransitions(store).cancel_run(Scope.ALL, with_items.id, CANCELLED)
 
-    await store.begin_segment(run.id, 1)
+    await RunTransitions(store).begin_segment(run.id, 1)
     stored = await store.events.append_events(
         run.id, 1, [pending(message(hostile), dedupe_key="1:" + hostile)]
     )
@@ -109,7 +111,7 @@ async def test_every_content_column_of_a_run_comes_back_exactly(store: RunStore,
         == []
     )
     snapshot = Snapshot("python", "1.0", json.dumps({"input": hostile}, ensure_ascii=False) + hostile)
-    interrupted, events = await store.finish_segment(
+    interrupted, events = await RunTransitions(store).finish_segment(
         run.id,
         1,
         SegmentOutcome(
@@ -141,7 +143,7 @@ async def test_every_content_column_of_a_run_comes_back_exactly(store: RunStore,
     listed_pending = await store.list_interruptions(Scope.ALL, "", 500, "")
     assert waiting in listed_pending.items or listed_pending.next_page_token
 
-    decided, _ = await store.decide_interruption(
+    decided, _ = await RunTransitions(store).decide_interruption(
         Scope.ALL, run.id, waiting.id, InterruptionStatus.REJECTED, always=False, message=hostile
     )
     assert decided.message == hostile
@@ -152,7 +154,7 @@ async def test_every_content_column_of_a_run_comes_back_exactly(store: RunStore,
         == (await store.list_runs(Scope.ALL, RunFilter(session_id=new_run.session_id), 10, "")).items[0]
     )
 
-    cancelled, _ = await store.cancel_run(Scope.ALL, run.id, RunError("cancelled", hostile))
+    cancelled, _ = await RunTransitions(store).cancel_run(Scope.ALL, run.id, RunError("cancelled", hostile))
     assert cancelled.error == RunError("cancelled", hostile)
 
     all_events = await store.events.list_events(run.id, 0)
@@ -181,10 +183,10 @@ async def test_session_items_come_back_exactly(pool: asyncpg.Pool) -> None:
 
 async def test_a_megabyte_of_cjk_comes_back_exactly(store: RunStore) -> None:
     run, _, _ = await store.create_run(NewRun(agent=unique("agent"), input=CJK))
-    await store.begin_segment(run.id, 1)
+    await RunTransitions(store).begin_segment(run.id, 1)
     await store.events.append_events(run.id, 1, [pending(MessageOutput("a", CJK, "{}"))])
     snapshot = Snapshot("python", "1.0", json.dumps({"input": CJK}, ensure_ascii=False))
-    finished, _ = await store.finish_segment(
+    finished, _ = await RunTransitions(store).finish_segment(
         run.id,
         1,
         SegmentOutcome(
@@ -193,7 +195,7 @@ async def test_a_megabyte_of_cjk_comes_back_exactly(store: RunStore) -> None:
     )
 
     assert finished.final_output == CJK
-    assert await store.get_run_input(run.id) == CJK
+    assert (await store.segment_start(run.id, 1))[1] == CJK
     assert await store.latest_snapshot(run.id) == snapshot
     assert [
         e.data for e in await store.events.list_events(run.id, 0) if e.kind is EventKind.MESSAGE_OUTPUT
@@ -205,7 +207,7 @@ async def test_ordinary_text_is_stored_as_it_is(store: RunStore, pool: asyncpg.P
     text unchanged (what other tools reading the database see)."""
     text = "plain é 漢字 🧪 \u200f"
     run, _, _ = await store.create_run(NewRun(agent=unique("agent"), input=text, metadata={"k": text}))
-    await store.cancel_run(Scope.ALL, run.id, CANCELLED)
+    await RunTransitions(store).cancel_run(Scope.ALL, run.id, CANCELLED)
 
     row = await pool.fetchrow(
         "SELECT input #>> '{}' AS input, metadata ->> 'k' AS k FROM runs WHERE id = $1", run.id

@@ -56,7 +56,7 @@ async def test_embedded_server_starts_migrates_and_stores_a_run(data_dir: Path) 
         assert created
         stored = await store.get_run(Scope.ALL, run.id)
         assert stored.status is RunStatus.QUEUED
-        assert await store.get_run_input(run.id) == "Hello"
+        assert (await store.segment_start(run.id, 1))[1] == "Hello"
         assert await store.events.list_events(run.id, 0) == events
     finally:
         await pool.close()

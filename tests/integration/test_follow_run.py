@@ -12,6 +12,7 @@ from typing import cast
 
 import asyncpg
 import pytest
+from timestep.changes import SegmentOutcome
 from timestep.domain import (
     EventKind,
     InterruptionStatus,
@@ -25,11 +26,12 @@ from timestep.domain import (
 )
 from timestep.errors import FailedPreconditionError, NotFoundError
 from timestep.event_types import RunEvent, TextDelta
+from timestep.runs.apply import RunTransitions
 from timestep.runs.events import EventBus
 from timestep.runs.relay import relayed_bus
 from timestep.runs.streaming import follow_run
 from timestep.scope import Scope
-from timestep.store.runs import RunStore, SegmentOutcome
+from timestep.store.runs import RunStore
 
 
 def follow(store: RunStore, bus: EventBus, run_id: str, after: int) -> AsyncGenerator[RunEvent, None]:
@@ -56,13 +58,13 @@ def message(text: str) -> PendingEvent:
 
 async def running_run(store: RunStore) -> str:
     run, _, _ = await store.create_run(NewRun(agent=f"follow_{uuid.uuid4().hex[:8]}", input="Hi"))
-    running, _ = await store.begin_segment(run.id, 1)  # events 1 (queued) and 2 (running)
+    running, _ = await RunTransitions(store).begin_segment(run.id, 1)  # events 1 (queued) and 2 (running)
     assert running is not None
     return run.id
 
 
 async def finish(store: RunStore, run_id: str) -> list[RunEvent]:
-    _, events = await store.finish_segment(
+    _, events = await RunTransitions(store).finish_segment(
         run_id,
         1,
         SegmentOutcome(status=RunStatus.COMPLETED, current_agent="a", usage=Usage(), final_output="ok"),
@@ -171,7 +173,9 @@ async def test_a_follower_of_a_cancelled_running_run_stops_at_the_cancellation(s
     stream = follow(store, bus, run_id, 0)
     assert [(await next_event(stream)).sequence for _ in range(2)] == [1, 2]
 
-    _, cancelled = await store.cancel_run(Scope.ALL, run_id, RunError("cancelled", "Stopped by the test."))
+    _, cancelled = await RunTransitions(store).cancel_run(
+        Scope.ALL, run_id, RunError("cancelled", "Stopped by the test.")
+    )
     bus.publish(cancelled)
 
     assert await drain(stream) == cancelled
@@ -184,7 +188,7 @@ async def test_a_follower_of_a_cancelled_running_run_stops_at_the_cancellation(s
 
 async def test_a_resumed_run_is_followed_through_its_next_segment(store: RunStore) -> None:
     run_id = await running_run(store)
-    _, paused = await store.finish_segment(
+    _, paused = await RunTransitions(store).finish_segment(
         run_id,
         1,
         SegmentOutcome(
@@ -201,21 +205,21 @@ async def test_a_resumed_run_is_followed_through_its_next_segment(store: RunStor
     # A follower that saw the run pause ends there...
     assert await drain(follow(store, bus, run_id, interrupted.sequence - 1)) == [interrupted]
     pending = (await store.get_run(Scope.ALL, run_id)).interruptions[0]
-    _, decided = await store.decide_interruption(
+    _, decided = await RunTransitions(store).decide_interruption(
         Scope.ALL, run_id, pending.id, InterruptionStatus.APPROVED, always=False, message=""
     )
-    queued_run, queued = await store.queue_resume(Scope.ALL, run_id, "openai")
+    queued_run, queued = await RunTransitions(store).queue_resume(Scope.ALL, run_id, "openai")
 
     # ...and one following on from the pause sees the decision and the next segment.
     stream = follow(store, bus, run_id, interrupted.sequence)
     assert [await next_event(stream) for _ in range(2)] == [*decided, *queued]
     assert (queued[0].segment, queued[0].payload["status"]) == (2, "queued")
     assert queued[0].stopped_status is None
-    running, began = await store.begin_segment(run_id, queued_run.segment_count)
+    running, began = await RunTransitions(store).begin_segment(run_id, queued_run.segment_count)
     assert running is not None
     bus.publish(began)
     assert await next_event(stream) == began[0]
-    _, finished = await store.finish_segment(
+    _, finished = await RunTransitions(store).finish_segment(
         run_id, 2, SegmentOutcome(status=RunStatus.COMPLETED, current_agent="a", usage=Usage())
     )
     bus.publish(finished)

@@ -16,6 +16,7 @@ import pytest
 import timestep.store.migrations
 from asyncpg.pool import PoolConnectionProxy
 from timestep.domain import InterruptionStatus, RunStatus
+from timestep.runs.apply import RunTransitions
 from timestep.scope import Scope
 from timestep.store.database import open_pool, with_database
 from timestep.store.migrations import available_migrations, migrate
@@ -163,11 +164,11 @@ async def test_migrating_an_older_database_applies_only_the_newer_migrations_and
         run = await store.get_run(Scope.ALL, "run_old")
         assert (run.status, run.segment_count, run.last_sequence) == (RunStatus.INTERRUPTED, 1, 1)
         assert [i.id for i in run.pending_interruptions] == ["int_old"]
-        assert await store.get_run_input("run_old") == "Hi"
-        await store.decide_interruption(
+        assert (await store.segment_start("run_old", 1))[1] == "Hi"
+        await RunTransitions(store).decide_interruption(
             Scope.ALL, "run_old", "int_old", InterruptionStatus.APPROVED, always=False, message=""
         )
-        queued, _ = await store.queue_resume(Scope.ALL, "run_old", "openai")
+        queued, _ = await RunTransitions(store).queue_resume(Scope.ALL, "run_old", "openai")
         assert (queued.status, queued.segment_count, queued.queue_name) == (RunStatus.QUEUED, 2, "openai")
         assert [e.sequence for e in await store.events.list_events("run_old", 0)] == [1, 2, 3]
     finally:

@@ -16,15 +16,17 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
+from timestep.changes import SegmentOutcome
 from timestep.domain import EventKind, NewRun, PendingEvent, RunStatus, Usage
 from timestep.event_types import RunEvent, TextDelta
+from timestep.runs.apply import RunTransitions
 from timestep.runs.events import EventBus, Subscription
 from timestep.runs.relay import DELTAS_CHANNEL, relayed_bus
 from timestep.runs.streaming import follow_run
 from timestep.scope import Scope
 from timestep.store.content import ESCAPE
 from timestep.store.database import open_pool
-from timestep.store.runs import RunStore, SegmentOutcome
+from timestep.store.runs import RunStore
 
 WAIT: Final = 10.0  # an upper bound so a bug fails the test instead of hanging it; never a sleep
 NOTIFY_LIMIT: Final = 8000  # PostgreSQL refuses a payload of this many bytes or more
@@ -245,7 +247,7 @@ async def test_a_runs_deltas_reach_a_follower_elsewhere_before_its_next_stored_e
 ) -> None:
     here_store, there_store = RunStore(pool, origin="here"), RunStore(pool, origin="there")
     run, _, _ = await here_store.create_run(NewRun(agent=f"relay_{uuid.uuid4().hex[:8]}", input="Hi"))
-    await here_store.begin_segment(run.id, 1)
+    await RunTransitions(here_store).begin_segment(run.id, 1)
     text = CJK * 5  # 100,000 characters: many notifications
     async with relays(database_url, pool, pool) as replicas:
         stream = follow_run(there_store, replicas.there_bus, Scope.ALL, run.id, 0)
@@ -260,7 +262,7 @@ async def test_a_runs_deltas_reach_a_follower_elsewhere_before_its_next_stored_e
             [PendingEvent(EventKind.MESSAGE_OUTPUT, {"agent": "a", "text": text, "item_json": "{}"})],
         )
         await replicas.here_bus.forwarded(run.id)
-        _, finished = await here_store.finish_segment(
+        _, finished = await RunTransitions(here_store).finish_segment(
             run.id,
             1,
             SegmentOutcome(status=RunStatus.COMPLETED, current_agent="a", usage=Usage(), final_output=""),

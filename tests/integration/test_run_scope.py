@@ -13,6 +13,7 @@ import asyncpg
 import pytest
 from timestep.domain import InterruptionStatus, ModelCall, RunError, RunFilter, RunStatus, Usage, UsageFilter
 from timestep.errors import InvalidArgumentError, NotFoundError, ResourceExhaustedError
+from timestep.runs.apply import RunTransitions
 from timestep.scope import Scope
 from timestep.store.runs import RunStore
 from timestep.store.usage import UsageStore
@@ -25,10 +26,10 @@ CALL_USAGE = Usage(1, 10, 5, 15)
 async def interrupted_run_of(store: RunStore, tenant: str, agent: str) -> str:
     """A run of `tenant` INTERRUPTED after one model call of `agent`'s."""
     run, _, _ = await store.create_run(new_run(agent, tenant=tenant))
-    await store.begin_segment(run.id, 1)
+    await RunTransitions(store).begin_segment(run.id, 1)
     call = ModelCall(agent, "gpt-fake", CALL_USAGE, True, datetime.now(UTC))
     outcome = replace(interrupted_outcome("call_1"), usage=CALL_USAGE, model_calls=[call])
-    finished, _ = await store.finish_segment(run.id, 1, outcome)
+    finished, _ = await RunTransitions(store).finish_segment(run.id, 1, outcome)
     assert finished.status is RunStatus.INTERRUPTED
     return run.id
 
@@ -45,11 +46,11 @@ async def test_another_tenants_run_is_not_found_and_left_unchanged(
     calls: list[Callable[[], Awaitable[Any]]] = [
         lambda: store.get_run(outsider, run_id),
         lambda: store.list_interruptions(outsider, run_id, 10, ""),
-        lambda: store.decide_interruption(
+        lambda: RunTransitions(store).decide_interruption(
             outsider, run_id, interruption_id, InterruptionStatus.APPROVED, always=False, message=""
         ),
-        lambda: store.queue_resume(outsider, run_id),
-        lambda: store.cancel_run(outsider, run_id, RunError("cancelled", "Not yours.")),
+        lambda: RunTransitions(store).queue_resume(outsider, run_id),
+        lambda: RunTransitions(store).cancel_run(outsider, run_id, RunError("cancelled", "Not yours.")),
     ]
     for call in calls:
         with pytest.raises(NotFoundError) as refused:
@@ -110,5 +111,7 @@ async def test_the_active_run_limit_given_at_construction_counts_each_tenant_apa
     await limited.create_run(new_run(tenant=calm))  # another tenant has room of its own
 
     # A run that finishes makes room again.
-    await limited.cancel_run(Scope.tenant(busy), first.id, RunError("cancelled", "Done with it."))
+    await RunTransitions(limited).cancel_run(
+        Scope.tenant(busy), first.id, RunError("cancelled", "Done with it.")
+    )
     await limited.create_run(new_run(tenant=busy))

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 import asyncpg
 import pytest
+from timestep.changes import SegmentOutcome
 from timestep.domain import (
     EventKind,
     InterruptionStatus,
@@ -36,10 +37,11 @@ from timestep.errors import (
     InvalidArgumentError,
     NotFoundError,
 )
+from timestep.runs.apply import RunTransitions
 from timestep.scope import Scope
 from timestep.store.database import open_pool
 from timestep.store.events import EVENTS_CHANNEL
-from timestep.store.runs import RunStore, SegmentOutcome
+from timestep.store.runs import RunStore
 
 SNAPSHOT = Snapshot(
     writer="python",
@@ -90,7 +92,7 @@ def interrupted_outcome(*call_ids: str) -> SegmentOutcome:
 async def running_run(store: RunStore, agent: str | None = None) -> Run:
     """A run whose first segment has begun (events 1 queued and 2 running)."""
     run, _, _ = await store.create_run(new_run(agent))
-    running, _ = await store.begin_segment(run.id, 1)
+    running, _ = await RunTransitions(store).begin_segment(run.id, 1)
     assert running is not None
     assert running.status is RunStatus.RUNNING
     return running
@@ -98,7 +100,7 @@ async def running_run(store: RunStore, agent: str | None = None) -> Run:
 
 async def interrupted_run(store: RunStore, *call_ids: str, agent: str | None = None) -> Run:
     run = await running_run(store, agent)
-    finished, _ = await store.finish_segment(run.id, 1, interrupted_outcome(*call_ids))
+    finished, _ = await RunTransitions(store).finish_segment(run.id, 1, interrupted_outcome(*call_ids))
     assert finished.status is RunStatus.INTERRUPTED
     return finished
 
@@ -185,7 +187,7 @@ async def test_create_run_writes_queued_run_and_its_status_event(store: RunStore
     ]
     assert await store.events.list_events(run.id, 0) == events
     assert await store.get_run(Scope.ALL, run.id) == run
-    assert await store.get_run_input(run.id) == [{"role": "user", "content": "Hi"}]
+    assert (await store.segment_start(run.id, 1))[1] == [{"role": "user", "content": "Hi"}]
     assert (run.id, 1, "") in await store.queued_segments()
 
 
@@ -274,7 +276,7 @@ async def test_runs_without_request_id_are_never_deduplicated(store: RunStore) -
 async def test_segment_that_completes(store: RunStore, pool: asyncpg.Pool) -> None:
     run, _, _ = await store.create_run(new_run(), queue_name="openai")
 
-    running, begin_events = await store.begin_segment(run.id, 1)
+    running, begin_events = await RunTransitions(store).begin_segment(run.id, 1)
 
     assert running is not None
     assert running.status is RunStatus.RUNNING
@@ -292,7 +294,7 @@ async def test_segment_that_completes(store: RunStore, pool: asyncpg.Pool) -> No
         final_output="All done.",
         events=[PendingEvent(EventKind.FINAL_OUTPUT, {"agent": "billing", "output": "All done."})],
     )
-    finished, finish_events = await store.finish_segment(run.id, 1, outcome)
+    finished, finish_events = await RunTransitions(store).finish_segment(run.id, 1, outcome)
 
     assert finished.status is RunStatus.COMPLETED
     assert (finished.current_agent, finished.final_output, finished.error) == ("billing", "All done.", None)
@@ -316,9 +318,9 @@ async def test_segment_that_completes(store: RunStore, pool: asyncpg.Pool) -> No
 
     # A finished run neither begins its segment again (a replay) nor resumes.
     done = await stored_state(pool, run.id)
-    assert await store.begin_segment(run.id, 1) == (None, [])
+    assert await RunTransitions(store).begin_segment(run.id, 1) == (None, [])
     with pytest.raises(FailedPreconditionError) as raised:
-        await store.queue_resume(Scope.ALL, run.id)
+        await RunTransitions(store).queue_resume(Scope.ALL, run.id)
     assert raised.value.reason == "RUN_NOT_RESUMABLE"
     assert await stored_state(pool, run.id) == done
 
@@ -327,7 +329,7 @@ async def test_segment_that_fails_records_the_error(store: RunStore) -> None:
     run = await running_run(store)
     error = RunError("MODEL_ERROR", "The model answered 500.")
 
-    failed, events = await store.finish_segment(
+    failed, events = await RunTransitions(store).finish_segment(
         run.id,
         1,
         SegmentOutcome(
@@ -343,18 +345,18 @@ async def test_segment_that_fails_records_the_error(store: RunStore) -> None:
     assert failed.error == error
     assert [e.kind for e in events] == [EventKind.ERROR, EventKind.USAGE, EventKind.STATUS_CHANGED]
     assert events[-1].payload == {"status": "failed", "reason": error.message}
-    assert await store.begin_segment(run.id, 1) == (None, [])
+    assert await RunTransitions(store).begin_segment(run.id, 1) == (None, [])
 
 
 async def test_beginning_a_running_segment_again_changes_nothing(store: RunStore, pool: asyncpg.Pool) -> None:
     run, _, _ = await store.create_run(new_run())
-    first, first_events = await store.begin_segment(run.id, 1)
+    first, first_events = await RunTransitions(store).begin_segment(run.id, 1)
     assert first is not None
     assert [e.payload["status"] for e in first_events] == ["running"]
     before = await stored_state(pool, run.id)
 
     # Recovery replays the segment's workflow from the start: beginning it again is a no-op.
-    again, again_events = await store.begin_segment(run.id, 1)
+    again, again_events = await RunTransitions(store).begin_segment(run.id, 1)
 
     assert again == first
     assert again_events == []
@@ -364,7 +366,7 @@ async def test_beginning_a_running_segment_again_changes_nothing(store: RunStore
 async def test_concurrent_begins_of_one_segment_write_one_status_event(store: RunStore) -> None:
     run, _, _ = await store.create_run(new_run())
 
-    results = await asyncio.gather(*(store.begin_segment(run.id, 1) for _ in range(8)))
+    results = await asyncio.gather(*(RunTransitions(store).begin_segment(run.id, 1) for _ in range(8)))
 
     assert all(began is not None and began.status is RunStatus.RUNNING for began, _ in results)
     assert sorted(len(events) for _, events in results) == [0] * 7 + [1]
@@ -379,15 +381,15 @@ async def test_a_segment_the_run_is_not_queued_for_does_not_begin(
     before = await stored_state(pool, run.id)
 
     for wrong_segment in (0, 2):
-        assert await store.begin_segment(run.id, wrong_segment) == (None, [])
+        assert await RunTransitions(store).begin_segment(run.id, wrong_segment) == (None, [])
 
     assert await stored_state(pool, run.id) == before
-    running, _ = await store.begin_segment(run.id, 1)
+    running, _ = await RunTransitions(store).begin_segment(run.id, 1)
     assert running is not None
     assert running.status is RunStatus.RUNNING
     # Once running, another segment still does not begin (nor does the run change).
     during = await stored_state(pool, run.id)
-    assert await store.begin_segment(run.id, 2) == (None, [])
+    assert await RunTransitions(store).begin_segment(run.id, 2) == (None, [])
     assert await stored_state(pool, run.id) == during
 
 
@@ -398,7 +400,7 @@ async def test_a_queued_or_running_run_cannot_be_resumed(store: RunStore, pool: 
     for run_id, status in ((queued.id, RunStatus.QUEUED), (running.id, RunStatus.RUNNING)):
         before = await stored_state(pool, run_id)
         with pytest.raises(FailedPreconditionError) as raised:
-            await store.queue_resume(Scope.ALL, run_id)
+            await RunTransitions(store).queue_resume(Scope.ALL, run_id)
         assert raised.value.reason == "RUN_NOT_RESUMABLE"
         assert await stored_state(pool, run_id) == before
         assert (await store.get_run(Scope.ALL, run_id)).status is status
@@ -409,7 +411,9 @@ async def test_interrupted_run_resumes_after_every_interruption_is_decided(
 ) -> None:
     run = await running_run(store)
 
-    paused, events = await store.finish_segment(run.id, 1, interrupted_outcome("call_a", "call_b"))
+    paused, events = await RunTransitions(store).finish_segment(
+        run.id, 1, interrupted_outcome("call_a", "call_b")
+    )
 
     assert paused.status is RunStatus.INTERRUPTED
     assert [i.call_id for i in paused.pending_interruptions] == ["call_a", "call_b"]
@@ -425,27 +429,27 @@ async def test_interrupted_run_resumes_after_every_interruption_is_decided(
     assert await store.latest_snapshot(run.id) == SNAPSHOT
 
     with pytest.raises(FailedPreconditionError) as raised:
-        await store.queue_resume(Scope.ALL, run.id)
+        await RunTransitions(store).queue_resume(Scope.ALL, run.id)
     assert raised.value.reason == "INTERRUPTIONS_PENDING"
     # Neither the finished segment nor the next one begins without a resume.
-    assert await store.begin_segment(run.id, 1) == (None, [])
-    assert await store.begin_segment(run.id, 2) == (None, [])
+    assert await RunTransitions(store).begin_segment(run.id, 1) == (None, [])
+    assert await RunTransitions(store).begin_segment(run.id, 2) == (None, [])
 
     first, second = paused.interruptions
-    await store.decide_interruption(
+    await RunTransitions(store).decide_interruption(
         Scope.ALL, run.id, first.id, InterruptionStatus.APPROVED, always=False, message=""
     )
     with pytest.raises(FailedPreconditionError) as raised:
-        await store.queue_resume(Scope.ALL, run.id)  # one is still pending
+        await RunTransitions(store).queue_resume(Scope.ALL, run.id)  # one is still pending
     assert raised.value.reason == "INTERRUPTIONS_PENDING"
-    await store.decide_interruption(
+    await RunTransitions(store).decide_interruption(
         Scope.ALL, run.id, second.id, InterruptionStatus.REJECTED, always=True, message="No."
     )
     assert (
         await store.get_run(Scope.ALL, run.id)
     ).status is RunStatus.INTERRUPTED  # deciding does not resume
 
-    queued, queue_events = await store.queue_resume(Scope.ALL, run.id, "openai")
+    queued, queue_events = await RunTransitions(store).queue_resume(Scope.ALL, run.id, "openai")
     assert queued.status is RunStatus.QUEUED
     assert (queued.segment_count, queued.queue_name) == (2, "openai")
     assert queued.pending_interruptions == []
@@ -454,18 +458,21 @@ async def test_interrupted_run_resumes_after_every_interruption_is_decided(
     ]
     assert (run.id, 2, "openai") in await store.queued_segments()
     with pytest.raises(FailedPreconditionError) as raised:
-        await store.queue_resume(Scope.ALL, run.id)  # a second resume must not skip a segment
+        await RunTransitions(store).queue_resume(Scope.ALL, run.id)  # a second resume must not skip a segment
     assert raised.value.reason == "RUN_NOT_RESUMABLE"
-    assert await store.begin_segment(run.id, 1) == (None, [])  # a late replay of the old segment
+    assert await RunTransitions(store).begin_segment(run.id, 1) == (
+        None,
+        [],
+    )  # a late replay of the old segment
 
-    resumed, resume_events = await store.begin_segment(run.id, 2)
+    resumed, resume_events = await RunTransitions(store).begin_segment(run.id, 2)
     assert resumed is not None
     assert resumed.status is RunStatus.RUNNING
     assert (resumed.segment_count, resumed.queue_name) == (2, "")
     assert resumed.pending_interruptions == []
     assert [(e.segment, e.payload["status"]) for e in resume_events] == [(2, "running")]
 
-    done, _ = await store.finish_segment(
+    done, _ = await RunTransitions(store).finish_segment(
         run.id,
         2,
         SegmentOutcome(status=RunStatus.COMPLETED, current_agent="assistant", usage=Usage(1, 10, 3, 13)),
@@ -492,7 +499,7 @@ async def test_deciding_an_interruption_twice(store: RunStore) -> None:
     run = await interrupted_run(store, "call_1")
     pending = run.interruptions[0]
 
-    decided, events = await store.decide_interruption(
+    decided, events = await RunTransitions(store).decide_interruption(
         Scope.ALL, run.id, pending.id, InterruptionStatus.APPROVED, always=True, message=""
     )
     assert decided.status is InterruptionStatus.APPROVED
@@ -503,7 +510,7 @@ async def test_deciding_an_interruption_twice(store: RunStore) -> None:
     ]
     last_sequence = (await store.get_run(Scope.ALL, run.id)).last_sequence
 
-    same, same_events = await store.decide_interruption(
+    same, same_events = await RunTransitions(store).decide_interruption(
         Scope.ALL, run.id, pending.id, InterruptionStatus.APPROVED, always=True, message=""
     )
     assert same_events == []
@@ -511,7 +518,7 @@ async def test_deciding_an_interruption_twice(store: RunStore) -> None:
     assert (await store.get_run(Scope.ALL, run.id)).last_sequence == last_sequence
 
     with pytest.raises(FailedPreconditionError) as raised:
-        await store.decide_interruption(
+        await RunTransitions(store).decide_interruption(
             Scope.ALL, run.id, pending.id, InterruptionStatus.REJECTED, always=False, message=""
         )
     assert raised.value.reason == "INTERRUPTION_ALREADY_DECIDED"
@@ -524,7 +531,7 @@ async def test_deciding_an_unknown_interruption(store: RunStore) -> None:
     run = await interrupted_run(store, "call_1")
 
     with pytest.raises(NotFoundError) as raised:
-        await store.decide_interruption(
+        await RunTransitions(store).decide_interruption(
             Scope.ALL, run.id, "int_nope", InterruptionStatus.APPROVED, always=False, message=""
         )
 
@@ -536,11 +543,13 @@ async def test_unknown_run_is_not_found(store: RunStore) -> None:
         await store.get_run(Scope.ALL, "run_does_not_exist")
     assert raised.value.reason == "RUN_NOT_FOUND"
     with pytest.raises(NotFoundError):
-        await store.get_run_input("run_does_not_exist")
+        await store.segment_start("run_does_not_exist", 1)
     transitions: list[Callable[[], Awaitable[object]]] = [
-        lambda: store.begin_segment("run_does_not_exist", 1),
-        lambda: store.queue_resume(Scope.ALL, "run_does_not_exist"),
-        lambda: store.cancel_run(Scope.ALL, "run_does_not_exist", RunError("cancelled", "test")),
+        lambda: RunTransitions(store).begin_segment("run_does_not_exist", 1),
+        lambda: RunTransitions(store).queue_resume(Scope.ALL, "run_does_not_exist"),
+        lambda: RunTransitions(store).cancel_run(
+            Scope.ALL, "run_does_not_exist", RunError("cancelled", "test")
+        ),
     ]
     for transition in transitions:
         with pytest.raises(NotFoundError) as raised:
@@ -563,15 +572,15 @@ async def test_finishing_a_superseded_segment_writes_nothing(store: RunStore, po
 
     for wrong_segment in (0, 2):
         with pytest.raises(FailedPreconditionError) as raised:
-            await store.finish_segment(run.id, wrong_segment, outcome)
+            await RunTransitions(store).finish_segment(run.id, wrong_segment, outcome)
         assert raised.value.reason == "SEGMENT_SUPERSEDED"
     assert await stored_state(pool, run.id) == before
 
     # Once segment 1 has finished, finishing it again is refused too.
-    await store.finish_segment(run.id, 1, outcome)
+    await RunTransitions(store).finish_segment(run.id, 1, outcome)
     finished = await stored_state(pool, run.id)
     with pytest.raises(FailedPreconditionError):
-        await store.finish_segment(run.id, 1, outcome)
+        await RunTransitions(store).finish_segment(run.id, 1, outcome)
     assert await stored_state(pool, run.id) == finished
 
 
@@ -580,7 +589,7 @@ async def test_a_segment_that_has_not_begun_cannot_finish(store: RunStore, pool:
     before = await stored_state(pool, run.id)
 
     with pytest.raises(FailedPreconditionError) as raised:
-        await store.finish_segment(
+        await RunTransitions(store).finish_segment(
             run.id, 1, SegmentOutcome(status=RunStatus.COMPLETED, current_agent=run.agent, usage=Usage())
         )
 
@@ -605,7 +614,7 @@ async def test_a_failing_finish_segment_leaves_no_half_written_rows(
     )
 
     with pytest.raises(asyncpg.UniqueViolationError):
-        await store.finish_segment(run.id, 1, outcome)
+        await RunTransitions(store).finish_segment(run.id, 1, outcome)
 
     after = await stored_state(pool, run.id)
     assert after == before
@@ -616,7 +625,7 @@ async def test_a_failing_finish_segment_leaves_no_half_written_rows(
     assert after["model_calls"] == []
     assert after["interruptions"] == []
     # The run is still finishable by its segment.
-    done, _ = await store.finish_segment(run.id, 1, interrupted_outcome("call_dup"))
+    done, _ = await RunTransitions(store).finish_segment(run.id, 1, interrupted_outcome("call_dup"))
     assert done.status is RunStatus.INTERRUPTED
 
 
@@ -629,7 +638,7 @@ async def test_a_failing_begin_segment_leaves_the_run_queued(
     before = await stored_state(pool, run.id)
 
     with pytest.raises(asyncpg.RaiseError):
-        await store.begin_segment(run.id, 1)
+        await RunTransitions(store).begin_segment(run.id, 1)
 
     assert await stored_state(pool, run.id) == before
     after = await store.get_run(Scope.ALL, run.id)
@@ -641,14 +650,14 @@ async def test_a_failing_queue_resume_leaves_the_run_interrupted(
 ) -> None:
     agent = unique("atomic")
     run = await interrupted_run(store, "call_1", agent=agent)
-    await store.decide_interruption(
+    await RunTransitions(store).decide_interruption(
         Scope.ALL, run.id, run.interruptions[0].id, InterruptionStatus.APPROVED, always=False, message=""
     )
     await reject_status_events(agent, RunStatus.QUEUED)
     before = await stored_state(pool, run.id)
 
     with pytest.raises(asyncpg.RaiseError):
-        await store.queue_resume(Scope.ALL, run.id, "openai")
+        await RunTransitions(store).queue_resume(Scope.ALL, run.id, "openai")
 
     assert await stored_state(pool, run.id) == before
     after = await store.get_run(Scope.ALL, run.id)
@@ -843,7 +852,9 @@ async def test_stored_events_are_notified_once_committed(
     # is the next commit's.
     await reject_status_events(agent, RunStatus.INTERRUPTED, at_commit=True)
     with pytest.raises(asyncpg.RaiseError, match="test trigger rejects"):
-        await store.finish_segment(run.id, 1, interrupted_outcome("call_x"))  # would store 5, 6, 7
+        await RunTransitions(store).finish_segment(
+            run.id, 1, interrupted_outcome("call_x")
+        )  # would store 5, 6, 7
     assert (await reader.get_run(Scope.ALL, run.id)).last_sequence == 4
     await store.events.append_events(run.id, 1, [message("c", "1:1"), message("d", "1:2")])  # 5, 6
     assert await next_notification(notifications, run.id) == f"replica_a:{run.id}:6"
@@ -854,7 +865,7 @@ async def test_stored_events_are_notified_once_committed(
 
 async def test_events_of_a_segment_whose_run_moved_on_are_dropped(store: RunStore) -> None:
     run = await running_run(store)
-    cancelled, _ = await store.cancel_run(Scope.ALL, run.id, RunError("cancelled", "Stop."))
+    cancelled, _ = await RunTransitions(store).cancel_run(Scope.ALL, run.id, RunError("cancelled", "Stop."))
 
     assert await store.events.append_events(run.id, 1, [message("late")]) == []
     assert (await store.get_run(Scope.ALL, run.id)).last_sequence == cancelled.last_sequence
@@ -867,16 +878,16 @@ async def test_every_transition_notifies_with_the_stores_origin(
     assert await next_notification(notifications, run.id) == f":{run.id}:1"
     assert await next_notification(notifications, run.id) == f":{run.id}:2"
 
-    finished, _ = await store.finish_segment(run.id, 1, interrupted_outcome("call_1"))
+    finished, _ = await RunTransitions(store).finish_segment(run.id, 1, interrupted_outcome("call_1"))
     assert await next_notification(notifications, run.id) == f":{run.id}:{finished.last_sequence}"
-    await store.decide_interruption(
+    await RunTransitions(store).decide_interruption(
         Scope.ALL, run.id, finished.interruptions[0].id, InterruptionStatus.APPROVED, always=False, message=""
     )
-    queued, _ = await store.queue_resume(Scope.ALL, run.id)
+    queued, _ = await RunTransitions(store).queue_resume(Scope.ALL, run.id)
     decision, resume = queued.last_sequence - 1, queued.last_sequence
     assert await next_notification(notifications, run.id) == f":{run.id}:{decision}"
     assert await next_notification(notifications, run.id) == f":{run.id}:{resume}"
-    cancelled, _ = await store.cancel_run(Scope.ALL, run.id, RunError("cancelled", "test"))
+    cancelled, _ = await RunTransitions(store).cancel_run(Scope.ALL, run.id, RunError("cancelled", "test"))
     assert await next_notification(notifications, run.id) == f":{run.id}:{cancelled.last_sequence}"
 
 
@@ -887,7 +898,7 @@ async def test_cancelling_an_interrupted_run(store: RunStore) -> None:
     run = await interrupted_run(store, "call_1")
     error = RunError("CANCELLED", "Cancelled by the test.")
 
-    cancelled, events = await store.cancel_run(Scope.ALL, run.id, error)
+    cancelled, events = await RunTransitions(store).cancel_run(Scope.ALL, run.id, error)
 
     assert cancelled.status is RunStatus.CANCELLED
     assert cancelled.error == error
@@ -895,15 +906,15 @@ async def test_cancelling_an_interrupted_run(store: RunStore) -> None:
         (1, EventKind.STATUS_CHANGED, "cancelled")
     ]
     with pytest.raises(FailedPreconditionError) as raised:
-        await store.decide_interruption(
+        await RunTransitions(store).decide_interruption(
             Scope.ALL, run.id, run.interruptions[0].id, InterruptionStatus.APPROVED, always=False, message=""
         )
     assert raised.value.reason == "RUN_NOT_INTERRUPTED"
     with pytest.raises(FailedPreconditionError) as not_resumable:
-        await store.queue_resume(Scope.ALL, run.id)
+        await RunTransitions(store).queue_resume(Scope.ALL, run.id)
     assert not_resumable.value.reason == "RUN_NOT_RESUMABLE"
     with pytest.raises(FailedPreconditionError) as again:
-        await store.cancel_run(Scope.ALL, run.id, error)
+        await RunTransitions(store).cancel_run(Scope.ALL, run.id, error)
     assert again.value.reason == "RUN_FINISHED"
 
 
@@ -913,7 +924,7 @@ async def test_cancelling_a_queued_run_keeps_its_segment_from_beginning(
     run, _, _ = await store.create_run(new_run(), queue_name="openai")
     error = RunError("cancelled", "Cancelled before it began.")
 
-    cancelled, events = await store.cancel_run(Scope.ALL, run.id, error)
+    cancelled, events = await RunTransitions(store).cancel_run(Scope.ALL, run.id, error)
 
     assert cancelled.status is RunStatus.CANCELLED
     assert cancelled.error == error
@@ -926,7 +937,7 @@ async def test_cancelling_a_queued_run_keeps_its_segment_from_beginning(
     before = await stored_state(pool, run.id)
 
     # Its queued workflow, when it gets to run, finds nothing to do.
-    assert await store.begin_segment(run.id, 1) == (None, [])
+    assert await RunTransitions(store).begin_segment(run.id, 1) == (None, [])
     assert await stored_state(pool, run.id) == before
 
 
@@ -937,7 +948,7 @@ async def test_cancelling_a_running_run_discards_its_segments_outcome(
     await store.events.append_events(run.id, 1, [message("partial")])  # 3
     error = RunError("cancelled", "Cancelled while running.")
 
-    cancelled, events = await store.cancel_run(Scope.ALL, run.id, error)
+    cancelled, events = await RunTransitions(store).cancel_run(Scope.ALL, run.id, error)
 
     assert cancelled.status is RunStatus.CANCELLED
     assert cancelled.error == error
@@ -949,7 +960,7 @@ async def test_cancelling_a_running_run_discards_its_segments_outcome(
 
     # The segment, still executing when it was cancelled, cannot record its outcome...
     with pytest.raises(FailedPreconditionError) as raised:
-        await store.finish_segment(
+        await RunTransitions(store).finish_segment(
             run.id,
             1,
             SegmentOutcome(
@@ -964,18 +975,18 @@ async def test_cancelling_a_running_run_discards_its_segments_outcome(
         )
     assert raised.value.reason == "SEGMENT_SUPERSEDED"
     # ...nor begin again when recovery replays it.
-    assert await store.begin_segment(run.id, 1) == (None, [])
+    assert await RunTransitions(store).begin_segment(run.id, 1) == (None, [])
     assert await stored_state(pool, run.id) == before
     assert (await store.get_run(Scope.ALL, run.id)).final_output == ""
 
 
 async def test_a_finished_run_cannot_be_cancelled(store: RunStore, pool: asyncpg.Pool) -> None:
     completed = await running_run(store)
-    await store.finish_segment(
+    await RunTransitions(store).finish_segment(
         completed.id, 1, SegmentOutcome(status=RunStatus.COMPLETED, current_agent="a", usage=Usage())
     )
     failed = await running_run(store)
-    await store.finish_segment(
+    await RunTransitions(store).finish_segment(
         failed.id,
         1,
         SegmentOutcome(
@@ -983,12 +994,12 @@ async def test_a_finished_run_cannot_be_cancelled(store: RunStore, pool: asyncpg
         ),
     )
     cancelled, _, _ = await store.create_run(new_run())
-    await store.cancel_run(Scope.ALL, cancelled.id, RunError("cancelled", "first"))
+    await RunTransitions(store).cancel_run(Scope.ALL, cancelled.id, RunError("cancelled", "first"))
 
     for run_id in (completed.id, failed.id, cancelled.id):
         before = await stored_state(pool, run_id)
         with pytest.raises(FailedPreconditionError) as raised:
-            await store.cancel_run(Scope.ALL, run_id, RunError("cancelled", "second"))
+            await RunTransitions(store).cancel_run(Scope.ALL, run_id, RunError("cancelled", "second"))
         assert raised.value.reason == "RUN_FINISHED"
         assert await stored_state(pool, run_id) == before
 
@@ -1002,7 +1013,7 @@ async def test_a_failing_cancel_leaves_the_run_running(
     before = await stored_state(pool, run.id)
 
     with pytest.raises(asyncpg.RaiseError):
-        await store.cancel_run(Scope.ALL, run.id, RunError("cancelled", "test"))
+        await RunTransitions(store).cancel_run(Scope.ALL, run.id, RunError("cancelled", "test"))
 
     assert await stored_state(pool, run.id) == before
     after = await store.get_run(Scope.ALL, run.id)
@@ -1016,7 +1027,7 @@ async def test_queued_segments_lists_exactly_the_queued_runs(store: RunStore) ->
     queued, _, _ = await store.create_run(new_run(), queue_name="openai")
     unqueued, _, _ = await store.create_run(new_run())
     resumed = await interrupted_run(store, "call_1")
-    await store.decide_interruption(
+    await RunTransitions(store).decide_interruption(
         Scope.ALL,
         resumed.id,
         resumed.interruptions[0].id,
@@ -1024,13 +1035,13 @@ async def test_queued_segments_lists_exactly_the_queued_runs(store: RunStore) ->
         always=False,
         message="",
     )
-    await store.queue_resume(Scope.ALL, resumed.id, "ollama")
+    await RunTransitions(store).queue_resume(Scope.ALL, resumed.id, "ollama")
     running = await running_run(store)
     paused = await interrupted_run(store, "call_2")
     cancelled, _, _ = await store.create_run(new_run(), queue_name="openai")
-    await store.cancel_run(Scope.ALL, cancelled.id, RunError("cancelled", "test"))
+    await RunTransitions(store).cancel_run(Scope.ALL, cancelled.id, RunError("cancelled", "test"))
     completed = await running_run(store)
-    await store.finish_segment(
+    await RunTransitions(store).finish_segment(
         completed.id, 1, SegmentOutcome(status=RunStatus.COMPLETED, current_agent="a", usage=Usage())
     )
     ours = {run.id for run in (queued, unqueued, resumed, running, paused, cancelled, completed)}
@@ -1197,7 +1208,7 @@ async def test_list_runs_pages_newest_first_and_filters(store: RunStore) -> None
         )
         created.append(run.id)
     for run_id in created[3:]:
-        await store.begin_segment(run_id, 1)
+        await RunTransitions(store).begin_segment(run_id, 1)
     newest_first = created[::-1]
 
     pages: list[list[str]] = []
@@ -1256,7 +1267,7 @@ async def test_list_runs_rejects_bad_page_arguments(store: RunStore) -> None:
 async def test_list_pending_interruptions(store: RunStore) -> None:
     waiting = await interrupted_run(store, "call_1", "call_2")
     decided = await interrupted_run(store, "call_3")
-    await store.decide_interruption(
+    await RunTransitions(store).decide_interruption(
         Scope.ALL,
         decided.id,
         decided.interruptions[0].id,
@@ -1265,7 +1276,7 @@ async def test_list_pending_interruptions(store: RunStore) -> None:
         message="",
     )
     cancelled = await interrupted_run(store, "call_4")
-    await store.cancel_run(Scope.ALL, cancelled.id, RunError("CANCELLED", "test"))
+    await RunTransitions(store).cancel_run(Scope.ALL, cancelled.id, RunError("CANCELLED", "test"))
 
     listed: list[str] = []
     token = ""

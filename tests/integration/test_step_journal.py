@@ -32,6 +32,7 @@ from timestep.domain import NewRun, RunError
 from timestep.durability.journal import JournalIncompatibleError
 from timestep.durability.journal_store import JournalStore, RecordedStep
 from timestep.durability.steps import JournaledSteps, NondeterministicReplayError, not_idempotent
+from timestep.runs.apply import RunTransitions
 from timestep.runtime.failures import describe_failure
 from timestep.runtime.sdk_internals import output_type_adapter
 from timestep.runtime.steps import SegmentSupersededError
@@ -44,7 +45,7 @@ WAIT = 10.0  # an upper bound so a bug fails the test instead of hanging it; nev
 async def running_run(store: RunStore) -> str:
     """A run RUNNING its first segment."""
     run, _, _ = await store.create_run(NewRun(agent=f"agent_{uuid.uuid4().hex[:12]}", input="Hello"))
-    begun, _ = await store.begin_segment(run.id, 1)
+    begun, _ = await RunTransitions(store).begin_segment(run.id, 1)
     assert begun is not None
     return run.id
 
@@ -198,7 +199,7 @@ async def test_a_call_in_flight_stops_when_its_run_is_cancelled_elsewhere(
 
     call = asyncio.create_task(steps.model_call("gpt-4.1", slow_model))
     await asyncio.wait_for(started.wait(), WAIT)
-    await store.cancel_run(Scope.ALL, run_id, RunError("cancelled", "Cancelled by the test."))
+    await RunTransitions(store).cancel_run(Scope.ALL, run_id, RunError("cancelled", "Cancelled by the test."))
 
     with pytest.raises(SegmentSupersededError, match="no longer running segment 1"):
         await asyncio.wait_for(call, WAIT)
@@ -211,7 +212,7 @@ async def test_a_tool_call_does_not_start_for_a_cancelled_run(
 ) -> None:
     run_id = await running_run(store)
     steps = await journal(journal_store, run_id)
-    await store.cancel_run(Scope.ALL, run_id, RunError("cancelled", "Cancelled by the test."))
+    await RunTransitions(store).cancel_run(Scope.ALL, run_id, RunError("cancelled", "Cancelled by the test."))
     calls = Calls()
 
     with pytest.raises(SegmentSupersededError):

@@ -258,7 +258,7 @@ ADMISSION: dict[MultitaskStrategy, tuple[str, ...]] = {
 def _admission(outcome: object) -> str:
     if isinstance(outcome, Refusal):
         return outcome.reason
-    assert isinstance(outcome, transitions.Admission), outcome
+    assert isinstance(outcome, transitions.Admitted), outcome
     if outcome.waits_for:
         return "wait"
     if outcome.cancel:
@@ -273,22 +273,19 @@ def _admission(outcome: object) -> str:
     ids=[f"{s.name} behind {status.name}" for s in MultitaskStrategy for status in STATUSES],
 )
 def test_admission(strategy: MultitaskStrategy, status: RunStatus, expected: str) -> None:
-    new = replace(run(Q), id="run_new", session_id="s1")
-    assert _admission(transitions.admit(new, [run(status)], strategy)) == expected
+    assert _admission(transitions.admit("run_new", "s1", [run(status)], strategy)) == expected
 
 
 def test_an_enqueued_run_waits_for_the_last_run_ahead_and_interrupt_cancels_them_all() -> None:
-    new = replace(run(Q), id="run_new", session_id="s1")
     ahead = [replace(run(P), id="run_a"), replace(run(C), id="run_b"), replace(run(Q), id="run_c")]
-    waiting = transitions.admit(new, ahead, MultitaskStrategy.ENQUEUE)
-    assert isinstance(waiting, transitions.Admission)
-    assert waiting.waits_for == "run_c"
-    assert waiting.event.payload == {"status": "queued", "reason": "waiting for run run_c"}
-    interrupting = transitions.admit(new, ahead, MultitaskStrategy.INTERRUPT)
-    assert isinstance(interrupting, transitions.Admission)
+    waiting = transitions.admit("run_new", "s1", ahead, MultitaskStrategy.ENQUEUE)
+    assert isinstance(waiting, transitions.Admitted)
+    assert (waiting.waits_for, waiting.reason) == ("run_c", "waiting for run run_c")
+    interrupting = transitions.admit("run_new", "s1", ahead, MultitaskStrategy.INTERRUPT)
+    assert isinstance(interrupting, transitions.Admitted)
     assert [r.id for r, _ in interrupting.cancel] == ["run_a", "run_c"]
     assert interrupting.cancel[0][1].reason == "Interrupted by run run_new (multitask strategy INTERRUPT)."
-    refused = _error(transitions.admit(new, ahead, MultitaskStrategy.REJECT))
+    refused = _error(transitions.admit("run_new", "s1", ahead, MultitaskStrategy.REJECT))
     assert isinstance(refused, FailedPreconditionError)
     assert refused.reason == "SESSION_BUSY"
     assert refused.metadata == {"run_id": "run_a"}

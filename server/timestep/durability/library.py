@@ -57,7 +57,12 @@ async def _run_agent(
             listener=_Silent(),
             steps=DbosSteps(),
         )
-    return WorkflowRunResult(result.final_output, result.last_agent, result.interruptions, result.state_json)
+    return WorkflowRunResult(
+        result.final_output,
+        result.current_agent,
+        list(result.interruptions),
+        result.snapshot.state_json if result.snapshot else None,
+    )
 
 
 async def run_agent_workflow(

@@ -23,6 +23,7 @@ from timestep.domain import RunError, RunErrorCode
 from timestep.durability.replica_store import ReplicaStore, StrandedSegment
 from timestep.durability.workflows import segment_workflow_id
 from timestep.periodic import Periodic
+from timestep.runs.apply import RunTransitions
 from timestep.runs.events import EventBus
 from timestep.runs.launcher import SegmentLauncher
 from timestep.store.runs import RunStore
@@ -91,7 +92,7 @@ class StrandedSweeper:
             f"times (its last execution ended {ended}); the service gave up on it. The service's logs "
             "for this run id say why; create the run again.",
         )
-        failed = await self._store.fail_stranded(stranded.run_id, stranded.segment, error)
+        failed = await RunTransitions(self._store).fail_stranded(stranded.run_id, stranded.segment, error)
         if failed is not None:
             log.error("run %s failed: %s", stranded.run_id, error.message)
             self._bus.publish(failed[1])

@@ -1,8 +1,9 @@
 """RunOrchestrator: create, resume, decide, cancel, import and follow runs.
 
-The API layer calls only this class. It validates against the current state, makes each
-transition through the store (one transaction each), publishes the committed events, and
-hands queued segments to the SegmentLauncher (in-process tasks or durable workflows).
+The API layer calls only this class. It validates against the current state, decides each
+transition and has the store apply it (one statement each, `timestep.runs.apply`), publishes
+the committed events, and hands queued segments to the SegmentLauncher (in-process tasks
+or durable workflows).
 
 Methods the API calls take the caller's `Scope`: a run of another tenant is NOT_FOUND.
 """
@@ -29,9 +30,10 @@ from timestep.domain import (
 )
 from timestep.errors import FailedPreconditionError, InvalidArgumentError
 from timestep.event_types import RunEvent
-from timestep.runs.events import EventBus
+from timestep.runs.apply import RunTransitions, admission
+from timestep.runs.events import EventBus, Subscription
 from timestep.runs.launcher import SegmentLauncher
-from timestep.runs.streaming import follow_run
+from timestep.runs.streaming import follow_changed, follow_run
 from timestep.runtime import sdk_internals
 from timestep.runtime.registry import AgentRegistry
 from timestep.runtime.runner import apply_decisions
@@ -40,6 +42,7 @@ from timestep.runtime.translate import interruption_for
 from timestep.scope import Scope
 from timestep.state.codec import convert, recorded_decisions
 from timestep.state.document import PYTHON, StateDocument
+from timestep.store.rows import new_id
 from timestep.store.runs import RunStore
 
 log = logging.getLogger(__name__)
@@ -69,6 +72,7 @@ class RunOrchestrator:
         self._bus = bus
         self._registry = registry
         self._launcher = launcher
+        self._transitions = RunTransitions(store)
         # What a new run of a busy session does when its request names no strategy.
         self._default_strategy = default_strategy
 
@@ -108,16 +112,22 @@ class RunOrchestrator:
         """Create a run of `new_run.tenant` (the caller's: it is that tenant's alone)."""
         agent = self._registry.get(new_run.agent)  # NOT_FOUND before anything is written
         queue_name = self._launcher.queue_for(new_run.model or _model_name(agent.model))
+        run_id = new_id("run")
         strategy = new_run.multitask_strategy or self._default_strategy
-        run, events, created = await self._store.create_run(new_run, queue_name, strategy)
-        self._bus.publish(events)
-        if created:
+        # Subscribed before the run exists, a waiting caller needs no read of its events.
+        with self._bus.subscribe(run_id) as subscription:
+            run, events, created = await self._store.create_run(
+                new_run, queue_name, run_id=run_id, admit=admission(strategy, new_run.session_id)
+            )
+            self._bus.publish(events)
+            if not created:  # the run this request_id already made, wherever it is now
+                return await self._wait_if(run, wait)
             # Runs of the session it interrupted stop where they execute.
             for event in events:
                 if event.run_id != run.id and event.stopped_status is RunStatus.CANCELLED:
                     await self._launcher.stop(event.run_id, event.segment)
             await self._launch_turn(run)
-        return await self._wait_if(run, wait)
+            return await self._wait_if(run, wait, subscription)
 
     async def resume_run(
         self, scope: Scope, run_id: str, *, wait: bool, deadline: datetime | None = None
@@ -126,12 +136,13 @@ class RunOrchestrator:
         when it passes."""
         run = await self._store.get_run(scope, run_id)
         model = run.model or _model_name(self._registry.get(run.agent).model)
-        run, events = await self._store.queue_resume(
-            scope, run_id, self._launcher.queue_for(model), deadline=deadline
-        )
-        self._bus.publish(events)
-        await self._launch_turn(run)
-        return await self._wait_if(run, wait)
+        with self._bus.subscribe(run_id) as subscription:  # before the transition: see create_run
+            run, events = await self._transitions.queue_resume(
+                scope, run_id, self._launcher.queue_for(model), deadline=deadline, run=run
+            )
+            self._bus.publish(events)
+            await self._launch_turn(run)
+            return await self._wait_if(run, wait, subscription)
 
     async def decide(
         self,
@@ -143,14 +154,14 @@ class RunOrchestrator:
         always: bool,
         message: str = "",
     ) -> Interruption:
-        interruption, events = await self._store.decide_interruption(
+        interruption, events = await self._transitions.decide_interruption(
             scope, run_id, interruption_id, decision, always=always, message=message
         )
         self._bus.publish(events)
         return interruption
 
     async def cancel_run(self, scope: Scope, run_id: str, reason: str) -> Run:
-        run, events = await self._store.cancel_run(
+        run, events = await self._transitions.cancel_run(
             scope, run_id, RunError(RunErrorCode.CANCELLED, reason or "Cancelled by CancelRun.")
         )
         self._bus.publish(events)
@@ -244,11 +255,18 @@ class RunOrchestrator:
         elif run.status is RunStatus.QUEUED:
             await self._launcher.launch(run.id, run.segment_count, run.queue_name)
 
-    async def _wait_if(self, run: Run, wait: bool) -> Run:
+    async def _wait_if(self, run: Run, wait: bool, subscription: Subscription | None = None) -> Run:
+        """With `wait`, the run once it stops; `subscription`, when the caller subscribed before
+        the transition that left the run as `run`, is followed without reading the events."""
         if not wait or run.status.is_stopped:
             return run
         scope = Scope.tenant(run.tenant)  # the caller's, who just created or resumed the run
-        async for _ in self.follow(scope, run.id, run.last_sequence):
+        followed = (
+            follow_changed(self._store, subscription, run)
+            if subscription is not None
+            else follow_run(self._store, self._bus, scope, run.id, run.last_sequence)
+        )
+        async for _ in followed:
             pass
         return await self._store.get_run(scope, run.id)
 

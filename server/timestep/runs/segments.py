@@ -11,13 +11,23 @@ import asyncio
 import logging
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from typing import Any
 
 import asyncpg
 
-from timestep.domain import PendingEvent, Run, RunError, RunErrorCode, RunStatus
+from timestep.changes import SegmentOutcome
+from timestep.domain import (
+    PendingEvent,
+    Run,
+    RunError,
+    RunErrorCode,
+    RunStatus,
+    Snapshot,
+)
 from timestep.errors import FailedPreconditionError
-from timestep.event_types import FinalOutput, RunEvent, RunFailed, TextDelta, pending
+from timestep.event_types import RunEvent, RunFailed, TextDelta, pending
 from timestep.observability.context import run_id_var
+from timestep.runs.apply import RunTransitions
 from timestep.runs.events import EventBus
 from timestep.runtime.failures import caused_by, describe_failure
 from timestep.runtime.models import MultiModelProvider
@@ -26,7 +36,6 @@ from timestep.runtime.providers import ModelConfig
 from timestep.runtime.registry import AgentRegistry
 from timestep.runtime.runner import (
     AgentInput,
-    SegmentResult,
     apply_decisions,
     default_run_config,
     execute_segment,
@@ -35,10 +44,8 @@ from timestep.runtime.state_sdk import load_state
 from timestep.runtime.steps import SegmentSupersededError, StepRunner
 from timestep.runtime.usage import UsageRecorder, model_name_for
 from timestep.settings import DEFAULT_MAX_TURNS
-from timestep.state.codec import describe
-from timestep.state.document import PYTHON
-from timestep.store.retry import database_unavailable, retrying
-from timestep.store.runs import RunStore, SegmentOutcome
+from timestep.store.retry import database_unavailable
+from timestep.store.runs import RunStore
 from timestep.store.session_turns import Turn
 from timestep.store.sessions import PostgresSession
 
@@ -94,7 +101,9 @@ class SegmentExecutor:
         cancelled meanwhile, or waiting for its turn in its session, is left as it is.
         """
         run_id_var.set(run_id)  # log lines of this segment carry its run id
-        run, events = await self.store.begin_segment(run_id, segment)
+        transitions = RunTransitions(self.store)
+        read, start = await self.store.segment_start(run_id, segment)
+        run, events = await transitions.begin_segment(run_id, segment, run=read)
         self.bus.publish(events)
         if run is None:
             log.info(
@@ -104,13 +113,15 @@ class SegmentExecutor:
             )
             return None
         try:
-            outcome = await self._run_to_outcome(run, segment, steps)
+            outcome = await self._run_to_outcome(run, segment, start, steps)
         except SegmentSupersededError as superseded:
             log.info("run %s segment %s stopped: %s", run_id, segment, superseded)
             return None
         await self.bus.forwarded(run_id)
+        # Decided first on the run as it began: appending the segment's events leaves its
+        # version as it was, so only another transition (a cancel) makes this read it again.
         try:
-            ended, events = await self.store.finish_segment(run_id, segment, outcome)
+            ended, events = await transitions.finish_segment(run_id, segment, outcome, run=run)
         except FailedPreconditionError as superseded:
             log.info("run %s segment %s: outcome discarded (%s)", run_id, segment, superseded.message)
             # Possibly our own write, repeated after its reply was lost: its events were never
@@ -123,7 +134,9 @@ class SegmentExecutor:
             return None
         return await self.store.next_turn(ended.tenant, ended.session_id)
 
-    async def _run_to_outcome(self, run: Run, segment: int, steps: StepRunner) -> SegmentOutcome:
+    async def _run_to_outcome(
+        self, run: Run, segment: int, start: str | list[Any] | Snapshot | None, steps: StepRunner
+    ) -> SegmentOutcome:
         # A waiting caller's deadline propagates into the segment: its model and tool calls are
         # cancelled when it passes (also when a recovered segment starts after it passed).
         deadline = asyncio.timeout_at(_loop_time(run.segment_deadline))
@@ -139,9 +152,9 @@ class SegmentExecutor:
                 error = RunError(RunErrorCode.MODEL_NOT_CONFIGURED, problem)
                 return _failed(run, error, recorder)
             async with deadline:
-                result = await execute_segment(
+                return await execute_segment(
                     agent,
-                    await self._input_for(run, segment),
+                    await self._input_for(run, segment, start),
                     session=(
                         PostgresSession(
                             run.session_key,
@@ -172,17 +185,16 @@ class SegmentExecutor:
                 raise  # not the run's failure: the segment is executed again once the database is back
             log.exception("run %s segment %s failed", run.id, segment)
             return _failed(run, describe_failure(exc), recorder)
-        return _outcome_of(result)
 
-    async def _input_for(self, run: Run, segment: int) -> AgentInput:
+    async def _input_for(
+        self, run: Run, segment: int, start: str | list[Any] | Snapshot | None
+    ) -> AgentInput:
         """The original input for a run's first segment; the decided snapshot for later ones."""
-        if segment == 1:
-            return await self.store.get_run_input(run.id)
-        snapshot = await retrying(
-            lambda: self.store.latest_snapshot(run.id), what="latest_snapshot", pool=self.pool
-        )
-        assert snapshot is not None, f"run {run.id} resumed without a snapshot"
-        state = await load_state(self.registry.get(run.agent), snapshot.state_json)
+        if not isinstance(start, Snapshot):
+            assert segment == 1, f"run {run.id} resumed without a snapshot"
+            assert start is not None, f"run {run.id} has no input"
+            return start
+        state = await load_state(self.registry.get(run.agent), start.state_json)
         apply_decisions(state, [i for i in run.interruptions if i.segment == segment - 1])
         return state
 
@@ -211,26 +223,4 @@ def _failed(run: Run, error: RunError, recorder: UsageRecorder) -> SegmentOutcom
         error=error,
         events=[pending(RunFailed(error))],
         model_calls=recorder.calls,
-    )
-
-
-def _outcome_of(result: SegmentResult) -> SegmentOutcome:
-    if result.state_json is not None:
-        snapshot = describe(result.state_json)
-        assert snapshot.writer == PYTHON
-        return SegmentOutcome(
-            RunStatus.INTERRUPTED,
-            result.last_agent,
-            result.usage,
-            snapshot=snapshot,
-            interruptions=result.interruptions,
-            model_calls=result.model_calls,
-        )
-    return SegmentOutcome(
-        RunStatus.COMPLETED,
-        result.last_agent,
-        result.usage,
-        final_output=result.final_output,
-        model_calls=result.model_calls,
-        events=[pending(FinalOutput(result.last_agent, result.final_output))],
     )

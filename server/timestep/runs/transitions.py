@@ -16,6 +16,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
+from timestep.changes import status_changed
 from timestep.domain import (
     SESSION_ACTIVE_STATUSES,
     Interruption,
@@ -26,17 +27,12 @@ from timestep.domain import (
     RunStatus,
 )
 from timestep.errors import FailedPreconditionError, NotFoundError, TimestepError
-from timestep.event_types import StatusChanged, pending
 
 # How much of a recorded rejection message an error repeats (trailers are small).
 ECHOED_MESSAGE_LENGTH = 1024
 
 # The statuses a segment can end a run in.
 SEGMENT_ENDINGS = frozenset({RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.INTERRUPTED})
-
-
-def status_changed(status: RunStatus, reason: str = "") -> PendingEvent:
-    return pending(StatusChanged(status, reason))
 
 
 @dataclass(frozen=True)
@@ -108,12 +104,12 @@ def begin_segment(run: Run, segment: int, *, ahead: Run | None = None) -> Change
     if run.status is RunStatus.RUNNING:
         return Keep()
     if ahead is not None:
-        return _session_busy(run, ahead, f"run {run.id} waits its turn")
+        return _session_busy(run.session_id, ahead, f"run {run.id} waits its turn")
     return Change(RunStatus.RUNNING, segment)
 
 
 @dataclass(frozen=True)
-class Admission:
+class Admitted:
     """A new run's place in its busy session: it waits behind `waits_for` ('' : it starts at
     once), after the runs ahead of it in `cancel` are cancelled (each with its change) and, with
     `rollback`, the items they added are removed from the session."""
@@ -123,35 +119,36 @@ class Admission:
     rollback: bool = False
 
     @property
-    def event(self) -> PendingEvent:
-        """The new run's QUEUED event, saying what it waits for."""
-        return status_changed(RunStatus.QUEUED, f"waiting for run {self.waits_for}" if self.waits_for else "")
+    def reason(self) -> str:
+        """What the new run's QUEUED event says."""
+        return f"waiting for run {self.waits_for}" if self.waits_for else ""
 
 
-def admit(new: Run, ahead: list[Run], strategy: MultitaskStrategy) -> Admission | Refusal:
-    """How the new run `new` joins its session, whose runs `ahead` of it (in arrival order) are
-    QUEUED, RUNNING or INTERRUPTED: REJECT refuses it; ENQUEUE has it wait behind the last of
-    them; INTERRUPT cancels them (ROLLBACK also removes their items) so that it starts at once."""
+def admit(run_id: str, session_id: str, ahead: list[Run], strategy: MultitaskStrategy) -> Admitted | Refusal:
+    """How new run `run_id` joins session `session_id`, whose runs `ahead` of it (in arrival
+    order) may be QUEUED, RUNNING or INTERRUPTED: REJECT refuses it; ENQUEUE has it wait behind
+    the last active one; INTERRUPT cancels them (ROLLBACK also removes their items) so that it
+    starts at once."""
     active = [run for run in ahead if run.status in SESSION_ACTIVE_STATUSES]
     if not active:
-        return Admission()
+        return Admitted()
     if strategy is MultitaskStrategy.REJECT:
-        return _session_busy(new, active[0], "the multitask strategy is REJECT")
+        return _session_busy(session_id, active[0], "the multitask strategy is REJECT")
     if strategy is MultitaskStrategy.ENQUEUE:
-        return Admission(waits_for=active[-1].id)
-    reason = f"Interrupted by run {new.id} (multitask strategy {strategy.name})."
+        return Admitted(waits_for=active[-1].id)
+    reason = f"Interrupted by run {run_id} (multitask strategy {strategy.name})."
     cancelled = []
     for run in active:
         change = cancel(run, reason)
         assert isinstance(change, Change), "an active run can be cancelled"
         cancelled.append((run, change))
-    return Admission(cancel=tuple(cancelled), rollback=strategy is MultitaskStrategy.ROLLBACK)
+    return Admitted(cancel=tuple(cancelled), rollback=strategy is MultitaskStrategy.ROLLBACK)
 
 
-def _session_busy(run: Run, active: Run, why: str) -> Refusal:
+def _session_busy(session_id: str, active: Run, why: str) -> Refusal:
     return _precondition(
         "SESSION_BUSY",
-        f"Session {run.session_id!r} is busy with run {active.id} ({active.status.name}); {why}. "
+        f"Session {session_id!r} is busy with run {active.id} ({active.status.name}); {why}. "
         "Wait for it to finish, cancel it, or create the run with the multitask strategy ENQUEUE, "
         "INTERRUPT or ROLLBACK.",
         {"run_id": active.id},

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any, Protocol
 
 from agents import Agent, RunConfig, RunHooks, Runner, RunResult, RunResultStreaming, RunState, Session
@@ -13,10 +13,11 @@ from agents.models.interface import ModelProvider
 from agents.run_context import AgentHookContext
 from agents.stream_events import StreamEvent
 
+from timestep.changes import SegmentOutcome
 from timestep.domain import Interruption as Decision
-from timestep.domain import InterruptionStatus, ModelCall, NewInterruption, PendingEvent, Usage
+from timestep.domain import InterruptionStatus, PendingEvent, RunStatus
 from timestep.errors import FailedPreconditionError
-from timestep.event_types import TextDelta
+from timestep.event_types import FinalOutput, TextDelta, pending
 from timestep.runtime import sdk_internals
 from timestep.runtime.models.request_limits import RateLimitedProvider, RequestLimiter
 from timestep.runtime.pricing import PriceTable
@@ -118,18 +119,6 @@ class SegmentListener(Protocol):
     async def on_text_delta(self, delta: TextDelta) -> None: ...
 
 
-@dataclass(frozen=True)
-class SegmentResult:
-    last_agent: str
-    usage: Usage
-    final_output: str
-    interruptions: list[NewInterruption]
-    # The RunState JSON when the segment paused on interruptions; None when it finished.
-    state_json: str | None
-    # Every model call of the segment, in order; `usage` is their sum.
-    model_calls: list[ModelCall] = field(default_factory=list)
-
-
 async def execute_segment(
     agent: Agent[Any],
     input_or_state: AgentInput,
@@ -140,7 +129,7 @@ async def execute_segment(
     steps: StepRunner | None = None,
     max_turns: int = DEFAULT_MAX_TURNS,
     recorder: UsageRecorder | None = None,
-) -> SegmentResult:
+) -> SegmentOutcome:
     """Run one segment (to the end or to the next interruptions), streaming as it goes.
 
     Model and tool calls go through `steps` (see `timestep.runtime.steps`): every tool of every
@@ -187,16 +176,22 @@ async def execute_segment(
         current_steps.reset(steps_token)
     usage = recorder.total()
     if result.interruptions:
-        return SegmentResult(
-            last_agent=result.last_agent.name,
-            usage=usage,
-            final_output="",
+        return SegmentOutcome(
+            RunStatus.INTERRUPTED,
+            result.last_agent.name,
+            usage,
+            snapshot=export_state(result.to_state()).snapshot(),
             interruptions=[interruption_for(item) for item in result.interruptions],
-            state_json=export_state(result.to_state()).text,
             model_calls=recorder.calls,
         )
-    return SegmentResult(
-        result.last_agent.name, usage, output_text(result.final_output), [], None, recorder.calls
+    final_output = output_text(result.final_output)
+    return SegmentOutcome(
+        RunStatus.COMPLETED,
+        result.last_agent.name,
+        usage,
+        final_output=final_output,
+        events=[pending(FinalOutput(result.last_agent.name, final_output))],
+        model_calls=recorder.calls,
     )
 
 

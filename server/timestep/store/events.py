@@ -28,7 +28,7 @@ class EventStore:
     def __init__(self, pool: asyncpg.Pool, origin: str = "") -> None:
         self._pool = pool
         # Names this process in change notifications, so it can ignore its own.
-        self._origin = origin
+        self.origin = origin
 
     @retried
     async def list_events(
@@ -83,7 +83,7 @@ class EventStore:
             [e.payload for e in events],
             escape_texts([e.dedupe_key for e in events]),
             EVENTS_CHANNEL,
-            f"{self._origin}:{run_id}:",
+            f"{self.origin}:{run_id}:",
             segment_running,
         )
         return sorted((event_from_row(row) for row in rows), key=lambda e: e.sequence)

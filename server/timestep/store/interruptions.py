@@ -1,30 +1,13 @@
-"""Interruptions in PostgreSQL: storing those a segment paused on, and recording a decision.
-The run store calls these inside its transitions, under the run's row lock."""
+"""Interruptions in PostgreSQL: storing those of an imported run (in the import's transaction).
+A segment's interruptions and decisions are written with their transitions
+(`timestep.store.changes`)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from timestep.domain import Interruption, InterruptionStatus, NewInterruption
+from timestep.domain import Interruption, NewInterruption
 from timestep.store.rows import Connection, interruption_from_row, new_id
-
-
-async def record_decision(
-    connection: Connection, interruption_id: str, decision: InterruptionStatus, *, always: bool, message: str
-) -> Interruption:
-    """Write the decision of a pending interruption (read, and the decision checked by
-    `timestep.runs.transitions.decide`, under the run's lock)."""
-    row = await connection.fetchrow(
-        """UPDATE interruptions
-           SET status = $2, always = $3, message = $4, decide_time = clock_timestamp()
-           WHERE id = $1 RETURNING *""",
-        interruption_id,
-        decision.value,
-        always,
-        message,
-    )
-    assert row is not None, "the interruption was read under the run's lock"
-    return interruption_from_row(row)
 
 
 async def insert_interruptions(

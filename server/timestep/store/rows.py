@@ -43,13 +43,13 @@ def usage_from_row(row: asyncpg.Record | dict[str, Any], prefix: str = "") -> Us
 
 
 # What a Run is read from: the columns of `runs` (not its input, which can be large; see
-# get_run_input), and, in the same query, its interruptions as JSON (not as an array of the
+# RunStore.segment_start), and, in the same query, its interruptions as JSON (not as an array of the
 # table's row type: asyncpg caches a row type's columns per connection, so a migration adding one
 # would break the reads of replicas still running).
 RUN_COLUMNS = (
     "r.id, r.agent, r.current_agent, r.status, r.session_id, r.model, r.final_output, r.error_code, "
     "r.error_message, r.metadata, r.request_id, r.segment_count, r.last_sequence, r.create_time, "
-    "r.update_time, r.queue_name, r.tenant, r.segment_deadline, r.keep, "
+    "r.update_time, r.queue_name, r.tenant, r.segment_deadline, r.version, r.keep, "
     + ", ".join(f"r.usage_{column}" for column in USAGE_COLUMNS)
 )
 RUN_INTERRUPTIONS = (
@@ -119,6 +119,7 @@ def run_from_row(row: asyncpg.Record, interruptions: Sequence[asyncpg.Record | d
         queue_name=row["queue_name"],
         tenant=row["tenant"],
         segment_deadline=row["segment_deadline"],
+        version=row["version"],
         keep=row["keep"],
     )
 

@@ -1,16 +1,12 @@
-"""The run store: runs, their interruptions, snapshots and usage in PostgreSQL, and every
-transition of a run (its events are written through the event store, `timestep.store.events`).
+"""The run store: runs, their interruptions, snapshots and usage in PostgreSQL.
 
-Every method that changes several rows does so in one transaction, and every status change
-appends its `status_changed` event in that same transaction, so a reader never sees a
-status without its event. Event sequences come from `runs.last_sequence`, bumped under the
-run's row lock: per run, strictly increasing, without gaps.
-
-Which transitions apply, and to what status, is decided by `timestep.runs.transitions` (pure
-functions of the run read under its row lock); this module writes what they decide. The
-transitions stay in this one module (over the usual size) because each is one transaction
-under the run's row lock, sharing the locked read of the run and the status change; what they
-write of interruptions is in `timestep.store.interruptions`.
+A run's transitions are decided in `timestep.runs` (`timestep.runs.transitions`, applied by
+`timestep.runs.apply`) and written here by `apply` in one statement
+(`timestep.store.changes`): a compare-and-set on the run's version that also stores the rows
+decided with it and appends its events, so a reader never sees a status without its event.
+Creating and importing a run insert it with its first events in one transaction. Event
+sequences come from `runs.last_sequence`, bumped under the run's row lock: per run, strictly
+increasing, without gaps.
 """
 
 from __future__ import annotations
@@ -18,45 +14,31 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
 
+from timestep.changes import Admission, Admit, RunChange, status_changed
 from timestep.domain import (
     Interruption,
     InterruptionStatus,
-    ModelCall,
-    MultitaskStrategy,
     NewInterruption,
     NewRun,
     Page,
-    PendingEvent,
     Run,
-    RunError,
-    RunErrorCode,
     RunFilter,
     RunStatus,
     Snapshot,
-    Usage,
 )
-from timestep.errors import AlreadyExistsError, ResourceExhaustedError
-from timestep.event_types import (
-    InterruptionDecided,
-    InterruptionRaised,
-    RunEvent,
-    RunFailed,
-    UsageReported,
-    pending,
-)
-from timestep.runs import transitions
-from timestep.runs.transitions import Change, Keep, Refusal, status_changed
+from timestep.errors import AlreadyExistsError
+from timestep.event_types import InterruptionDecided, InterruptionRaised, RunEvent, StatusChanged, pending
 from timestep.scope import Scope
-from timestep.store.events import EventStore
-from timestep.store.interruptions import insert_interruptions, record_decision
+from timestep.store.changes import apply_change, too_many_active_runs
+from timestep.store.events import EVENTS_CHANNEL, EventStore
+from timestep.store.interruptions import insert_interruptions
 from timestep.store.pages import clamp_page_size, decode_page_token, encode_page_token
-from timestep.store.retry import retried
+from timestep.store.retry import retried, retrying
 from timestep.store.rows import (
     RUN_COLUMNS,
     RUN_INTERRUPTIONS,
@@ -67,27 +49,17 @@ from timestep.store.rows import (
     run_from_row,
     run_not_found,
 )
-from timestep.store.session_turns import MAY_START, Turn, next_turn, remove_items_of, runs_ahead
-from timestep.store.usage import record_segment_usage
+from timestep.store.session_turns import (
+    MAY_START,
+    Turn,
+    active_runs,
+    lock_session,
+    next_turn,
+    remove_items_of,
+    runs_ahead,
+)
 
 _BY_ID = "r.id = $1 AND ($2::text IS NULL OR r.tenant = $2)"
-
-
-@dataclass(frozen=True)
-class SegmentOutcome:
-    """How a segment ended; written by `RunStore.finish_segment` in one transaction."""
-
-    status: RunStatus
-    current_agent: str
-    usage: Usage
-    final_output: str = ""
-    error: RunError | None = None
-    snapshot: Snapshot | None = None
-    interruptions: Sequence[NewInterruption] = ()
-    # Events that belong before the status change (final output, error...).
-    events: Sequence[PendingEvent] = ()
-    # The segment's model calls, in order (their usage sums to `usage`).
-    model_calls: Sequence[ModelCall] = ()
 
 
 def _fingerprint(new_run: NewRun) -> str:
@@ -109,8 +81,8 @@ def _utc(stamp: datetime) -> datetime:
     return stamp.replace(tzinfo=UTC) if stamp.tzinfo is None else stamp.astimezone(UTC)
 
 
-# How soon a caller refused for its number of active runs should try again.
-ACTIVE_RUNS_RETRY_S = 1.0
+# How often a new run's cancels of the runs ahead of it are decided again after losing a race.
+SUPERSEDE_ATTEMPTS = 20
 
 
 class RunStore:
@@ -127,27 +99,13 @@ class RunStore:
         async with self._pool.acquire() as connection:
             return await self._get_run(connection, scope, run_id)
 
-    async def _get_run(self, connection: Connection, scope: Scope, run_id: str, *, lock: bool = False) -> Run:
-        if not lock:
-            row = await connection.fetchrow(
-                f"SELECT {RUN_COLUMNS}, {RUN_INTERRUPTIONS} FROM runs r WHERE {_BY_ID}", run_id, scope.only
-            )
-            if row is None:
-                raise run_not_found(run_id)
-            return run_from_row(row, interruptions_from_json(row["interruption_rows"]))
-        # Locked, the interruptions are read after the lock is granted, by a statement of their
-        # own: one taken before the lock could miss a decision the previous holder committed.
+    async def _get_run(self, connection: Connection, scope: Scope, run_id: str) -> Run:
         row = await connection.fetchrow(
-            f"SELECT {RUN_COLUMNS} FROM runs r WHERE {_BY_ID} FOR UPDATE", run_id, scope.only
+            f"SELECT {RUN_COLUMNS}, {RUN_INTERRUPTIONS} FROM runs r WHERE {_BY_ID}", run_id, scope.only
         )
         if row is None:
             raise run_not_found(run_id)
-        return run_from_row(
-            row,
-            await connection.fetch(
-                "SELECT * FROM interruptions WHERE run_id = $1 ORDER BY segment, create_time, id", run_id
-            ),
-        )
+        return run_from_row(row, interruptions_from_json(row["interruption_rows"]))
 
     async def list_runs(
         self, scope: Scope, run_filter: RunFilter, page_size: int, page_token: str
@@ -185,11 +143,28 @@ class RunStore:
         return Page(runs, token)
 
     @retried
-    async def get_run_input(self, run_id: str) -> str | list[Any]:
-        value = await self._pool.fetchval("SELECT input FROM runs WHERE id = $1", run_id)
-        if value is None:
+    async def segment_start(self, run_id: str, segment: int) -> tuple[Run, str | list[Any] | Snapshot | None]:
+        """The run and what segment `segment` starts from, in one query: the run's input for
+        the first segment, the latest snapshot for later ones (None if there is none)."""
+        row = await self._pool.fetchrow(
+            f"""SELECT {RUN_COLUMNS}, {RUN_INTERRUPTIONS},
+                       CASE WHEN $2 = 1 THEN r.input END AS input, s.writer, s.schema_version, s.state_json
+                FROM runs r LEFT JOIN LATERAL (
+                    SELECT writer, schema_version, state_json FROM run_state_snapshots
+                    WHERE run_id = r.id AND $2 > 1 ORDER BY segment DESC LIMIT 1) s ON true
+                WHERE r.id = $1""",
+            run_id,
+            segment,
+        )
+        if row is None:
             raise run_not_found(run_id)
-        return value  # type: ignore[no-any-return]
+        run = run_from_row(row, interruptions_from_json(row["interruption_rows"]))
+        if segment == 1:
+            return run, row["input"]
+        snapshot = (
+            Snapshot(row["writer"], row["schema_version"], row["state_json"]) if row["writer"] else None
+        )
+        return run, snapshot
 
     async def list_interruptions(
         self, scope: Scope, run_id: str, page_size: int, page_token: str
@@ -244,93 +219,148 @@ class RunStore:
         """The QUEUED run of the session whose turn it is now, if any."""
         return await next_turn(self._pool, tenant, session_id) if session_id else None
 
+    @retried
+    async def run_ahead(self, run: Run) -> Run | None:
+        """The first active run of `run`'s session ahead of it, if any."""
+        if not run.session_id:
+            return None
+        async with self._pool.acquire() as connection:
+            ahead = await runs_ahead(connection, run)
+        return ahead[0] if ahead else None
+
     # ----- transitions -------------------------------------------------------------------
 
-    async def fail_stranded(
-        self, run_id: str, segment: int, error: RunError
-    ) -> tuple[Run, list[RunEvent]] | None:
-        """FAIL a run still QUEUED or RUNNING `segment` whose recoveries kept failing; None if it
-        moved on meanwhile."""
-        async with self._pool.acquire() as connection, connection.transaction():
-            run = await self._get_run(connection, Scope.ALL, run_id, lock=True)
-            change = transitions.fail_stranded(run, segment, error.message)
-            if isinstance(change, Refusal):
-                return None
-            events = await self._end(
-                connection,
-                run,
-                change,
-                error,
-                [pending(RunFailed(error))],
-            )
-            return await self._get_run(connection, Scope.ALL, run_id), events
-
     async def create_run(
-        self,
-        new_run: NewRun,
-        queue_name: str = "",
-        strategy: MultitaskStrategy = MultitaskStrategy.ENQUEUE,
+        self, new_run: NewRun, queue_name: str = "", *, run_id: str | None = None, admit: Admit | None = None
     ) -> tuple[Run, list[RunEvent], bool]:
         """Insert a run QUEUED for its first segment (or find the one its request_id already made).
-        With a limit on active runs, a new run its tenant has no room for is refused. A new run
-        of a busy session is admitted as `strategy` says (`transitions.admit`): refused, left to
-        wait its turn, or the runs ahead of it cancelled (and, rolling back, their items removed)
-        in the same transaction.
+        With a limit on active runs, a new run its tenant has no room for is refused. A run of a
+        session is admitted as `admit` decides from the session's active runs, under the session's
+        lock and in the insert's transaction: refused, or inserted with the reason it waits, after
+        which the runs ahead it supersedes are cancelled and their items removed as decided.
 
-        Returns the run, the events written (the cancelled runs' too) and whether it was created
-        by this call.
+        Returns the run, the events written (those of the runs it cancelled too) and whether it
+        was created by this call (with `run_id` as its id, if given).
         """
         fingerprint = _fingerprint(new_run)
-        async with self._pool.acquire() as connection, connection.transaction():
-            await self._lock_tenant(connection, new_run.tenant)
-            run_id = await connection.fetchval(
-                """INSERT INTO runs (id, agent, current_agent, status, session_id, model, input,
-                                     metadata, request_id, request_fingerprint, segment_count, queue_name,
-                                     tenant, segment_deadline, keep)
-                   VALUES ($1, $2, $2, 'queued', $3, $4, $5, $6, NULLIF($7, ''), $8, 1, $9, $10, $11, $12)
-                   ON CONFLICT (tenant, request_id) DO NOTHING RETURNING id""",
-                new_id("run"),
-                new_run.agent,
-                new_run.session_id,
-                new_run.model,
-                new_run.input,
-                new_run.metadata,
-                new_run.request_id,
-                fingerprint,
-                queue_name,
-                new_run.tenant,
-                new_run.deadline,
-                new_run.keep,
-            )
-            if run_id is None:
-                return (
-                    await self._existing_for_request(connection, new_run, fingerprint),
-                    [],
-                    False,
-                )
-            await self._check_active_runs(connection, new_run.tenant)
-            run = await self._get_run(connection, Scope.ALL, run_id)
-            admission = transitions.admit(
-                run, await runs_ahead(connection, run) if run.session_id else [], strategy
-            )
-            if isinstance(admission, Refusal):
-                raise admission.error()
-            events = []
-            for ahead, planned in admission.cancel:
-                events += await self._supersede(connection, ahead.id, planned.reason)
-            if admission.rollback:
-                await remove_items_of(connection, [ahead.id for ahead, _ in admission.cancel])
-            events += await self.events.append_in(connection, run_id, 1, [admission.event])
-            return await self._get_run(connection, Scope.ALL, run_id), events, True
+        run_id = run_id or new_id("run")
+        admitted = admit if new_run.session_id else None
+        async with self._pool.acquire() as connection:
+            if not self._max_active_runs and admitted is None:
+                created = await self._insert_run(connection, new_run, fingerprint, queue_name, run_id)
+            else:
+                async with connection.transaction():
+                    await self._lock_tenant(connection, new_run.tenant)
+                    admission = Admission()
+                    if admitted is not None:
+                        await lock_session(connection, new_run.tenant, new_run.session_id)
+                        if await self._request_used(connection, new_run):
+                            return (
+                                await self._existing_for_request(connection, new_run, fingerprint),
+                                [],
+                                False,
+                            )
+                        ahead = await active_runs(connection, new_run.tenant, new_run.session_id)
+                        admission = admitted(run_id, ahead)
+                    created = await self._insert_run(
+                        connection, new_run, fingerprint, queue_name, run_id, admission.queued_reason
+                    )
+                    if created is not None:
+                        await self._check_active_runs(connection, new_run.tenant)
+                        if admitted is not None:
+                            cancelled = await self._supersede(
+                                connection, new_run, run_id, admission, admitted
+                            )
+                            created = (created[0], [*cancelled, *created[1]])
+            if created is None:
+                return await self._existing_for_request(connection, new_run, fingerprint), [], False
+            return created[0], created[1], True
 
-    async def _supersede(self, connection: Connection, run_id: str, reason: str) -> list[RunEvent]:
-        """Cancel a run ahead of a new run of its session (INTERRUPT, ROLLBACK); one that
-        finished meanwhile is left as it is."""
-        run = await self._get_run(connection, Scope.ALL, run_id, lock=True)
-        change = transitions.cancel(run, reason)
-        if isinstance(change, Refusal):
-            return []
-        return await self._end(connection, run, change, RunError(RunErrorCode.CANCELLED, reason))
+    async def _request_used(self, connection: Connection, new_run: NewRun) -> bool:
+        return bool(new_run.request_id) and bool(
+            await connection.fetchval(
+                "SELECT 1 FROM runs WHERE tenant = $1 AND request_id = $2", new_run.tenant, new_run.request_id
+            )
+        )
+
+    async def _supersede(
+        self, connection: Connection, new_run: NewRun, run_id: str, admission: Admission, admit: Admit
+    ) -> list[RunEvent]:
+        """Apply `admission`'s cancels (deciding again on a fresh read of the session for each
+        one that lost a race: a run ahead that changed meanwhile), then remove the items decided."""
+        events: list[RunEvent] = []
+        removed = list(admission.remove_items_of)
+        for _ in range(SUPERSEDE_ATTEMPTS):
+            lost = False
+            for change in admission.cancel:
+                written = await apply_change(
+                    connection,
+                    change,
+                    notify_channel=EVENTS_CHANNEL,
+                    origin=self.events.origin,
+                    max_active_runs=0,
+                )
+                lost = lost or written is None
+                events += written or []
+            if not lost:
+                break
+            ahead = [
+                run
+                for run in await active_runs(connection, new_run.tenant, new_run.session_id)
+                if run.id != run_id
+            ]
+            admission = admit(run_id, ahead)
+            removed += admission.remove_items_of
+        if removed:
+            await remove_items_of(connection, removed)
+        return events
+
+    async def _insert_run(
+        self,
+        connection: Connection,
+        new_run: NewRun,
+        fingerprint: str,
+        queue_name: str,
+        run_id: str,
+        reason: str = "",
+    ) -> tuple[Run, list[RunEvent]] | None:
+        """Insert the run with its first event (sequence 1: no other appender can know the run
+        yet) and notify, in one statement; None when its request_id was used already."""
+        queued_event = StatusChanged(RunStatus.QUEUED, reason)
+        queued = pending(queued_event)
+        row = await connection.fetchrow(
+            f"""WITH inserted AS (
+                    INSERT INTO runs AS r (id, agent, current_agent, status, session_id, model, input,
+                                           metadata, request_id, request_fingerprint, segment_count,
+                                           queue_name, tenant, segment_deadline, last_sequence, keep)
+                    VALUES ($1, $2, $2, 'queued', $3, $4, $5, $6, NULLIF($7, ''), $8, 1, $9, $10, $11, 1, $16)
+                    ON CONFLICT (tenant, request_id) DO NOTHING RETURNING {RUN_COLUMNS}),
+                event AS (
+                    INSERT INTO run_events (run_id, sequence, segment, kind, payload)
+                    SELECT id, 1, 1, $12, $13 FROM inserted RETURNING create_time AS event_time),
+                notified AS (SELECT pg_notify($14, $15 || id || ':1') AS sent FROM inserted)
+                SELECT * FROM inserted, event, notified""",
+            run_id,
+            new_run.agent,
+            new_run.session_id,
+            new_run.model,
+            new_run.input,
+            new_run.metadata,
+            new_run.request_id,
+            fingerprint,
+            queue_name,
+            new_run.tenant,
+            new_run.deadline,
+            queued.kind.value,
+            queued.payload,
+            EVENTS_CHANNEL,
+            f"{self.events.origin}:",
+            new_run.keep,
+        )
+        if row is None:
+            return None
+        event = RunEvent(row["id"], 1, 1, queued_event, row["event_time"])
+        return run_from_row(row, []), [event]
 
     async def _existing_for_request(self, connection: Connection, new_run: NewRun, fingerprint: str) -> Run:
         request_id = new_run.request_id
@@ -394,157 +424,29 @@ class RunStore:
             )
             return await self._get_run(connection, Scope.ALL, run_id), events
 
-    async def queue_resume(
-        self, scope: Scope, run_id: str, queue_name: str = "", *, deadline: datetime | None = None
-    ) -> tuple[Run, list[RunEvent]]:
-        """Queue the next segment of an INTERRUPTED run whose interruptions are all decided
-        (to stop at `deadline`, if given)."""
-        async with self._pool.acquire() as connection, connection.transaction():
-            run = await self._get_run(connection, scope, run_id, lock=True)
-            change = transitions.resume(run)
-            if isinstance(change, Refusal):
-                raise change.error()
-            await connection.execute(
-                """UPDATE runs
-                   SET status = $2, segment_count = $3, queue_name = $4, segment_deadline = $5
-                   WHERE id = $1""",
-                run_id,
-                change.status.value,
-                change.segment,
-                queue_name,
-                deadline,
-            )
-            await self._lock_tenant(connection, run.tenant)
-            await self._check_active_runs(connection, run.tenant)
-            events = await self.events.append_in(connection, run_id, change.segment, [change.event])
-            return await self._get_run(connection, Scope.ALL, run_id), events
+    async def apply(self, change: RunChange, *, wait_out_database: bool = False) -> list[RunEvent] | None:
+        """Write a decided transition in one statement: its events, or None when the run moved
+        past the version it was decided from (nothing written).
 
-    @retried
-    async def begin_segment(self, run_id: str, segment: int) -> tuple[Run | None, list[RunEvent]]:
-        """Move a run QUEUED for `segment` to RUNNING.
+        With `wait_out_database` (a segment's own transitions), a failed attempt is repeated
+        while the database is away: a write whose reply was lost finds the run moved on, and
+        deciding again on it tells the repeat apart (beginning again is kept, finishing again
+        is refused as superseded, as for any outcome of a run that moved on)."""
 
-        Idempotent for recovery: a run already RUNNING in `segment` is returned unchanged.
-        Returns None when the segment must not run (the run was cancelled or moved on).
-        """
-        async with self._pool.acquire() as connection, connection.transaction():
-            run = await self._get_run(connection, Scope.ALL, run_id, lock=True)
-            ahead = await runs_ahead(connection, run) if run.session_id else []
-            change = transitions.begin_segment(run, segment, ahead=ahead[0] if ahead else None)
-            if isinstance(change, Refusal):
-                return None, []
-            if isinstance(change, Keep):
-                return run, []
-            await connection.execute(
-                "UPDATE runs SET status = $2, queue_name = '' WHERE id = $1", run_id, change.status.value
+        async def write() -> list[RunEvent] | None:
+            return await apply_change(
+                self._pool,
+                change,
+                notify_channel=EVENTS_CHANNEL,
+                origin=self.events.origin,
+                max_active_runs=self._max_active_runs,
             )
-            events = await self.events.append_in(connection, run_id, segment, [change.event])
-            return await self._get_run(connection, Scope.ALL, run_id), events
 
-    @retried
-    async def finish_segment(
-        self, run_id: str, segment: int, outcome: SegmentOutcome
-    ) -> tuple[Run, list[RunEvent]]:
-        """Record how a segment ended: usage, output or error, snapshot, interruptions, status."""
-        async with self._pool.acquire() as connection, connection.transaction():
-            run = await self._get_run(connection, Scope.ALL, run_id, lock=True)
-            change = transitions.finish_segment(
-                run, segment, outcome.status, outcome.error.message if outcome.error else ""
-            )
-            if isinstance(change, Refusal):
-                raise change.error()
-            total = run.usage + outcome.usage
-            await record_segment_usage(connection, run_id, segment, outcome.usage, total, outcome.model_calls)
-            await connection.execute(
-                """UPDATE runs SET status = $2, current_agent = $3, final_output = $4, error_code = $5,
-                          error_message = $6
-                   WHERE id = $1""",
-                run_id,
-                change.status.value,
-                outcome.current_agent,
-                outcome.final_output,
-                outcome.error.code if outcome.error else None,
-                outcome.error.message if outcome.error else None,
-            )
-            if outcome.snapshot:
-                await self._insert_snapshot(connection, run_id, segment, outcome.snapshot)
-            raised = await insert_interruptions(connection, run_id, segment, outcome.interruptions)
-            events = await self.events.append_in(
-                connection,
-                run_id,
-                segment,
-                [
-                    *outcome.events,
-                    *(pending(InterruptionRaised(i)) for i in raised),
-                    pending(UsageReported(outcome.usage, total, tuple(outcome.model_calls))),
-                    change.event,
-                ],
-            )
-            return await self._get_run(connection, Scope.ALL, run_id), events
-
-    async def cancel_run(self, scope: Scope, run_id: str, error: RunError) -> tuple[Run, list[RunEvent]]:
-        """Cancel a QUEUED, RUNNING or INTERRUPTED run.
-
-        A segment still executing somewhere finds its run CANCELLED when it tries to finish,
-        and its outcome is discarded.
-        """
-        async with self._pool.acquire() as connection, connection.transaction():
-            run = await self._get_run(connection, scope, run_id, lock=True)
-            change = transitions.cancel(run, error.message)
-            if isinstance(change, Refusal):
-                raise change.error()
-            events = await self._end(connection, run, change, error)
-            return await self._get_run(connection, Scope.ALL, run_id), events
-
-    async def decide_interruption(
-        self,
-        scope: Scope,
-        run_id: str,
-        interruption_id: str,
-        decision: InterruptionStatus,
-        *,
-        always: bool,
-        message: str,
-    ) -> tuple[Interruption, list[RunEvent]]:
-        """Record an approval or rejection. Repeating the same decision (status, always and
-        message alike) changes nothing; any other is FAILED_PRECONDITION."""
-        async with self._pool.acquire() as connection, connection.transaction():
-            run = await self._get_run(connection, scope, run_id, lock=True)
-            verdict = transitions.decide(run, interruption_id, decision, always=always, message=message)
-            if isinstance(verdict, Refusal):
-                raise verdict.error()
-            if isinstance(verdict, Keep):  # the recorded decision, repeated
-                return next(i for i in run.interruptions if i.id == interruption_id), []
-            decided = await record_decision(
-                connection, verdict.interruption.id, decision, always=always, message=message
-            )
-            events = await self.events.append_in(
-                connection,
-                run_id,
-                run.segment_count,
-                [pending(InterruptionDecided(decided))],
-            )
-            return decided, events
+        if wait_out_database:
+            return await retrying(write, what="apply", pool=self._pool)
+        return await write()
 
     # ----- helpers -----------------------------------------------------------------------
-
-    async def _end(
-        self,
-        connection: Connection,
-        run: Run,
-        change: Change,
-        error: RunError,
-        events: Sequence[PendingEvent] = (),
-    ) -> list[RunEvent]:
-        """End a run (locked by the caller) as `change` decided, with `error`, after `events`."""
-        await connection.execute(
-            """UPDATE runs SET status = $2, error_code = $3, error_message = $4, queue_name = ''
-               WHERE id = $1""",
-            run.id,
-            change.status.value,
-            error.code,
-            error.message,
-        )
-        return await self.events.append_in(connection, run.id, change.segment, [*events, change.event])
 
     async def _lock_tenant(self, connection: Connection, tenant: str) -> None:
         """With a limit on active runs, one transaction at a time may add to a tenant's (so that
@@ -564,12 +466,7 @@ class RunStore:
             "SELECT count(*) FROM runs WHERE tenant = $1 AND status IN ('queued', 'running')", tenant
         )
         if active > limit:
-            raise ResourceExhaustedError(
-                f"{limit} runs are already queued or running, the most this service allows at "
-                "once; retry when one of them finishes or pauses.",
-                reason="TOO_MANY_ACTIVE_RUNS",
-                retry_after_s=ACTIVE_RUNS_RETRY_S,
-            )
+            raise too_many_active_runs(limit)
 
     async def _insert_snapshot(
         self, connection: Connection, run_id: str, segment: int, snapshot: Snapshot

@@ -52,6 +52,27 @@ async def runs_ahead(connection: Connection, run: Run) -> list[Run]:
     return [run_from_row(row, interruptions_from_json(row["interruption_rows"])) for row in rows]
 
 
+async def lock_session(connection: Connection, tenant: str, session_id: str) -> None:
+    """The session's lock (the one runs are inserted under), held until the transaction ends."""
+    await connection.execute(
+        "SELECT pg_advisory_xact_lock(hashtextextended('timestep.session:' || $1 || '/' || $2, 0))",
+        tenant,
+        session_id,
+    )
+
+
+async def active_runs(connection: Connection, tenant: str, session_id: str) -> list[Run]:
+    """The session's QUEUED, RUNNING and INTERRUPTED runs, in turn order."""
+    rows = await connection.fetch(
+        f"""SELECT {RUN_COLUMNS}, {RUN_INTERRUPTIONS} FROM runs r
+            WHERE r.tenant = $1 AND r.session_id = $2 AND r.status IN ('queued', 'running', 'interrupted')
+            ORDER BY coalesce(r.session_seq, 0), r.create_time""",
+        tenant,
+        session_id,
+    )
+    return [run_from_row(row, interruptions_from_json(row["interruption_rows"])) for row in rows]
+
+
 async def next_turn(pool: asyncpg.Pool, tenant: str, session_id: str) -> Turn | None:
     """The session's first active run, if it is QUEUED (its turn has come); None otherwise."""
     row = await pool.fetchrow(
