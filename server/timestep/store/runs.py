@@ -55,8 +55,8 @@ from timestep.store.session_turns import (
     active_runs,
     lock_session,
     next_turn,
-    remove_items_of,
     runs_ahead,
+    supersede,
 )
 
 _BY_ID = "r.id = $1 AND ($2::text IS NULL OR r.tenant = $2)"
@@ -79,10 +79,6 @@ def _utc(stamp: datetime) -> datetime:
     """A token's time as the service wrote it: in UTC (astimezone overflows for year 1 with a
     later offset, which only a forged token holds)."""
     return stamp.replace(tzinfo=UTC) if stamp.tzinfo is None else stamp.astimezone(UTC)
-
-
-# How often a new run's cancels of the runs ahead of it are decided again after losing a race.
-SUPERSEDE_ATTEMPTS = 20
 
 
 class RunStore:
@@ -249,29 +245,29 @@ class RunStore:
             if not self._max_active_runs and admitted is None:
                 created = await self._insert_run(connection, new_run, fingerprint, queue_name, run_id)
             else:
+                # Locks in one order everywhere: the session's, the rows of its runs (cancelled
+                # here, or changed by their own transitions), then the tenant's (taken last by
+                # every transition that adds an active run).
                 async with connection.transaction():
-                    await self._lock_tenant(connection, new_run.tenant)
-                    admission = Admission()
+                    admission, cancelled = Admission(), []
                     if admitted is not None:
                         await lock_session(connection, new_run.tenant, new_run.session_id)
                         if await self._request_used(connection, new_run):
-                            return (
-                                await self._existing_for_request(connection, new_run, fingerprint),
-                                [],
-                                False,
-                            )
+                            existing = await self._existing_for_request(connection, new_run, fingerprint)
+                            return existing, [], False
                         ahead = await active_runs(connection, new_run.tenant, new_run.session_id)
                         admission = admitted(run_id, ahead)
+                        cancelled = await supersede(
+                            connection, new_run, run_id, admission, admitted, origin=self.events.origin
+                        )
+                    await self._lock_tenant(connection, new_run.tenant)
                     created = await self._insert_run(
                         connection, new_run, fingerprint, queue_name, run_id, admission.queued_reason
                     )
-                    if created is not None:
-                        await self._check_active_runs(connection, new_run.tenant)
-                        if admitted is not None:
-                            cancelled = await self._supersede(
-                                connection, new_run, run_id, admission, admitted
-                            )
-                            created = (created[0], [*cancelled, *created[1]])
+                    if created is None:  # raises, rolling back what it superseded, if anything
+                        return await self._existing_for_request(connection, new_run, fingerprint), [], False
+                    await self._check_active_runs(connection, new_run.tenant)
+                    created = (created[0], [*cancelled, *created[1]])
             if created is None:
                 return await self._existing_for_request(connection, new_run, fingerprint), [], False
             return created[0], created[1], True
@@ -282,38 +278,6 @@ class RunStore:
                 "SELECT 1 FROM runs WHERE tenant = $1 AND request_id = $2", new_run.tenant, new_run.request_id
             )
         )
-
-    async def _supersede(
-        self, connection: Connection, new_run: NewRun, run_id: str, admission: Admission, admit: Admit
-    ) -> list[RunEvent]:
-        """Apply `admission`'s cancels (deciding again on a fresh read of the session for each
-        one that lost a race: a run ahead that changed meanwhile), then remove the items decided."""
-        events: list[RunEvent] = []
-        removed = list(admission.remove_items_of)
-        for _ in range(SUPERSEDE_ATTEMPTS):
-            lost = False
-            for change in admission.cancel:
-                written = await apply_change(
-                    connection,
-                    change,
-                    notify_channel=EVENTS_CHANNEL,
-                    origin=self.events.origin,
-                    max_active_runs=0,
-                )
-                lost = lost or written is None
-                events += written or []
-            if not lost:
-                break
-            ahead = [
-                run
-                for run in await active_runs(connection, new_run.tenant, new_run.session_id)
-                if run.id != run_id
-            ]
-            admission = admit(run_id, ahead)
-            removed += admission.remove_items_of
-        if removed:
-            await remove_items_of(connection, removed)
-        return events
 
     async def _insert_run(
         self,

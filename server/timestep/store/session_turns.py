@@ -9,7 +9,11 @@ from typing import Final
 
 import asyncpg
 
-from timestep.domain import Run
+from timestep.changes import Admission, Admit
+from timestep.domain import NewRun, Run
+from timestep.event_types import RunEvent
+from timestep.store.changes import apply_change
+from timestep.store.events import EVENTS_CHANNEL
 from timestep.store.rows import (
     RUN_COLUMNS,
     RUN_INTERRUPTIONS,
@@ -27,6 +31,10 @@ AHEAD_OF: Final = """
       AND coalesce(o.session_seq, 0) < coalesce({run}.session_seq, 0)"""
 # A QUEUED run that may start: no run of its session is ahead of it.
 MAY_START: Final = f"(r.session_id = '' OR NOT EXISTS ({AHEAD_OF.format(run='r')}))"
+
+
+# How often a new run's cancels of the runs ahead of it are decided again after losing a race.
+SUPERSEDE_ATTEMPTS = 20
 
 
 @dataclass(frozen=True)
@@ -95,3 +103,28 @@ async def remove_items_of(connection: Connection, run_ids: list[str]) -> int:
         run_ids,
     )
     return int(removed)
+
+
+async def supersede(
+    connection: Connection, new_run: NewRun, run_id: str, admission: Admission, admit: Admit, *, origin: str
+) -> list[RunEvent]:
+    """Apply `admission`'s cancels of the runs ahead of new run `run_id` in the caller's
+    transaction (deciding again on a fresh read of the session when one lost a race: a run ahead
+    changed meanwhile), then remove the items decided; the cancelled runs' events."""
+    events: list[RunEvent] = []
+    removed = list(admission.remove_items_of)
+    for _ in range(SUPERSEDE_ATTEMPTS):
+        lost = False
+        for change in admission.cancel:
+            written = await apply_change(
+                connection, change, notify_channel=EVENTS_CHANNEL, origin=origin, max_active_runs=0
+            )
+            lost = lost or written is None
+            events += written or []
+        if not lost:
+            break
+        admission = admit(run_id, await active_runs(connection, new_run.tenant, new_run.session_id))
+        removed += admission.remove_items_of
+    if removed:
+        await remove_items_of(connection, removed)
+    return events
