@@ -112,19 +112,22 @@ async def supersede(
     transaction (deciding again on a fresh read of the session when one lost a race: a run ahead
     changed meanwhile), then remove the items decided; the cancelled runs' events."""
     events: list[RunEvent] = []
-    removed = list(admission.remove_items_of)
+    removed: list[str] = []
     for _ in range(SUPERSEDE_ATTEMPTS):
         lost = False
         for change in admission.cancel:
             written = await apply_change(
                 connection, change, notify_channel=EVENTS_CHANNEL, origin=origin, max_active_runs=0
             )
-            lost = lost or written is None
-            events += written or []
+            if written is None:  # the run changed: it may have finished, keeping its items
+                lost = True
+                continue
+            events += written
+            if change.run.id in admission.remove_items_of:
+                removed.append(change.run.id)
         if not lost:
             break
         admission = admit(run_id, await active_runs(connection, new_run.tenant, new_run.session_id))
-        removed += admission.remove_items_of
     if removed:
         await remove_items_of(connection, removed)
     return events
