@@ -19,7 +19,8 @@ ENV PATH=/opt/timestep/bin:$PATH \
     PYTHONUNBUFFERED=1
 USER timestep
 VOLUME ["/data"]
-EXPOSE 50051
+# gRPC, and HTTP (Connect, gRPC-Web and the console; TIMESTEP_HTTP_PORT, 0 turns it off).
+EXPOSE 50051 8080
 # The gRPC health check (overall status): NOT_SERVING while draining on SIGTERM, so the container
 # turns unhealthy as soon as it stops taking calls. It asks the plaintext, health-only port on
 # loopback (TIMESTEP_HEALTH_PORT), which needs no credentials whatever TLS, mTLS or API keys the
@@ -32,7 +33,12 @@ HEALTHCHECK --interval=10s --timeout=8s --start-period=60s --retries=3 \
 #                      --allow-unauthenticated
 #   PG_CONNECTION_URI  an external PostgreSQL; otherwise an embedded one keeps its data in /data
 #   OPENAI_API_KEY, OPENAI_BASE_URL, OLLAMA_HOST, OLLAMA_API_KEY, FIRECRAWL_API_KEY  model and tool access
+#   TIMESTEP_LOCAL_MODEL, TIMESTEP_LOCAL_MODEL_THREADS  the local model (`local/…`), which this image
+#                      leaves out (no `local` extra: no llama.cpp compile); without OPENAI_API_KEY the
+#                      example agents' runs fail, naming `pip install 'timestep[local]'`
 #   TIMESTEP_TLS_CERT, TIMESTEP_TLS_KEY, TIMESTEP_TLS_CLIENT_CA  TLS / mTLS
+#   TIMESTEP_HTTP_PORT, TIMESTEP_CORS_ORIGINS  the HTTP port (8080) and the browser origins
+#                      other than its own allowed to call it (comma-separated)
 #   TIMESTEP_LOG_FORMAT=json, TIMESTEP_METRICS_PORT  operations
 #   TIMESTEP_HEALTH_PORT, TIMESTEP_HEALTH_HOST  the plaintext health-only port (set: 50052 on
 #                      loopback, for the HEALTHCHECK; TIMESTEP_HEALTH_HOST=0.0.0.0 for a

@@ -22,6 +22,7 @@ async def round_trips(bench: Bench) -> list[Row]:
             "PG_CONNECTION_URI": proxy.dsn,
             "OPENAI_API_KEY": API_KEY,
             "OPENAI_BASE_URL": bench.fake.base_url,
+            "TIMESTEP_HTTP_PORT": "0",  # no HTTP port: 8080 may be taken
         }
         server = ServeProcess("bench-round-trips", free_port(), ["--log-level", "WARNING"], environment)
         await server.start()

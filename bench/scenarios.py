@@ -546,6 +546,7 @@ async def recovery(bench: Bench) -> list[Row]:
             "PG_CONNECTION_URI": database_url,
             "OPENAI_API_KEY": API_KEY,
             "OPENAI_BASE_URL": bench.fake.base_url,
+            "TIMESTEP_HTTP_PORT": "0",  # no HTTP port: 8080 may be taken
         }
         server = ServeProcess("bench-recovery", free_port(), ["--log-level", "WARNING"], environment)
         clean_start_ms.append(await server.start())

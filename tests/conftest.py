@@ -4,6 +4,9 @@ server per test, the real service on a real port, and the real client."""
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
+import threading
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -24,6 +27,29 @@ from timestep_testing.harness import create_database, drop_database, temporary_d
 
 TEST_API_KEY = "sk-test-timestep-0123456789"
 FIRECRAWL_TEST_KEY = "fc-test-timestep-31c7a9e2"
+
+# A DBOS worker thread still writing a workflow's outcome when its test's database went away (a
+# proxy or a server the test stopped) retries forever, and the interpreter joins it at exit.
+DBOS_THREAD_PREFIX = "dbos-"
+DBOS_THREAD_GRACE_S = 10.0
+_exit_status: list[int] = []
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    _exit_status.append(int(exitstatus))
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """End the run with its own status instead of hanging on such a thread (after the summary)."""
+    stuck = [t for t in threading.enumerate() if t.name.startswith(DBOS_THREAD_PREFIX) and not t.daemon]
+    for thread in stuck:
+        thread.join(DBOS_THREAD_GRACE_S / len(stuck))
+    if any(thread.is_alive() for thread in stuck) and _exit_status:
+        print("ending the test process: a DBOS thread still retries a database that is gone", file=sys.stderr)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(_exit_status[0])
 
 
 @pytest.fixture(scope="session")
@@ -80,6 +106,8 @@ def service_config(database_url: str) -> ServiceConfig:
     # segments another one left behind (or the runs store tests leave QUEUED without a workflow).
     return ServiceConfig(
         port=0,
+        # The HTTP port too (any free port): the error table checks Connect against gRPC.
+        http_port=0,
         database_url=database_url,
         executor_id=f"test-{uuid.uuid4().hex[:8]}",
         replica_timeout_s=3600,

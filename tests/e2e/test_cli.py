@@ -43,6 +43,7 @@ def cli_environment(**overrides: str) -> dict[str, str]:
     prefixes = ("OPENAI_", "TIMESTEP_", "OLLAMA_", "FIRECRAWL_")
     env = {key: value for key, value in os.environ.items() if not key.startswith(prefixes)}
     env.pop("PG_CONNECTION_URI", None)
+    env["TIMESTEP_HTTP_PORT"] = "0"  # 8080 may be taken
     env.update(overrides)
     return env
 

@@ -1,4 +1,4 @@
-"""Every RPC's unhappy paths, table-driven.
+"""Every RPC's unhappy paths, table-driven, over gRPC and (the same table) Connect.
 
 Each case puts the service in a state (e.g. a run INTERRUPTED on `send_email`), makes one
 failing call and checks:
@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any, Final, cast
 
+import aiohttp
 import grpc
 import pytest
 from agents import RunContextWrapper
@@ -30,11 +31,13 @@ from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
+from timestep.app import TimestepService
 from timestep.examples.agents import assistant
 from timestep.settings import MAX_SCHEDULE_INPUT_BYTES, Limits
 from timestep_client import RunStatus, TimestepClient
 from timestep_client.v1 import agents_pb2, runs_pb2, schedules_pb2, usage_pb2
 
+from timestep_testing import connect
 from timestep_testing.fakes.openai_responses import FakeOpenAI, error, text, tool_call
 from timestep_testing.helpers import EMAIL_ARGS, WAIT, collect_events, db_state, expect_rpc_error, unique
 
@@ -44,6 +47,7 @@ FAILED_PRECONDITION: Final = grpc.StatusCode.FAILED_PRECONDITION
 ALREADY_EXISTS: Final = grpc.StatusCode.ALREADY_EXISTS
 
 ERROR_DOMAIN: Final = "timestep.dev"
+TYPE_URL_PREFIX: Final = "type.googleapis.com/"
 MISSING_RUN: Final = "run_00000000000000000000000000000000"
 MISSING_INTERRUPTION: Final = "int_00000000000000000000000000000000"
 ORIGINAL_INPUT: Final = "Say hello."
@@ -1004,8 +1008,10 @@ def test_cases_are_well_formed() -> None:
 
 @pytest.mark.parametrize("case", [pytest.param(case, id=case.name) for case in CASES])
 async def test_rpc_error(
-    case: Case, client: TimestepClient, fake_openai: FakeOpenAI, database_url: str
+    case: Case, service: TimestepService, client: TimestepClient, fake_openai: FakeOpenAI, database_url: str
 ) -> None:
+    """Over gRPC, then the same request over Connect (JSON over HTTP): the same code, message
+    and details."""
     world = await prepare(case.setup, client, fake_openai)
     request = case.request(world)
     before = await db_state(database_url)
@@ -1040,6 +1046,15 @@ async def test_rpc_error(
         assert failures == [(case.reason, f"runs/{world.run_id}", message)]
     else:
         assert preconditions == [], "PreconditionFailure is only for FAILED_PRECONDITION"
+
+    async with aiohttp.ClientSession() as session:
+        over_http = await connect.call_message(session, f"http://127.0.0.1:{service.http_port}", request)
+    assert over_http.code == connect.connect_code(case.code), over_http
+    assert over_http.error is not None
+    assert over_http.error["message"] == message
+    assert over_http.details() == [
+        (d.type_url.removeprefix(TYPE_URL_PREFIX), d.value) for d in status.details
+    ]
 
     assert await db_state(database_url) == before, "a failed call changed the database"
     assert len(fake_openai.requests) == requests_before, "a failed call reached the model"

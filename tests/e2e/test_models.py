@@ -10,7 +10,7 @@ import socket
 
 import pytest
 from agents import Agent
-from timestep.examples.agents import get_weather, send_email
+from timestep.examples.agents import AGENTS, get_weather, send_email
 from timestep.runtime.providers import ModelConfig
 from timestep.runtime.registry import AgentRegistry
 from timestep.runtime.tools import web_search
@@ -90,7 +90,12 @@ async def test_an_ollama_model_needs_no_openai_key_while_an_openai_model_fails_s
     fake_ollama.script(text("Local answer."))
     config = ModelConfig(openai_api_key="", ollama_host=fake_ollama.base_url)
 
-    async with start_service(config) as service, TimestepClient(f"127.0.0.1:{service.port}") as client:
+    # The example agents on OpenAI, as a service given them explicitly has them (by default, a
+    # service without OpenAI runs them on the local model).
+    async with (
+        start_service(config, registry=AgentRegistry(AGENTS)) as service,
+        TimestepClient(f"127.0.0.1:{service.port}") as client,
+    ):
         local = await client.create_run("assistant", "Hi", model=OLLAMA_MODEL, wait=True)
         remote = await client.create_run("assistant", "Hi", wait=True)
 
@@ -219,7 +224,9 @@ async def test_runs_of_one_service_share_its_connection_to_ollama(start_service:
     async with FakeOllama(keep_alive=True) as ollama:
         ollama.script(text("First."), text("Second."))
         async with (
-            start_service(ModelConfig(openai_api_key="", ollama_host=ollama.base_url)) as service,
+            start_service(
+                ModelConfig(openai_api_key="", ollama_host=ollama.base_url), registry=AgentRegistry(AGENTS)
+            ) as service,
             TimestepClient(f"127.0.0.1:{service.port}") as client,
         ):
             runs = [
@@ -235,7 +242,7 @@ async def test_an_unreachable_ollama_fails_the_run_naming_the_host(start_service
     host = f"http://127.0.0.1:{closed_port()}"
 
     async with (
-        start_service(ModelConfig(ollama_host=host)) as service,
+        start_service(ModelConfig(ollama_host=host), registry=AgentRegistry(AGENTS)) as service,
         TimestepClient(f"127.0.0.1:{service.port}") as client,
     ):
         run = await client.create_run("assistant", "Hi", model=OLLAMA_MODEL, wait=True)

@@ -1,6 +1,7 @@
 """The delta relay between replicas: two real relayed buses on one PostgreSQL. Deltas of any size
 and script reach the other replica whole and in order, in notifications PostgreSQL accepts, and
-a delta sent while the database is unreachable arrives once it is back."""
+a delta sent while the database is unreachable arrives once it is back; a run change stored by
+one replica wakes a WatchRuns watcher on the other."""
 
 from __future__ import annotations
 
@@ -19,10 +20,12 @@ import pytest
 from timestep.changes import SegmentOutcome
 from timestep.domain import EventKind, NewRun, PendingEvent, RunStatus, Usage
 from timestep.event_types import RunEvent, TextDelta
+from timestep.run_feed import FeedEntry
 from timestep.runs.apply import RunTransitions
 from timestep.runs.events import EventBus, Subscription
 from timestep.runs.relay import DELTAS_CHANNEL, relayed_bus
 from timestep.runs.streaming import follow_run
+from timestep.runs.watch import watch_runs
 from timestep.scope import Scope
 from timestep.store.content import ESCAPE
 from timestep.store.database import open_pool
@@ -276,3 +279,19 @@ async def test_a_runs_deltas_reach_a_follower_elsewhere_before_its_next_stored_e
     assert "".join(event.payload["delta"] for event in live) == text
     assert events.index(live[-1]) < events.index(stored[0]), "the text came before its message"
     assert [event for event in events if event.is_durable] == [*stored, *finished]
+
+
+async def test_a_run_change_stored_by_one_replica_reaches_a_watcher_on_another(
+    pool: asyncpg.Pool, database_url: str
+) -> None:
+    tenant = f"relay-{uuid.uuid4().hex[:8]}"
+    async with relays(database_url, pool, pool) as replicas:
+        here = RunStore(pool, origin="here")
+        start = await here.feed.head()
+        changes = watch_runs(here.feed, replicas.there_bus, Scope.tenant(tenant), start)
+        # Created on `here`, which publishes nothing on `there`'s bus: only the relay can wake it.
+        run, _, _ = await here.create_run(NewRun(agent="relay", input="Hi", tenant=tenant))
+        change = await asyncio.wait_for(anext(changes), WAIT)
+        assert isinstance(change, FeedEntry)
+        assert (change.event.run_id, change.event.payload["status"]) == (run.id, "queued")
+        await changes.aclose()  # type: ignore[attr-defined]

@@ -1,7 +1,8 @@
 """Running the TypeScript side (`tests/interop/ts`) from Python: `npm ci` installs it, and
-`prepare_package` generates its gRPC client from proto/ (so it is never stale) and compiles it
-with `tsc` (strict; a type error fails the tests); then `run_scenario` runs a step of
-`src/scenarios.ts` and returns the JSON object it prints.
+`prepare_package` builds the TypeScript client it calls the service with (clients/typescript,
+generated from proto/, so it is never stale) and compiles it with `tsc` (strict; a type error
+fails the tests); then `run_scenario` runs a step of `src/scenarios.ts` and returns the JSON
+object it prints.
 
 The TypeScript SDK talks to the model server given as `model_url` (a fake in tests) with a test
 key and tracing off, so nothing leaves the machine.
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from timestep_testing.harness import run_to_completion
+from timestep_testing.typescript import build_client
 
 PACKAGE: Final = Path(__file__).resolve().parent / "ts"
 NODE_TIMEOUT: Final = 60.0
@@ -24,13 +26,14 @@ NODE_TIMEOUT: Final = 60.0
 
 
 def prepare_package() -> None:
-    """Check that `npm ci` ran, generate the gRPC client from the current protos and compile."""
+    """Check that `npm ci` ran, build the TypeScript client it uses (from the current protos)
+    and compile."""
     if not (PACKAGE / "node_modules" / ".bin" / "tsc").exists():
         raise RuntimeError(
             f"The TypeScript interop package is not installed: run `npm ci` in {PACKAGE} (`make test` does)."
         )
-    for script in ("generate", "build"):
-        subprocess.run(["npm", "run", "--silent", script], cwd=PACKAGE, check=True, timeout=NODE_TIMEOUT)
+    build_client()
+    subprocess.run(["npm", "run", "--silent", "build"], cwd=PACKAGE, check=True, timeout=NODE_TIMEOUT)
 
 
 async def run_node(script: str, *args: str, model_url: str) -> str:

@@ -70,7 +70,7 @@ def test_an_unknown_prefix_is_a_clear_error_listing_the_known_prefixes() -> None
 
     assert caught.value.code == "model_not_configured"
     assert "'mistral'/" in caught.value.message
-    assert "acme/, ollama/, openai/" in caught.value.message
+    assert "acme/, local/, ollama/, openai/" in caught.value.message
     assert "MultiModelProviderMap.add_provider" in caught.value.message
 
 

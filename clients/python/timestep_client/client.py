@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -201,26 +201,32 @@ class TimestepClient:
         before a reconnect starts at `backoff` seconds and doubles up to `max_backoff`.
         """
         last = after_sequence
-        failures = 0
-        while True:
-            call = self.runs.StreamRunEvents(
-                runs_pb2.StreamRunEventsRequest(run_id=run_id, after_sequence=last)
-            )
-            try:
-                async for response in call:
-                    event: runs_pb2.RunEvent = response.event
-                    if event.sequence:
-                        last = event.sequence
-                        failures = 0
-                    yield event
-                return
-            except grpc.aio.AioRpcError as error:
-                failures += 1
-                if error.code() not in RECONNECTABLE or failures > max_reconnects:
-                    raise
-                await asyncio.sleep(min(backoff * 2 ** (failures - 1), max_backoff))  # back off
-            finally:
-                call.cancel()
+
+        def subscribe() -> AsyncIterator[runs_pb2.StreamRunEventsResponse]:
+            request = runs_pb2.StreamRunEventsRequest(run_id=run_id, after_sequence=last)
+            return self.runs.StreamRunEvents(request)  # type: ignore[no-any-return]
+
+        async for response in _reconnecting(subscribe, max_reconnects, backoff, max_backoff):
+            event: runs_pb2.RunEvent = response.event
+            if event.sequence:
+                last = event.sequence
+            yield event
+
+    async def watch_runs(
+        self, cursor: str = "", *, max_reconnects: int = 5, backoff: float = 0.2, max_backoff: float = 5.0
+    ) -> AsyncIterator[runs_pb2.WatchRunsResponse]:
+        """Yield the tenant's run changes (status changes, new and decided interruptions) as
+        they are committed, re-subscribing after a dropped connection from the last cursor
+        received, so none is missed or repeated. Without `cursor` the first message is a
+        bookmark (only its `cursor` is set). Never ends by itself."""
+        last = cursor
+
+        def subscribe() -> AsyncIterator[runs_pb2.WatchRunsResponse]:
+            return self.runs.WatchRuns(runs_pb2.WatchRunsRequest(cursor=last))  # type: ignore[no-any-return]
+
+        async for change in _reconnecting(subscribe, max_reconnects, backoff, max_backoff):
+            last = change.cursor
+            yield change
 
     async def list_interruptions(
         self, run_id: str = "", *, page_size: int = 0, page_token: str = ""
@@ -375,3 +381,29 @@ class TimestepClient:
                 getattr(request, field).CopyFrom(stamp)
         response: usage_pb2.GetUsageResponse = await self.usage.GetUsage(request)
         return response
+
+
+Message = TypeVar("Message")
+
+
+async def _reconnecting(
+    subscribe: Callable[[], AsyncIterator[Message]], max_reconnects: int, backoff: float, max_backoff: float
+) -> AsyncIterator[Message]:
+    """The messages of `subscribe()`'s stream, subscribing again (it continues after what was
+    received) when the stream fails with a code worth retrying; the wait between attempts
+    starts at `backoff` seconds and doubles up to `max_backoff`. A message resets the count."""
+    failures = 0
+    while True:
+        call = subscribe()
+        try:
+            async for message in call:
+                failures = 0
+                yield message
+            return
+        except grpc.aio.AioRpcError as error:
+            failures += 1
+            if error.code() not in RECONNECTABLE or failures > max_reconnects:
+                raise
+            await asyncio.sleep(min(backoff * 2 ** (failures - 1), max_backoff))  # back off
+        finally:
+            call.cancel()  # type: ignore[attr-defined]

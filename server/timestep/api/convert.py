@@ -25,6 +25,7 @@ from timestep.event_types import (
     ToolOutput,
     UsageReported,
 )
+from timestep.run_feed import FeedCursor, FeedEntry
 from timestep.runtime.registry import AgentInfo
 from timestep.state.document import PYTHON
 
@@ -229,6 +230,18 @@ def event_to_proto(event: RunEvent) -> runs_pb2.RunEvent:
                 )
             )
     return message
+
+
+def feed_entry_to_proto(change: FeedEntry | FeedCursor) -> runs_pb2.WatchRunsResponse:
+    """A WatchRuns message: a change of a run, or a bookmark (a cursor alone)."""
+    if isinstance(change, FeedCursor):
+        return runs_pb2.WatchRunsResponse(cursor=change.encode())
+    return runs_pb2.WatchRunsResponse(
+        cursor=change.cursor.encode(),
+        run_id=change.event.run_id,
+        agent=change.agent,
+        event=event_to_proto(change.event),
+    )
 
 
 def agent_to_proto(info: AgentInfo) -> agents_pb2.Agent:

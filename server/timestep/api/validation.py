@@ -88,6 +88,10 @@ CAPS: Final[dict[str, Cap]] = {
         lambda _: MAX_PAGE_TOKEN_LENGTH,
         hint=" Pass the next_page_token of the previous page unchanged, or an empty one to start again.",
     ),
+    "cursor": Cap(
+        lambda _: MAX_PAGE_TOKEN_LENGTH,
+        hint=" Pass the cursor of a message WatchRuns sent unchanged, or an empty one to start now.",
+    ),
     "input": _INPUT,
     "input_items_json": _INPUT,
     "message": _TEXT,

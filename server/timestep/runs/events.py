@@ -6,7 +6,7 @@ to hold memory or slow the publisher: its buffer is dropped and it is told to re
 durable events it missed from the store (token deltas in that gap are lost, by design). A
 similar signal (`nudge`) tells subscribers that another process stored events of their run (see
 `timestep.runs.relay`); it keeps the live events buffered before it, which the store does not
-have.
+have. Tenant-wide watchers (`watch`) are only woken: they read the run feed from the store.
 """
 
 from __future__ import annotations
@@ -106,6 +106,8 @@ class EventBus:
         self._subscriber_buffer = subscriber_buffer
         self._subscriptions: defaultdict[str, set[Subscription]] = defaultdict(set)
         self._forwarder = forwarder
+        # Tenant-wide watchers (WatchRuns): each is woken when any run has new stored events.
+        self._watchers: set[asyncio.Event] = set()
 
     def publish(self, events: Iterable[RunEvent]) -> None:
         for event in events:
@@ -123,16 +125,20 @@ class EventBus:
 
     def deliver(self, event: RunEvent) -> None:
         """Hand an event to this process's subscribers only."""
+        if event.is_durable:
+            self.wake_watchers()
         for subscription in self._subscriptions.get(event.run_id, ()):
             subscription.push(event)
 
     def nudge(self, run_id: str) -> None:
         """Tell the run's subscribers that new events are in the store."""
+        self.wake_watchers()
         for subscription in self._subscriptions.get(run_id, ()):
             subscription.nudge()
 
     def nudge_all(self) -> None:
         """Tell every subscriber to re-read the store (after notifications may have been missed)."""
+        self.wake_watchers()
         for run_id in list(self._subscriptions):
             self.nudge(run_id)
 
@@ -147,6 +153,21 @@ class EventBus:
             subscribers.discard(subscription)
             if not subscribers:
                 del self._subscriptions[run_id]
+
+    def wake_watchers(self) -> None:
+        """Tell the tenant-wide watchers that some run has new stored events."""
+        for watcher in self._watchers:
+            watcher.set()
+
+    @contextmanager
+    def watch(self) -> Iterator[asyncio.Event]:
+        """An event set whenever any run has new stored events; clear it before reading the store."""
+        watcher = asyncio.Event()
+        self._watchers.add(watcher)
+        try:
+            yield watcher
+        finally:
+            self._watchers.discard(watcher)
 
     def subscriber_count(self, run_id: str) -> int:
         return len(self._subscriptions.get(run_id, ()))

@@ -30,10 +30,12 @@ from timestep.domain import (
 )
 from timestep.errors import FailedPreconditionError, InvalidArgumentError
 from timestep.event_types import RunEvent
+from timestep.run_feed import FeedCursor, FeedEntry
 from timestep.runs.apply import RunTransitions, admission
 from timestep.runs.events import EventBus, Subscription
 from timestep.runs.launcher import SegmentLauncher
 from timestep.runs.streaming import follow_changed, follow_run
+from timestep.runs.watch import watch_runs
 from timestep.runtime import sdk_internals
 from timestep.runtime.registry import AgentRegistry
 from timestep.runtime.runner import apply_decisions
@@ -105,6 +107,9 @@ class RunOrchestrator:
 
     def follow(self, scope: Scope, run_id: str, after_sequence: int) -> AsyncIterator[RunEvent]:
         return follow_run(self._store, self._bus, scope, run_id, after_sequence)
+
+    def watch(self, scope: Scope, cursor: FeedCursor | None) -> AsyncIterator[FeedEntry | FeedCursor]:
+        return watch_runs(self._store.feed, self._bus, scope, cursor)
 
     # ----- transitions -------------------------------------------------------------------
 

@@ -292,6 +292,8 @@ class EventRelay:
         origin, run_id, _ = unescape(payload).rsplit(":", 2)
         if origin != self._origin:
             self._bus.nudge(run_id)
+        else:  # this process's subscribers got them; its watchers learn from the commit
+            self._bus.wake_watchers()
 
     def _on_delta(self, connection: object, pid: int, channel: str, payload: object) -> None:
         assert isinstance(payload, str)

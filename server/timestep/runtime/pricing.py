@@ -1,8 +1,8 @@
 """The price table: estimated cost of model calls, in US dollars per million tokens.
 
 The defaults are OpenAI's list prices for common models (2025); Ollama models cost nothing
-per token (local, or covered by an Ollama Cloud plan). Override or extend them with a JSON
-file named by TIMESTEP_PRICES:
+per token (local, or covered by an Ollama Cloud plan), nor does the local model (`local/…`).
+Override or extend them with a JSON file named by TIMESTEP_PRICES:
 
     {
       "gpt-4.1":       {"input": 2.00, "cached_input": 0.50, "output": 8.00},
@@ -69,6 +69,7 @@ DEFAULT_PRICES: Mapping[str, Price] = {
     "o3": Price(2.00, 8.00, 0.50),
     "o4-mini": Price(1.10, 4.40, 0.275),
     "ollama/*": Price(0.0, 0.0, 0.0),
+    "local/*": Price(0.0, 0.0, 0.0),
 }
 
 

@@ -36,6 +36,7 @@ from timestep.event_types import InterruptionDecided, InterruptionRaised, RunEve
 from timestep.scope import Scope
 from timestep.store.changes import apply_change, too_many_active_runs
 from timestep.store.events import EVENTS_CHANNEL, EventStore
+from timestep.store.feed import RunFeed
 from timestep.store.interruptions import insert_interruptions
 from timestep.store.pages import clamp_page_size, decode_page_token, encode_page_token
 from timestep.store.retry import retried, retrying
@@ -88,6 +89,8 @@ class RunStore:
         self._max_active_runs = max_active_runs
         # Where the transitions' events go (`origin` names this process in their notifications).
         self.events = EventStore(pool, origin)
+        # The tenant-wide feed of run changes the events feed (WatchRuns).
+        self.feed = RunFeed(pool)
 
     # ----- reads -------------------------------------------------------------------------
 

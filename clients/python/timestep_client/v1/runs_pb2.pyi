@@ -387,6 +387,24 @@ class ReasoningOutput(_message.Message):
     item_json: str
     def __init__(self, agent: _Optional[str] = ..., item_json: _Optional[str] = ...) -> None: ...
 
+class WatchRunsRequest(_message.Message):
+    __slots__ = ("cursor",)
+    CURSOR_FIELD_NUMBER: _ClassVar[int]
+    cursor: str
+    def __init__(self, cursor: _Optional[str] = ...) -> None: ...
+
+class WatchRunsResponse(_message.Message):
+    __slots__ = ("cursor", "run_id", "agent", "event")
+    CURSOR_FIELD_NUMBER: _ClassVar[int]
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    AGENT_FIELD_NUMBER: _ClassVar[int]
+    EVENT_FIELD_NUMBER: _ClassVar[int]
+    cursor: str
+    run_id: str
+    agent: str
+    event: RunEvent
+    def __init__(self, cursor: _Optional[str] = ..., run_id: _Optional[str] = ..., agent: _Optional[str] = ..., event: _Optional[_Union[RunEvent, _Mapping]] = ...) -> None: ...
+
 class ListInterruptionsRequest(_message.Message):
     __slots__ = ("run_id", "page_size", "page_token")
     RUN_ID_FIELD_NUMBER: _ClassVar[int]

@@ -119,6 +119,11 @@ class RunServiceStub:
                 request_serializer=timestep_dot_v1_dot_runs__pb2.KeepRunRequest.SerializeToString,
                 response_deserializer=timestep_dot_v1_dot_runs__pb2.KeepRunResponse.FromString,
                 _registered_method=True)
+        self.WatchRuns = channel.unary_stream(
+                '/timestep.v1.RunService/WatchRuns',
+                request_serializer=timestep_dot_v1_dot_runs__pb2.WatchRunsRequest.SerializeToString,
+                response_deserializer=timestep_dot_v1_dot_runs__pb2.WatchRunsResponse.FromString,
+                _registered_method=True)
 
 
 class RunServiceServicer:
@@ -308,6 +313,22 @@ class RunServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WatchRuns(self, request, context):
+        """Streams the caller's tenant's run changes, across runs: every status change, every new
+        interruption and every decision on one, in the order they were committed, exactly once.
+        Each message carries a `cursor`; pass the last one received to continue after it (after a
+        dropped connection, or a restart of the service) without gaps. Without a cursor the stream
+        starts now: its first message carries only a `cursor` (a bookmark), and every change
+        committed after it follows; list what exists already with ListRuns / ListInterruptions.
+        The stream does not end by itself.
+
+        Errors: INVALID_ARGUMENT (a cursor this service did not issue); UNAVAILABLE when the
+        service shuts down (reconnect with the last cursor received).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RunServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -375,6 +396,11 @@ def add_RunServiceServicer_to_server(servicer, server):
                     servicer.KeepRun,
                     request_deserializer=timestep_dot_v1_dot_runs__pb2.KeepRunRequest.FromString,
                     response_serializer=timestep_dot_v1_dot_runs__pb2.KeepRunResponse.SerializeToString,
+            ),
+            'WatchRuns': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchRuns,
+                    request_deserializer=timestep_dot_v1_dot_runs__pb2.WatchRunsRequest.FromString,
+                    response_serializer=timestep_dot_v1_dot_runs__pb2.WatchRunsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -747,6 +773,33 @@ class RunService:
             '/timestep.v1.RunService/KeepRun',
             timestep_dot_v1_dot_runs__pb2.KeepRunRequest.SerializeToString,
             timestep_dot_v1_dot_runs__pb2.KeepRunResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchRuns(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/timestep.v1.RunService/WatchRuns',
+            timestep_dot_v1_dot_runs__pb2.WatchRunsRequest.SerializeToString,
+            timestep_dot_v1_dot_runs__pb2.WatchRunsResponse.FromString,
             options,
             channel_credentials,
             insecure,

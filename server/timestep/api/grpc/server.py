@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -14,13 +15,15 @@ from timestep.api.grpc.servicers import generic_handler
 from timestep.api.handlers import Service
 from timestep.settings import DEFAULT_KEEPALIVE_TIME_MS, DEFAULT_KEEPALIVE_TIMEOUT_MS, Limits
 
-SERVICE_NAMES = (
-    runs_pb2.DESCRIPTOR.services_by_name["RunService"].full_name,
-    agents_pb2.DESCRIPTOR.services_by_name["AgentService"].full_name,
-    usage_pb2.DESCRIPTOR.services_by_name["UsageService"].full_name,
-    schedules_pb2.DESCRIPTOR.services_by_name["ScheduleService"].full_name,
-    sessions_pb2.DESCRIPTOR.services_by_name["SessionService"].full_name,
+SERVICES = (
+    runs_pb2.DESCRIPTOR.services_by_name["RunService"],
+    agents_pb2.DESCRIPTOR.services_by_name["AgentService"],
+    usage_pb2.DESCRIPTOR.services_by_name["UsageService"],
+    schedules_pb2.DESCRIPTOR.services_by_name["ScheduleService"],
+    sessions_pb2.DESCRIPTOR.services_by_name["SessionService"],
 )
+SERVICE_NAMES = tuple(service.full_name for service in SERVICES)
+HEALTH_SERVICE = health_pb2.DESCRIPTOR.services_by_name["Health"]
 
 
 # Keepalive: ping an idle connection every `keepalive_time_ms` and drop it if the ping is not
@@ -50,6 +53,16 @@ def server_options(
     ]
 
 
+def add_services(
+    server: Any, services: Sequence[Service], health: health_aio.HealthServicer, limits: Limits
+) -> None:
+    """Register `services` (each through the generic gRPC adapter) and health checking on
+    `server`: a grpc server, or anything that collects method handlers as one (the HTTP port's,
+    `timestep.api.http`)."""
+    server.add_generic_rpc_handlers([generic_handler(service, limits) for service in services])
+    health_pb2_grpc.add_HealthServicer_to_server(health, server)
+
+
 async def build_server(
     services: Sequence[Service],
     health: health_aio.HealthServicer,
@@ -65,9 +78,8 @@ async def build_server(
     server = grpc.aio.server(
         interceptors=list(interceptors), options=list(options if options is not None else server_options())
     )
-    server.add_generic_rpc_handlers([generic_handler(service, limits) for service in services])
-    health_pb2_grpc.add_HealthServicer_to_server(health, server)
-    enable_reflection((*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name), server)
+    add_services(server, services, health, limits)
+    enable_reflection((*SERVICE_NAMES, HEALTH_SERVICE.full_name), server)
     port = _bind(
         server, address, credentials, f"could not bind {address}; is another process using the port?"
     )

@@ -13,6 +13,7 @@ from timestep.api import convert, validation
 from timestep.api.handlers.context import CallContext
 from timestep.domain import InterruptionStatus, NewRun, RunFilter
 from timestep.errors import FailedPreconditionError, InvalidArgumentError
+from timestep.run_feed import FeedCursor
 from timestep.runs.deletion import RunDeleter
 from timestep.runs.orchestrator import RunOrchestrator
 from timestep.settings import Limits
@@ -64,6 +65,13 @@ class RunHandlers:
             )
         async for event in self._runs.follow(call.scope, run_id, request.after_sequence):
             yield runs_pb2.StreamRunEventsResponse(event=convert.event_to_proto(event))
+
+    async def WatchRuns(
+        self, request: runs_pb2.WatchRunsRequest, call: CallContext
+    ) -> AsyncIterator[runs_pb2.WatchRunsResponse]:
+        cursor = FeedCursor.decode(request.cursor) if request.cursor else None
+        async for change in self._runs.watch(call.scope, cursor):
+            yield convert.feed_entry_to_proto(change)
 
     async def ListInterruptions(
         self, request: runs_pb2.ListInterruptionsRequest, call: CallContext

@@ -26,3 +26,8 @@ class ModelNotConfiguredError(ModelProviderError):
 
     def __init__(self, message: str) -> None:
         super().__init__(RunErrorCode.MODEL_NOT_CONFIGURED, message)
+
+
+class LocalModelNotInstalledError(ModelNotConfiguredError):
+    """The local model's packages (the `local` extra) are not installed; the message names the
+    command that installs them."""

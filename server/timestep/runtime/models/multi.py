@@ -2,6 +2,7 @@
 
     "gpt-4.1", "openai/gpt-4.1"       → OpenAI (the Agents SDK's OpenAIProvider)
     "ollama/llama3.2"                  → Ollama (OllamaModelProvider; local or cloud per name)
+    "local/gemma3-270m"                → the local model (LocalModelProvider: llama.cpp in-process)
     "<prefix>/<model>"                 → the provider registered for <prefix>, else an error
                                          that lists the known prefixes
 
@@ -11,15 +12,23 @@ A per-run model override (RunConfig(model=...)) is looked up here too, so it rou
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
 from agents import Model, ModelProvider, OpenAIProvider
 from openai import AsyncOpenAI
 
 from timestep.runtime.models.errors import ModelNotConfiguredError
+from timestep.runtime.models.local import LocalModelProvider
 from timestep.runtime.models.ollama import OllamaModelProvider
 from timestep.runtime.models.provider_map import MultiModelProviderMap
-from timestep.settings import KNOWN_PROVIDERS, OLLAMA_PREFIX, OPENAI_PREFIX, split_model_name
+from timestep.settings import KNOWN_PROVIDERS, LOCAL_PREFIX, OLLAMA_PREFIX, OPENAI_PREFIX, split_model_name
+
+# Built-in providers of prefixes the map has no entry for, configured from the environment.
+FALLBACKS: dict[str, Callable[[], ModelProvider]] = {
+    OLLAMA_PREFIX: OllamaModelProvider,
+    LOCAL_PREFIX: LocalModelProvider,
+}
 
 
 @runtime_checkable
@@ -27,6 +36,13 @@ class ConfigurationCheck(Protocol):
     """A provider that can tell, without calling anything, why a model of it cannot be used."""
 
     def missing(self, model_name: str | None) -> str | None: ...
+
+
+@runtime_checkable
+class Preparation(Protocol):
+    """A provider that can get a model ready before its first call (e.g. load it)."""
+
+    async def prepare(self, model_name: str | None) -> None: ...
 
 
 class MultiModelProvider(ModelProvider):
@@ -43,9 +59,10 @@ class MultiModelProvider(ModelProvider):
     ) -> None:
         """`openai_api_key=None` falls back to OPENAI_API_KEY; "" means no key.
 
-        Entries of `provider_map` win over the built-in "openai" and "ollama" routes; without an
-        "ollama" entry, Ollama models go to an `OllamaModelProvider()` configured from the
-        environment (OLLAMA_HOST, OLLAMA_API_KEY).
+        Entries of `provider_map` win over the built-in "openai", "ollama" and "local" routes;
+        without an "ollama" entry, Ollama models go to an `OllamaModelProvider()` configured from
+        the environment (OLLAMA_HOST, OLLAMA_API_KEY), and without a "local" entry local models
+        to a `LocalModelProvider()` (TIMESTEP_LOCAL_MODEL).
         """
         self.provider_map = provider_map if provider_map is not None else MultiModelProviderMap()
         self._openai_api_key = openai_api_key
@@ -58,7 +75,7 @@ class MultiModelProvider(ModelProvider):
             project=openai_project,
             use_responses=openai_use_responses,
         )
-        self._ollama_fallback: OllamaModelProvider | None = None
+        self._fallbacks: dict[str, ModelProvider] = {}
 
     def known_prefixes(self) -> list[str]:
         return sorted({*KNOWN_PROVIDERS, *self.provider_map.get_mapping()})
@@ -90,10 +107,20 @@ class MultiModelProvider(ModelProvider):
         assert provider is not None, "missing() reports unknown prefixes"
         return provider.get_model(name)
 
+    async def prepare(self, model_name: str | None) -> None:
+        """Get `model_name` ready before its first call, where its provider can (the local model
+        loads); raises ModelNotConfiguredError (or another ModelProviderError) if it cannot be."""
+        prefix, name = split_model_name(model_name)
+        provider = self._provider_for(prefix)
+        if isinstance(provider, Preparation):
+            await provider.prepare(name)
+
     async def aclose(self) -> None:
-        providers = [self.openai_provider, *self.provider_map.get_mapping().values()]
-        if self._ollama_fallback is not None:
-            providers.append(self._ollama_fallback)
+        providers = [
+            self.openai_provider,
+            *self.provider_map.get_mapping().values(),
+            *self._fallbacks.values(),
+        ]
         for provider in {id(p): p for p in providers}.values():
             await provider.aclose()
 
@@ -105,10 +132,10 @@ class MultiModelProvider(ModelProvider):
             return mapped
         if prefix == OPENAI_PREFIX:
             return self.openai_provider
-        if prefix == OLLAMA_PREFIX:
-            if self._ollama_fallback is None:
-                self._ollama_fallback = OllamaModelProvider()
-            return self._ollama_fallback
+        if prefix in FALLBACKS:
+            if prefix not in self._fallbacks:
+                self._fallbacks[prefix] = FALLBACKS[prefix]()
+            return self._fallbacks[prefix]
         return None
 
     def _openai_missing(self, model_name: str | None) -> str | None:

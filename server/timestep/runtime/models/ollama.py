@@ -49,13 +49,13 @@ from openai.types.chat import ChatCompletionChunk
 from openai.types.responses.response_prompt_param import ResponsePromptParam
 
 from timestep.domain import RunErrorCode
+from timestep.runtime.models.chat_completions import initial_response
 from timestep.runtime.models.errors import ModelNotConfiguredError, ModelProviderError
 from timestep.runtime.models.ollama_chat import (
     JSON,
     ChunkStream,
     OllamaTarget,
     completion_message,
-    initial_response,
     ollama_messages,
     ollama_usage,
 )

@@ -5,18 +5,16 @@ name is sent (`OllamaTarget`), which the conversion names in its refusals."""
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from agents import ModelSettings, Usage
-from agents.models.fake_id import FAKE_RESPONSES_ID
+from agents import Usage
 from openai.types.chat import ChatCompletionChunk, ChatCompletionMessage, ChatCompletionMessageParam
-from openai.types.responses import Response
 
 from timestep.domain import RunErrorCode
+from timestep.runtime.models.chat_completions import completion_chunk, message_text
 from timestep.runtime.models.errors import ModelProviderError
 
 JSON = dict[str, Any]
@@ -50,13 +48,13 @@ def ollama_messages(messages: Iterable[ChatCompletionMessageParam], target: Olla
             converted.append(
                 {
                     "role": "tool",
-                    "content": _text(content),
+                    "content": message_text(content),
                     "tool_name": tool_names.get(call_id, ""),
                     "tool_call_id": call_id,
                 }
             )
             continue
-        entry: JSON = {"role": "system" if role == "developer" else role, "content": _text(content)}
+        entry: JSON = {"role": "system" if role == "developer" else role, "content": message_text(content)}
         images = _images(content, target)
         if images:
             entry["images"] = images
@@ -74,18 +72,6 @@ def ollama_messages(messages: Iterable[ChatCompletionMessageParam], target: Olla
             entry["tool_calls"] = calls
         converted.append(entry)
     return converted
-
-
-def _text(content: Any) -> str:
-    if content is None:
-        return ""
-    if isinstance(content, str):
-        return content
-    return "".join(
-        part.get("text") or part.get("refusal") or ""
-        for part in content
-        if part.get("type") in ("text", "refusal")
-    )
 
 
 def _images(content: Any, target: OllamaTarget) -> list[str]:
@@ -161,48 +147,23 @@ class ChunkStream:
 
     def chunk(self, data: Mapping[str, Any]) -> ChatCompletionChunk:
         message = data.get("message") or {}
-        calls = [
-            {
-                "index": self._tool_calls + position,
-                "id": call_id,
-                "type": "function",
-                "function": {"name": name, "arguments": arguments},
-            }
-            for position, (call_id, name, arguments) in enumerate(_tool_calls(message))
-        ]
+        calls = _tool_calls(message)
+        first_index = self._tool_calls
         self._tool_calls += len(calls)
         done = bool(data.get("done"))
         finish = None
         if done:
             finish = "length" if data.get("done_reason") == "length" else "stop"
             finish = "tool_calls" if self._tool_calls else finish
-        usage = ollama_usage(data)
-        return ChatCompletionChunk.model_validate(
-            {
-                "id": self._id,
-                "object": "chat.completion.chunk",
-                "created": int(time.time()),
-                "model": self._model,
-                "choices": [
-                    {
-                        "index": 0,
-                        "delta": {
-                            "role": "assistant",
-                            "content": message.get("content") or None,
-                            "tool_calls": calls or None,
-                            "reasoning": message.get("thinking") or None,
-                        },
-                        "finish_reason": finish,
-                    }
-                ],
-                "usage": {
-                    "prompt_tokens": usage.input_tokens,
-                    "completion_tokens": usage.output_tokens,
-                    "total_tokens": usage.total_tokens,
-                }
-                if done
-                else None,
-            }
+        return completion_chunk(
+            self._id,
+            self._model,
+            content=message.get("content"),
+            tool_calls=calls,
+            first_tool_index=first_index,
+            reasoning=message.get("thinking"),
+            finish_reason=finish,
+            usage=ollama_usage(data) if done else None,
         )
 
 
@@ -215,20 +176,4 @@ def ollama_usage(data: Mapping[str, Any]) -> Usage:
         input_tokens=input_tokens,
         output_tokens=output_tokens,
         total_tokens=input_tokens + output_tokens,
-    )
-
-
-def initial_response(model: str, model_settings: ModelSettings) -> Response:
-    return Response(
-        id=FAKE_RESPONSES_ID,
-        created_at=time.time(),
-        model=model,
-        object="response",
-        output=[],
-        tool_choice="auto",
-        top_p=model_settings.top_p,
-        temperature=model_settings.temperature,
-        tools=[],
-        parallel_tool_calls=False,
-        reasoning=model_settings.reasoning,
     )

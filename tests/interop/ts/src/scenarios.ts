@@ -16,11 +16,10 @@
  *   ResumeRun in the service; print the imported and the resumed run.
  */
 import { toJson } from '@bufbuild/protobuf';
-import { createClient, type Client } from '@connectrpc/connect';
-import { createGrpcTransport } from '@connectrpc/connect-node';
 import { MemorySession, RunState, run, type RunToolApprovalItem } from '@openai/agents';
 import { assistant } from './agents.js';
-import { RunSchema, RunService, StateFormat, type Run } from './gen/timestep/v1/runs_pb.js';
+import { RunSchema, StateFormat, type Run, type TimestepClient } from '@timestep/client';
+import { connectNode } from '@timestep/client/node';
 import { configureModel } from './model.js';
 
 /** A decision on the pending tool call `callId`. */
@@ -145,11 +144,11 @@ async function inspect(spec: Spec) {
   return loaded;
 }
 
-function serviceClient(spec: Spec): Client<typeof RunService> {
+function serviceClient(spec: Spec): TimestepClient['runs'] {
   if (!spec.address) {
     throw new Error('the spec names no service address');
   }
-  return createClient(RunService, createGrpcTransport({ baseUrl: `http://${spec.address}` }));
+  return connectNode({ baseUrl: `http://${spec.address}` }).runs;
 }
 
 async function resumeFromService(spec: Spec) {

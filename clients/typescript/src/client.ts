@@ -1,0 +1,189 @@
+// TimestepClient: the Timestep service's RunService (and the other services' raw clients) over
+// any Connect-ES transport: Connect or gRPC-Web in browsers, Connect or gRPC in Node
+// (see ./node.ts and ./web.ts for ready-made transports).
+import { Code, ConnectError, createClient, type Client, type Interceptor, type Transport } from '@connectrpc/connect';
+import { AgentService } from './gen/timestep/v1/agents_pb.js';
+import {
+  type CreateRunRequest,
+  type GetRunStateResponse,
+  type ImportRunStateResponse,
+  type Interruption,
+  type ListInterruptionsResponse,
+  type ListRunsRequest,
+  type ListRunsResponse,
+  type Run,
+  type RunEvent,
+  RunService,
+  StateFormat,
+  type WatchRunsResponse,
+} from './gen/timestep/v1/runs_pb.js';
+import { ScheduleService } from './gen/timestep/v1/schedules_pb.js';
+import { UsageService } from './gen/timestep/v1/usage_pb.js';
+
+/** Codes after which re-subscribing to a stream is worth trying. */
+const RECONNECTABLE = new Set([Code.Unavailable, Code.Internal, Code.Unknown]);
+
+export interface ReconnectOptions {
+  /** How many failed attempts in a row are retried (default 5). */
+  maxReconnects?: number;
+  /** The first wait before a reconnect, in ms, doubling up to `maxBackoffMs` (default 200). */
+  backoffMs?: number;
+  maxBackoffMs?: number;
+  /** Ends the stream (and any wait between attempts). */
+  signal?: AbortSignal;
+}
+
+export type CreateRunOptions = Omit<Partial<CreateRunRequest>, '$typeName' | 'agent' | 'input'>;
+
+/** An interceptor that sends `authorization: Bearer <key>` with every call. */
+export function bearer(apiKey: string): Interceptor {
+  return (next) => async (request) => {
+    request.header.set('authorization', `Bearer ${apiKey}`);
+    return next(request);
+  };
+}
+
+export class TimestepClient {
+  readonly runs: Client<typeof RunService>;
+  readonly agents: Client<typeof AgentService>;
+  readonly usage: Client<typeof UsageService>;
+  readonly schedules: Client<typeof ScheduleService>;
+
+  constructor(transport: Transport) {
+    this.runs = createClient(RunService, transport);
+    this.agents = createClient(AgentService, transport);
+    this.usage = createClient(UsageService, transport);
+    this.schedules = createClient(ScheduleService, transport);
+  }
+
+  async createRun(agent: string, input: string, options: CreateRunOptions = {}): Promise<Run> {
+    return required((await this.runs.createRun({ ...options, agent, input })).run);
+  }
+
+  async getRun(runId: string): Promise<Run> {
+    return required((await this.runs.getRun({ runId })).run);
+  }
+
+  async listRuns(filter: Omit<Partial<ListRunsRequest>, '$typeName'> = {}): Promise<ListRunsResponse> {
+    return this.runs.listRuns(filter);
+  }
+
+  /** One run's interruptions, or (without `runId`) every pending one across the tenant's runs. */
+  async listInterruptions(runId = '', pageToken = ''): Promise<ListInterruptionsResponse> {
+    return this.runs.listInterruptions({ runId, pageToken });
+  }
+
+  async approve(runId: string, interruptionId: string, options: { always?: boolean } = {}): Promise<Interruption> {
+    const response = await this.runs.approveInterruption({ runId, interruptionId, always: options.always ?? false });
+    return required(response.interruption);
+  }
+
+  async reject(
+    runId: string,
+    interruptionId: string,
+    options: { message?: string; always?: boolean } = {},
+  ): Promise<Interruption> {
+    const response = await this.runs.rejectInterruption({
+      runId,
+      interruptionId,
+      message: options.message ?? '',
+      always: options.always ?? false,
+    });
+    return required(response.interruption);
+  }
+
+  async resume(runId: string, options: { wait?: boolean } = {}): Promise<Run> {
+    return required((await this.runs.resumeRun({ runId, wait: options.wait ?? false })).run);
+  }
+
+  async cancel(runId: string, reason = ''): Promise<Run> {
+    return required((await this.runs.cancelRun({ runId, reason })).run);
+  }
+
+  /** The run's RunState JSON (TypeScript format by default: what `RunState.fromString` loads). */
+  async getRunState(runId: string, format: StateFormat = StateFormat.TYPESCRIPT): Promise<GetRunStateResponse> {
+    return this.runs.getRunState({ runId, format });
+  }
+
+  /** A new INTERRUPTED run from RunState JSON written by either Agents SDK. */
+  async importRunState(
+    agent: string,
+    stateJson: string,
+    options: { sessionId?: string; metadata?: Record<string, string> } = {},
+  ): Promise<ImportRunStateResponse> {
+    return this.runs.importRunState({ agent, stateJson, sessionId: options.sessionId ?? '', metadata: options.metadata ?? {} });
+  }
+
+  /**
+   * The run's events until it stops, re-subscribing after a dropped connection from the last
+   * stored event received, so none is missed or repeated (live text deltas sent while
+   * disconnected are not replayed).
+   */
+  async *streamEvents(runId: string, afterSequence = 0n, options: ReconnectOptions = {}): AsyncGenerator<RunEvent> {
+    let last = afterSequence;
+    const subscribe = (signal: AbortSignal) => this.runs.streamRunEvents({ runId, afterSequence: last }, { signal });
+    for await (const response of reconnecting(subscribe, options)) {
+      const event = required(response.event);
+      if (event.sequence > 0n) last = event.sequence;
+      yield event;
+    }
+  }
+
+  /**
+   * The tenant's run changes (status changes, new and decided interruptions) as they are
+   * committed, re-subscribing from the last cursor after a dropped connection. Without `cursor`
+   * the first message is a bookmark (only `cursor` set). Ends only through `options.signal`.
+   */
+  async *watchRuns(cursor = '', options: ReconnectOptions = {}): AsyncGenerator<WatchRunsResponse> {
+    let last = cursor;
+    const subscribe = (signal: AbortSignal) => this.runs.watchRuns({ cursor: last }, { signal });
+    for await (const change of reconnecting(subscribe, options)) {
+      last = change.cursor;
+      yield change;
+    }
+  }
+}
+
+async function* reconnecting<T>(
+  subscribe: (signal: AbortSignal) => AsyncIterable<T>,
+  options: ReconnectOptions,
+): AsyncGenerator<T> {
+  const { maxReconnects = 5, backoffMs = 200, maxBackoffMs = 5000, signal } = options;
+  let failures = 0;
+  for (;;) {
+    const call = new AbortController();
+    const abort = () => call.abort();
+    signal?.addEventListener('abort', abort);
+    try {
+      for await (const message of subscribe(call.signal)) {
+        failures = 0;
+        yield message;
+      }
+      return;
+    } catch (error) {
+      if (signal?.aborted) return;
+      const code = ConnectError.from(error).code;
+      failures += 1;
+      if (!RECONNECTABLE.has(code) || failures > maxReconnects) throw error;
+      await delay(Math.min(backoffMs * 2 ** (failures - 1), maxBackoffMs), signal);
+    } finally {
+      signal?.removeEventListener('abort', abort);
+      call.abort();
+    }
+  }
+}
+
+function delay(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, ms);
+    signal?.addEventListener('abort', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
+}
+
+function required<T>(value: T | undefined): T {
+  if (value === undefined) throw new ConnectError('the service sent an empty response', Code.Internal);
+  return value;
+}

@@ -1,0 +1,118 @@
+// TimestepClient against a real service (tests/e2e/test_typescript_client.py starts it, with a
+// fake model that answers each run with a send_email call and, after the decision, a text):
+// over gRPC and, when TIMESTEP_HTTP_URL is set, over Connect.
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { Agent, tool } from '@openai/agents';
+import { ConnectError, Code } from '@connectrpc/connect';
+import { loadRunState, importRunState } from '../src/agents.js';
+import { connectNode } from '../src/node.js';
+import { InterruptionStatus, RunStatus, type TimestepClient, type WatchRunsResponse } from '../src/index.js';
+
+const grpcUrl = required('TIMESTEP_GRPC_URL');
+const apiKey = required('TIMESTEP_API_KEY');
+const transports: Array<['grpc' | 'connect', string]> = [['grpc', grpcUrl]];
+if (process.env.TIMESTEP_HTTP_URL) transports.push(['connect', process.env.TIMESTEP_HTTP_URL]);
+
+const sendEmail = tool({
+  name: 'send_email',
+  description: 'Send an email.',
+  parameters: {
+    type: 'object',
+    properties: { to: { type: 'string' }, subject: { type: 'string' }, body: { type: 'string' } },
+    required: ['to', 'subject', 'body'],
+    additionalProperties: false,
+  },
+  strict: true,
+  needsApproval: true,
+  execute: async () => 'sent',
+});
+const assistant = new Agent({ name: 'assistant', instructions: 'Help.', tools: [sendEmail] });
+
+function required(name: string): string {
+  const value = process.env[name];
+  if (!value) throw new Error(`${name} is not set; run these tests from tests/e2e/test_typescript_client.py`);
+  return value;
+}
+
+/** The first change of `watch` that `matches`, within 10 s. */
+async function nextChange(
+  watch: AsyncGenerator<WatchRunsResponse>,
+  matches: (change: WatchRunsResponse) => boolean,
+): Promise<WatchRunsResponse> {
+  const deadline = AbortSignal.timeout(10_000);
+  for (;;) {
+    const next = await Promise.race([
+      watch.next(),
+      new Promise<never>((_, reject) => deadline.addEventListener('abort', () => reject(new Error('no such change')))),
+    ]);
+    if (next.done) throw new Error('the watch ended');
+    if (matches(next.value)) return next.value;
+  }
+}
+
+for (const [protocol, baseUrl] of transports) {
+  describe(`over ${protocol}`, () => {
+    const client: TimestepClient = connectNode({ baseUrl, protocol, apiKey });
+
+    test('a paused run appears in the watch, is approved, resumes and streams to COMPLETED', async () => {
+      const stop = new AbortController();
+      const watch = client.watchRuns('', { signal: stop.signal });
+      const bookmark = await watch.next();
+      assert.equal(bookmark.value?.event, undefined, 'a watch without a cursor starts with a bookmark');
+
+      const run = await client.createRun('assistant', 'Email Bob that I am late', { wait: true });
+      assert.equal(run.status, RunStatus.INTERRUPTED);
+      const paused = await nextChange(watch, (c) => c.runId === run.id && c.event?.kind.case === 'interruption');
+      assert.equal(paused.agent, 'assistant');
+      const [interruption] = run.interruptions;
+      assert.equal(interruption.toolName, 'send_email');
+
+      const approved = await client.approve(run.id, interruption.id);
+      assert.equal(approved.status, InterruptionStatus.APPROVED);
+      await nextChange(watch, (c) => c.runId === run.id && c.event?.kind.case === 'interruptionDecided');
+      stop.abort();
+
+      await client.resume(run.id);
+      const events = [];
+      for await (const event of client.streamEvents(run.id, run.lastSequence)) events.push(event);
+      const last = events.at(-1);
+      assert.equal(last?.kind.case, 'statusChanged');
+      assert.equal(last?.kind.value.status, RunStatus.COMPLETED);
+      assert.ok(events.some((e) => e.kind.case === 'finalOutput'));
+      const done = await client.getRun(run.id);
+      assert.equal(done.status, RunStatus.COMPLETED);
+      assert.match(done.finalOutput, /sent/i);
+    });
+
+    test('a rejected run exports its RunState to @openai/agents and imports it back', async () => {
+      const run = await client.createRun('assistant', 'Email Bob that I am late', { wait: true });
+      const [interruption] = run.interruptions;
+      await client.reject(run.id, interruption.id, { message: 'Not now' });
+      const state = await loadRunState(client, assistant, run.id);
+      const [decided] = state.getInterruptions();
+      assert.equal(decided.name, 'send_email');
+      const imported = await importRunState(client, state);
+      assert.equal(imported.status, RunStatus.INTERRUPTED);
+      assert.equal(imported.agent, 'assistant');
+      await client.cancel(imported.id, 'done with it');
+      const resumed = await client.resume(run.id, { wait: true });
+      assert.equal(resumed.status, RunStatus.COMPLETED);
+    });
+
+    test('errors carry their code: an unknown run is NOT_FOUND', async () => {
+      await assert.rejects(client.getRun('run_doesnotexist'), (error: unknown) => {
+        assert.equal(ConnectError.from(error).code, Code.NotFound);
+        return true;
+      });
+    });
+
+    test('a wrong key is UNAUTHENTICATED', async () => {
+      const stranger = connectNode({ baseUrl, protocol, apiKey: 'ts_wrong' });
+      await assert.rejects(stranger.listRuns(), (error: unknown) => {
+        assert.equal(ConnectError.from(error).code, Code.Unauthenticated);
+        return true;
+      });
+    });
+  });
+}

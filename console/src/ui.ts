@@ -1,0 +1,62 @@
+// Small DOM helpers: elements built from data (text is always text, never HTML).
+
+type Child = Node | string | null | undefined | false;
+type Attributes = Record<string, string | boolean | ((event: Event) => void) | undefined>;
+
+export function h(tag: string, attributes: Attributes = {}, ...children: Child[]): HTMLElement {
+  const element = document.createElement(tag);
+  for (const [name, value] of Object.entries(attributes)) {
+    if (value === undefined || value === false) continue;
+    if (typeof value === 'function') element.addEventListener(name.replace(/^on/, ''), value);
+    else if (value === true) element.setAttribute(name, '');
+    else element.setAttribute(name, value);
+  }
+  append(element, ...children);
+  return element;
+}
+
+export function append(parent: Node, ...children: Child[]): void {
+  for (const child of children) {
+    if (child === null || child === undefined || child === false) continue;
+    parent.appendChild(typeof child === 'string' ? document.createTextNode(child) : child);
+  }
+}
+
+export function main(): HTMLElement {
+  return document.getElementById('main') as HTMLElement;
+}
+
+/** Replace the page's content, and say where we are. */
+export function show(title: string, ...children: Child[]): HTMLElement {
+  const page = main();
+  page.replaceChildren(h('h1', {}, title), ...children.filter((c): c is Node | string => !!c));
+  document.title = `${title} · Timestep`;
+  return page;
+}
+
+export function notice(text: string): void {
+  const element = document.getElementById('notice') as HTMLElement;
+  element.textContent = text;
+  element.hidden = text === '';
+}
+
+/** JSON text pretty-printed when it parses, as given otherwise. */
+export function prettyJson(text: string): string {
+  try {
+    return JSON.stringify(JSON.parse(text), null, 2);
+  } catch {
+    return text;
+  }
+}
+
+export function when(timestamp: { seconds: bigint; nanos: number } | undefined): string {
+  if (!timestamp) return '';
+  return new Date(Number(timestamp.seconds) * 1000 + timestamp.nanos / 1e6).toLocaleString();
+}
+
+export function download(filename: string, text: string): void {
+  const link = h('a', { href: URL.createObjectURL(new Blob([text], { type: 'application/json' })), download: filename });
+  document.body.appendChild(link);
+  link.click();
+  link.remove();
+}

@@ -1,0 +1,142 @@
+"""The web console in a real headless Chromium: a paused run appears in the inbox without a
+reload, a person approves it in the page, the run page streams the answer's tokens as the model
+generates them and ends COMPLETED; another is rejected with a message and the model's reply
+shows; another tenant's key sees neither, and starts a run of its own from the form.
+Screenshots go to $TIMESTEP_SCREENSHOTS (default build/screenshots; `make screenshots` writes the
+README's, in docs/).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Final
+
+import pytest
+from timestep.app import TimestepService
+from timestep.runtime.providers import ModelConfig
+from timestep_client import RunStatus, TimestepClient
+
+from tests.browser.console_page import ConsolePage, browser_missing
+from tests.conftest import StartService
+from timestep_testing.fakes.openai_responses import FakeOpenAI, text, tool_call
+from timestep_testing.helpers import EMAIL_ARGS, WAIT, function_call_outputs, tenant_keys, unique
+
+ACME_KEY: Final = "ts_acme-console-key-0123456789"
+GLOBEX_KEY: Final = "ts_globex-console-key-0123456789"
+REPO: Final = Path(__file__).resolve().parents[2]
+SCREENSHOTS: Final = REPO / os.environ.get("TIMESTEP_SCREENSHOTS", "build/screenshots")
+ANSWER: Final = "Done: Bob knows you are running late."
+REPLY: Final = "Understood, I did not send the email."
+
+if reason := browser_missing():
+    pytestmark = pytest.mark.skipif(not os.environ.get("CI"), reason=reason)
+
+
+@pytest.fixture
+async def service(start_service: StartService, model_config: ModelConfig) -> AsyncIterator[TimestepService]:
+    async with start_service(model_config, api_keys=tenant_keys(ACME_KEY, GLOBEX_KEY)) as running:
+        yield running
+
+
+@pytest.fixture
+async def page(service: TimestepService) -> AsyncIterator[ConsolePage]:
+    if reason := browser_missing():
+        pytest.fail(reason)
+    opened = await asyncio.to_thread(ConsolePage, f"http://127.0.0.1:{service.http_port}")
+    try:
+        yield opened
+    finally:
+        await asyncio.to_thread(opened.close)
+
+
+async def in_browser(function: object, *args: object) -> object:
+    return await asyncio.to_thread(function, *args)  # type: ignore[arg-type]
+
+
+async def test_a_person_approves_and_rejects_in_the_console_and_follows_the_answer(
+    service: TimestepService, page: ConsolePage, fake_openai: FakeOpenAI
+) -> None:
+    address = f"127.0.0.1:{service.port}"
+    await in_browser(page.open, "inbox")
+    await in_browser(page.wait_for_text, "main [role=alert]", "needs an API key")
+    await in_browser(page.use_key, ACME_KEY)
+    await in_browser(page.wait_for_text, "main [role=status]", "No approvals are waiting")
+
+    answer, rest_of_answer = asyncio.Event(), asyncio.Event()
+    fake_openai.script(
+        tool_call("send_email", EMAIL_ARGS, call_id=unique("call")),
+        text(ANSWER, hold=answer, pause_after_first_delta=rest_of_answer),
+    )
+    async with TimestepClient(address, api_key=ACME_KEY) as acme:
+        run = await acme.create_run("assistant", "Email Bob that I am late", wait=True, timeout=WAIT)
+        assert run.status == RunStatus.RUN_STATUS_INTERRUPTED
+
+        # Live: the inbox was open before the run paused, and was not reloaded.
+        card = f"article[data-run='{run.id}']"
+        await in_browser(page.wait_for_text, f"{card} h2", "assistant wants to call send_email")
+        assert '"to": "bob@example.com"' in str(await in_browser(page.text, f"{card} pre.arguments"))
+        await in_browser(page.screenshot, SCREENSHOTS / "console.png")
+
+        await in_browser(page.click, f"{card} button.primary")
+        await in_browser(page.wait_for_text, "main h1", run.id)
+        # The page follows the resumed run (QUEUED, RUNNING, INTERRUPTED, QUEUED, RUNNING so far):
+        # now the model starts answering, and its first token is on the page while it is still
+        # generating the rest.
+        await in_browser(page.wait_for_count, "li[data-kind=statusChanged]", 5)
+        answer.set()
+        await in_browser(page.wait_for_text, "li.live", "Done:")
+        assert (await acme.get_run(run.id)).status == RunStatus.RUN_STATUS_RUNNING
+        await in_browser(page.screenshot, SCREENSHOTS / "console-streaming.png")
+        rest_of_answer.set()
+        await in_browser(page.wait_for_text, "#run-status", "COMPLETED")
+        await in_browser(page.wait_for_text, "#final-output", ANSWER)
+        await in_browser(page.screenshot, SCREENSHOTS / "console-run.png")
+
+        # Reject with a message: the model is told, and its reply shows.
+        fake_openai.script(tool_call("send_email", EMAIL_ARGS, call_id=unique("call")), text(REPLY))
+        await in_browser(page.go, "inbox")
+        rejected = await acme.create_run("assistant", "Email Bob again", wait=True, timeout=WAIT)
+        card = f"article[data-run='{rejected.id}']"
+        await in_browser(page.type, f"{card} input[type=text]", "Not now, I will call him.")
+        await in_browser(page.click, f"{card} button:not(.primary)")
+        await in_browser(page.wait_for_text, "#run-status", "COMPLETED")
+        await in_browser(page.wait_for_text, "#final-output", REPLY)
+        told = function_call_outputs(fake_openai.requests[-1])
+        assert list(told.values()) == ["Not now, I will call him."]
+
+    # Another tenant's key: neither run, in the inbox or the run list.
+    await in_browser(page.use_key, GLOBEX_KEY)
+    await in_browser(page.wait_for_text, "main [role=status]", "No approvals are waiting")
+    await in_browser(page.go, "runs")
+    await in_browser(page.wait_for_text, "tbody", "No runs match.")
+    assert await in_browser(page.count, f"a[href='#/runs/{run.id}']") == 0
+
+    # The new-run form starts a run of that tenant, whose page follows it; the run list finds it.
+    fake_openai.script(text("Hello from globex."))
+    await in_browser(page.go, "new")
+    await in_browser(page.wait_for, "select[name=agent] option[value=assistant]")
+    await in_browser(page.type, "textarea[name=input]", "Say hello")
+    await in_browser(page.click, "form button[type=submit]")
+    await in_browser(page.wait_for_text, "#final-output", "Hello from globex.")
+    await in_browser(page.go, "runs?status=COMPLETED")
+    await in_browser(page.wait_for_text, "tbody", "COMPLETED")
+    assert await in_browser(page.count, "tbody tr") == 1
+
+
+async def test_the_inbox_fits_a_phone(service: TimestepService, fake_openai: FakeOpenAI) -> None:
+    phone = await asyncio.to_thread(ConsolePage, f"http://127.0.0.1:{service.http_port}", 390, 844)
+    try:
+        fake_openai.script(tool_call("send_email", EMAIL_ARGS, call_id=unique("call")))
+        async with TimestepClient(f"127.0.0.1:{service.port}", api_key=ACME_KEY) as acme:
+            run = await acme.create_run("assistant", "Email Bob that I am late", wait=True, timeout=WAIT)
+        await in_browser(phone.open, "key")
+        await in_browser(phone.use_key, ACME_KEY)
+        await in_browser(phone.wait_for_text, f"article[data-run='{run.id}'] h2", "send_email")
+        width = await in_browser(phone.driver.execute_script, "return document.documentElement.scrollWidth")
+        assert width == 390, "nothing is wider than the phone's screen"
+        await in_browser(phone.screenshot, SCREENSHOTS / "console-phone.png")
+    finally:
+        await asyncio.to_thread(phone.close)

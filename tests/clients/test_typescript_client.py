@@ -1,0 +1,76 @@
+"""The TypeScript client package (clients/typescript) runs its own tests under Node against the
+real service: over gRPC and over Connect on the HTTP port, with an API key. The fake model
+answers each run with a send_email call and, after the decision, a text."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import AsyncIterator
+from typing import Final
+
+import pytest
+from timestep.app import TimestepService
+from timestep.runtime.providers import ModelConfig
+
+from tests.conftest import StartService
+from timestep_testing.fakes.openai_responses import FakeOpenAI, text, tool_call
+from timestep_testing.harness import run_to_completion
+from timestep_testing.helpers import EMAIL_ARGS, tenant_keys, unique
+from timestep_testing.typescript import CLIENT_PACKAGE, build_client
+
+NODE_TIMEOUT: Final = 120.0
+"""Upper bound for the tests (never a sleep)."""
+API_KEY: Final = "ts_typescript-client-key-0123456789"
+# What the model answers after the decision, in the order each transport's tests decide.
+AFTER_DECISION: Final = ("The email was sent.", "OK, I did not send it.")
+
+
+@pytest.fixture(scope="module")
+def built_package() -> None:
+    build_client()
+
+
+@pytest.fixture
+async def service(start_service: StartService, model_config: ModelConfig) -> AsyncIterator[TimestepService]:
+    async with start_service(model_config, api_keys=tenant_keys(API_KEY)) as running:
+        yield running
+
+
+@pytest.mark.usefixtures("built_package")
+async def test_the_typescript_client_passes_its_tests_against_the_service(
+    service: TimestepService, fake_openai: FakeOpenAI
+) -> None:
+    transports = 2  # gRPC and Connect
+    for answer in AFTER_DECISION * transports:
+        fake_openai.script(tool_call("send_email", EMAIL_ARGS, call_id=unique("call")), text(answer))
+    environment = {
+        **os.environ,
+        "TIMESTEP_GRPC_URL": f"http://127.0.0.1:{service.port}",
+        "TIMESTEP_HTTP_URL": f"http://127.0.0.1:{service.http_port}",
+        "TIMESTEP_API_KEY": API_KEY,
+    }
+    code, stdout, stderr = await run_to_completion(
+        "npm", "test", "--silent", limit_s=NODE_TIMEOUT, cwd=CLIENT_PACKAGE, env=environment
+    )
+    assert code == 0, f"the TypeScript client's tests failed:\n{stdout}\n{stderr}"
+    assert "# fail 0" in stdout
+
+
+@pytest.mark.usefixtures("built_package")
+async def test_the_package_packs_with_its_built_modules_and_types() -> None:
+    code, stdout, stderr = await run_to_completion(
+        "npm", "pack", "--dry-run", "--json", "--ignore-scripts", limit_s=NODE_TIMEOUT, cwd=CLIENT_PACKAGE
+    )
+    assert code == 0, stderr
+    [packed] = json.loads(stdout)
+    files = {entry["path"] for entry in packed["files"]}
+    assert packed["name"] == "@timestep/client"
+    assert {
+        "package.json",
+        "dist/src/index.js",
+        "dist/src/index.d.ts",
+        "dist/src/web.js",
+        "dist/src/node.js",
+    } <= files
+    assert not any(path.startswith(("test/", "dist/test/", "src/")) for path in files)
