@@ -22,7 +22,7 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 from timestep.api.auth import ApiKeys, hash_key
 from timestep_client import Interruption, InterruptionStatus, Run, RunEvent, RunStatus, TimestepClient
-from timestep_client.v1 import runs_pb2
+from timestep_client.v1 import runs_pb2, webhooks_pb2
 
 from timestep_testing.fakes.openai_responses import JSON, FakeOpenAI, ModelTurn
 from timestep_testing.fakes.openai_responses import Usage as FakeUsage
@@ -69,6 +69,28 @@ def error_info(error: grpc.aio.AioRpcError) -> error_details_pb2.ErrorInfo:
     raise AssertionError(f"no ErrorInfo in {error}")
 
 
+def _details(error: grpc.aio.AioRpcError, kind: type[Any]) -> list[Any]:
+    status = rpc_status.from_call(error)
+    assert status is not None, f"no google.rpc.Status in {error}"
+    found = []
+    for detail in status.details:
+        message = kind()
+        if detail.Unpack(message):
+            found.append(message)
+    return found
+
+
+def error_reason(error: grpc.aio.AioRpcError) -> str:
+    """The ErrorInfo reason of a failed call."""
+    [info] = _details(error, error_details_pb2.ErrorInfo)
+    return str(info.reason)
+
+
+def violated_fields(error: grpc.aio.AioRpcError) -> list[str]:
+    """The fields a BadRequest of a failed call names, in order."""
+    return [v.field for bad in _details(error, error_details_pb2.BadRequest) for v in bad.field_violations]
+
+
 async def wait_until(condition: Callable[[], bool], timeout: float = WAIT) -> None:  # noqa: ASYNC109
     """Wait until `condition()` holds, checking after every other task had its turn; for state
     another task of this event loop changes without signalling it (e.g. cleanup after a cancel)."""
@@ -78,6 +100,44 @@ async def wait_until(condition: Callable[[], bool], timeout: float = WAIT) -> No
             await asyncio.sleep(0.005)
 
     await asyncio.wait_for(check(), timeout)
+
+
+DeliveryList = list[webhooks_pb2.WebhookDelivery]
+
+
+async def deliveries_when(
+    client: TimestepClient,
+    webhook_id: str,
+    condition: Callable[[DeliveryList], bool],
+    timeout: float = WAIT,  # noqa: ASYNC109
+) -> DeliveryList:
+    """The webhook's deliveries (newest first) once `condition` holds for them: deliveries and
+    attempts are recorded in the database as they happen, and nothing announces them."""
+
+    async def poll() -> DeliveryList:
+        # Nothing announces it, so it is polled (bounded by `timeout` below).
+        while not condition(found := list((await client.list_webhook_deliveries(webhook_id)).deliveries)):  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
+        return found
+
+    return await asyncio.wait_for(poll(), timeout)
+
+
+async def settled_deliveries(
+    client: TimestepClient,
+    webhook_id: str,
+    count: int,
+    timeout: float = WAIT,  # noqa: ASYNC109
+) -> DeliveryList:
+    """The webhook's deliveries once there are `count` and none is pending any more."""
+    return await deliveries_when(
+        client,
+        webhook_id,
+        lambda found: (
+            len(found) == count and all(d.status != webhooks_pb2.DELIVERY_STATUS_PENDING for d in found)
+        ),
+        timeout,
+    )
 
 
 # ----- events --------------------------------------------------------------------------------

@@ -30,11 +30,13 @@ from timestep.api.tls import server_credentials
 from timestep.domain import MultitaskStrategy
 from timestep.durability.engine import DurableEngine, default_executor_id
 from timestep.durability.schedules import DurableSchedules
+from timestep.durability.webhooks import WebhookDispatcher
 from timestep.examples.agents import local_agents
 from timestep.observability.interceptor import Drain, ServiceInterceptor
 from timestep.observability.metrics import Metrics, MetricsServer
 from timestep.runs.deletion import RunDeleter
 from timestep.runs.events import EventBus
+from timestep.runs.expiry import ApprovalExpiry
 from timestep.runs.launcher import InProcessLauncher
 from timestep.runs.orchestrator import RunOrchestrator
 from timestep.runs.relay import relayed_bus
@@ -57,11 +59,13 @@ from timestep.settings import (
     DEFAULT_SHUTDOWN_GRACE_S,
     DEFAULT_STRANDED_GRACE_S,
     LOCAL_PREFIX,
+    ApprovalSettings,
     ConfigurationError,
     Limits,
     ProviderLimits,
     RetentionPolicy,
     ScheduleLimits,
+    WebhookSettings,
 )
 from timestep.store.database import open_pool, redact, resolve_database
 from timestep.store.deletion import DeletionStore
@@ -70,6 +74,9 @@ from timestep.store.runs import RunStore
 from timestep.store.schedules import ScheduleStore
 from timestep.store.session_store import SessionStore
 from timestep.store.usage import UsageStore
+from timestep.store.webhooks import WebhookStore
+from timestep.webhooks.client import ClientSettings, WebhookClient
+from timestep.webhooks.service import Webhooks
 
 if TYPE_CHECKING:
     from timestep.observability.tracing import Tracing
@@ -133,6 +140,10 @@ class ServiceConfig:
     retention: RetentionPolicy | None = None
     # What CreateRun does in a busy session when the request names no strategy.
     default_multitask_strategy: MultitaskStrategy = MultitaskStrategy.ENQUEUE
+    # Webhook destinations, timeouts and retries.
+    webhooks: WebhookSettings = field(default_factory=WebhookSettings)
+    # Runs' default approval timeout and expiry message.
+    approvals: ApprovalSettings = field(default_factory=ApprovalSettings)
 
 
 @dataclass
@@ -245,7 +256,10 @@ class TimestepService:
             schedules: Schedules
             deleter: RunDeleter
             sessions = SessionStore(pool)
+            webhooks: Webhooks | None = None
             if config.durable:
+                webhooks = Webhooks(WebhookStore(pool), store, allow_private=config.webhooks.allow_private)
+                dispatcher = _webhook_dispatcher(stack, pool, webhooks, config.webhooks)
                 engine = DurableEngine(
                     dsn,
                     executor,
@@ -256,7 +270,13 @@ class TimestepService:
                     stranded_grace_s=config.stranded_grace_s,
                 )
                 orchestrator = RunOrchestrator(
-                    store, bus, registry, engine, default_strategy=config.default_multitask_strategy
+                    store,
+                    bus,
+                    registry,
+                    engine,
+                    approvals=config.approvals,
+                    webhooks=webhooks,
+                    default_strategy=config.default_multitask_strategy,
                 )
                 deleter = RunDeleter(DeletionStore(pool, sessions), orchestrator, engine)
                 durable_schedules = DurableSchedules(
@@ -270,16 +290,26 @@ class TimestepService:
                 await stack.enter_async_context(
                     engine.running(durable_schedules.fire, RetentionSweeper(deleter), config.retention)
                 )
+                dispatcher.start()
+                stack.push_async_callback(dispatcher.stop)
                 schedules = durable_schedules
             else:
                 launcher = InProcessLauncher(executor)
                 stack.push_async_callback(launcher.close)
                 orchestrator = RunOrchestrator(
-                    store, bus, registry, launcher, default_strategy=config.default_multitask_strategy
+                    store,
+                    bus,
+                    registry,
+                    launcher,
+                    approvals=config.approvals,
+                    default_strategy=config.default_multitask_strategy,
                 )
                 deleter = RunDeleter(DeletionStore(pool, sessions), orchestrator, launcher)
                 schedules = NoSchedules()
             await orchestrator.relaunch_queued()
+            expiry = ApprovalExpiry(orchestrator, config.approvals.check_interval_s)
+            expiry.start()
+            stack.push_async_callback(expiry.stop)
             metrics = Metrics(pool)
             metrics_port: int | None = None
             if config.metrics_port is not None:
@@ -303,7 +333,14 @@ class TimestepService:
             drain = Drain()
             # One set of handlers, served over gRPC and (on the HTTP port) Connect.
             handlers = services(
-                orchestrator, registry, UsageStore(pool), schedules, config.limits, sessions, deleter
+                orchestrator,
+                registry,
+                UsageStore(pool),
+                schedules,
+                webhooks,
+                config.limits,
+                sessions,
+                deleter,
             )
             # Outermost first: metrics and access logs also count refused calls.
             interceptors = [
@@ -431,6 +468,25 @@ async def _prepare_models(
             "always calls send_email. Set OPENAI_API_KEY to run them on OpenAI.",
             model_config.local_provider().describe(),
         )
+
+
+def _webhook_dispatcher(
+    stack: contextlib.AsyncExitStack, pool: asyncpg.Pool, webhooks: Webhooks, settings: WebhookSettings
+) -> WebhookDispatcher:
+    """The webhook delivery workflows' dispatcher, bound before DBOS launches (which recovers
+    pending deliveries at once); its HTTP client closes after DBOS has stopped."""
+    client = WebhookClient(
+        ClientSettings(
+            allow_private=settings.allow_private,
+            connect_timeout_s=settings.connect_timeout_s,
+            read_timeout_s=settings.read_timeout_s,
+        )
+    )
+    stack.push_async_callback(client.aclose)
+    dispatcher = WebhookDispatcher(WebhookStore(pool), webhooks, client, settings)
+    dispatcher.bind()
+    stack.callback(dispatcher.unbind)
+    return dispatcher
 
 
 def _start_tracing(config: ServiceConfig) -> Tracing | None:

@@ -10,6 +10,7 @@ import logging
 import os
 import signal
 import sys
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from timestep import commands as client_commands
@@ -18,6 +19,7 @@ from timestep.domain import MultitaskStrategy
 from timestep.observability.logging import LOG_FORMATS, configure_logging
 from timestep.settings import (
     DEFAULT_AGENTS,
+    DEFAULT_EXPIRY_MESSAGE,
     DEFAULT_HTTP_PORT,
     DEFAULT_KEEPALIVE_TIME_MS,
     DEFAULT_KEEPALIVE_TIMEOUT_MS,
@@ -29,11 +31,13 @@ from timestep.settings import (
     DEFAULT_SHUTDOWN_GRACE_S,
     DEFAULT_STRANDED_GRACE_S,
     LOCAL_EXAMPLE_AGENTS,
+    ApprovalSettings,
     ConfigurationError,
     Limits,
     ProviderLimits,
     RetentionPolicy,
     ScheduleLimits,
+    WebhookSettings,
     parse_duration,
 )
 
@@ -265,6 +269,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_tls_options(serve)
     add_limit_options(serve)
     add_schedule_options(serve)
+    add_webhook_options(serve)
+    add_approval_options(serve)
     client_commands.add_commands(commands)
     add_api_key_commands(commands)
     return parser
@@ -420,6 +426,91 @@ def duration(text: str) -> int:
         raise argparse.ArgumentTypeError(str(error)) from error
 
 
+def add_webhook_options(serve: argparse.ArgumentParser) -> None:
+    webhooks = serve.add_argument_group(
+        "webhooks",
+        "Events are POSTed to webhooks signed per Standard Webhooks; failed deliveries are retried\n"
+        "with exponential backoff and jitter, durably, until the retry window has passed.",
+    )
+    webhooks.add_argument(
+        "--webhook-allow-private",
+        action="store_true",
+        help="allow webhook destinations on loopback, private and link-local addresses (refused by "
+        "default; cloud metadata addresses are always refused)",
+    )
+    defaults = WebhookSettings()
+    for flag, name, what in (
+        ("--webhook-connect-timeout", "connect_timeout_s", "seconds to connect to a receiver"),
+        ("--webhook-read-timeout", "read_timeout_s", "seconds to wait for each read of a receiver's answer"),
+        (
+            "--webhook-retry-initial",
+            "retry_initial_s",
+            "seconds before the first retry (each next waits twice as long)",
+        ),
+        ("--webhook-retry-max", "retry_max_s", "the longest wait between two retries, in seconds"),
+        (
+            "--webhook-retry-window",
+            "retry_window_s",
+            "seconds of retrying after which a delivery is given up",
+        ),
+    ):
+        webhooks.add_argument(
+            flag,
+            type=float,
+            dest=f"webhook_{name}",
+            metavar="SECONDS",
+            default=getattr(defaults, name),
+            help=f"{what} (default: %(default)s)",
+        )
+
+
+def add_approval_options(serve: argparse.ArgumentParser) -> None:
+    approvals = serve.add_argument_group("approvals")
+    approvals.add_argument(
+        "--approval-timeout",
+        type=float,
+        metavar="SECONDS",
+        default=0.0,
+        help="default time an interruption may wait for a decision before it is rejected by itself "
+        "(CreateRun's approval_timeout overrides it; 0: wait forever; default: %(default)s)",
+    )
+    approvals.add_argument(
+        "--approval-expiry-message",
+        metavar="TEXT",
+        default=DEFAULT_EXPIRY_MESSAGE,
+        help="what the model is told about a tool call whose approval expired (CreateRun's "
+        "approval_expiry_message overrides it)",
+    )
+
+
+def approval_settings(args: argparse.Namespace) -> ApprovalSettings:
+    if args.approval_timeout < 0:
+        raise ConfigurationError("--approval-timeout must not be negative (0: wait forever)")
+    return ApprovalSettings(
+        timeout=timedelta(seconds=args.approval_timeout) if args.approval_timeout else None,
+        expiry_message=args.approval_expiry_message,
+    )
+
+
+def webhook_settings(args: argparse.Namespace) -> WebhookSettings:
+    try:
+        return WebhookSettings(
+            allow_private=args.webhook_allow_private,
+            **{
+                name: getattr(args, f"webhook_{name}")
+                for name in (
+                    "connect_timeout_s",
+                    "read_timeout_s",
+                    "retry_initial_s",
+                    "retry_max_s",
+                    "retry_window_s",
+                )
+            },
+        )
+    except ValueError as error:
+        raise ConfigurationError(f"webhook options: {error}") from error
+
+
 def parse_provider_limit(text: str) -> tuple[str, ProviderLimits]:
     provider, _, settings = text.partition(":")
     values: dict[str, str] = dict(part.split("=", 1) for part in settings.split(",") if "=" in part)
@@ -523,6 +614,9 @@ def main(argv: list[str] | None = None) -> None:
     from timestep.api.auth import ApiKeys
 
     try:
+        config = dataclasses.replace(
+            config, webhooks=webhook_settings(args), approvals=approval_settings(args)
+        )
         api_keys = ApiKeys.load(os.environ.get("TIMESTEP_API_KEYS", ""), args.api_keys_file)
         retention = (
             RetentionPolicy(args.retention, args.retention_batch, args.retention_sweep_every)

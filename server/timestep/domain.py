@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar
 
 from timestep import ids
@@ -72,6 +72,7 @@ class EventKind(enum.StrEnum):
     USAGE = "usage"
     TEXT_DELTA = "text_delta"  # live only, never stored
     REASONING = "reasoning"
+    INTERRUPTION_EXPIRED = "interruption_expired"
 
 
 @dataclass(frozen=True)
@@ -206,6 +207,35 @@ class Interruption:
     message: str
     create_time: datetime
     decide_time: datetime | None
+    # The arguments the approver edited the call to run with ('' when it runs as proposed).
+    approved_arguments_json: str = ""
+    # Who decided, as the decision said ("timestep:expiry" when its approval timed out).
+    decided_by: str = ""
+    # When it is rejected by itself if still pending (None: never), and whether it was.
+    expire_time: datetime | None = None
+    expired: bool = False
+
+
+@dataclass(frozen=True)
+class ApprovalPolicy:
+    """How long a run's interruptions may wait for a decision, and what happens when they expire."""
+
+    timeout: timedelta | None = None
+    auto_resume: bool = False
+    # What the model is told about an expired call ('' for the service's default).
+    expiry_message: str = ""
+
+    def fingerprint_fields(self) -> dict[str, Any]:
+        """Only what differs from the default, so that runs without a policy keep the
+        idempotency fingerprint they always had."""
+        fields: dict[str, Any] = {}
+        if self.timeout is not None:
+            fields["approval_timeout_s"] = self.timeout.total_seconds()
+        if self.auto_resume:
+            fields["auto_resume_on_expiry"] = True
+        if self.expiry_message:
+            fields["approval_expiry_message"] = self.expiry_message
+        return fields
 
 
 @dataclass(frozen=True)
@@ -235,6 +265,11 @@ class Run:
     tenant: str = ""
     # When the current segment must stop: the deadline of the caller waiting for it, if any.
     segment_deadline: datetime | None = None
+    # Approvals: how long each interruption may wait (None: forever), whether expiry resumes the
+    # run, and what the model is told when one expires ('' for the service's default).
+    approval: ApprovalPolicy = field(default_factory=ApprovalPolicy)
+    # The run's own webhook (CreateRun's webhook_url), if it has one.
+    webhook_id: str = ""
     # How many transitions the run has made: a transition applies only to the version it was
     # decided from.
     version: int = 0
@@ -275,15 +310,20 @@ class NewRun:
     keep: bool = False
     # What to do if the session is busy (None: the service's default).
     multitask_strategy: MultitaskStrategy | None = None
+    approval: ApprovalPolicy = field(default_factory=ApprovalPolicy)
+    # Where the run's own events are POSTed ('' for nowhere; see timestep.webhooks).
+    webhook_url: str = ""
 
     def fingerprint_fields(self) -> dict[str, Any]:
-        """The arguments an idempotency key is bound to."""
+        """The arguments an idempotency key is bound to (fields added later only when set)."""
         return {
             "agent": self.agent,
             "input": self.input,
             "session_id": self.session_id,
             "model": self.model,
             "metadata": self.metadata,
+            **self.approval.fingerprint_fields(),
+            **({"webhook_url": self.webhook_url} if self.webhook_url else {}),
         }
 
 

@@ -26,9 +26,18 @@ class NotFoundError(TimestepError):
 class InvalidArgumentError(TimestepError):
     """The request itself is malformed, whatever the state of the system."""
 
-    def __init__(self, message: str, *, field: str = "", reason: str = "INVALID_ARGUMENT") -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        field: str = "",
+        reason: str = "INVALID_ARGUMENT",
+        violations: list[tuple[str, str]] | None = None,
+    ) -> None:
         super().__init__(message, reason=reason)
         self.field = field
+        # (field, description) of each problem, when there are several; else `field` and the message.
+        self.violations = violations or ([(field, message)] if field else [])
 
 
 class FailedPreconditionError(TimestepError):

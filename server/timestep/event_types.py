@@ -112,6 +112,18 @@ class InterruptionDecided:
 
 
 @dataclass(frozen=True)
+class InterruptionExpired:
+    """Nobody decided on the tool call in time: it is now rejected (an `InterruptionDecided`
+    follows)."""
+
+    kind: ClassVar[EventKind] = EventKind.INTERRUPTION_EXPIRED
+    interruption: Interruption
+
+    def to_json(self) -> dict[str, Any]:
+        return interruption_json(self.interruption)
+
+
+@dataclass(frozen=True)
 class FinalOutput:
     kind: ClassVar[EventKind] = EventKind.FINAL_OUTPUT
     agent: str
@@ -189,6 +201,7 @@ EventData = (
     | Handoff
     | InterruptionRaised
     | InterruptionDecided
+    | InterruptionExpired
     | FinalOutput
     | RunFailed
     | UsageReported
@@ -253,6 +266,8 @@ def event_from_json(kind: EventKind, payload: dict[str, Any]) -> EventData:
             return InterruptionRaised(_interruption(payload))
         case EventKind.INTERRUPTION_DECIDED:
             return InterruptionDecided(_interruption(payload))
+        case EventKind.INTERRUPTION_EXPIRED:
+            return InterruptionExpired(_interruption(payload))
         case EventKind.FINAL_OUTPUT:
             return FinalOutput(text("agent"), text("output"))
         case EventKind.ERROR:
@@ -295,12 +310,17 @@ def interruption_json(interruption: Interruption) -> dict[str, Any]:
         "message": interruption.message,
         "create_time": interruption.create_time.isoformat(),
         "decide_time": interruption.decide_time.isoformat() if interruption.decide_time else None,
+        "approved_arguments_json": interruption.approved_arguments_json,
+        "decided_by": interruption.decided_by,
+        "expire_time": interruption.expire_time.isoformat() if interruption.expire_time else None,
+        "expired": interruption.expired,
     }
 
 
 def _interruption(payload: dict[str, Any]) -> Interruption:
     text = _Texts(payload)
     decide_time = payload.get("decide_time")
+    expire_time = payload.get("expire_time")
     return Interruption(
         id=text("id"),
         run_id=text("run_id"),
@@ -314,6 +334,10 @@ def _interruption(payload: dict[str, Any]) -> Interruption:
         message=text("message"),
         create_time=datetime.fromisoformat(payload["create_time"]),
         decide_time=datetime.fromisoformat(decide_time) if decide_time else None,
+        approved_arguments_json=text("approved_arguments_json"),
+        decided_by=text("decided_by"),
+        expire_time=datetime.fromisoformat(expire_time) if expire_time else None,
+        expired=bool(payload.get("expired", False)),
     )
 
 

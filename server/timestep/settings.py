@@ -4,6 +4,7 @@ command line can describe `serve` without loading gRPC servicers, DBOS or the Ag
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 DEFAULT_PORT = 50051
@@ -176,3 +177,56 @@ class RetentionPolicy:
             f"--retention-sweep-every {self.every_s}s must divide a minute, an hour or a day evenly "
             "(e.g. 10s, 1m, 15m, 1h, 1d)"
         )
+
+
+@dataclass(frozen=True)
+class WebhookSettings:
+    """How webhooks are delivered: which destinations are allowed, how long an attempt may take,
+    and how failed deliveries are retried (exponential backoff with jitter, for a bounded time)."""
+
+    # Allow loopback, private and link-local destinations (receivers on the service's network).
+    allow_private: bool = False
+    connect_timeout_s: float = 5.0
+    read_timeout_s: float = 10.0
+    # The first retry waits about this long, each next one twice as long, up to retry_max_s.
+    retry_initial_s: float = 5.0
+    retry_max_s: float = 3600.0
+    # A delivery is given up (FAILED) once its retries would wait longer than this in all.
+    retry_window_s: float = 24 * 3600.0
+    # How often each replica looks for new deliveries to start.
+    dispatch_interval_s: float = 0.5
+
+    def __post_init__(self) -> None:
+        for name in (
+            "connect_timeout_s",
+            "read_timeout_s",
+            "retry_initial_s",
+            "retry_max_s",
+            "dispatch_interval_s",
+        ):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be a positive number of seconds")
+        if self.retry_window_s < 0:
+            raise ValueError("retry_window_s must not be negative")
+
+
+# What the model is told when nobody decided on a tool call in time.
+DEFAULT_EXPIRY_MESSAGE = (
+    "Nobody approved this tool call in time, so it was not run. Do not assume it happened; tell the "
+    "user it is still awaiting approval or ask them how to proceed."
+)
+# How often each replica looks for approvals that have timed out.
+EXPIRY_CHECK_INTERVAL_S = 0.5
+
+
+@dataclass(frozen=True)
+class ApprovalSettings:
+    """Defaults of runs' approvals: how long an interruption may wait for a decision (None:
+    forever; a run's own approval_timeout wins) and what the model is told when it expires."""
+
+    timeout: timedelta | None = None
+    expiry_message: str = DEFAULT_EXPIRY_MESSAGE
+    check_interval_s: float = EXPIRY_CHECK_INTERVAL_S
+
+
+DEFAULT_APPROVALS = ApprovalSettings()

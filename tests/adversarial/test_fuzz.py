@@ -238,8 +238,9 @@ async def test_create_run_never_crashes_nor_leaves_half_a_run(
 # Replay a failure with the same seed (hypothesis also prints the failing example).
 SEED: Final = int(os.environ.get("TIMESTEP_FUZZ_SEED", "20261203"))
 RPC_EXAMPLES: Final = int(os.environ.get("TIMESTEP_FUZZ_EXAMPLES", "12"))
-# Every service the server offers but reflection: a bidirectional stream of gRPC's own that
-# reads nothing of ours.
+# Every service the server offers but reflection (a bidirectional stream of gRPC's own that
+# reads nothing of ours) and WebhookService: a webhook the fuzzer made would be called at any
+# URL it made up, and tests send traffic only to loopback (tests/e2e/test_webhooks.py covers it).
 SERVICES: Final = [
     service
     for module in (runs_pb2, agents_pb2, schedules_pb2, sessions_pb2, usage_pb2, health_pb2)

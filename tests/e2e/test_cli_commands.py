@@ -16,8 +16,11 @@ from pathlib import Path
 from typing import Any, Final
 
 from timestep.app import TimestepService
+from timestep.runtime.providers import ModelConfig
+from timestep.settings import WebhookSettings
 from timestep_client import Run, RunStatus, TimestepClient
 
+from tests.conftest import StartService
 from tests.e2e.test_cli import REPO, cli_environment
 from timestep_testing.fakes.openai_responses import FakeOpenAI, text, tool_call
 from timestep_testing.harness import free_port, run_to_completion
@@ -421,3 +424,68 @@ async def test_health_exits_0_while_serving_and_6_when_the_service_cannot_be_rea
 
     unreachable = await timestep(f"127.0.0.1:{free_port()}", "health", "--timeout", "2")
     assert unreachable.code == 6, unreachable.stderr
+
+
+async def test_an_approval_with_edited_arguments_resumes_the_run_in_one_command(
+    service: TimestepService, client: TimestepClient, fake_openai: FakeOpenAI
+) -> None:
+    run = await interrupted_run(client, fake_openai, "call_cli_edit")
+    [waiting] = run.interruptions
+    fake_openai.script(text("Sent to Carol."))
+    edited = {**EMAIL_ARGS, "to": "carol@example.com"}
+
+    decided = await timestep(
+        target(service),
+        "approve",
+        run.id,
+        waiting.id,
+        "--arguments",
+        json.dumps(edited),
+        "--decided-by",
+        "alice",
+        "--resume",
+        "--wait",
+    )
+    refused = await timestep(target(service), "approve", run.id, waiting.id, "--arguments", "[1]")
+
+    assert decided.code == 0, decided.stderr
+    assert "edited to" in decided.stdout
+    assert "Sent to Carol." in decided.stdout
+    assert function_call_outputs(fake_openai.requests[-1]) == {
+        "call_cli_edit": "Email to carol@example.com with subject 'Running late' sent."
+    }
+    assert refused.code == 2  # a usage error: not a JSON object
+    assert "JSON object" in refused.stderr
+
+
+async def test_webhooks_through_the_cli_show_the_secret_once_and_list_deliveries(
+    start_service: StartService, model_config: ModelConfig, durable_database: str
+) -> None:
+    # A database of its own, where no run happens: nothing is ever sent to the URL.
+    async with start_service(
+        model_config, database_url=durable_database, webhooks=WebhookSettings(allow_private=True)
+    ) as service:
+        await _webhooks_through_the_cli(service)
+
+
+async def _webhooks_through_the_cli(service: TimestepService) -> None:
+    url = "http://127.0.0.1:9/timestep"
+    created = await timestep(target(service), "--json", "webhooks", "create", url, "--event", "run.failed")
+    webhook = created.json()
+    listed = await timestep(target(service), "webhooks", "list", "--limit", "500")
+    shown = await timestep(target(service), "webhooks", "get", webhook["webhook"]["id"])
+    deliveries = await timestep(target(service), "webhooks", "deliveries", webhook["webhook"]["id"])
+    deleted = await timestep(target(service), "webhooks", "delete", webhook["webhook"]["id"])
+    missing = await timestep(target(service), "webhooks", "get", webhook["webhook"]["id"])
+    refused = await timestep(target(service), "webhooks", "create", "http://169.254.169.254/")
+
+    assert created.code == 0, created.stderr
+    assert webhook["secret"].startswith("whsec_")
+    assert webhook["webhook"]["event_types"] == ["run.failed"]
+    assert webhook["webhook"]["id"] in listed.stdout
+    assert webhook["secret"] not in listed.stdout + shown.stdout
+    assert deliveries.stdout.strip() == "no deliveries"
+    assert deleted.code == 0
+    assert missing.code == 4
+    assert refused.code == 5
+    assert "WEBHOOK_DESTINATION_FORBIDDEN" in refused.stderr

@@ -364,3 +364,78 @@ async def test_a_run_paused_in_typescript_and_decided_over_grpc_finishes_back_in
     alone, alone_request = await typescript_alone(scenario.spec(), scenario.turns())
     assert finished["usage"] == alone["usage"]
     assert normalized(fake_openai.requests[-1]) == normalized(alone_request)
+
+
+# ----- edited arguments, across the conversion -----------------------------------------------
+
+EDITED = {"to": "carol@example.com", "subject": "Running late", "body": "See you at 10:30."}
+EDITED_SENT = "Email to carol@example.com with subject 'Running late' sent."
+
+
+def function_call_arguments(request: JSON) -> dict[str, Any]:
+    """The arguments of each function call a model request carries, by call id."""
+    return {
+        item["call_id"]: json.loads(item["arguments"])
+        for item in request["input"]
+        if isinstance(item, dict) and item.get("type") == "function_call"
+    }
+
+
+async def test_a_run_paused_in_the_service_and_approved_with_edited_arguments_runs_them_in_typescript(
+    client: TimestepClient, fake_openai: FakeOpenAI, service: TimestepService
+) -> None:
+    run = await pause_in_service(client, fake_openai, SCENARIO["pending_approval"])
+    [waiting] = run.interruptions
+    await client.approve(run.id, waiting.id, arguments=EDITED)
+    fake_openai.script(answer())
+
+    finished = await run_scenario(
+        "resume-from-service",
+        {"address": grpc_address(service), "runId": run.id},
+        model_url=fake_openai.base_url,
+    )
+
+    assert finished["finalOutput"] == DONE
+    resumed = fake_openai.requests[-1]
+    assert function_call_outputs(resumed) == {"call_bob": EDITED_SENT}
+    assert function_call_arguments(resumed) == {"call_bob": EDITED}
+
+
+async def test_a_run_paused_in_typescript_and_approved_with_edited_arguments_runs_them_in_the_service(
+    client: TimestepClient, fake_openai: FakeOpenAI, service: TimestepService
+) -> None:
+    scenario = SCENARIO["pending_approval"]
+    fake_openai.script(*scenario.turns())
+    paused = await run_scenario("pause", {**scenario.spec(), "decisions": []}, model_url=fake_openai.base_url)
+    run = await client.import_state("assistant", paused["state"])
+    [waiting] = run.interruptions
+    fake_openai.script(answer())
+
+    response = await client.approve_and_resume(run.id, waiting.id, arguments=EDITED, wait=True)
+
+    assert response.run.status == RunStatus.RUN_STATUS_COMPLETED
+    assert response.run.final_output == DONE
+    resumed = fake_openai.requests[-1]
+    assert function_call_outputs(resumed) == {"call_bob": EDITED_SENT}
+    assert function_call_arguments(resumed) == {"call_bob": EDITED}
+
+
+async def test_a_run_paused_in_typescript_and_edited_over_grpc_finishes_back_in_typescript(
+    client: TimestepClient, fake_openai: FakeOpenAI, service: TimestepService
+) -> None:
+    scenario = SCENARIO["pending_approval"]
+    fake_openai.script(*scenario.turns())
+    paused = await run_scenario("pause", {**scenario.spec(), "decisions": []}, model_url=fake_openai.base_url)
+    run = await client.import_state("assistant", paused["state"])
+    await client.approve(run.id, run.interruptions[0].id, arguments=EDITED)
+    fake_openai.script(answer())
+
+    finished = await run_scenario(
+        "resume-from-service",
+        {"address": grpc_address(service), "runId": run.id},
+        model_url=fake_openai.base_url,
+    )
+
+    assert finished["finalOutput"] == DONE
+    assert function_call_outputs(fake_openai.requests[-1]) == {"call_bob": EDITED_SENT}
+    assert function_call_arguments(fake_openai.requests[-1]) == {"call_bob": EDITED}

@@ -4,6 +4,7 @@ datetimes, and rows written before the types existed still read."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
@@ -13,6 +14,7 @@ from timestep.event_types import (
     FinalOutput,
     Handoff,
     InterruptionDecided,
+    InterruptionExpired,
     InterruptionRaised,
     MessageOutput,
     Reasoning,
@@ -51,6 +53,16 @@ EVERY_KIND: list[EventData] = [
     Handoff("triage", "billing"),
     InterruptionRaised(INTERRUPTION),
     InterruptionDecided(INTERRUPTION),
+    InterruptionExpired(
+        replace(
+            INTERRUPTION,
+            status=InterruptionStatus.REJECTED,
+            approved_arguments_json='{"amount": 4}',
+            decided_by="timestep:expiry",
+            expire_time=WHEN,
+            expired=True,
+        )
+    ),
     FinalOutput("a", "All done."),
     RunFailed(RunError("model_error", "The model refused.")),
     UsageReported(USAGE, USAGE + USAGE, (ModelCall("a", "gpt-4o", USAGE, True, WHEN),)),

@@ -5,10 +5,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
-from timestep.domain import Interruption, InterruptionStatus, MultitaskStrategy, Run, RunStatus, Usage
+from timestep.domain import (
+    ApprovalPolicy,
+    Interruption,
+    InterruptionStatus,
+    MultitaskStrategy,
+    Run,
+    RunStatus,
+    Usage,
+)
 from timestep.errors import FailedPreconditionError, NotFoundError
 from timestep.runs import transitions
 from timestep.runs.transitions import Change, Keep, Record, Refusal
@@ -33,6 +41,7 @@ def interruption(
     status: InterruptionStatus = InterruptionStatus.PENDING,
     always: bool = False,
     message: str = "",
+    expire_time: datetime | None = None,
 ) -> Interruption:
     return Interruption(
         id=id,
@@ -47,10 +56,11 @@ def interruption(
         message=message,
         create_time=NOW,
         decide_time=None if status is InterruptionStatus.PENDING else NOW,
+        expire_time=expire_time,
     )
 
 
-def run(status: RunStatus, *interruptions: Interruption) -> Run:
+def run(status: RunStatus, *interruptions: Interruption, auto_resume: bool = False) -> Run:
     return Run(
         id="run_1",
         agent="a",
@@ -68,12 +78,19 @@ def run(status: RunStatus, *interruptions: Interruption) -> Run:
         create_time=NOW,
         update_time=NOW,
         interruptions=list(interruptions),
+        approval=ApprovalPolicy(timedelta(seconds=1), auto_resume=auto_resume),
     )
 
 
 APPROVED = interruption(status=InterruptionStatus.APPROVED, always=True, message="ok")
 PENDING = interruption()
 PENDING_EARLIER = interruption(segment=SEGMENT - 1)
+DUE = interruption(expire_time=NOW - timedelta(seconds=1))
+NOT_DUE = interruption("int_2", expire_time=NOW + timedelta(seconds=1))
+NEVER_DUE = interruption("int_3")
+EXPIRED = replace(
+    interruption(status=InterruptionStatus.REJECTED, message="late", expire_time=NOW), expired=True
+)
 Command = Callable[[RunStatus], object]
 
 
@@ -83,6 +100,14 @@ def _decide(
     return lambda status: transitions.decide(
         run(status, *interruptions), id, InterruptionStatus.APPROVED, always=always, message=message
     )
+
+
+def _expire(*interruptions: Interruption, id: str = "int_1") -> Command:
+    return lambda status: transitions.expire(run(status, *interruptions), id, NOW)
+
+
+def _resume_on_expiry(*interruptions: Interruption, auto_resume: bool = True) -> Command:
+    return lambda status: transitions.resume_on_expiry(run(status, *interruptions, auto_resume=auto_resume))
 
 
 COMMANDS: dict[str, Command] = {
@@ -103,6 +128,15 @@ COMMANDS: dict[str, Command] = {
     "decide again, other always": _decide(APPROVED, always=False),
     "decide again, other message": _decide(APPROVED, message="other"),
     "decide unknown": _decide(APPROVED, id="int_9"),
+    "expire due": _expire(DUE),
+    "expire not yet due": _expire(NOT_DUE, id="int_2"),
+    "expire never due": _expire(NEVER_DUE, id="int_3"),
+    "expire decided": _expire(APPROVED),
+    "expire due of an earlier segment": _expire(replace(DUE, segment=SEGMENT - 1)),
+    "resume on expiry": _resume_on_expiry(EXPIRED),
+    "resume on expiry, not asked": _resume_on_expiry(EXPIRED, auto_resume=False),
+    "resume on expiry, one pending": _resume_on_expiry(EXPIRED, NOT_DUE),
+    "resume on expiry, none expired": _resume_on_expiry(APPROVED),
 }
 
 SUPERSEDED = "SEGMENT_SUPERSEDED"
@@ -137,6 +171,15 @@ TABLE: dict[str, tuple[object, ...]] = {
     "decide again, other always": (ALREADY,) * 6,
     "decide again, other message": (ALREADY,) * 6,
     "decide unknown": ("INTERRUPTION_NOT_FOUND",) * 6,
+    "expire due": ("keep", "keep", "record") + ("keep",) * 3,
+    "expire not yet due": ("keep",) * 6,
+    "expire never due": ("keep",) * 6,
+    "expire decided": ("keep",) * 6,
+    "expire due of an earlier segment": ("keep",) * 6,
+    "resume on expiry": ("keep", "keep", (Q, 3)) + ("keep",) * 3,
+    "resume on expiry, not asked": ("keep",) * 6,
+    "resume on expiry, one pending": ("keep",) * 6,
+    "resume on expiry, none expired": ("keep",) * 6,
 }
 STATUSES = (Q, R, P, C, F, X)
 
@@ -290,3 +333,26 @@ def test_an_enqueued_run_waits_for_the_last_run_ahead_and_interrupt_cancels_them
     assert refused.reason == "SESSION_BUSY"
     assert refused.metadata == {"run_id": "run_a"}
     assert str(refused).startswith("Session 's1' is busy with run run_a (INTERRUPTED)")
+
+
+def test_a_resume_on_expiry_announces_it() -> None:
+    change = transitions.resume_on_expiry(run(P, EXPIRED, auto_resume=True))
+    assert isinstance(change, Change)
+    assert change.event.payload == {"status": "queued", "reason": "approvals expired"}
+
+
+def test_an_edit_is_part_of_the_decision() -> None:
+    edited = replace(APPROVED, approved_arguments_json='{"a": 1}')
+    assert isinstance(
+        transitions.decide(run(P, edited), "int_1", InterruptionStatus.APPROVED, always=True, message="ok"),
+        Refusal,
+    )
+    repeated = transitions.decide(
+        run(P, edited),
+        "int_1",
+        InterruptionStatus.APPROVED,
+        always=True,
+        message="ok",
+        arguments_json='{"a": 1}',
+    )
+    assert repeated == Keep()

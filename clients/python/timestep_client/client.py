@@ -1,4 +1,5 @@
-"""TimestepClient: an async client for RunService, SessionService, AgentService and UsageService
+"""TimestepClient: an async client for RunService, SessionService, AgentService, UsageService and
+WebhookService
 (and the raw ScheduleService stub, `client.schedules`).
 
 async with TimestepClient("localhost:50051") as client:
@@ -15,7 +16,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
@@ -33,6 +34,8 @@ from timestep_client.v1 import (
     sessions_pb2_grpc,
     usage_pb2,
     usage_pb2_grpc,
+    webhooks_pb2,
+    webhooks_pb2_grpc,
 )
 
 # Status codes after which re-subscribing to a stream is worth trying.
@@ -119,6 +122,7 @@ class TimestepClient:
         self.usage = usage_pb2_grpc.UsageServiceStub(self.channel)
         self.schedules = schedules_pb2_grpc.ScheduleServiceStub(self.channel)
         self.sessions = sessions_pb2_grpc.SessionServiceStub(self.channel)
+        self.webhooks = webhooks_pb2_grpc.WebhookServiceStub(self.channel)
 
     async def __aenter__(self) -> TimestepClient:
         return self
@@ -147,10 +151,18 @@ class TimestepClient:
         keep: bool = False,
         multitask_strategy: runs_pb2.MultitaskStrategy = runs_pb2.MULTITASK_STRATEGY_UNSPECIFIED,
         timeout: float | None = None,
+        approval_timeout: timedelta | None = None,
+        auto_resume_on_expiry: bool = False,
+        approval_expiry_message: str = "",
+        webhook_url: str = "",
     ) -> runs_pb2.Run:
-        """Start a run with plain-text `input` or Responses-API `input_items` (`keep`: never
-        deleted by the service's retention; `multitask_strategy`: what to do if the session has
-        an active run, the service's default when unspecified)."""
+        """Start a run with plain-text `input` or Responses-API `input_items`. With
+        `approval_timeout`, each of its interruptions is rejected by itself once it has waited
+        that long (the model is told `approval_expiry_message`), and with `auto_resume_on_expiry`
+        the run then resumes. With `webhook_url`, the run's events are POSTed there, signed: get
+        its secret with `rotate_webhook_secret(run.webhook_id)`. `keep`: never
+        deleted by the service's retention; `multitask_strategy`: what to do if the session has an
+        active run (the service's default when unspecified)."""
         request = runs_pb2.CreateRunRequest(
             agent=agent,
             input=input,
@@ -162,7 +174,12 @@ class TimestepClient:
             metadata=dict(metadata or {}),
             keep=keep,
             multitask_strategy=multitask_strategy,
+            auto_resume_on_expiry=auto_resume_on_expiry,
+            approval_expiry_message=approval_expiry_message,
+            webhook_url=webhook_url,
         )
+        if approval_timeout is not None:
+            request.approval_timeout.FromTimedelta(approval_timeout)
         response: runs_pb2.CreateRunResponse = await self.runs.CreateRun(request, timeout=timeout)
         return response.run
 
@@ -237,22 +254,98 @@ class TimestepClient:
         return response
 
     async def approve(
-        self, run_id: str, interruption_id: str, *, always: bool = False
+        self,
+        run_id: str,
+        interruption_id: str,
+        *,
+        always: bool = False,
+        arguments: Mapping[str, Any] | None = None,
+        decided_by: str = "",
     ) -> runs_pb2.Interruption:
+        """Approve a pending tool call; with `arguments`, the tool runs with them instead of the
+        arguments the model proposed (they must match the tool's parameters)."""
+        return (
+            await self.approve_and_resume(
+                run_id,
+                interruption_id,
+                always=always,
+                arguments=arguments,
+                decided_by=decided_by,
+                resume=False,
+            )
+        ).interruption
+
+    async def approve_and_resume(
+        self,
+        run_id: str,
+        interruption_id: str,
+        *,
+        always: bool = False,
+        arguments: Mapping[str, Any] | None = None,
+        decided_by: str = "",
+        resume: bool = True,
+        wait: bool = False,
+        timeout: float | None = None,
+    ) -> runs_pb2.ApproveInterruptionResponse:
+        """Approve, and resume the run in the same call if that was its last undecided
+        interruption (with `wait`, return once it stops again): the response has the
+        interruption and the run."""
         request = runs_pb2.ApproveInterruptionRequest(
-            run_id=run_id, interruption_id=interruption_id, always=always
+            run_id=run_id,
+            interruption_id=interruption_id,
+            always=always,
+            arguments_json=json.dumps(dict(arguments)) if arguments is not None else "",
+            decided_by=decided_by,
+            resume=resume,
+            wait=wait,
         )
-        response: runs_pb2.ApproveInterruptionResponse = await self.runs.ApproveInterruption(request)
-        return response.interruption
+        response: runs_pb2.ApproveInterruptionResponse = await self.runs.ApproveInterruption(
+            request, timeout=timeout
+        )
+        return response
 
     async def reject(
-        self, run_id: str, interruption_id: str, message: str = "", *, always: bool = False
+        self,
+        run_id: str,
+        interruption_id: str,
+        message: str = "",
+        *,
+        always: bool = False,
+        decided_by: str = "",
     ) -> runs_pb2.Interruption:
+        return (
+            await self.reject_and_resume(
+                run_id, interruption_id, message, always=always, decided_by=decided_by, resume=False
+            )
+        ).interruption
+
+    async def reject_and_resume(
+        self,
+        run_id: str,
+        interruption_id: str,
+        message: str = "",
+        *,
+        always: bool = False,
+        decided_by: str = "",
+        resume: bool = True,
+        wait: bool = False,
+        timeout: float | None = None,
+    ) -> runs_pb2.RejectInterruptionResponse:
+        """Reject (the model is told `message`), and resume the run in the same call if that was
+        its last undecided interruption (with `wait`, return once it stops again)."""
         request = runs_pb2.RejectInterruptionRequest(
-            run_id=run_id, interruption_id=interruption_id, message=message, always=always
+            run_id=run_id,
+            interruption_id=interruption_id,
+            message=message,
+            always=always,
+            decided_by=decided_by,
+            resume=resume,
+            wait=wait,
         )
-        response: runs_pb2.RejectInterruptionResponse = await self.runs.RejectInterruption(request)
-        return response.interruption
+        response: runs_pb2.RejectInterruptionResponse = await self.runs.RejectInterruption(
+            request, timeout=timeout
+        )
+        return response
 
     async def resume(self, run_id: str, *, wait: bool = False, timeout: float | None = None) -> runs_pb2.Run:
         request = runs_pb2.ResumeRunRequest(run_id=run_id, wait=wait)
@@ -380,6 +473,60 @@ class TimestepClient:
                 stamp.FromDatetime(value)
                 getattr(request, field).CopyFrom(stamp)
         response: usage_pb2.GetUsageResponse = await self.usage.GetUsage(request)
+        return response
+
+    # ----- webhooks ----------------------------------------------------------------------
+
+    async def create_webhook(
+        self, url: str, event_types: Sequence[str] = (), *, description: str = ""
+    ) -> webhooks_pb2.CreateWebhookResponse:
+        """Subscribe `url` to `event_types` (none: all run events); the response's `secret` (for
+        verifying signatures) is shown only now."""
+        request = webhooks_pb2.CreateWebhookRequest(
+            url=url, event_types=list(event_types), description=description
+        )
+        response: webhooks_pb2.CreateWebhookResponse = await self.webhooks.CreateWebhook(request)
+        return response
+
+    async def get_webhook(self, webhook_id: str) -> webhooks_pb2.Webhook:
+        response: webhooks_pb2.GetWebhookResponse = await self.webhooks.GetWebhook(
+            webhooks_pb2.GetWebhookRequest(webhook_id=webhook_id)
+        )
+        return response.webhook
+
+    async def list_webhooks(
+        self, *, page_size: int = 0, page_token: str = ""
+    ) -> webhooks_pb2.ListWebhooksResponse:
+        response: webhooks_pb2.ListWebhooksResponse = await self.webhooks.ListWebhooks(
+            webhooks_pb2.ListWebhooksRequest(page_size=page_size, page_token=page_token)
+        )
+        return response
+
+    async def delete_webhook(self, webhook_id: str) -> None:
+        await self.webhooks.DeleteWebhook(webhooks_pb2.DeleteWebhookRequest(webhook_id=webhook_id))
+
+    async def rotate_webhook_secret(self, webhook_id: str) -> webhooks_pb2.RotateWebhookSecretResponse:
+        """A new signing secret for the webhook (in the response, shown only now)."""
+        response: webhooks_pb2.RotateWebhookSecretResponse = await self.webhooks.RotateWebhookSecret(
+            webhooks_pb2.RotateWebhookSecretRequest(webhook_id=webhook_id)
+        )
+        return response
+
+    async def send_test_event(self, webhook_id: str) -> webhooks_pb2.WebhookDelivery:
+        response: webhooks_pb2.SendTestEventResponse = await self.webhooks.SendTestEvent(
+            webhooks_pb2.SendTestEventRequest(webhook_id=webhook_id)
+        )
+        return response.delivery
+
+    async def list_webhook_deliveries(
+        self, webhook_id: str, *, page_size: int = 0, page_token: str = ""
+    ) -> webhooks_pb2.ListWebhookDeliveriesResponse:
+        """The webhook's deliveries, newest first, each with its attempts."""
+        response: webhooks_pb2.ListWebhookDeliveriesResponse = await self.webhooks.ListWebhookDeliveries(
+            webhooks_pb2.ListWebhookDeliveriesRequest(
+                webhook_id=webhook_id, page_size=page_size, page_token=page_token
+            )
+        )
         return response
 
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import datetime, timedelta
 
+from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
 from timestep_client.v1 import agents_pb2, runs_pb2
 
@@ -14,6 +15,7 @@ from timestep.event_types import (
     FinalOutput,
     Handoff,
     InterruptionDecided,
+    InterruptionExpired,
     InterruptionRaised,
     MessageOutput,
     Reasoning,
@@ -92,6 +94,14 @@ def timestamp(value: datetime | None) -> Timestamp | None:
     return stamp
 
 
+def duration(value: timedelta | None) -> Duration | None:
+    if value is None:
+        return None
+    proto = Duration()
+    proto.FromTimedelta(value)
+    return proto
+
+
 def usage_to_proto(usage: Usage) -> runs_pb2.Usage:
     return runs_pb2.Usage(
         requests=usage.requests,
@@ -132,6 +142,10 @@ def interruption_to_proto(interruption: Interruption) -> runs_pb2.Interruption:
         create_time=timestamp(interruption.create_time),
         decide_time=timestamp(interruption.decide_time),
         segment=interruption.segment,
+        approved_arguments_json=proto_string(interruption.approved_arguments_json, json_text=True),
+        decided_by=proto_string(interruption.decided_by),
+        expire_time=timestamp(interruption.expire_time),
+        expired=interruption.expired,
     )
 
 
@@ -156,6 +170,9 @@ def run_to_proto(run: Run) -> runs_pb2.Run:
         queue=run.queue_name if run.status is RunStatus.QUEUED else "",
         queue_position=run.queue_position,
         keep=run.keep,
+        webhook_id=run.webhook_id,
+        approval_timeout=duration(run.approval.timeout),
+        auto_resume_on_expiry=run.approval.auto_resume,
     )
 
 
@@ -203,6 +220,8 @@ def event_to_proto(event: RunEvent) -> runs_pb2.RunEvent:
             message.interruption.CopyFrom(interruption_to_proto(interruption))
         case InterruptionDecided(interruption=interruption):
             message.interruption_decided.CopyFrom(interruption_to_proto(interruption))
+        case InterruptionExpired(interruption=interruption):
+            message.interruption_expired.CopyFrom(interruption_to_proto(interruption))
         case FinalOutput(agent=agent, output=final):
             message.final_output.CopyFrom(
                 runs_pb2.FinalOutput(agent=proto_string(agent), output=proto_string(final))

@@ -6,7 +6,7 @@ grpc status with `grpc-status-details-bin`).
 | domain error              | code                | detail                                      |
 |---------------------------|---------------------|---------------------------------------------|
 | NotFoundError             | NOT_FOUND           |                                             |
-| InvalidArgumentError      | INVALID_ARGUMENT    | BadRequest (the field)                      |
+| InvalidArgumentError      | INVALID_ARGUMENT    | BadRequest (the field, or each violation)   |
 | FailedPreconditionError   | FAILED_PRECONDITION | PreconditionFailure (reason, subject)       |
 | AlreadyExistsError        | ALREADY_EXISTS      |                                             |
 | ResourceExhaustedError    | RESOURCE_EXHAUSTED  | RetryInfo (when to retry)                   |
@@ -104,9 +104,12 @@ def describe(error: TimestepError, request: Message | None = None) -> ErrorDescr
     details: list[Message] = [
         error_details_pb2.ErrorInfo(reason=reason, domain=ERROR_DOMAIN, metadata=error.metadata)
     ]
-    if isinstance(error, InvalidArgumentError) and error.field:
-        violation = error_details_pb2.BadRequest.FieldViolation(field=error.field, description=error.message)
-        details.append(error_details_pb2.BadRequest(field_violations=[violation]))
+    if isinstance(error, InvalidArgumentError) and error.violations:
+        violations = [
+            error_details_pb2.BadRequest.FieldViolation(field=field, description=description)
+            for field, description in error.violations
+        ]
+        details.append(error_details_pb2.BadRequest(field_violations=violations))
     if isinstance(error, FailedPreconditionError):
         subject = error.subject or _run_subject(request)
         violation = error_details_pb2.PreconditionFailure.Violation(

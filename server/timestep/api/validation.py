@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
@@ -22,7 +22,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from timestep_client.v1 import runs_pb2
 
 from timestep import ids
-from timestep.domain import MultitaskStrategy, NewRun
+from timestep.domain import ApprovalPolicy, MultitaskStrategy, NewRun
 from timestep.errors import InvalidArgumentError
 from timestep.settings import (
     MAX_ID_LENGTH,
@@ -33,6 +33,7 @@ from timestep.settings import (
     MAX_SCHEDULE_INPUT_BYTES,
     Limits,
 )
+from timestep.webhooks.destinations import MAX_URL_LENGTH
 
 FIELD_TOO_LONG: Final = "FIELD_TOO_LONG"
 TIMESTAMP_OUT_OF_RANGE: Final = "TIMESTAMP_OUT_OF_RANGE"
@@ -97,6 +98,11 @@ CAPS: Final[dict[str, Cap]] = {
     "message": _TEXT,
     "reason": _TEXT,
     "state_json": Cap(lambda limits: limits.max_state_bytes, in_bytes=True, reason="STATE_TOO_LARGE"),
+    **dict.fromkeys(("webhook_id", "description", "decided_by", "event_types"), _ID),
+    **dict.fromkeys(("url", "webhook_url"), Cap(lambda _: MAX_URL_LENGTH)),
+    "approval_expiry_message": _TEXT,
+    # Edited tool arguments: as large as a run's input may be.
+    "arguments_json": Cap(lambda limits: limits.max_input_bytes, in_bytes=True),
 }
 # Where a field name means something else in one message ("<message full name>.<field>").
 CAP_OVERRIDES: Final[dict[str, Cap]] = {
@@ -133,8 +139,9 @@ def check_request(request: Message, limits: Limits) -> None:
     for field, value in request.ListFields():
         if is_map(field):
             check_metadata(field.name, dict(value))
-        elif field.type == FieldDescriptor.TYPE_STRING and not field.is_repeated:
-            cap_of(field).check(field.name, value, limits)
+        elif field.type == FieldDescriptor.TYPE_STRING:
+            for item in value if field.is_repeated else [value]:
+                cap_of(field).check(field.name, item, limits)
         elif is_timestamp(field):
             check_timestamp(field.name, value)
 
@@ -254,7 +261,36 @@ def new_run_from_create(request: runs_pb2.CreateRunRequest, limits: Limits) -> N
         metadata=dict(request.metadata),
         keep=request.keep,
         multitask_strategy=multitask_strategy_from_proto(request.multitask_strategy),
+        approval=ApprovalPolicy(
+            timeout=approval_timeout(request),
+            auto_resume=request.auto_resume_on_expiry,
+            expiry_message=request.approval_expiry_message,
+        ),
+        webhook_url=request.webhook_url,
     )
+
+
+# The shortest and the longest approval timeout a run may ask for.
+MIN_APPROVAL_TIMEOUT: Final = timedelta(seconds=1)
+MAX_APPROVAL_TIMEOUT: Final = timedelta(days=365)
+
+
+def approval_timeout(request: runs_pb2.CreateRunRequest) -> timedelta | None:
+    if not request.HasField("approval_timeout"):
+        return None  # the service's --approval-timeout, if any
+    duration = request.approval_timeout
+    if not (0 <= duration.nanos < 1_000_000_000 and duration.seconds >= 0):
+        raise InvalidArgumentError(
+            "approval_timeout must be a positive duration, e.g. 3600s.", field="approval_timeout"
+        )
+    timeout = duration.ToTimedelta()
+    if not MIN_APPROVAL_TIMEOUT <= timeout <= MAX_APPROVAL_TIMEOUT:
+        raise InvalidArgumentError(
+            f"approval_timeout must be from {MIN_APPROVAL_TIMEOUT.total_seconds():g} s to "
+            f"{MAX_APPROVAL_TIMEOUT.days} days; got {timeout.total_seconds():g} s.",
+            field="approval_timeout",
+        )
+    return timeout
 
 
 def multitask_strategy_from_proto(value: int) -> MultitaskStrategy | None:

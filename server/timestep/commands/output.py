@@ -149,6 +149,10 @@ def format_interruption(interruption: runs_pb2.Interruption) -> str:
         f"interruption {interruption.id}  {interruption_status_name(interruption.status)}  "
         f"{interruption.tool_name}({interruption.arguments_json})"
     )
+    if interruption.approved_arguments_json:
+        line += f"  edited to ({interruption.approved_arguments_json})"
+    if interruption.expired:
+        line += "  (approval expired)"
     if interruption.message:
         line += f"  message: {interruption.message}"
     return line

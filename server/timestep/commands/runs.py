@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from datetime import timedelta
 
 from timestep_client import TimestepClient
 from timestep_client.v1 import runs_pb2
@@ -97,6 +98,28 @@ def add_commands(
         choices=STRATEGIES,
         help="if the session has an active run: reject, enqueue (wait for it), interrupt (cancel "
         "it) or rollback (cancel it and remove its items); default: the service's",
+    )
+    create.add_argument(
+        "--approval-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="reject each tool call awaiting approval by itself after this long (at least 1)",
+    )
+    create.add_argument(
+        "--auto-resume-on-expiry", action="store_true", help="resume the run by itself once approvals expire"
+    )
+    create.add_argument(
+        "--approval-expiry-message",
+        default="",
+        metavar="TEXT",
+        help="what the model is told when one expires",
+    )
+    create.add_argument(
+        "--webhook-url",
+        default="",
+        metavar="URL",
+        help="also POST this run's events there, signed (get the secret with "
+        "`timestep webhooks rotate <the run's webhook_id>`)",
     )
     create.set_defaults(handler=create_run)
 
@@ -202,6 +225,10 @@ async def create_run(client: TimestepClient, args: argparse.Namespace, output: O
         multitask_strategy=runs_pb2.MultitaskStrategy.Value(  # type: ignore[arg-type]
             f"MULTITASK_STRATEGY_{(args.multitask_strategy or 'unspecified').upper()}"
         ),
+        approval_timeout=timedelta(seconds=args.approval_timeout) if args.approval_timeout else None,
+        auto_resume_on_expiry=args.auto_resume_on_expiry,
+        approval_expiry_message=args.approval_expiry_message,
+        webhook_url=args.webhook_url,
     )
     if args.wait:
         run = await wait_for(client, run)

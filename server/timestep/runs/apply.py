@@ -25,6 +25,7 @@ from timestep.domain import (
 from timestep.errors import UnavailableError
 from timestep.event_types import (
     InterruptionDecided,
+    InterruptionExpired,
     InterruptionRaised,
     RunEvent,
     RunFailed,
@@ -150,13 +151,40 @@ class RunTransitions:
         *,
         always: bool,
         message: str,
+        arguments_json: str = "",
+        decided_by: str = "",
     ) -> tuple[Interruption, list[RunEvent]]:
-        """Record an approval or rejection. Repeating the same decision (status, always and
-        message alike) changes nothing; any other is FAILED_PRECONDITION."""
-        run, events = await self.required(
-            scope, run_id, decide_interruption(interruption_id, decision, always=always, message=message)
+        """Record an approval (with `arguments_json` to run instead of the proposed ones, if
+        given) or rejection, by `decided_by`. Repeating the same decision (status, always,
+        message and edited arguments alike) changes nothing; any other is FAILED_PRECONDITION."""
+        decide = decide_interruption(
+            interruption_id,
+            decision,
+            always=always,
+            message=message,
+            arguments_json=arguments_json,
+            decided_by=decided_by,
         )
+        run, events = await self.required(scope, run_id, decide)
         return next(i for i in run.interruptions if i.id == interruption_id), events
+
+    async def expire(
+        self, run_id: str, interruption_id: str, now: datetime, default_message: str
+    ) -> tuple[Interruption, list[RunEvent]] | None:
+        """Reject an interruption whose approval timed out, telling the model the run's expiry
+        message (else `default_message`); None when there is nothing to expire (decided
+        meanwhile, or expired by another replica)."""
+        run, events = await self.required(Scope.ALL, run_id, expire(interruption_id, now, default_message))
+        if not events:
+            return None
+        return next(i for i in run.interruptions if i.id == interruption_id), events
+
+    async def resume_on_expiry(self, run_id: str, queue_name: str) -> tuple[Run, list[RunEvent]] | None:
+        """Queue the next segment (on `queue_name`) of a run that resumes once expiry has
+        decided its approvals; None when it does not (any more). A tenant at its limit of active
+        runs is refused (RESOURCE_EXHAUSTED), to be tried again."""
+        run, events = await self.required(Scope.ALL, run_id, resume_on_expiry(queue_name))
+        return (run, events) if events else None
 
 
 # ----- decisions as changes ------------------------------------------------------------------
@@ -226,29 +254,87 @@ def resume(queue_name: str, deadline: datetime | None) -> Decide:
 
 
 def decide_interruption(
-    interruption_id: str, decision: InterruptionStatus, *, always: bool, message: str
+    interruption_id: str,
+    decision: InterruptionStatus,
+    *,
+    always: bool,
+    message: str,
+    arguments_json: str = "",
+    decided_by: str = "",
 ) -> Decide:
     def decide(run: Run) -> RunChange | Keep | Refusal:
-        verdict = transitions.decide(run, interruption_id, decision, always=always, message=message)
+        verdict = transitions.decide(
+            run, interruption_id, decision, always=always, message=message, arguments_json=arguments_json
+        )
         if not isinstance(verdict, Record):
             return verdict
         decided = replace(
-            verdict.interruption, status=decision, always=always, message=message, decide_time=_now()
+            verdict.interruption,
+            status=decision,
+            always=always,
+            message=message,
+            approved_arguments_json=arguments_json,
+            decided_by=decided_by,
+            decide_time=_now(),
         )
-        return RunChange(
-            replace(run, interruptions=[decided if i.id == decided.id else i for i in run.interruptions]),
-            run.version,
-            run.segment_count,
-            [pending(InterruptionDecided(decided))],
-            decision=decided,
+        return _recorded(run, decided, [pending(InterruptionDecided(decided))])
+
+    return decide
+
+
+def _recorded(run: Run, decided: Interruption, events: Sequence[PendingEvent]) -> RunChange:
+    """The change that records the decision of one of the run's interruptions."""
+    return RunChange(
+        replace(run, interruptions=[decided if i.id == decided.id else i for i in run.interruptions]),
+        run.version,
+        run.segment_count,
+        events,
+        decision=decided,
+    )
+
+
+# Who `decided_by` names for an interruption whose approval expired.
+EXPIRY_DECIDER = "timestep:expiry"
+
+
+def expire(interruption_id: str, now: datetime, default_message: str) -> Decide:
+    def decide(run: Run) -> RunChange | Keep:
+        verdict = transitions.expire(run, interruption_id, now)
+        if not isinstance(verdict, Record):
+            return verdict
+        decided = replace(
+            verdict.interruption,
+            status=InterruptionStatus.REJECTED,
+            message=run.approval.expiry_message or default_message,
+            decided_by=EXPIRY_DECIDER,
+            expired=True,
+            decide_time=_now(),
+        )
+        return _recorded(
+            run, decided, [pending(InterruptionExpired(decided)), pending(InterruptionDecided(decided))]
         )
 
     return decide
 
 
-def new_interruptions(run_id: str, segment: int, found: Sequence[NewInterruption]) -> list[Interruption]:
-    """The interruptions a segment paused on, with their ids. Their times are a microsecond
-    apart, so that they list in the order the segment paused on them (by time, then id)."""
+def resume_on_expiry(queue_name: str) -> Decide:
+    def decide(run: Run) -> RunChange | Keep:
+        change = transitions.resume_on_expiry(run)
+        if not isinstance(change, Change):
+            return change
+        return _changed(
+            run, change, segment_count=change.segment, queue_name=queue_name, segment_deadline=None
+        )
+
+    return decide
+
+
+def new_interruptions(
+    run_id: str, segment: int, found: Sequence[NewInterruption], timeout: timedelta | None = None
+) -> list[Interruption]:
+    """The interruptions a segment paused on, with their ids (pending ones expiring after
+    `timeout`, the run's approval timeout, if it has one). Their times are a microsecond apart,
+    so that they list in the order the segment paused on them (by time, then id)."""
     now = _now()
     return [
         Interruption(
@@ -264,6 +350,11 @@ def new_interruptions(run_id: str, segment: int, found: Sequence[NewInterruption
             message=item.message,
             create_time=now + timedelta(microseconds=index),
             decide_time=None if item.status is InterruptionStatus.PENDING else now,
+            expire_time=(
+                now + timedelta(microseconds=index) + timeout
+                if timeout is not None and item.status is InterruptionStatus.PENDING
+                else None
+            ),
         )
         for index, item in enumerate(found)
     ]
@@ -277,7 +368,7 @@ def finish_segment(segment: int, outcome: SegmentOutcome) -> Decide:
         if isinstance(change, Refusal):
             return change
         total = run.usage + outcome.usage
-        paused = new_interruptions(run.id, segment, outcome.interruptions)
+        paused = new_interruptions(run.id, segment, outcome.interruptions, run.approval.timeout)
         events = [
             *outcome.events,
             *(pending(InterruptionRaised(i)) for i in paused),

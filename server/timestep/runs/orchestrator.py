@@ -28,7 +28,7 @@ from timestep.domain import (
     RunStatus,
     Snapshot,
 )
-from timestep.errors import FailedPreconditionError, InvalidArgumentError
+from timestep.errors import FailedPreconditionError, InvalidArgumentError, ResourceExhaustedError
 from timestep.event_types import RunEvent
 from timestep.run_feed import FeedCursor, FeedEntry
 from timestep.runs.apply import RunTransitions, admission
@@ -40,14 +40,25 @@ from timestep.runtime import sdk_internals
 from timestep.runtime.registry import AgentRegistry
 from timestep.runtime.runner import apply_decisions
 from timestep.runtime.state_sdk import export_state, load_state
+from timestep.runtime.tool_arguments import check_arguments
 from timestep.runtime.translate import interruption_for
 from timestep.scope import Scope
+from timestep.settings import DEFAULT_APPROVALS, ApprovalSettings
 from timestep.state.codec import convert, recorded_decisions
 from timestep.state.document import PYTHON, StateDocument
+from timestep.state.edits import edited_arguments, with_arguments
 from timestep.store.rows import new_id
 from timestep.store.runs import RunStore
+from timestep.webhooks.service import Webhooks
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CreatedRun:
+    run: Run
+    # The signing secret of the run's own webhook, when this call created both ('' otherwise).
+    webhook_secret: str = ""
 
 
 @dataclass(frozen=True)
@@ -68,12 +79,18 @@ class RunOrchestrator:
         registry: AgentRegistry,
         launcher: SegmentLauncher,
         *,
+        approvals: ApprovalSettings = DEFAULT_APPROVALS,
+        webhooks: Webhooks | None = None,
         default_strategy: MultitaskStrategy = MultitaskStrategy.ENQUEUE,
     ) -> None:
         self._store = store
         self._bus = bus
         self._registry = registry
         self._launcher = launcher
+        self._default_timeout = approvals.timeout
+        self._expiry_message = approvals.expiry_message
+        # Runs' own webhooks (CreateRun's webhook_url); None: this service has none.
+        self._webhooks = webhooks
         self._transitions = RunTransitions(store)
         # What a new run of a busy session does when its request names no strategy.
         self._default_strategy = default_strategy
@@ -115,7 +132,16 @@ class RunOrchestrator:
 
     async def create_run(self, new_run: NewRun, *, wait: bool) -> Run:
         """Create a run of `new_run.tenant` (the caller's: it is that tenant's alone)."""
+        return (await self.create(new_run, wait=wait)).run
+
+    async def create(self, new_run: NewRun, *, wait: bool) -> CreatedRun:
+        """Create a run, with its own webhook if it asks for one (whose secret is returned only
+        by the call that created the run)."""
         agent = self._registry.get(new_run.agent)  # NOT_FOUND before anything is written
+        if new_run.webhook_url:
+            self._run_webhooks().validate_url(new_run.webhook_url, "webhook_url")
+        if new_run.approval.timeout is None and self._default_timeout is not None:
+            new_run = replace(new_run, approval=replace(new_run.approval, timeout=self._default_timeout))
         queue_name = self._launcher.queue_for(new_run.model or _model_name(agent.model))
         run_id = new_id("run")
         strategy = new_run.multitask_strategy or self._default_strategy
@@ -126,13 +152,25 @@ class RunOrchestrator:
             )
             self._bus.publish(events)
             if not created:  # the run this request_id already made, wherever it is now
-                return await self._wait_if(run, wait)
+                return CreatedRun(await self._wait_if(run, wait))
+            secret = ""
+            if new_run.webhook_url:  # before the segment starts: no event of the run is missed
+                _, secret = await self._run_webhooks().create_for_run(run, new_run.webhook_url)
             # Runs of the session it interrupted stop where they execute.
             for event in events:
                 if event.run_id != run.id and event.stopped_status is RunStatus.CANCELLED:
                     await self._launcher.stop(event.run_id, event.segment)
             await self._launch_turn(run)
-            return await self._wait_if(run, wait, subscription)
+            return CreatedRun(await self._wait_if(run, wait, subscription), secret)
+
+    def _run_webhooks(self) -> Webhooks:
+        if self._webhooks is None:
+            raise FailedPreconditionError(
+                "webhook_url needs webhooks, which durable workflows deliver; this service runs with "
+                "--no-durability.",
+                reason="WEBHOOKS_NEED_DURABILITY",
+            )
+        return self._webhooks
 
     async def resume_run(
         self, scope: Scope, run_id: str, *, wait: bool, deadline: datetime | None = None
@@ -158,12 +196,105 @@ class RunOrchestrator:
         *,
         always: bool,
         message: str = "",
+        arguments_json: str = "",
+        decided_by: str = "",
     ) -> Interruption:
+        """Record a decision; an approval with `arguments_json` runs the tool with them (checked
+        against the tool's parameter schema) instead of the arguments the model proposed."""
+        if arguments_json:
+            await self._check_edit(scope, run_id, interruption_id, always, arguments_json)
         interruption, events = await self._transitions.decide_interruption(
-            scope, run_id, interruption_id, decision, always=always, message=message
+            scope,
+            run_id,
+            interruption_id,
+            decision,
+            always=always,
+            message=message,
+            arguments_json=arguments_json,
+            decided_by=decided_by,
         )
         self._bus.publish(events)
         return interruption
+
+    async def decide_and_resume(
+        self,
+        scope: Scope,
+        run_id: str,
+        interruption_id: str,
+        decision: InterruptionStatus,
+        *,
+        always: bool,
+        message: str = "",
+        arguments_json: str = "",
+        decided_by: str = "",
+        resume: bool = False,
+        wait: bool = False,
+        deadline: datetime | None = None,
+    ) -> tuple[Interruption, Run]:
+        """Decide, and with `resume` resume the run when that was its last undecided
+        interruption (with `wait`, as ResumeRun). Idempotent: repeated once the run has resumed
+        (by this call, a concurrent one or ResumeRun), it returns the run as it is (followed,
+        with `wait`)."""
+        interruption = await self.decide(
+            scope,
+            run_id,
+            interruption_id,
+            decision,
+            always=always,
+            message=message,
+            arguments_json=arguments_json,
+            decided_by=decided_by,
+        )
+        run = await self._store.get_run(scope, run_id)
+        if not resume:
+            return interruption, run
+        if run.status is RunStatus.INTERRUPTED and not run.pending_interruptions:
+            try:
+                return interruption, await self.resume_run(scope, run_id, wait=wait, deadline=deadline)
+            except FailedPreconditionError as refused:
+                if refused.reason != "RUN_NOT_RESUMABLE":
+                    raise
+                run = await self._store.get_run(scope, run_id)  # another call resumed it first
+        moved_on = run.segment_count > interruption.segment
+        return interruption, await self._wait_if(run, wait and moved_on)
+
+    async def _check_edit(
+        self, scope: Scope, run_id: str, interruption_id: str, always: bool, arguments_json: str
+    ) -> None:
+        if always:
+            raise InvalidArgumentError(
+                "arguments_json edits one tool call; it cannot be combined with always (later calls "
+                "of the tool run with their own arguments).",
+                field="arguments_json",
+            )
+        run = await self._store.get_run(scope, run_id)
+        found = [i for i in run.interruptions if i.id == interruption_id]
+        if found:  # otherwise the store says NOT_FOUND
+            check_arguments(self._registry, found[0].agent, found[0].tool_name, arguments_json)
+
+    async def expire_due(self, now: datetime) -> None:
+        """Reject every pending interruption whose approval has timed out, then resume the runs
+        that resume on expiry once none is left pending. Every replica calls this; each expiry
+        and each resume happens once (a transition that applies only while the interruption is
+        pending, or the run INTERRUPTED)."""
+        for run_id, interruption_id in await self._store.expiring(now):
+            expired = await self._transitions.expire(run_id, interruption_id, now, self._expiry_message)
+            if expired is not None:
+                self._bus.publish(expired[1])
+                log.info("run %s: the approval of %s expired", run_id, interruption_id)
+        for run_id in await self._store.resumable_on_expiry():
+            run = await self._store.get_run(Scope.ALL, run_id)
+            queue_name = self._launcher.queue_for(
+                run.model or _model_name(self._registry.get(run.agent).model)
+            )
+            try:
+                resumed = await self._transitions.resume_on_expiry(run_id, queue_name)
+            except ResourceExhaustedError:
+                continue  # its tenant is at --max-active-runs: the next round tries again
+            if resumed is not None:
+                run, events = resumed
+                self._bus.publish(events)
+                await self._launcher.launch(run.id, run.segment_count, run.queue_name)
 
     async def cancel_run(self, scope: Scope, run_id: str, reason: str) -> Run:
         run, events = await self._transitions.cancel_run(
@@ -185,8 +316,8 @@ class RunOrchestrator:
                 f"Run {run_id} is {run.status.name}; only an INTERRUPTED run has a RunState to export.",
                 reason="RUN_NOT_INTERRUPTED",
             )
-        document = StateDocument.parse(snapshot.state_json)
         decided = [i for i in run.interruptions if i.segment == run.segment_count]
+        document = with_arguments(StateDocument.parse(snapshot.state_json), edited_arguments(decided))
         if any(i.status is not InterruptionStatus.PENDING for i in decided):
             state = await load_state(self._registry.get(run.agent), document)
             apply_decisions(state, decided, allow_pending=True)

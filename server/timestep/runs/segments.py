@@ -44,6 +44,8 @@ from timestep.runtime.state_sdk import load_state
 from timestep.runtime.steps import SegmentSupersededError, StepRunner
 from timestep.runtime.usage import UsageRecorder, model_name_for
 from timestep.settings import DEFAULT_MAX_TURNS
+from timestep.state.document import StateDocument
+from timestep.state.edits import edited_arguments, with_arguments
 from timestep.store.retry import database_unavailable
 from timestep.store.runs import RunStore
 from timestep.store.session_turns import Turn
@@ -194,8 +196,10 @@ class SegmentExecutor:
             assert segment == 1, f"run {run.id} resumed without a snapshot"
             assert start is not None, f"run {run.id} has no input"
             return start
-        state = await load_state(self.registry.get(run.agent), start.state_json)
-        apply_decisions(state, [i for i in run.interruptions if i.segment == segment - 1])
+        decided = [i for i in run.interruptions if i.segment == segment - 1]
+        document = with_arguments(StateDocument.parse(start.state_json), edited_arguments(decided))
+        state = await load_state(self.registry.get(run.agent), document)
+        apply_decisions(state, decided)
         return state
 
 

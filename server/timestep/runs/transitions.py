@@ -6,6 +6,7 @@ and a command, what changes (or why the command is refused). No I/O here: the st
     INTERRUPTED ──(decide each interruption) resume──▶ QUEUED (next segment)
     QUEUED | RUNNING | INTERRUPTED ──cancel──▶ CANCELLED
     QUEUED | RUNNING ──fail stranded──▶ FAILED
+    INTERRUPTED ──expire (an approval timed out)──▶ INTERRUPTED ──resume on expiry──▶ QUEUED
 
 A run of a session begins only when no run ahead of it in the session is QUEUED, RUNNING or
 INTERRUPTED; a new run of a busy session is admitted as its multitask strategy says (`admit`).
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from timestep.changes import status_changed
 from timestep.domain import (
@@ -203,6 +205,10 @@ def already_decided(interruption: Interruption) -> Refusal:
     recorded = f"{interruption.status.value} with always={str(interruption.always).lower()}"
     if interruption.message:
         recorded += " and a message"
+    if interruption.approved_arguments_json:
+        recorded += " and edited arguments"
+    if interruption.expired:
+        recorded += " (its approval expired)"
     return _precondition(
         "INTERRUPTION_ALREADY_DECIDED",
         f"Interruption {interruption.id} was already {recorded}; a decision cannot be changed. "
@@ -217,11 +223,18 @@ def already_decided(interruption: Interruption) -> Refusal:
 
 
 def decide(
-    run: Run, interruption_id: str, decision: InterruptionStatus, *, always: bool, message: str
+    run: Run,
+    interruption_id: str,
+    decision: InterruptionStatus,
+    *,
+    always: bool,
+    message: str,
+    arguments_json: str = "",
 ) -> Record | Keep | Refusal:
-    """Approve or reject a pending interruption of the INTERRUPTED run's current segment.
-    Repeating the recorded decision exactly (status, always and message) is kept; any other
-    decision of a decided interruption is refused."""
+    """Approve or reject a pending interruption of the INTERRUPTED run's current segment (an
+    approval with `arguments_json` runs the tool with them instead of the proposed ones).
+    Repeating the recorded decision exactly (status, always, message and edited arguments) is
+    kept, whoever repeats it; any other decision of a decided interruption is refused."""
     found = [i for i in run.interruptions if i.id == interruption_id]
     if not found:
         return Refusal(
@@ -232,7 +245,13 @@ def decide(
         )
     interruption = found[0]
     if interruption.status is not InterruptionStatus.PENDING:
-        if (interruption.status, interruption.always, interruption.message) == (decision, always, message):
+        recorded = (
+            interruption.status,
+            interruption.always,
+            interruption.message,
+            interruption.approved_arguments_json,
+        )
+        if recorded == (decision, always, message, arguments_json):
             return Keep()
         return already_decided(interruption)
     if run.status is not RunStatus.INTERRUPTED or interruption.segment != run.segment_count:
@@ -242,3 +261,28 @@ def decide(
             "is INTERRUPTED on them.",
         )
     return Record(interruption)
+
+
+def expire(run: Run, interruption_id: str, now: datetime) -> Record | Keep:
+    """Reject a pending interruption of the INTERRUPTED run's current segment whose expire time
+    has passed at `now`; anything else (decided meanwhile, expired already, the run moved on) is
+    kept as it is."""
+    due = [
+        i
+        for i in run.pending_interruptions
+        if i.id == interruption_id and i.expire_time is not None and i.expire_time <= now
+    ]
+    if run.status is not RunStatus.INTERRUPTED or not due:
+        return Keep()
+    return Record(due[0])
+
+
+def resume_on_expiry(run: Run) -> Change | Keep:
+    """INTERRUPTED, asking to resume on expiry, with every interruption of its segment decided
+    and one of them expired → QUEUED for the next segment; anything else is kept."""
+    expired = any(i.expired for i in run.interruptions if i.segment == run.segment_count)
+    if run.status is not RunStatus.INTERRUPTED or not run.approval.auto_resume or not expired:
+        return Keep()
+    if run.pending_interruptions:
+        return Keep()
+    return Change(RunStatus.QUEUED, run.segment_count + 1, "approvals expired")

@@ -58,6 +58,17 @@ class AgentRegistry:
     def describe(self, name: str) -> AgentInfo:
         return describe_agent(self.get(name))
 
+    def function_tool(self, agent_name: str, tool_name: str) -> FunctionTool | None:
+        """The function tool `tool_name` of the agent named `agent_name`, among the registered
+        agents and every agent reachable from them; None if there is none."""
+        for agent in _reachable_agents(self._agents.values()):
+            if agent.name != agent_name:
+                continue
+            for tool in agent.tools:
+                if isinstance(tool, FunctionTool) and tool.name == tool_name:
+                    return tool
+        return None
+
 
 def route_through_steps(agents: Iterable[Agent[Any]]) -> None:
     """Route through steps the function tools and model calls of `agents` and of every agent

@@ -17,9 +17,11 @@ async def insert_interruptions(
     for item in interruptions:
         row = await connection.fetchrow(
             """INSERT INTO interruptions (id, run_id, segment, agent, tool_name, call_id, arguments_json,
-                                          status, always, message, decide_time)
+                                          status, always, message, decide_time, expire_time)
                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10,
-                       CASE WHEN $8 = 'pending' THEN NULL ELSE clock_timestamp() END)
+                       CASE WHEN $8 = 'pending' THEN NULL ELSE clock_timestamp() END,
+                       CASE WHEN $8 = 'pending'
+                            THEN clock_timestamp() + (SELECT approval_timeout FROM runs WHERE id = $2) END)
                RETURNING *""",
             new_id("int"),
             run_id,

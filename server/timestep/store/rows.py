@@ -12,6 +12,7 @@ import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
 from timestep.domain import (
+    ApprovalPolicy,
     EventKind,
     Interruption,
     InterruptionStatus,
@@ -49,7 +50,9 @@ def usage_from_row(row: asyncpg.Record | dict[str, Any], prefix: str = "") -> Us
 RUN_COLUMNS = (
     "r.id, r.agent, r.current_agent, r.status, r.session_id, r.model, r.final_output, r.error_code, "
     "r.error_message, r.metadata, r.request_id, r.segment_count, r.last_sequence, r.create_time, "
-    "r.update_time, r.queue_name, r.tenant, r.segment_deadline, r.version, r.keep, "
+    "r.update_time, r.queue_name, r.tenant, r.segment_deadline, r.version, r.keep, r.approval_timeout, "
+    "r.auto_resume_on_expiry, r.approval_expiry_message, "
+    "(SELECT w.id FROM webhooks w WHERE w.run_id = r.id ORDER BY w.create_time LIMIT 1) AS webhook_id, "
     + ", ".join(f"r.usage_{column}" for column in USAGE_COLUMNS)
 )
 RUN_INTERRUPTIONS = (
@@ -82,6 +85,10 @@ def interruption_from_row(row: asyncpg.Record | dict[str, Any]) -> Interruption:
         message=row["message"],
         create_time=row["create_time"],
         decide_time=row["decide_time"],
+        approved_arguments_json=row["approved_arguments_json"],
+        decided_by=row["decided_by"],
+        expire_time=row["expire_time"],
+        expired=row["expired"],
     )
 
 
@@ -92,6 +99,7 @@ def interruptions_from_json(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             **row,
             "create_time": datetime.fromisoformat(row["create_time"]),
             "decide_time": datetime.fromisoformat(row["decide_time"]) if row["decide_time"] else None,
+            "expire_time": datetime.fromisoformat(row["expire_time"]) if row["expire_time"] else None,
         }
         for row in rows
     ]
@@ -119,6 +127,10 @@ def run_from_row(row: asyncpg.Record, interruptions: Sequence[asyncpg.Record | d
         queue_name=row["queue_name"],
         tenant=row["tenant"],
         segment_deadline=row["segment_deadline"],
+        approval=ApprovalPolicy(
+            row["approval_timeout"], row["auto_resume_on_expiry"], row["approval_expiry_message"]
+        ),
+        webhook_id=row["webhook_id"] or "",
         version=row["version"],
         keep=row["keep"],
     )

@@ -299,8 +299,11 @@ class RunStore:
             f"""WITH inserted AS (
                     INSERT INTO runs AS r (id, agent, current_agent, status, session_id, model, input,
                                            metadata, request_id, request_fingerprint, segment_count,
-                                           queue_name, tenant, segment_deadline, last_sequence, keep)
-                    VALUES ($1, $2, $2, 'queued', $3, $4, $5, $6, NULLIF($7, ''), $8, 1, $9, $10, $11, 1, $16)
+                                           queue_name, tenant, segment_deadline, last_sequence,
+                                           approval_timeout, auto_resume_on_expiry, approval_expiry_message,
+                                           keep)
+                    VALUES ($1, $2, $2, 'queued', $3, $4, $5, $6, NULLIF($7, ''), $8, 1, $9, $10, $11, 1,
+                            $16, $17, $18, $19)
                     ON CONFLICT (tenant, request_id) DO NOTHING RETURNING {RUN_COLUMNS}),
                 event AS (
                     INSERT INTO run_events (run_id, sequence, segment, kind, payload)
@@ -322,6 +325,9 @@ class RunStore:
             queued.payload,
             EVENTS_CHANNEL,
             f"{self.events.origin}:",
+            new_run.approval.timeout,
+            new_run.approval.auto_resume,
+            new_run.approval.expiry_message,
             new_run.keep,
         )
         if row is None:
@@ -412,6 +418,32 @@ class RunStore:
         if wait_out_database:
             return await retrying(write, what="apply", pool=self._pool)
         return await write()
+
+    async def expiring(self, now: datetime) -> list[tuple[str, str]]:
+        """(run id, interruption id) of each pending interruption of an INTERRUPTED run whose
+        expire time has passed at `now`."""
+        rows = await self._pool.fetch(
+            """SELECT i.run_id, i.id FROM interruptions i JOIN runs r ON r.id = i.run_id
+               WHERE i.status = 'pending' AND i.expire_time <= $1
+                 AND r.status = 'interrupted' AND i.segment = r.segment_count
+               ORDER BY i.expire_time, i.id""",
+            now,
+        )
+        return [(row["run_id"], row["id"]) for row in rows]
+
+    async def resumable_on_expiry(self) -> list[str]:
+        """The INTERRUPTED runs that resume on expiry whose interruptions are all decided, one
+        of them by expiry (`timestep.runs.transitions.resume_on_expiry`)."""
+        rows = await self._pool.fetch(
+            """SELECT r.id FROM runs r
+               WHERE r.status = 'interrupted' AND r.auto_resume_on_expiry
+                 AND EXISTS (SELECT 1 FROM interruptions i
+                             WHERE i.run_id = r.id AND i.segment = r.segment_count AND i.expired)
+                 AND NOT EXISTS (SELECT 1 FROM interruptions i
+                                 WHERE i.run_id = r.id AND i.segment = r.segment_count
+                                   AND i.status = 'pending')"""
+        )
+        return [row["id"] for row in rows]
 
     # ----- helpers -----------------------------------------------------------------------
 

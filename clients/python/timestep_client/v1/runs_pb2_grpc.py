@@ -158,7 +158,10 @@ class RunServiceServicer:
 
         Errors: INVALID_ARGUMENT (both or neither of input and input_items_json;
         TOO_MANY_INPUT_ITEMS: more input items than the server's limit, 1000 by default;
-        FIELD_TOO_LONG); NOT_FOUND (AGENT_NOT_FOUND); ALREADY_EXISTS (REQUEST_ID_REUSED);
+        FIELD_TOO_LONG; an approval_timeout under 1 s or over 365 days; a webhook_url that is not
+        http(s), or WEBHOOK_DESTINATION_FORBIDDEN, as for WebhookService.CreateWebhook);
+        NOT_FOUND (AGENT_NOT_FOUND); ALREADY_EXISTS (REQUEST_ID_REUSED); FAILED_PRECONDITION
+        (WEBHOOKS_NEED_DURABILITY: a webhook_url on a service without durability);
         RESOURCE_EXHAUSTED (TOO_MANY_ACTIVE_RUNS, with a RetryInfo: the tenant has as many runs
         QUEUED or RUNNING as the server allows); FAILED_PRECONDITION (SESSION_BUSY: the session has
         an active run and the multitask_strategy is REJECT).
@@ -212,14 +215,19 @@ class RunServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ApproveInterruption(self, request, context):
-        """Approves a pending tool call. Repeating the recorded decision exactly (approved, the same
-        `always`) is harmless and returns the interruption unchanged; approving a rejected one, or
-        an approved one with another `always`, is FAILED_PRECONDITION (INTERRUPTION_ALREADY_DECIDED,
-        whose ErrorInfo.metadata holds the recorded decision: "status", "always", "message" and
-        "message_truncated", the message being cut to 1024 characters).
+        """Approves a pending tool call, optionally with edited `arguments_json` (checked against the
+        tool's parameter schema) and, with `resume`, resumes the run in the same call when this was
+        its last undecided interruption. Repeating the recorded decision exactly (approved, the same
+        `always` and edited arguments) is harmless and returns the interruption unchanged (and, with
+        `resume`, the run as it is); approving a rejected one, or an approved one otherwise, is
+        FAILED_PRECONDITION (INTERRUPTION_ALREADY_DECIDED, whose ErrorInfo.metadata holds the
+        recorded decision: "status", "always", "message" and "message_truncated", the message being
+        cut to 1024 characters).
 
-        Errors: INVALID_ARGUMENT; NOT_FOUND (RUN_NOT_FOUND, INTERRUPTION_NOT_FOUND);
-        FAILED_PRECONDITION (INTERRUPTION_ALREADY_DECIDED, RUN_NOT_INTERRUPTED).
+        Errors: INVALID_ARGUMENT (arguments_json that is not a JSON object of the tool's parameters:
+        a BadRequest field violation per problem, "arguments_json.<path>"; with `always`); NOT_FOUND
+        (RUN_NOT_FOUND, INTERRUPTION_NOT_FOUND); FAILED_PRECONDITION (INTERRUPTION_ALREADY_DECIDED,
+        RUN_NOT_INTERRUPTED); with `resume`, RESOURCE_EXHAUSTED (TOO_MANY_ACTIVE_RUNS) as ResumeRun.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -227,12 +235,15 @@ class RunServiceServicer:
 
     def RejectInterruption(self, request, context):
         """Rejects a pending tool call; `message` is what the model is told instead of the tool's
-        output. Repeating the recorded decision exactly (rejected, the same `always` and
-        `message`) is harmless; any other decision on a decided interruption is FAILED_PRECONDITION
-        (INTERRUPTION_ALREADY_DECIDED, with the recorded decision as for ApproveInterruption).
+        output. With `resume`, resumes the run in the same call when this was its last undecided
+        interruption. Repeating the recorded decision exactly (rejected, the same `always` and
+        `message`) is harmless; any other decision on a decided interruption (one whose approval
+        expired included) is FAILED_PRECONDITION (INTERRUPTION_ALREADY_DECIDED, with the recorded
+        decision as for ApproveInterruption).
 
         Errors: INVALID_ARGUMENT; NOT_FOUND (RUN_NOT_FOUND, INTERRUPTION_NOT_FOUND);
-        FAILED_PRECONDITION (INTERRUPTION_ALREADY_DECIDED, RUN_NOT_INTERRUPTED).
+        FAILED_PRECONDITION (INTERRUPTION_ALREADY_DECIDED, RUN_NOT_INTERRUPTED); with `resume`,
+        RESOURCE_EXHAUSTED (TOO_MANY_ACTIVE_RUNS) as ResumeRun.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -11,7 +11,7 @@ from typing import Any
 
 from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
 from google.protobuf.message import Message
-from timestep_client.v1 import agents_pb2, runs_pb2, schedules_pb2, sessions_pb2, usage_pb2
+from timestep_client.v1 import agents_pb2, runs_pb2, schedules_pb2, sessions_pb2, usage_pb2, webhooks_pb2
 
 from timestep.api.handlers.agents import AgentHandlers
 from timestep.api.handlers.context import CallContext
@@ -19,12 +19,14 @@ from timestep.api.handlers.runs import RunHandlers
 from timestep.api.handlers.schedules import ScheduleHandlers
 from timestep.api.handlers.sessions import SessionHandlers, SessionReads
 from timestep.api.handlers.usage import UsageHandlers, UsageSummaries
+from timestep.api.handlers.webhooks import WebhookHandlers
 from timestep.api.validation import check_request
 from timestep.runs.deletion import RunDeleter
 from timestep.runs.orchestrator import RunOrchestrator
 from timestep.runs.schedules import Schedules
 from timestep.runtime.registry import AgentRegistry
 from timestep.settings import Limits
+from timestep.webhooks.service import Webhooks
 
 UnaryHandler = Callable[[Any, CallContext], Awaitable[Message]]
 StreamHandler = Callable[[Any, CallContext], AsyncIterator[Message]]
@@ -48,6 +50,7 @@ def services(
     registry: AgentRegistry,
     usage: UsageSummaries,
     schedules: Schedules,
+    webhooks: Webhooks | None,
     limits: Limits,
     sessions: SessionReads,
     deleter: RunDeleter,
@@ -63,6 +66,7 @@ def services(
         Service(agents_pb2.DESCRIPTOR.services_by_name["AgentService"], AgentHandlers(registry)),
         Service(usage_pb2.DESCRIPTOR.services_by_name["UsageService"], UsageHandlers(usage)),
         Service(schedules_pb2.DESCRIPTOR.services_by_name["ScheduleService"], ScheduleHandlers(schedules)),
+        Service(webhooks_pb2.DESCRIPTOR.services_by_name["WebhookService"], WebhookHandlers(webhooks)),
     ]
 
 

@@ -34,8 +34,10 @@ class RunHandlers:
             tenant=call.tenant,
             deadline=call.waiting_deadline(request.wait),
         )
-        run = await self._runs.create_run(new_run, wait=request.wait)
-        return runs_pb2.CreateRunResponse(run=convert.run_to_proto(run))
+        created = await self._runs.create(new_run, wait=request.wait)
+        return runs_pb2.CreateRunResponse(
+            run=convert.run_to_proto(created.run), webhook_secret=created.webhook_secret
+        )
 
     async def GetRun(self, request: runs_pb2.GetRunRequest, call: CallContext) -> runs_pb2.GetRunResponse:
         run = await self._runs.get_run(call.scope, validation.require_run_id(request.run_id))
@@ -87,27 +89,40 @@ class RunHandlers:
     async def ApproveInterruption(
         self, request: runs_pb2.ApproveInterruptionRequest, call: CallContext
     ) -> runs_pb2.ApproveInterruptionResponse:
-        interruption = await self._runs.decide(
+        interruption, run = await self._runs.decide_and_resume(
             call.scope,
             validation.require_run_id(request.run_id),
             validation.require_interruption_id(request.interruption_id),
             InterruptionStatus.APPROVED,
             always=request.always,
+            arguments_json=request.arguments_json,
+            decided_by=request.decided_by,
+            resume=request.resume,
+            wait=request.resume and request.wait,
+            deadline=call.waiting_deadline(request.resume and request.wait),
         )
-        return runs_pb2.ApproveInterruptionResponse(interruption=convert.interruption_to_proto(interruption))
+        return runs_pb2.ApproveInterruptionResponse(
+            interruption=convert.interruption_to_proto(interruption), run=convert.run_to_proto(run)
+        )
 
     async def RejectInterruption(
         self, request: runs_pb2.RejectInterruptionRequest, call: CallContext
     ) -> runs_pb2.RejectInterruptionResponse:
-        interruption = await self._runs.decide(
+        interruption, run = await self._runs.decide_and_resume(
             call.scope,
             validation.require_run_id(request.run_id),
             validation.require_interruption_id(request.interruption_id),
             InterruptionStatus.REJECTED,
             always=request.always,
             message=request.message,
+            decided_by=request.decided_by,
+            resume=request.resume,
+            wait=request.resume and request.wait,
+            deadline=call.waiting_deadline(request.resume and request.wait),
         )
-        return runs_pb2.RejectInterruptionResponse(interruption=convert.interruption_to_proto(interruption))
+        return runs_pb2.RejectInterruptionResponse(
+            interruption=convert.interruption_to_proto(interruption), run=convert.run_to_proto(run)
+        )
 
     async def ResumeRun(
         self, request: runs_pb2.ResumeRunRequest, call: CallContext
