@@ -21,6 +21,7 @@ from timestep_client import InterruptionStatus, RunStatus, TimestepClient
 
 from bench.environment import API_KEY, Bench, database
 from bench.report import Row
+from bench.retention import retention
 from bench.round_trips import round_trips
 from timestep_testing.chaos import soak as chaos_soak
 from timestep_testing.chaos import soak_seed
@@ -634,6 +635,7 @@ SCENARIOS: dict[str, Scenario] = {
     "durability": durability,
     "growth": growth,
     "recovery": recovery,
+    "retention": retention,
     "soak": soak,
     "round_trips": round_trips,
 }

@@ -57,6 +57,18 @@ async def expect_rpc_error(call: Awaitable[object], code: grpc.StatusCode) -> gr
     return error
 
 
+def error_info(error: grpc.aio.AioRpcError) -> error_details_pb2.ErrorInfo:
+    """The google.rpc.ErrorInfo an error of the service carries (its reason and metadata)."""
+    status = rpc_status.from_call(error)
+    assert status is not None, f"no google.rpc.Status in {error}"
+    for detail in status.details:
+        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            info = error_details_pb2.ErrorInfo()
+            detail.Unpack(info)
+            return info
+    raise AssertionError(f"no ErrorInfo in {error}")
+
+
 def _details(error: grpc.aio.AioRpcError, kind: type[Any]) -> list[Any]:
     status = rpc_status.from_call(error)
     assert status is not None, f"no google.rpc.Status in {error}"

@@ -27,17 +27,20 @@ from timestep.api.grpc.servicers import MalformedRequests
 from timestep.api.handlers import services
 from timestep.api.http.server import HttpServer, HttpTls, start_http_server
 from timestep.api.tls import server_credentials
+from timestep.domain import MultitaskStrategy
 from timestep.durability.engine import DurableEngine, default_executor_id
 from timestep.durability.schedules import DurableSchedules
 from timestep.durability.webhooks import WebhookDispatcher
 from timestep.examples.agents import local_agents
 from timestep.observability.interceptor import Drain, ServiceInterceptor
 from timestep.observability.metrics import Metrics, MetricsServer
+from timestep.runs.deletion import RunDeleter
 from timestep.runs.events import EventBus
 from timestep.runs.expiry import ApprovalExpiry
 from timestep.runs.launcher import InProcessLauncher
 from timestep.runs.orchestrator import RunOrchestrator
 from timestep.runs.relay import relayed_bus
+from timestep.runs.retention import RetentionSweeper
 from timestep.runs.schedules import NoSchedules, Schedules
 from timestep.runs.segments import SegmentExecutor
 from timestep.runtime.models import ModelProviderError, MultiModelProvider
@@ -60,13 +63,16 @@ from timestep.settings import (
     ConfigurationError,
     Limits,
     ProviderLimits,
+    RetentionPolicy,
     ScheduleLimits,
     WebhookSettings,
 )
 from timestep.store.database import open_pool, redact, resolve_database
+from timestep.store.deletion import DeletionStore
 from timestep.store.request_slots import RequestSlots
 from timestep.store.runs import RunStore
 from timestep.store.schedules import ScheduleStore
+from timestep.store.session_store import SessionStore
 from timestep.store.usage import UsageStore
 from timestep.store.webhooks import WebhookStore
 from timestep.webhooks.client import ClientSettings, WebhookClient
@@ -130,6 +136,10 @@ class ServiceConfig:
     # OpenTelemetry: export traces with OTLP/HTTP to this collector (None: no tracing).
     otlp_endpoint: str | None = None
     otel_service_name: str = "timestep"
+    # Delete finished runs this old on a durable sweep (None: keep everything).
+    retention: RetentionPolicy | None = None
+    # What CreateRun does in a busy session when the request names no strategy.
+    default_multitask_strategy: MultitaskStrategy = MultitaskStrategy.ENQUEUE
     # Webhook destinations, timeouts and retries.
     webhooks: WebhookSettings = field(default_factory=WebhookSettings)
     # Runs' default approval timeout and expiry message.
@@ -200,6 +210,10 @@ class TimestepService:
         credentials = server_credentials(config.tls_cert_file, config.tls_key_file, config.tls_client_ca_file)
         model_config = model_config or ModelConfig.from_env()
         check_exposure(config.host, config.api_keys, allow_unauthenticated=config.allow_unauthenticated)
+        if config.retention is not None and not config.durable:
+            raise ConfigurationError(
+                "--retention deletes runs on durable sweeps: drop --no-durability, or --retention."
+            )
         shutdown = _Shutdown()
         async with contextlib.AsyncExitStack() as stack:
             tracing = _start_tracing(config)
@@ -240,6 +254,8 @@ class TimestepService:
                 ),
             )
             schedules: Schedules
+            deleter: RunDeleter
+            sessions = SessionStore(pool)
             webhooks: Webhooks | None = None
             if config.durable:
                 webhooks = Webhooks(WebhookStore(pool), store, allow_private=config.webhooks.allow_private)
@@ -254,8 +270,15 @@ class TimestepService:
                     stranded_grace_s=config.stranded_grace_s,
                 )
                 orchestrator = RunOrchestrator(
-                    store, bus, registry, engine, approvals=config.approvals, webhooks=webhooks
+                    store,
+                    bus,
+                    registry,
+                    engine,
+                    approvals=config.approvals,
+                    webhooks=webhooks,
+                    default_strategy=config.default_multitask_strategy,
                 )
+                deleter = RunDeleter(DeletionStore(pool, sessions), orchestrator, engine)
                 durable_schedules = DurableSchedules(
                     orchestrator,
                     registry,
@@ -264,14 +287,24 @@ class TimestepService:
                     max_active_runs=config.limits.max_active_runs,
                 )
                 # Recovers this replica's pending segments and firings.
-                await stack.enter_async_context(engine.running(durable_schedules.fire))
+                await stack.enter_async_context(
+                    engine.running(durable_schedules.fire, RetentionSweeper(deleter), config.retention)
+                )
                 dispatcher.start()
                 stack.push_async_callback(dispatcher.stop)
                 schedules = durable_schedules
             else:
                 launcher = InProcessLauncher(executor)
                 stack.push_async_callback(launcher.close)
-                orchestrator = RunOrchestrator(store, bus, registry, launcher, approvals=config.approvals)
+                orchestrator = RunOrchestrator(
+                    store,
+                    bus,
+                    registry,
+                    launcher,
+                    approvals=config.approvals,
+                    default_strategy=config.default_multitask_strategy,
+                )
+                deleter = RunDeleter(DeletionStore(pool, sessions), orchestrator, launcher)
                 schedules = NoSchedules()
             await orchestrator.relaunch_queued()
             expiry = ApprovalExpiry(orchestrator, config.approvals.check_interval_s)
@@ -299,7 +332,16 @@ class TimestepService:
                 log.info("health checks (plaintext) on %s:%s", config.health_host, health_port)
             drain = Drain()
             # One set of handlers, served over gRPC and (on the HTTP port) Connect.
-            handlers = services(orchestrator, registry, UsageStore(pool), schedules, webhooks, config.limits)
+            handlers = services(
+                orchestrator,
+                registry,
+                UsageStore(pool),
+                schedules,
+                webhooks,
+                config.limits,
+                sessions,
+                deleter,
+            )
             # Outermost first: metrics and access logs also count refused calls.
             interceptors = [
                 *([tracing.interceptor()] if tracing else []),

@@ -5,7 +5,7 @@ transition records."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from timestep.domain import (
@@ -71,3 +71,19 @@ class RunChange:
     usage: SegmentUsage | None = None
     # The change makes the run QUEUED or RUNNING: the tenant's limit on active runs applies.
     adds_active: bool = False
+
+
+@dataclass(frozen=True)
+class Admission:
+    """How a new run joins its busy session, decided by `timestep.runs` from the session's active
+    runs and written by the store in the new run's insert transaction: the reason its QUEUED
+    event gives, the runs ahead of it cancelled (each a change), and whose session items go."""
+
+    queued_reason: str = ""
+    cancel: Sequence[RunChange] = ()
+    remove_items_of: Sequence[str] = ()
+
+
+# Decides a new run's admission from its id and its session's active runs (in turn order);
+# raises the refusal's error when the run may not join.
+Admit = Callable[[str, list[Run]], Admission]

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from timestep import commands as client_commands
 from timestep.commands.output import USAGE
+from timestep.domain import MultitaskStrategy
 from timestep.observability.logging import LOG_FORMATS, configure_logging
 from timestep.settings import (
     DEFAULT_AGENTS,
@@ -25,6 +26,8 @@ from timestep.settings import (
     DEFAULT_MAX_TURNS,
     DEFAULT_PORT,
     DEFAULT_REPLICA_TIMEOUT_S,
+    DEFAULT_RETENTION_BATCH,
+    DEFAULT_RETENTION_SWEEP_S,
     DEFAULT_SHUTDOWN_GRACE_S,
     DEFAULT_STRANDED_GRACE_S,
     LOCAL_EXAMPLE_AGENTS,
@@ -32,8 +35,10 @@ from timestep.settings import (
     ConfigurationError,
     Limits,
     ProviderLimits,
+    RetentionPolicy,
     ScheduleLimits,
     WebhookSettings,
+    parse_duration,
 )
 
 if TYPE_CHECKING:
@@ -224,6 +229,35 @@ def build_parser() -> argparse.ArgumentParser:
         "half of it (default: %(default)s)",
     )
     serve.add_argument(
+        "--default-multitask-strategy",
+        choices=[strategy.value for strategy in MultitaskStrategy],
+        default=MultitaskStrategy.ENQUEUE.value,
+        help="what CreateRun does when the session has an active run and the request names no "
+        "strategy: reject it, enqueue it (wait its turn), interrupt (cancel the active run) or "
+        "rollback (cancel it and remove its items) (default: %(default)s)",
+    )
+    retention = serve.add_argument_group("retention")
+    retention.add_argument(
+        "--retention",
+        type=duration,
+        metavar="AGE",
+        help="delete finished runs unchanged for longer than AGE (e.g. 30d, 12h), with everything "
+        "stored for them, unless kept (KeepRun); default: keep everything",
+    )
+    retention.add_argument(
+        "--retention-batch",
+        type=int,
+        default=DEFAULT_RETENTION_BATCH,
+        help="at most this many runs deleted per sweep (default: %(default)s)",
+    )
+    retention.add_argument(
+        "--retention-sweep-every",
+        type=duration,
+        default=DEFAULT_RETENTION_SWEEP_S,
+        metavar="INTERVAL",
+        help="how often a sweep runs, on one replica at a time (default: 1m)",
+    )
+    serve.add_argument(
         "--local-model-threads",
         type=int,
         metavar="N",
@@ -383,6 +417,13 @@ def add_schedule_options(serve: argparse.ArgumentParser) -> None:
         help="shortest time between two firings of a schedule; a cron firing more often is "
         "INVALID_ARGUMENT at CreateSchedule (default: %(default)s)",
     )
+
+
+def duration(text: str) -> int:
+    try:
+        return parse_duration(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from error
 
 
 def add_webhook_options(serve: argparse.ArgumentParser) -> None:
@@ -568,6 +609,7 @@ def main(argv: list[str] | None = None) -> None:
         otlp_endpoint=otlp_endpoint(args.otlp_endpoint),
         otel_service_name=os.environ.get("OTEL_SERVICE_NAME", "timestep"),
         allow_unauthenticated=args.allow_unauthenticated,
+        default_multitask_strategy=MultitaskStrategy(args.default_multitask_strategy),
     )
     from timestep.api.auth import ApiKeys
 
@@ -576,11 +618,13 @@ def main(argv: list[str] | None = None) -> None:
             config, webhooks=webhook_settings(args), approvals=approval_settings(args)
         )
         api_keys = ApiKeys.load(os.environ.get("TIMESTEP_API_KEYS", ""), args.api_keys_file)
-        asyncio.run(
-            serve(
-                dataclasses.replace(config, api_keys=api_keys), args.shutdown_grace, args.local_model_threads
-            )
+        retention = (
+            RetentionPolicy(args.retention, args.retention_batch, args.retention_sweep_every)
+            if args.retention
+            else None
         )
+        config = dataclasses.replace(config, api_keys=api_keys, retention=retention)
+        asyncio.run(serve(config, args.shutdown_grace, args.local_model_threads))
     except ConfigurationError as error:  # bad TLS or price files, key entries, no keys on a public address
         print(f"timestep: {error}", file=sys.stderr)
         sys.exit(USAGE)

@@ -38,6 +38,19 @@ FINISHED_STATUSES = frozenset({RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.
 STOPPED_STATUSES = FINISHED_STATUSES | {RunStatus.INTERRUPTED}
 
 
+class MultitaskStrategy(enum.StrEnum):
+    """What a new run of a busy session does (see CreateRunRequest.multitask_strategy)."""
+
+    REJECT = "reject"
+    ENQUEUE = "enqueue"
+    INTERRUPT = "interrupt"
+    ROLLBACK = "rollback"
+
+
+# Runs of a session that hold or wait for its turn.
+SESSION_ACTIVE_STATUSES = frozenset({RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.INTERRUPTED})
+
+
 class InterruptionStatus(enum.StrEnum):
     PENDING = "pending"
     APPROVED = "approved"
@@ -260,6 +273,8 @@ class Run:
     # How many transitions the run has made: a transition applies only to the version it was
     # decided from.
     version: int = 0
+    # Retention never deletes a kept run.
+    keep: bool = False
 
     @property
     def session_key(self) -> str:
@@ -291,6 +306,10 @@ class NewRun:
     # The deadline of a caller that waits for the first segment (not part of the request's
     # identity: a retry may carry a later one).
     deadline: datetime | None = None
+    # Retention never deletes a kept run.
+    keep: bool = False
+    # What to do if the session is busy (None: the service's default).
+    multitask_strategy: MultitaskStrategy | None = None
     approval: ApprovalPolicy = field(default_factory=ApprovalPolicy)
     # Where the run's own events are POSTed ('' for nowhere; see timestep.webhooks).
     webhook_url: str = ""
@@ -384,3 +403,39 @@ class Schedule:
     # Firings skipped because the tenant had its maximum of active runs, and the last one's time.
     missed_fires: int = 0
     last_missed_time: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Session:
+    """A conversation: the runs of one tenant that named a session id, and the items they added."""
+
+    id: str
+    item_count: int
+    run_count: int
+    # The agents its runs started with, by name.
+    agents: list[str]
+    create_time: datetime
+    last_activity_time: datetime
+
+
+@dataclass(frozen=True)
+class SessionItem:
+    """One item of a session's history: the Agents SDK item as JSON data."""
+
+    # Increases with every item stored: the history's order.
+    id: int
+    item: Any
+    # The run whose segment added it ('' for items added outside any run).
+    run_id: str
+    create_time: datetime
+
+
+@dataclass(frozen=True)
+class Deletion:
+    """What a delete removed."""
+
+    runs: int = 0
+    session_items: int = 0
+
+    def __add__(self, other: Deletion) -> Deletion:
+        return Deletion(self.runs + other.runs, self.session_items + other.session_items)

@@ -43,9 +43,9 @@ def schedule_id(value: str, *, required: bool = True) -> str:
     )
 
 
-def session_id(value: str) -> str:
-    """A session id ('' for none)."""
-    return _checked(value, "session_id")
+def session_id(value: str, *, required: bool = False) -> str:
+    """A session id ('' for none, unless `required`)."""
+    return _checked(value, "session_id", required="pass the session_id your runs named" if required else "")
 
 
 def request_id(value: str) -> str:

@@ -134,6 +134,51 @@ class Limits:
     max_active_runs: int = 0
 
 
+# Runs retention deletes per sweep at most (the rest wait for the next sweep).
+DEFAULT_RETENTION_BATCH = 1000
+DEFAULT_RETENTION_SWEEP_S = 60
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> int:
+    """Seconds in "45s", "30m", "12h" or "30d" (a whole number and a unit)."""
+    number, unit = text[:-1], text[-1:]
+    if unit not in _DURATION_UNITS or not number.isdigit() or int(number) < 1:
+        raise ValueError(f"{text!r} is not a duration such as 45s, 30m, 12h or 30d")
+    return int(number) * _DURATION_UNITS[unit]
+
+
+@dataclass(frozen=True)
+class RetentionPolicy:
+    """Finished runs (COMPLETED, FAILED, CANCELLED) unchanged for `older_than_s` seconds are
+    deleted, with everything stored for them, unless kept; at most `batch` runs per sweep, one
+    sweep every `every_s` seconds across all replicas."""
+
+    older_than_s: int
+    batch: int = DEFAULT_RETENTION_BATCH
+    every_s: int = DEFAULT_RETENTION_SWEEP_S
+
+    def __post_init__(self) -> None:
+        if self.batch < 1:
+            raise ConfigurationError("--retention-batch must be at least 1")
+        self.cron()  # a sweep interval a cron expression cannot hold is refused at startup
+
+    def cron(self) -> str:
+        """The sweep's cron expression (seconds first): every_s must divide a minute, an hour
+        or a day evenly."""
+        for unit, field in ((1, "*/{} * * * * *"), (60, "0 */{} * * * *"), (3600, "0 0 */{} * * *")):
+            count, remainder = divmod(self.every_s, unit)
+            limit = 24 if unit == 3600 else 60
+            if not remainder and count < limit and limit % count == 0:
+                return field.format(count)
+        if self.every_s == 86400:
+            return "0 0 0 * * *"
+        raise ConfigurationError(
+            f"--retention-sweep-every {self.every_s}s must divide a minute, an hour or a day evenly "
+            "(e.g. 10s, 1m, 15m, 1h, 1d)"
+        )
+
+
 @dataclass(frozen=True)
 class WebhookSettings:
     """How webhooks are delivered: which destinations are allowed, how long an attempt may take,

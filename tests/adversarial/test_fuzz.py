@@ -30,7 +30,7 @@ from hypothesis import strategies as st
 from timestep.runtime.providers import ModelConfig
 from timestep.store.database import resolve_server
 from timestep_client import RunStatus, StateFormat, TimestepClient
-from timestep_client.v1 import agents_pb2, runs_pb2, schedules_pb2, usage_pb2
+from timestep_client.v1 import agents_pb2, runs_pb2, schedules_pb2, sessions_pb2, usage_pb2
 
 from tests.adversarial.requests import messages
 from tests.conftest import StartService
@@ -243,7 +243,7 @@ RPC_EXAMPLES: Final = int(os.environ.get("TIMESTEP_FUZZ_EXAMPLES", "12"))
 # URL it made up, and tests send traffic only to loopback (tests/e2e/test_webhooks.py covers it).
 SERVICES: Final = [
     service
-    for module in (runs_pb2, agents_pb2, schedules_pb2, usage_pb2, health_pb2)
+    for module in (runs_pb2, agents_pb2, schedules_pb2, sessions_pb2, usage_pb2, health_pb2)
     for service in module.DESCRIPTOR.services_by_name.values()
 ]
 RPCS: Final = [method for service in SERVICES for method in service.methods]

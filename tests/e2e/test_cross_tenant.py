@@ -22,8 +22,8 @@ from grpc_status import rpc_status
 from timestep.api.auth import ApiKeys, hash_key
 from timestep.app import TimestepService
 from timestep.runtime.providers import ModelConfig
-from timestep_client import RunStatus, TimestepClient
-from timestep_client.v1 import runs_pb2, schedules_pb2, usage_pb2
+from timestep_client import MultitaskStrategy, RunStatus, TimestepClient
+from timestep_client.v1 import runs_pb2, schedules_pb2, sessions_pb2, usage_pb2
 from timestep_client.v1.runs_pb2 import INTERRUPTION_STATUS_PENDING
 
 from tests.conftest import StartService
@@ -147,6 +147,8 @@ NOT_FOUND: Final[dict[str, Call]] = {
     "GetRunState": lambda c, o: c.runs.GetRunState(
         runs_pb2.GetRunStateRequest(run_id=o.run_id), timeout=WAIT
     ),
+    "DeleteRun": lambda c, o: c.runs.DeleteRun(runs_pb2.DeleteRunRequest(run_id=o.run_id), timeout=WAIT),
+    "KeepRun": lambda c, o: c.runs.KeepRun(runs_pb2.KeepRunRequest(run_id=o.run_id, keep=True), timeout=WAIT),
     "GetSchedule": _schedule("GetSchedule", schedules_pb2.GetScheduleRequest),
     "PauseSchedule": _schedule("PauseSchedule", schedules_pb2.PauseScheduleRequest),
     "ResumeSchedule": _schedule("ResumeSchedule", schedules_pb2.ResumeScheduleRequest),
@@ -176,7 +178,22 @@ async def _counted_usage(client: TimestepClient, owned: Owned) -> bool:
     return (usage.run_count, usage.total.requests) != (1, 1)
 
 
+async def _listed_sessions(client: TimestepClient, owned: Owned) -> bool:
+    # Each tenant has its own "s1", of one run: more runs in it are someone else's.
+    listed = await client.sessions.ListSessions(sessions_pb2.ListSessionsRequest(), timeout=WAIT)
+    return [(s.id, s.run_count) for s in listed.sessions] != [(SESSION, 1)]
+
+
+async def _session_items(client: TimestepClient, owned: Owned) -> bool:
+    listed = await client.sessions.ListSessionItems(
+        sessions_pb2.ListSessionItemsRequest(session_id=SESSION, page_size=500), timeout=WAIT
+    )
+    return any(owned.said in item.item_json or item.run_id == owned.run_id for item in listed.items)
+
+
 SEES: Final[dict[str, Callable[[TimestepClient, Owned], Awaitable[bool]]]] = {
+    "ListSessions": _listed_sessions,
+    "ListSessionItems": _session_items,
     "ListRuns": _listed_runs,
     "ListRuns(session_id)": _listed_session_runs,
     "ListInterruptions()": _listed_interruptions,
@@ -229,6 +246,25 @@ SLASHED: Final[dict[str, tuple[str, Call]]] = {
         "request_id",
         lambda c, o: c.runs.CreateRun(
             runs_pb2.CreateRunRequest(agent="assistant", input="Hi", request_id=f"{o.tenant}/{REQUEST_ID}"),
+            timeout=WAIT,
+        ),
+    ),
+    "GetSession": (
+        "session_id",
+        lambda c, o: c.sessions.GetSession(
+            sessions_pb2.GetSessionRequest(session_id=f"{o.tenant}/{SESSION}"), timeout=WAIT
+        ),
+    ),
+    "ListSessionItems": (
+        "session_id",
+        lambda c, o: c.sessions.ListSessionItems(
+            sessions_pb2.ListSessionItemsRequest(session_id=f"{o.tenant}/{SESSION}"), timeout=WAIT
+        ),
+    ),
+    "DeleteSession": (
+        "session_id",
+        lambda c, o: c.sessions.DeleteSession(
+            sessions_pb2.DeleteSessionRequest(session_id=f"{o.tenant}/{SESSION}", delete_runs=True),
             timeout=WAIT,
         ),
     ),
@@ -294,19 +330,6 @@ async def test_no_tenant_reaches_another_tenants_objects_through_any_rpc(
     await clients["anonymous"].schedules.DeleteSchedule(
         schedules_pb2.DeleteScheduleRequest(schedule_id=SCHEDULE)
     )
-    # A session is each tenant's own: a later run in "s1" sees only its own tenant's history.
-    for tenant, client in clients.items():
-        fake_openai.script(text("Noted."))
-        await client.create_run(
-            "assistant", "What was the code word?", session_id=SESSION, wait=True, timeout=WAIT
-        )
-        seen = " ".join(content for _, content in conversation(fake_openai.requests[-1]))
-        for other, theirs in owned.items():
-            if other != tenant and theirs.said in seen:
-                problems.append(f"{tenant}'s session {SESSION!r} shows {other}'s conversation")
-        if owned[tenant].said not in seen:
-            problems.append(f"{tenant}'s session {SESSION!r} lost its own conversation")
-
     # The owners' objects are as they made them: nothing above paused, decided or deleted them.
     for tenant, thing in owned.items():
         run = await thing.client.get_run(thing.run_id)
@@ -320,5 +343,27 @@ async def test_no_tenant_reaches_another_tenants_objects_through_any_rpc(
             expected[SCHEDULE] = schedules_pb2.SCHEDULE_STATE_ACTIVE
         if states != expected:
             problems.append(f"{tenant}'s schedules changed: {states}")
+
+    # A session is each tenant's own: a later run in "s1" sees only its own tenant's history, and
+    # interrupting the run that holds "s1" (paused on its approval) cancels that tenant's run only.
+    for n, (tenant, client) in enumerate(clients.items()):
+        fake_openai.script(text("Noted."))
+        await client.create_run(
+            "assistant",
+            "What was the code word?",
+            session_id=SESSION,
+            wait=True,
+            timeout=WAIT,
+            multitask_strategy=MultitaskStrategy.MULTITASK_STRATEGY_INTERRUPT,
+        )
+        seen = " ".join(content for _, content in conversation(fake_openai.requests[-1]))
+        for other, theirs in owned.items():
+            if other != tenant and theirs.said in seen:
+                problems.append(f"{tenant}'s session {SESSION!r} shows {other}'s conversation")
+        if owned[tenant].said not in seen:
+            problems.append(f"{tenant}'s session {SESSION!r} lost its own conversation")
+        for later in list(owned.values())[n + 1 :]:
+            if (await later.client.get_run(later.run_id)).status != RunStatus.RUN_STATUS_INTERRUPTED:
+                problems.append(f"{tenant}'s run in {SESSION!r} interrupted another tenant's")
 
     assert not problems, "\n".join(problems)

@@ -50,6 +50,7 @@ async def test_both_reflection_versions_list_every_service(service: TimestepServ
         "timestep.v1.AgentService",
         "timestep.v1.UsageService",
         "timestep.v1.ScheduleService",
+        "timestep.v1.SessionService",
         "timestep.v1.WebhookService",
         "grpc.health.v1.Health",
         "grpc.reflection.v1.ServerReflection",

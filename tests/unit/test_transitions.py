@@ -8,7 +8,15 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from timestep.domain import ApprovalPolicy, Interruption, InterruptionStatus, Run, RunStatus, Usage
+from timestep.domain import (
+    ApprovalPolicy,
+    Interruption,
+    InterruptionStatus,
+    MultitaskStrategy,
+    Run,
+    RunStatus,
+    Usage,
+)
 from timestep.errors import FailedPreconditionError, NotFoundError
 from timestep.runs import transitions
 from timestep.runs.transitions import Change, Keep, Record, Refusal
@@ -105,6 +113,7 @@ def _resume_on_expiry(*interruptions: Interruption, auto_resume: bool = True) ->
 COMMANDS: dict[str, Command] = {
     "begin": lambda s: transitions.begin_segment(run(s), SEGMENT),
     "begin another segment": lambda s: transitions.begin_segment(run(s), SEGMENT - 1),
+    "begin, a run ahead in the session": lambda s: transitions.begin_segment(run(s), SEGMENT, ahead=run(Q)),
     "finish": lambda s: transitions.finish_segment(run(s), SEGMENT, C),
     "finish another segment": lambda s: transitions.finish_segment(run(s), SEGMENT + 1, C),
     "fail stranded": lambda s: transitions.fail_stranded(run(s), SEGMENT, "stuck"),
@@ -140,6 +149,7 @@ ALREADY = "INTERRUPTION_ALREADY_DECIDED"
 TABLE: dict[str, tuple[object, ...]] = {
     "begin": ((R, 2), "keep", SUPERSEDED, SUPERSEDED, SUPERSEDED, SUPERSEDED),
     "begin another segment": (SUPERSEDED,) * 6,
+    "begin, a run ahead in the session": ("SESSION_BUSY", "keep") + (SUPERSEDED,) * 4,
     "finish": (SUPERSEDED, (C, 2), SUPERSEDED, SUPERSEDED, SUPERSEDED, SUPERSEDED),
     "finish another segment": (SUPERSEDED,) * 6,
     "fail stranded": ((F, 2), (F, 2), SUPERSEDED, SUPERSEDED, SUPERSEDED, SUPERSEDED),
@@ -274,6 +284,55 @@ def test_a_changed_decision_is_refused_with_the_recorded_one() -> None:
         "message": "x" * 1024,
         "message_truncated": "true",
     }
+
+
+# A new run's admission to a session with one run ahead of it, per multitask strategy, for that
+# run's status (QUEUED, RUNNING, INTERRUPTED, COMPLETED, FAILED, CANCELLED): "start" at once,
+# "wait" behind it, "cancel" it (and start), "rollback" (cancel it, remove its items, start), or
+# the refusal's reason.
+ADMISSION: dict[MultitaskStrategy, tuple[str, ...]] = {
+    MultitaskStrategy.REJECT: ("SESSION_BUSY",) * 3 + ("start",) * 3,
+    MultitaskStrategy.ENQUEUE: ("wait",) * 3 + ("start",) * 3,
+    MultitaskStrategy.INTERRUPT: ("cancel",) * 3 + ("start",) * 3,
+    MultitaskStrategy.ROLLBACK: ("rollback",) * 3 + ("start",) * 3,
+}
+
+
+def _admission(outcome: object) -> str:
+    if isinstance(outcome, Refusal):
+        return outcome.reason
+    assert isinstance(outcome, transitions.Admitted), outcome
+    if outcome.waits_for:
+        return "wait"
+    if outcome.cancel:
+        assert [change for _, change in outcome.cancel] == [Change(X, SEGMENT, outcome.cancel[0][1].reason)]
+        return "rollback" if outcome.rollback else "cancel"
+    return "start"
+
+
+@pytest.mark.parametrize(
+    ("strategy", "status", "expected"),
+    [(s, status, ADMISSION[s][i]) for s in MultitaskStrategy for i, status in enumerate(STATUSES)],
+    ids=[f"{s.name} behind {status.name}" for s in MultitaskStrategy for status in STATUSES],
+)
+def test_admission(strategy: MultitaskStrategy, status: RunStatus, expected: str) -> None:
+    assert _admission(transitions.admit("run_new", "s1", [run(status)], strategy)) == expected
+
+
+def test_an_enqueued_run_waits_for_the_last_run_ahead_and_interrupt_cancels_them_all() -> None:
+    ahead = [replace(run(P), id="run_a"), replace(run(C), id="run_b"), replace(run(Q), id="run_c")]
+    waiting = transitions.admit("run_new", "s1", ahead, MultitaskStrategy.ENQUEUE)
+    assert isinstance(waiting, transitions.Admitted)
+    assert (waiting.waits_for, waiting.reason) == ("run_c", "waiting for run run_c")
+    interrupting = transitions.admit("run_new", "s1", ahead, MultitaskStrategy.INTERRUPT)
+    assert isinstance(interrupting, transitions.Admitted)
+    assert [r.id for r, _ in interrupting.cancel] == ["run_a", "run_c"]
+    assert interrupting.cancel[0][1].reason == "Interrupted by run run_new (multitask strategy INTERRUPT)."
+    refused = _error(transitions.admit("run_new", "s1", ahead, MultitaskStrategy.REJECT))
+    assert isinstance(refused, FailedPreconditionError)
+    assert refused.reason == "SESSION_BUSY"
+    assert refused.metadata == {"run_id": "run_a"}
+    assert str(refused).startswith("Session 's1' is busy with run run_a (INTERRUPTED)")
 
 
 def test_a_resume_on_expiry_announces_it() -> None:

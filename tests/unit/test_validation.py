@@ -8,11 +8,11 @@ from google.protobuf.descriptor import Descriptor
 from timestep.api.validation import check_request, uncapped_fields
 from timestep.errors import InvalidArgumentError
 from timestep.settings import Limits
-from timestep_client.v1 import agents_pb2, runs_pb2, schedules_pb2, usage_pb2, webhooks_pb2
+from timestep_client.v1 import agents_pb2, runs_pb2, schedules_pb2, sessions_pb2, usage_pb2, webhooks_pb2
 
 REQUEST_TYPES = [
     method.input_type
-    for module in (runs_pb2, agents_pb2, schedules_pb2, usage_pb2, webhooks_pb2)
+    for module in (runs_pb2, agents_pb2, schedules_pb2, sessions_pb2, usage_pb2, webhooks_pb2)
     for service in module.DESCRIPTOR.services_by_name.values()
     for method in service.methods
 ]

@@ -6,19 +6,24 @@ from timestep_client.v1.agents_pb2 import Agent
 from timestep_client.v1.runs_pb2 import (
     Interruption,
     InterruptionStatus,
+    MultitaskStrategy,
     Run,
     RunEvent,
     RunStatus,
     StateFormat,
 )
+from timestep_client.v1.sessions_pb2 import Session, SessionItem
 
 __all__ = [
     "Agent",
     "Interruption",
     "InterruptionStatus",
+    "MultitaskStrategy",
     "Run",
     "RunEvent",
     "RunStatus",
+    "Session",
+    "SessionItem",
     "StateFormat",
     "TimestepClient",
     "TlsOptions",

@@ -1,4 +1,5 @@
-"""TimestepClient: an async client for RunService, AgentService, UsageService and WebhookService
+"""TimestepClient: an async client for RunService, SessionService, AgentService, UsageService and
+WebhookService
 (and the raw ScheduleService stub, `client.schedules`).
 
 async with TimestepClient("localhost:50051") as client:
@@ -29,6 +30,8 @@ from timestep_client.v1 import (
     runs_pb2,
     runs_pb2_grpc,
     schedules_pb2_grpc,
+    sessions_pb2,
+    sessions_pb2_grpc,
     usage_pb2,
     usage_pb2_grpc,
     webhooks_pb2,
@@ -118,6 +121,7 @@ class TimestepClient:
         self.agents = agents_pb2_grpc.AgentServiceStub(self.channel)
         self.usage = usage_pb2_grpc.UsageServiceStub(self.channel)
         self.schedules = schedules_pb2_grpc.ScheduleServiceStub(self.channel)
+        self.sessions = sessions_pb2_grpc.SessionServiceStub(self.channel)
         self.webhooks = webhooks_pb2_grpc.WebhookServiceStub(self.channel)
 
     async def __aenter__(self) -> TimestepClient:
@@ -144,6 +148,8 @@ class TimestepClient:
         request_id: str = "",
         wait: bool = False,
         metadata: Mapping[str, str] | None = None,
+        keep: bool = False,
+        multitask_strategy: runs_pb2.MultitaskStrategy = runs_pb2.MULTITASK_STRATEGY_UNSPECIFIED,
         timeout: float | None = None,
         approval_timeout: timedelta | None = None,
         auto_resume_on_expiry: bool = False,
@@ -154,7 +160,9 @@ class TimestepClient:
         `approval_timeout`, each of its interruptions is rejected by itself once it has waited
         that long (the model is told `approval_expiry_message`), and with `auto_resume_on_expiry`
         the run then resumes. With `webhook_url`, the run's events are POSTed there, signed: get
-        its secret with `rotate_webhook_secret(run.webhook_id)`."""
+        its secret with `rotate_webhook_secret(run.webhook_id)`. `keep`: never
+        deleted by the service's retention; `multitask_strategy`: what to do if the session has an
+        active run (the service's default when unspecified)."""
         request = runs_pb2.CreateRunRequest(
             agent=agent,
             input=input,
@@ -164,6 +172,8 @@ class TimestepClient:
             request_id=request_id,
             wait=wait,
             metadata=dict(metadata or {}),
+            keep=keep,
+            multitask_strategy=multitask_strategy,
             auto_resume_on_expiry=auto_resume_on_expiry,
             approval_expiry_message=approval_expiry_message,
             webhook_url=webhook_url,
@@ -367,6 +377,70 @@ class TimestepClient:
         )
         response: runs_pb2.ImportRunStateResponse = await self.runs.ImportRunState(request)
         return response.run
+
+    async def delete_run(
+        self, run_id: str, *, force: bool = False, allow_missing: bool = False
+    ) -> runs_pb2.DeleteRunResponse:
+        """Delete the run and everything stored for it (`force`: cancel it first if it is QUEUED
+        or RUNNING; `allow_missing`: a run that does not exist is not an error)."""
+        request = runs_pb2.DeleteRunRequest(run_id=run_id, force=force, allow_missing=allow_missing)
+        response: runs_pb2.DeleteRunResponse = await self.runs.DeleteRun(request)
+        return response
+
+    async def keep_run(self, run_id: str, keep: bool = True) -> runs_pb2.Run:
+        """Exempt the run from the service's retention (`keep`), or no longer."""
+        response: runs_pb2.KeepRunResponse = await self.runs.KeepRun(
+            runs_pb2.KeepRunRequest(run_id=run_id, keep=keep)
+        )
+        return response.run
+
+    # ----- sessions ----------------------------------------------------------------------
+
+    async def list_sessions(
+        self, *, agent: str = "", page_size: int = 0, page_token: str = ""
+    ) -> sessions_pb2.ListSessionsResponse:
+        """The sessions, newest activity first (with a run of `agent`, if given)."""
+        request = sessions_pb2.ListSessionsRequest(agent=agent, page_size=page_size, page_token=page_token)
+        response: sessions_pb2.ListSessionsResponse = await self.sessions.ListSessions(request)
+        return response
+
+    async def get_session(self, session_id: str) -> sessions_pb2.Session:
+        response: sessions_pb2.GetSessionResponse = await self.sessions.GetSession(
+            sessions_pb2.GetSessionRequest(session_id=session_id)
+        )
+        return response.session
+
+    async def list_session_items(
+        self, session_id: str, *, page_size: int = 0, page_token: str = ""
+    ) -> sessions_pb2.ListSessionItemsResponse:
+        """A page of the session's history, oldest first (`item_json`, the `run_id` that added it)."""
+        request = sessions_pb2.ListSessionItemsRequest(
+            session_id=session_id, page_size=page_size, page_token=page_token
+        )
+        response: sessions_pb2.ListSessionItemsResponse = await self.sessions.ListSessionItems(request)
+        return response
+
+    async def session_items(self, session_id: str) -> AsyncIterator[sessions_pb2.SessionItem]:
+        """Every item of the session's history, oldest first, a page at a time."""
+        token = ""
+        while True:
+            page = await self.list_session_items(session_id, page_token=token)
+            for item in page.items:
+                yield item
+            token = page.next_page_token
+            if not token:
+                return
+
+    async def delete_session(
+        self, session_id: str, *, delete_runs: bool = False, force: bool = False, allow_missing: bool = False
+    ) -> sessions_pb2.DeleteSessionResponse:
+        """Delete the session's history, and its runs with `delete_runs` (`force`: cancel its
+        QUEUED or RUNNING runs first)."""
+        request = sessions_pb2.DeleteSessionRequest(
+            session_id=session_id, delete_runs=delete_runs, force=force, allow_missing=allow_missing
+        )
+        response: sessions_pb2.DeleteSessionResponse = await self.sessions.DeleteSession(request)
+        return response
 
     # ----- agents ------------------------------------------------------------------------
 

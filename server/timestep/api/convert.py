@@ -169,6 +169,7 @@ def run_to_proto(run: Run) -> runs_pb2.Run:
         segment_count=run.segment_count,
         queue=run.queue_name if run.status is RunStatus.QUEUED else "",
         queue_position=run.queue_position,
+        keep=run.keep,
         webhook_id=run.webhook_id,
         approval_timeout=duration(run.approval.timeout),
         auto_resume_on_expiry=run.approval.auto_resume,

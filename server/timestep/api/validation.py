@@ -22,7 +22,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from timestep_client.v1 import runs_pb2
 
 from timestep import ids
-from timestep.domain import ApprovalPolicy, NewRun
+from timestep.domain import ApprovalPolicy, MultitaskStrategy, NewRun
 from timestep.errors import InvalidArgumentError
 from timestep.settings import (
     MAX_ID_LENGTH,
@@ -259,6 +259,8 @@ def new_run_from_create(request: runs_pb2.CreateRunRequest, limits: Limits) -> N
         model=request.model,
         request_id=ids.request_id(request.request_id),
         metadata=dict(request.metadata),
+        keep=request.keep,
+        multitask_strategy=multitask_strategy_from_proto(request.multitask_strategy),
         approval=ApprovalPolicy(
             timeout=approval_timeout(request),
             auto_resume=request.auto_resume_on_expiry,
@@ -289,6 +291,19 @@ def approval_timeout(request: runs_pb2.CreateRunRequest) -> timedelta | None:
             field="approval_timeout",
         )
     return timeout
+
+
+def multitask_strategy_from_proto(value: int) -> MultitaskStrategy | None:
+    """None for UNSPECIFIED (the service's default); INVALID_ARGUMENT for unknown numbers."""
+    if value == runs_pb2.MULTITASK_STRATEGY_UNSPECIFIED:
+        return None
+    if value not in runs_pb2.MultitaskStrategy.values():
+        names = ", ".join(MultitaskStrategy.__members__)
+        raise InvalidArgumentError(
+            f"multitask_strategy {value} is not a MultitaskStrategy; use one of {names}.",
+            field="multitask_strategy",
+        )
+    return MultitaskStrategy[runs_pb2.MultitaskStrategy.Name(value).removeprefix("MULTITASK_STRATEGY_")]
 
 
 def require_state_json(state_json: str) -> str:

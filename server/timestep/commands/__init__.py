@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 import grpc
 from timestep_client import TimestepClient, TlsOptions
 
-from timestep.commands import agents, decisions, health, runs, schedules, state, webhooks
+from timestep.commands import agents, decisions, health, runs, schedules, sessions, state, webhooks
 from timestep.commands.output import (
     EXIT_CODES,
     INTERRUPTED_BY_USER,
@@ -68,7 +68,7 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     """Add the client subcommands to `timestep`'s subparsers."""
     common = argparse.ArgumentParser(add_help=False)
     add_global_options(common, suppress=True)
-    for module in (runs, decisions, state, agents, schedules, webhooks, health):
+    for module in (runs, sessions, decisions, state, agents, schedules, webhooks, health):
         module.add_commands(commands, common)
 
 

@@ -1,4 +1,4 @@
-"""`timestep runs list|get|events|cancel|create`, and waiting for a run with a progress display."""
+"""`timestep runs list|get|events|cancel|create|delete|keep`, and waiting for a run (with progress)."""
 
 from __future__ import annotations
 
@@ -20,6 +20,9 @@ from timestep.commands.output import (
 )
 
 STATUSES = [name.removeprefix("RUN_STATUS_").lower() for name in runs_pb2.RunStatus.keys()[1:]]
+STRATEGIES = [
+    name.removeprefix("MULTITASK_STRATEGY_").lower() for name in runs_pb2.MultitaskStrategy.keys()[1:]
+]
 
 
 def add_commands(
@@ -60,6 +63,19 @@ def add_commands(
     cancel.add_argument("--reason", default="", help="why (stored with the run)")
     cancel.set_defaults(handler=cancel_run)
 
+    delete = sub.add_parser(
+        "delete", help="delete a run and everything stored for it (not while it runs)", parents=[common]
+    )
+    delete.add_argument("run", metavar="RUN")
+    delete.add_argument("--force", action="store_true", help="cancel a queued or running run first")
+    delete.add_argument("--allow-missing", action="store_true", help="a run that does not exist is fine")
+    delete.set_defaults(handler=delete_run)
+
+    keep = sub.add_parser("keep", help="exempt a run from retention (or --off: no longer)", parents=[common])
+    keep.add_argument("run", metavar="RUN")
+    keep.add_argument("--off", action="store_true", help="let retention delete it again")
+    keep.set_defaults(handler=keep_run)
+
     create = sub.add_parser(
         "create",
         help="start a run",
@@ -76,6 +92,13 @@ def add_commands(
         "--metadata", action="append", default=[], type=key_value, metavar="KEY=VALUE", help="repeatable"
     )
     create.add_argument("--wait", action="store_true", help="wait until the run stops, showing progress")
+    create.add_argument("--keep", action="store_true", help="never delete the run by retention")
+    create.add_argument(
+        "--multitask-strategy",
+        choices=STRATEGIES,
+        help="if the session has an active run: reject, enqueue (wait for it), interrupt (cancel "
+        "it) or rollback (cancel it and remove its items); default: the service's",
+    )
     create.add_argument(
         "--approval-timeout",
         type=float,
@@ -165,6 +188,23 @@ async def cancel_run(client: TimestepClient, args: argparse.Namespace, output: O
     return OK
 
 
+async def delete_run(client: TimestepClient, args: argparse.Namespace, output: Output) -> int:
+    response = await client.delete_run(args.run, force=args.force, allow_missing=args.allow_missing)
+    text = (
+        f"deleted run {args.run} ({response.deleted_session_items} session item(s))"
+        if response.deleted
+        else f"no run {args.run}: nothing to delete"
+    )
+    output.result(response, text)
+    return OK
+
+
+async def keep_run(client: TimestepClient, args: argparse.Namespace, output: Output) -> int:
+    run = await client.keep_run(args.run, not args.off)
+    output.result(run, f"run {run.id} {'kept: retention never deletes it' if run.keep else 'not kept'}")
+    return OK
+
+
 async def wait_for(client: TimestepClient, run: runs_pb2.Run, after_sequence: int = 0) -> runs_pb2.Run:
     """Follow the run's events (showing progress on stderr) until it stops; the stopped run."""
     async with Progress(run.id) as progress:
@@ -181,6 +221,10 @@ async def create_run(client: TimestepClient, args: argparse.Namespace, output: O
         model=args.model,
         request_id=args.request_id,
         metadata=dict(args.metadata),
+        keep=args.keep,
+        multitask_strategy=runs_pb2.MultitaskStrategy.Value(  # type: ignore[arg-type]
+            f"MULTITASK_STRATEGY_{(args.multitask_strategy or 'unspecified').upper()}"
+        ),
         approval_timeout=timedelta(seconds=args.approval_timeout) if args.approval_timeout else None,
         auto_resume_on_expiry=args.auto_resume_on_expiry,
         approval_expiry_message=args.approval_expiry_message,

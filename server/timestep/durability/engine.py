@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -25,8 +26,15 @@ from timestep.durability.journal_store import JournalStore
 from timestep.durability.replica_store import ReplicaStore
 from timestep.durability.replicas import ReplicaMonitor
 from timestep.durability.sweeper import StrandedSweeper
+from timestep.runs.retention import RetentionSweeper
 from timestep.runs.segments import SegmentExecutor
-from timestep.settings import DEFAULT_STRANDED_GRACE_S, ProviderLimits, provider_limits_key
+from timestep.settings import (
+    DEFAULT_STRANDED_GRACE_S,
+    ProviderLimits,
+    RetentionPolicy,
+    provider_limits_key,
+)
+from timestep.store.retry import retrying
 from timestep.store.runs import RunStore
 
 log = logging.getLogger(__name__)
@@ -34,8 +42,14 @@ log = logging.getLogger(__name__)
 DURABLE_APP_VERSION = "timestep-1"
 APP_NAME = "timestep"
 QUEUE_PREFIX = "timestep-"
+# The DBOS schedule of retention sweeps.
+RETENTION_SCHEDULE = "timestep.retention"
 # How often queues look for work: the most a queued segment waits on an idle service.
 QUEUE_POLLING_INTERVAL_S = 0.05
+# How long forgetting a run waits for its segment workflows to record their end, and how often
+# it looks.
+WORKFLOW_END_WAIT_S = 5.0
+WORKFLOW_END_POLL_S = 0.05
 
 
 def default_executor_id(port: int) -> str:
@@ -79,6 +93,25 @@ def shutdown_dbos() -> None:
         asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor())
 
 
+async def _schedule_retention(policy: RetentionPolicy | None) -> None:
+    """One retention schedule for all replicas, as the replica that started last says (give
+    them all the same --retention): DBOS fires each tick once, on one of them."""
+    if policy is None:
+        if await DBOS.get_schedule_async(RETENTION_SCHEDULE) is not None:
+            await DBOS.delete_schedule_async(RETENTION_SCHEDULE)
+        return
+    await DBOS.apply_schedules_async(
+        [
+            {
+                "schedule_name": RETENTION_SCHEDULE,
+                "workflow_fn": workflows.retention_sweep,
+                "schedule": policy.cron(),
+                "context": dataclasses.asdict(policy),
+            }
+        ]
+    )
+
+
 def _queued(limits: ProviderLimits | None) -> bool:
     """Only a concurrency limit needs a queue: request limits are held at each model request."""
     return limits is not None and limits.concurrency is not None
@@ -108,6 +141,7 @@ class DurableEngine:
         self._sweeper = StrandedSweeper(store, replicas, executor.bus, self, stranded_grace_s)
         self._queues: dict[str, Queue] = {}
         self._journal = JournalStore(executor.pool)
+        self._pool = executor.pool
         # The asyncio tasks executing segment workflows here, to stop a cancelled one at once.
         self._running: dict[str, asyncio.Task[Any]] = {}
 
@@ -117,15 +151,26 @@ class DurableEngine:
         return QUEUE_PREFIX + provider if _queued(self._limits.get(provider)) else ""
 
     @contextlib.asynccontextmanager
-    async def running(self, fire_schedule: workflows.FireSchedule) -> AsyncIterator[None]:
+    async def running(
+        self,
+        fire_schedule: workflows.FireSchedule,
+        retention: RetentionSweeper,
+        policy: RetentionPolicy | None = None,
+    ) -> AsyncIterator[None]:
         """DBOS for the service while in the context (recovering this replica's pending segments
-        and firings), its workflows bound to this engine and to `fire_schedule`. Leaving it, or a
-        failure while starting, stops executing segments (they stay pending, recovered later)
-        and DBOS."""
+        and firings), its workflows bound to this engine, to `fire_schedule` and to `retention`,
+        whose sweeps `policy` schedules (none without one). Leaving it, or a failure while
+        starting, stops executing segments (they stay pending, recovered later) and DBOS."""
         async with contextlib.AsyncExitStack() as stack:
             workflows.bind(
                 workflows.Bindings(
-                    self._executor, self._journal, self.executor_id, fire_schedule, self._running
+                    self._executor,
+                    self._journal,
+                    self.executor_id,
+                    fire_schedule,
+                    self._running,
+                    retention,
+                    self.launch,
                 )
             )
             stack.callback(workflows.bind, None)
@@ -133,6 +178,7 @@ class DurableEngine:
             stack.callback(shutdown_dbos)
             stack.push_async_callback(self._cancel_running)
             ensure_dbos_launched()
+            await _schedule_retention(policy)
             # Only providers with a concurrency limit get queues: each one polls the database while idle.
             for provider, limits in sorted(self._limits.items()):
                 if not _queued(limits):
@@ -186,6 +232,50 @@ class DurableEngine:
                 name, polling_interval_sec=QUEUE_POLLING_INTERVAL_S, on_conflict="never_update"
             )
         return self._queues[name]
+
+    async def forget(self, runs: Sequence[tuple[str, int]]) -> None:
+        """Delete the runs' segment workflow records (status, inputs, outputs, steps), and the
+        records other workflows (a schedule's firing, the segment before it on the session) keep
+        of having started them: nothing of DBOS's still names the runs. One DBOS call for all of
+        them (within a retention sweep, each call is a step the sweep records)."""
+        workflow_ids = [
+            workflows.segment_workflow_id(run_id, n)
+            for run_id, segments in runs
+            for n in range(1, segments + 1)
+        ]
+        if not workflow_ids:
+            return
+        await self._ended(workflow_ids)
+        await DBOS.delete_workflows_async(workflow_ids, delete_children=True)
+        # A parent's record of a child it started is only read when the parent replays, and a
+        # parent that started a segment of a finished run has ended.
+        await retrying(
+            lambda: self._pool.execute(
+                "DELETE FROM dbos.operation_outputs WHERE child_workflow_id = ANY($1::text[])", workflow_ids
+            ),
+            what="forget workflow records",
+            pool=self._pool,
+        )
+
+    async def _ended(self, workflow_ids: list[str]) -> None:
+        """Wait (a while) until these workflows have recorded how they ended: a segment that
+        finished its run is still recording its own end for a moment, which would otherwise be
+        written after its records were deleted. One that does not end in time (its replica
+        died) is deleted all the same: recovery then finds nothing to recover."""
+        deadline = asyncio.get_running_loop().time() + WORKFLOW_END_WAIT_S
+        while asyncio.get_running_loop().time() < deadline:
+            live = await retrying(
+                lambda: self._pool.fetchval(
+                    """SELECT count(*) FROM dbos.workflow_status WHERE workflow_uuid = ANY($1::text[])
+                         AND status IN ('PENDING', 'ENQUEUED', 'DELAYED')""",
+                    workflow_ids,
+                ),
+                what="workflow status",
+                pool=self._pool,
+            )
+            if not live:
+                return
+            await asyncio.sleep(WORKFLOW_END_POLL_S)  # DBOS announces no workflow's end
 
     async def stop(self, run_id: str, segment: int) -> None:
         workflow_id = workflows.segment_workflow_id(run_id, segment)

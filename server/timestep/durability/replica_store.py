@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from timestep.store.session_turns import MAY_START
+
 
 @dataclass(frozen=True)
 class StrandedSegment:
@@ -59,12 +61,12 @@ class ReplicaStore:
         one recovery: its attempt is counted here, and no other claim (by any replica) takes it
         again within `grace_s`."""
         rows = await self._pool.fetch(
-            """WITH stranded AS (
+            f"""WITH stranded AS (
                    SELECT r.id, r.segment_count, r.queue_name, w.status AS workflow_status
                    FROM runs r
                    LEFT JOIN dbos.workflow_status w
                           ON w.workflow_uuid = r.id || '/segment-' || r.segment_count
-                   WHERE r.status IN ('queued', 'running')
+                   WHERE r.status IN ('queued', 'running') AND {MAY_START}
                      AND CASE WHEN w.workflow_uuid IS NULL
                               THEN r.update_time < clock_timestamp() - make_interval(secs => $1)
                               ELSE w.status NOT IN ('PENDING', 'ENQUEUED', 'DELAYED')

@@ -96,3 +96,6 @@ class StrandedSweeper:
         if failed is not None:
             log.error("run %s failed: %s", stranded.run_id, error.message)
             self._bus.publish(failed[1])
+            turn = await self._store.next_turn(failed[0].tenant, failed[0].session_id)
+            if turn is not None:  # the next run of its session
+                await self._launcher.launch(turn.run_id, turn.segment, turn.queue_name)

@@ -10,11 +10,14 @@
 | timestep_model_call_seconds              | histogram | model, outcome |
 | timestep_tokens_total                    | counter   | model, kind    |
 | timestep_schedule_missed_fires           | gauge     |                |
+| timestep_retention_deleted               | gauge     | kind           |
+| timestep_retention_last_sweep_timestamp_seconds | gauge |             |
 
-`timestep_runs`, `timestep_queue_depth` and `timestep_schedule_missed_fires` (firings schedules
-skipped for want of room under --max-active-runs, over the schedules that exist) are counted in
-the database at each scrape, so they cover every replica sharing it; the others count what this
-process served.
+`timestep_runs`, `timestep_queue_depth`, `timestep_schedule_missed_fires` (firings schedules
+skipped for want of room under --max-active-runs, over the schedules that exist) and the
+retention totals (runs and session items every replica's sweeps deleted, and when the last
+sweep ran) are counted in the database at each scrape, so they cover every replica sharing it;
+the others count what this process served.
 """
 
 from __future__ import annotations
@@ -71,6 +74,17 @@ class Metrics:
             "Firings the existing schedules skipped because their tenant had --max-active-runs runs active.",
             registry=self.registry,
         )
+        self.retention_deleted = Gauge(
+            "timestep_retention_deleted",
+            "What --retention sweeps deleted so far, by kind (runs, session_items).",
+            ("kind",),
+            registry=self.registry,
+        )
+        self.retention_last_sweep = Gauge(
+            "timestep_retention_last_sweep_timestamp_seconds",
+            "When a --retention sweep last ran (0: never).",
+            registry=self.registry,
+        )
         self.model_call_seconds = Histogram(
             "timestep_model_call_seconds",
             "Duration of model calls that reached a provider (replayed calls excluded).",
@@ -125,10 +139,18 @@ class Metrics:
                    WHERE status = 'queued' AND queue_name <> '' GROUP BY queue_name"""
             )
             missed = await connection.fetchval("SELECT coalesce(sum(missed_fires), 0) FROM schedule_misses")
+            retention = await connection.fetchrow(
+                """SELECT runs, session_items, coalesce(extract(epoch FROM last_sweep_time), 0) AS last
+                   FROM retention_totals"""
+            )
         counts = {row["status"]: row["n"] for row in by_status}
         for status in RunStatus:
             self.runs.labels(status.value).set(counts.get(status.value, 0))
         self.schedule_missed_fires.set(missed)
+        if retention is not None:
+            self.retention_deleted.labels("runs").set(retention["runs"])
+            self.retention_deleted.labels("session_items").set(retention["session_items"])
+            self.retention_last_sweep.set(float(retention["last"]))
         self.queue_depth.clear()
         for row in by_queue:
             self.queue_depth.labels(row["queue_name"]).set(row["n"])

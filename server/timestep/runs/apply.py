@@ -10,14 +10,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-from timestep.changes import RunChange, SegmentOutcome, SegmentUsage
+from timestep.changes import Admission, Admit, RunChange, SegmentOutcome, SegmentUsage
 from timestep.domain import (
     Interruption,
     InterruptionStatus,
+    MultitaskStrategy,
     NewInterruption,
     PendingEvent,
     Run,
     RunError,
+    RunErrorCode,
     RunStatus,
 )
 from timestep.errors import UnavailableError
@@ -101,8 +103,11 @@ class RunTransitions:
         self, run_id: str, segment: int, *, run: Run | None = None
     ) -> tuple[Run | None, list[RunEvent]]:
         """Move a run QUEUED for `segment` to RUNNING; a run already RUNNING `segment` is
-        returned unchanged (recovery repeats this); None when the segment must not run."""
-        begun = await self.apply(Scope.ALL, run_id, begin_segment(segment), run=run, segment=True)
+        returned unchanged (recovery repeats this); None when the segment must not run (also
+        while a run ahead of it in its session is active: it waits its turn)."""
+        run = run or await self._store.get_run(Scope.ALL, run_id)
+        ahead = await self._store.run_ahead(run)
+        begun = await self.apply(Scope.ALL, run_id, begin_segment(segment, ahead), run=run, segment=True)
         return (None, []) if isinstance(begun, Refusal) else begun
 
     async def finish_segment(
@@ -199,9 +204,9 @@ def _changed(run: Run, change: Change, events: Sequence[PendingEvent] = (), **co
     )
 
 
-def begin_segment(segment: int) -> Decide:
+def begin_segment(segment: int, ahead: Run | None = None) -> Decide:
     def decide(run: Run) -> RunChange | Keep | Refusal:
-        change = transitions.begin_segment(run, segment)
+        change = transitions.begin_segment(run, segment, ahead=ahead)
         if not isinstance(change, Change):
             return change
         return _changed(run, change, queue_name="")
@@ -387,3 +392,23 @@ def finish_segment(segment: int, outcome: SegmentOutcome) -> Decide:
         )
 
     return decide
+
+
+def admission(strategy: MultitaskStrategy, session_id: str) -> Admit:
+    """How a new run of session `session_id` joins it under `strategy` (`transitions.admit`), as
+    the store writes it: refused (raised), waiting, or cancelling the runs ahead of it."""
+
+    def admit(run_id: str, ahead: list[Run]) -> Admission:
+        decided = transitions.admit(run_id, session_id, ahead, strategy)
+        if isinstance(decided, Refusal):
+            raise decided.error()
+        return Admission(
+            queued_reason=decided.reason,
+            cancel=[
+                _ending(run, change, RunError(RunErrorCode.CANCELLED, change.reason))
+                for run, change in decided.cancel
+            ],
+            remove_items_of=[run.id for run, _ in decided.cancel] if decided.rollback else [],
+        )
+
+    return admit

@@ -8,6 +8,7 @@ it" (`stop`). `InProcessLauncher` runs segments as asyncio tasks of this process
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from typing import Protocol
 
 from timestep.runs.segments import SegmentExecutor
@@ -31,6 +32,11 @@ class SegmentLauncher(Protocol):
         """How many segments wait ahead of that one on its queue."""
         ...
 
+    async def forget(self, runs: Sequence[tuple[str, int]]) -> None:
+        """Delete what was recorded of executing these runs' segments, each given as (run id,
+        its segment count) (the runs are being deleted; none of their segments executes)."""
+        ...
+
 
 class InProcessLauncher:
     """Segments as tasks of this process: no queues, and a crash loses the running segments."""
@@ -46,14 +52,20 @@ class InProcessLauncher:
         key = (run_id, segment)
         if key in self._tasks:
             return
-        task = asyncio.create_task(
-            self._executor.execute(run_id, segment, DirectSteps()), name=f"{run_id}/{segment}"
-        )
+        task = asyncio.create_task(self._execute(run_id, segment), name=f"{run_id}/{segment}")
         self._tasks[key] = task
         task.add_done_callback(lambda _: self._tasks.pop(key, None))
 
+    async def _execute(self, run_id: str, segment: int) -> None:
+        turn = await self._executor.execute(run_id, segment, DirectSteps())
+        if turn is not None:  # the next run of the session
+            await self.launch(turn.run_id, turn.segment, turn.queue_name)
+
     async def queue_position(self, run_id: str, segment: int, queue_name: str) -> int:
         return 0
+
+    async def forget(self, runs: Sequence[tuple[str, int]]) -> None:
+        return  # tasks record nothing
 
     async def stop(self, run_id: str, segment: int) -> None:
         task = self._tasks.get((run_id, segment))

@@ -18,6 +18,7 @@ from datetime import datetime
 from timestep.domain import (
     Interruption,
     InterruptionStatus,
+    MultitaskStrategy,
     NewRun,
     Page,
     Run,
@@ -30,7 +31,7 @@ from timestep.domain import (
 from timestep.errors import FailedPreconditionError, InvalidArgumentError, ResourceExhaustedError
 from timestep.event_types import RunEvent
 from timestep.run_feed import FeedCursor, FeedEntry
-from timestep.runs.apply import RunTransitions
+from timestep.runs.apply import RunTransitions, admission
 from timestep.runs.events import EventBus, Subscription
 from timestep.runs.launcher import SegmentLauncher
 from timestep.runs.streaming import follow_changed, follow_run
@@ -80,6 +81,7 @@ class RunOrchestrator:
         *,
         approvals: ApprovalSettings = DEFAULT_APPROVALS,
         webhooks: Webhooks | None = None,
+        default_strategy: MultitaskStrategy = MultitaskStrategy.ENQUEUE,
     ) -> None:
         self._store = store
         self._bus = bus
@@ -90,6 +92,8 @@ class RunOrchestrator:
         # Runs' own webhooks (CreateRun's webhook_url); None: this service has none.
         self._webhooks = webhooks
         self._transitions = RunTransitions(store)
+        # What a new run of a busy session does when its request names no strategy.
+        self._default_strategy = default_strategy
 
     # ----- lifecycle ---------------------------------------------------------------------
 
@@ -140,16 +144,23 @@ class RunOrchestrator:
             new_run = replace(new_run, approval=replace(new_run.approval, timeout=self._default_timeout))
         queue_name = self._launcher.queue_for(new_run.model or _model_name(agent.model))
         run_id = new_id("run")
+        strategy = new_run.multitask_strategy or self._default_strategy
         # Subscribed before the run exists, a waiting caller needs no read of its events.
         with self._bus.subscribe(run_id) as subscription:
-            run, events, created = await self._store.create_run(new_run, queue_name, run_id=run_id)
+            run, events, created = await self._store.create_run(
+                new_run, queue_name, run_id=run_id, admit=admission(strategy, new_run.session_id)
+            )
             self._bus.publish(events)
             if not created:  # the run this request_id already made, wherever it is now
                 return CreatedRun(await self._wait_if(run, wait))
             secret = ""
             if new_run.webhook_url:  # before the segment starts: no event of the run is missed
                 _, secret = await self._run_webhooks().create_for_run(run, new_run.webhook_url)
-            await self._launcher.launch(run.id, run.segment_count, queue_name)
+            # Runs of the session it interrupted stop where they execute.
+            for event in events:
+                if event.run_id != run.id and event.stopped_status is RunStatus.CANCELLED:
+                    await self._launcher.stop(event.run_id, event.segment)
+            await self._launch_turn(run)
             return CreatedRun(await self._wait_if(run, wait, subscription), secret)
 
     def _run_webhooks(self) -> Webhooks:
@@ -173,7 +184,7 @@ class RunOrchestrator:
                 scope, run_id, self._launcher.queue_for(model), deadline=deadline, run=run
             )
             self._bus.publish(events)
-            await self._launcher.launch(run.id, run.segment_count, run.queue_name)
+            await self._launch_turn(run)
             return await self._wait_if(run, wait, subscription)
 
     async def decide(
@@ -291,6 +302,7 @@ class RunOrchestrator:
         )
         self._bus.publish(events)
         await self._launcher.stop(run_id, run.segment_count)
+        await self._launch_turn(run)
         return run
 
     async def get_run_state(self, scope: Scope, run_id: str, state_format: str = PYTHON) -> RunStateExport:
@@ -361,7 +373,23 @@ class RunOrchestrator:
         self._bus.publish(events)
         return run, snapshot
 
+    async def launch_next(self, tenant: str, session_id: str) -> None:
+        """Launch the segment of the run whose turn it is now in the session, if any (after a
+        run of it ended, or was deleted)."""
+        turn = await self._store.next_turn(tenant, session_id)
+        if turn is not None:
+            await self._launcher.launch(turn.run_id, turn.segment, turn.queue_name)
+
     # ----- helpers -----------------------------------------------------------------------
+
+    async def _launch_turn(self, run: Run) -> None:
+        """Launch `run`'s segment, or in a session the segment of the run whose turn it is (which
+        a run waiting for its turn re-checks once its own write is committed: a run that ended
+        meanwhile may have looked for the next turn before this one could be seen)."""
+        if run.session_id:
+            await self.launch_next(run.tenant, run.session_id)
+        elif run.status is RunStatus.QUEUED:
+            await self._launcher.launch(run.id, run.segment_count, run.queue_name)
 
     async def _wait_if(self, run: Run, wait: bool, subscription: Subscription | None = None) -> Run:
         """With `wait`, the run once it stops; `subscription`, when the caller subscribed before

@@ -48,6 +48,7 @@ from timestep.state.document import StateDocument
 from timestep.state.edits import edited_arguments, with_arguments
 from timestep.store.retry import database_unavailable
 from timestep.store.runs import RunStore
+from timestep.store.session_turns import Turn
 from timestep.store.sessions import PostgresSession
 
 log = logging.getLogger(__name__)
@@ -93,12 +94,13 @@ class SegmentExecutor:
     # Provider request limits, taken before each model request (None: no provider has one).
     request_limiter: RequestLimiter | None = None
 
-    async def execute(self, run_id: str, segment: int, steps: StepRunner) -> None:
-        """Execute segment `segment` of a run queued for it, and record how it ended.
+    async def execute(self, run_id: str, segment: int, steps: StepRunner) -> Turn | None:
+        """Execute segment `segment` of a run queued for it, and record how it ended; when that
+        ended the run, the run of its session whose turn it is now, for the caller to launch.
 
         Safe to repeat (recovery replays it): starting is idempotent, events and session items
         are stored once, and an outcome that was already recorded is not recorded again. A run
-        cancelled meanwhile is left as it is.
+        cancelled meanwhile, or waiting for its turn in its session, is left as it is.
         """
         run_id_var.set(run_id)  # log lines of this segment carry its run id
         transitions = RunTransitions(self.store)
@@ -106,26 +108,33 @@ class SegmentExecutor:
         run, events = await transitions.begin_segment(run_id, segment, run=read)
         self.bus.publish(events)
         if run is None:
-            log.info("run %s segment %s will not run: the run was cancelled or moved on", run_id, segment)
-            return
+            log.info(
+                "run %s segment %s will not run now: it was cancelled, moved on or waits its turn",
+                run_id,
+                segment,
+            )
+            return None
         try:
             outcome = await self._run_to_outcome(run, segment, start, steps)
         except SegmentSupersededError as superseded:
             log.info("run %s segment %s stopped: %s", run_id, segment, superseded)
-            return
+            return None
         await self.bus.forwarded(run_id)
         # Decided first on the run as it began: appending the segment's events leaves its
         # version as it was, so only another transition (a cancel) makes this read it again.
         try:
-            _, events = await transitions.finish_segment(run_id, segment, outcome, run=run)
+            ended, events = await transitions.finish_segment(run_id, segment, outcome, run=run)
         except FailedPreconditionError as superseded:
             log.info("run %s segment %s: outcome discarded (%s)", run_id, segment, superseded.message)
             # Possibly our own write, repeated after its reply was lost: its events were never
             # published here, so subscribers read them from the store.
             self.bus.nudge(run_id)
-            return
+            return None
         self.bus.publish(events)
         log.info("run %s segment %s ended %s", run_id, segment, outcome.status.value)
+        if not ended.status.is_finished:
+            return None
+        return await self.store.next_turn(ended.tenant, ended.session_id)
 
     async def _run_to_outcome(
         self, run: Run, segment: int, start: str | list[Any] | Snapshot | None, steps: StepRunner
@@ -149,7 +158,13 @@ class SegmentExecutor:
                     agent,
                     await self._input_for(run, segment, start),
                     session=(
-                        PostgresSession(run.session_key, self.pool, replay_key=f"{run.id}/{segment}")
+                        PostgresSession(
+                            run.session_key,
+                            self.pool,
+                            replay_key=f"{run.id}/{segment}",
+                            run_id=run.id,
+                            segment=segment,
+                        )
                         if run.session_id
                         else None
                     ),

@@ -7,6 +7,9 @@ and a command, what changes (or why the command is refused). No I/O here: the st
     QUEUED | RUNNING | INTERRUPTED ──cancel──▶ CANCELLED
     QUEUED | RUNNING ──fail stranded──▶ FAILED
     INTERRUPTED ──expire (an approval timed out)──▶ INTERRUPTED ──resume on expiry──▶ QUEUED
+
+A run of a session begins only when no run ahead of it in the session is QUEUED, RUNNING or
+INTERRUPTED; a new run of a busy session is admitted as its multitask strategy says (`admit`).
 """
 
 from __future__ import annotations
@@ -16,7 +19,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from timestep.changes import status_changed
-from timestep.domain import Interruption, InterruptionStatus, PendingEvent, Run, RunStatus
+from timestep.domain import (
+    SESSION_ACTIVE_STATUSES,
+    Interruption,
+    InterruptionStatus,
+    MultitaskStrategy,
+    PendingEvent,
+    Run,
+    RunStatus,
+)
 from timestep.errors import FailedPreconditionError, NotFoundError, TimestepError
 
 # How much of a recorded rejection message an error repeats (trailers are small).
@@ -87,13 +98,63 @@ def _segment_live(run: Run, segment: int) -> bool:
     return run.segment_count == segment and run.status in (RunStatus.QUEUED, RunStatus.RUNNING)
 
 
-def begin_segment(run: Run, segment: int) -> Change | Keep | Refusal:
-    """QUEUED → RUNNING; a run already RUNNING `segment` is kept (recovery repeats this)."""
+def begin_segment(run: Run, segment: int, *, ahead: Run | None = None) -> Change | Keep | Refusal:
+    """QUEUED → RUNNING; a run already RUNNING `segment` is kept (recovery repeats this). A run
+    with a run `ahead` of it in its session (QUEUED, RUNNING or INTERRUPTED) waits its turn."""
     if not _segment_live(run, segment):
         return _superseded(run, segment)
     if run.status is RunStatus.RUNNING:
         return Keep()
+    if ahead is not None:
+        return _session_busy(run.session_id, ahead, f"run {run.id} waits its turn")
     return Change(RunStatus.RUNNING, segment)
+
+
+@dataclass(frozen=True)
+class Admitted:
+    """A new run's place in its busy session: it waits behind `waits_for` ('' : it starts at
+    once), after the runs ahead of it in `cancel` are cancelled (each with its change) and, with
+    `rollback`, the items they added are removed from the session."""
+
+    waits_for: str = ""
+    cancel: tuple[tuple[Run, Change], ...] = ()
+    rollback: bool = False
+
+    @property
+    def reason(self) -> str:
+        """What the new run's QUEUED event says."""
+        return f"waiting for run {self.waits_for}" if self.waits_for else ""
+
+
+def admit(run_id: str, session_id: str, ahead: list[Run], strategy: MultitaskStrategy) -> Admitted | Refusal:
+    """How new run `run_id` joins session `session_id`, whose runs `ahead` of it (in arrival
+    order) may be QUEUED, RUNNING or INTERRUPTED: REJECT refuses it; ENQUEUE has it wait behind
+    the last active one; INTERRUPT cancels them (ROLLBACK also removes their items) so that it
+    starts at once."""
+    active = [run for run in ahead if run.status in SESSION_ACTIVE_STATUSES]
+    if not active:
+        return Admitted()
+    if strategy is MultitaskStrategy.REJECT:
+        return _session_busy(session_id, active[0], "the multitask strategy is REJECT")
+    if strategy is MultitaskStrategy.ENQUEUE:
+        return Admitted(waits_for=active[-1].id)
+    reason = f"Interrupted by run {run_id} (multitask strategy {strategy.name})."
+    cancelled = []
+    for run in active:
+        change = cancel(run, reason)
+        assert isinstance(change, Change), "an active run can be cancelled"
+        cancelled.append((run, change))
+    return Admitted(cancel=tuple(cancelled), rollback=strategy is MultitaskStrategy.ROLLBACK)
+
+
+def _session_busy(session_id: str, active: Run, why: str) -> Refusal:
+    return _precondition(
+        "SESSION_BUSY",
+        f"Session {session_id!r} is busy with run {active.id} ({active.status.name}); {why}. "
+        "Wait for it to finish, cancel it, or create the run with the multitask strategy ENQUEUE, "
+        "INTERRUPT or ROLLBACK.",
+        {"run_id": active.id},
+    )
 
 
 def finish_segment(run: Run, segment: int, status: RunStatus, reason: str = "") -> Change | Refusal:

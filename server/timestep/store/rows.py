@@ -50,7 +50,7 @@ def usage_from_row(row: asyncpg.Record | dict[str, Any], prefix: str = "") -> Us
 RUN_COLUMNS = (
     "r.id, r.agent, r.current_agent, r.status, r.session_id, r.model, r.final_output, r.error_code, "
     "r.error_message, r.metadata, r.request_id, r.segment_count, r.last_sequence, r.create_time, "
-    "r.update_time, r.queue_name, r.tenant, r.segment_deadline, r.version, r.approval_timeout, "
+    "r.update_time, r.queue_name, r.tenant, r.segment_deadline, r.version, r.keep, r.approval_timeout, "
     "r.auto_resume_on_expiry, r.approval_expiry_message, "
     "(SELECT w.id FROM webhooks w WHERE w.run_id = r.id ORDER BY w.create_time LIMIT 1) AS webhook_id, "
     + ", ".join(f"r.usage_{column}" for column in USAGE_COLUMNS)
@@ -132,6 +132,7 @@ def run_from_row(row: asyncpg.Record, interruptions: Sequence[asyncpg.Record | d
         ),
         webhook_id=row["webhook_id"] or "",
         version=row["version"],
+        keep=row["keep"],
     )
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import asyncpg
 
-from timestep.changes import RunChange, status_changed
+from timestep.changes import Admission, Admit, RunChange, status_changed
 from timestep.domain import (
     Interruption,
     InterruptionStatus,
@@ -49,6 +49,15 @@ from timestep.store.rows import (
     new_id,
     run_from_row,
     run_not_found,
+)
+from timestep.store.session_turns import (
+    MAY_START,
+    Turn,
+    active_runs,
+    lock_session,
+    next_turn,
+    runs_ahead,
+    supersede,
 )
 
 _BY_ID = "r.id = $1 AND ($2::text IS NULL OR r.tenant = $2)"
@@ -198,59 +207,110 @@ class RunStore:
         return Snapshot(row["writer"], row["schema_version"], row["state_json"]) if row else None
 
     async def queued_segments(self) -> list[tuple[str, int, str]]:
-        """(run id, segment, queue) of every QUEUED run."""
+        """(run id, segment, queue) of every QUEUED run whose turn it is in its session."""
         rows = await self._pool.fetch(
-            "SELECT id, segment_count, queue_name FROM runs WHERE status = 'queued'"
+            f"SELECT id, segment_count, queue_name FROM runs r WHERE status = 'queued' AND {MAY_START}"
         )
         return [(row["id"], row["segment_count"], row["queue_name"]) for row in rows]
+
+    @retried
+    async def next_turn(self, tenant: str, session_id: str) -> Turn | None:
+        """The QUEUED run of the session whose turn it is now, if any."""
+        return await next_turn(self._pool, tenant, session_id) if session_id else None
+
+    @retried
+    async def run_ahead(self, run: Run) -> Run | None:
+        """The first active run of `run`'s session ahead of it, if any."""
+        if not run.session_id:
+            return None
+        async with self._pool.acquire() as connection:
+            ahead = await runs_ahead(connection, run)
+        return ahead[0] if ahead else None
 
     # ----- transitions -------------------------------------------------------------------
 
     async def create_run(
-        self, new_run: NewRun, queue_name: str = "", *, run_id: str | None = None
+        self, new_run: NewRun, queue_name: str = "", *, run_id: str | None = None, admit: Admit | None = None
     ) -> tuple[Run, list[RunEvent], bool]:
         """Insert a run QUEUED for its first segment (or find the one its request_id already made).
-        With a limit on active runs, a new run its tenant has no room for is refused.
+        With a limit on active runs, a new run its tenant has no room for is refused. A run of a
+        session is admitted as `admit` decides from the session's active runs, under the session's
+        lock and in the insert's transaction: refused, or inserted with the reason it waits, after
+        which the runs ahead it supersedes are cancelled and their items removed as decided.
 
-        Returns the run, the events written and whether it was created by this call (with
-        `run_id` as its id, if given).
+        Returns the run, the events written (those of the runs it cancelled too) and whether it
+        was created by this call (with `run_id` as its id, if given).
         """
         fingerprint = _fingerprint(new_run)
+        run_id = run_id or new_id("run")
+        admitted = admit if new_run.session_id else None
         async with self._pool.acquire() as connection:
-            if self._max_active_runs:
-                async with connection.transaction():
-                    await self._lock_tenant(connection, new_run.tenant)
-                    created = await self._insert_run(connection, new_run, fingerprint, queue_name, run_id)
-                    if created is not None:
-                        await self._check_active_runs(connection, new_run.tenant)
-            else:
+            if not self._max_active_runs and admitted is None:
                 created = await self._insert_run(connection, new_run, fingerprint, queue_name, run_id)
+            else:
+                # Locks in one order everywhere: the session's, the rows of its runs (cancelled
+                # here, or changed by their own transitions), then the tenant's (taken last by
+                # every transition that adds an active run).
+                async with connection.transaction():
+                    admission, cancelled = Admission(), []
+                    if admitted is not None:
+                        await lock_session(connection, new_run.tenant, new_run.session_id)
+                        if await self._request_used(connection, new_run):
+                            existing = await self._existing_for_request(connection, new_run, fingerprint)
+                            return existing, [], False
+                        ahead = await active_runs(connection, new_run.tenant, new_run.session_id)
+                        admission = admitted(run_id, ahead)
+                        cancelled = await supersede(
+                            connection, new_run, run_id, admission, admitted, origin=self.events.origin
+                        )
+                    await self._lock_tenant(connection, new_run.tenant)
+                    created = await self._insert_run(
+                        connection, new_run, fingerprint, queue_name, run_id, admission.queued_reason
+                    )
+                    if created is None:  # raises, rolling back what it superseded, if anything
+                        return await self._existing_for_request(connection, new_run, fingerprint), [], False
+                    await self._check_active_runs(connection, new_run.tenant)
+                    created = (created[0], [*cancelled, *created[1]])
             if created is None:
                 return await self._existing_for_request(connection, new_run, fingerprint), [], False
             return created[0], created[1], True
 
+    async def _request_used(self, connection: Connection, new_run: NewRun) -> bool:
+        return bool(new_run.request_id) and bool(
+            await connection.fetchval(
+                "SELECT 1 FROM runs WHERE tenant = $1 AND request_id = $2", new_run.tenant, new_run.request_id
+            )
+        )
+
     async def _insert_run(
-        self, connection: Connection, new_run: NewRun, fingerprint: str, queue_name: str, run_id: str | None
+        self,
+        connection: Connection,
+        new_run: NewRun,
+        fingerprint: str,
+        queue_name: str,
+        run_id: str,
+        reason: str = "",
     ) -> tuple[Run, list[RunEvent]] | None:
         """Insert the run with its first event (sequence 1: no other appender can know the run
         yet) and notify, in one statement; None when its request_id was used already."""
-        queued_event = StatusChanged(RunStatus.QUEUED)
+        queued_event = StatusChanged(RunStatus.QUEUED, reason)
         queued = pending(queued_event)
         row = await connection.fetchrow(
             f"""WITH inserted AS (
                     INSERT INTO runs AS r (id, agent, current_agent, status, session_id, model, input,
                                            metadata, request_id, request_fingerprint, segment_count,
                                            queue_name, tenant, segment_deadline, last_sequence,
-                                           approval_timeout, auto_resume_on_expiry, approval_expiry_message)
+                                           approval_timeout, auto_resume_on_expiry, approval_expiry_message,
+                                           keep)
                     VALUES ($1, $2, $2, 'queued', $3, $4, $5, $6, NULLIF($7, ''), $8, 1, $9, $10, $11, 1,
-                            $16, $17, $18)
+                            $16, $17, $18, $19)
                     ON CONFLICT (tenant, request_id) DO NOTHING RETURNING {RUN_COLUMNS}),
                 event AS (
                     INSERT INTO run_events (run_id, sequence, segment, kind, payload)
                     SELECT id, 1, 1, $12, $13 FROM inserted RETURNING create_time AS event_time),
                 notified AS (SELECT pg_notify($14, $15 || id || ':1') AS sent FROM inserted)
                 SELECT * FROM inserted, event, notified""",
-            run_id or new_id("run"),
+            run_id,
             new_run.agent,
             new_run.session_id,
             new_run.model,
@@ -268,6 +328,7 @@ class RunStore:
             new_run.approval.timeout,
             new_run.approval.auto_resume,
             new_run.approval.expiry_message,
+            new_run.keep,
         )
         if row is None:
             return None

@@ -24,9 +24,21 @@ class PostgresSession:
 
     session_settings: SessionSettings | None = None
 
-    def __init__(self, session_id: str, pool: asyncpg.Pool | None = None, *, replay_key: str = "") -> None:
+    def __init__(
+        self,
+        session_id: str,
+        pool: asyncpg.Pool | None = None,
+        *,
+        replay_key: str = "",
+        run_id: str = "",
+        segment: int = 0,
+    ) -> None:
         self.session_id = session_id
         self._pool = pool
+        # The run segment storing items, if any: each item names its run, and a segment whose
+        # run is no longer RUNNING it (cancelled, maybe with its items rolled back) stores none.
+        self._run_id = run_id
+        self._segment = segment
         # With a replay key (a run segment's identity), the session is rewound on first use to
         # where it was before the segment: the items an earlier, interrupted attempt of the
         # segment stored (keyed "<replay key>:<n-th add_items call>:<index>") are removed, so a
@@ -85,15 +97,24 @@ class PostgresSession:
             f"{self._replay_key}:{self._adds}:{i}" if self._replay_key else None for i in range(len(items))
         ]
         # Without a replay key a repeated INSERT could store the items twice: not retried.
+        # The run's row is read FOR SHARE: a cancellation (which locks it for update) commits
+        # either before this insert, which then stores nothing, or after it, seeing its items.
         insert = functools.partial(
             pool.execute,
-            """INSERT INTO session_items (session_id, item, dedupe_key)
-               SELECT $1, item, key FROM unnest($2::jsonb[], $3::text[]) WITH ORDINALITY AS t(item, key, ord)
+            """WITH owner AS (
+                   SELECT 1 FROM runs WHERE $4 <> '' AND id = $4 AND status = 'running' AND segment_count = $5
+                   FOR SHARE)
+               INSERT INTO session_items (session_id, item, dedupe_key, run_id)
+               SELECT $1, item, key, NULLIF($4, '')
+               FROM unnest($2::jsonb[], $3::text[]) WITH ORDINALITY AS t(item, key, ord)
+               WHERE $4 = '' OR EXISTS (SELECT 1 FROM owner)
                ORDER BY ord
                ON CONFLICT (session_id, dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING""",
             self.session_id,
             as_json,
             escape_texts(keys),
+            self._run_id,
+            self._segment,
         )
         if self._replay_key:
             await retrying(insert, what="store session items", pool=pool)

@@ -29,6 +29,14 @@ class InterruptionStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     INTERRUPTION_STATUS_APPROVED: _ClassVar[InterruptionStatus]
     INTERRUPTION_STATUS_REJECTED: _ClassVar[InterruptionStatus]
 
+class MultitaskStrategy(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    MULTITASK_STRATEGY_UNSPECIFIED: _ClassVar[MultitaskStrategy]
+    MULTITASK_STRATEGY_REJECT: _ClassVar[MultitaskStrategy]
+    MULTITASK_STRATEGY_ENQUEUE: _ClassVar[MultitaskStrategy]
+    MULTITASK_STRATEGY_INTERRUPT: _ClassVar[MultitaskStrategy]
+    MULTITASK_STRATEGY_ROLLBACK: _ClassVar[MultitaskStrategy]
+
 class StateFormat(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     STATE_FORMAT_UNSPECIFIED: _ClassVar[StateFormat]
@@ -45,12 +53,17 @@ INTERRUPTION_STATUS_UNSPECIFIED: InterruptionStatus
 INTERRUPTION_STATUS_PENDING: InterruptionStatus
 INTERRUPTION_STATUS_APPROVED: InterruptionStatus
 INTERRUPTION_STATUS_REJECTED: InterruptionStatus
+MULTITASK_STRATEGY_UNSPECIFIED: MultitaskStrategy
+MULTITASK_STRATEGY_REJECT: MultitaskStrategy
+MULTITASK_STRATEGY_ENQUEUE: MultitaskStrategy
+MULTITASK_STRATEGY_INTERRUPT: MultitaskStrategy
+MULTITASK_STRATEGY_ROLLBACK: MultitaskStrategy
 STATE_FORMAT_UNSPECIFIED: StateFormat
 STATE_FORMAT_PYTHON: StateFormat
 STATE_FORMAT_TYPESCRIPT: StateFormat
 
 class Run(_message.Message):
-    __slots__ = ("id", "agent", "status", "session_id", "model", "final_output", "interruptions", "usage", "error", "metadata", "create_time", "update_time", "request_id", "current_agent", "last_sequence", "segment_count", "queue", "queue_position", "webhook_id", "approval_timeout", "auto_resume_on_expiry")
+    __slots__ = ("id", "agent", "status", "session_id", "model", "final_output", "interruptions", "usage", "error", "metadata", "create_time", "update_time", "request_id", "current_agent", "last_sequence", "segment_count", "queue", "queue_position", "webhook_id", "approval_timeout", "auto_resume_on_expiry", "keep")
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -79,6 +92,7 @@ class Run(_message.Message):
     WEBHOOK_ID_FIELD_NUMBER: _ClassVar[int]
     APPROVAL_TIMEOUT_FIELD_NUMBER: _ClassVar[int]
     AUTO_RESUME_ON_EXPIRY_FIELD_NUMBER: _ClassVar[int]
+    KEEP_FIELD_NUMBER: _ClassVar[int]
     id: str
     agent: str
     status: RunStatus
@@ -100,7 +114,8 @@ class Run(_message.Message):
     webhook_id: str
     approval_timeout: _duration_pb2.Duration
     auto_resume_on_expiry: bool
-    def __init__(self, id: _Optional[str] = ..., agent: _Optional[str] = ..., status: _Optional[_Union[RunStatus, str]] = ..., session_id: _Optional[str] = ..., model: _Optional[str] = ..., final_output: _Optional[str] = ..., interruptions: _Optional[_Iterable[_Union[Interruption, _Mapping]]] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., error: _Optional[_Union[RunError, _Mapping]] = ..., metadata: _Optional[_Mapping[str, str]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., request_id: _Optional[str] = ..., current_agent: _Optional[str] = ..., last_sequence: _Optional[int] = ..., segment_count: _Optional[int] = ..., queue: _Optional[str] = ..., queue_position: _Optional[int] = ..., webhook_id: _Optional[str] = ..., approval_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., auto_resume_on_expiry: _Optional[bool] = ...) -> None: ...
+    keep: bool
+    def __init__(self, id: _Optional[str] = ..., agent: _Optional[str] = ..., status: _Optional[_Union[RunStatus, str]] = ..., session_id: _Optional[str] = ..., model: _Optional[str] = ..., final_output: _Optional[str] = ..., interruptions: _Optional[_Iterable[_Union[Interruption, _Mapping]]] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., error: _Optional[_Union[RunError, _Mapping]] = ..., metadata: _Optional[_Mapping[str, str]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., request_id: _Optional[str] = ..., current_agent: _Optional[str] = ..., last_sequence: _Optional[int] = ..., segment_count: _Optional[int] = ..., queue: _Optional[str] = ..., queue_position: _Optional[int] = ..., webhook_id: _Optional[str] = ..., approval_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., auto_resume_on_expiry: _Optional[bool] = ..., keep: _Optional[bool] = ...) -> None: ...
 
 class Interruption(_message.Message):
     __slots__ = ("id", "run_id", "agent", "tool_name", "call_id", "arguments_json", "status", "always", "message", "create_time", "decide_time", "segment", "approved_arguments_json", "decided_by", "expire_time", "expired")
@@ -179,7 +194,7 @@ class RunError(_message.Message):
     def __init__(self, code: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
 
 class CreateRunRequest(_message.Message):
-    __slots__ = ("agent", "input", "input_items_json", "session_id", "model", "request_id", "wait", "metadata", "webhook_url", "approval_timeout", "auto_resume_on_expiry", "approval_expiry_message")
+    __slots__ = ("agent", "input", "input_items_json", "session_id", "model", "request_id", "wait", "metadata", "webhook_url", "approval_timeout", "auto_resume_on_expiry", "approval_expiry_message", "keep", "multitask_strategy")
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -199,6 +214,8 @@ class CreateRunRequest(_message.Message):
     APPROVAL_TIMEOUT_FIELD_NUMBER: _ClassVar[int]
     AUTO_RESUME_ON_EXPIRY_FIELD_NUMBER: _ClassVar[int]
     APPROVAL_EXPIRY_MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    KEEP_FIELD_NUMBER: _ClassVar[int]
+    MULTITASK_STRATEGY_FIELD_NUMBER: _ClassVar[int]
     agent: str
     input: str
     input_items_json: str
@@ -211,7 +228,9 @@ class CreateRunRequest(_message.Message):
     approval_timeout: _duration_pb2.Duration
     auto_resume_on_expiry: bool
     approval_expiry_message: str
-    def __init__(self, agent: _Optional[str] = ..., input: _Optional[str] = ..., input_items_json: _Optional[str] = ..., session_id: _Optional[str] = ..., model: _Optional[str] = ..., request_id: _Optional[str] = ..., wait: _Optional[bool] = ..., metadata: _Optional[_Mapping[str, str]] = ..., webhook_url: _Optional[str] = ..., approval_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., auto_resume_on_expiry: _Optional[bool] = ..., approval_expiry_message: _Optional[str] = ...) -> None: ...
+    keep: bool
+    multitask_strategy: MultitaskStrategy
+    def __init__(self, agent: _Optional[str] = ..., input: _Optional[str] = ..., input_items_json: _Optional[str] = ..., session_id: _Optional[str] = ..., model: _Optional[str] = ..., request_id: _Optional[str] = ..., wait: _Optional[bool] = ..., metadata: _Optional[_Mapping[str, str]] = ..., webhook_url: _Optional[str] = ..., approval_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., auto_resume_on_expiry: _Optional[bool] = ..., approval_expiry_message: _Optional[str] = ..., keep: _Optional[bool] = ..., multitask_strategy: _Optional[_Union[MultitaskStrategy, str]] = ...) -> None: ...
 
 class CreateRunResponse(_message.Message):
     __slots__ = ("run", "webhook_secret")
@@ -506,6 +525,38 @@ class CancelRunRequest(_message.Message):
     def __init__(self, run_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class CancelRunResponse(_message.Message):
+    __slots__ = ("run",)
+    RUN_FIELD_NUMBER: _ClassVar[int]
+    run: Run
+    def __init__(self, run: _Optional[_Union[Run, _Mapping]] = ...) -> None: ...
+
+class DeleteRunRequest(_message.Message):
+    __slots__ = ("run_id", "force", "allow_missing")
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    FORCE_FIELD_NUMBER: _ClassVar[int]
+    ALLOW_MISSING_FIELD_NUMBER: _ClassVar[int]
+    run_id: str
+    force: bool
+    allow_missing: bool
+    def __init__(self, run_id: _Optional[str] = ..., force: _Optional[bool] = ..., allow_missing: _Optional[bool] = ...) -> None: ...
+
+class DeleteRunResponse(_message.Message):
+    __slots__ = ("deleted", "deleted_session_items")
+    DELETED_FIELD_NUMBER: _ClassVar[int]
+    DELETED_SESSION_ITEMS_FIELD_NUMBER: _ClassVar[int]
+    deleted: bool
+    deleted_session_items: int
+    def __init__(self, deleted: _Optional[bool] = ..., deleted_session_items: _Optional[int] = ...) -> None: ...
+
+class KeepRunRequest(_message.Message):
+    __slots__ = ("run_id", "keep")
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    KEEP_FIELD_NUMBER: _ClassVar[int]
+    run_id: str
+    keep: bool
+    def __init__(self, run_id: _Optional[str] = ..., keep: _Optional[bool] = ...) -> None: ...
+
+class KeepRunResponse(_message.Message):
     __slots__ = ("run",)
     RUN_FIELD_NUMBER: _ClassVar[int]
     run: Run

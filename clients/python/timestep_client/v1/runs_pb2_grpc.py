@@ -109,6 +109,16 @@ class RunServiceStub:
                 request_serializer=timestep_dot_v1_dot_runs__pb2.ImportRunStateRequest.SerializeToString,
                 response_deserializer=timestep_dot_v1_dot_runs__pb2.ImportRunStateResponse.FromString,
                 _registered_method=True)
+        self.DeleteRun = channel.unary_unary(
+                '/timestep.v1.RunService/DeleteRun',
+                request_serializer=timestep_dot_v1_dot_runs__pb2.DeleteRunRequest.SerializeToString,
+                response_deserializer=timestep_dot_v1_dot_runs__pb2.DeleteRunResponse.FromString,
+                _registered_method=True)
+        self.KeepRun = channel.unary_unary(
+                '/timestep.v1.RunService/KeepRun',
+                request_serializer=timestep_dot_v1_dot_runs__pb2.KeepRunRequest.SerializeToString,
+                response_deserializer=timestep_dot_v1_dot_runs__pb2.KeepRunResponse.FromString,
+                _registered_method=True)
         self.WatchRuns = channel.unary_stream(
                 '/timestep.v1.RunService/WatchRuns',
                 request_serializer=timestep_dot_v1_dot_runs__pb2.WatchRunsRequest.SerializeToString,
@@ -153,7 +163,8 @@ class RunServiceServicer:
         NOT_FOUND (AGENT_NOT_FOUND); ALREADY_EXISTS (REQUEST_ID_REUSED); FAILED_PRECONDITION
         (WEBHOOKS_NEED_DURABILITY: a webhook_url on a service without durability);
         RESOURCE_EXHAUSTED (TOO_MANY_ACTIVE_RUNS, with a RetryInfo: the tenant has as many runs
-        QUEUED or RUNNING as the server allows).
+        QUEUED or RUNNING as the server allows); FAILED_PRECONDITION (SESSION_BUSY: the session has
+        an active run and the multitask_strategy is REJECT).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -290,6 +301,29 @@ class RunServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DeleteRun(self, request, context):
+        """Deletes a run and everything stored for it: its events, interruptions and decisions,
+        RunState snapshots, usage records, recorded model and tool calls, durable workflow records,
+        and the items it added to its session. A QUEUED or RUNNING run is refused unless `force`,
+        which cancels it first; an INTERRUPTED run is deleted as it is. Deleting a run that does
+        not exist (never did, or was deleted already) is NOT_FOUND, unless `allow_missing`. A
+        deleted run's usage no longer counts in UsageService.GetUsage.
+
+        Errors: INVALID_ARGUMENT; NOT_FOUND (RUN_NOT_FOUND); FAILED_PRECONDITION (RUN_ACTIVE).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def KeepRun(self, request, context):
+        """Marks a run kept (never deleted by the service's retention) or not.
+
+        Errors: INVALID_ARGUMENT; NOT_FOUND (RUN_NOT_FOUND).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def WatchRuns(self, request, context):
         """Streams the caller's tenant's run changes, across runs: every status change, every new
         interruption and every decision on one, in the order they were committed, exactly once.
@@ -363,6 +397,16 @@ def add_RunServiceServicer_to_server(servicer, server):
                     servicer.ImportRunState,
                     request_deserializer=timestep_dot_v1_dot_runs__pb2.ImportRunStateRequest.FromString,
                     response_serializer=timestep_dot_v1_dot_runs__pb2.ImportRunStateResponse.SerializeToString,
+            ),
+            'DeleteRun': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteRun,
+                    request_deserializer=timestep_dot_v1_dot_runs__pb2.DeleteRunRequest.FromString,
+                    response_serializer=timestep_dot_v1_dot_runs__pb2.DeleteRunResponse.SerializeToString,
+            ),
+            'KeepRun': grpc.unary_unary_rpc_method_handler(
+                    servicer.KeepRun,
+                    request_deserializer=timestep_dot_v1_dot_runs__pb2.KeepRunRequest.FromString,
+                    response_serializer=timestep_dot_v1_dot_runs__pb2.KeepRunResponse.SerializeToString,
             ),
             'WatchRuns': grpc.unary_stream_rpc_method_handler(
                     servicer.WatchRuns,
@@ -686,6 +730,60 @@ class RunService:
             '/timestep.v1.RunService/ImportRunState',
             timestep_dot_v1_dot_runs__pb2.ImportRunStateRequest.SerializeToString,
             timestep_dot_v1_dot_runs__pb2.ImportRunStateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/timestep.v1.RunService/DeleteRun',
+            timestep_dot_v1_dot_runs__pb2.DeleteRunRequest.SerializeToString,
+            timestep_dot_v1_dot_runs__pb2.DeleteRunResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def KeepRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/timestep.v1.RunService/KeepRun',
+            timestep_dot_v1_dot_runs__pb2.KeepRunRequest.SerializeToString,
+            timestep_dot_v1_dot_runs__pb2.KeepRunResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -8,7 +8,7 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
-from timestep_client.v1 import agents_pb2, runs_pb2, schedules_pb2, usage_pb2, webhooks_pb2
+from timestep_client.v1 import agents_pb2, runs_pb2, schedules_pb2, sessions_pb2, usage_pb2, webhooks_pb2
 
 from timestep.api.grpc.reflection import enable_reflection
 from timestep.api.grpc.servicers import generic_handler
@@ -20,6 +20,7 @@ SERVICES = (
     agents_pb2.DESCRIPTOR.services_by_name["AgentService"],
     usage_pb2.DESCRIPTOR.services_by_name["UsageService"],
     schedules_pb2.DESCRIPTOR.services_by_name["ScheduleService"],
+    sessions_pb2.DESCRIPTOR.services_by_name["SessionService"],
     webhooks_pb2.DESCRIPTOR.services_by_name["WebhookService"],
 )
 SERVICE_NAMES = tuple(service.full_name for service in SERVICES)

@@ -11,15 +11,17 @@ from typing import Any
 
 from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
 from google.protobuf.message import Message
-from timestep_client.v1 import agents_pb2, runs_pb2, schedules_pb2, usage_pb2, webhooks_pb2
+from timestep_client.v1 import agents_pb2, runs_pb2, schedules_pb2, sessions_pb2, usage_pb2, webhooks_pb2
 
 from timestep.api.handlers.agents import AgentHandlers
 from timestep.api.handlers.context import CallContext
 from timestep.api.handlers.runs import RunHandlers
 from timestep.api.handlers.schedules import ScheduleHandlers
+from timestep.api.handlers.sessions import SessionHandlers, SessionReads
 from timestep.api.handlers.usage import UsageHandlers, UsageSummaries
 from timestep.api.handlers.webhooks import WebhookHandlers
 from timestep.api.validation import check_request
+from timestep.runs.deletion import RunDeleter
 from timestep.runs.orchestrator import RunOrchestrator
 from timestep.runs.schedules import Schedules
 from timestep.runtime.registry import AgentRegistry
@@ -50,10 +52,17 @@ def services(
     schedules: Schedules,
     webhooks: Webhooks | None,
     limits: Limits,
+    sessions: SessionReads,
+    deleter: RunDeleter,
 ) -> list[Service]:
     """Every service of the contract with its handlers."""
     return [
-        Service(runs_pb2.DESCRIPTOR.services_by_name["RunService"], RunHandlers(orchestrator, limits)),
+        Service(
+            runs_pb2.DESCRIPTOR.services_by_name["RunService"], RunHandlers(orchestrator, deleter, limits)
+        ),
+        Service(
+            sessions_pb2.DESCRIPTOR.services_by_name["SessionService"], SessionHandlers(sessions, deleter)
+        ),
         Service(agents_pb2.DESCRIPTOR.services_by_name["AgentService"], AgentHandlers(registry)),
         Service(usage_pb2.DESCRIPTOR.services_by_name["UsageService"], UsageHandlers(usage)),
         Service(schedules_pb2.DESCRIPTOR.services_by_name["ScheduleService"], ScheduleHandlers(schedules)),

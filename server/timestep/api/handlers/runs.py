@@ -14,14 +14,16 @@ from timestep.api.handlers.context import CallContext
 from timestep.domain import InterruptionStatus, NewRun, RunFilter
 from timestep.errors import FailedPreconditionError, InvalidArgumentError
 from timestep.run_feed import FeedCursor
+from timestep.runs.deletion import RunDeleter
 from timestep.runs.orchestrator import RunOrchestrator
 from timestep.settings import Limits
 from timestep.state.errors import StateCodecError, UnsupportedStateError
 
 
 class RunHandlers:
-    def __init__(self, orchestrator: RunOrchestrator, limits: Limits) -> None:
+    def __init__(self, orchestrator: RunOrchestrator, deleter: RunDeleter, limits: Limits) -> None:
         self._runs = orchestrator
+        self._deleter = deleter
         self._limits = limits
 
     async def CreateRun(
@@ -183,4 +185,24 @@ class RunHandlers:
             run=convert.run_to_proto(run),
             format=convert.state_format_to_proto(snapshot.writer),
             schema_version=snapshot.schema_version,
+        )
+
+    async def DeleteRun(
+        self, request: runs_pb2.DeleteRunRequest, call: CallContext
+    ) -> runs_pb2.DeleteRunResponse:
+        deleted = await self._deleter.delete_run(
+            call.scope,
+            validation.require_run_id(request.run_id),
+            force=request.force,
+            allow_missing=request.allow_missing,
+        )
+        if deleted is None:
+            return runs_pb2.DeleteRunResponse(deleted=False)
+        return runs_pb2.DeleteRunResponse(deleted=True, deleted_session_items=deleted.session_items)
+
+    async def KeepRun(self, request: runs_pb2.KeepRunRequest, call: CallContext) -> runs_pb2.KeepRunResponse:
+        run_id = validation.require_run_id(request.run_id)
+        await self._deleter.keep(call.scope, run_id, request.keep)
+        return runs_pb2.KeepRunResponse(
+            run=convert.run_to_proto(await self._runs.get_run(call.scope, run_id))
         )
