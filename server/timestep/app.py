@@ -1,5 +1,9 @@
 """The composition root: database → store → runtime → orchestration (+ durability) → gRPC
-server, each resource on one exit stack, and an orderly shutdown that closes them in reverse."""
+server, each resource on one exit stack, and an orderly shutdown that closes them in reverse.
+
+Longer than the other modules (~500 lines) on purpose: every resource the service opens is
+wired here, in the order it opens, so that the order of start-up and shutdown reads in one place.
+"""
 
 from __future__ import annotations
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 import pytest
-from timestep.cli import parse_provider_limit
+from timestep.serve_options import parse_provider_limit
 from timestep.settings import ProviderLimits, provider_limits_key
 
 

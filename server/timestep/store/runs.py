@@ -7,6 +7,10 @@ decided with it and appends its events, so a reader never sees a status without 
 Creating and importing a run insert it with its first events in one transaction. Event
 sequences come from `runs.last_sequence`, bumped under the run's row lock: per run, strictly
 increasing, without gaps.
+
+About 480 lines: the run queries (get, list, page) and the inserts of new and imported runs with
+their admission to a session share the row mapping and the per-tenant locking here; splitting
+them would spread one table's SQL over two modules.
 """
 
 from __future__ import annotations
