@@ -12,7 +12,7 @@ if [ ! "$stamp" -nt pyproject.toml ]; then
   echo "local model: installing in the background meanwhile (log: $log)"
 fi
 status=0
-.venv/bin/python -m pytest tests -m "not local_model" || status=$?
+.venv/bin/python -m pytest tests -m "not local_model" --durations=25 || status=$?
 if [ -n "$installer" ]; then
   if ! wait "$installer"; then
     cat "$log"
