@@ -29,11 +29,13 @@ async def test_list_runs_filters_by_session_agent_and_status_newest_first(
     client: TimestepClient, fake_openai: FakeOpenAI
 ) -> None:
     session = unique("session")
-    fake_openai.script(text("Hi."), tool_call("send_email", EMAIL_ARGS), text("Billing here."))
+    fake_openai.script(text("Hi."), tool_call("send_email", EMAIL_ARGS))
     completed = await client.create_run("assistant", "Say hi", session_id=session, wait=True)
     interrupted = await client.create_run("assistant", "Email Bob", session_id=session, wait=True)
-    billing = await client.create_run("billing", "Any refunds?", session_id=session, wait=True)
+    # The paused run holds the session: the next one waits QUEUED behind it (ENQUEUE).
+    billing = await client.create_run("billing", "Any refunds?", session_id=session)
     assert interrupted.status == RunStatus.RUN_STATUS_INTERRUPTED
+    assert billing.status == RunStatus.RUN_STATUS_QUEUED
 
     in_session = await client.list_runs(session_id=session)
     assert [r.id for r in in_session.runs] == [billing.id, interrupted.id, completed.id]
@@ -56,6 +58,7 @@ async def test_list_runs_filters_by_session_agent_and_status_newest_first(
     any_session = await client.list_runs(agent="billing", page_size=500)
     assert {r.agent for r in any_session.runs} == {"billing"}
     assert billing.id in {r.id for r in any_session.runs}
+    await client.cancel(billing.id)  # an active run would count against later tests' limits
 
 
 async def test_list_runs_pages_chain_through_every_run_exactly_once(
