@@ -12,22 +12,14 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import aclosing
-from typing import cast
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import aclosing, asynccontextmanager
 
-from agents import Model, ModelProvider, ModelResponse, ModelSettings, ModelTracing, Tool, Usage
-from agents.agent_output import AgentOutputSchemaBase
-from agents.handoffs import Handoff
-from agents.items import TResponseInputItem, TResponseStreamEvent
+from agents import Model, ModelProvider, Usage
 from agents.models.chatcmpl_converter import Converter
-from agents.models.chatcmpl_stream_handler import ChatCmplStreamHandler
-from agents.tracing import generation_span
-from openai import AsyncStream
 from openai.types.chat import ChatCompletionChunk, ChatCompletionMessage
-from openai.types.responses.response_prompt_param import ResponsePromptParam
 
-from timestep.runtime.models.chat_completions import completion_chunk, initial_response
+from timestep.runtime.models.chat_completions import ChatCompletionsModel, ModelCall, completion_chunk
 from timestep.runtime.models.errors import LocalModelNotInstalledError, ModelNotConfiguredError
 from timestep.runtime.models.llama_engine import (
     Generation,
@@ -124,7 +116,7 @@ class LocalModelProvider(ModelProvider):
         return f"{LOCAL_PREFIX}/{self.model_name}: {source}, llama.cpp on {self.spec.threads} CPU thread(s)"
 
 
-class LocalModel(Model):
+class LocalModel(ChatCompletionsModel):
     """The local model, as the Agents SDK calls models."""
 
     def __init__(self, name: str, spec: LoadSpec, engine: LlamaEngine) -> None:
@@ -132,88 +124,44 @@ class LocalModel(Model):
         self._spec = spec
         self._engine = engine
 
-    async def get_response(
-        self,
-        system_instructions: str | None,
-        input: str | list[TResponseInputItem],
-        model_settings: ModelSettings,
-        tools: list[Tool],
-        output_schema: AgentOutputSchemaBase | None,
-        handoffs: list[Handoff],
-        tracing: ModelTracing,
-        *,
-        previous_response_id: str | None,
-        conversation_id: str | None,
-        prompt: ResponsePromptParam | None,
-    ) -> ModelResponse:
-        request, forced = self._request(
-            system_instructions, input, model_settings, tools, output_schema, handoffs
+    @property
+    def model_name(self) -> str:
+        return self.name
+
+    async def complete(self, call: ModelCall) -> tuple[ChatCompletionMessage, Usage]:
+        request, forced = self._request(call)
+        generation = await self._generation(request)
+        tool_call = (
+            read_call(generation.text, forced, self.name, generation.finish_reason) if forced else None
         )
-        with generation_span(model=self.name, disabled=tracing.is_disabled()) as span:
-            generation = await self._generation(request)
-            usage = _usage(generation)
-            span.span_data.usage = {"input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens}
-        call = read_call(generation.text, forced, self.name, generation.finish_reason) if forced else None
         message = ChatCompletionMessage.model_validate(
             {
                 "role": "assistant",
-                "content": None if call else generation.text,
-                "tool_calls": [_call_param(call)] if call else None,
+                "content": None if tool_call else generation.text,
+                "tool_calls": [_call_param(tool_call)] if tool_call else None,
             }
         )
-        items = Converter.message_to_output_items(message, provider_data={"model": self.name})
-        return ModelResponse(output=items, usage=usage, response_id=None)
+        return message, _usage(generation)
 
-    async def stream_response(
-        self,
-        system_instructions: str | None,
-        input: str | list[TResponseInputItem],
-        model_settings: ModelSettings,
-        tools: list[Tool],
-        output_schema: AgentOutputSchemaBase | None,
-        handoffs: list[Handoff],
-        tracing: ModelTracing,
-        *,
-        previous_response_id: str | None,
-        conversation_id: str | None,
-        prompt: ResponsePromptParam | None,
-    ) -> AsyncIterator[TResponseStreamEvent]:
-        request, forced = self._request(
-            system_instructions, input, model_settings, tools, output_schema, handoffs
-        )
-        with generation_span(model=self.name, disabled=tracing.is_disabled()) as span:
-            chunks = cast(AsyncStream[ChatCompletionChunk], self._chunks(request, forced))
-            async for event in ChatCmplStreamHandler.handle_stream(
-                initial_response(self.name, model_settings), chunks, model=self.name
-            ):
-                if event.type == "response.completed" and event.response.usage is not None:
-                    span.span_data.usage = {
-                        "input_tokens": event.response.usage.input_tokens,
-                        "output_tokens": event.response.usage.output_tokens,
-                    }
-                yield event
+    @asynccontextmanager
+    async def stream_chunks(self, call: ModelCall) -> AsyncIterator[AsyncIterator[ChatCompletionChunk]]:
+        request, forced = self._request(call)
+        async with aclosing(self._chunks(request, forced)) as chunks:
+            yield chunks
 
-    def _request(
-        self,
-        system_instructions: str | None,
-        input: str | list[TResponseInputItem],
-        model_settings: ModelSettings,
-        tools: list[Tool],
-        output_schema: AgentOutputSchemaBase | None,
-        handoffs: list[Handoff],
-    ) -> tuple[GenerationRequest, list[ToolSpec]]:
-        offered = [ToolSpec.of(Converter.tool_to_openai(tool)) for tool in tools] + [
-            ToolSpec.of(Converter.convert_handoff_tool(handoff)) for handoff in handoffs
+    def _request(self, call: ModelCall) -> tuple[GenerationRequest, list[ToolSpec]]:
+        settings = call.model_settings
+        offered = [ToolSpec.of(Converter.tool_to_openai(tool)) for tool in call.tools] + [
+            ToolSpec.of(Converter.convert_handoff_tool(handoff)) for handoff in call.handoffs
         ]
-        forced = forced_tools(model_settings.tool_choice, offered, self.name)
+        forced = forced_tools(settings.tool_choice, offered, self.name)
+        schema = call.output_schema
         structured = (
-            output_schema.json_schema()
-            if output_schema is not None and not output_schema.is_plain_text() and not forced
-            else None
+            schema.json_schema() if schema is not None and not schema.is_plain_text() and not forced else None
         )
         messages = prompt_messages(
-            system_instructions,
-            Converter.items_to_messages(input, model=self.name),
+            call.system_instructions,
+            Converter.items_to_messages(call.input, model=self.name),
             forced=forced,
             output_schema=structured,
             model=self.name,
@@ -221,12 +169,9 @@ class LocalModel(Model):
         request = GenerationRequest(
             messages=messages,
             schema=call_schema(forced) if forced else structured,
-            max_tokens=model_settings.max_tokens
-            or (DEFAULT_MAX_CALL_TOKENS if forced else DEFAULT_MAX_TOKENS),
-            temperature=model_settings.temperature
-            if model_settings.temperature is not None
-            else DEFAULT_TEMPERATURE,
-            top_p=model_settings.top_p if model_settings.top_p is not None else DEFAULT_TOP_P,
+            max_tokens=settings.max_tokens or (DEFAULT_MAX_CALL_TOKENS if forced else DEFAULT_MAX_TOKENS),
+            temperature=settings.temperature if settings.temperature is not None else DEFAULT_TEMPERATURE,
+            top_p=settings.top_p if settings.top_p is not None else DEFAULT_TOP_P,
             stream_text=not forced,
         )
         return request, forced
@@ -240,7 +185,7 @@ class LocalModel(Model):
 
     async def _chunks(
         self, request: GenerationRequest, forced: list[ToolSpec]
-    ) -> AsyncIterator[ChatCompletionChunk]:
+    ) -> AsyncGenerator[ChatCompletionChunk]:
         """The reply as Chat Completions chunks, for the SDK's stream handler: text as it is
         generated; a tool call whole, once its JSON is complete."""
         chunk_id = f"chatcmpl-{uuid.uuid4().hex}"

@@ -33,23 +33,15 @@ import json
 import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import cast
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx2
-from agents import Model, ModelProvider, ModelResponse, ModelSettings, ModelTracing, Tool
-from agents.agent_output import AgentOutputSchemaBase
-from agents.handoffs import Handoff
-from agents.items import TResponseInputItem, TResponseStreamEvent
+from agents import Model, ModelProvider, Usage
 from agents.models.chatcmpl_converter import Converter
-from agents.models.chatcmpl_stream_handler import ChatCmplStreamHandler
-from agents.tracing import generation_span
-from openai import AsyncStream
-from openai.types.chat import ChatCompletionChunk
-from openai.types.responses.response_prompt_param import ResponsePromptParam
+from openai.types.chat import ChatCompletionChunk, ChatCompletionMessage
 
 from timestep.domain import RunErrorCode
-from timestep.runtime.models.chat_completions import initial_response
+from timestep.runtime.models.chat_completions import ChatCompletionsModel, ModelCall
 from timestep.runtime.models.errors import ModelNotConfiguredError, ModelProviderError
 from timestep.runtime.models.ollama_chat import (
     JSON,
@@ -187,7 +179,7 @@ class OllamaModelProvider(ModelProvider):
 # ----- the model ----------------------------------------------------------------------------
 
 
-class OllamaModel(Model):
+class OllamaModel(ChatCompletionsModel):
     """One Ollama model at one host, called through the native chat API with the HTTP client
     `http` returns (its provider's)."""
 
@@ -202,82 +194,34 @@ class OllamaModel(Model):
         self._http = http
         self._max_retries = max_retries
 
-    async def get_response(
-        self,
-        system_instructions: str | None,
-        input: str | list[TResponseInputItem],
-        model_settings: ModelSettings,
-        tools: list[Tool],
-        output_schema: AgentOutputSchemaBase | None,
-        handoffs: list[Handoff],
-        tracing: ModelTracing,
-        *,
-        previous_response_id: str | None,
-        conversation_id: str | None,
-        prompt: ResponsePromptParam | None,
-    ) -> ModelResponse:
-        body = self._body(system_instructions, input, model_settings, tools, output_schema, handoffs, False)
-        with generation_span(model=self.target.requested, disabled=tracing.is_disabled()) as span:
-            async with self._chat(body) as response:
-                data = self._reply(await self._read(response))
-            usage = ollama_usage(data)
-            span.span_data.usage = {"input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens}
-        message = completion_message(data.get("message") or {})
-        items = Converter.message_to_output_items(message, provider_data={"model": self.target.requested})
-        return ModelResponse(output=items, usage=usage, response_id=None)
+    @property
+    def model_name(self) -> str:
+        return self.target.requested
 
-    async def stream_response(
-        self,
-        system_instructions: str | None,
-        input: str | list[TResponseInputItem],
-        model_settings: ModelSettings,
-        tools: list[Tool],
-        output_schema: AgentOutputSchemaBase | None,
-        handoffs: list[Handoff],
-        tracing: ModelTracing,
-        *,
-        previous_response_id: str | None,
-        conversation_id: str | None,
-        prompt: ResponsePromptParam | None,
-    ) -> AsyncIterator[TResponseStreamEvent]:
-        body = self._body(system_instructions, input, model_settings, tools, output_schema, handoffs, True)
-        with generation_span(model=self.target.requested, disabled=tracing.is_disabled()) as span:
-            async with self._chat(body) as response:
-                chunks = cast(AsyncStream[ChatCompletionChunk], self._chunks(response))
-                async for event in ChatCmplStreamHandler.handle_stream(
-                    initial_response(self.target.requested, model_settings),
-                    chunks,
-                    model=self.target.requested,
-                ):
-                    if event.type == "response.completed" and event.response.usage is not None:
-                        span.span_data.usage = {
-                            "input_tokens": event.response.usage.input_tokens,
-                            "output_tokens": event.response.usage.output_tokens,
-                        }
-                    yield event
+    async def complete(self, call: ModelCall) -> tuple[ChatCompletionMessage, Usage]:
+        async with self._chat(self._body(call, stream=False)) as response:
+            data = self._reply(await self._read(response))
+        return completion_message(data.get("message") or {}), ollama_usage(data)
+
+    @asynccontextmanager
+    async def stream_chunks(self, call: ModelCall) -> AsyncIterator[AsyncIterator[ChatCompletionChunk]]:
+        async with self._chat(self._body(call, stream=True)) as response:
+            yield self._chunks(response)
 
     # ----- request --------------------------------------------------------------------------
 
-    def _body(
-        self,
-        system_instructions: str | None,
-        input: str | list[TResponseInputItem],
-        model_settings: ModelSettings,
-        tools: list[Tool],
-        output_schema: AgentOutputSchemaBase | None,
-        handoffs: list[Handoff],
-        stream: bool,
-    ) -> JSON:
-        messages = Converter.items_to_messages(input, model=self.target.requested)
-        if system_instructions:
-            messages.insert(0, {"role": "system", "content": system_instructions})
+    def _body(self, call: ModelCall, *, stream: bool) -> JSON:
+        model_settings, output_schema = call.model_settings, call.output_schema
+        messages = Converter.items_to_messages(call.input, model=self.target.requested)
+        if call.system_instructions:
+            messages.insert(0, {"role": "system", "content": call.system_instructions})
         body: JSON = {
             "model": self.target.model,
             "messages": ollama_messages(messages, self.target),
             "stream": stream,
         }
-        tool_params = [Converter.tool_to_openai(tool) for tool in tools] + [
-            Converter.convert_handoff_tool(handoff) for handoff in handoffs
+        tool_params = [Converter.tool_to_openai(tool) for tool in call.tools] + [
+            Converter.convert_handoff_tool(handoff) for handoff in call.handoffs
         ]
         # Ollama has no tool_choice; "none" is honoured by not offering tools.
         if tool_params and model_settings.tool_choice != "none":
