@@ -89,40 +89,45 @@ class RunHandlers:
     async def ApproveInterruption(
         self, request: runs_pb2.ApproveInterruptionRequest, call: CallContext
     ) -> runs_pb2.ApproveInterruptionResponse:
-        interruption, run = await self._runs.decide_and_resume(
-            call.scope,
-            validation.require_run_id(request.run_id),
-            validation.require_interruption_id(request.interruption_id),
-            InterruptionStatus.APPROVED,
-            always=request.always,
-            arguments_json=request.arguments_json,
-            decided_by=request.decided_by,
-            resume=request.resume,
-            wait=request.resume and request.wait,
-            deadline=call.waiting_deadline(request.resume and request.wait),
+        interruption, run = await self._decide(
+            request, call, InterruptionStatus.APPROVED, arguments_json=request.arguments_json
         )
-        return runs_pb2.ApproveInterruptionResponse(
-            interruption=convert.interruption_to_proto(interruption), run=convert.run_to_proto(run)
-        )
+        return runs_pb2.ApproveInterruptionResponse(interruption=interruption, run=run)
 
     async def RejectInterruption(
         self, request: runs_pb2.RejectInterruptionRequest, call: CallContext
     ) -> runs_pb2.RejectInterruptionResponse:
+        interruption, run = await self._decide(
+            request, call, InterruptionStatus.REJECTED, message=request.message
+        )
+        return runs_pb2.RejectInterruptionResponse(interruption=interruption, run=run)
+
+    async def _decide(
+        self,
+        request: runs_pb2.ApproveInterruptionRequest | runs_pb2.RejectInterruptionRequest,
+        call: CallContext,
+        status: InterruptionStatus,
+        *,
+        arguments_json: str = "",
+        message: str = "",
+    ) -> tuple[runs_pb2.Interruption, runs_pb2.Run]:
+        """An approval or a rejection, and the resume it may ask for (both requests share these
+        fields)."""
+        wait = request.resume and request.wait
         interruption, run = await self._runs.decide_and_resume(
             call.scope,
             validation.require_run_id(request.run_id),
             validation.require_interruption_id(request.interruption_id),
-            InterruptionStatus.REJECTED,
+            status,
             always=request.always,
-            message=request.message,
+            arguments_json=arguments_json,
+            message=message,
             decided_by=request.decided_by,
             resume=request.resume,
-            wait=request.resume and request.wait,
-            deadline=call.waiting_deadline(request.resume and request.wait),
+            wait=wait,
+            deadline=call.waiting_deadline(wait),
         )
-        return runs_pb2.RejectInterruptionResponse(
-            interruption=convert.interruption_to_proto(interruption), run=convert.run_to_proto(run)
-        )
+        return convert.interruption_to_proto(interruption), convert.run_to_proto(run)
 
     async def ResumeRun(
         self, request: runs_pb2.ResumeRunRequest, call: CallContext
