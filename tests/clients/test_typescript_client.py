@@ -47,7 +47,9 @@ async def test_the_typescript_client_passes_its_tests_against_the_service(
     for _ in range(transports):
         for answer in AFTER_DECISION:
             fake_openai.script(tool_call("send_email", EMAIL_ARGS, call_id=unique("call")), text(answer))
-        fake_openai.script(text(CONVERSATION_ANSWER), tool_call("send_email", EMAIL_ARGS, call_id=unique("call")))
+        fake_openai.script(
+            text(CONVERSATION_ANSWER), tool_call("send_email", EMAIL_ARGS, call_id=unique("call"))
+        )
     environment = {
         **os.environ,
         "TIMESTEP_GRPC_URL": f"http://127.0.0.1:{service.port}",
