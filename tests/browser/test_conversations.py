@@ -6,6 +6,7 @@ page and from the service, and another session is untouched.
 
 from __future__ import annotations
 
+import asyncio
 import os
 from typing import Final
 
@@ -107,3 +108,25 @@ async def test_a_person_reads_a_conversation_and_deletes_it_with_its_runs(
     await in_browser(page.click, f"main a[href='#/sessions/{other}']")
     await in_browser(page.wait_for_text, "main h1", f"Conversation {other}")
     await in_browser(page.wait_for_count, "ol.history li[data-item]", 2)
+
+
+async def test_a_conversation_fits_a_phone(service: TimestepService, fake_openai: FakeOpenAI) -> None:
+    phone = await asyncio.to_thread(ConsolePage, f"http://127.0.0.1:{service.http_port}", 390, 844)
+    try:
+        conversation = unique("phone")
+        fake_openai.script(tool_call("send_email", EMAIL_ARGS, call_id=unique("call")), text(SENT))
+        async with TimestepClient(f"127.0.0.1:{service.port}", api_key=ACME_KEY) as acme:
+            run = await acme.create_run(
+                "assistant", "Email Bob", session_id=conversation, wait=True, timeout=WAIT
+            )
+            await acme.approve(run.id, run.interruptions[0].id)
+            await acme.resume(run.id, wait=True, timeout=WAIT)
+        await in_browser(phone.open, "key")
+        await in_browser(phone.use_key, ACME_KEY)
+        await in_browser(phone.go, f"sessions/{conversation}")
+        await in_browser(phone.wait_for_count, "ol.history li[data-item]", 4)
+        await in_browser(phone.wait_for, "main tbody tr")
+        width = await in_browser(phone.driver.execute_script, "return document.documentElement.scrollWidth")
+        assert width == 390, "nothing is wider than the phone's screen"
+    finally:
+        await asyncio.to_thread(phone.close)
