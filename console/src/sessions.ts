@@ -109,6 +109,7 @@ function renderHeader(header: HTMLElement, session: Session): void {
     {
       type: 'button',
       'aria-expanded': 'false',
+      'aria-controls': 'confirm-delete',
       onclick: () => {
         confirmation.hidden = false;
         open.setAttribute('aria-expanded', 'true');
@@ -127,8 +128,8 @@ function renderHeader(header: HTMLElement, session: Session): void {
     h(
       'p',
       { class: 'meta' },
-      h('span', { id: 'session-items' }, `Items: ${session.itemCount}`),
-      h('span', { id: 'session-runs' }, `Runs: ${session.runCount}`),
+      h('span', {}, `Items: ${session.itemCount}`),
+      h('span', {}, `Runs: ${session.runCount}`),
       h('span', {}, `Agents: ${session.agents.join(', ') || 'none'}`),
       h('span', {}, `Started: ${when(session.createTime)}`),
       h('span', {}, `Last activity: ${when(session.lastActivityTime)}`),
@@ -153,8 +154,8 @@ function deleteForm(session: Session): HTMLFormElement {
   const submit = h('button', { class: 'danger', type: 'submit' }, 'Delete') as HTMLButtonElement;
   const form = h(
     'form',
-    { class: 'card confirm', hidden: true, tabindex: '-1', 'aria-labelledby': 'confirm-delete' },
-    h('h2', { id: 'confirm-delete' }, `Delete conversation ${session.id}?`),
+    { class: 'card confirm', id: 'confirm-delete', hidden: true, tabindex: '-1', 'aria-labelledby': 'confirm-delete-title' },
+    h('h2', { id: 'confirm-delete-title' }, `Delete conversation ${session.id}?`),
     what,
     h('label', {}, alsoRuns, `Also delete its ${plural(String(session.runCount), 'run')}`),
     h('div', { class: 'actions' }, submit, h('button', { type: 'reset' }, 'Keep it')),
