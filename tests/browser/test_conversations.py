@@ -1,7 +1,8 @@
 """Conversations in the console, in a real headless Chromium: a session's runs and history are
 listed, its items shown in order with the run that added each, and a person deletes it with its
 runs after a confirmation that says what goes; the session and its runs are then gone from the
-page and from the service, and another session is untouched.
+page and from the service, and another session is untouched. The list filters by agent; a run's
+page links to its conversation; a conversation's page fits a phone.
 """
 
 from __future__ import annotations
@@ -102,6 +103,14 @@ async def test_a_person_reads_a_conversation_and_deletes_it_with_its_runs(
         for run in (first, second):
             await expect_rpc_error(acme.get_run(run.id), grpc.StatusCode.NOT_FOUND)
         assert (await acme.get_session(other)).item_count == 2
+
+    # Its page is gone too: the service's NOT_FOUND, shown as the console shows errors.
+    await in_browser(page.go, f"sessions/{conversation}")
+    await in_browser(page.wait_for_text, "#notice", f"NotFound: No session has id '{conversation}'")
+    # The agent filter: no conversation has a run of billing.
+    await in_browser(page.go, "sessions?agent=billing")
+    await in_browser(page.wait_for_text, "tbody", "No conversations match.")
+    assert await in_browser(page.attributes, "input[name=agent]", "value") == ["billing"]
 
     # A run's page links to its conversation.
     await in_browser(page.go, f"runs/{kept.id}")
