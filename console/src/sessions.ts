@@ -1,7 +1,7 @@
 // Conversations (SessionService): the tenant's sessions, newest activity first; one session's
 // history in order, each item linked to the run that added it, its runs, and deleting it (with
 // or without its runs) after a confirmation that says what goes.
-import { type Session, type SessionItem } from '../../clients/typescript/src/index.js';
+import { type Run, RunStatus, type Session, type SessionItem } from '../../clients/typescript/src/index.js';
 import { client, report } from './api.js';
 import { RUN_COLUMNS, runRow } from './runs.js';
 import {
@@ -83,27 +83,30 @@ export async function sessionPage(sessionId: string): Promise<void> {
   const api = client();
   try {
     const session = await api.getSession(sessionId);
-    renderHeader(header, session);
-    const listRuns = async () => {
-      let pageToken = '';
-      do {
-        const page = await api.listRuns({ sessionId, pageToken, pageSize: 100 });
-        append(runs, ...page.runs.map(runRow));
-        pageToken = page.nextPageToken;
-      } while (pageToken);
-    };
     const listItems = async () => {
       for await (const item of api.sessionItems(sessionId, { pageSize: 100 })) history.appendChild(itemLine(item));
       if (!history.firstChild) history.appendChild(h('li', {}, 'The history is empty.'));
     };
-    await Promise.all([listRuns(), listItems()]);
+    const items = listItems();
+    const all: Run[] = [];
+    let pageToken = '';
+    do {
+      const page = await api.listRuns({ sessionId, pageToken, pageSize: 100 });
+      all.push(...page.runs);
+      pageToken = page.nextPageToken;
+    } while (pageToken);
+    append(runs, ...all.map(runRow));
+    // The service refuses to delete a conversation in progress unless told to cancel it first.
+    const active = all.filter((run) => run.status === RunStatus.QUEUED || run.status === RunStatus.RUNNING);
+    renderHeader(header, session, active.length);
+    await items;
   } catch (error) {
     report(error);
   }
 }
 
-function renderHeader(header: HTMLElement, session: Session): void {
-  const confirmation = deleteForm(session);
+function renderHeader(header: HTMLElement, session: Session, active: number): void {
+  const confirmation = deleteForm(session, active);
   const open = h(
     'button',
     {
@@ -139,17 +142,21 @@ function renderHeader(header: HTMLElement, session: Session): void {
   );
 }
 
-/** The confirmation: what goes, an optional "also its runs", and Delete / Keep. */
-function deleteForm(session: Session): HTMLFormElement {
+/** The confirmation: what goes, an optional "also its runs" (and, with `active` QUEUED or
+ * RUNNING runs, "cancel them first"), and Delete / Keep. */
+function deleteForm(session: Session, active: number): HTMLFormElement {
   const alsoRuns = h('input', { type: 'checkbox', name: 'runs' }) as HTMLInputElement;
+  const force = h('input', { type: 'checkbox', name: 'force' }) as HTMLInputElement;
   const what = h('p', { 'aria-live': 'polite' });
   const say = () => {
     const items = `its history: ${plural(String(session.itemCount), 'item')} (every message, tool call and tool output below)`;
+    const cancelled = force.checked ? ` Its ${plural(String(active), 'queued or running run')} ${active === 1 ? 'is' : 'are'} cancelled first.` : '';
     what.textContent = alsoRuns.checked
-      ? `This deletes ${items}, and ${plural(String(session.runCount), 'run')} of it with their events, approvals, saved RunStates and usage. It cannot be undone.`
-      : `This deletes ${items}. Its ${plural(String(session.runCount), 'run')} stay, still naming this conversation. It cannot be undone.`;
+      ? `This deletes ${items}, and ${plural(String(session.runCount), 'run')} of it with their events, approvals, saved RunStates and usage.${cancelled} It cannot be undone.`
+      : `This deletes ${items}. Its ${plural(String(session.runCount), 'run')} stay, still naming this conversation.${cancelled} It cannot be undone.`;
   };
   alsoRuns.addEventListener('change', say);
+  force.addEventListener('change', say);
   say();
   const submit = h('button', { class: 'danger', type: 'submit' }, 'Delete') as HTMLButtonElement;
   const form = h(
@@ -158,13 +165,22 @@ function deleteForm(session: Session): HTMLFormElement {
     h('h2', { id: 'confirm-delete-title' }, `Delete conversation ${session.id}?`),
     what,
     h('label', {}, alsoRuns, `Also delete its ${plural(String(session.runCount), 'run')}`),
+    active > 0 &&
+      h(
+        'label',
+        {},
+        force,
+        `Cancel its ${plural(String(active), 'queued or running run')} first (the service refuses to delete a conversation in progress otherwise)`,
+      ),
     h('div', { class: 'actions' }, submit, h('button', { type: 'reset' }, 'Keep it')),
   ) as HTMLFormElement;
+  // A reset clears the checkboxes after its event: say what goes once it has.
+  form.addEventListener('reset', () => queueMicrotask(say));
   form.addEventListener('submit', (event) => {
     event.preventDefault();
     submit.disabled = true;
     void client()
-      .deleteSession(session.id, { deleteRuns: alsoRuns.checked })
+      .deleteSession(session.id, { deleteRuns: alsoRuns.checked, force: force.checked })
       .then((deleted) => {
         const done = new URLSearchParams({
           deleted: session.id,

@@ -2,7 +2,8 @@
 listed, its items shown in order with the run that added each, and a person deletes it with its
 runs after a confirmation that says what goes; the session and its runs are then gone from the
 page and from the service, and another session is untouched. The list filters by agent; a run's
-page links to its conversation; a conversation's page fits a phone.
+page links to its conversation; a conversation in progress is deleted only when the person
+chooses to cancel its running run; a conversation's page fits a phone.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from timestep_client import RunStatus, TimestepClient
 
 from tests.browser.conftest import ACME_KEY
 from tests.browser.console_page import SCREENSHOTS, ConsolePage, browser_missing, in_browser
-from timestep_testing.fakes.openai_responses import FakeOpenAI, text, tool_call
+from timestep_testing.fakes.openai_responses import FakeOpenAI, gate, text, tool_call
 from timestep_testing.helpers import EMAIL_ARGS, WAIT, error_info, expect_rpc_error, unique
 
 GREETING: Final = "Hello Ada, nice to meet you."
@@ -118,6 +119,38 @@ async def test_a_person_reads_a_conversation_and_deletes_it_with_its_runs(
     await in_browser(page.click, f"main a[href='#/sessions/{other}']")
     await in_browser(page.wait_for_text, "main h1", f"Conversation {other}")
     await in_browser(page.wait_for_count, "ol.history li[data-item]", 2)
+
+
+async def test_a_conversation_in_progress_is_deleted_once_the_person_cancels_its_run(
+    service: TimestepService, page: ConsolePage, fake_openai: FakeOpenAI
+) -> None:
+    conversation, release = unique("busy"), asyncio.Event()
+    fake_openai.script(gate(text("too late"), release))
+    async with TimestepClient(f"127.0.0.1:{service.port}", api_key=ACME_KEY) as acme:
+        run = await acme.create_run("assistant", "Think slowly", session_id=conversation)
+        await fake_openai.wait_for_requests(1)
+        try:
+            await in_browser(page.open, "key")
+            await in_browser(page.use_key, ACME_KEY)
+            await in_browser(page.go, f"sessions/{conversation}")
+            await in_browser(page.click, "button[aria-expanded]")
+            confirm = "form.confirm"
+            await in_browser(page.click, f"{confirm} input[name=runs]")
+            # Without cancelling, the service refuses, naming the run; nothing is deleted.
+            await in_browser(page.click, f"{confirm} button.danger")
+            await in_browser(page.wait_for_text, "#notice", f"FailedPrecondition: Session '{conversation}'")
+            assert run.id in str(await in_browser(page.text, "#notice"))
+            assert (await acme.get_run(run.id)).status == RunStatus.RUN_STATUS_RUNNING
+
+            await in_browser(page.click, f"{confirm} input[name=force]")
+            await in_browser(page.wait_for_text, confirm, "Its 1 queued or running run is cancelled first.")
+            await in_browser(page.click, f"{confirm} button.danger")
+            await in_browser(page.wait_for_text, "main p.done", f"Deleted conversation {conversation}:")
+            assert "and 1 run." in str(await in_browser(page.text, "main p.done"))
+        finally:
+            release.set()
+        await expect_rpc_error(acme.get_session(conversation), grpc.StatusCode.NOT_FOUND)
+        await expect_rpc_error(acme.get_run(run.id), grpc.StatusCode.NOT_FOUND)
 
 
 async def test_a_conversation_fits_a_phone(service: TimestepService, fake_openai: FakeOpenAI) -> None:
