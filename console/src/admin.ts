@@ -1,14 +1,9 @@
 // Schedules, usage and the API key form.
 import { client, apiKey, report, setApiKey } from './api.js';
-import { h, notice, show, when } from './ui.js';
+import { h, notice, show, table, when } from './ui.js';
 
-function table(headings: string[], rows: string[][]): HTMLElement {
-  return h(
-    'table',
-    {},
-    h('thead', {}, h('tr', {}, ...headings.map((t) => h('th', { scope: 'col' }, t)))),
-    h('tbody', {}, ...rows.map((row) => h('tr', {}, ...row.map((cell) => h('td', {}, cell))))),
-  );
+function textTable(headings: string[], rows: string[][]): HTMLElement {
+  return table(headings, h('tbody', {}, ...rows.map((row) => h('tr', {}, ...row.map((cell) => h('td', {}, cell))))));
 }
 
 export async function schedules(): Promise<void> {
@@ -19,7 +14,7 @@ export async function schedules(): Promise<void> {
     page.appendChild(
       schedules.length === 0
         ? h('p', {}, 'No schedules. Create them with `timestep schedules create` or ScheduleService.')
-        : table(
+        : textTable(
             ['Schedule', 'Cron', 'Agent', 'State', 'Last fired'],
             schedules.map((s) => [s.id, `${s.cron} ${s.timezone}`, s.agent, states[s.state] ?? '', when(s.lastFireTime)]),
           ),
@@ -38,7 +33,7 @@ export async function usage(): Promise<void> {
       h('p', { class: 'meta' }, `${response.runCount} runs, ${total?.totalTokens ?? 0n} tokens, $${(total?.costUsd ?? 0).toFixed(4)} estimated`),
     );
     page.appendChild(
-      table(
+      textTable(
         ['Agent', 'Model', 'Runs', 'Tokens', 'Cost'],
         response.groups.map((g) => [
           g.agent,

@@ -2,6 +2,7 @@
 import { keyForm, schedules, usage } from './admin.js';
 import { inbox } from './inbox.js';
 import { newRun, runList, runPage } from './runs.js';
+import { sessionList, sessionPage } from './sessions.js';
 import { main, notice } from './ui.js';
 
 let leaving = new AbortController();
@@ -15,6 +16,8 @@ function route(): void {
   const params = new URLSearchParams(query);
   if (parts[0] === 'runs' && parts[1]) void runPage(decodeURIComponent(parts[1]), leaving.signal);
   else if (parts[0] === 'runs') void runList(params);
+  else if (parts[0] === 'sessions' && parts[1]) void sessionPage(decodeURIComponent(parts[1]));
+  else if (parts[0] === 'sessions') void sessionList(params);
   else if (parts[0] === 'new') void newRun();
   else if (parts[0] === 'schedules') void schedules();
   else if (parts[0] === 'usage') void usage();

@@ -8,7 +8,18 @@ import {
 } from '../../clients/typescript/src/index.js';
 import { client, report } from './api.js';
 import { describe, interruptionCard, statusName } from './interruptions.js';
-import { append, download, h, show, when } from './ui.js';
+import {
+  append,
+  download,
+  filterField,
+  filterForm,
+  h,
+  nextPageLink,
+  sessionHref,
+  show,
+  table,
+  when,
+} from './ui.js';
 
 const STATUSES = ['QUEUED', 'RUNNING', 'INTERRUPTED', 'COMPLETED', 'FAILED', 'CANCELLED'];
 
@@ -20,61 +31,45 @@ export async function runList(query: URLSearchParams): Promise<void> {
     pageToken: query.get('page') ?? '',
     pageSize: 25,
   };
-  const field = (name: string, label: string) =>
-    h('label', {}, label, h('input', { name, value: query.get(name) ?? '', type: 'text' }));
   const statusSelect = h(
     'select',
     { name: 'status' },
     h('option', { value: '' }, 'any'),
     ...STATUSES.map((s) => h('option', { value: s, selected: query.get('status') === s }, s)),
   );
-  const form = h(
-    'form',
-    { class: 'filters', role: 'search' },
+  const form = filterForm(
+    'runs',
     h('label', {}, 'Status', statusSelect),
-    field('agent', 'Agent'),
-    field('session', 'Session'),
-    h('button', { type: 'submit' }, 'Filter'),
-  ) as HTMLFormElement;
-  form.addEventListener('submit', (event) => {
-    event.preventDefault();
-    const data = new URLSearchParams();
-    for (const [name, value] of new FormData(form)) if (value) data.set(name, String(value));
-    location.hash = `#/runs?${data}`;
-  });
-  const body = h('tbody');
-  const table = h(
-    'table',
-    {},
-    h('thead', {}, h('tr', {}, ...['Run', 'Status', 'Agent', 'Created', 'Cost'].map((t) => h('th', { scope: 'col' }, t)))),
-    body,
+    filterField(query, 'agent', 'Agent'),
+    filterField(query, 'session', 'Session'),
   );
+  const body = h('tbody');
   const more = h('p');
-  show('Runs', form, table, more);
+  show('Runs', form, table(RUN_COLUMNS, body), more);
   try {
     const page = await client().listRuns(filter);
-    for (const run of page.runs) {
-      body.appendChild(
-        h(
-          'tr',
-          {},
-          h('td', {}, h('a', { href: `#/runs/${run.id}` }, run.id)),
-          h('td', { class: `status status-${statusName(run.status)}` }, statusName(run.status)),
-          h('td', {}, run.agent),
-          h('td', {}, when(run.createTime)),
-          h('td', {}, `$${(run.usage?.costUsd ?? 0).toFixed(4)}`),
-        ),
-      );
-    }
+    append(body, ...page.runs.map(runRow));
     if (page.runs.length === 0) body.appendChild(h('tr', {}, h('td', { colspan: '5' }, 'No runs match.')));
-    if (page.nextPageToken) {
-      const next = new URLSearchParams(query);
-      next.set('page', page.nextPageToken);
-      append(more, h('a', { href: `#/runs?${next}` }, 'Next page'));
-    }
+    append(more, nextPageLink('runs', query, page.nextPageToken));
   } catch (error) {
     report(error);
   }
+}
+
+/** The columns of `runRow`. */
+export const RUN_COLUMNS = ['Run', 'Status', 'Agent', 'Created', 'Cost'];
+
+/** A run as a row of a runs table, linked to its page. */
+export function runRow(run: Run): HTMLElement {
+  return h(
+    'tr',
+    {},
+    h('td', {}, h('a', { href: `#/runs/${run.id}` }, run.id)),
+    h('td', { class: `status status-${statusName(run.status)}` }, statusName(run.status)),
+    h('td', {}, run.agent),
+    h('td', {}, when(run.createTime)),
+    h('td', {}, `$${(run.usage?.costUsd ?? 0).toFixed(4)}`),
+  );
 }
 
 export async function runPage(runId: string, signal: AbortSignal): Promise<void> {
@@ -156,7 +151,7 @@ function renderHeader(header: HTMLElement, run: Run, actions: RunActions): void 
       { class: 'meta' },
       h('span', {}, 'Status: ', h('span', { class: `status status-${statusName(run.status)}`, id: 'run-status' }, statusName(run.status))),
       h('span', {}, `Agent: ${run.currentAgent || run.agent}`),
-      run.sessionId ? h('span', {}, `Session: ${run.sessionId}`) : null,
+      run.sessionId ? h('span', {}, 'Session: ', h('a', { href: sessionHref(run.sessionId) }, run.sessionId)) : null,
       h('span', {}, `Tokens: ${run.usage?.totalTokens ?? 0n}`),
       h('span', {}, `Cost: $${(run.usage?.costUsd ?? 0).toFixed(4)}`),
       h('span', {}, `Updated: ${when(run.updateTime)}`),

@@ -60,3 +60,44 @@ export function download(filename: string, text: string): void {
   link.click();
   link.remove();
 }
+
+/** A table with column headings over `body` (a tbody, filled now or later). */
+export function table(headings: string[], body: HTMLElement = h('tbody')): HTMLElement {
+  return h('table', {}, h('thead', {}, h('tr', {}, ...headings.map((t) => h('th', { scope: 'col' }, t)))), body);
+}
+
+/** A search form over a listing at `#/<path>`: submitting it opens the listing with the form's
+ * non-empty fields as the query (and no page token). */
+export function filterForm(path: string, ...controls: Child[]): HTMLFormElement {
+  const form = h(
+    'form',
+    { class: 'filters', role: 'search' },
+    ...controls,
+    h('button', { type: 'submit' }, 'Filter'),
+  ) as HTMLFormElement;
+  form.addEventListener('submit', (event) => {
+    event.preventDefault();
+    const data = new URLSearchParams();
+    for (const [name, value] of new FormData(form)) if (value) data.set(name, String(value));
+    location.hash = `#/${path}?${data}`;
+  });
+  return form;
+}
+
+/** A labelled text field of a filter form, showing the query's value. */
+export function filterField(query: URLSearchParams, name: string, label: string): HTMLElement {
+  return h('label', {}, label, h('input', { name, value: query.get(name) ?? '', type: 'text' }));
+}
+
+/** The link to the next page of a listing at `#/<path>` ('' when there is none). */
+export function nextPageLink(path: string, query: URLSearchParams, pageToken: string): HTMLElement | null {
+  if (!pageToken) return null;
+  const next = new URLSearchParams(query);
+  next.set('page', pageToken);
+  return h('a', { href: `#/${path}?${next}` }, 'Next page');
+}
+
+/** The console's address of a session's page. */
+export function sessionHref(sessionId: string): string {
+  return `#/sessions/${encodeURIComponent(sessionId)}`;
+}

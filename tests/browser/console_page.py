@@ -5,18 +5,25 @@ while the service answers in the test's event loop.
 
 from __future__ import annotations
 
+import asyncio
+import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Final
+from typing import Final, ParamSpec, TypeVar
 
 from selenium import webdriver
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
 
+REPO: Final = Path(__file__).resolve().parents[2]
+SCREENSHOTS: Final = REPO / os.environ.get("TIMESTEP_SCREENSHOTS", "build/screenshots")
+"""Where tests save screenshots (`make screenshots` sets TIMESTEP_SCREENSHOTS=docs: the README's)."""
 CHROMIUM: Final = "/usr/bin/chromium"
 CHROMEDRIVER: Final = "/usr/bin/chromedriver"
 FLAGS: Final = (
@@ -29,6 +36,8 @@ FLAGS: Final = (
     "--no-first-run",
     "--disable-features=Translate,MediaRouter,OptimizationHints",
 )
+P = ParamSpec("P")
+T = TypeVar("T")
 WAIT_S: Final = 15.0
 """Upper bound for the page to show something (never a sleep)."""
 
@@ -96,13 +105,32 @@ class ConsolePage:
         )
 
     def click(self, css: str) -> None:
-        self.wait_for(css).click()
+        """Click the element once it is visible; one re-rendered meanwhile is found again."""
+
+        def clicked(driver: webdriver.Chrome) -> bool:
+            element = driver.find_element(By.CSS_SELECTOR, css)
+            if not element.is_displayed():
+                return False
+            element.click()
+            return True
+
+        WebDriverWait(
+            self.driver, WAIT_S, ignored_exceptions=(NoSuchElementException, StaleElementReferenceException)
+        ).until(clicked, f"could not click {css!r}; page: {self.text('main')!r}")
 
     def type(self, css: str, text: str) -> None:
         self.wait_for(css).send_keys(text)
 
     def text(self, css: str) -> str:
         return str(self.driver.find_element(By.CSS_SELECTOR, css).text)
+
+    def texts(self, css: str) -> list[str]:
+        return [str(element.text) for element in self.driver.find_elements(By.CSS_SELECTOR, css)]
+
+    def attributes(self, css: str, name: str) -> list[str]:
+        return [
+            str(element.get_attribute(name)) for element in self.driver.find_elements(By.CSS_SELECTOR, css)
+        ]
 
     def count(self, css: str) -> int:
         return len(self.driver.find_elements(By.CSS_SELECTOR, css))
@@ -113,3 +141,8 @@ class ConsolePage:
     def screenshot(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.driver.save_screenshot(str(path))
+
+
+async def in_browser(function: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+    """Call a blocking ConsolePage method off the event loop, which meanwhile serves the page."""
+    return await asyncio.to_thread(function, *args, **kwargs)

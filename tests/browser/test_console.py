@@ -10,50 +10,22 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Final
 
 import pytest
 from timestep.app import TimestepService
-from timestep.runtime.providers import ModelConfig
 from timestep_client import RunStatus, TimestepClient
 
-from tests.browser.console_page import ConsolePage, browser_missing
-from tests.conftest import StartService
+from tests.browser.conftest import ACME_KEY, GLOBEX_KEY
+from tests.browser.console_page import SCREENSHOTS, ConsolePage, browser_missing, in_browser
 from timestep_testing.fakes.openai_responses import FakeOpenAI, text, tool_call
-from timestep_testing.helpers import EMAIL_ARGS, WAIT, function_call_outputs, tenant_keys, unique
+from timestep_testing.helpers import EMAIL_ARGS, WAIT, function_call_outputs, unique
 
-ACME_KEY: Final = "ts_acme-console-key-0123456789"
-GLOBEX_KEY: Final = "ts_globex-console-key-0123456789"
-REPO: Final = Path(__file__).resolve().parents[2]
-SCREENSHOTS: Final = REPO / os.environ.get("TIMESTEP_SCREENSHOTS", "build/screenshots")
 ANSWER: Final = "Done: Bob knows you are running late."
 REPLY: Final = "Understood, I did not send the email."
 
 if reason := browser_missing():
     pytestmark = pytest.mark.skipif(not os.environ.get("CI"), reason=reason)
-
-
-@pytest.fixture
-async def service(start_service: StartService, model_config: ModelConfig) -> AsyncIterator[TimestepService]:
-    async with start_service(model_config, api_keys=tenant_keys(ACME_KEY, GLOBEX_KEY)) as running:
-        yield running
-
-
-@pytest.fixture
-async def page(service: TimestepService) -> AsyncIterator[ConsolePage]:
-    if reason := browser_missing():
-        pytest.fail(reason)
-    opened = await asyncio.to_thread(ConsolePage, f"http://127.0.0.1:{service.http_port}")
-    try:
-        yield opened
-    finally:
-        await asyncio.to_thread(opened.close)
-
-
-async def in_browser(function: object, *args: object) -> object:
-    return await asyncio.to_thread(function, *args)  # type: ignore[arg-type]
 
 
 async def test_a_person_approves_and_rejects_in_the_console_and_follows_the_answer(

@@ -1,6 +1,7 @@
 """The TypeScript client package (clients/typescript) runs its own tests under Node against the
 real service: over gRPC and over Connect on the HTTP port, with an API key. The fake model
-answers each run with a send_email call and, after the decision, a text."""
+answers each run with a send_email call and, after the decision, a text; in the conversation
+test, the session's first run with a text and its second with a send_email call."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ NODE_TIMEOUT: Final = 120.0
 API_KEY: Final = "ts_typescript-client-key-0123456789"
 # What the model answers after the decision, in the order each transport's tests decide.
 AFTER_DECISION: Final = ("The email was sent.", "OK, I did not send it.")
+CONVERSATION_ANSWER: Final = "Hello Ada."
 
 
 @pytest.fixture(scope="module")
@@ -42,8 +44,12 @@ async def test_the_typescript_client_passes_its_tests_against_the_service(
     service: TimestepService, fake_openai: FakeOpenAI
 ) -> None:
     transports = 2  # gRPC and Connect
-    for answer in AFTER_DECISION * transports:
-        fake_openai.script(tool_call("send_email", EMAIL_ARGS, call_id=unique("call")), text(answer))
+    for _ in range(transports):
+        for answer in AFTER_DECISION:
+            fake_openai.script(tool_call("send_email", EMAIL_ARGS, call_id=unique("call")), text(answer))
+        fake_openai.script(
+            text(CONVERSATION_ANSWER), tool_call("send_email", EMAIL_ARGS, call_id=unique("call"))
+        )
     environment = {
         **os.environ,
         "TIMESTEP_GRPC_URL": f"http://127.0.0.1:{service.port}",
@@ -55,6 +61,7 @@ async def test_the_typescript_client_passes_its_tests_against_the_service(
     )
     assert code == 0, f"the TypeScript client's tests failed:\n{stdout}\n{stderr}"
     assert "# fail 0" in stdout
+    assert fake_openai.remaining == 0, "every test ran and made the model calls it was scripted for"
 
 
 @pytest.mark.usefixtures("built_package")

@@ -12,7 +12,10 @@ from typing import Final
 import asyncpg
 import grpc
 import pytest
+from timestep import PostgresSession, RunStateStore, ids, run_agent
+from timestep.api.auth import DEFAULT_TENANT
 from timestep.app import TimestepService
+from timestep.examples.agents import AGENTS
 from timestep.runtime.providers import ModelConfig
 from timestep_client import RunStatus, TimestepClient
 
@@ -24,6 +27,7 @@ from timestep_testing.helpers import (
     collect_events,
     error_info,
     expect_rpc_error,
+    in_process_run_config,
     unique,
 )
 
@@ -133,6 +137,31 @@ async def test_deleting_a_session_with_its_runs_erases_the_conversation(
     assert error_info(error).reason == "SESSION_NOT_FOUND"
     await expect_rpc_error(client.delete_session(session), grpc.StatusCode.NOT_FOUND)
     assert (await client.delete_session(session, allow_missing=True)).deleted_items == 0
+
+
+async def test_deleting_a_session_erases_what_a_library_program_saved_under_its_key(
+    own_service: TimestepService, own_client: TimestepClient, fake_openai: FakeOpenAI, durable_database: str
+) -> None:
+    """A program using the library on the service's key of a session (`ids.scoped`) shares its
+    history, and may keep its paused RunState next to it (RunStateStore): both go with the
+    session."""
+    client, session = own_client, unique("session")
+    key, [assistant] = ids.scoped(DEFAULT_TENANT, session), [a for a in AGENTS if a.name == "assistant"]
+    fake_openai.script(text("Hello Ada."), tool_call("send_email", EMAIL_ARGS, call_id=unique("call")))
+    await client.create_run("assistant", "My name is Ada.", session_id=session, wait=True)
+    history = PostgresSession(key, own_service.pool)
+    paused = await run_agent(
+        assistant, "Email Bob", history, False, run_config=in_process_run_config(fake_openai)
+    )
+    states = RunStateStore(assistant, key, pool=own_service.pool)
+    await states.save(paused.to_state())
+
+    deleted = await client.delete_session(session, delete_runs=True)
+
+    assert deleted.deleted_runs == 1
+    await assert_no_secret_anywhere(durable_database, [session])
+    assert await states.load() is None
+    assert await history.get_items() == []
 
 
 async def test_deleting_only_a_sessions_history_keeps_its_runs(

@@ -1,4 +1,5 @@
-// TimestepClient: the Timestep service's RunService (and the other services' raw clients) over
+// TimestepClient: the Timestep service's RunService and SessionService (and the other services'
+// raw clients) over
 // any Connect-ES transport: Connect or gRPC-Web in browsers, Connect or gRPC in Node
 // (see ./node.ts and ./web.ts for ready-made transports).
 import { Code, ConnectError, createClient, type Client, type Interceptor, type Transport } from '@connectrpc/connect';
@@ -18,6 +19,14 @@ import {
   type WatchRunsResponse,
 } from './gen/timestep/v1/runs_pb.js';
 import { ScheduleService } from './gen/timestep/v1/schedules_pb.js';
+import {
+  type DeleteSessionResponse,
+  type ListSessionItemsResponse,
+  type ListSessionsResponse,
+  type Session,
+  type SessionItem,
+  SessionService,
+} from './gen/timestep/v1/sessions_pb.js';
 import { UsageService } from './gen/timestep/v1/usage_pb.js';
 
 /** Codes after which re-subscribing to a stream is worth trying. */
@@ -35,6 +44,21 @@ export interface ReconnectOptions {
 
 export type CreateRunOptions = Omit<Partial<CreateRunRequest>, '$typeName' | 'agent' | 'input'>;
 
+/** Which page of a listing: `pageSize` 0 means the service's default (50). */
+export interface PageOptions {
+  pageSize?: number;
+  pageToken?: string;
+}
+
+export interface DeleteSessionOptions {
+  /** Also delete every run that named the session (default: only its history goes). */
+  deleteRuns?: boolean;
+  /** Cancel the session's QUEUED and RUNNING runs first instead of refusing. */
+  force?: boolean;
+  /** A session that does not exist is not an error (nothing is deleted). */
+  allowMissing?: boolean;
+}
+
 /** An interceptor that sends `authorization: Bearer <key>` with every call. */
 export function bearer(apiKey: string): Interceptor {
   return (next) => async (request) => {
@@ -48,12 +72,14 @@ export class TimestepClient {
   readonly agents: Client<typeof AgentService>;
   readonly usage: Client<typeof UsageService>;
   readonly schedules: Client<typeof ScheduleService>;
+  readonly sessions: Client<typeof SessionService>;
 
   constructor(transport: Transport) {
     this.runs = createClient(RunService, transport);
     this.agents = createClient(AgentService, transport);
     this.usage = createClient(UsageService, transport);
     this.schedules = createClient(ScheduleService, transport);
+    this.sessions = createClient(SessionService, transport);
   }
 
   async createRun(agent: string, input: string, options: CreateRunOptions = {}): Promise<Run> {
@@ -142,6 +168,40 @@ export class TimestepClient {
       yield change;
     }
   }
+
+  /** The tenant's sessions, newest activity first (only those with a run of `agent`, if given). */
+  async listSessions(options: PageOptions & { agent?: string } = {}): Promise<ListSessionsResponse> {
+    return this.sessions.listSessions({ agent: options.agent ?? '', ...pageOf(options) });
+  }
+
+  async getSession(sessionId: string): Promise<Session> {
+    return required((await this.sessions.getSession({ sessionId })).session);
+  }
+
+  /** A page of the session's history, oldest first (`itemJson`, the `runId` that added each item). */
+  async listSessionItems(sessionId: string, options: PageOptions = {}): Promise<ListSessionItemsResponse> {
+    return this.sessions.listSessionItems({ sessionId, ...pageOf(options) });
+  }
+
+  /** Every item of the session's history, oldest first, a page at a time. */
+  async *sessionItems(sessionId: string, options: { pageSize?: number } = {}): AsyncGenerator<SessionItem> {
+    let pageToken = '';
+    do {
+      const page = await this.listSessionItems(sessionId, { ...options, pageToken });
+      yield* page.items;
+      pageToken = page.nextPageToken;
+    } while (pageToken);
+  }
+
+  /** Delete the session's history, and with `deleteRuns` its runs (as DeleteRun deletes them). */
+  async deleteSession(sessionId: string, options: DeleteSessionOptions = {}): Promise<DeleteSessionResponse> {
+    return this.sessions.deleteSession({
+      sessionId,
+      deleteRuns: options.deleteRuns ?? false,
+      force: options.force ?? false,
+      allowMissing: options.allowMissing ?? false,
+    });
+  }
 }
 
 async function* reconnecting<T>(
@@ -181,6 +241,10 @@ function delay(ms: number, signal?: AbortSignal): Promise<void> {
       resolve();
     });
   });
+}
+
+function pageOf(options: PageOptions): { pageSize: number; pageToken: string } {
+  return { pageSize: options.pageSize ?? 0, pageToken: options.pageToken ?? '' };
 }
 
 function required<T>(value: T | undefined): T {

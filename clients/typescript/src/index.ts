@@ -1,8 +1,16 @@
 // The Timestep client: TimestepClient over a transport of your choice, and the generated
 // messages, enums and service descriptors of timestep.v1.
 export { Code, ConnectError } from '@connectrpc/connect';
-export { bearer, TimestepClient, type CreateRunOptions, type ReconnectOptions } from './client.js';
+export {
+  bearer,
+  TimestepClient,
+  type CreateRunOptions,
+  type DeleteSessionOptions,
+  type PageOptions,
+  type ReconnectOptions,
+} from './client.js';
 export * from './gen/timestep/v1/agents_pb.js';
 export * from './gen/timestep/v1/runs_pb.js';
 export * from './gen/timestep/v1/schedules_pb.js';
+export * from './gen/timestep/v1/sessions_pb.js';
 export * from './gen/timestep/v1/usage_pb.js';

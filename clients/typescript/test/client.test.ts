@@ -1,13 +1,21 @@
-// TimestepClient against a real service (tests/e2e/test_typescript_client.py starts it, with a
-// fake model that answers each run with a send_email call and, after the decision, a text):
-// over gRPC and, when TIMESTEP_HTTP_URL is set, over Connect.
+// TimestepClient against a real service (tests/clients/test_typescript_client.py starts it, with a
+// fake model that answers each run with a send_email call and, after the decision, a text; in
+// the conversation test, a text and then a send_email call): over gRPC and, when
+// TIMESTEP_HTTP_URL is set, over Connect.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { Agent, tool } from '@openai/agents';
 import { ConnectError, Code } from '@connectrpc/connect';
 import { loadRunState, importRunState } from '../src/agents.js';
 import { connectNode } from '../src/node.js';
-import { InterruptionStatus, RunStatus, type TimestepClient, type WatchRunsResponse } from '../src/index.js';
+import {
+  InterruptionStatus,
+  MultitaskStrategy,
+  RunStatus,
+  type SessionItem,
+  type TimestepClient,
+  type WatchRunsResponse,
+} from '../src/index.js';
 
 const grpcUrl = required('TIMESTEP_GRPC_URL');
 const apiKey = required('TIMESTEP_API_KEY');
@@ -31,8 +39,16 @@ const assistant = new Agent({ name: 'assistant', instructions: 'Help.', tools: [
 
 function required(name: string): string {
   const value = process.env[name];
-  if (!value) throw new Error(`${name} is not set; run these tests from tests/e2e/test_typescript_client.py`);
+  if (!value) throw new Error(`${name} is not set; run these tests from tests/clients/test_typescript_client.py`);
   return value;
+}
+
+/** The call fails with `code`. */
+async function rejectsWith(call: Promise<unknown>, code: Code): Promise<void> {
+  await assert.rejects(call, (error: unknown) => {
+    assert.equal(ConnectError.from(error).code, code);
+    return true;
+  });
 }
 
 /** The first change of `watch` that `matches`, within 10 s. */
@@ -100,19 +116,55 @@ for (const [protocol, baseUrl] of transports) {
       assert.equal(resumed.status, RunStatus.COMPLETED);
     });
 
+    test('a conversation is listed, read page by page in order, and deleted with its runs', async () => {
+      const sessionId = `ts-${protocol}-${Date.now()}`;
+      const answered = await client.createRun('assistant', 'My name is Ada.', { sessionId, wait: true });
+      assert.equal(answered.status, RunStatus.COMPLETED);
+      const paused = await client.createRun('assistant', 'Email Bob that I am late', { sessionId, wait: true });
+      assert.equal(paused.status, RunStatus.INTERRUPTED);
+      // The paused run holds the session's turn: REJECT refuses a new run instead of queueing it.
+      const busy = client.createRun('assistant', 'Hello?', { sessionId, multitaskStrategy: MultitaskStrategy.REJECT });
+      await rejectsWith(busy, Code.FailedPrecondition);
+      await client.cancel(paused.id, 'done with it');
+
+      const [newest] = (await client.listSessions({ agent: 'assistant', pageSize: 1 })).sessions;
+      assert.equal(newest.id, sessionId, 'newest activity first');
+      assert.ok(!(await client.listSessions({ agent: 'billing' })).sessions.some((s) => s.id === sessionId));
+      const session = await client.getSession(sessionId);
+      assert.equal(session.runCount, 2n);
+      assert.deepEqual(session.agents, ['assistant']);
+
+      const first = await client.listSessionItems(sessionId, { pageSize: 1 });
+      assert.equal(first.items.length, 1);
+      assert.notEqual(first.nextPageToken, '');
+      const items: SessionItem[] = [];
+      for await (const item of client.sessionItems(sessionId, { pageSize: 1 })) items.push(item);
+      assert.equal(BigInt(items.length), session.itemCount);
+      assert.deepEqual(items[0], first.items[0]);
+      assert.deepEqual(
+        items.map((item) => item.runId),
+        [answered.id, answered.id, ...items.slice(2).map(() => paused.id)],
+      );
+      assert.match(items[0].itemJson, /My name is Ada/);
+      assert.ok(items.some((item) => JSON.parse(item.itemJson).type === 'function_call'));
+      assert.ok(items.every((item, i) => i === 0 || item.id > items[i - 1].id), 'oldest first');
+
+      const deleted = await client.deleteSession(sessionId, { deleteRuns: true });
+      assert.equal(deleted.deletedRuns, 2n);
+      assert.equal(deleted.deletedItems, session.itemCount);
+      await rejectsWith(client.getSession(sessionId), Code.NotFound);
+      await rejectsWith(client.getRun(answered.id), Code.NotFound);
+      await rejectsWith(client.deleteSession(sessionId), Code.NotFound);
+      assert.equal((await client.deleteSession(sessionId, { allowMissing: true })).deletedItems, 0n);
+    });
+
     test('errors carry their code: an unknown run is NOT_FOUND', async () => {
-      await assert.rejects(client.getRun('run_doesnotexist'), (error: unknown) => {
-        assert.equal(ConnectError.from(error).code, Code.NotFound);
-        return true;
-      });
+      await rejectsWith(client.getRun('run_doesnotexist'), Code.NotFound);
     });
 
     test('a wrong key is UNAUTHENTICATED', async () => {
       const stranger = connectNode({ baseUrl, protocol, apiKey: 'ts_wrong' });
-      await assert.rejects(stranger.listRuns(), (error: unknown) => {
-        assert.equal(ConnectError.from(error).code, Code.Unauthenticated);
-        return true;
-      });
+      await rejectsWith(stranger.listRuns(), Code.Unauthenticated);
     });
   });
 }

@@ -117,7 +117,7 @@ class DeletionStore:
                 if row["status"] in _EXECUTING:
                     raise session_active(session_id, row["id"])
             deleted = await _delete_runs(connection, run_ids)
-            items = await self._sessions.delete_items(connection, scope, session_id)
+            items = await self._sessions.delete_history(connection, scope, session_id)
             return deleted + Deletion(session_items=items)
 
     @retried

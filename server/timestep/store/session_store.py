@@ -1,6 +1,7 @@
 """Sessions as the service lists them: per tenant, from the runs that named a session id and the
 items stored under the tenant's key for it (`ids.scoped`). Items are written by
-`PostgresSession`; this module reads them and deletes them."""
+`PostgresSession`; this module reads them and deletes them (with any RunState a library program
+saved under the same key)."""
 
 from __future__ import annotations
 
@@ -144,10 +145,13 @@ class SessionStore:
         token = encode_page_token(token_scope, [str(items[-1].id)]) if len(rows) > size else ""
         return Page(items, token)
 
-    async def delete_items(self, connection: Connection, scope: Scope, session_id: str) -> int:
-        """Delete the session's items (in the caller's transaction); how many there were."""
+    async def delete_history(self, connection: Connection, scope: Scope, session_id: str) -> int:
+        """Delete the session's items, and the RunStates library programs saved under its key
+        (`RunStateStore`), in the caller's transaction; how many items there were."""
+        key = ids.scoped(_tenant_of(scope), session_id)
+        await connection.execute("DELETE FROM saved_run_states WHERE session_id = $1", key)
         deleted = await connection.fetchval(
             "WITH d AS (DELETE FROM session_items WHERE session_id = $1 RETURNING 1) SELECT count(*) FROM d",
-            ids.scoped(_tenant_of(scope), session_id),
+            key,
         )
         return int(deleted)

@@ -117,9 +117,9 @@ class SessionServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def DeleteSession(self, request, context):
-        """Deletes a session's items and, with `delete_runs`, every run that named it (as DeleteRun
-        does: events, interruptions, RunState snapshots, usage, recorded steps and durable
-        workflow records). A session with a QUEUED or RUNNING run is refused unless `force`, which
+        """Deletes a session's items (and any RunState a library program saved under the session's
+        key) and, with `delete_runs`, every run that named it (as DeleteRun does: events,
+        interruptions, RunState snapshots, usage, recorded steps and durable workflow records). A session with a QUEUED or RUNNING run is refused unless `force`, which
         cancels those runs first. Deleting a session that does not exist (never did, or was
         deleted already) is NOT_FOUND, unless `allow_missing`.
 
