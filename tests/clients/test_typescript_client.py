@@ -23,7 +23,12 @@ NODE_TIMEOUT: Final = 120.0
 """Upper bound for the tests (never a sleep)."""
 API_KEY: Final = "ts_typescript-client-key-0123456789"
 # What the model answers after the decision, in the order each transport's tests decide.
-AFTER_DECISION: Final = ("The email was sent.", "OK, I did not send it.")
+AFTER_DECISION: Final = (
+    "The email was sent.",
+    "OK, I did not send it.",
+    "The email was sent to Carol.",
+    "OK, not now.",
+)
 
 
 @pytest.fixture(scope="module")

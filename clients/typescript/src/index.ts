@@ -1,8 +1,19 @@
 // The Timestep client: TimestepClient over a transport of your choice, and the generated
 // messages, enums and service descriptors of timestep.v1.
 export { Code, ConnectError } from '@connectrpc/connect';
-export { bearer, TimestepClient, type CreateRunOptions, type ReconnectOptions } from './client.js';
+export {
+  bearer,
+  TimestepClient,
+  type ApproveOptions,
+  type CreateRunOptions,
+  type Decision,
+  type ReconnectOptions,
+  type RejectOptions,
+  type ResumeOptions,
+} from './client.js';
+export { fieldViolations, type FieldViolation } from './errors.js';
 export * from './gen/timestep/v1/agents_pb.js';
 export * from './gen/timestep/v1/runs_pb.js';
 export * from './gen/timestep/v1/schedules_pb.js';
 export * from './gen/timestep/v1/usage_pb.js';
+export * from './gen/timestep/v1/webhooks_pb.js';
