@@ -153,8 +153,8 @@ function argumentEditor(interruption: Interruption, always: HTMLInputElement): A
       textarea.focus();
       return undefined;
     }
-    const json = JSON.stringify(value);
-    return json === JSON.stringify(JSON.parse(interruption.argumentsJson)) ? '' : json;
+    // Unchanged: approve the call as proposed.
+    return JSON.stringify(value, null, 2) === proposed ? '' : JSON.stringify(value);
   };
   const refused = (violations: { field: string; description: string }[]): boolean => {
     if (!editing() || violations.length === 0) return false;

@@ -107,6 +107,9 @@ class ConsolePage:
         field.clear()
         field.send_keys(text)
 
+    def visible(self, css: str) -> bool:
+        return bool(self.driver.find_element(By.CSS_SELECTOR, css).is_displayed())
+
     def enabled(self, css: str) -> bool:
         return bool(self.driver.find_element(By.CSS_SELECTOR, css).is_enabled())
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
@@ -76,13 +77,22 @@ async def test_a_person_approves_and_rejects_in_the_console_and_follows_the_answ
         text(ANSWER, hold=answer, pause_after_first_delta=rest_of_answer),
     )
     async with TimestepClient(address, api_key=ACME_KEY) as acme:
-        run = await acme.create_run("assistant", "Email Bob that I am late", wait=True, timeout=WAIT)
+        run = await acme.create_run(
+            "assistant",
+            "Email Bob that I am late",
+            approval_timeout=timedelta(minutes=30),
+            wait=True,
+            timeout=WAIT,
+        )
         assert run.status == RunStatus.RUN_STATUS_INTERRUPTED
 
         # Live: the inbox was open before the run paused, and was not reloaded.
         card = f"article[data-run='{run.id}']"
         await in_browser(page.wait_for_text, f"{card} h2", "assistant wants to call send_email")
         assert '"to": "bob@example.com"' in str(await in_browser(page.text, f"{card} pre.arguments"))
+        assert re.fullmatch(
+            r"Expires in (29 min \d+ s|30 min 0 s)", str(await in_browser(page.text, f"{card} .expiry"))
+        )
         await in_browser(page.screenshot, SCREENSHOTS / "console.png")
 
         await in_browser(page.click, f"{card} button.primary")
@@ -185,7 +195,10 @@ async def test_a_person_edits_a_calls_arguments_and_the_tool_runs_with_them(
         run = await acme.create_run("assistant", "Email Bob", wait=True, timeout=WAIT)
         card = f"article[data-run='{run.id}']"
         editor = f"{card} textarea.arguments-editor"
+        await in_browser(page.wait_for, f"{card} pre.arguments")
+        assert not await in_browser(page.visible, editor), "the editor opens only when asked"
         await in_browser(page.click, f"{card} .editor button")
+        assert not await in_browser(page.visible, f"{card} pre.arguments")
         assert json.loads(str(await in_browser(page.attribute, editor, "value"))) == EMAIL_ARGS
 
         await in_browser(page.replace, editor, '{"to": "carol@example.com",')
@@ -196,6 +209,7 @@ async def test_a_person_edits_a_calls_arguments_and_the_tool_runs_with_them(
         await in_browser(page.replace, editor, json.dumps({**edited, "to": 42}))
         await in_browser(page.click, f"{card} button.primary")
         await in_browser(page.wait_for_text, f"{card} .problems", "to: 42 is not of type 'string'")
+        await in_browser(page.screenshot, SCREENSHOTS / "console-edit.png")
         [still] = (await acme.get_run(run.id)).interruptions
         assert still.status == InterruptionStatus.INTERRUPTION_STATUS_PENDING
         assert len(fake_openai.requests) == 1, "neither refused edit reached the model"
