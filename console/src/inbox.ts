@@ -2,7 +2,7 @@
 // WatchRuns (no reload, no polling).
 import { type Interruption, InterruptionStatus, RunStatus } from '../../clients/typescript/src/index.js';
 import { client, report } from './api.js';
-import { interruptionCard } from './interruptions.js';
+import { interruptionCard, keptCards } from './interruptions.js';
 import { h, show } from './ui.js';
 
 export function inbox(signal: AbortSignal): void {
@@ -10,11 +10,12 @@ export function inbox(signal: AbortSignal): void {
   const list = h('section', { 'aria-label': 'Pending approvals' });
   show('Inbox', status, list);
   const pending = new Map<string, Interruption>();
+  const cards = new Map<string, HTMLElement>();
   const render = () => {
     const newest = [...pending.values()].sort(
       (a, b) => Number((b.createTime?.seconds ?? 0n) - (a.createTime?.seconds ?? 0n)) || b.id.localeCompare(a.id),
     );
-    list.replaceChildren(...newest.map(interruptionCard));
+    list.replaceChildren(...keptCards(cards, newest, (i) => interruptionCard(i)));
     status.textContent =
       newest.length === 0
         ? 'No approvals are waiting. New ones appear here as runs pause.'

@@ -1,13 +1,14 @@
 // Runs: a filtered, paged list; one run's page with its live timeline (tokens as they are
 // generated), status, error and cost, and its actions; and the new-run form.
 import {
+  type Decision,
   InterruptionStatus,
   type Run,
   RunStatus,
   StateFormat,
 } from '../../clients/typescript/src/index.js';
 import { client, report } from './api.js';
-import { describe, interruptionCard, statusName } from './interruptions.js';
+import { decidedCard, describe, interruptionCard, keptCards, statusName } from './interruptions.js';
 import {
   append,
   download,
@@ -74,7 +75,7 @@ export function runRow(run: Run): HTMLElement {
 
 export async function runPage(runId: string, signal: AbortSignal): Promise<void> {
   const header = h('div', { class: 'card', 'aria-live': 'polite' });
-  const decisions = h('section', { 'aria-label': 'Waiting for a decision' });
+  const decisions = h('section', { 'aria-label': 'Approvals' });
   const timeline = h('ol', { class: 'timeline', 'aria-label': 'Events' });
   show(`Run ${runId}`, header, decisions, h('h2', {}, 'Timeline'), timeline);
   const api = client();
@@ -101,11 +102,18 @@ export async function runPage(runId: string, signal: AbortSignal): Promise<void>
     }
     await refresh();
   };
+  const cards = new Map<string, HTMLElement>();
+  // Deciding here stays here: the page follows the run if the decision resumed it.
+  const decided = (decision: Decision) =>
+    void (decision.run.status === RunStatus.INTERRUPTED ? refresh() : follow()).catch(report);
   const refresh = async () => {
     const run = await api.getRun(runId);
     renderHeader(header, run, { cancel, resume, exportState });
+    const waiting = run.interruptions.filter((i) => i.status === InterruptionStatus.PENDING);
+    const done = run.interruptions.filter((i) => i.status !== InterruptionStatus.PENDING);
     decisions.replaceChildren(
-      ...run.interruptions.filter((i) => i.status === InterruptionStatus.PENDING).map(interruptionCard),
+      ...keptCards(cards, waiting, (i) => interruptionCard(i, decided)),
+      ...(done.length ? [h('h2', {}, 'Decisions'), ...done.map(decidedCard)] : []),
     );
   };
   const act = async (action: () => Promise<unknown>, thenFollow: boolean) => {

@@ -49,9 +49,51 @@ export function prettyJson(text: string): string {
   }
 }
 
-export function when(timestamp: { seconds: bigint; nanos: number } | undefined): string {
+type Time = { seconds: bigint; nanos: number };
+
+function millis(timestamp: Time): number {
+  return Number(timestamp.seconds) * 1000 + timestamp.nanos / 1e6;
+}
+
+export function when(timestamp: Time | undefined): string {
   if (!timestamp) return '';
-  return new Date(Number(timestamp.seconds) * 1000 + timestamp.nanos / 1e6).toLocaleString();
+  return new Date(millis(timestamp)).toLocaleString();
+}
+
+/** "2 d 3 h", "1 h 5 min", "4 min 12 s" or "9 s": how long `ms` is, rounded up to a second. */
+export function span(ms: number): string {
+  const total = Math.ceil(ms / 1000);
+  const [days, hours, minutes, seconds] = [Math.floor(total / 86400), Math.floor((total % 86400) / 3600), Math.floor((total % 3600) / 60), total % 60];
+  if (days) return `${days} d ${hours} h`;
+  if (hours) return `${hours} h ${minutes} min`;
+  if (minutes) return `${minutes} min ${seconds} s`;
+  return `${seconds} s`;
+}
+
+/**
+ * "Expires in 4 min 12 s", kept current every second until `expire` passes, then "Expired" and
+ * `onExpired()`, once. Deliberately not a live region (a screen reader reads it when it gets
+ * there; it is not announced every second). Stops when the element has left the page.
+ */
+export function countdown(expire: Time, onExpired: () => void): HTMLElement {
+  const at = millis(expire);
+  const element = h('span', { class: 'expiry', title: `Expires ${new Date(at).toLocaleString()}` });
+  let timer: ReturnType<typeof setInterval> | undefined;
+  const tick = () => {
+    const left = at - Date.now();
+    if (left > 0 && (timer === undefined || element.isConnected)) {
+      element.textContent = `Expires in ${span(left)}`;
+      return;
+    }
+    clearInterval(timer);
+    if (left > 0) return; // left the page
+    element.textContent = 'Expired';
+    element.classList.add('status', 'status-FAILED');
+    onExpired();
+  };
+  tick();
+  if (at > Date.now()) timer = setInterval(tick, 1000);
+  return element;
 }
 
 export function download(filename: string, text: string): void {

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
         OllamaModelProvider,
     )
     from timestep.runtime.pricing import Price, PriceTable
+    from timestep.runtime.registry import RegisteredAgent
     from timestep.runtime.runner import run_agent
     from timestep.runtime.tools import web_search
     from timestep.store.sessions import PostgresSession
@@ -43,6 +44,7 @@ _EXPORTS = {
     "OllamaModelProvider": "timestep.runtime.models",
     "Price": "timestep.runtime.pricing",
     "PriceTable": "timestep.runtime.pricing",
+    "RegisteredAgent": "timestep.runtime.registry",
     "run_agent": "timestep.runtime.runner",
     "web_search": "timestep.runtime.tools",
     "PostgresSession": "timestep.store.sessions",
@@ -59,6 +61,7 @@ __all__ = [
     "PostgresSession",
     "Price",
     "PriceTable",
+    "RegisteredAgent",
     "RunStateStore",
     "WorkflowRunResult",
     "configure_dbos",

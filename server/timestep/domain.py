@@ -216,6 +216,11 @@ class Interruption:
     expired: bool = False
 
 
+# The shortest and the longest approval timeout a run (or an agent's default) may ask for.
+MIN_APPROVAL_TIMEOUT = timedelta(seconds=1)
+MAX_APPROVAL_TIMEOUT = timedelta(days=365)
+
+
 @dataclass(frozen=True)
 class ApprovalPolicy:
     """How long a run's interruptions may wait for a decision, and what happens when they expire."""

@@ -221,7 +221,8 @@ def add_approval_options(serve: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         default=0.0,
         help="default time an interruption may wait for a decision before it is rejected by itself "
-        "(CreateRun's approval_timeout overrides it; 0: wait forever; default: %(default)s)",
+        "(CreateRun's approval_timeout and an agent's RegisteredAgent.approval_timeout override it; "
+        "0: wait forever; default: %(default)s)",
     )
     approvals.add_argument(
         "--approval-expiry-message",

@@ -222,7 +222,8 @@ EXPIRY_CHECK_INTERVAL_S = 0.5
 @dataclass(frozen=True)
 class ApprovalSettings:
     """Defaults of runs' approvals: how long an interruption may wait for a decision (None:
-    forever; a run's own approval_timeout wins) and what the model is told when it expires."""
+    forever; a run's own approval_timeout wins, then its agent's default) and what the model is
+    told when it expires."""
 
     timeout: timedelta | None = None
     expiry_message: str = DEFAULT_EXPIRY_MESSAGE

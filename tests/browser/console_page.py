@@ -121,6 +121,22 @@ class ConsolePage:
     def type(self, css: str, text: str) -> None:
         self.wait_for(css).send_keys(text)
 
+    def replace(self, css: str, text: str) -> None:
+        """Replace what a field holds with `text`, as a person would type it."""
+        field = self.wait_for(css)
+        field.clear()
+        field.send_keys(text)
+
+    def visible(self, css: str) -> bool:
+        return bool(self.driver.find_element(By.CSS_SELECTOR, css).is_displayed())
+
+    def enabled(self, css: str) -> bool:
+        return bool(self.driver.find_element(By.CSS_SELECTOR, css).is_enabled())
+
+    def attribute(self, css: str, name: str) -> str | None:
+        value = self.driver.find_element(By.CSS_SELECTOR, css).get_attribute(name)
+        return None if value is None else str(value)
+
     def text(self, css: str) -> str:
         return str(self.driver.find_element(By.CSS_SELECTOR, css).text)
 

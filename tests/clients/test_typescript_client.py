@@ -26,6 +26,8 @@ API_KEY: Final = "ts_typescript-client-key-0123456789"
 # What the model answers after the decision, in the order each transport's tests decide.
 AFTER_DECISION: Final = ("The email was sent.", "OK, I did not send it.")
 CONVERSATION_ANSWER: Final = "Hello Ada."
+# And after the edited approval and the rejection decided with resume, which follow.
+AFTER_RESUMING_DECISION: Final = ("The email was sent to Carol.", "OK, not now.")
 
 
 @pytest.fixture(scope="module")
@@ -50,6 +52,8 @@ async def test_the_typescript_client_passes_its_tests_against_the_service(
         fake_openai.script(
             text(CONVERSATION_ANSWER), tool_call("send_email", EMAIL_ARGS, call_id=unique("call"))
         )
+        for answer in AFTER_RESUMING_DECISION:
+            fake_openai.script(tool_call("send_email", EMAIL_ARGS, call_id=unique("call")), text(answer))
     environment = {
         **os.environ,
         "TIMESTEP_GRPC_URL": f"http://127.0.0.1:{service.port}",

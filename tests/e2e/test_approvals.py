@@ -1,7 +1,8 @@
 """Approvals that fit real decisions: an approver edits a tool call's arguments (checked against
 the tool's schema; the tool runs with them and the model sees the call as it ran), decides and
 resumes in one call (idempotently), and approvals that nobody decides in time expire, with a
-message the model sees, an event, a webhook, and a resume if the run asked for one."""
+message the model sees, an event, a webhook, and a resume if the run asked for one; how long
+they may wait comes from the run, else its agent, else the service."""
 
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ from typing import Any
 
 import grpc
 import pytest
+from timestep.examples.agents import example_agents
 from timestep.runtime.providers import ModelConfig
+from timestep.runtime.registry import AgentRegistry, RegisteredAgent
 from timestep.settings import DEFAULT_EXPIRY_MESSAGE, ApprovalSettings, WebhookSettings
 from timestep_client import InterruptionStatus, RunStatus, TimestepClient
 from timestep_client.v1 import runs_pb2
@@ -296,3 +299,39 @@ async def test_an_approval_timeout_out_of_range_is_refused_before_anything_is_wr
 
     assert violated_fields(error) == ["approval_timeout"]
     assert len((await client.list_runs(page_size=500)).runs) == before
+
+
+async def test_a_runs_approval_timeout_wins_over_its_agents_default_which_wins_over_the_services(
+    start_service: StartService, model_config: ModelConfig, fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.script(
+        tool_call("send_email", EMAIL_ARGS),
+        tool_call("send_email", EMAIL_ARGS),
+        tool_call("issue_refund", {"order_id": "42", "amount": 10.0}),
+    )
+    assistant, billing = example_agents("gpt-4.1")
+    registry = AgentRegistry([RegisteredAgent(assistant, approval_timeout=timedelta(minutes=10)), billing])
+    service_default = ApprovalSettings(timeout=timedelta(hours=1))
+    async with (
+        start_service(model_config, registry=registry, approvals=service_default) as s,
+        TimestepClient(f"127.0.0.1:{s.port}") as client,
+    ):
+        described = {agent.name: agent for agent in await client.list_agents()}
+        agents_default = await client.create_run("assistant", "Email Bob", wait=True)
+        own = await client.create_run(
+            "assistant", "Email Bob", approval_timeout=timedelta(seconds=90), wait=True
+        )
+        services_default = await client.create_run("billing", "Refund order 42", wait=True)
+
+    assert described["assistant"].approval_timeout.ToTimedelta() == timedelta(minutes=10)
+    assert not described["billing"].HasField("approval_timeout")
+    expected = [
+        (own, timedelta(seconds=90)),
+        (agents_default, timedelta(minutes=10)),
+        (services_default, timedelta(hours=1)),
+    ]
+    for run, timeout in expected:
+        assert run.approval_timeout.ToTimedelta() == timeout
+        [asked] = run.interruptions
+        waits = asked.expire_time.ToDatetime() - asked.create_time.ToDatetime()
+        assert abs(waits - timeout) < timedelta(seconds=1)

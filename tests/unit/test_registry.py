@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -21,7 +22,13 @@ from agents import (
 )
 from agents.tool_context import ToolContext
 from timestep.errors import NotFoundError
-from timestep.runtime.registry import AgentRegistry, describe_agent, load_agents, route_through_steps
+from timestep.runtime.registry import (
+    AgentRegistry,
+    RegisteredAgent,
+    describe_agent,
+    load_agents,
+    route_through_steps,
+)
 from timestep.runtime.steps import current_model_call_sink, current_steps
 from timestep.settings import DEFAULT_AGENTS
 
@@ -65,6 +72,7 @@ AGENT_LIST: list[Agent[Any]] = [router, helper]
 SINGLE_AGENT = helper
 DUPLICATES: list[Agent[Any]] = [helper, Agent(name="helper", instructions="Another helper.")]
 NOT_AGENTS: list[Any] = [helper, "not an agent"]
+WITH_OPTIONS: list[Agent[Any] | RegisteredAgent] = [router, RegisteredAgent(helper, timedelta(minutes=5))]
 
 
 def build_agents() -> list[Agent[Any]]:
@@ -103,13 +111,30 @@ def test_the_default_agents_load() -> None:
     assert registry.names() == ["assistant", "billing"]
 
 
+def test_a_registered_agent_gives_its_runs_a_default_approval_timeout() -> None:
+    registry = load_agents(f"{HERE}:WITH_OPTIONS")
+
+    assert registry.names() == ["helper", "router"]
+    assert registry.get("helper") is helper
+    assert registry.approval_timeout("helper") == timedelta(minutes=5)
+    assert registry.describe("helper").approval_timeout == timedelta(minutes=5)
+    assert registry.approval_timeout("router") is None
+    assert registry.describe("router").approval_timeout is None
+
+
+@pytest.mark.parametrize("timeout", [timedelta(milliseconds=500), timedelta(days=366)])
+def test_an_agents_approval_timeout_out_of_range_is_an_error(timeout: timedelta) -> None:
+    with pytest.raises(ValueError, match=r"agent 'helper': approval_timeout must be from 1 s to 365 days"):
+        RegisteredAgent(helper, approval_timeout=timeout)
+
+
 def test_duplicate_names_are_an_error() -> None:
     with pytest.raises(ValueError, match="two agents are named 'helper'"):
         load_agents(f"{HERE}:DUPLICATES")
 
 
 def test_things_that_are_not_agents_are_an_error() -> None:
-    with pytest.raises(TypeError, match=r"expected agents\.Agent instances, got str"):
+    with pytest.raises(TypeError, match=r"expected agents\.Agent or RegisteredAgent instances, got str"):
         load_agents(f"{HERE}:NOT_AGENTS")
 
 

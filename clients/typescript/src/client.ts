@@ -28,6 +28,7 @@ import {
   SessionService,
 } from './gen/timestep/v1/sessions_pb.js';
 import { UsageService } from './gen/timestep/v1/usage_pb.js';
+import { WebhookService } from './gen/timestep/v1/webhooks_pb.js';
 
 /** Codes after which re-subscribing to a stream is worth trying. */
 const RECONNECTABLE = new Set([Code.Unavailable, Code.Internal, Code.Unknown]);
@@ -59,6 +60,37 @@ export interface DeleteSessionOptions {
   allowMissing?: boolean;
 }
 
+export interface RejectOptions {
+  /** What the model is told instead of the tool's output; empty: the SDK's default. */
+  message?: string;
+  /** Also decide later calls of this tool by this agent in this run. */
+  always?: boolean;
+  /** Who decides (e.g. a user id), recorded with the decision. */
+  decidedBy?: string;
+}
+
+export interface ApproveOptions {
+  /** Also approve later calls of this tool by this agent in this run (not with `argumentsJson`). */
+  always?: boolean;
+  /** Run the tool with these arguments (a JSON object matching its parameters) instead. */
+  argumentsJson?: string;
+  /** Who decides (e.g. a user id), recorded with the decision. */
+  decidedBy?: string;
+}
+
+export interface ResumeOptions {
+  /** Resume the run in the same call when this was its last undecided interruption (default true). */
+  resume?: boolean;
+  /** With `resume`: return only once the run is COMPLETED, INTERRUPTED, FAILED or CANCELLED. */
+  wait?: boolean;
+}
+
+/** The interruption after a decision, and the run after it (and after the resume, if any). */
+export interface Decision {
+  interruption: Interruption;
+  run: Run;
+}
+
 /** An interceptor that sends `authorization: Bearer <key>` with every call. */
 export function bearer(apiKey: string): Interceptor {
   return (next) => async (request) => {
@@ -73,6 +105,7 @@ export class TimestepClient {
   readonly usage: Client<typeof UsageService>;
   readonly schedules: Client<typeof ScheduleService>;
   readonly sessions: Client<typeof SessionService>;
+  readonly webhooks: Client<typeof WebhookService>;
 
   constructor(transport: Transport) {
     this.runs = createClient(RunService, transport);
@@ -80,6 +113,7 @@ export class TimestepClient {
     this.usage = createClient(UsageService, transport);
     this.schedules = createClient(ScheduleService, transport);
     this.sessions = createClient(SessionService, transport);
+    this.webhooks = createClient(WebhookService, transport);
   }
 
   async createRun(agent: string, input: string, options: CreateRunOptions = {}): Promise<Run> {
@@ -99,23 +133,56 @@ export class TimestepClient {
     return this.runs.listInterruptions({ runId, pageToken });
   }
 
-  async approve(runId: string, interruptionId: string, options: { always?: boolean } = {}): Promise<Interruption> {
-    const response = await this.runs.approveInterruption({ runId, interruptionId, always: options.always ?? false });
-    return required(response.interruption);
+  /**
+   * Approve a pending tool call; with `argumentsJson` (a JSON object matching the tool's
+   * parameters) the tool runs with those arguments instead of the model's.
+   */
+  async approve(runId: string, interruptionId: string, options: ApproveOptions = {}): Promise<Interruption> {
+    return (await this.approveAndResume(runId, interruptionId, { ...options, resume: false })).interruption;
   }
 
-  async reject(
+  /**
+   * Approve, and resume the run in the same call if that was its last undecided interruption
+   * (`resume`, the default; with `wait`, return once it stops again).
+   */
+  async approveAndResume(
     runId: string,
     interruptionId: string,
-    options: { message?: string; always?: boolean } = {},
-  ): Promise<Interruption> {
+    options: ApproveOptions & ResumeOptions = {},
+  ): Promise<Decision> {
+    const response = await this.runs.approveInterruption({
+      runId,
+      interruptionId,
+      always: options.always ?? false,
+      argumentsJson: options.argumentsJson ?? '',
+      decidedBy: options.decidedBy ?? '',
+      resume: options.resume ?? true,
+      wait: options.wait ?? false,
+    });
+    return { interruption: required(response.interruption), run: required(response.run) };
+  }
+
+  /** Reject a pending tool call; the model is told `message` instead of the tool's output. */
+  async reject(runId: string, interruptionId: string, options: RejectOptions = {}): Promise<Interruption> {
+    return (await this.rejectAndResume(runId, interruptionId, { ...options, resume: false })).interruption;
+  }
+
+  /** Reject, and resume the run in the same call if that was its last undecided interruption. */
+  async rejectAndResume(
+    runId: string,
+    interruptionId: string,
+    options: RejectOptions & ResumeOptions = {},
+  ): Promise<Decision> {
     const response = await this.runs.rejectInterruption({
       runId,
       interruptionId,
       message: options.message ?? '',
       always: options.always ?? false,
+      decidedBy: options.decidedBy ?? '',
+      resume: options.resume ?? true,
+      wait: options.wait ?? false,
     });
-    return required(response.interruption);
+    return { interruption: required(response.interruption), run: required(response.run) };
   }
 
   async resume(runId: string, options: { wait?: boolean } = {}): Promise<Run> {

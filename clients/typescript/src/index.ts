@@ -4,13 +4,19 @@ export { Code, ConnectError } from '@connectrpc/connect';
 export {
   bearer,
   TimestepClient,
+  type ApproveOptions,
   type CreateRunOptions,
+  type Decision,
   type DeleteSessionOptions,
   type PageOptions,
   type ReconnectOptions,
+  type RejectOptions,
+  type ResumeOptions,
 } from './client.js';
+export { fieldViolations, type FieldViolation } from './errors.js';
 export * from './gen/timestep/v1/agents_pb.js';
 export * from './gen/timestep/v1/runs_pb.js';
 export * from './gen/timestep/v1/schedules_pb.js';
 export * from './gen/timestep/v1/sessions_pb.js';
 export * from './gen/timestep/v1/usage_pb.js';
+export * from './gen/timestep/v1/webhooks_pb.js';

@@ -9,6 +9,7 @@ import { ConnectError, Code } from '@connectrpc/connect';
 import { loadRunState, importRunState } from '../src/agents.js';
 import { connectNode } from '../src/node.js';
 import {
+  fieldViolations,
   InterruptionStatus,
   MultitaskStrategy,
   RunStatus,
@@ -156,6 +157,44 @@ for (const [protocol, baseUrl] of transports) {
       await rejectsWith(client.getRun(answered.id), Code.NotFound);
       await rejectsWith(client.deleteSession(sessionId), Code.NotFound);
       assert.equal((await client.deleteSession(sessionId, { allowMissing: true })).deletedItems, 0n);
+    });
+
+    test('an edit that does not fit the tool is refused with field violations; a fitting one runs, resuming at once', async () => {
+      const run = await client.createRun('assistant', 'Email Bob that I am late', { wait: true });
+      const [interruption] = run.interruptions;
+      const misfit = JSON.stringify({ to: 42, subject: 'Late', body: 'Soon' });
+      await assert.rejects(client.approve(run.id, interruption.id, { argumentsJson: misfit }), (error: unknown) => {
+        assert.equal(ConnectError.from(error).code, Code.InvalidArgument);
+        const [violation] = fieldViolations(error);
+        assert.equal(violation.field, 'arguments_json.to');
+        assert.match(violation.description, /not of type 'string'/);
+        return true;
+      });
+      assert.equal((await client.getRun(run.id)).interruptions[0].status, InterruptionStatus.PENDING);
+
+      const edited = JSON.stringify({ to: 'carol@example.com', subject: 'Late', body: 'See you at 10:30.' });
+      const decision = await client.approveAndResume(run.id, interruption.id, {
+        argumentsJson: edited,
+        decidedBy: 'alice@example.com',
+        wait: true,
+      });
+      assert.equal(decision.interruption.status, InterruptionStatus.APPROVED);
+      assert.deepEqual(JSON.parse(decision.interruption.approvedArgumentsJson), JSON.parse(edited));
+      assert.equal(decision.interruption.decidedBy, 'alice@example.com');
+      assert.equal(decision.run.status, RunStatus.COMPLETED, 'the last decision resumed the run in the same call');
+      const outputs = [];
+      for await (const event of client.streamEvents(run.id)) if (event.kind.case === 'toolOutput') outputs.push(event.kind.value.output);
+      assert.deepEqual(outputs, ["Email to carol@example.com with subject 'Late' sent."]);
+    });
+
+    test('a rejection without resume leaves the run paused; one with resume resumes it', async () => {
+      const run = await client.createRun('assistant', 'Email Bob that I am late', { wait: true });
+      const [interruption] = run.interruptions;
+      const decision = await client.rejectAndResume(run.id, interruption.id, { message: 'Not now', resume: false });
+      assert.equal(decision.interruption.status, InterruptionStatus.REJECTED);
+      assert.equal(decision.run.status, RunStatus.INTERRUPTED);
+      const again = await client.rejectAndResume(run.id, interruption.id, { message: 'Not now', wait: true });
+      assert.equal(again.run.status, RunStatus.COMPLETED, 'repeating the decision with resume resumes the run');
     });
 
     test('errors carry their code: an unknown run is NOT_FOUND', async () => {

@@ -278,4 +278,5 @@ def agent_to_proto(info: AgentInfo) -> agents_pb2.Agent:
             for t in info.tools
         ],
         handoffs=info.handoffs,
+        approval_timeout=duration(info.approval_timeout),
     )

@@ -22,7 +22,13 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from timestep_client.v1 import runs_pb2
 
 from timestep import ids
-from timestep.domain import ApprovalPolicy, MultitaskStrategy, NewRun
+from timestep.domain import (
+    MAX_APPROVAL_TIMEOUT,
+    MIN_APPROVAL_TIMEOUT,
+    ApprovalPolicy,
+    MultitaskStrategy,
+    NewRun,
+)
 from timestep.errors import InvalidArgumentError
 from timestep.settings import (
     MAX_ID_LENGTH,
@@ -270,14 +276,9 @@ def new_run_from_create(request: runs_pb2.CreateRunRequest, limits: Limits) -> N
     )
 
 
-# The shortest and the longest approval timeout a run may ask for.
-MIN_APPROVAL_TIMEOUT: Final = timedelta(seconds=1)
-MAX_APPROVAL_TIMEOUT: Final = timedelta(days=365)
-
-
 def approval_timeout(request: runs_pb2.CreateRunRequest) -> timedelta | None:
     if not request.HasField("approval_timeout"):
-        return None  # the service's --approval-timeout, if any
+        return None  # the agent's default, else the service's --approval-timeout, if any
     duration = request.approval_timeout
     if not (0 <= duration.nanos < 1_000_000_000 and duration.seconds >= 0):
         raise InvalidArgumentError(

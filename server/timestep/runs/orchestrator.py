@@ -140,8 +140,9 @@ class RunOrchestrator:
         agent = self._registry.get(new_run.agent)  # NOT_FOUND before anything is written
         if new_run.webhook_url:
             self._run_webhooks().validate_url(new_run.webhook_url, "webhook_url")
-        if new_run.approval.timeout is None and self._default_timeout is not None:
-            new_run = replace(new_run, approval=replace(new_run.approval, timeout=self._default_timeout))
+        if new_run.approval.timeout is None:  # the agent's default, else the service's
+            timeout = self._registry.approval_timeout(agent.name) or self._default_timeout
+            new_run = replace(new_run, approval=replace(new_run.approval, timeout=timeout))
         queue_name = self._launcher.queue_for(new_run.model or _model_name(agent.model))
         run_id = new_id("run")
         strategy = new_run.multitask_strategy or self._default_strategy

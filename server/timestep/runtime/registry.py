@@ -1,4 +1,7 @@
-"""The agents this service can run, loaded from a `module:attribute` reference and keyed by name."""
+"""The agents this service can run, loaded from a `module:attribute` reference and keyed by name.
+
+An entry is an `agents.Agent`, or a `RegisteredAgent` that gives the service's options for it
+(a default approval timeout for its runs)."""
 
 from __future__ import annotations
 
@@ -6,10 +9,12 @@ import importlib
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from agents import Agent, FunctionTool, Handoff, Model
 
+from timestep.domain import MAX_APPROVAL_TIMEOUT, MIN_APPROVAL_TIMEOUT
 from timestep.errors import NotFoundError
 from timestep.runtime.sdk_internals import handoff_agent, tool_agent
 from timestep.runtime.steps import StepModel, route_tools_through_steps
@@ -31,17 +36,48 @@ class AgentInfo:
     model: str
     tools: list[ToolInfo]
     handoffs: list[str]
+    approval_timeout: timedelta | None = None
+
+
+@dataclass(frozen=True)
+class RegisteredAgent:
+    """An agent with the service's options for it, listed where a plain `agents.Agent` would be.
+
+    `approval_timeout`: how long each interruption of a run started with this agent may wait for
+    a decision when CreateRun gives no `approval_timeout` (which wins); it wins over the
+    service's `--approval-timeout`. None: the service's."""
+
+    agent: Agent[Any]
+    approval_timeout: timedelta | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.agent, Agent):
+            raise TypeError(f"RegisteredAgent takes an agents.Agent, got {type(self.agent).__name__}")
+        timeout = self.approval_timeout
+        if timeout is not None and not MIN_APPROVAL_TIMEOUT <= timeout <= MAX_APPROVAL_TIMEOUT:
+            raise ValueError(
+                f"agent {self.agent.name!r}: approval_timeout must be from "
+                f"{MIN_APPROVAL_TIMEOUT.total_seconds():g} s to {MAX_APPROVAL_TIMEOUT.days} days "
+                f"(or None for the service's --approval-timeout); got {timeout.total_seconds():g} s"
+            )
 
 
 class AgentRegistry:
-    def __init__(self, agents: Iterable[Agent[Any]]) -> None:
+    def __init__(self, agents: Iterable[Agent[Any] | RegisteredAgent]) -> None:
         self._agents: dict[str, Agent[Any]] = {}
-        for agent in agents:
-            if not isinstance(agent, Agent):
-                raise TypeError(f"expected agents.Agent instances, got {type(agent).__name__}")
+        self._approval_timeouts: dict[str, timedelta] = {}
+        for entry in agents:
+            registered = RegisteredAgent(entry) if isinstance(entry, Agent) else entry
+            if not isinstance(registered, RegisteredAgent):
+                raise TypeError(
+                    f"expected agents.Agent or RegisteredAgent instances, got {type(entry).__name__}"
+                )
+            agent = registered.agent
             if agent.name in self._agents:
                 raise ValueError(f"two agents are named {agent.name!r}; agent names must be unique")
             self._agents[agent.name] = agent
+            if registered.approval_timeout is not None:
+                self._approval_timeouts[agent.name] = registered.approval_timeout
 
     def get(self, name: str) -> Agent[Any]:
         try:
@@ -56,7 +92,11 @@ class AgentRegistry:
         return sorted(self._agents)
 
     def describe(self, name: str) -> AgentInfo:
-        return describe_agent(self.get(name))
+        return describe_agent(self.get(name), approval_timeout=self.approval_timeout(name))
+
+    def approval_timeout(self, name: str) -> timedelta | None:
+        """The default approval timeout of runs started with the agent `name`; None: the service's."""
+        return self._approval_timeouts.get(name)
 
     def function_tool(self, agent_name: str, tool_name: str) -> FunctionTool | None:
         """The function tool `tool_name` of the agent named `agent_name`, among the registered
@@ -109,17 +149,18 @@ def _next_agents(agent: Agent[Any]) -> list[Agent[Any]]:
 
 
 def load_agents(reference: str) -> AgentRegistry:
-    """Import `module:attribute`: a list of agents, a single agent, or a callable returning either."""
+    """Import `module:attribute`: a list of agents (each an `agents.Agent` or a `RegisteredAgent`),
+    a single one, or a callable returning either."""
     module_name, _, attribute = reference.partition(":")
     if not module_name or not attribute:
         raise ValueError(f"agents reference {reference!r} must look like 'package.module:attribute'")
     value: Any = getattr(importlib.import_module(module_name), attribute)
-    if callable(value) and not isinstance(value, Agent):
+    if callable(value) and not isinstance(value, Agent | RegisteredAgent):
         value = value()
-    return AgentRegistry([value] if isinstance(value, Agent) else value)
+    return AgentRegistry([value] if isinstance(value, Agent | RegisteredAgent) else value)
 
 
-def describe_agent(agent: Agent[Any]) -> AgentInfo:
+def describe_agent(agent: Agent[Any], *, approval_timeout: timedelta | None = None) -> AgentInfo:
     tools = [
         ToolInfo(
             name=tool.name,
@@ -138,4 +179,5 @@ def describe_agent(agent: Agent[Any]) -> AgentInfo:
         model=agent.model if isinstance(agent.model, str) else "",
         tools=tools,
         handoffs=handoffs,
+        approval_timeout=approval_timeout,
     )

@@ -23,27 +23,28 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18timestep/v1/agents.proto\x12\x0btimestep.v1\"n\n\x05\x41gent\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0cinstructions\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12 \n\x05tools\x18\x04 \x03(\x0b\x32\x11.timestep.v1.Tool\x12\x10\n\x08handoffs\x18\x05 \x03(\t\"Z\n\x04Tool\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x16\n\x0eneeds_approval\x18\x03 \x01(\x08\x12\x17\n\x0fparameters_json\x18\x04 \x01(\t\"\x13\n\x11ListAgentsRequest\"8\n\x12ListAgentsResponse\x12\"\n\x06\x61gents\x18\x01 \x03(\x0b\x32\x12.timestep.v1.Agent\"\x1f\n\x0fGetAgentRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"5\n\x10GetAgentResponse\x12!\n\x05\x61gent\x18\x01 \x01(\x0b\x32\x12.timestep.v1.Agent2\xa6\x01\n\x0c\x41gentService\x12M\n\nListAgents\x12\x1e.timestep.v1.ListAgentsRequest\x1a\x1f.timestep.v1.ListAgentsResponse\x12G\n\x08GetAgent\x12\x1c.timestep.v1.GetAgentRequest\x1a\x1d.timestep.v1.GetAgentResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18timestep/v1/agents.proto\x12\x0btimestep.v1\x1a\x1egoogle/protobuf/duration.proto\"\xa3\x01\n\x05\x41gent\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0cinstructions\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12 \n\x05tools\x18\x04 \x03(\x0b\x32\x11.timestep.v1.Tool\x12\x10\n\x08handoffs\x18\x05 \x03(\t\x12\x33\n\x10\x61pproval_timeout\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\"Z\n\x04Tool\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x16\n\x0eneeds_approval\x18\x03 \x01(\x08\x12\x17\n\x0fparameters_json\x18\x04 \x01(\t\"\x13\n\x11ListAgentsRequest\"8\n\x12ListAgentsResponse\x12\"\n\x06\x61gents\x18\x01 \x03(\x0b\x32\x12.timestep.v1.Agent\"\x1f\n\x0fGetAgentRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"5\n\x10GetAgentResponse\x12!\n\x05\x61gent\x18\x01 \x01(\x0b\x32\x12.timestep.v1.Agent2\xa6\x01\n\x0c\x41gentService\x12M\n\nListAgents\x12\x1e.timestep.v1.ListAgentsRequest\x1a\x1f.timestep.v1.ListAgentsResponse\x12G\n\x08GetAgent\x12\x1c.timestep.v1.GetAgentRequest\x1a\x1d.timestep.v1.GetAgentResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'timestep.v1.agents_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_AGENT']._serialized_start=41
-  _globals['_AGENT']._serialized_end=151
-  _globals['_TOOL']._serialized_start=153
-  _globals['_TOOL']._serialized_end=243
-  _globals['_LISTAGENTSREQUEST']._serialized_start=245
-  _globals['_LISTAGENTSREQUEST']._serialized_end=264
-  _globals['_LISTAGENTSRESPONSE']._serialized_start=266
-  _globals['_LISTAGENTSRESPONSE']._serialized_end=322
-  _globals['_GETAGENTREQUEST']._serialized_start=324
-  _globals['_GETAGENTREQUEST']._serialized_end=355
-  _globals['_GETAGENTRESPONSE']._serialized_start=357
-  _globals['_GETAGENTRESPONSE']._serialized_end=410
-  _globals['_AGENTSERVICE']._serialized_start=413
-  _globals['_AGENTSERVICE']._serialized_end=579
+  _globals['_AGENT']._serialized_start=74
+  _globals['_AGENT']._serialized_end=237
+  _globals['_TOOL']._serialized_start=239
+  _globals['_TOOL']._serialized_end=329
+  _globals['_LISTAGENTSREQUEST']._serialized_start=331
+  _globals['_LISTAGENTSREQUEST']._serialized_end=350
+  _globals['_LISTAGENTSRESPONSE']._serialized_start=352
+  _globals['_LISTAGENTSRESPONSE']._serialized_end=408
+  _globals['_GETAGENTREQUEST']._serialized_start=410
+  _globals['_GETAGENTREQUEST']._serialized_end=441
+  _globals['_GETAGENTRESPONSE']._serialized_start=443
+  _globals['_GETAGENTRESPONSE']._serialized_end=496
+  _globals['_AGENTSERVICE']._serialized_start=499
+  _globals['_AGENTSERVICE']._serialized_end=665
 # @@protoc_insertion_point(module_scope)
