@@ -20,6 +20,7 @@ from timestep.examples.agents import assistant
 from timestep_client import InterruptionStatus, RunStatus, TimestepClient
 
 from bench.environment import API_KEY, Bench, database
+from bench.memory import memory
 from bench.report import Row
 from bench.retention import retention
 from bench.round_trips import round_trips
@@ -638,4 +639,5 @@ SCENARIOS: dict[str, Scenario] = {
     "retention": retention,
     "soak": soak,
     "round_trips": round_trips,
+    "memory": memory,
 }
