@@ -1,5 +1,5 @@
 """What processes cost, read from /proc: resident memory, and CPU time split by who spent it
-(the service processes, the fake model, the database's backends, the benchmark's own clients)."""
+(the service processes, the fake model, the database server, the benchmark's own clients)."""
 
 from __future__ import annotations
 
@@ -17,57 +17,64 @@ def rss_bytes(pid: int) -> int:
     return resident * _PAGE
 
 
-def cpu_seconds(pid: int) -> float:
-    """User and system CPU time one process has spent so far; 0 once it has exited."""
+def cpu_seconds(pid: int, *, reaped: bool = False) -> float:
+    """User and system CPU time one process has spent so far (with `reaped`, also that of its
+    children that exited and were waited for); 0 once it has exited."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except (FileNotFoundError, ProcessLookupError):
         return 0.0
     # The command name, in parentheses, may hold spaces: the fields follow its closing one.
     fields = stat.rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / _TICKS
+    ticks = int(fields[11]) + int(fields[12])
+    if reaped:
+        ticks += int(fields[13]) + int(fields[14])
+    return ticks / _TICKS
 
 
-def database_backends(database: str) -> list[int]:
-    """The PostgreSQL backends serving connections to `database` (their title names it)."""
+def _children(pid: int) -> list[int]:
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            title = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            stat = (entry / "stat").read_text()
+        except (FileNotFoundError, ProcessLookupError):
             continue
-        if title.startswith("postgres: ") and f" {database} " in title:
+        if int(stat.rpartition(")")[2].split()[1]) == pid:
             found.append(int(entry.name))
     return found
 
 
+def server_cpu_seconds(postmaster: int) -> float:
+    """CPU time of a PostgreSQL server: its postmaster, the backends and background processes
+    running now, and those that have exited (the postmaster reaps them)."""
+    return cpu_seconds(postmaster, reaped=True) + sum(cpu_seconds(child) for child in _children(postmaster))
+
+
 @dataclass
 class CpuWindow:
-    """CPU seconds spent by groups of processes between `start` and `stop`. The database's
-    group is re-listed at `stop`, so backends that connected meanwhile count; backends that
-    exited during the window are missed (the services' pools keep theirs open)."""
+    """CPU seconds spent between `start` and `stop` by groups of processes, and by a PostgreSQL
+    server (all of it: the server is the scenario's own) when given its postmaster."""
 
     groups: dict[str, list[int]]
-    database: str
-    _before: dict[int, float] | None = None
+    postmaster: int | None = None
+    _before: dict[str, float] | None = None
     spent: dict[str, float] | None = None
 
-    def _pids(self) -> dict[str, list[int]]:
-        return {**self.groups, "database": database_backends(self.database)}
+    def _read(self) -> dict[str, float]:
+        found = {name: sum(cpu_seconds(pid) for pid in pids) for name, pids in self.groups.items()}
+        if self.postmaster is not None:
+            found["database"] = server_cpu_seconds(self.postmaster)
+        return found
 
     def start(self) -> None:
-        self._before = {pid: cpu_seconds(pid) for pids in self._pids().values() for pid in pids}
+        self._before = self._read()
 
     def stop(self) -> dict[str, float]:
         assert self._before is not None, "stop() before start()"
         before = self._before
-        now = {pid: cpu_seconds(pid) for pids in self._pids().values() for pid in pids}
-        self.spent = {
-            name: sum(now[pid] - before.get(pid, 0.0) for pid in pids if now[pid])
-            for name, pids in self._pids().items()
-        }
+        self.spent = {name: seconds - before[name] for name, seconds in self._read().items()}
         return self.spent
 
     def shares(self) -> dict[str, float]:

@@ -1,7 +1,11 @@
 """Scaling: throughput at a fixed concurrency with 1, 2 and 4 `timestep serve` processes on one
 database (clients spread round-robin over their ports), against the in-process SDK run in as
 many processes (`bench.sdk_worker`, the clients split evenly between them), and who spends the
-CPU: the service processes, the database's backends, the fake model and the clients."""
+CPU: the service processes, the database server, the fake model and the clients.
+
+The database is on a PostgreSQL server of the scenario's own (`RestartablePostgres`: 200
+connections, no fsync), so that all of that server's CPU is the scenario's, and four service
+processes (each up to 10 connections of its own and DBOS's pool of up to 20) fit in it."""
 
 from __future__ import annotations
 
@@ -10,16 +14,17 @@ import json
 import os
 import signal
 import sys
+import tempfile
 import time
-from urllib.parse import urlsplit
+from pathlib import Path
 
 from timestep_client import RunStatus, TimestepClient
 
-from bench.environment import API_KEY, REPO, Bench, database
+from bench.environment import API_KEY, REPO, Bench
 from bench.load import Load, load
 from bench.processes import CpuWindow
 from bench.report import Row
-from timestep_testing.harness import ServeProcess, free_port
+from timestep_testing.harness import RestartablePostgres, ServeProcess, create_database, free_port
 
 SDK_PROCESSES = "in-process SDK, as many processes"
 
@@ -29,7 +34,7 @@ class RunError(Exception):
 
 
 async def _service_load(
-    bench: Bench, servers: list[ServeProcess], clients: int, per_client: int, database_name: str
+    bench: Bench, servers: list[ServeProcess], clients: int, per_client: int, postmaster: int
 ) -> tuple[Load, CpuWindow]:
     connected = [TimestepClient(servers[index % len(servers)].address) for index in range(clients)]
 
@@ -45,7 +50,7 @@ async def _service_load(
             "fake model": [bench.fake.process.pid],
             "clients": [os.getpid()],
         },
-        database_name,
+        postmaster,
     )
     try:
         await load(clients, 1, call)  # connect and warm up
@@ -75,7 +80,7 @@ async def _sdk_load(bench: Bench, processes: int, clients: int, per_client: int)
     ]
     assert bench.fake.process is not None
     window = CpuWindow(
-        {"SDK processes": [worker.pid for worker in workers], "fake model": [bench.fake.process.pid]}, ""
+        {"SDK processes": [worker.pid for worker in workers], "fake model": [bench.fake.process.pid]}
     )
     found = Load()
     try:
@@ -114,8 +119,11 @@ async def scaling(bench: Bench) -> list[Row]:
     clients, per_client = bench.iterations(100, 8), bench.iterations(3, 1)
     levels = (1, 2) if bench.smoke else (1, 2, 4)
     rows: list[Row] = []
-    async with database("timestep_bench_scaling") as database_url:
-        database_name = urlsplit(database_url).path.lstrip("/")
+    postgres = RestartablePostgres(Path(tempfile.mkdtemp(prefix="ts-bench-pg-", dir="/tmp")))
+    await postgres.create()
+    try:
+        database_url = await create_database(postgres.dsn, "timestep_bench_scaling")
+        postmaster = int((postgres.directory / "data" / "postmaster.pid").read_text().split()[0])
         environment = {
             **os.environ,
             "PG_CONNECTION_URI": database_url,
@@ -134,7 +142,7 @@ async def scaling(bench: Bench) -> list[Row]:
                 ]
                 await asyncio.gather(*(server.start() for server in added))
                 servers += added
-                service, service_cpu = await _service_load(bench, servers, clients, per_client, database_name)
+                service, service_cpu = await _service_load(bench, servers, clients, per_client, postmaster)
                 sdk, sdk_cpu = await _sdk_load(bench, processes, clients, per_client)
                 label = f"{clients} clients, {processes} process{'es' if processes > 1 else ''}"
                 spent = service_cpu.spent or {}
@@ -177,4 +185,6 @@ async def scaling(bench: Bench) -> list[Row]:
                 ]
         finally:
             await asyncio.gather(*(server.end(signal.SIGTERM) for server in servers), return_exceptions=True)
+    finally:
+        await postgres.destroy()
     return rows
