@@ -63,9 +63,19 @@ LAYERS: tuple[tuple[str, str], ...] = (
 OTHER = "other (stdlib, ...)"
 
 
+def _dispatches(function: str, path: str | None) -> bool:
+    """Whether the frame runs a callback of the event loop or a job of a thread pool: the
+    frames under it are the work; those above it (start-up, the loop) say nothing of who asked."""
+    path = path or ""
+    return (path.endswith("asyncio/events.py") and function.endswith("_run")) or (
+        path.endswith("concurrent/futures/thread.py") and function.endswith("run")
+    )
+
+
 def layer(path: str | None) -> str:
+    """The layer of a source file; py-spy names a module's file from its package's folder on."""
     for marker, name in LAYERS:
-        if path and marker in path:
+        if path and marker in "/" + path:
             return name
     return OTHER
 
@@ -80,7 +90,8 @@ class Profile:
     total_s: float
     self_s: Counter[str]
     cumulative_s: Counter[str]
-    functions_s: Counter[tuple[str, str]]
+    functions_s: Counter[tuple[str, str, str]]
+    """Seconds by (function, where, layer)."""
 
     def report(self, unit: str, top: int = 12) -> str:
         lines = [
@@ -100,9 +111,9 @@ class Profile:
             f"| function (most self time) | layer | self ms per {unit} | self % |",
             "|---|---|--:|--:|",
         ]
-        for (function, where), seconds in self.functions_s.most_common(top):
+        for (function, where, name), seconds in self.functions_s.most_common(top):
             lines.append(
-                f"| `{function}` {where} | {layer(where)} | {1000 * seconds / self.units:.2f} "
+                f"| `{function}` {where} | {name} | {1000 * seconds / self.units:.2f} "
                 f"| {100 * seconds / self.total_s:.1f} |"
             )
         return "\n".join(lines) + "\n"
@@ -121,20 +132,23 @@ def _short(path: str | None, line: int | None = None) -> str:
 def from_pyinstrument(load_name: str, units: int, root: Frame) -> Profile:
     self_s: Counter[str] = Counter()
     cumulative_s: Counter[str] = Counter()
-    functions_s: Counter[tuple[str, str]] = Counter()
+    functions_s: Counter[tuple[str, str, str]] = Counter()
 
-    def visit(frame: Frame, path: str | None, above: frozenset[str]) -> None:
-        path = frame.file_path or path  # synthetic frames ([await], [self]) belong to their parent
+    def visit(frame: Frame, path: str | None, function: str, above: frozenset[str] | None) -> None:
+        """`above`: the layers between this frame and the dispatch above it (None: none yet)."""
+        if not frame.is_synthetic:  # synthetic frames ([self], [await]) are their parent's time
+            path, function = frame.file_path, frame.function or "?"
         name = layer(path)
-        if name not in above:
+        if above is not None and name not in above:
             cumulative_s[name] += frame.time
         own = frame.time - sum(child.time for child in frame.children)
         self_s[name] += own
-        functions_s[frame.function or "?", _short(path)] += own
+        functions_s[function, _short(path), name] += own
+        below = frozenset() if _dispatches(function, path) else None if above is None else above | {name}
         for child in frame.children:
-            visit(child, path, above | {name})
+            visit(child, path, function, below)
 
-    visit(root, None, frozenset())
+    visit(root, None, "?", None)
     return Profile(load_name, "pyinstrument", units, root.time, self_s, cumulative_s, functions_s)
 
 
@@ -145,7 +159,7 @@ def from_py_spy(load_name: str, units: int, lines: Iterable[str]) -> Profile:
     """py-spy's raw output: one collapsed stack per line, root first, then its sample count."""
     self_s: Counter[str] = Counter()
     cumulative_s: Counter[str] = Counter()
-    functions_s: Counter[tuple[str, str]] = Counter()
+    functions_s: Counter[tuple[str, str, str]] = Counter()
     total = 0.0
     for line in lines:
         stack, _, count = line.rstrip("\n").rpartition(" ")
@@ -155,11 +169,17 @@ def from_py_spy(load_name: str, units: int, lines: Iterable[str]) -> Profile:
         total += seconds
         frames = [_PY_SPY_FRAME.match(part) for part in stack.split(";")]
         paths = [match["path"] if match else None for match in frames]
-        for name in {layer(path) for path in paths}:
+        dispatched = [
+            index
+            for index, match in enumerate(frames)
+            if match and _dispatches(match["function"], match["path"])
+        ]
+        for name in {layer(path) for path in paths[dispatched[-1] + 1 if dispatched else len(paths) :]}:
             cumulative_s[name] += seconds
         leaf = frames[-1]
         self_s[layer(paths[-1])] += seconds
-        functions_s[(leaf["function"], _short(leaf["path"])) if leaf else ("?", "")] += seconds
+        where = (leaf["function"], _short(leaf["path"])) if leaf else ("?", "")
+        functions_s[(*where, layer(paths[-1]))] += seconds
     return Profile(load_name, "py-spy --gil", units, total, self_s, cumulative_s, functions_s)
 
 
