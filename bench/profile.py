@@ -137,7 +137,10 @@ def from_pyinstrument(load_name: str, units: int, root: Frame) -> Profile:
     def visit(frame: Frame, path: str | None, function: str, above: frozenset[str] | None) -> None:
         """`above`: the layers between this frame and the dispatch above it (None: none yet)."""
         if not frame.is_synthetic:  # synthetic frames ([self], [await]) are their parent's time
-            path, function = frame.file_path, frame.function or "?"
+            function = frame.function or "?"
+            # A built-in function (C: pydantic-core's validators, socket.send) is its caller's cost.
+            if frame.file_path and frame.file_path != "<built-in>":
+                path = frame.file_path
         name = layer(path)
         if above is not None and name not in above:
             cumulative_s[name] += frame.time
