@@ -21,10 +21,11 @@ import re
 import signal
 import sys
 import time
-from collections import Counter
+from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from pyinstrument import Profiler
 from pyinstrument.frame import Frame
@@ -80,6 +81,13 @@ def layer(path: str | None) -> str:
     return OTHER
 
 
+K = TypeVar("K")
+
+
+def _largest(seconds: dict[K, float]) -> list[tuple[K, float]]:
+    return sorted(seconds.items(), key=lambda item: -item[1])
+
+
 @dataclass
 class Profile:
     """Seconds by layer (self and cumulative) and by function (self), over `units` units of load."""
@@ -88,9 +96,9 @@ class Profile:
     profiler: str
     units: int
     total_s: float
-    self_s: Counter[str]
-    cumulative_s: Counter[str]
-    functions_s: Counter[tuple[str, str, str]]
+    self_s: defaultdict[str, float]
+    cumulative_s: defaultdict[str, float]
+    functions_s: defaultdict[tuple[str, str, str], float]
     """Seconds by (function, where, layer)."""
 
     def report(self, unit: str, top: int = 12) -> str:
@@ -100,7 +108,7 @@ class Profile:
             f"| layer | self ms per {unit} | self % | cumulative ms per {unit} | cumulative % |",
             "|---|--:|--:|--:|--:|",
         ]
-        for name, seconds in self.self_s.most_common():
+        for name, seconds in _largest(self.self_s):
             cumulative = self.cumulative_s[name]
             lines.append(
                 f"| {name} | {1000 * seconds / self.units:.2f} | {100 * seconds / self.total_s:.1f} "
@@ -111,7 +119,7 @@ class Profile:
             f"| function (most self time) | layer | self ms per {unit} | self % |",
             "|---|---|--:|--:|",
         ]
-        for (function, where, name), seconds in self.functions_s.most_common(top):
+        for (function, where, name), seconds in _largest(self.functions_s)[:top]:
             lines.append(
                 f"| `{function}` {where} | {name} | {1000 * seconds / self.units:.2f} "
                 f"| {100 * seconds / self.total_s:.1f} |"
@@ -130,9 +138,9 @@ def _short(path: str | None, line: int | None = None) -> str:
 
 
 def from_pyinstrument(load_name: str, units: int, root: Frame) -> Profile:
-    self_s: Counter[str] = Counter()
-    cumulative_s: Counter[str] = Counter()
-    functions_s: Counter[tuple[str, str, str]] = Counter()
+    self_s: defaultdict[str, float] = defaultdict(float)
+    cumulative_s: defaultdict[str, float] = defaultdict(float)
+    functions_s: defaultdict[tuple[str, str, str], float] = defaultdict(float)
 
     def visit(frame: Frame, path: str | None, function: str, above: frozenset[str] | None) -> None:
         """`above`: the layers between this frame and the dispatch above it (None: none yet)."""
@@ -160,9 +168,9 @@ _PY_SPY_FRAME = re.compile(r"^(?P<function>.*) \((?P<path>[^()]*?)(?::(?P<line>\
 
 def from_py_spy(load_name: str, units: int, lines: Iterable[str]) -> Profile:
     """py-spy's raw output: one collapsed stack per line, root first, then its sample count."""
-    self_s: Counter[str] = Counter()
-    cumulative_s: Counter[str] = Counter()
-    functions_s: Counter[tuple[str, str, str]] = Counter()
+    self_s: defaultdict[str, float] = defaultdict(float)
+    cumulative_s: defaultdict[str, float] = defaultdict(float)
+    functions_s: defaultdict[tuple[str, str, str], float] = defaultdict(float)
     total = 0.0
     for line in lines:
         stack, _, count = line.rstrip("\n").rpartition(" ")
