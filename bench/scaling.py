@@ -117,7 +117,7 @@ def _cpu_ms_per_run(window: CpuWindow, found: Load) -> float:
 
 async def scaling(bench: Bench) -> list[Row]:
     clients, per_client = bench.iterations(100, 8), bench.iterations(3, 1)
-    levels = (1, 2) if bench.smoke else (1, 2, 4)
+    levels = (2,) if bench.smoke else (1, 2, 4)
     rows: list[Row] = []
     postgres = RestartablePostgres(Path(tempfile.mkdtemp(prefix="ts-bench-pg-", dir="/tmp")))
     await postgres.create()
