@@ -283,9 +283,9 @@ async def profile(out: Path, py_spy: bool) -> list[tuple[Profile, str]]:
             profiler = Profiler(interval=0.001, async_mode="disabled")
             profiler.start()
             units = await run_load(bench, count)
-            session = profiler.stop()
+            recorded = profiler.stop()
             (out / f"{index}-pyinstrument.txt").write_text(profiler.output_text(unicode=True))
-            root = session.root_frame()
+            root = recorded.root_frame()
             if root is not None:
                 found.append((from_pyinstrument(name, units, root), unit))
             if py_spy:
