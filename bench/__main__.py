@@ -52,8 +52,10 @@ def targets(rows: list[Row]) -> list[dict[str, Any]]:
     if row:
         added = row.median - statistics.median(row.baseline)
         add("time to first token <= in-process + 3 ms (median)", added, added <= 3, f"+{added:.1f} ms")
-    throughput = [r for r in rows if r.metric.startswith("throughput, 100 clients")]
-    errors = [r for r in rows if r.metric.startswith("errors, 100 clients")]
+    throughput = [
+        r for r in rows if r.scenario == "throughput" and r.metric.startswith("throughput, 100 clients")
+    ]
+    errors = [r for r in rows if r.scenario == "throughput" and r.metric.startswith("errors, 100 clients")]
     if throughput and throughput[0].ratio is not None:
         ratio = throughput[0].ratio
         error_count = errors[0].median if errors else 0

@@ -8,11 +8,10 @@ import itertools
 import json
 import os
 import signal
-import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import grpc
 from agents import Runner, RunState, SQLiteSession
@@ -20,9 +19,12 @@ from timestep.examples.agents import assistant
 from timestep_client import InterruptionStatus, RunStatus, TimestepClient
 
 from bench.environment import API_KEY, Bench, database
+from bench.load import load as _load
+from bench.memory import memory
 from bench.report import Row
 from bench.retention import retention
 from bench.round_trips import round_trips
+from bench.scaling import scaling
 from timestep_testing.chaos import soak as chaos_soak
 from timestep_testing.chaos import soak_seed
 from timestep_testing.harness import FAST_RECONNECT, ServeProcess, free_port
@@ -204,37 +206,6 @@ async def streaming(bench: Bench) -> list[Row]:
 
 
 # ----- 3. throughput ---------------------------------------------------------------------------
-
-
-@dataclass
-class Load:
-    latencies: list[float] = field(default_factory=list)
-    errors: int = 0
-    elapsed_s: float = 0.0
-
-    @property
-    def runs_per_s(self) -> float:
-        return len(self.latencies) / self.elapsed_s
-
-
-async def _load(clients: int, per_client: int, call: Callable[[int], Awaitable[None]]) -> Load:
-    load = Load()
-
-    async def worker(index: int) -> None:
-        for _ in range(per_client):
-            start = time.perf_counter()
-            try:
-                await call(index)
-            except Exception as error:
-                load.errors += 1
-                print(f"  error: {error!r}"[:300], file=sys.stderr)
-            else:
-                load.latencies.append(_ms(start))
-
-    start = time.perf_counter()
-    await asyncio.gather(*(worker(index) for index in range(clients)))
-    load.elapsed_s = time.perf_counter() - start
-    return load
 
 
 async def throughput(bench: Bench) -> list[Row]:
@@ -638,4 +609,6 @@ SCENARIOS: dict[str, Scenario] = {
     "retention": retention,
     "soak": soak,
     "round_trips": round_trips,
+    "memory": memory,
+    "scaling": scaling,
 }

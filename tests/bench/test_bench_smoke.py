@@ -20,7 +20,7 @@ def test_bench_smoke_completes_and_reports_every_scenario(tmp_path: Path) -> Non
         cwd=REPO,
         capture_output=True,
         text=True,
-        timeout=170,
+        timeout=240,
         check=False,
     )
     assert finished.returncode == 0, finished.stdout + finished.stderr
