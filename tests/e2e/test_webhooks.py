@@ -378,17 +378,22 @@ async def test_rotating_without_overlap_signs_with_the_new_secret_only_and_drops
     ],
 )
 async def test_an_overlap_that_is_negative_or_too_long_is_refused_and_changes_nothing(
-    client: TimestepClient, ttl: duration_pb2.Duration
+    start_service: StartService, model_config: ModelConfig, durable_database: str, ttl: duration_pb2.Duration
 ) -> None:
-    created = await client.create_webhook("https://example.com/hooks", ["run.completed"])
-    error = await expect_rpc_error(
-        client.webhooks.RotateWebhookSecret(
-            webhooks_pb2.RotateWebhookSecretRequest(webhook_id=created.webhook.id, previous_secret_ttl=ttl)
-        ),
-        grpc.StatusCode.INVALID_ARGUMENT,
-    )
-    unchanged = await client.get_webhook(created.webhook.id)
-    await client.delete_webhook(created.webhook.id)
+    async with (
+        WebhookReceiver() as receiver,
+        webhook_service(start_service, model_config, durable_database) as client,
+    ):
+        created = await client.create_webhook(receiver.url, ["run.completed"])
+        error = await expect_rpc_error(
+            client.webhooks.RotateWebhookSecret(
+                webhooks_pb2.RotateWebhookSecretRequest(
+                    webhook_id=created.webhook.id, previous_secret_ttl=ttl
+                )
+            ),
+            grpc.StatusCode.INVALID_ARGUMENT,
+        )
+        unchanged = await client.get_webhook(created.webhook.id)
 
     assert violated_fields(error) == ["previous_secret_ttl"]
     assert "30 days" in (error.details() or "")
