@@ -495,7 +495,8 @@ async def _webhooks_through_the_cli(service: TimestepService) -> None:
     assert webhook["secret"] not in listed.stdout + shown.stdout
     assert deliveries.stdout.strip() == "no deliveries"
     rotated = overlapping.json()
-    assert rotated["secret"].startswith("whsec_") and rotated["secret"] != webhook["secret"]
+    assert rotated["secret"].startswith("whsec_")
+    assert rotated["secret"] != webhook["secret"]
     assert "previous_secret_expire_time" in rotated["webhook"]
     assert revoked.code == 0, revoked.stderr
     assert "new signing secret (shown once): whsec_" in revoked.stdout
