@@ -164,9 +164,10 @@ class WebhookStore:
         rotation is dropped."""
         overlap = previous_ttl > timedelta(0)
         row = await self._pool.fetchrow(
-            f"""UPDATE webhooks SET secret = $3, secret_time = clock_timestamp(),
+            f"""UPDATE webhooks SET secret = $3, secret_time = rotation.at,
                     previous_secret = CASE WHEN $4 THEN secret END,
-                    previous_secret_expire_time = CASE WHEN $4 THEN clock_timestamp() + $5::interval END
+                    previous_secret_expire_time = CASE WHEN $4 THEN rotation.at + $5::interval END
+                FROM (SELECT clock_timestamp() AS at) rotation
                 WHERE {_OWNED}
                 RETURNING {_WEBHOOK_COLUMNS}""",
             webhook_id,
@@ -180,14 +181,12 @@ class WebhookStore:
         return _webhook(row)
 
     @retried
-    async def erase_expired_secrets(self) -> int:
-        """Erase the previous secrets whose overlap has ended; returns how many."""
-        erased = await self._pool.fetch(
+    async def erase_expired_secrets(self) -> None:
+        """Erase the previous secrets whose overlap has ended."""
+        await self._pool.execute(
             """UPDATE webhooks SET previous_secret = NULL, previous_secret_expire_time = NULL
-               WHERE previous_secret IS NOT NULL AND previous_secret_expire_time <= clock_timestamp()
-               RETURNING 1"""
+               WHERE previous_secret IS NOT NULL AND previous_secret_expire_time <= clock_timestamp()"""
         )
-        return len(erased)
 
     # ----- deliveries --------------------------------------------------------------------
 
