@@ -475,6 +475,15 @@ async def _webhooks_through_the_cli(service: TimestepService) -> None:
     listed = await timestep(target(service), "webhooks", "list", "--limit", "500")
     shown = await timestep(target(service), "webhooks", "get", webhook["webhook"]["id"])
     deliveries = await timestep(target(service), "webhooks", "deliveries", webhook["webhook"]["id"])
+    overlapping = await timestep(
+        target(service), "--json", "webhooks", "rotate", webhook["webhook"]["id"], "--overlap", "1h"
+    )
+    revoked = await timestep(
+        target(service), "webhooks", "rotate", webhook["webhook"]["id"], "--overlap", "0"
+    )
+    bad_overlap = await timestep(
+        target(service), "webhooks", "rotate", webhook["webhook"]["id"], "--overlap", "-5m"
+    )
     deleted = await timestep(target(service), "webhooks", "delete", webhook["webhook"]["id"])
     missing = await timestep(target(service), "webhooks", "get", webhook["webhook"]["id"])
     refused = await timestep(target(service), "webhooks", "create", "http://169.254.169.254/")
@@ -485,6 +494,15 @@ async def _webhooks_through_the_cli(service: TimestepService) -> None:
     assert webhook["webhook"]["id"] in listed.stdout
     assert webhook["secret"] not in listed.stdout + shown.stdout
     assert deliveries.stdout.strip() == "no deliveries"
+    rotated = overlapping.json()
+    assert rotated["secret"].startswith("whsec_")
+    assert rotated["secret"] != webhook["secret"]
+    assert "previous_secret_expire_time" in rotated["webhook"]
+    assert revoked.code == 0, revoked.stderr
+    assert "new signing secret (shown once): whsec_" in revoked.stdout
+    assert "previous-secret-until" not in revoked.stdout
+    assert bad_overlap.code == 2
+    assert "--overlap" in bad_overlap.stderr
     assert deleted.code == 0
     assert missing.code == 4
     assert refused.code == 5

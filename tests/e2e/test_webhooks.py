@@ -1,17 +1,21 @@
 """Webhooks: a paused run reaches a signed webhook (signatures checked by an independent
 implementation of Standard Webhooks), deliveries are retried until the receiver takes them and
-listed with their attempts, and destinations that are not public are refused before any
-connection is made."""
+listed with their attempts, a rotated-out secret keeps signing for the overlap asked for and no
+longer, and destinations that are not public are refused before any connection is made."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import asyncpg
 import grpc
 import pytest
+from google.protobuf import duration_pb2
 from timestep.runtime.providers import ModelConfig
 from timestep.settings import WebhookSettings
 from timestep_client import RunStatus, TimestepClient
@@ -19,7 +23,7 @@ from timestep_client.v1 import webhooks_pb2
 
 from tests.conftest import StartService
 from timestep_testing.fakes.openai_responses import FakeOpenAI, text, tool_call
-from timestep_testing.fakes.webhook_receiver import WebhookReceiver, verified
+from timestep_testing.fakes.webhook_receiver import Received, WebhookReceiver, verified
 from timestep_testing.harness import assert_no_secret_anywhere
 from timestep_testing.helpers import (
     EMAIL_ARGS,
@@ -219,7 +223,7 @@ async def test_webhooks_are_listed_rotated_deleted_and_secrets_are_kept_only_whe
             second = await client.create_webhook(receiver.url, ["run.completed", "run.failed"])
             listed = await client.list_webhooks(page_size=1)
             rest = await client.list_webhooks(page_size=1, page_token=listed.next_page_token)
-            rotated = await client.rotate_webhook_secret(first.webhook.id)
+            rotated = await client.rotate_webhook_secret(first.webhook.id, previous_secret_ttl=timedelta(0))
             await client.send_test_event(first.webhook.id)
             [test_event] = await receiver.wait_for("webhook.test")
             await client.delete_webhook(second.webhook.id)
@@ -238,11 +242,160 @@ async def test_webhooks_are_listed_rotated_deleted_and_secrets_are_kept_only_whe
     assert rest.next_page_token == ""
     assert list(second.webhook.event_types) == ["run.completed", "run.failed"]
     assert rotated.secret != first.secret
+    assert not rotated.webhook.HasField("previous_secret_expire_time")
     verified(test_event, rotated.secret)
     with pytest.raises(Exception, match="signature"):
         verified(test_event, first.secret)
     assert error_reason(missing) == "WEBHOOK_NOT_FOUND"
     assert remaining.id == first.webhook.id
+
+
+def _signatures(received: Received) -> list[str]:
+    return received.headers["webhook-signature"].split(" ")
+
+
+async def _test_event(client: TimestepClient, receiver: WebhookReceiver, webhook_id: str) -> Received:
+    """A "webhook.test" event sent now, as the receiver got it."""
+    earlier = len(receiver.of_type("webhook.test"))
+    sent = await client.send_test_event(webhook_id)
+    await receiver.wait_for("webhook.test", times=earlier + 1)
+    [received] = [r for r in receiver.received if r.id == sent.id]
+    return received
+
+
+async def _database_clock_passed(database: str, moment: datetime) -> None:
+    """Wait until the database's clock (which decides expiries) is past `moment`."""
+    connection = await asyncpg.connect(database)
+    try:
+        # Nothing announces the time passing: polled, bounded by the timeout.
+        async with asyncio.timeout(10):
+            while not await connection.fetchval("SELECT clock_timestamp() > $1", moment):  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+    finally:
+        await connection.close()
+
+
+async def _previous_secret_row(database: str, webhook_id: str) -> tuple[str | None, datetime | None]:
+    connection = await asyncpg.connect(database)
+    try:
+        found = await connection.fetchrow(
+            "SELECT previous_secret, previous_secret_expire_time FROM webhooks WHERE id = $1", webhook_id
+        )
+    finally:
+        await connection.close()
+    assert found is not None
+    return found["previous_secret"], found["previous_secret_expire_time"]
+
+
+async def test_a_rotated_out_secret_keeps_signing_during_the_overlap_and_is_erased_after_it(
+    start_service: StartService,
+    model_config: ModelConfig,
+    durable_database: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    async with (
+        WebhookReceiver() as receiver,
+        webhook_service(start_service, model_config, durable_database) as client,
+    ):
+        created = await client.create_webhook(receiver.url, ["run.completed"])
+        before = datetime.now(UTC)
+        # Unset overlap: the service's 24 h.
+        second = await client.rotate_webhook_secret(created.webhook.id)
+        during = await _test_event(client, receiver, created.webhook.id)
+        shown = await client.get_webhook(created.webhook.id)
+        third = await client.rotate_webhook_secret(
+            created.webhook.id, previous_secret_ttl=timedelta(seconds=1)
+        )
+        expiry = third.webhook.previous_secret_expire_time.ToDatetime(tzinfo=UTC)
+        await _database_clock_passed(durable_database, expiry)
+        after = await _test_event(client, receiver, created.webhook.id)
+        # The dispatcher's rounds erase it; nothing announces that, so it is polled.
+        async with asyncio.timeout(10):
+            while await _previous_secret_row(durable_database, created.webhook.id) != (None, None):  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+        listed = (await client.list_webhooks()).webhooks
+        await assert_no_secret_anywhere(
+            durable_database,
+            [created.secret, second.secret, third.secret],
+            logs=caplog.text,
+            events=[during.headers, during.body, after.headers, after.body],
+            kept_in=["public.webhooks"],
+        )
+
+    overlap_end = second.webhook.previous_secret_expire_time.ToDatetime(tzinfo=UTC)
+    assert before + timedelta(hours=24) <= overlap_end <= datetime.now(UTC) + timedelta(hours=24)
+    assert overlap_end - second.webhook.secret_time.ToDatetime(tzinfo=UTC) == timedelta(hours=24)
+    assert shown.previous_secret_expire_time == second.webhook.previous_secret_expire_time
+    # During the overlap: signed with the new secret and the old one (the new one first).
+    assert len(_signatures(during)) == 2
+    assert verified(during, second.secret) == verified(during, created.secret) == during.json
+    # After it: the new secret only, and the listing no longer shows an expiry.
+    assert expiry - third.webhook.secret_time.ToDatetime(tzinfo=UTC) == timedelta(seconds=1)
+    assert len(_signatures(after)) == 1
+    assert verified(after, third.secret) == after.json
+    with pytest.raises(Exception, match="signature"):
+        verified(after, second.secret)
+    [webhook] = listed
+    assert not webhook.HasField("previous_secret_expire_time")
+
+
+async def test_rotating_without_overlap_signs_with_the_new_secret_only_and_drops_an_earlier_overlap(
+    start_service: StartService, model_config: ModelConfig, durable_database: str
+) -> None:
+    async with (
+        WebhookReceiver() as receiver,
+        webhook_service(start_service, model_config, durable_database) as client,
+    ):
+        created = await client.create_webhook(receiver.url, ["run.completed"])
+        overlapping = await client.rotate_webhook_secret(
+            created.webhook.id, previous_secret_ttl=timedelta(hours=1)
+        )
+        revoked = await client.rotate_webhook_secret(created.webhook.id, previous_secret_ttl=timedelta(0))
+        received = await _test_event(client, receiver, created.webhook.id)
+        stored = await _previous_secret_row(durable_database, created.webhook.id)
+
+    assert overlapping.webhook.HasField("previous_secret_expire_time")
+    assert not revoked.webhook.HasField("previous_secret_expire_time")
+    assert stored == (None, None)
+    assert _signatures(received) == [received.headers["webhook-signature"]]
+    assert verified(received, revoked.secret) == received.json
+    for old in (created.secret, overlapping.secret):
+        with pytest.raises(Exception, match="signature"):
+            verified(received, old)
+
+
+@pytest.mark.parametrize(
+    "ttl",
+    [
+        duration_pb2.Duration(seconds=-1),
+        duration_pb2.Duration(seconds=0, nanos=-5),
+        duration_pb2.Duration(seconds=30 * 86400, nanos=1),
+        duration_pb2.Duration(seconds=10**12),
+    ],
+)
+async def test_an_overlap_that_is_negative_or_too_long_is_refused_and_changes_nothing(
+    start_service: StartService, model_config: ModelConfig, durable_database: str, ttl: duration_pb2.Duration
+) -> None:
+    async with (
+        WebhookReceiver() as receiver,
+        webhook_service(start_service, model_config, durable_database) as client,
+    ):
+        created = await client.create_webhook(receiver.url, ["run.completed"])
+        error = await expect_rpc_error(
+            client.webhooks.RotateWebhookSecret(
+                webhooks_pb2.RotateWebhookSecretRequest(
+                    webhook_id=created.webhook.id, previous_secret_ttl=ttl
+                )
+            ),
+            grpc.StatusCode.INVALID_ARGUMENT,
+        )
+        unchanged = await client.get_webhook(created.webhook.id)
+
+    assert violated_fields(error) == ["previous_secret_ttl"]
+    assert "30 days" in (error.details() or "")
+    assert unchanged.secret_time == created.webhook.secret_time
+    assert not unchanged.HasField("previous_secret_expire_time")
 
 
 async def test_a_run_cancelled_while_paused_is_announced(

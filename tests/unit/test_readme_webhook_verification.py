@@ -1,5 +1,5 @@
 """The README's Python webhook verification, run as written against signatures made by
-`standardwebhooks` (not the service's code)."""
+`standardwebhooks` (not the service's code), one or two of them (during a rotation's overlap)."""
 
 from __future__ import annotations
 
@@ -45,3 +45,20 @@ def test_the_readme_verification_accepts_a_signed_body_and_refuses_a_changed_or_
         verify(secret, signed(secret, BODY, now), BODY.replace(b"wh_1", b"wh_2"))
     with pytest.raises(ValueError, match="stale"):
         verify(secret, signed(secret, BODY, datetime(2020, 1, 1, tzinfo=UTC)), BODY)
+
+
+def test_the_readme_verification_accepts_either_secret_of_a_rotation_and_no_other() -> None:
+    verify = readme_verify()
+    new, previous = (
+        "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+        "whsec_" + "C2FVsBQIhrscChlQIMV+b5sSYspob7oD",
+    )
+    now = datetime.now(UTC)
+    # During a rotation's overlap: both signatures, space separated, the new one first.
+    headers = signed(new, BODY, now)
+    headers["webhook-signature"] += " " + signed(previous, BODY, now)["webhook-signature"]
+
+    verify(new, headers, BODY)
+    verify(previous, headers, BODY)
+    with pytest.raises(ValueError, match="bad signature"):
+        verify("whsec_" + "dGhpcyBpcyBub3Qgb25lIG9mIHRoZW0hIQ==", headers, BODY)

@@ -44,6 +44,22 @@ def test_a_signature_does_not_verify_for_another_secret_id_or_body() -> None:
             StandardWebhook(changed_secret).verify(body, changed_headers)
 
 
+def test_a_message_signed_during_a_rotation_verifies_with_either_secret_and_no_other() -> None:
+    new, previous = signing.new_secret(), signing.new_secret()
+    timestamp = int(time.time())
+
+    headers = signing.headers(new, "msg_1", timestamp, b"{}", previous_secret=previous)
+
+    assert headers["webhook-signature"].split(" ") == [
+        signing.signature(new, "msg_1", timestamp, b"{}"),
+        signing.signature(previous, "msg_1", timestamp, b"{}"),
+    ]
+    for secret in (new, previous):
+        assert StandardWebhook(secret).verify(b"{}", headers) == {}
+    with pytest.raises(Exception, match="signature"):
+        StandardWebhook(signing.new_secret()).verify(b"{}", headers)
+
+
 @pytest.mark.parametrize(
     ("address", "allowed_by_default", "allowed_with_private"),
     [

@@ -505,11 +505,17 @@ class TimestepClient:
     async def delete_webhook(self, webhook_id: str) -> None:
         await self.webhooks.DeleteWebhook(webhooks_pb2.DeleteWebhookRequest(webhook_id=webhook_id))
 
-    async def rotate_webhook_secret(self, webhook_id: str) -> webhooks_pb2.RotateWebhookSecretResponse:
-        """A new signing secret for the webhook (in the response, shown only now)."""
-        response: webhooks_pb2.RotateWebhookSecretResponse = await self.webhooks.RotateWebhookSecret(
-            webhooks_pb2.RotateWebhookSecretRequest(webhook_id=webhook_id)
-        )
+    async def rotate_webhook_secret(
+        self, webhook_id: str, *, previous_secret_ttl: timedelta | None = None
+    ) -> webhooks_pb2.RotateWebhookSecretResponse:
+        """A new signing secret for the webhook (in the response, shown only now). Deliveries are
+        signed with the replaced secret too for `previous_secret_ttl` (None: the service's 24 h;
+        `timedelta(0)`: revoke it at once); `response.webhook.previous_secret_expire_time` says
+        until when."""
+        request = webhooks_pb2.RotateWebhookSecretRequest(webhook_id=webhook_id)
+        if previous_secret_ttl is not None:
+            request.previous_secret_ttl.FromTimedelta(previous_secret_ttl)
+        response: webhooks_pb2.RotateWebhookSecretResponse = await self.webhooks.RotateWebhookSecret(request)
         return response
 
     async def send_test_event(self, webhook_id: str) -> webhooks_pb2.WebhookDelivery:

@@ -1,7 +1,8 @@
-// TimestepClient: the Timestep service's RunService and SessionService (and the other services'
-// raw clients) over
+// TimestepClient: the Timestep service's RunService, SessionService and WebhookService (and the
+// other services' raw clients) over
 // any Connect-ES transport: Connect or gRPC-Web in browsers, Connect or gRPC in Node
 // (see ./node.ts and ./web.ts for ready-made transports).
+import { durationFromMs } from '@bufbuild/protobuf/wkt';
 import { Code, ConnectError, createClient, type Client, type Interceptor, type Transport } from '@connectrpc/connect';
 import { AgentService } from './gen/timestep/v1/agents_pb.js';
 import {
@@ -28,7 +29,15 @@ import {
   SessionService,
 } from './gen/timestep/v1/sessions_pb.js';
 import { UsageService } from './gen/timestep/v1/usage_pb.js';
-import { WebhookService } from './gen/timestep/v1/webhooks_pb.js';
+import {
+  type CreateWebhookResponse,
+  type ListWebhookDeliveriesResponse,
+  type ListWebhooksResponse,
+  type RotateWebhookSecretResponse,
+  type Webhook,
+  type WebhookDelivery,
+  WebhookService,
+} from './gen/timestep/v1/webhooks_pb.js';
 
 /** Codes after which re-subscribing to a stream is worth trying. */
 const RECONNECTABLE = new Set([Code.Unavailable, Code.Internal, Code.Unknown]);
@@ -83,6 +92,21 @@ export interface ResumeOptions {
   resume?: boolean;
   /** With `resume`: return only once the run is COMPLETED, INTERRUPTED, FAILED or CANCELLED. */
   wait?: boolean;
+}
+
+export interface CreateWebhookOptions {
+  /** Event types to deliver, e.g. ['run.interrupted']; empty or unset: all of them. */
+  eventTypes?: string[];
+  /** Free text for people. */
+  description?: string;
+}
+
+export interface RotateWebhookSecretOptions {
+  /**
+   * How long deliveries stay signed with the replaced secret too (besides the new one), in ms:
+   * 0 revokes it at once; unset: the service's default, 24 h.
+   */
+  previousSecretTtlMs?: number;
 }
 
 /** The interruption after a decision, and the run after it (and after the resume, if any). */
@@ -268,6 +292,49 @@ export class TimestepClient {
       force: options.force ?? false,
       allowMissing: options.allowMissing ?? false,
     });
+  }
+
+  /** Subscribe `url` to run events; the response carries the signing secret, shown only now. */
+  async createWebhook(url: string, options: CreateWebhookOptions = {}): Promise<CreateWebhookResponse> {
+    return this.webhooks.createWebhook({ url, eventTypes: options.eventTypes ?? [], description: options.description ?? '' });
+  }
+
+  async getWebhook(webhookId: string): Promise<Webhook> {
+    return required((await this.webhooks.getWebhook({ webhookId })).webhook);
+  }
+
+  /** The tenant's webhooks, oldest first (runs' own webhooks are not listed). */
+  async listWebhooks(options: PageOptions = {}): Promise<ListWebhooksResponse> {
+    return this.webhooks.listWebhooks(pageOf(options));
+  }
+
+  async deleteWebhook(webhookId: string): Promise<void> {
+    await this.webhooks.deleteWebhook({ webhookId });
+  }
+
+  /**
+   * A new signing secret for the webhook (in the response, shown only now). Until
+   * `webhook.previousSecretExpireTime` deliveries are signed with the replaced secret too.
+   */
+  async rotateWebhookSecret(
+    webhookId: string,
+    options: RotateWebhookSecretOptions = {},
+  ): Promise<RotateWebhookSecretResponse> {
+    const ttl = options.previousSecretTtlMs;
+    return this.webhooks.rotateWebhookSecret({
+      webhookId,
+      previousSecretTtl: ttl === undefined ? undefined : durationFromMs(ttl),
+    });
+  }
+
+  /** Send a "webhook.test" event; the delivery as created (PENDING). */
+  async sendTestEvent(webhookId: string): Promise<WebhookDelivery> {
+    return required((await this.webhooks.sendTestEvent({ webhookId })).delivery);
+  }
+
+  /** A page of the webhook's deliveries, newest first, each with its attempts. */
+  async listWebhookDeliveries(webhookId: string, options: PageOptions = {}): Promise<ListWebhookDeliveriesResponse> {
+    return this.webhooks.listWebhookDeliveries({ webhookId, ...pageOf(options) });
   }
 }
 

@@ -6,12 +6,14 @@ export {
   TimestepClient,
   type ApproveOptions,
   type CreateRunOptions,
+  type CreateWebhookOptions,
   type Decision,
   type DeleteSessionOptions,
   type PageOptions,
   type ReconnectOptions,
   type RejectOptions,
   type ResumeOptions,
+  type RotateWebhookSecretOptions,
 } from './client.js';
 export { fieldViolations, type FieldViolation } from './errors.js';
 export * from './gen/timestep/v1/agents_pb.js';

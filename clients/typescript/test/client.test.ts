@@ -1,7 +1,8 @@
 // TimestepClient against a real service (tests/clients/test_typescript_client.py starts it, with a
 // fake model that answers each run with a send_email call and, after the decision, a text; in
-// the conversation test, a text and then a send_email call): over gRPC and, when
-// TIMESTEP_HTTP_URL is set, over Connect.
+// the conversation test, a text and then a send_email call, and a webhook receiver at
+// TIMESTEP_WEBHOOK_URL that answers 200): over gRPC and, when TIMESTEP_HTTP_URL is set, over
+// Connect.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { Agent, tool } from '@openai/agents';
@@ -9,6 +10,7 @@ import { ConnectError, Code } from '@connectrpc/connect';
 import { loadRunState, importRunState } from '../src/agents.js';
 import { connectNode } from '../src/node.js';
 import {
+  DeliveryStatus,
   fieldViolations,
   InterruptionStatus,
   MultitaskStrategy,
@@ -16,10 +18,13 @@ import {
   type SessionItem,
   type TimestepClient,
   type WatchRunsResponse,
+  type Webhook,
+  type WebhookDelivery,
 } from '../src/index.js';
 
 const grpcUrl = required('TIMESTEP_GRPC_URL');
 const apiKey = required('TIMESTEP_API_KEY');
+const webhookUrl = required('TIMESTEP_WEBHOOK_URL');
 const transports: Array<['grpc' | 'connect', string]> = [['grpc', grpcUrl]];
 if (process.env.TIMESTEP_HTTP_URL) transports.push(['connect', process.env.TIMESTEP_HTTP_URL]);
 
@@ -66,6 +71,28 @@ async function nextChange(
     if (next.done) throw new Error('the watch ended');
     if (matches(next.value)) return next.value;
   }
+}
+
+/** The webhook's delivery `id` once the receiver has taken it (2xx), within 10 s. */
+async function delivered(client: TimestepClient, webhookId: string, id: string): Promise<WebhookDelivery> {
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    // Attempts are recorded as they happen and nothing announces them: polled, bounded above.
+    const found = (await client.listWebhookDeliveries(webhookId)).deliveries.find((d) => d.id === id);
+    if (found?.status === DeliveryStatus.SUCCEEDED) return found;
+    if (Date.now() > deadline) throw new Error(`delivery ${id} was not taken within 10 s: ${JSON.stringify(found?.attempts)}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+function given<T>(value: T | undefined): T {
+  assert.ok(value !== undefined);
+  return value;
+}
+
+/** Seconds since the epoch of a Webhook timestamp. */
+function seconds(webhook: Webhook, field: 'secretTime' | 'previousSecretExpireTime'): number {
+  return Number(given(webhook[field]).seconds);
 }
 
 for (const [protocol, baseUrl] of transports) {
@@ -195,6 +222,46 @@ for (const [protocol, baseUrl] of transports) {
       assert.equal(decision.run.status, RunStatus.INTERRUPTED);
       const again = await client.rejectAndResume(run.id, interruption.id, { message: 'Not now', wait: true });
       assert.equal(again.run.status, RunStatus.COMPLETED, 'repeating the decision with resume resumes the run');
+    });
+
+    test('a webhook gets a test event, lists its delivery, rotates its secret with an overlap and is deleted', async () => {
+      const created = await client.createWebhook(webhookUrl, { eventTypes: ['run.failed'], description: `ts ${protocol}` });
+      const webhook = given(created.webhook);
+      assert.match(created.secret, /^whsec_/);
+      assert.deepEqual(webhook.eventTypes, ['run.failed']);
+      assert.equal(webhook.previousSecretExpireTime, undefined);
+      const listed = await client.listWebhooks({ pageSize: 500 });
+      assert.ok(listed.webhooks.some((w) => w.id === webhook.id));
+      assert.equal((await client.getWebhook(webhook.id)).description, `ts ${protocol}`);
+
+      const sent = await client.sendTestEvent(webhook.id);
+      assert.equal(sent.status, DeliveryStatus.PENDING);
+      assert.equal(sent.eventType, 'webhook.test');
+      const first = await delivered(client, webhook.id, sent.id);
+      assert.deepEqual(first.attempts.map((a) => a.responseCode), [200]);
+
+      const rotated = await client.rotateWebhookSecret(webhook.id, { previousSecretTtlMs: 3_600_000 });
+      const overlapping = given(rotated.webhook);
+      assert.match(rotated.secret, /^whsec_/);
+      assert.notEqual(rotated.secret, created.secret);
+      assert.equal(seconds(overlapping, 'previousSecretExpireTime') - seconds(overlapping, 'secretTime'), 3600);
+      const again = await client.sendTestEvent(webhook.id);
+      await delivered(client, webhook.id, again.id);
+      const deliveries = await client.listWebhookDeliveries(webhook.id, { pageSize: 1 });
+      assert.deepEqual(deliveries.deliveries.map((d) => d.id), [again.id], 'newest first');
+      assert.notEqual(deliveries.nextPageToken, '');
+
+      const revoked = await client.rotateWebhookSecret(webhook.id, { previousSecretTtlMs: 0 });
+      assert.equal(given(revoked.webhook).previousSecretExpireTime, undefined);
+      await assert.rejects(client.rotateWebhookSecret(webhook.id, { previousSecretTtlMs: -1000 }), (error: unknown) => {
+        assert.equal(ConnectError.from(error).code, Code.InvalidArgument);
+        assert.deepEqual(fieldViolations(error).map((v) => v.field), ['previous_secret_ttl']);
+        return true;
+      });
+
+      await client.deleteWebhook(webhook.id);
+      await rejectsWith(client.getWebhook(webhook.id), Code.NotFound);
+      await rejectsWith(client.deleteWebhook(webhook.id), Code.NotFound);
     });
 
     test('errors carry their code: an unknown run is NOT_FOUND', async () => {

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+from datetime import timedelta
 
 from timestep_client import TimestepClient
 from timestep_client.v1 import webhooks_pb2
 
 from timestep.commands.output import OK, Output
+from timestep.settings import parse_duration
 
 
 def add_commands(
@@ -42,12 +44,26 @@ def add_commands(
     for name, help_text, handler in (
         ("get", "show a webhook", get_webhook),
         ("delete", "delete a webhook", delete_webhook),
-        ("rotate", "replace a webhook's signing secret; prints the new one (shown once)", rotate_secret),
         ("test", "send a webhook.test event", send_test),
     ):
         command = sub.add_parser(name, help=help_text, parents=[common])
         command.add_argument("webhook", metavar="ID")
         command.set_defaults(handler=handler)
+
+    rotate = sub.add_parser(
+        "rotate",
+        help="replace a webhook's signing secret; prints the new one (shown once)",
+        parents=[common],
+    )
+    rotate.add_argument("webhook", metavar="ID")
+    rotate.add_argument(
+        "--overlap",
+        type=overlap,
+        metavar="DURATION",
+        help="keep signing with the replaced secret too for this long, e.g. 1h or 7d; 0 revokes it "
+        "at once (default: the service's, 24h)",
+    )
+    rotate.set_defaults(handler=rotate_secret)
 
     deliveries = sub.add_parser(
         "deliveries", help="a webhook's deliveries with their attempts, newest first", parents=[common]
@@ -58,10 +74,23 @@ def add_commands(
     deliveries.set_defaults(handler=list_deliveries)
 
 
+def overlap(text: str) -> timedelta:
+    """`--overlap`: "0", or a duration such as 45s, 30m, 12h or 7d."""
+    if text == "0":
+        return timedelta(0)
+    try:
+        return timedelta(seconds=parse_duration(text))
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"{error}, or 0") from error
+
+
 def format_webhook(webhook: webhooks_pb2.Webhook) -> str:
     line = f"{webhook.id}  {webhook.url}  events={','.join(webhook.event_types)}"
     if webhook.run_id:
         line += f"  run={webhook.run_id}"
+    if webhook.HasField("previous_secret_expire_time"):
+        until = webhook.previous_secret_expire_time.ToDatetime().isoformat(timespec="seconds")
+        line += f"  previous-secret-until={until}Z"
     return line + (f"  {webhook.description!r}" if webhook.description else "")
 
 
@@ -106,8 +135,10 @@ async def delete_webhook(client: TimestepClient, args: argparse.Namespace, outpu
 
 
 async def rotate_secret(client: TimestepClient, args: argparse.Namespace, output: Output) -> int:
-    response = await client.rotate_webhook_secret(args.webhook)
-    output.result(response, f"new signing secret (shown once): {response.secret}")
+    response = await client.rotate_webhook_secret(args.webhook, previous_secret_ttl=args.overlap)
+    output.result(
+        response, f"{format_webhook(response.webhook)}\nnew signing secret (shown once): {response.secret}"
+    )
     return OK
 
 

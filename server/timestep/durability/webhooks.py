@@ -143,7 +143,8 @@ async def _deliver(delivery_id: str, settings: WebhookSettings) -> None:
 
 class WebhookDispatcher:
     """Binds the delivery workflows to this process's components, and starts a workflow for
-    each new delivery (every `dispatch_interval_s`)."""
+    each new delivery (every `dispatch_interval_s`), erasing the rotated-out secrets whose
+    overlap has ended on the way."""
 
     def __init__(
         self, store: WebhookStore, webhooks: Webhooks, client: WebhookClient, settings: WebhookSettings
@@ -179,6 +180,7 @@ class WebhookDispatcher:
 
     async def _dispatch(self) -> None:
         try:
+            await self._store.erase_expired_secrets()
             waiting = await self._store.undispatched(DISPATCH_BATCH)
             for delivery_id in waiting:
                 with SetWorkflowID(delivery_id):

@@ -4,7 +4,7 @@ stores), deliveries and their attempts. Deliveries of run events are created by 
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -25,7 +25,12 @@ from timestep.webhooks.types import (
     Webhook,
 )
 
-_WEBHOOK_COLUMNS = "id, tenant, url, event_types, description, run_id, secret_time, create_time"
+# The previous secret's expiry is shown only while it has not passed (it may not be erased yet).
+_WEBHOOK_COLUMNS = (
+    "id, tenant, url, event_types, description, run_id, secret_time, create_time, "
+    "CASE WHEN previous_secret_expire_time > clock_timestamp() THEN previous_secret_expire_time END "
+    "AS previous_secret_expire_time"
+)
 _OWNED = "id = $1 AND ($2::text IS NULL OR tenant = $2)"
 
 
@@ -46,6 +51,7 @@ def _webhook(row: asyncpg.Record) -> Webhook:
         create_time=row["create_time"],
         secret_time=row["secret_time"],
         run_id=row["run_id"] or "",
+        previous_secret_expire_time=row["previous_secret_expire_time"],
     )
 
 
@@ -152,17 +158,35 @@ class WebhookStore:
         ):
             raise webhook_not_found(webhook_id)
 
-    async def rotate(self, scope: Scope, webhook_id: str, secret: str) -> Webhook:
+    async def rotate(self, scope: Scope, webhook_id: str, secret: str, previous_ttl: timedelta) -> Webhook:
+        """Make `secret` the webhook's secret; the one it replaces stays accepted (deliveries are
+        signed with both) for `previous_ttl`, none if zero. A previous secret from an earlier
+        rotation is dropped."""
+        overlap = previous_ttl > timedelta(0)
         row = await self._pool.fetchrow(
-            f"""UPDATE webhooks SET secret = $3, secret_time = clock_timestamp() WHERE {_OWNED}
+            f"""UPDATE webhooks SET secret = $3, secret_time = rotation.at,
+                    previous_secret = CASE WHEN $4 THEN secret END,
+                    previous_secret_expire_time = CASE WHEN $4 THEN rotation.at + $5::interval END
+                FROM (SELECT clock_timestamp() AS at) rotation
+                WHERE {_OWNED}
                 RETURNING {_WEBHOOK_COLUMNS}""",
             webhook_id,
             scope.only,
             secret,
+            overlap,
+            previous_ttl,
         )
         if row is None:
             raise webhook_not_found(webhook_id)
         return _webhook(row)
+
+    @retried
+    async def erase_expired_secrets(self) -> None:
+        """Erase the previous secrets whose overlap has ended."""
+        await self._pool.execute(
+            """UPDATE webhooks SET previous_secret = NULL, previous_secret_expire_time = NULL
+               WHERE previous_secret IS NOT NULL AND previous_secret_expire_time <= clock_timestamp()"""
+        )
 
     # ----- deliveries --------------------------------------------------------------------
 
@@ -224,14 +248,18 @@ class WebhookStore:
 
     @retried
     async def target(self, delivery_id: str) -> Target | None:
-        """Where an attempt of the delivery goes, with the current secret; None once the webhook
-        (and so the delivery) is deleted."""
+        """Where an attempt of the delivery goes, with the current secret and the previous one
+        while it is accepted (by the database's clock); None once the webhook (and so the
+        delivery) is deleted."""
         row = await self._pool.fetchrow(
-            """SELECT w.url, w.secret FROM webhook_deliveries d JOIN webhooks w ON w.id = d.webhook_id
+            """SELECT w.url, w.secret,
+                      CASE WHEN w.previous_secret_expire_time > clock_timestamp() THEN w.previous_secret
+                      END AS previous_secret
+               FROM webhook_deliveries d JOIN webhooks w ON w.id = d.webhook_id
                WHERE d.id = $1""",
             delivery_id,
         )
-        return Target(row["url"], row["secret"]) if row else None
+        return Target(row["url"], row["secret"], row["previous_secret"] or "") if row else None
 
     @retried
     async def record_attempt(self, delivery_id: str, started: datetime, outcome: AttemptOutcome) -> None:

@@ -105,7 +105,9 @@ class WebhookClient:
             "host": parts.netloc.rpartition("@")[2],
             "content-type": "application/json",
             "user-agent": USER_AGENT,
-            **signing.headers(target.secret, message_id, int(time.time()), body),
+            **signing.headers(
+                target.secret, message_id, int(time.time()), body, previous_secret=target.previous_secret
+            ),
         }
         extensions = {"sni_hostname": host} if parts.scheme == "https" else {}
         request = self._http.build_request(

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any
+from datetime import timedelta
+from typing import Any, Final
 
 from timestep.domain import Interruption, Page, Run
 from timestep.errors import InvalidArgumentError, NotFoundError
@@ -18,6 +19,9 @@ from timestep.webhooks.destinations import validate_url
 from timestep.webhooks.types import RUN_EVENT_TYPES, TEST_EVENT_TYPE, Delivery, Webhook
 
 MAX_DESCRIPTION_LENGTH = 200
+# How long a rotated-out secret still signs deliveries (beside the new one) unless the caller says.
+DEFAULT_PREVIOUS_SECRET_TTL: Final = timedelta(hours=24)
+MAX_PREVIOUS_SECRET_TTL: Final = timedelta(days=30)
 
 
 def _event_types(requested: Sequence[str]) -> list[str]:
@@ -97,9 +101,15 @@ class Webhooks:
     async def delete(self, scope: Scope, webhook_id: str) -> None:
         await self._store.delete(scope, webhook_id)
 
-    async def rotate(self, scope: Scope, webhook_id: str) -> tuple[Webhook, str]:
+    async def rotate(
+        self, scope: Scope, webhook_id: str, previous_secret_ttl: timedelta | None = None
+    ) -> tuple[Webhook, str]:
+        """A new secret for the webhook (shown to the caller only now); the one it replaces is
+        still accepted for `previous_secret_ttl` (None: DEFAULT_PREVIOUS_SECRET_TTL; checked by
+        the caller to be from 0 to MAX_PREVIOUS_SECRET_TTL)."""
+        ttl = DEFAULT_PREVIOUS_SECRET_TTL if previous_secret_ttl is None else previous_secret_ttl
         secret = signing.new_secret()
-        return await self._store.rotate(scope, webhook_id, secret), secret
+        return await self._store.rotate(scope, webhook_id, secret, ttl), secret
 
     async def send_test(self, scope: Scope, webhook_id: str) -> Delivery:
         return await self._store.create_test_delivery(scope, webhook_id)

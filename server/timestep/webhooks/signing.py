@@ -1,6 +1,7 @@
 """Standard Webhooks signatures (https://www.standardwebhooks.com): a secret is "whsec_" and the
 base64 of random bytes; a message is signed with HMAC-SHA256, keyed with those bytes, over
-"<webhook-id>.<webhook-timestamp>.<body>", and sent as "v1,<base64 signature>"."""
+"<webhook-id>.<webhook-timestamp>.<body>", and sent as "v1,<base64 signature>"; several signatures
+(one per secret, while a rotated-out secret is still accepted) are sent space separated."""
 
 from __future__ import annotations
 
@@ -26,9 +27,13 @@ def signature(secret: str, message_id: str, timestamp: int, body: bytes) -> str:
     return "v1," + base64.b64encode(digest).decode()
 
 
-def headers(secret: str, message_id: str, timestamp: int, body: bytes) -> dict[str, str]:
+def headers(
+    secret: str, message_id: str, timestamp: int, body: bytes, *, previous_secret: str = ""
+) -> dict[str, str]:
+    """The headers of a message signed with `secret` and, if given, `previous_secret` too."""
+    keys = [secret, previous_secret] if previous_secret else [secret]
     return {
         "webhook-id": message_id,
         "webhook-timestamp": str(timestamp),
-        "webhook-signature": signature(secret, message_id, timestamp, body),
+        "webhook-signature": " ".join(signature(key, message_id, timestamp, body) for key in keys),
     }

@@ -35,6 +35,8 @@ class Webhook:
     secret_time: datetime
     # Set for the webhook of one run (CreateRun's webhook_url).
     run_id: str = ""
+    # Until when deliveries are also signed with the secret the last rotation replaced.
+    previous_secret_expire_time: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,8 @@ class Target:
 
     url: str
     secret: str
+    # The secret the last rotation replaced, while it is still accepted ('' otherwise).
+    previous_secret: str = ""
 
 
 @dataclass(frozen=True)

@@ -23,52 +23,53 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1atimestep/v1/webhooks.proto\x12\x0btimestep.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xbe\x01\n\x07Webhook\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0b\n\x03url\x18\x02 \x01(\t\x12\x13\n\x0b\x65vent_types\x18\x03 \x03(\t\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\x12/\n\x0b\x63reate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06run_id\x18\x06 \x01(\t\x12/\n\x0bsecret_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xa3\x01\n\x0f\x44\x65liveryAttempt\x12\x0e\n\x06number\x18\x01 \x01(\x05\x12(\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rresponse_code\x18\x03 \x01(\x05\x12\x12\n\nlatency_ms\x18\x04 \x01(\x01\x12\r\n\x05\x65rror\x18\x05 \x01(\t\x12\x1c\n\x14response_body_prefix\x18\x06 \x01(\t\"\x94\x02\n\x0fWebhookDelivery\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\nwebhook_id\x18\x02 \x01(\t\x12\x12\n\nevent_type\x18\x03 \x01(\t\x12\x0e\n\x06run_id\x18\x04 \x01(\t\x12+\n\x06status\x18\x05 \x01(\x0e\x32\x1b.timestep.v1.DeliveryStatus\x12/\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inish_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\x08\x61ttempts\x18\x08 \x03(\x0b\x32\x1c.timestep.v1.DeliveryAttempt\"M\n\x14\x43reateWebhookRequest\x12\x0b\n\x03url\x18\x01 \x01(\t\x12\x13\n\x0b\x65vent_types\x18\x02 \x03(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\"N\n\x15\x43reateWebhookResponse\x12%\n\x07webhook\x18\x01 \x01(\x0b\x32\x14.timestep.v1.Webhook\x12\x0e\n\x06secret\x18\x02 \x01(\t\"\'\n\x11GetWebhookRequest\x12\x12\n\nwebhook_id\x18\x01 \x01(\t\";\n\x12GetWebhookResponse\x12%\n\x07webhook\x18\x01 \x01(\x0b\x32\x14.timestep.v1.Webhook\"<\n\x13ListWebhooksRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"W\n\x14ListWebhooksResponse\x12&\n\x08webhooks\x18\x01 \x03(\x0b\x32\x14.timestep.v1.Webhook\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"*\n\x14\x44\x65leteWebhookRequest\x12\x12\n\nwebhook_id\x18\x01 \x01(\t\"\x17\n\x15\x44\x65leteWebhookResponse\"0\n\x1aRotateWebhookSecretRequest\x12\x12\n\nwebhook_id\x18\x01 \x01(\t\"T\n\x1bRotateWebhookSecretResponse\x12%\n\x07webhook\x18\x01 \x01(\x0b\x32\x14.timestep.v1.Webhook\x12\x0e\n\x06secret\x18\x02 \x01(\t\"*\n\x14SendTestEventRequest\x12\x12\n\nwebhook_id\x18\x01 \x01(\t\"G\n\x15SendTestEventResponse\x12.\n\x08\x64\x65livery\x18\x01 \x01(\x0b\x32\x1c.timestep.v1.WebhookDelivery\"Y\n\x1cListWebhookDeliveriesRequest\x12\x12\n\nwebhook_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"j\n\x1dListWebhookDeliveriesResponse\x12\x30\n\ndeliveries\x18\x01 \x03(\x0b\x32\x1c.timestep.v1.WebhookDelivery\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t*\x89\x01\n\x0e\x44\x65liveryStatus\x12\x1f\n\x1b\x44\x45LIVERY_STATUS_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x44\x45LIVERY_STATUS_PENDING\x10\x01\x12\x1d\n\x19\x44\x45LIVERY_STATUS_SUCCEEDED\x10\x02\x12\x1a\n\x16\x44\x45LIVERY_STATUS_FAILED\x10\x03\x32\x96\x05\n\x0eWebhookService\x12V\n\rCreateWebhook\x12!.timestep.v1.CreateWebhookRequest\x1a\".timestep.v1.CreateWebhookResponse\x12M\n\nGetWebhook\x12\x1e.timestep.v1.GetWebhookRequest\x1a\x1f.timestep.v1.GetWebhookResponse\x12S\n\x0cListWebhooks\x12 .timestep.v1.ListWebhooksRequest\x1a!.timestep.v1.ListWebhooksResponse\x12V\n\rDeleteWebhook\x12!.timestep.v1.DeleteWebhookRequest\x1a\".timestep.v1.DeleteWebhookResponse\x12h\n\x13RotateWebhookSecret\x12\'.timestep.v1.RotateWebhookSecretRequest\x1a(.timestep.v1.RotateWebhookSecretResponse\x12V\n\rSendTestEvent\x12!.timestep.v1.SendTestEventRequest\x1a\".timestep.v1.SendTestEventResponse\x12n\n\x15ListWebhookDeliveries\x12).timestep.v1.ListWebhookDeliveriesRequest\x1a*.timestep.v1.ListWebhookDeliveriesResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1atimestep/v1/webhooks.proto\x12\x0btimestep.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xff\x01\n\x07Webhook\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0b\n\x03url\x18\x02 \x01(\t\x12\x13\n\x0b\x65vent_types\x18\x03 \x03(\t\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\x12/\n\x0b\x63reate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06run_id\x18\x06 \x01(\t\x12/\n\x0bsecret_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12?\n\x1bprevious_secret_expire_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xa3\x01\n\x0f\x44\x65liveryAttempt\x12\x0e\n\x06number\x18\x01 \x01(\x05\x12(\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rresponse_code\x18\x03 \x01(\x05\x12\x12\n\nlatency_ms\x18\x04 \x01(\x01\x12\r\n\x05\x65rror\x18\x05 \x01(\t\x12\x1c\n\x14response_body_prefix\x18\x06 \x01(\t\"\x94\x02\n\x0fWebhookDelivery\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\nwebhook_id\x18\x02 \x01(\t\x12\x12\n\nevent_type\x18\x03 \x01(\t\x12\x0e\n\x06run_id\x18\x04 \x01(\t\x12+\n\x06status\x18\x05 \x01(\x0e\x32\x1b.timestep.v1.DeliveryStatus\x12/\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inish_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\x08\x61ttempts\x18\x08 \x03(\x0b\x32\x1c.timestep.v1.DeliveryAttempt\"M\n\x14\x43reateWebhookRequest\x12\x0b\n\x03url\x18\x01 \x01(\t\x12\x13\n\x0b\x65vent_types\x18\x02 \x03(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\"N\n\x15\x43reateWebhookResponse\x12%\n\x07webhook\x18\x01 \x01(\x0b\x32\x14.timestep.v1.Webhook\x12\x0e\n\x06secret\x18\x02 \x01(\t\"\'\n\x11GetWebhookRequest\x12\x12\n\nwebhook_id\x18\x01 \x01(\t\";\n\x12GetWebhookResponse\x12%\n\x07webhook\x18\x01 \x01(\x0b\x32\x14.timestep.v1.Webhook\"<\n\x13ListWebhooksRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"W\n\x14ListWebhooksResponse\x12&\n\x08webhooks\x18\x01 \x03(\x0b\x32\x14.timestep.v1.Webhook\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"*\n\x14\x44\x65leteWebhookRequest\x12\x12\n\nwebhook_id\x18\x01 \x01(\t\"\x17\n\x15\x44\x65leteWebhookResponse\"h\n\x1aRotateWebhookSecretRequest\x12\x12\n\nwebhook_id\x18\x01 \x01(\t\x12\x36\n\x13previous_secret_ttl\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"T\n\x1bRotateWebhookSecretResponse\x12%\n\x07webhook\x18\x01 \x01(\x0b\x32\x14.timestep.v1.Webhook\x12\x0e\n\x06secret\x18\x02 \x01(\t\"*\n\x14SendTestEventRequest\x12\x12\n\nwebhook_id\x18\x01 \x01(\t\"G\n\x15SendTestEventResponse\x12.\n\x08\x64\x65livery\x18\x01 \x01(\x0b\x32\x1c.timestep.v1.WebhookDelivery\"Y\n\x1cListWebhookDeliveriesRequest\x12\x12\n\nwebhook_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"j\n\x1dListWebhookDeliveriesResponse\x12\x30\n\ndeliveries\x18\x01 \x03(\x0b\x32\x1c.timestep.v1.WebhookDelivery\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t*\x89\x01\n\x0e\x44\x65liveryStatus\x12\x1f\n\x1b\x44\x45LIVERY_STATUS_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x44\x45LIVERY_STATUS_PENDING\x10\x01\x12\x1d\n\x19\x44\x45LIVERY_STATUS_SUCCEEDED\x10\x02\x12\x1a\n\x16\x44\x45LIVERY_STATUS_FAILED\x10\x03\x32\x96\x05\n\x0eWebhookService\x12V\n\rCreateWebhook\x12!.timestep.v1.CreateWebhookRequest\x1a\".timestep.v1.CreateWebhookResponse\x12M\n\nGetWebhook\x12\x1e.timestep.v1.GetWebhookRequest\x1a\x1f.timestep.v1.GetWebhookResponse\x12S\n\x0cListWebhooks\x12 .timestep.v1.ListWebhooksRequest\x1a!.timestep.v1.ListWebhooksResponse\x12V\n\rDeleteWebhook\x12!.timestep.v1.DeleteWebhookRequest\x1a\".timestep.v1.DeleteWebhookResponse\x12h\n\x13RotateWebhookSecret\x12\'.timestep.v1.RotateWebhookSecretRequest\x1a(.timestep.v1.RotateWebhookSecretResponse\x12V\n\rSendTestEvent\x12!.timestep.v1.SendTestEventRequest\x1a\".timestep.v1.SendTestEventResponse\x12n\n\x15ListWebhookDeliveries\x12).timestep.v1.ListWebhookDeliveriesRequest\x1a*.timestep.v1.ListWebhookDeliveriesResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'timestep.v1.webhooks_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_DELIVERYSTATUS']._serialized_start=1648
-  _globals['_DELIVERYSTATUS']._serialized_end=1785
-  _globals['_WEBHOOK']._serialized_start=77
-  _globals['_WEBHOOK']._serialized_end=267
-  _globals['_DELIVERYATTEMPT']._serialized_start=270
-  _globals['_DELIVERYATTEMPT']._serialized_end=433
-  _globals['_WEBHOOKDELIVERY']._serialized_start=436
-  _globals['_WEBHOOKDELIVERY']._serialized_end=712
-  _globals['_CREATEWEBHOOKREQUEST']._serialized_start=714
-  _globals['_CREATEWEBHOOKREQUEST']._serialized_end=791
-  _globals['_CREATEWEBHOOKRESPONSE']._serialized_start=793
-  _globals['_CREATEWEBHOOKRESPONSE']._serialized_end=871
-  _globals['_GETWEBHOOKREQUEST']._serialized_start=873
-  _globals['_GETWEBHOOKREQUEST']._serialized_end=912
-  _globals['_GETWEBHOOKRESPONSE']._serialized_start=914
-  _globals['_GETWEBHOOKRESPONSE']._serialized_end=973
-  _globals['_LISTWEBHOOKSREQUEST']._serialized_start=975
-  _globals['_LISTWEBHOOKSREQUEST']._serialized_end=1035
-  _globals['_LISTWEBHOOKSRESPONSE']._serialized_start=1037
-  _globals['_LISTWEBHOOKSRESPONSE']._serialized_end=1124
-  _globals['_DELETEWEBHOOKREQUEST']._serialized_start=1126
-  _globals['_DELETEWEBHOOKREQUEST']._serialized_end=1168
-  _globals['_DELETEWEBHOOKRESPONSE']._serialized_start=1170
-  _globals['_DELETEWEBHOOKRESPONSE']._serialized_end=1193
-  _globals['_ROTATEWEBHOOKSECRETREQUEST']._serialized_start=1195
-  _globals['_ROTATEWEBHOOKSECRETREQUEST']._serialized_end=1243
-  _globals['_ROTATEWEBHOOKSECRETRESPONSE']._serialized_start=1245
-  _globals['_ROTATEWEBHOOKSECRETRESPONSE']._serialized_end=1329
-  _globals['_SENDTESTEVENTREQUEST']._serialized_start=1331
-  _globals['_SENDTESTEVENTREQUEST']._serialized_end=1373
-  _globals['_SENDTESTEVENTRESPONSE']._serialized_start=1375
-  _globals['_SENDTESTEVENTRESPONSE']._serialized_end=1446
-  _globals['_LISTWEBHOOKDELIVERIESREQUEST']._serialized_start=1448
-  _globals['_LISTWEBHOOKDELIVERIESREQUEST']._serialized_end=1537
-  _globals['_LISTWEBHOOKDELIVERIESRESPONSE']._serialized_start=1539
-  _globals['_LISTWEBHOOKDELIVERIESRESPONSE']._serialized_end=1645
-  _globals['_WEBHOOKSERVICE']._serialized_start=1788
-  _globals['_WEBHOOKSERVICE']._serialized_end=2450
+  _globals['_DELIVERYSTATUS']._serialized_start=1801
+  _globals['_DELIVERYSTATUS']._serialized_end=1938
+  _globals['_WEBHOOK']._serialized_start=109
+  _globals['_WEBHOOK']._serialized_end=364
+  _globals['_DELIVERYATTEMPT']._serialized_start=367
+  _globals['_DELIVERYATTEMPT']._serialized_end=530
+  _globals['_WEBHOOKDELIVERY']._serialized_start=533
+  _globals['_WEBHOOKDELIVERY']._serialized_end=809
+  _globals['_CREATEWEBHOOKREQUEST']._serialized_start=811
+  _globals['_CREATEWEBHOOKREQUEST']._serialized_end=888
+  _globals['_CREATEWEBHOOKRESPONSE']._serialized_start=890
+  _globals['_CREATEWEBHOOKRESPONSE']._serialized_end=968
+  _globals['_GETWEBHOOKREQUEST']._serialized_start=970
+  _globals['_GETWEBHOOKREQUEST']._serialized_end=1009
+  _globals['_GETWEBHOOKRESPONSE']._serialized_start=1011
+  _globals['_GETWEBHOOKRESPONSE']._serialized_end=1070
+  _globals['_LISTWEBHOOKSREQUEST']._serialized_start=1072
+  _globals['_LISTWEBHOOKSREQUEST']._serialized_end=1132
+  _globals['_LISTWEBHOOKSRESPONSE']._serialized_start=1134
+  _globals['_LISTWEBHOOKSRESPONSE']._serialized_end=1221
+  _globals['_DELETEWEBHOOKREQUEST']._serialized_start=1223
+  _globals['_DELETEWEBHOOKREQUEST']._serialized_end=1265
+  _globals['_DELETEWEBHOOKRESPONSE']._serialized_start=1267
+  _globals['_DELETEWEBHOOKRESPONSE']._serialized_end=1290
+  _globals['_ROTATEWEBHOOKSECRETREQUEST']._serialized_start=1292
+  _globals['_ROTATEWEBHOOKSECRETREQUEST']._serialized_end=1396
+  _globals['_ROTATEWEBHOOKSECRETRESPONSE']._serialized_start=1398
+  _globals['_ROTATEWEBHOOKSECRETRESPONSE']._serialized_end=1482
+  _globals['_SENDTESTEVENTREQUEST']._serialized_start=1484
+  _globals['_SENDTESTEVENTREQUEST']._serialized_end=1526
+  _globals['_SENDTESTEVENTRESPONSE']._serialized_start=1528
+  _globals['_SENDTESTEVENTRESPONSE']._serialized_end=1599
+  _globals['_LISTWEBHOOKDELIVERIESREQUEST']._serialized_start=1601
+  _globals['_LISTWEBHOOKDELIVERIESREQUEST']._serialized_end=1690
+  _globals['_LISTWEBHOOKDELIVERIESRESPONSE']._serialized_start=1692
+  _globals['_LISTWEBHOOKDELIVERIESRESPONSE']._serialized_end=1798
+  _globals['_WEBHOOKSERVICE']._serialized_start=1941
+  _globals['_WEBHOOKSERVICE']._serialized_end=2603
 # @@protoc_insertion_point(module_scope)

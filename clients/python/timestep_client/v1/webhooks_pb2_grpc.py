@@ -32,7 +32,9 @@ class WebhookServiceStub:
     headers `webhook-id` (the delivery's id: the same for every attempt of one event),
     `webhook-timestamp` (Unix seconds) and `webhook-signature` ("v1,<base64 HMAC-SHA256 of
     id.timestamp.body>", keyed with the base64-decoded part of the subscription's `whsec_`
-    secret). The body is {"type", "timestamp", "data"}.
+    secret). The body is {"type", "timestamp", "data"}. While a rotated-out secret is still
+    accepted (RotateWebhookSecretRequest.previous_secret_ttl), `webhook-signature` carries two
+    signatures, space separated: "v1,<with the new secret> v1,<with the previous one>".
 
     Event types: "run.interrupted" (data: the run and its pending interruptions, each with tool,
     arguments and agent), "run.completed", "run.failed", "run.cancelled", "interruption.expired"
@@ -105,7 +107,9 @@ class WebhookServiceServicer:
     headers `webhook-id` (the delivery's id: the same for every attempt of one event),
     `webhook-timestamp` (Unix seconds) and `webhook-signature` ("v1,<base64 HMAC-SHA256 of
     id.timestamp.body>", keyed with the base64-decoded part of the subscription's `whsec_`
-    secret). The body is {"type", "timestamp", "data"}.
+    secret). The body is {"type", "timestamp", "data"}. While a rotated-out secret is still
+    accepted (RotateWebhookSecretRequest.previous_secret_ttl), `webhook-signature` carries two
+    signatures, space separated: "v1,<with the new secret> v1,<with the previous one>".
 
     Event types: "run.interrupted" (data: the run and its pending interruptions, each with tool,
     arguments and agent), "run.completed", "run.failed", "run.cancelled", "interruption.expired"
@@ -169,9 +173,11 @@ class WebhookServiceServicer:
 
     def RotateWebhookSecret(self, request, context):
         """Replaces the webhook's signing secret and returns the new one (shown only here). Deliveries
-        attempted from now on are signed with it.
+        attempted from now on are signed with it and, for `previous_secret_ttl` (24 h unless set),
+        also with the secret it replaces, so that receivers can deploy the new secret without
+        rejecting a delivery meanwhile. Then the previous secret is erased.
 
-        Errors: INVALID_ARGUMENT; NOT_FOUND (WEBHOOK_NOT_FOUND).
+        Errors: INVALID_ARGUMENT (previous_secret_ttl); NOT_FOUND (WEBHOOK_NOT_FOUND).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -247,7 +253,9 @@ class WebhookService:
     headers `webhook-id` (the delivery's id: the same for every attempt of one event),
     `webhook-timestamp` (Unix seconds) and `webhook-signature` ("v1,<base64 HMAC-SHA256 of
     id.timestamp.body>", keyed with the base64-decoded part of the subscription's `whsec_`
-    secret). The body is {"type", "timestamp", "data"}.
+    secret). The body is {"type", "timestamp", "data"}. While a rotated-out secret is still
+    accepted (RotateWebhookSecretRequest.previous_secret_ttl), `webhook-signature` carries two
+    signatures, space separated: "v1,<with the new secret> v1,<with the previous one>".
 
     Event types: "run.interrupted" (data: the run and its pending interruptions, each with tool,
     arguments and agent), "run.completed", "run.failed", "run.cancelled", "interruption.expired"

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from timestep_client.v1 import webhooks_pb2
 
 from timestep.api import convert, validation
 from timestep.api.handlers.context import CallContext
-from timestep.errors import FailedPreconditionError
-from timestep.webhooks.service import Webhooks
+from timestep.errors import FailedPreconditionError, InvalidArgumentError
+from timestep.webhooks.service import MAX_PREVIOUS_SECRET_TTL, Webhooks
 from timestep.webhooks.types import Attempt, Delivery, Webhook
 
 
@@ -20,6 +22,7 @@ def webhook_to_proto(webhook: Webhook) -> webhooks_pb2.Webhook:
         create_time=convert.timestamp(webhook.create_time),
         run_id=webhook.run_id,
         secret_time=convert.timestamp(webhook.secret_time),
+        previous_secret_expire_time=convert.timestamp(webhook.previous_secret_expire_time),
     )
 
 
@@ -49,6 +52,22 @@ def delivery_to_proto(delivery: Delivery) -> webhooks_pb2.WebhookDelivery:
 
 def _webhook_id(value: str) -> str:
     return validation.require(value, "webhook_id", "pass an id from CreateWebhook or ListWebhooks")
+
+
+def _previous_secret_ttl(request: webhooks_pb2.RotateWebhookSecretRequest) -> timedelta | None:
+    if not request.HasField("previous_secret_ttl"):
+        return None
+    ttl = request.previous_secret_ttl
+    longest = MAX_PREVIOUS_SECRET_TTL.total_seconds()
+    in_range = ttl.seconds >= 0 and ttl.seconds + ttl.nanos / 1e9 <= longest
+    if not (in_range and 0 <= ttl.nanos < 1_000_000_000):
+        raise InvalidArgumentError(
+            f"previous_secret_ttl (seconds={ttl.seconds}, nanos={ttl.nanos}) must be from 0s (revoke "
+            f"the previous secret at once) to {MAX_PREVIOUS_SECRET_TTL.days} days, e.g. 3600s to "
+            "accept it for another hour.",
+            field="previous_secret_ttl",
+        )
+    return ttl.ToTimedelta()
 
 
 def need_durability() -> FailedPreconditionError:
@@ -100,7 +119,9 @@ class WebhookHandlers:
     async def RotateWebhookSecret(
         self, request: webhooks_pb2.RotateWebhookSecretRequest, call: CallContext
     ) -> webhooks_pb2.RotateWebhookSecretResponse:
-        webhook, secret = await self._webhooks.rotate(call.scope, _webhook_id(request.webhook_id))
+        webhook, secret = await self._webhooks.rotate(
+            call.scope, _webhook_id(request.webhook_id), _previous_secret_ttl(request)
+        )
         return webhooks_pb2.RotateWebhookSecretResponse(webhook=webhook_to_proto(webhook), secret=secret)
 
     async def SendTestEvent(
