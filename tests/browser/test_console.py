@@ -4,7 +4,8 @@ generates them and ends COMPLETED; another is rejected with a message and the mo
 shows; another tenant's key sees neither, and starts a run of its own from the form. An approval
 counts down to its expiry and, once it passes, says so and can no longer be decided; a person
 edits a call's arguments (refused in the page when not JSON, by the service when they do not fit
-the tool) and the tool runs with the edit.
+the tool) and the tool runs with the edit. A run page left open on a paused run shows its
+approval expiring and follows the run resuming by itself, without a reload.
 Screenshots go to $TIMESTEP_SCREENSHOTS (default build/screenshots; `make screenshots` writes the
 README's, in docs/).
 """
@@ -219,3 +220,34 @@ async def test_deciding_on_the_run_page_follows_the_run_it_resumed(
     await in_browser(page.wait_for_text, "#final-output", ANSWER)
     await in_browser(page.wait_for_text, ".decided h3", "send_email: approved")
     assert await in_browser(page.count, "article.interruption") == 0
+
+
+async def test_a_run_page_left_open_follows_an_expiry_and_the_run_resuming_by_itself(
+    service: TimestepService, page: ConsolePage, fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.script(tool_call("send_email", EMAIL_ARGS, call_id=unique("call")), text(REPLY))
+    await signed_in(page)
+    async with TimestepClient(f"127.0.0.1:{service.port}", api_key=ACME_KEY) as acme:
+        run = await acme.create_run(
+            "assistant",
+            "Email Bob",
+            approval_timeout=timedelta(seconds=5),
+            auto_resume_on_expiry=True,
+            wait=True,
+            timeout=WAIT,
+        )
+    await in_browser(page.go, f"runs/{run.id}")
+    # Paused when the page opened: its event stream has ended.
+    await in_browser(page.wait_for_text, "#run-status", "INTERRUPTED")
+    await in_browser(page.wait_for, f"article[data-run='{run.id}']")
+
+    await in_browser(
+        page.wait_for_text, "li[data-kind=interruptionExpired]", "send_email: nobody decided in time"
+    )
+    await in_browser(page.wait_for_text, "#run-status", "COMPLETED")
+    await in_browser(page.wait_for_text, "#final-output", REPLY)
+
+    assert await in_browser(page.count, "article.interruption") == 0
+    assert await in_browser(page.count, "li[data-kind=interruptionExpired]") == 1, "each event once"
+    statuses = await in_browser(page.texts, "li[data-kind=statusChanged]")
+    assert sum("COMPLETED" in status for status in statuses) == 1, statuses
