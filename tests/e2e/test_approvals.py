@@ -407,7 +407,6 @@ async def test_an_imported_run_whose_approval_nobody_decides_in_time_expires_and
                     and change.event.status_changed.status == RunStatus.RUN_STATUS_COMPLETED
                 ):
                     break
-        await changes.aclose()
         finished = await client.get_run(run.id)
 
     [decided] = finished.interruptions
