@@ -21,6 +21,7 @@ from typing import Final
 
 import pytest
 from timestep.app import TimestepService
+from timestep.settings import ApprovalSettings
 from timestep_client import InterruptionStatus, RunStatus, TimestepClient
 
 from tests.browser.conftest import ACME_KEY, GLOBEX_KEY
@@ -135,6 +136,11 @@ async def signed_in(page: ConsolePage) -> None:
     await in_browser(page.use_key, ACME_KEY)
 
 
+# The page's own countdown: a service that looks for expired approvals only hourly leaves the
+# card to it (a service that expires the approval replaces the card by its decision).
+@pytest.mark.parametrize(
+    "service", [{"approvals": ApprovalSettings(check_interval_s=3600)}], ids=["hourly-expiry"], indirect=True
+)
 async def test_an_approval_counts_down_to_its_expiry_and_then_cannot_be_decided(
     service: TimestepService, page: ConsolePage, fake_openai: FakeOpenAI
 ) -> None:
