@@ -255,5 +255,6 @@ async def test_a_run_page_left_open_follows_an_expiry_and_the_run_resuming_by_it
 
     assert await in_browser(page.count, "article.interruption") == 0
     assert await in_browser(page.count, "li[data-kind=interruptionExpired]") == 1, "each event once"
+    assert not await in_browser(page.visible, "#notice"), "ending the feed's subscription is no error"
     statuses = await in_browser(page.texts, "li[data-kind=statusChanged]")
     assert sum("COMPLETED" in status for status in statuses) == 1, statuses
