@@ -415,3 +415,19 @@ async def test_an_imported_run_whose_approval_nobody_decides_in_time_expires_and
     assert function_call_outputs(fake_openai.requests[-1]) == {
         "call_imported": "Nobody answered; do not send it."
     }
+
+
+async def test_an_imports_approval_timeout_out_of_range_is_refused_before_anything_is_written(
+    client: TimestepClient, fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.script(tool_call("send_email", EMAIL_ARGS))
+    state_json = await paused_state(client, "assistant", "Email Bob")
+    before = len((await client.list_runs(page_size=500)).runs)
+    request = runs_pb2.ImportRunStateRequest(agent="assistant", state_json=state_json)
+    request.approval_timeout.FromTimedelta(timedelta(days=366))
+
+    error = await expect_rpc_error(client.runs.ImportRunState(request), grpc.StatusCode.INVALID_ARGUMENT)
+
+    assert violated_fields(error) == ["approval_timeout"]
+    assert "365 days" in (error.details() or "")
+    assert len((await client.list_runs(page_size=500)).runs) == before
