@@ -16,7 +16,7 @@ function route(): void {
   const params = new URLSearchParams(query);
   if (parts[0] === 'runs' && parts[1]) void runPage(decodeURIComponent(parts[1]), leaving.signal);
   else if (parts[0] === 'runs') void runList(params);
-  else if (parts[0] === 'sessions' && parts[1]) void sessionPage(decodeURIComponent(parts[1]));
+  else if (parts[0] === 'sessions' && parts[1]) void sessionPage(decodeURIComponent(parts[1]), leaving.signal);
   else if (parts[0] === 'sessions') void sessionList(params);
   else if (parts[0] === 'new') void newRun();
   else if (parts[0] === 'schedules') void schedules();

@@ -80,7 +80,48 @@ export async function runPage(runId: string, signal: AbortSignal): Promise<void>
   show(`Run ${runId}`, header, decisions, h('h2', {}, 'Timeline'), timeline);
   const api = client();
   let last = 0n;
-  const follow = async () => {
+  // One reader of the run's events at a time: a call while one reads makes it read again after.
+  let reading: Promise<void> | undefined;
+  let readAgain = false;
+  const follow = (): Promise<void> => {
+    if (reading) {
+      readAgain = true;
+      return reading;
+    }
+    reading = (async () => {
+      try {
+        do {
+          readAgain = false;
+          await read();
+        } while (readAgain && !signal.aborted);
+      } finally {
+        reading = undefined;
+      }
+    })();
+    return reading;
+  };
+  // StreamRunEvents ends when the run pauses. While it waits, what happens to it without this
+  // page (an approval expiring, the run resuming by itself, a decision made elsewhere) comes
+  // through the tenant's feed, WatchRuns, as it does to the inbox; the page then reads on.
+  let watching: AbortController | undefined;
+  const watch = async (stop: AbortSignal) => {
+    for await (const change of api.watchRuns('', { signal: stop })) {
+      // The bookmark first: catch up on what happened before the feed started.
+      if (!change.event || change.runId === runId) await follow();
+    }
+  };
+  const keepWatching = (run: Run) => {
+    if (run.status === RunStatus.INTERRUPTED && !watching && !signal.aborted) {
+      const stop = new AbortController();
+      signal.addEventListener('abort', () => stop.abort(), { once: true });
+      watching = stop;
+      void watch(stop.signal).catch(report);
+    } else if (run.status !== RunStatus.INTERRUPTED && watching) {
+      watching.abort();
+      watching = undefined;
+    }
+  };
+  const read = async () => {
     // Text deltas of the item being generated, replaced by the stored message when it arrives.
     let live: HTMLElement | undefined;
     for await (const event of api.streamEvents(runId, last, { signal })) {
@@ -100,7 +141,7 @@ export async function runPage(runId: string, signal: AbortSignal): Promise<void>
       const line = describe(event);
       if (line) timeline.appendChild(h('li', { 'data-kind': event.kind.case ?? '' }, h('span', { class: 'kind' }, line[0]), line[1]));
     }
-    await refresh();
+    keepWatching(await refresh());
   };
   const cards = new Map<string, HTMLElement>();
   // Deciding here stays here: the page follows the run if the decision resumed it.
@@ -115,6 +156,7 @@ export async function runPage(runId: string, signal: AbortSignal): Promise<void>
       ...keptCards(cards, waiting, (i) => interruptionCard(i, decided)),
       ...(done.length ? [h('h2', {}, 'Decisions'), ...done.map(decidedCard)] : []),
     );
+    return run;
   };
   const act = async (action: () => Promise<unknown>, thenFollow: boolean) => {
     try {

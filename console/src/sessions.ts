@@ -68,30 +68,51 @@ function sessionRow(session: Session): HTMLElement {
   );
 }
 
-export async function sessionPage(sessionId: string): Promise<void> {
+/** How many items of a conversation's history its page shows at first, and adds at each "Show more". */
+const HISTORY_PAGE = 200;
+
+/** A conversation's page; leaving it (`signal`) stops its requests. */
+export async function sessionPage(sessionId: string, signal: AbortSignal): Promise<void> {
   const header = h('div', { class: 'card' });
   const runs = h('tbody');
   const history = h('ol', { class: 'timeline history', 'aria-label': 'History' });
+  const more = h('div', { class: 'more' });
   show(
     `Conversation ${sessionId}`,
     header,
     h('h2', {}, 'History'),
     history,
+    more,
     h('h2', {}, 'Runs, newest first'),
     table(RUN_COLUMNS, runs),
   );
   const api = client();
   try {
     const session = await api.getSession(sessionId);
-    const listItems = async () => {
-      for await (const item of api.sessionItems(sessionId, { pageSize: 100 })) history.appendChild(itemLine(item));
+    const showItems = async (pageToken: string) => {
+      const page = await api.sessions.listSessionItems({ sessionId, pageToken, pageSize: HISTORY_PAGE }, { signal });
+      append(history, ...page.items.map(itemLine));
       if (!history.firstChild) history.appendChild(h('li', {}, 'The history is empty.'));
+      const next = page.nextPageToken;
+      const showMore = h('button', { type: 'button', class: 'show-more' }, 'Show more') as HTMLButtonElement;
+      showMore.addEventListener('click', () => {
+        showMore.disabled = true;
+        void showItems(next).catch((error: unknown) => {
+          report(error);
+          showMore.disabled = false;
+        });
+      });
+      more.replaceChildren(
+        ...(next
+          ? [h('p', { class: 'muted', role: 'status' }, `Showing the first ${history.children.length} of ${session.itemCount} items.`), showMore]
+          : []),
+      );
     };
-    const items = listItems();
+    const items = showItems('');
     const all: Run[] = [];
     let pageToken = '';
     do {
-      const page = await api.listRuns({ sessionId, pageToken, pageSize: 100 });
+      const page = await api.runs.listRuns({ sessionId, pageToken, pageSize: 100 }, { signal });
       all.push(...page.runs);
       pageToken = page.nextPageToken;
     } while (pageToken);

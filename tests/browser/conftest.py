@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from typing import Final
+from typing import Any, Final
 
 import pytest
 from timestep.app import TimestepService
@@ -19,8 +19,13 @@ GLOBEX_KEY: Final = "ts_globex-console-key-0123456789"
 
 
 @pytest.fixture
-async def service(start_service: StartService, model_config: ModelConfig) -> AsyncIterator[TimestepService]:
-    async with start_service(model_config, api_keys=tenant_keys(ACME_KEY, GLOBEX_KEY)) as running:
+async def service(
+    request: pytest.FixtureRequest, start_service: StartService, model_config: ModelConfig
+) -> AsyncIterator[TimestepService]:
+    """The service; a test changes its configuration with indirect parametrization (a dict of
+    ServiceConfig fields)."""
+    config: dict[str, Any] = getattr(request, "param", {})
+    async with start_service(model_config, api_keys=tenant_keys(ACME_KEY, GLOBEX_KEY), **config) as running:
         yield running
 
 

@@ -4,7 +4,8 @@ generates them and ends COMPLETED; another is rejected with a message and the mo
 shows; another tenant's key sees neither, and starts a run of its own from the form. An approval
 counts down to its expiry and, once it passes, says so and can no longer be decided; a person
 edits a call's arguments (refused in the page when not JSON, by the service when they do not fit
-the tool) and the tool runs with the edit.
+the tool) and the tool runs with the edit. A run page left open on a paused run shows its
+approval expiring and follows the run resuming by itself, without a reload.
 Screenshots go to $TIMESTEP_SCREENSHOTS (default build/screenshots; `make screenshots` writes the
 README's, in docs/).
 """
@@ -20,6 +21,7 @@ from typing import Final
 
 import pytest
 from timestep.app import TimestepService
+from timestep.settings import ApprovalSettings
 from timestep_client import InterruptionStatus, RunStatus, TimestepClient
 
 from tests.browser.conftest import ACME_KEY, GLOBEX_KEY
@@ -134,6 +136,11 @@ async def signed_in(page: ConsolePage) -> None:
     await in_browser(page.use_key, ACME_KEY)
 
 
+# The page's own countdown: a service that looks for expired approvals only hourly leaves the
+# card to it (a service that expires the approval replaces the card by its decision).
+@pytest.mark.parametrize(
+    "service", [{"approvals": ApprovalSettings(check_interval_s=3600)}], ids=["hourly-expiry"], indirect=True
+)
 async def test_an_approval_counts_down_to_its_expiry_and_then_cannot_be_decided(
     service: TimestepService, page: ConsolePage, fake_openai: FakeOpenAI
 ) -> None:
@@ -219,3 +226,35 @@ async def test_deciding_on_the_run_page_follows_the_run_it_resumed(
     await in_browser(page.wait_for_text, "#final-output", ANSWER)
     await in_browser(page.wait_for_text, ".decided h3", "send_email: approved")
     assert await in_browser(page.count, "article.interruption") == 0
+
+
+async def test_a_run_page_left_open_follows_an_expiry_and_the_run_resuming_by_itself(
+    service: TimestepService, page: ConsolePage, fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.script(tool_call("send_email", EMAIL_ARGS, call_id=unique("call")), text(REPLY))
+    await signed_in(page)
+    async with TimestepClient(f"127.0.0.1:{service.port}", api_key=ACME_KEY) as acme:
+        run = await acme.create_run(
+            "assistant",
+            "Email Bob",
+            approval_timeout=timedelta(seconds=5),
+            auto_resume_on_expiry=True,
+            wait=True,
+            timeout=WAIT,
+        )
+    await in_browser(page.go, f"runs/{run.id}")
+    # Paused when the page opened: its event stream has ended.
+    await in_browser(page.wait_for_text, "#run-status", "INTERRUPTED")
+    await in_browser(page.wait_for, f"article[data-run='{run.id}']")
+
+    await in_browser(
+        page.wait_for_text, "li[data-kind=interruptionExpired]", "send_email: nobody decided in time"
+    )
+    await in_browser(page.wait_for_text, "#run-status", "COMPLETED")
+    await in_browser(page.wait_for_text, "#final-output", REPLY)
+
+    assert await in_browser(page.count, "article.interruption") == 0
+    assert await in_browser(page.count, "li[data-kind=interruptionExpired]") == 1, "each event once"
+    assert not await in_browser(page.visible, "#notice"), "ending the feed's subscription is no error"
+    statuses = await in_browser(page.texts, "li[data-kind=statusChanged]")
+    assert sum("COMPLETED" in status for status in statuses) == 1, statuses

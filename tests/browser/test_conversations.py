@@ -3,7 +3,8 @@ listed, its items shown in order with the run that added each, and a person dele
 runs after a confirmation that says what goes; the session and its runs are then gone from the
 page and from the service, and another session is untouched. The list filters by agent; a run's
 page links to its conversation; a conversation in progress is deleted only when the person
-chooses to cancel its running run; a conversation's page fits a phone.
+chooses to cancel its running run; a conversation's page fits a phone; a long history shows a
+page at a time.
 """
 
 from __future__ import annotations
@@ -173,3 +174,28 @@ async def test_a_conversation_fits_a_phone(service: TimestepService, fake_openai
         assert width == 390, "nothing is wider than the phone's screen"
     finally:
         await asyncio.to_thread(phone.close)
+
+
+async def test_a_long_conversations_history_shows_a_page_at_a_time(
+    service: TimestepService, page: ConsolePage, fake_openai: FakeOpenAI
+) -> None:
+    conversation = unique("long")
+    fake_openai.script(text(GREETING))
+    said = [{"role": "user", "content": f"Message {n}"} for n in range(1, 251)]
+    async with TimestepClient(f"127.0.0.1:{service.port}", api_key=ACME_KEY) as acme:
+        await acme.create_run("assistant", input_items=said, session_id=conversation, wait=True, timeout=WAIT)
+        assert (await acme.get_session(conversation)).item_count == 251
+    await in_browser(page.open, "key")
+    await in_browser(page.use_key, ACME_KEY)
+    await in_browser(page.go, f"sessions/{conversation}")
+
+    await in_browser(page.wait_for_text, ".more [role=status]", "Showing the first 200 of 251 items.")
+    first_page = await in_browser(page.texts, "ol.history li .said")
+    assert first_page == [f"Message {n}" for n in range(1, 201)]
+
+    await in_browser(page.click, ".more button.show-more")
+
+    await in_browser(page.wait_for_count, "ol.history li[data-item]", 251)
+    history = await in_browser(page.texts, "ol.history li .said")
+    assert history == [*(f"Message {n}" for n in range(1, 251)), GREETING]
+    assert await in_browser(page.count, ".more *") == 0, "nothing more to show"

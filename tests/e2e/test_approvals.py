@@ -6,6 +6,7 @@ they may wait comes from the run, else its agent, else the service."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -335,3 +336,98 @@ async def test_a_runs_approval_timeout_wins_over_its_agents_default_which_wins_o
         [asked] = run.interruptions
         waits = asked.expire_time.ToDatetime() - asked.create_time.ToDatetime()
         assert abs(waits - timeout) < timedelta(seconds=1)
+
+
+async def paused_state(client: TimestepClient, agent: str, text_input: str) -> str:
+    """The RunState JSON of a run of `agent` paused on its first tool call."""
+    run = await client.create_run(agent, text_input, wait=True)
+    assert run.status == RunStatus.RUN_STATUS_INTERRUPTED
+    return (await client.get_state(run.id)).state_json
+
+
+async def test_an_imported_runs_approval_timeout_wins_over_its_agents_default_which_wins_over_the_services(
+    start_service: StartService, model_config: ModelConfig, fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.script(
+        tool_call("send_email", EMAIL_ARGS), tool_call("issue_refund", {"order_id": "42", "amount": 10.0})
+    )
+    assistant, billing = example_agents("gpt-4.1")
+    registry = AgentRegistry([RegisteredAgent(assistant, approval_timeout=timedelta(minutes=10)), billing])
+    async with (
+        start_service(
+            model_config, registry=registry, approvals=ApprovalSettings(timeout=timedelta(hours=1))
+        ) as s,
+        TimestepClient(f"127.0.0.1:{s.port}") as client,
+    ):
+        emailing = await paused_state(client, "assistant", "Email Bob")
+        refunding = await paused_state(client, "billing", "Refund order 42")
+        own = await client.import_state(
+            "assistant",
+            emailing,
+            approval_timeout=timedelta(seconds=90),
+            auto_resume_on_expiry=True,
+        )
+        agents_default = await client.import_state("assistant", emailing)
+        services_default = await client.import_state("billing", refunding)
+
+    assert own.auto_resume_on_expiry
+    assert not agents_default.auto_resume_on_expiry
+    expected = [
+        (own, timedelta(seconds=90)),
+        (agents_default, timedelta(minutes=10)),
+        (services_default, timedelta(hours=1)),
+    ]
+    for run, timeout in expected:
+        assert run.approval_timeout.ToTimedelta() == timeout
+        [asked] = run.interruptions
+        waits = asked.expire_time.ToDatetime() - asked.create_time.ToDatetime()
+        assert abs(waits - timeout) < timedelta(seconds=1)
+
+
+async def test_an_imported_run_whose_approval_nobody_decides_in_time_expires_and_resumes(
+    start_service: StartService, model_config: ModelConfig, durable_database: str, fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.script(tool_call("send_email", EMAIL_ARGS, call_id="call_imported"), text("Not sent."))
+    async with expiring_service(start_service, model_config, durable_database) as client:
+        state_json = await paused_state(client, "assistant", "Email Bob")
+        changes = client.watch_runs()
+        bookmark = await anext(changes)
+        assert not bookmark.run_id
+        run = await client.import_state(
+            "assistant",
+            state_json,
+            approval_timeout=timedelta(seconds=1),
+            auto_resume_on_expiry=True,
+            approval_expiry_message="Nobody answered; do not send it.",
+        )
+        async with asyncio.timeout(30):
+            async for change in changes:
+                if (
+                    change.run_id == run.id
+                    and change.event.status_changed.status == RunStatus.RUN_STATUS_COMPLETED
+                ):
+                    break
+        finished = await client.get_run(run.id)
+
+    [decided] = finished.interruptions
+    assert (decided.status, decided.expired) == (InterruptionStatus.INTERRUPTION_STATUS_REJECTED, True)
+    assert finished.final_output == "Not sent."
+    assert function_call_outputs(fake_openai.requests[-1]) == {
+        "call_imported": "Nobody answered; do not send it."
+    }
+
+
+async def test_an_imports_approval_timeout_out_of_range_is_refused_before_anything_is_written(
+    client: TimestepClient, fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.script(tool_call("send_email", EMAIL_ARGS))
+    state_json = await paused_state(client, "assistant", "Email Bob")
+    before = len((await client.list_runs(page_size=500)).runs)
+    request = runs_pb2.ImportRunStateRequest(agent="assistant", state_json=state_json)
+    request.approval_timeout.FromTimedelta(timedelta(days=366))
+
+    error = await expect_rpc_error(client.runs.ImportRunState(request), grpc.StatusCode.INVALID_ARGUMENT)
+
+    assert violated_fields(error) == ["approval_timeout"]
+    assert "365 days" in (error.details() or "")
+    assert len((await client.list_runs(page_size=500)).runs) == before

@@ -12,11 +12,14 @@ import asyncio
 import json
 import sys
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Final
 
 from timestep.app import TimestepService
+from timestep.examples.agents import example_agents
 from timestep.runtime.providers import ModelConfig
+from timestep.runtime.registry import AgentRegistry, RegisteredAgent
 from timestep.settings import WebhookSettings
 from timestep_client import Run, RunStatus, TimestepClient
 
@@ -324,6 +327,24 @@ async def test_agents_list(service: TimestepService) -> None:
 
     human = await timestep(target(service), "agents", "list")
     assert "send_email (needs approval)" in human.stdout
+    assert "approval_timeout" not in human.stdout  # neither agent has a default of its own
+
+
+async def test_agents_list_shows_an_agents_default_approval_timeout(
+    start_service: StartService, model_config: ModelConfig
+) -> None:
+    assistant, billing = example_agents("gpt-4.1")
+    registry = AgentRegistry([assistant, RegisteredAgent(billing, approval_timeout=timedelta(minutes=15))])
+    async with start_service(model_config, registry=registry) as service:
+        human = await timestep(target(service), "agents", "list")
+        listed = await timestep(target(service), "--json", "agents", "list")
+
+    assert human.code == 0, human.stderr
+    lines = {line.split()[0]: line for line in human.stdout.splitlines()}
+    assert "approval_timeout=900s" in lines["billing"]
+    assert "approval_timeout" not in lines["assistant"]
+    described = {agent["name"]: agent for agent in listed.json()["agents"]}
+    assert described["billing"]["approval_timeout"] == "900s"
 
 
 async def test_schedules_create_list_pause_resume_get_and_delete(service: TimestepService) -> None:

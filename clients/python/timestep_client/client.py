@@ -369,12 +369,28 @@ class TimestepClient:
         return response
 
     async def import_state(
-        self, agent: str, state_json: str, *, session_id: str = "", metadata: Mapping[str, str] | None = None
+        self,
+        agent: str,
+        state_json: str,
+        *,
+        session_id: str = "",
+        metadata: Mapping[str, str] | None = None,
+        approval_timeout: timedelta | None = None,
+        auto_resume_on_expiry: bool = False,
+        approval_expiry_message: str = "",
     ) -> runs_pb2.Run:
-        """A new INTERRUPTED run from Python or TypeScript RunState JSON (the format is detected)."""
+        """A new INTERRUPTED run from Python or TypeScript RunState JSON (the format is detected);
+        its pending interruptions expire as `create_run`'s do."""
         request = runs_pb2.ImportRunStateRequest(
-            agent=agent, state_json=state_json, session_id=session_id, metadata=dict(metadata or {})
+            agent=agent,
+            state_json=state_json,
+            session_id=session_id,
+            metadata=dict(metadata or {}),
+            auto_resume_on_expiry=auto_resume_on_expiry,
+            approval_expiry_message=approval_expiry_message,
         )
+        if approval_timeout is not None:
+            request.approval_timeout.FromTimedelta(approval_timeout)
         response: runs_pb2.ImportRunStateResponse = await self.runs.ImportRunState(request)
         return response.run
 

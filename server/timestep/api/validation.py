@@ -267,16 +267,21 @@ def new_run_from_create(request: runs_pb2.CreateRunRequest, limits: Limits) -> N
         metadata=dict(request.metadata),
         keep=request.keep,
         multitask_strategy=multitask_strategy_from_proto(request.multitask_strategy),
-        approval=ApprovalPolicy(
-            timeout=approval_timeout(request),
-            auto_resume=request.auto_resume_on_expiry,
-            expiry_message=request.approval_expiry_message,
-        ),
+        approval=approval_policy(request),
         webhook_url=request.webhook_url,
     )
 
 
-def approval_timeout(request: runs_pb2.CreateRunRequest) -> timedelta | None:
+def approval_policy(request: runs_pb2.CreateRunRequest | runs_pb2.ImportRunStateRequest) -> ApprovalPolicy:
+    """What a new run (created or imported) asks for its interruptions' expiry."""
+    return ApprovalPolicy(
+        timeout=approval_timeout(request),
+        auto_resume=request.auto_resume_on_expiry,
+        expiry_message=request.approval_expiry_message,
+    )
+
+
+def approval_timeout(request: runs_pb2.CreateRunRequest | runs_pb2.ImportRunStateRequest) -> timedelta | None:
     if not request.HasField("approval_timeout"):
         return None  # the agent's default, else the service's --approval-timeout, if any
     duration = request.approval_timeout

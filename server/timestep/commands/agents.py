@@ -15,7 +15,9 @@ def add_commands(
 ) -> None:
     group = commands.add_parser("agents", help="the agents the service runs", parents=[common])
     sub = group.add_subparsers(dest="agents_command", required=True, metavar="COMMAND")
-    listing = sub.add_parser("list", help="list the agents, their models and tools", parents=[common])
+    listing = sub.add_parser(
+        "list", help="list the agents, their models, default approval timeouts and tools", parents=[common]
+    )
     listing.set_defaults(handler=list_agents)
 
 
@@ -26,7 +28,10 @@ async def list_agents(client: TimestepClient, args: argparse.Namespace, output: 
         tools = ", ".join(
             f"{tool.name}{' (needs approval)' if tool.needs_approval else ''}" for tool in agent.tools
         )
-        line = f"{agent.name}  model={agent.model or '-'}  tools: {tools or '-'}"
+        line = f"{agent.name}  model={agent.model or '-'}"
+        if agent.HasField("approval_timeout"):  # the agent's default for its runs' interruptions
+            line += f"  approval_timeout={agent.approval_timeout.ToTimedelta().total_seconds():g}s"
+        line += f"  tools: {tools or '-'}"
         if agent.handoffs:
             line += f"  handoffs: {', '.join(agent.handoffs)}"
         lines.append(line)

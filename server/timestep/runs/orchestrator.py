@@ -140,9 +140,7 @@ class RunOrchestrator:
         agent = self._registry.get(new_run.agent)  # NOT_FOUND before anything is written
         if new_run.webhook_url:
             self._run_webhooks().validate_url(new_run.webhook_url, "webhook_url")
-        if new_run.approval.timeout is None:  # the agent's default, else the service's
-            timeout = self._registry.approval_timeout(agent.name) or self._default_timeout
-            new_run = replace(new_run, approval=replace(new_run.approval, timeout=timeout))
+        new_run = self._with_default_timeout(new_run)
         queue_name = self._launcher.queue_for(new_run.model or _model_name(agent.model))
         run_id = new_id("run")
         strategy = new_run.multitask_strategy or self._default_strategy
@@ -338,6 +336,7 @@ class RunOrchestrator:
         The JSON is parsed once; the codec's `StateCodecError`s (not a RunState, not convertible)
         are the caller's to report."""
         agent = self._registry.get(new_run.agent)
+        new_run = self._with_default_timeout(new_run)
         document = StateDocument.parse(state_json)
         python = convert(document, PYTHON)
         try:
@@ -382,6 +381,13 @@ class RunOrchestrator:
             await self._launcher.launch(turn.run_id, turn.segment, turn.queue_name)
 
     # ----- helpers -----------------------------------------------------------------------
+
+    def _with_default_timeout(self, new_run: NewRun) -> NewRun:
+        """`new_run` with its approval timeout, else its agent's default, else the service's."""
+        if new_run.approval.timeout is not None:
+            return new_run
+        timeout = self._registry.approval_timeout(new_run.agent) or self._default_timeout
+        return replace(new_run, approval=replace(new_run.approval, timeout=timeout))
 
     async def _launch_turn(self, run: Run) -> None:
         """Launch `run`'s segment, or in a session the segment of the run whose turn it is (which

@@ -369,8 +369,9 @@ class RunStore:
             run_id = new_id("run")
             await connection.execute(
                 """INSERT INTO runs (id, agent, current_agent, status, session_id, model, input, metadata,
-                                     segment_count, tenant)
-                   VALUES ($1, $2, $3, 'interrupted', $4, $5, $6, $7, 1, $8)""",
+                                     segment_count, tenant, approval_timeout, auto_resume_on_expiry,
+                                     approval_expiry_message)
+                   VALUES ($1, $2, $3, 'interrupted', $4, $5, $6, $7, 1, $8, $9, $10, $11)""",
                 run_id,
                 new_run.agent,
                 current_agent,
@@ -379,6 +380,9 @@ class RunStore:
                 new_run.input,
                 new_run.metadata,
                 new_run.tenant,
+                new_run.approval.timeout,
+                new_run.approval.auto_resume,
+                new_run.approval.expiry_message,
             )
             await self._insert_snapshot(connection, run_id, 1, snapshot)
             inserted = await insert_interruptions(connection, run_id, 1, interruptions)

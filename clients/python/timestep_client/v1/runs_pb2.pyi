@@ -585,7 +585,7 @@ class GetRunStateResponse(_message.Message):
     def __init__(self, state_json: _Optional[str] = ..., schema_version: _Optional[str] = ..., agent: _Optional[str] = ..., format: _Optional[_Union[StateFormat, str]] = ..., session_id: _Optional[str] = ...) -> None: ...
 
 class ImportRunStateRequest(_message.Message):
-    __slots__ = ("agent", "state_json", "session_id", "metadata")
+    __slots__ = ("agent", "state_json", "session_id", "metadata", "approval_timeout", "auto_resume_on_expiry", "approval_expiry_message")
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -597,11 +597,17 @@ class ImportRunStateRequest(_message.Message):
     STATE_JSON_FIELD_NUMBER: _ClassVar[int]
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     METADATA_FIELD_NUMBER: _ClassVar[int]
+    APPROVAL_TIMEOUT_FIELD_NUMBER: _ClassVar[int]
+    AUTO_RESUME_ON_EXPIRY_FIELD_NUMBER: _ClassVar[int]
+    APPROVAL_EXPIRY_MESSAGE_FIELD_NUMBER: _ClassVar[int]
     agent: str
     state_json: str
     session_id: str
     metadata: _containers.ScalarMap[str, str]
-    def __init__(self, agent: _Optional[str] = ..., state_json: _Optional[str] = ..., session_id: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    approval_timeout: _duration_pb2.Duration
+    auto_resume_on_expiry: bool
+    approval_expiry_message: str
+    def __init__(self, agent: _Optional[str] = ..., state_json: _Optional[str] = ..., session_id: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., approval_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., auto_resume_on_expiry: _Optional[bool] = ..., approval_expiry_message: _Optional[str] = ...) -> None: ...
 
 class ImportRunStateResponse(_message.Message):
     __slots__ = ("run", "format", "schema_version")

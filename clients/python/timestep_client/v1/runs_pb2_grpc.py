@@ -290,10 +290,13 @@ class RunServiceServicer:
         Agents SDK (the format is detected). Its approvals become the run's interruptions: pending
         ones PENDING, ones decided before the state was saved APPROVED or REJECTED. The snapshot
         is stored as given, with its format and schema version. JSON that is not a loadable
-        RunState, or uses something the conversion does not support, is INVALID_ARGUMENT.
+        RunState, or uses something the conversion does not support, is INVALID_ARGUMENT. Its
+        pending interruptions expire as a created run's do: after the request's approval_timeout,
+        else the agent's default, else the service's --approval-timeout.
 
         Errors: INVALID_ARGUMENT (STATE_TOO_LARGE: state_json over the server's limit, 8 MiB by
-        default; FIELD_TOO_LONG: a rejection message in the state over RejectInterruption's cap;
+        default; FIELD_TOO_LONG: a rejection message in the state, or approval_expiry_message, over
+        RejectInterruption's cap; an approval_timeout under 1 s or over 365 days;
         STATE_NOT_LOADABLE, STATE_NOT_INTERRUPTED, UNSUPPORTED_STATE); NOT_FOUND
         (AGENT_NOT_FOUND).
         """

@@ -179,6 +179,7 @@ class RunHandlers:
             session_id=ids.session_id(request.session_id),
             metadata=dict(request.metadata),
             tenant=call.tenant,
+            approval=validation.approval_policy(request),
         )
         try:
             run, snapshot = await self._runs.import_run_state(
