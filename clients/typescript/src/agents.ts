@@ -1,7 +1,7 @@
 // @openai/agents helpers: continue a paused Timestep run in TypeScript, or hand a paused
 // TypeScript run to the service. Needs the peer dependency @openai/agents.
 import { type Agent, RunState } from '@openai/agents';
-import type { TimestepClient } from './client.js';
+import type { ImportRunStateOptions, TimestepClient } from './client.js';
 import { type Run, StateFormat } from './gen/timestep/v1/runs_pb.js';
 
 /** The paused run's state, with the decisions made so far, ready for `run(agent, state)`. */
@@ -14,7 +14,7 @@ export async function loadRunState(client: TimestepClient, agent: Agent<any, any
 export async function importRunState(
   client: TimestepClient,
   state: RunState<any, Agent<any, any>>,
-  options: { sessionId?: string; metadata?: Record<string, string> } = {},
+  options: ImportRunStateOptions = {},
 ): Promise<Run> {
   const agent = state._currentAgent.name;
   const response = await client.importRunState(agent, state.toString(), options);

@@ -8,6 +8,7 @@ import { AgentService } from './gen/timestep/v1/agents_pb.js';
 import {
   type CreateRunRequest,
   type GetRunStateResponse,
+  type ImportRunStateRequest,
   type ImportRunStateResponse,
   type Interruption,
   type ListInterruptionsResponse,
@@ -53,6 +54,9 @@ export interface ReconnectOptions {
 }
 
 export type CreateRunOptions = Omit<Partial<CreateRunRequest>, '$typeName' | 'agent' | 'input'>;
+
+/** ImportRunState's options: session, metadata and the approval timeout of the imported run. */
+export type ImportRunStateOptions = Omit<Partial<ImportRunStateRequest>, '$typeName' | 'agent' | 'stateJson'>;
 
 /** Which page of a listing: `pageSize` 0 means the service's default (50). */
 export interface PageOptions {
@@ -226,9 +230,9 @@ export class TimestepClient {
   async importRunState(
     agent: string,
     stateJson: string,
-    options: { sessionId?: string; metadata?: Record<string, string> } = {},
+    options: ImportRunStateOptions = {},
   ): Promise<ImportRunStateResponse> {
-    return this.runs.importRunState({ agent, stateJson, sessionId: options.sessionId ?? '', metadata: options.metadata ?? {} });
+    return this.runs.importRunState({ ...options, agent, stateJson });
   }
 
   /**

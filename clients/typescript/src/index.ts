@@ -9,6 +9,7 @@ export {
   type CreateWebhookOptions,
   type Decision,
   type DeleteSessionOptions,
+  type ImportRunStateOptions,
   type PageOptions,
   type ReconnectOptions,
   type RejectOptions,
