@@ -77,9 +77,10 @@ class RunJournal:
     async def on_text_delta(self, delta: TextDelta) -> None:
         live = RunEvent(self._run_id, 0, self._segment, delta, datetime.now(UTC))
         self._bus.publish([live])
-        # A model's stream read from a full buffer does not yield to the event loop between
-        # deltas: it would hold them all from subscribers until it ends.
-        await asyncio.sleep(0)
+        if self._bus.streams_live(self._run_id):
+            # A model's stream read from a full buffer does not yield to the event loop between
+            # deltas: it would hold them all from the run's streams until it ends.
+            await asyncio.sleep(0)
 
 
 @dataclass
