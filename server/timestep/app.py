@@ -29,7 +29,6 @@ from timestep.api.grpc.server import (
 )
 from timestep.api.grpc.servicers import MalformedRequests
 from timestep.api.handlers import services
-from timestep.api.http.server import HttpServer, HttpTls, start_http_server
 from timestep.api.tls import server_credentials
 from timestep.domain import MultitaskStrategy
 from timestep.durability.engine import DurableEngine, default_executor_id
@@ -83,6 +82,7 @@ from timestep.webhooks.client import ClientSettings, WebhookClient
 from timestep.webhooks.service import Webhooks
 
 if TYPE_CHECKING:
+    from timestep.api.http.server import HttpServer
     from timestep.observability.tracing import Tracing
 
 log = logging.getLogger(__name__)
@@ -365,6 +365,9 @@ class TimestepService:
             stack.push_async_callback(_stop_server, server, shutdown)
             http_port: int | None = None
             if config.http_port is not None:
+                # Imported only with an HTTP port (Connect and its server take a tenth of a second).
+                from timestep.api.http.server import HttpTls, start_http_server
+
                 http_server, http_port = await start_http_server(
                     lambda collector: add_services(collector, handlers, health, config.limits),
                     interceptors,

@@ -53,7 +53,7 @@ async def running_run(store: RunStore) -> str:
 async def journal(store: JournalStore, run_id: str) -> JournaledSteps:
     """The steps of segment 1 as an execution (first or recovered) of it sees them."""
     steps = JournaledSteps(store, run_id, 1, "test-executor")
-    await steps.load()
+    await steps.prepare()
     return steps
 
 

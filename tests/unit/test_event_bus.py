@@ -259,3 +259,20 @@ async def test_a_nudge_keeps_buffered_live_events_and_they_come_before_the_rerea
         batch = await asyncio.wait_for(subscription.next_batch(), WAIT)
         assert [e.payload["delta"] for e in batch or []] == ["Hel", "lo"], "stored ones come from the store"
         assert await asyncio.wait_for(subscription.next_batch(), WAIT) is None
+
+
+async def test_a_subscription_to_stored_events_only_gets_no_deltas_and_is_not_a_stream() -> None:
+    bus = EventBus()
+    delta = RunEvent("run_a", 0, 1, TextDelta("a", "Sun", "msg_1"), datetime.now(UTC))
+    stored = event("run_a", 1)
+    with bus.subscribe("run_a", live=False) as waiter:
+        assert not bus.streams_live("run_a")
+
+        bus.publish([delta, stored])
+        assert await waiter.next_batch() == [stored]
+
+        with bus.subscribe("run_a") as stream:
+            assert bus.streams_live("run_a")
+            bus.publish([delta])
+            assert await stream.next_batch() == [delta]
+        assert not bus.streams_live("run_a")

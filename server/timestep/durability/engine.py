@@ -23,6 +23,7 @@ from dbos import DBOS, DBOSConfig, Queue, SetWorkflowID
 from timestep.durability import workflows
 from timestep.durability.dbos_logs import quiet_cancelled_workflows
 from timestep.durability.journal_store import JournalStore
+from timestep.durability.recovery_polling import RecoveryPolling
 from timestep.durability.replica_store import ReplicaStore
 from timestep.durability.replicas import ReplicaMonitor
 from timestep.durability.sweeper import StrandedSweeper
@@ -137,7 +138,8 @@ class DurableEngine:
         self.executor_id = executor_id
         self._limits = limits
         replicas = ReplicaStore(executor.pool)
-        self._replicas = ReplicaMonitor(replicas, executor_id, replica_timeout_s)
+        self._recovery = RecoveryPolling()
+        self._replicas = ReplicaMonitor(replicas, executor_id, replica_timeout_s, self._recovery.recovering)
         self._sweeper = StrandedSweeper(store, replicas, executor.bus, self, stranded_grace_s)
         self._queues: dict[str, Queue] = {}
         self._journal = JournalStore(executor.pool)
@@ -177,6 +179,9 @@ class DurableEngine:
             configure_dbos(self._database_url, executor_id=self.executor_id)
             stack.callback(shutdown_dbos)
             stack.push_async_callback(self._cancel_running)
+            # Launching recovers this replica's pending workflows: execute them at once.
+            self._recovery.recovering()
+            stack.callback(self._recovery.close)
             ensure_dbos_launched()
             await _schedule_retention(policy)
             # Only providers with a concurrency limit get queues: each one polls the database while idle.
@@ -219,8 +224,9 @@ class DurableEngine:
             else:
                 # No limits to wait for: start now rather than at a queue's next poll. The
                 # workflow id makes a repeated launch a no-op (only its first starter executes
-                # it); after a crash DBOS recovers it through its internal queue (polled every
-                # second), where a dequeued one goes back to its own queue.
+                # it); after a crash DBOS recovers it through its internal queue (polled fast
+                # after a recovery, see recovery_polling.py), where a dequeued one goes back to
+                # its own queue.
                 await DBOS.start_workflow_async(workflows.run_segment, run_id, segment)
 
     async def _queue(self, name: str) -> Queue:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 
 from timestep.durability.dbos_internals import recover_pending_workflows
 from timestep.durability.replica_store import ReplicaStore
@@ -31,8 +32,12 @@ MAX_HEARTBEAT_PERIOD_S = 0.5
 
 
 class ReplicaMonitor:
-    def __init__(self, store: ReplicaStore, executor_id: str, timeout_s: float) -> None:
+    def __init__(
+        self, store: ReplicaStore, executor_id: str, timeout_s: float, recovering: Callable[[], None]
+    ) -> None:
         self._store = store
+        # Called before recovering a dead replica's workflows (to execute them at once).
+        self._recovering = recovering
         self._executor_id = executor_id
         self._timeout_s = timeout_s
         self._period_s = min(timeout_s / 3, MAX_HEARTBEAT_PERIOD_S)
@@ -60,6 +65,7 @@ class ReplicaMonitor:
                 return
             for dead in await self._store.claim_dead_replicas(self._executor_id, self._timeout_s):
                 log.warning("replica %s stopped heartbeating; recovering its workflows", dead)
+                self._recovering()
                 await asyncio.to_thread(recover_pending_workflows, [dead])
         except Exception as error:
             self._heartbeating_since = None

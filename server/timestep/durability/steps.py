@@ -89,8 +89,7 @@ class JournaledSteps:
         # The last number given inside each enclosing step.
         self._numbers: dict[str, int] = {}
 
-    async def load(self) -> None:
-        """Read what an earlier execution of this segment recorded (call before the first step)."""
+    async def prepare(self) -> None:
         self._recorded = await self._store.recorded_steps(self._run_id, self._segment)
 
     async def model_call(self, model_name: str, call: Callable[[], Awaitable[Any]]) -> Any:

@@ -67,7 +67,6 @@ async def run_segment(run_id: str, segment: int) -> None:
     async def execute() -> Turn | None:
         # Each attempt replays the journal from the start (executing a segment is idempotent).
         steps = JournaledSteps(bindings.journal, run_id, segment, bindings.executor_id)
-        await steps.load()
         return await bindings.executor.execute(run_id, segment, steps)
 
     try:

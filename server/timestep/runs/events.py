@@ -40,8 +40,10 @@ def merge_text_deltas(first: RunEvent, second: RunEvent) -> RunEvent | None:
 
 
 class Subscription:
-    def __init__(self, run_id: str, limit: int) -> None:
+    def __init__(self, run_id: str, limit: int, *, live: bool = True) -> None:
         self.run_id = run_id
+        # Whether it takes live-only events (token deltas) too, or the stored ones only.
+        self.live = live
         self._limit = limit
         self._buffer: deque[RunEvent] = deque()
         self._wakeup = asyncio.Event()
@@ -128,7 +130,8 @@ class EventBus:
         if event.is_durable:
             self.wake_watchers()
         for subscription in self._subscriptions.get(event.run_id, ()):
-            subscription.push(event)
+            if event.is_durable or subscription.live:
+                subscription.push(event)
 
     def nudge(self, run_id: str) -> None:
         """Tell the run's subscribers that new events are in the store."""
@@ -142,9 +145,14 @@ class EventBus:
         for run_id in list(self._subscriptions):
             self.nudge(run_id)
 
+    def streams_live(self, run_id: str) -> bool:
+        """Whether a subscriber here takes the run's live events (a stream following it)."""
+        return any(subscription.live for subscription in self._subscriptions.get(run_id, ()))
+
     @contextmanager
-    def subscribe(self, run_id: str) -> Iterator[Subscription]:
-        subscription = Subscription(run_id, self._subscriber_buffer)
+    def subscribe(self, run_id: str, *, live: bool = True) -> Iterator[Subscription]:
+        """Subscribe to the run's events; without `live`, to its stored ones only."""
+        subscription = Subscription(run_id, self._subscriber_buffer, live=live)
         self._subscriptions[run_id].add(subscription)
         try:
             yield subscription

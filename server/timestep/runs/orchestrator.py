@@ -144,8 +144,9 @@ class RunOrchestrator:
         queue_name = self._launcher.queue_for(new_run.model or _model_name(agent.model))
         run_id = new_id("run")
         strategy = new_run.multitask_strategy or self._default_strategy
-        # Subscribed before the run exists, a waiting caller needs no read of its events.
-        with self._bus.subscribe(run_id) as subscription:
+        # Subscribed before the run exists, a waiting caller needs no read of its events (and
+        # takes no token deltas: it returns the run once it stops).
+        with self._bus.subscribe(run_id, live=False) as subscription:
             run, events, created = await self._store.create_run(
                 new_run, queue_name, run_id=run_id, admit=admission(strategy, new_run.session_id)
             )
@@ -178,7 +179,8 @@ class RunOrchestrator:
         when it passes."""
         run = await self._store.get_run(scope, run_id)
         model = run.model or _model_name(self._registry.get(run.agent).model)
-        with self._bus.subscribe(run_id) as subscription:  # before the transition: see create_run
+        # Before the transition: see create_run.
+        with self._bus.subscribe(run_id, live=False) as subscription:
             run, events = await self._transitions.queue_resume(
                 scope, run_id, self._launcher.queue_for(model), deadline=deadline, run=run
             )

@@ -41,7 +41,7 @@ from timestep.runtime.runner import (
     execute_segment,
 )
 from timestep.runtime.state_sdk import load_state
-from timestep.runtime.steps import SegmentSupersededError, StepRunner
+from timestep.runtime.steps import SegmentSteps, SegmentSupersededError, StepRunner
 from timestep.runtime.usage import UsageRecorder, model_name_for
 from timestep.settings import DEFAULT_MAX_TURNS
 from timestep.state.document import StateDocument
@@ -77,6 +77,10 @@ class RunJournal:
     async def on_text_delta(self, delta: TextDelta) -> None:
         live = RunEvent(self._run_id, 0, self._segment, delta, datetime.now(UTC))
         self._bus.publish([live])
+        if self._bus.streams_live(self._run_id):
+            # A model's stream read from a full buffer does not yield to the event loop between
+            # deltas: it would hold them all from the run's streams until it ends.
+            await asyncio.sleep(0)
 
 
 @dataclass
@@ -94,7 +98,7 @@ class SegmentExecutor:
     # Provider request limits, taken before each model request (None: no provider has one).
     request_limiter: RequestLimiter | None = None
 
-    async def execute(self, run_id: str, segment: int, steps: StepRunner) -> Turn | None:
+    async def execute(self, run_id: str, segment: int, steps: SegmentSteps) -> Turn | None:
         """Execute segment `segment` of a run queued for it, and record how it ended; when that
         ended the run, the run of its session whose turn it is now, for the caller to launch.
 
@@ -104,7 +108,8 @@ class SegmentExecutor:
         """
         run_id_var.set(run_id)  # log lines of this segment carry its run id
         transitions = RunTransitions(self.store)
-        read, start = await self.store.segment_start(run_id, segment)
+        # Two reads at once: the model call waits for both (a failure of either raises here).
+        (read, start), _ = await asyncio.gather(self.store.segment_start(run_id, segment), steps.prepare())
         run, events = await transitions.begin_segment(run_id, segment, run=read)
         self.bus.publish(events)
         if run is None:

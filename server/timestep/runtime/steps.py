@@ -55,8 +55,20 @@ class StepRunner(Protocol):
         ...
 
 
+class SegmentSteps(StepRunner, Protocol):
+    """The StepRunner of a service segment."""
+
+    async def prepare(self) -> None:
+        """Read what an earlier execution of the segment recorded; the segment awaits it (with
+        its own first read) before its first step."""
+        ...
+
+
 class DirectSteps:
     """Runs every step as it comes; nothing is recorded."""
+
+    async def prepare(self) -> None:
+        return
 
     async def model_call(self, model_name: str, call: Callable[[], Awaitable[Any]]) -> Any:
         return await call()
@@ -177,6 +189,7 @@ __all__ = [
     "DirectSteps",
     "ModelCallSink",
     "RunContextWrapper",
+    "SegmentSteps",
     "SegmentSupersededError",
     "StepModel",
     "StepModelProvider",

@@ -6,8 +6,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from jsonschema import Draft202012Validator
-
 from timestep.errors import InvalidArgumentError
 from timestep.runtime.registry import AgentRegistry
 
@@ -37,6 +35,9 @@ def check_arguments(registry: AgentRegistry, agent: str, tool: str, arguments_js
             field=FIELD,
         )
     schema: dict[str, Any] = function_tool.params_json_schema
+    # Imported on the first edit, not at start-up (it takes a tenth of a second).
+    from jsonschema import Draft202012Validator
+
     problems = sorted(Draft202012Validator(schema).iter_errors(arguments), key=lambda e: list(e.path))
     if problems:
         violations = [
