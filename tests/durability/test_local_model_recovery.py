@@ -23,7 +23,8 @@ LOCAL_WAIT: Final = 240.0
 async def test_kill_while_the_local_model_streams_repeats_only_that_call(durable_database: str) -> None:
     prefixes = ("OPENAI_", "TIMESTEP_", "OLLAMA_", "FIRECRAWL_")
     env = {key: value for key, value in os.environ.items() if not key.startswith(prefixes)}
-    env["PG_CONNECTION_URI"] = durable_database
+    # No HTTP port: 8080 may be taken on the machine.
+    env.update(PG_CONNECTION_URI=durable_database, TIMESTEP_HTTP_PORT="0")
     server = ServeProcess(
         "local-crash",
         free_port(),
