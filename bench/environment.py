@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 import uuid
 from collections.abc import AsyncIterator
@@ -82,6 +83,17 @@ class Bench:
     plain_client: TimestepClient
     model_config: ModelConfig
     run_config: RunConfig
+
+    def serve_environment(self, database_url: str) -> dict[str, str]:
+        """The environment of a `timestep serve` process of a scenario: on `database_url`, its
+        OpenAI models the fake, and no HTTP port (8080 may be taken)."""
+        return {
+            **os.environ,
+            "PG_CONNECTION_URI": database_url,
+            "OPENAI_API_KEY": API_KEY,
+            "OPENAI_BASE_URL": self.fake.base_url,
+            "TIMESTEP_HTTP_PORT": "0",
+        }
 
     def iterations(self, full: int, smoke: int) -> int:
         return smoke if self.smoke else full

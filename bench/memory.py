@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import signal
 import uuid
 from collections.abc import AsyncIterator
 
 from timestep_client import RunStatus, TimestepClient
 
-from bench.environment import API_KEY, Bench, database
+from bench.environment import Bench, database
 from bench.processes import rss_bytes
 from bench.report import Row
 from timestep_testing.harness import ServeProcess, connect, free_port
@@ -93,13 +92,7 @@ async def memory(bench: Bench) -> list[Row]:
     wave = bench.iterations(500, 10)
     subscribers = bench.iterations(200, 20)
     async with database("timestep_bench_memory") as database_url:
-        environment = {
-            **os.environ,
-            "PG_CONNECTION_URI": database_url,
-            "OPENAI_API_KEY": API_KEY,
-            "OPENAI_BASE_URL": bench.fake.base_url,
-            "TIMESTEP_HTTP_PORT": "0",  # no HTTP port: 8080 may be taken
-        }
+        environment = bench.serve_environment(database_url)
         server = ServeProcess("bench-memory", free_port(), ["--log-level", "WARNING"], environment)
         await server.start()
         assert server.process is not None

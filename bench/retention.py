@@ -6,7 +6,6 @@ on its own schedule) a second wave reuses the first one's space."""
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import time
 import uuid
@@ -16,7 +15,7 @@ import asyncpg
 import grpc
 from timestep_client import RunStatus, TimestepClient
 
-from bench.environment import API_KEY, Bench, database
+from bench.environment import Bench, database
 from bench.report import Row
 from timestep_testing.harness import FAST_RECONNECT, ServeProcess, free_port
 
@@ -115,12 +114,7 @@ async def retention(bench: Bench) -> list[Row]:
     age, every = POLICY[bench.smoke]
     flags = ["--retention", age, "--retention-sweep-every", every, "--retention-batch", "2000"]
     async with database("timestep_bench_retention") as database_url:
-        environment = {
-            **os.environ,
-            "PG_CONNECTION_URI": database_url,
-            "OPENAI_API_KEY": API_KEY,
-            "OPENAI_BASE_URL": bench.fake.base_url,
-        }
+        environment = bench.serve_environment(database_url)
         server = ServeProcess("bench-retention", free_port(), ["--log-level", "WARNING", *flags], environment)
         await server.start()
         client = TimestepClient(channel=grpc.aio.insecure_channel(server.address, options=FAST_RECONNECT))

@@ -3,10 +3,9 @@ own) on the bench's database through a counting proxy (`timestep_testing.pg_prox
 
 from __future__ import annotations
 
-import os
 import signal
 
-from bench.environment import API_KEY, Bench
+from bench.environment import Bench
 from bench.report import Row
 from timestep_testing.harness import ServeProcess, connect, free_port
 from timestep_testing.pg_proxy import HitlRoundTrips, RoundTripProxy, hitl_round_trips
@@ -17,13 +16,7 @@ NOTE = "median of the cycles after a warm-up one"
 async def round_trips(bench: Bench) -> list[Row]:
     counts: list[HitlRoundTrips] = []
     async with RoundTripProxy(bench.database_url) as proxy:
-        environment = {
-            **os.environ,
-            "PG_CONNECTION_URI": proxy.dsn,
-            "OPENAI_API_KEY": API_KEY,
-            "OPENAI_BASE_URL": bench.fake.base_url,
-            "TIMESTEP_HTTP_PORT": "0",  # no HTTP port: 8080 may be taken
-        }
+        environment = bench.serve_environment(proxy.dsn)
         server = ServeProcess("bench-round-trips", free_port(), ["--log-level", "WARNING"], environment)
         await server.start()
         client = connect(server.address)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from timestep_client import RunStatus, TimestepClient
 
-from bench.environment import API_KEY, REPO, Bench
+from bench.environment import REPO, Bench
 from bench.load import Load, load
 from bench.processes import CpuWindow
 from bench.report import Row
@@ -124,13 +124,7 @@ async def scaling(bench: Bench) -> list[Row]:
     try:
         database_url = await create_database(postgres.dsn, "timestep_bench_scaling")
         postmaster = int((postgres.directory / "data" / "postmaster.pid").read_text().split()[0])
-        environment = {
-            **os.environ,
-            "PG_CONNECTION_URI": database_url,
-            "OPENAI_API_KEY": API_KEY,
-            "OPENAI_BASE_URL": bench.fake.base_url,
-            "TIMESTEP_HTTP_PORT": "0",  # no HTTP port: 8080 may be taken
-        }
+        environment = bench.serve_environment(database_url)
         servers: list[ServeProcess] = []
         try:
             for processes in levels:

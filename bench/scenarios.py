@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-import os
 import signal
 import time
 import uuid
@@ -18,7 +17,7 @@ from agents import Runner, RunState, SQLiteSession
 from timestep.examples.agents import assistant
 from timestep_client import InterruptionStatus, RunStatus, TimestepClient
 
-from bench.environment import API_KEY, Bench, database
+from bench.environment import Bench, database
 from bench.load import load as _load
 from bench.memory import memory
 from bench.report import Row
@@ -512,13 +511,7 @@ async def recovery(bench: Bench) -> list[Row]:
     completed_ms: list[float] = []
     clean_start_ms: list[float] = []
     async with database("timestep_bench_recovery") as database_url:
-        environment = {
-            **os.environ,
-            "PG_CONNECTION_URI": database_url,
-            "OPENAI_API_KEY": API_KEY,
-            "OPENAI_BASE_URL": bench.fake.base_url,
-            "TIMESTEP_HTTP_PORT": "0",  # no HTTP port: 8080 may be taken
-        }
+        environment = bench.serve_environment(database_url)
         server = ServeProcess("bench-recovery", free_port(), ["--log-level", "WARNING"], environment)
         clean_start_ms.append(await server.start())
         client = TimestepClient(

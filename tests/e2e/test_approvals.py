@@ -19,7 +19,7 @@ from timestep.examples.agents import example_agents
 from timestep.runtime.providers import ModelConfig
 from timestep.runtime.registry import AgentRegistry, RegisteredAgent
 from timestep.settings import DEFAULT_EXPIRY_MESSAGE, ApprovalSettings, WebhookSettings
-from timestep_client import InterruptionStatus, RunStatus, TimestepClient
+from timestep_client import InterruptionStatus, Run, RunStatus, TimestepClient
 from timestep_client.v1 import runs_pb2
 
 from tests.conftest import StartService
@@ -326,16 +326,13 @@ async def test_a_runs_approval_timeout_wins_over_its_agents_default_which_wins_o
 
     assert described["assistant"].approval_timeout.ToTimedelta() == timedelta(minutes=10)
     assert not described["billing"].HasField("approval_timeout")
-    expected = [
-        (own, timedelta(seconds=90)),
-        (agents_default, timedelta(minutes=10)),
-        (services_default, timedelta(hours=1)),
-    ]
-    for run, timeout in expected:
-        assert run.approval_timeout.ToTimedelta() == timeout
-        [asked] = run.interruptions
-        waits = asked.expire_time.ToDatetime() - asked.create_time.ToDatetime()
-        assert abs(waits - timeout) < timedelta(seconds=1)
+    assert_approval_timeouts(
+        [
+            (own, timedelta(seconds=90)),
+            (agents_default, timedelta(minutes=10)),
+            (services_default, timedelta(hours=1)),
+        ]
+    )
 
 
 async def paused_state(client: TimestepClient, agent: str, text_input: str) -> str:
@@ -372,16 +369,13 @@ async def test_an_imported_runs_approval_timeout_wins_over_its_agents_default_wh
 
     assert own.auto_resume_on_expiry
     assert not agents_default.auto_resume_on_expiry
-    expected = [
-        (own, timedelta(seconds=90)),
-        (agents_default, timedelta(minutes=10)),
-        (services_default, timedelta(hours=1)),
-    ]
-    for run, timeout in expected:
-        assert run.approval_timeout.ToTimedelta() == timeout
-        [asked] = run.interruptions
-        waits = asked.expire_time.ToDatetime() - asked.create_time.ToDatetime()
-        assert abs(waits - timeout) < timedelta(seconds=1)
+    assert_approval_timeouts(
+        [
+            (own, timedelta(seconds=90)),
+            (agents_default, timedelta(minutes=10)),
+            (services_default, timedelta(hours=1)),
+        ]
+    )
 
 
 async def test_an_imported_run_whose_approval_nobody_decides_in_time_expires_and_resumes(
@@ -431,3 +425,13 @@ async def test_an_imports_approval_timeout_out_of_range_is_refused_before_anythi
     assert violated_fields(error) == ["approval_timeout"]
     assert "365 days" in (error.details() or "")
     assert len((await client.list_runs(page_size=500)).runs) == before
+
+
+def assert_approval_timeouts(expected: list[tuple[Run, timedelta]]) -> None:
+    """Each run has this approval timeout, and its pending interruption expires that long after it
+    was asked."""
+    for run, timeout in expected:
+        assert run.approval_timeout.ToTimedelta() == timeout
+        [asked] = run.interruptions
+        waits = asked.expire_time.ToDatetime() - asked.create_time.ToDatetime()
+        assert abs(waits - timeout) < timedelta(seconds=1)
