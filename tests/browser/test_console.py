@@ -162,6 +162,9 @@ async def test_an_approval_counts_down_to_its_expiry_and_then_cannot_be_decided(
     await in_browser(page.wait_for_text, f"{card} [role=alert]", "Nobody decided in time")
     for control in ("button.primary", "button.reject", ".editor button", "input[type=text]"):
         assert not await in_browser(page.enabled, f"{card} {control}"), f"{control} still enabled"
+    # Its approval is past due: cancelled, no later test's service expires it meanwhile.
+    async with TimestepClient(f"127.0.0.1:{service.port}", api_key=ACME_KEY) as acme:
+        await acme.cancel(run.id, "the test is over")
 
 
 async def test_a_person_edits_a_calls_arguments_and_the_tool_runs_with_them(

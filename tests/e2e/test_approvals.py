@@ -323,6 +323,7 @@ async def test_a_runs_approval_timeout_wins_over_its_agents_default_which_wins_o
             "assistant", "Email Bob", approval_timeout=timedelta(seconds=90), wait=True
         )
         services_default = await client.create_run("billing", "Refund order 42", wait=True)
+        await cancel_all(client, [agents_default.id, own.id, services_default.id])
 
     assert described["assistant"].approval_timeout.ToTimedelta() == timedelta(minutes=10)
     assert not described["billing"].HasField("approval_timeout")
@@ -336,10 +337,19 @@ async def test_a_runs_approval_timeout_wins_over_its_agents_default_which_wins_o
 
 
 async def paused_state(client: TimestepClient, agent: str, text_input: str) -> str:
-    """The RunState JSON of a run of `agent` paused on its first tool call."""
+    """The RunState JSON of a run of `agent` paused on its first tool call (the run cancelled)."""
     run = await client.create_run(agent, text_input, wait=True)
     assert run.status == RunStatus.RUN_STATUS_INTERRUPTED
-    return (await client.get_state(run.id)).state_json
+    state_json = (await client.get_state(run.id)).state_json
+    await cancel_all(client, [run.id])
+    return state_json
+
+
+async def cancel_all(client: TimestepClient, run_ids: list[str]) -> None:
+    """Cancel runs paused with approval timeouts, so that none expires (and resumes) while later
+    tests check the shared database."""
+    for run_id in run_ids:
+        await client.cancel(run_id, "the test is over")
 
 
 async def test_an_imported_runs_approval_timeout_wins_over_its_agents_default_which_wins_over_the_services(
@@ -366,6 +376,7 @@ async def test_an_imported_runs_approval_timeout_wins_over_its_agents_default_wh
         )
         agents_default = await client.import_state("assistant", emailing)
         services_default = await client.import_state("billing", refunding)
+        await cancel_all(client, [own.id, agents_default.id, services_default.id])
 
     assert own.auto_resume_on_expiry
     assert not agents_default.auto_resume_on_expiry
